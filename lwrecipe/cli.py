@@ -1,0 +1,163 @@
+"""The command line: argument parsing and output only.
+
+Each command calls the library and formats what it returns; errors arrive as
+LwrecipeError and leave as one `error: <where>: <what>` line per problem with
+the documented exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .errors import LwrecipeError
+
+EPILOG = "Exit status: 0 success; 1 a build or command failed; 2 usage or recipe error; 3 integrity failure."
+
+
+class Context:
+    """What every command gets: the parsed global options."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.verbosity = args.verbose - args.quiet
+        self.cache_dir = Path(args.cache or os.environ.get("LWRECIPE_CACHE") or "cache").absolute()
+
+    def out(self, text: str = "") -> None:
+        print(text)
+
+    def info(self, text: str) -> None:
+        if self.verbosity >= 0:
+            print(text, file=sys.stderr)
+
+
+def _target_args(p: argparse.ArgumentParser, many: bool = True) -> None:
+    p.add_argument("targets" if many else "target", nargs="+" if many else None, metavar="TARGET",
+                   help="a recipe file (recipes/busybox.toml) or a recipe name (busybox)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lwrecipe", epilog=EPILOG,
+                                     description="Pinned, reproducible recipes for Linux on WebAssembly.")
+    parser.add_argument("--version", action="version", version=f"lwrecipe {__version__}")
+    parser.add_argument("--cache", metavar="DIR", help="local cache directory (default: $LWRECIPE_CACHE or ./cache)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="say more")
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="say less")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("plan", help="build order, keys and status", epilog=EPILOG)
+    _target_args(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("show", help="print a resolved recipe", epilog=EPILOG)
+    _target_args(p, many=False)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("graph", help="print the dependency graph", epilog=EPILOG)
+    _target_args(p, many=False)
+    p.add_argument("--dot", action="store_true", help="Graphviz output")
+    p.set_defaults(func=cmd_graph)
+    return parser
+
+
+def _plan(ctx: Context, targets: Sequence[str]):  # noqa: ANN202 - returns (graph, planned)
+    from .graph import load_graph
+    from .plan import plan_graph
+    from .status import StatusOracle
+
+    graph = load_graph(targets)
+    oracle = StatusOracle(ctx.cache_dir)
+    return graph, plan_graph(graph, oracle.output_id), oracle
+
+
+def _key_cell(item) -> str:  # noqa: ANN001
+    if item.missing_tools:
+        return "missing tool: " + ", ".join(item.missing_tools)
+    if item.key is None:
+        return "after " + ", ".join(item.waiting_on)
+    return item.key[:12]
+
+
+def cmd_plan(ctx: Context) -> int:
+    _, planned, oracle = _plan(ctx, ctx.args.targets)
+    rows = [{"name": p.name, "version": p.recipe.version, "key": p.key, "status": oracle.status(p),
+             "depends": list(p.recipe.depends), "missing_tools": list(p.missing_tools),
+             "waiting_on": list(p.waiting_on), "recipe": p.recipe.display} for p in planned]
+    if ctx.args.json:
+        ctx.out(json.dumps(rows, indent=2))
+        return 0
+    table = [("NAME", "VERSION", "KEY", "STATUS")]
+    table += [(r["name"], r["version"], _key_cell(p), r["status"]) for r, p in zip(rows, planned)]
+    widths = [max(len(row[i]) for row in table) for i in range(3)]
+    for row in table:
+        ctx.out("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3])
+    return 0
+
+
+def cmd_show(ctx: Context) -> int:
+    from .show import describe
+
+    graph, planned, _ = _plan(ctx, [ctx.args.target])
+    item = next(p for p in planned if p.name == graph.targets[0])
+    doc = describe(item)
+    if ctx.args.json:
+        ctx.out(json.dumps(doc, indent=2))
+    else:
+        from .show import render_text
+        ctx.out(render_text(doc))
+    return 0
+
+
+def cmd_graph(ctx: Context) -> int:
+    from .graph import load_graph
+
+    graph = load_graph([ctx.args.target])
+    names = graph.closure(graph.targets)
+    if ctx.args.dot:
+        ctx.out("digraph lwrecipe {")
+        ctx.out("  rankdir=BT;")
+        for name in names:
+            r = graph.recipes[name]
+            ctx.out(f'  "{name}" [label="{name}\\n{r.version}"];')
+        for name in names:
+            for dep in graph.deps(name):
+                ctx.out(f'  "{name}" -> "{dep}";')
+        ctx.out("}")
+        return 0
+
+    def walk(name: str, depth: int) -> None:
+        ctx.out("  " * depth + f"{name} {graph.recipes[name].version}")
+        for dep in sorted(graph.deps(name)):
+            walk(dep, depth + 1)
+
+    for target in graph.targets:
+        walk(target, 0)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    ctx = Context(args)
+    try:
+        return args.func(ctx)
+    except LwrecipeError as exc:
+        for line in exc.lines():
+            print(f"error: {line}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Every error a user can see, rooted at LwrecipeError.
+
+Each class carries its context and its exit status (DESIGN.md: 1 a build or
+command failed, 2 usage or recipe error, 3 an integrity failure). The CLI prints
+`error: <where>: <what>` and never a traceback; this module prints nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTEGRITY = 3
+
+
+class LwrecipeError(Exception):
+    """Root of every user-facing error."""
+
+    exit_code: int = EXIT_FAILED
+    reason: str = "failed"
+    temporary: bool = False
+
+    def lines(self) -> list[str]:
+        """The message as one or more `<where>: <what>` lines."""
+        return [str(self)]
+
+
+class UsageError(LwrecipeError):
+    exit_code = EXIT_USAGE
+    reason = "usage"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with one field of a recipe."""
+
+    field: str
+    message: str
+
+    def render(self, path: str) -> str:
+        return f"{path}: {self.field}: {self.message}" if self.field else f"{path}: {self.message}"
+
+
+class RecipeError(LwrecipeError):
+    """A recipe file that cannot be used; lists every problem found in it."""
+
+    exit_code = EXIT_USAGE
+    reason = "recipe"
+
+    def __init__(self, path: str, problems: Sequence[Problem]) -> None:
+        self.path = path
+        self.problems = tuple(problems)
+        super().__init__(self.problems[0].render(path))
+
+    @classmethod
+    def one(cls, path: str, field: str, message: str) -> RecipeError:
+        return cls(path, [Problem(field, message)])
+
+    def lines(self) -> list[str]:
+        return [p.render(self.path) for p in self.problems]
+
+
+class GraphError(LwrecipeError):
+    """A missing dependency or a dependency cycle."""
+
+    exit_code = EXIT_USAGE
+    reason = "graph"
+
+
+class MissingToolError(LwrecipeError):
+    """A host tool a recipe declares is not on this machine."""
+
+    reason = "missing-tool"
+
+    def __init__(self, recipe: str, tool: str, package: str | None) -> None:
+        self.recipe, self.tool, self.package = recipe, tool, package
+        hint = f" (Debian package: {package})" if package else ""
+        super().__init__(f"{recipe}: host tool {tool!r} not found on PATH{hint}")
+
+
+class IntegrityError(LwrecipeError):
+    """A hash or signature did not match, or a lock drifted."""
+
+    exit_code = EXIT_INTEGRITY
+    reason = "integrity"
+
+
+class HashMismatch(IntegrityError):
+    reason = "hash-mismatch"
+
+    def __init__(self, where: str, expected: str, actual: str) -> None:
+        self.where, self.expected, self.actual = where, expected, actual
+        super().__init__(f"{where}: sha256 mismatch: expected {expected}, got {actual}")
+
+
+class FetchError(LwrecipeError):
+    """A source could not be obtained from any location."""
+
+    reason = "fetch"
+
+    def __init__(self, where: str, attempts: Sequence[str]) -> None:
+        self.where, self.attempts = where, tuple(attempts)
+        super().__init__(f"{where}: could not be fetched from any location")
+
+    def lines(self) -> list[str]:
+        return [str(self)] + [f"  {a}" for a in self.attempts]
+
+
+class FetchIntegrityError(IntegrityError):
+    """Every location served bytes with the wrong hash."""
+
+    reason = "fetch-integrity"
+
+    def __init__(self, where: str, attempts: Sequence[str]) -> None:
+        self.where, self.attempts = where, tuple(attempts)
+        super().__init__(f"{where}: no location served the pinned bytes")
+
+    def lines(self) -> list[str]:
+        return [str(self)] + [f"  {a}" for a in self.attempts]
+
+
+class OfflineMissing(LwrecipeError):
+    reason = "offline"
+
+
+class UnsafeArchive(IntegrityError):
+    """An archive or patch that would write outside its tree or create special files."""
+
+    reason = "unsafe-archive"
+
+
+class BuildFailed(LwrecipeError):
+    reason = "build"
+
+    def __init__(self, recipe: str, message: str, log_path: str | None = None, tail: str = "") -> None:
+        self.recipe, self.log_path, self.tail = recipe, log_path, tail
+        super().__init__(f"{recipe}: {message}")
+
+    def lines(self) -> list[str]:
+        out = [str(self)]
+        if self.log_path:
+            out.append(f"  log: {self.log_path}")
+        return out
+
+
+class SandboxUnavailable(LwrecipeError):
+    reason = "sandbox"

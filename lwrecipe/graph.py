@@ -1,0 +1,152 @@
+"""Resolving `depends` into a DAG: missing recipes, cycles and a stable build order.
+
+`topological_order` and `find_cycle` are pure; `load_graph` reads recipe files
+through recipe.load_recipe. Targets are recipe paths or recipe names.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import GraphError, UsageError
+from .recipe import PROJECT_MARKERS, Recipe, load_recipe
+
+
+def find_cycle(deps: Mapping[str, Iterable[str]]) -> list[str] | None:
+    """A cycle as a closed path (`[a, b, a]`), or None. Visits names in sorted order
+    so the same graph always reports the same cycle."""
+    state: dict[str, int] = {}  # 1 on the stack, 2 done
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(deps.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(deps):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def topological_order(deps: Mapping[str, Iterable[str]]) -> list[str]:
+    """Dependencies before dependents; among recipes ready at once, by name."""
+    cycle = find_cycle(deps)
+    if cycle:
+        raise GraphError("dependency cycle: " + " -> ".join(cycle))
+    waiting = {n: set(d) for n, d in deps.items()}
+    users: dict[str, list[str]] = {n: [] for n in deps}
+    for node, ds in waiting.items():
+        for d in ds:
+            users.setdefault(d, []).append(node)
+    ready = [n for n, ds in waiting.items() if not ds]
+    heapq.heapify(ready)
+    order: list[str] = []
+    while ready:
+        node = heapq.heappop(ready)
+        order.append(node)
+        for user in users.get(node, ()):
+            waiting[user].discard(node)
+            if not waiting[user]:
+                heapq.heappush(ready, user)
+    return order
+
+
+@dataclass(frozen=True)
+class Graph:
+    """Every recipe reachable from the targets, in build order."""
+
+    recipes: Mapping[str, Recipe]
+    order: tuple[str, ...]
+    targets: tuple[str, ...]
+
+    def deps(self, name: str) -> list[str]:
+        return list(self.recipes[name].depends)
+
+    def closure(self, names: Iterable[str]) -> list[str]:
+        """The names and everything they depend on, in build order."""
+        wanted: set[str] = set()
+        todo = list(names)
+        while todo:
+            name = todo.pop()
+            if name not in wanted:
+                wanted.add(name)
+                todo.extend(self.deps(name))
+        return [n for n in self.order if n in wanted]
+
+    def dependents(self, name: str) -> list[str]:
+        return [n for n in self.order if name in self.recipes[n].depends]
+
+
+def project_root(start: Path) -> Path:
+    for parent in [start, *start.parents]:
+        if any((parent / marker).exists() for marker in PROJECT_MARKERS):
+            return parent
+    return start
+
+
+def resolve_target(target: str, cwd: Path | None = None) -> Path:
+    """A recipe path as given, or a recipe name looked up in <project>/recipes/."""
+    cwd = cwd or Path.cwd()
+    candidate = Path(target)
+    if target.endswith(".toml") or "/" in target:
+        if not candidate.is_file():
+            raise UsageError(f"{target}: no such recipe file")
+        return candidate.absolute()
+    path = project_root(cwd) / "recipes" / f"{target}.toml"
+    if not path.is_file():
+        raise UsageError(f"{target}: no recipe named {target!r} ({path} does not exist)")
+    return path
+
+
+def load_graph(targets: Iterable[str], loader: Callable[[Path], Recipe] = load_recipe) -> Graph:
+    recipes: dict[str, Recipe] = {}
+    target_names: list[str] = []
+    todo: list[Path] = []
+    for target in targets:
+        recipe = _add(recipes, loader(resolve_target(target)))
+        target_names.append(recipe.name)
+        todo.append(recipe.path)
+    seen: set[Path] = set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        recipe = next(r for r in recipes.values() if r.path == path)
+        for i, dep in enumerate(recipe.depends):
+            dep_path = recipe.path.parent / f"{dep}.toml"
+            if dep in recipes:
+                if recipes[dep].path != dep_path:
+                    raise GraphError(f"{recipe.display}: build.depends[{i}]: {dep!r} resolves to {dep_path}, "
+                                     f"but {recipes[dep].display} is already named {dep!r}")
+                continue
+            if not dep_path.is_file():
+                raise GraphError(f"{recipe.display}: build.depends[{i}]: no recipe {dep!r} "
+                                 f"(looked for {dep_path})")
+            todo.append(_add(recipes, loader(dep_path)).path)
+    order = topological_order({n: r.depends for n, r in recipes.items()})
+    return Graph(recipes=recipes, order=tuple(order), targets=tuple(dict.fromkeys(target_names)))
+
+
+def _add(recipes: dict[str, Recipe], recipe: Recipe) -> Recipe:
+    existing = recipes.get(recipe.name)
+    if existing is not None and existing.path != recipe.path:
+        raise GraphError(f"{recipe.display}: two recipes are named {recipe.name!r} "
+                         f"(the other is {existing.display})")
+    recipes.setdefault(recipe.name, recipe)
+    return recipes[recipe.name]

@@ -1,0 +1,119 @@
+"""Canonical JSON and the build key (DESIGN.md "Keys and identities").
+
+Pure functions over plain values: nothing here reads a file, the network or
+the clock. What goes into a key is exactly the fields of `KeyInputs`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, NewType
+
+Sha256 = NewType("Sha256", str)
+"""A sha256 digest as 64 lowercase hex characters."""
+
+KEY_FORMAT = 1
+"""Bumped whenever the shape of the key document changes."""
+
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_GIT_REV_RE = re.compile(r"[0-9a-f]{40}")
+
+
+def is_sha256(value: str) -> bool:
+    return bool(_SHA256_RE.fullmatch(value))
+
+
+def is_git_rev(value: str) -> bool:
+    return bool(_GIT_REV_RE.fullmatch(value))
+
+
+def sha256_bytes(data: bytes) -> Sha256:
+    return Sha256(hashlib.sha256(data).hexdigest())
+
+
+def canonical_json(value: Any) -> bytes:
+    """Sorted keys, no whitespace, UTF-8: the only JSON form that is hashed or signed."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def short(digest: str, n: int = 12) -> str:
+    return digest[:n]
+
+
+@dataclass(frozen=True)
+class SourcePin:
+    """A source as the key sees it: its content identity and where it goes."""
+
+    kind: str  # "url" | "git" | "path"
+    ident: str  # sha256 of the bytes, or the git commit id
+    strip: int
+    dest: str
+    unpack: bool
+
+    def document(self) -> dict[str, Any]:
+        ident_field = "rev" if self.kind == "git" else "sha256"
+        return {"kind": self.kind, ident_field: self.ident, "strip": self.strip,
+                "dest": self.dest, "unpack": self.unpack}
+
+
+@dataclass(frozen=True)
+class PatchPin:
+    """A patch as the key sees it. A patch inside a git source is pinned by that
+    source's commit, so its identity is the pair (source name, path)."""
+
+    kind: str  # "file" | "url" | "source"
+    ident: str  # sha256, or "<source>:<path>"
+    strip: int
+
+    def document(self) -> dict[str, Any]:
+        ident_field = "in_source" if self.kind == "source" else "sha256"
+        return {"kind": self.kind, ident_field: self.ident, "strip": self.strip}
+
+
+@dataclass(frozen=True)
+class ToolPin:
+    """A host tool's fingerprint. Its path is recorded but not keyed: the same
+    binary at /bin/make and /usr/bin/make builds the same thing."""
+
+    name: str
+    sha256: Sha256
+    version: str
+
+    def document(self) -> dict[str, Any]:
+        return {"sha256": self.sha256, "version": self.version}
+
+
+@dataclass(frozen=True)
+class KeyInputs:
+    name: str
+    version: str
+    sources: tuple[SourcePin, ...]
+    patches: tuple[PatchPin, ...]
+    script: str
+    env: tuple[tuple[str, str], ...]
+    tools: tuple[ToolPin, ...]
+    platform: str
+    source_date_epoch: int
+    deps: tuple[tuple[str, Sha256], ...]  # (dependency name, its output id)
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "format": KEY_FORMAT,
+            "name": self.name,
+            "version": self.version,
+            "sources": [s.document() for s in self.sources],
+            "patches": [p.document() for p in self.patches],
+            "script": self.script,
+            "env": dict(self.env),
+            "host_tools": {t.name: t.document() for t in self.tools},
+            "platform": self.platform,
+            "source_date_epoch": self.source_date_epoch,
+            "deps": dict(self.deps),
+        }
+
+
+def build_key(inputs: KeyInputs) -> Sha256:
+    return sha256_bytes(canonical_json(inputs.document()))

@@ -1,0 +1,164 @@
+"""The local content-addressed cache: cas/, ac/, sources/ and tmp/ (DESIGN.md "Store layout").
+
+Every write is staged in tmp/, fsynced and renamed into place; every read is
+checked against the name it is stored under, and an entry that fails is
+deleted, never used. Deciding what to build is not this module's job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from .errors import HashMismatch, IntegrityError
+from .keys import Sha256, canonical_json, is_sha256
+
+KINDS = ("cas", "ac", "sources")
+READ_CHUNK = 1 << 20
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def file_sha256(path: Path) -> Sha256:
+    with path.open("rb") as fh:
+        return Sha256(hashlib.file_digest(fh, "sha256").hexdigest())
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A file being written in tmp/, hashed as it is written."""
+
+    path: Path
+    fh: BinaryIO
+    hasher: Any
+
+    def write(self, data: bytes) -> int:
+        self.hasher.update(data)
+        return self.fh.write(data)
+
+    def hexdigest(self) -> Sha256:
+        return Sha256(self.hasher.hexdigest())
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def exists(self) -> bool:
+        return (self.root / "cas").is_dir()
+
+    def ensure(self) -> Store:
+        for sub in (*KINDS, "tmp", "locks"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        return self
+
+    def path(self, kind: str, name: str) -> Path:
+        if kind not in KINDS or not is_sha256(name):
+            raise ValueError(f"bad store entry {kind}/{name}")
+        return self.root / kind / name
+
+    def has(self, kind: str, name: str) -> bool:
+        return self.path(kind, name).is_file()
+
+    @contextlib.contextmanager
+    def staging(self) -> Iterator[Staged]:
+        """A temporary file in tmp/ that is removed unless `commit` moved it."""
+        self.ensure()
+        fd, name = tempfile.mkstemp(dir=self.root / "tmp", prefix="stage-")
+        path = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                yield Staged(path, fh, hashlib.sha256())
+        finally:
+            path.unlink(missing_ok=True)
+
+    def commit(self, staged: Staged, kind: str, name: str | None = None) -> Path:
+        """fsync the staged file and rename it to `kind/name` (default: its own sha256).
+        For cas/ and sources/ the name must be the sha256 of what was written."""
+        digest = staged.hexdigest()
+        name = name or digest
+        if kind != "ac" and name != digest:
+            raise HashMismatch(f"{kind}/{name}", name, digest)
+        staged.fh.flush()
+        os.fsync(staged.fh.fileno())
+        staged.fh.close()
+        final = self.path(kind, name)
+        os.chmod(staged.path, 0o644)
+        os.replace(staged.path, final)
+        fsync_dir(final.parent)
+        return final
+
+    def put_bytes(self, kind: str, data: bytes, name: str | None = None) -> Path:
+        with self.staging() as staged:
+            staged.write(data)
+            return self.commit(staged, kind, name)
+
+    def put_file(self, kind: str, source: BinaryIO, name: str | None = None) -> Path:
+        with self.staging() as staged:
+            while chunk := source.read(READ_CHUNK):
+                staged.write(chunk)
+            return self.commit(staged, kind, name)
+
+    def verify_blob(self, kind: str, name: str) -> Path | None:
+        """The entry's path if its bytes hash to its name; a corrupt entry is deleted."""
+        path = self.path(kind, name)
+        if not path.is_file():
+            return None
+        if file_sha256(path) != name:
+            path.unlink(missing_ok=True)
+            return None
+        return path
+
+    def read_blob(self, kind: str, name: str) -> bytes:
+        path = self.path(kind, name)
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != name:
+            path.unlink(missing_ok=True)
+            raise IntegrityError(f"{path}: contents do not match their name (deleted)")
+        return data
+
+    def put_record(self, key: Sha256, record: dict[str, Any]) -> Path:
+        return self.put_bytes("ac", canonical_json(record), name=key)
+
+    def read_record(self, key: Sha256) -> dict[str, Any] | None:
+        """The build record for `key`, or None. A record that does not parse or
+        names another key is deleted."""
+        path = self.path("ac", key)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            record = json.loads(data)
+            ok = isinstance(record, dict) and record.get("key") == key and is_sha256(record.get("output_id", ""))
+        except ValueError:
+            ok = False
+        if not ok:
+            path.unlink(missing_ok=True)
+            return None
+        return record
+
+    @contextlib.contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """An exclusive advisory lock shared by every process using this cache."""
+        self.ensure()
+        with open(self.root / "locks" / name, "a+b") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
