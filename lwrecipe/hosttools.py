@@ -49,15 +49,22 @@ def debian_package(tool: str) -> str | None:
     return DEBIAN_PACKAGES.get(tool)
 
 
-@cache
 def fingerprint(name: str, search_path: str | None = None) -> HostTool | None:
     """The tool as found on PATH (or `search_path`), or None when it is missing."""
-    found = shutil.which(name, path=search_path if search_path is not None else os.environ.get("PATH"))
+    found = shutil.which(name, path=search_path if search_path is not None else os.environ.get("PATH", ""))
     if found is None:
         return None
     resolved = Path(found).resolve()
-    return HostTool(name=name, path=resolved, sha256=_file_sha256(resolved),
-                    version=_version_line(Path(found)))
+    st = resolved.stat()
+    sha256, version = _identify(resolved, st.st_size, st.st_mtime_ns, found)
+    return HostTool(name=name, path=resolved, sha256=sha256, version=version)
+
+
+@cache
+def _identify(path: Path, size: int, mtime_ns: int, invoked: str) -> tuple[Sha256, str]:
+    """Hash and version of one executable; (size, mtime) make a changed file a new entry.
+    The version is asked of the name found on PATH, as multi-call programs read argv[0]."""
+    return _file_sha256(path), _version_line(Path(invoked))
 
 
 def _file_sha256(path: Path) -> Sha256:

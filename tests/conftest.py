@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from lwrecipe.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+class Project:
+    """A throwaway lwrecipe project: lwrecipe.toml at the top, recipes/ below it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "recipes").mkdir(parents=True, exist_ok=True)
+        (root / "lwrecipe.toml").write_text("")
+
+    def recipe(self, name: str, text: str) -> Path:
+        path = self.root / "recipes" / f"{name}.toml"
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    def file(self, rel: str, text: str | bytes) -> Path:
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        (path.write_bytes if isinstance(text, bytes) else path.write_text)(text)  # type: ignore[operator]
+        return path
+
+
+def simple_recipe(name: str, depends: list[str] | None = None, script: str = "true", extra: str = "") -> str:
+    deps = ", ".join(f'"{d}"' for d in depends or [])
+    return (f'schema = 1\n[package]\nname = "{name}"\nversion = "1.0"\nlicense = "MIT"\n{extra}\n'
+            f'[build]\ndepends = [{deps}]\nscript = "{script}"\n')
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LWRECIPE_CACHE", raising=False)
+    return Project(tmp_path)
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]):
+    """Run the CLI in this process; returns exit code and captured output."""
+
+    def run(*args: str) -> Result:
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+def run_subprocess(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Result:
+    proc = subprocess.run([sys.executable, "-I", "-m", "lwrecipe", *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+    return Result(proc.returncode, proc.stdout, proc.stderr)

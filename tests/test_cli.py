@@ -1,0 +1,80 @@
+"""The command line: help, version, show, graph."""
+
+from __future__ import annotations
+
+import pytest
+
+from lwrecipe import __version__
+from lwrecipe.cli import build_parser
+from tests.conftest import simple_recipe
+
+
+def _commands() -> list[str]:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return sorted(sub.choices)
+
+
+def test_version(cli, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli("--version")
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"lwrecipe {__version__}"
+
+
+@pytest.mark.parametrize("command", _commands())
+def test_every_command_has_help(command, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args([command, "--help"])
+    assert exc.value.code == 0
+    assert "usage: lwrecipe " + command in capsys.readouterr().out
+
+
+def test_unknown_command_is_usage_error(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["frobnicate"])
+    assert exc.value.code == 2
+
+
+@pytest.fixture
+def chain(project):
+    project.recipe("base", simple_recipe("base"))
+    project.recipe("lib", simple_recipe("lib", ["base"]))
+    project.recipe("app", simple_recipe("app", ["lib", "base"], extra='description = "the app"'))
+    return project
+
+
+def test_graph_dot(chain, cli) -> None:
+    result = cli("graph", "app", "--dot")
+    assert result.code == 0
+    assert result.out.startswith("digraph lwrecipe {")
+    assert '"app" -> "lib";' in result.out and '"lib" -> "base";' in result.out and '"app" -> "base";' in result.out
+
+
+def test_graph_tree(chain, cli) -> None:
+    assert cli("graph", "app").out.splitlines() == ["app 1.0", "  base 1.0", "  lib 1.0", "    base 1.0"]
+
+
+def test_show_text_and_json(chain, cli) -> None:
+    text = cli("show", "base")
+    assert text.code == 0 and "base 1.0  (MIT)" in text.out and "key:" in text.out
+    import json
+    doc = json.loads(cli("show", "app", "--json").out)
+    assert doc["name"] == "app" and doc["depends"] == ["lib", "base"] and doc["key"] is None
+    assert doc["waiting_on"] == ["lib", "base"] and doc["description"] == "the app"
+
+
+def test_plan_table(chain, cli) -> None:
+    result = cli("plan", "app")
+    lines = result.out.splitlines()
+    assert lines[0].split() == ["NAME", "VERSION", "KEY", "STATUS"]
+    assert [line.split()[0] for line in lines[1:]] == ["base", "lib", "app"]
+    assert "not built" in lines[1] and "after base" in lines[2]
+
+
+def test_cache_option_and_env(chain, cli, monkeypatch, tmp_path) -> None:
+    from lwrecipe.cli import Context
+    monkeypatch.setenv("LWRECIPE_CACHE", str(tmp_path / "c1"))
+    assert Context(build_parser().parse_args(["plan", "x"])).cache_dir == tmp_path / "c1"
+    ctx = Context(build_parser().parse_args(["--cache", str(tmp_path / "c2"), "plan", "x"]))
+    assert ctx.cache_dir == tmp_path / "c2"

@@ -1,0 +1,84 @@
+"""Dependency resolution: missing recipes, cycles, stable topological order."""
+
+from __future__ import annotations
+
+import pytest
+
+from lwrecipe.errors import GraphError
+from lwrecipe.graph import find_cycle, load_graph, topological_order
+from tests.conftest import simple_recipe
+
+
+def test_order_is_topological_and_ties_break_by_name() -> None:
+    deps = {"z": [], "a": [], "m": ["z", "a"], "b": ["a"], "top": ["m", "b"]}
+    assert topological_order(deps) == ["a", "b", "z", "m", "top"]
+
+
+def test_order_is_stable_whatever_the_insertion_order() -> None:
+    deps = {"c": ["a"], "b": ["a"], "a": [], "d": ["c", "b"]}
+    reordered = dict(reversed(list(deps.items())))
+    assert topological_order(deps) == topological_order(reordered) == ["a", "b", "c", "d"]
+
+
+@pytest.mark.parametrize("deps,cycle", [
+    ({"a": ["b"], "b": ["a"]}, ["a", "b", "a"]),
+    ({"a": ["a"]}, ["a", "a"]),
+    ({"x": ["a"], "a": ["b"], "b": ["c"], "c": ["a"]}, ["a", "b", "c", "a"]),
+])
+def test_cycles_are_reported_as_paths(deps, cycle) -> None:
+    assert find_cycle(deps) == cycle
+    with pytest.raises(GraphError, match=" -> ".join(cycle)):
+        topological_order(deps)
+
+
+def test_no_cycle() -> None:
+    assert find_cycle({"a": ["b"], "b": []}) is None
+
+
+def test_cycle_through_recipe_files(project, cli) -> None:
+    project.recipe("a", simple_recipe("a", ["b"]))
+    project.recipe("b", simple_recipe("b", ["c"]))
+    project.recipe("c", simple_recipe("c", ["a"]))
+    result = cli("plan", "a")
+    assert result.code == 2
+    assert result.err.strip() == "error: dependency cycle: a -> b -> c -> a"
+
+
+def test_missing_dependency_names_who_asked(project, cli) -> None:
+    project.recipe("app", simple_recipe("app", ["lib", "ghost"]))
+    project.recipe("lib", simple_recipe("lib"))
+    result = cli("plan", "recipes/app.toml")
+    assert result.code == 2
+    assert result.err.startswith("error: recipes/app.toml: build.depends[1]: no recipe 'ghost'")
+
+
+def test_unknown_target_name(project, cli) -> None:
+    result = cli("plan", "nothing")
+    assert result.code == 2 and "no recipe named 'nothing'" in result.err
+
+
+def test_closure_and_targets(project) -> None:
+    project.recipe("base", simple_recipe("base"))
+    project.recipe("lib", simple_recipe("lib", ["base"]))
+    project.recipe("tool", simple_recipe("tool", ["base"]))
+    project.recipe("app", simple_recipe("app", ["lib", "tool"]))
+    graph = load_graph(["app"])
+    assert graph.order == ("base", "lib", "tool", "app")
+    assert graph.closure(["lib"]) == ["base", "lib"]
+    assert graph.dependents("base") == ["lib", "tool"]
+
+
+def test_diamond_loads_each_recipe_once(project) -> None:
+    project.recipe("base", simple_recipe("base"))
+    project.recipe("l", simple_recipe("l", ["base"]))
+    project.recipe("r", simple_recipe("r", ["base"]))
+    project.recipe("top", simple_recipe("top", ["l", "r"]))
+    calls = []
+    from lwrecipe.recipe import load_recipe
+
+    def loader(path):
+        calls.append(path.name)
+        return load_recipe(path)
+
+    load_graph(["top", "recipes/l.toml"], loader=loader)
+    assert sorted(calls) == ["base.toml", "l.toml", "r.toml", "top.toml"]

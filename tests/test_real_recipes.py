@@ -1,0 +1,109 @@
+"""The real Linux/Wasm recipe set: loads, resolves, plans, and keys stably."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lwrecipe.graph import load_graph
+from lwrecipe.plan import plan_recipe
+from lwrecipe.recipe import GitSource, SourcePatch, UrlSource, load_recipe
+from tests.conftest import REPO, run_subprocess
+
+NAMES = ["busybox", "initramfs", "linux", "linux-headers", "llvm", "musl", "runtime"]
+LINUX_WASM_REV = "970e08b0d605e63e36a99d22596e8899a1dab8b5"
+
+
+def test_the_recipe_set_is_exactly_the_seven_components() -> None:
+    assert sorted(p.stem for p in (REPO / "recipes").glob("*.toml")) == NAMES
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_real_recipe_loads(name: str) -> None:
+    recipe = load_recipe(REPO / "recipes" / f"{name}.toml")
+    assert recipe.name == name
+    for src in recipe.doc.sources:
+        if isinstance(src, GitSource):
+            assert src.rev == LINUX_WASM_REV and not src.unpack
+    for patch in recipe.doc.patches:
+        assert isinstance(patch, SourcePatch) and patch.source == "linux-wasm"
+
+
+def test_pinned_upstream_versions() -> None:
+    pins = {}
+    for name in ("llvm", "linux", "musl", "busybox"):
+        recipe = load_recipe(REPO / "recipes" / f"{name}.toml")
+        url_sources = [s for s in recipe.doc.sources if isinstance(s, UrlSource)]
+        pins[name] = (recipe.version, url_sources[0].sha256)
+    assert pins == {
+        "llvm": ("18.1.2", "51073febd91d1f2c3b411d022695744bda322647e76e0b4eb1918229210c48d5"),
+        "linux": ("6.4.16", "9626ec84a39ecb009bf11a271dd520941159c165d4e62f82e3a77b79d20ff27d"),
+        "musl": ("1.2.5", "a9a118bbe84d8764da0ea0d28b3ab3fae8477fc7e4085d90102b8596fc7c75e4"),
+        "busybox": ("1.36.1", "b8cc24c9574d809e7279c3be349795c5d5ceb6fdf19ca709f80cde50e47de314"),
+    }
+
+
+def test_kernel_patch_series_in_order() -> None:
+    recipe = load_recipe(REPO / "recipes" / "linux.toml")
+    numbers = [Path(p.path).name[:4] for p in recipe.doc.patches]
+    assert numbers == [f"{i:04d}" for i in range(1, 13)]
+
+
+def _assert_valid_order(names: list[str]) -> None:
+    graph = load_graph([str(REPO / "recipes" / "runtime.toml")])
+    for i, name in enumerate(names):
+        for dep in graph.deps(name):
+            assert names.index(dep) < i, f"{dep} must come before {name}"
+
+
+def test_plan_busybox_lists_its_closure_in_order(cli, monkeypatch, tmp_path) -> None:
+    monkeypatch.chdir(REPO)
+    result = cli("--cache", str(tmp_path / "cache"), "plan", "recipes/busybox.toml", "--json")
+    assert result.code == 0, result.err
+    names = [row["name"] for row in json.loads(result.out)]
+    assert sorted(names) == ["busybox", "linux", "linux-headers", "llvm", "musl"]
+    _assert_valid_order(names)
+
+
+def test_plan_runtime_lists_all_seven(cli, monkeypatch, tmp_path) -> None:
+    monkeypatch.chdir(REPO)
+    result = cli("--cache", str(tmp_path / "cache"), "plan", "runtime")
+    assert result.code == 0, result.err
+    rows = [line.split()[0] for line in result.out.splitlines()[1:]]
+    assert sorted(rows) == NAMES
+    _assert_valid_order(rows)
+
+
+def _copy_checkout(dest: Path) -> Path:
+    for rel in ("recipes", "initramfs", "runtime"):
+        shutil.copytree(REPO / rel, dest / rel)
+    (dest / "lwrecipe").mkdir(parents=True)
+    shutil.copy(REPO / "lwrecipe" / "initramfs.py", dest / "lwrecipe" / "initramfs.py")
+    shutil.copy(REPO / "lwrecipe.toml", dest / "lwrecipe.toml")
+    return dest
+
+
+def test_keys_equal_across_processes_and_checkouts(tmp_path) -> None:
+    plans = []
+    for where in (REPO, _copy_checkout(tmp_path / "a" / "copy"), _copy_checkout(tmp_path / "b")):
+        result = run_subprocess("--cache", str(tmp_path / "cache"), "plan", "runtime", "--json", cwd=where)
+        assert result.code == 0, result.err
+        plans.append([(r["name"], r["key"], r["missing_tools"]) for r in json.loads(result.out)])
+    assert plans[0] == plans[1] == plans[2]
+
+
+def test_every_real_recipe_has_a_key_once_its_dependencies_are_known() -> None:
+    """With stand-in output ids for the dependencies, each recipe keys (where its tools exist)
+    and the keys are distinct."""
+    graph = load_graph([str(REPO / "recipes" / "runtime.toml")])
+    keys = {}
+    for name in graph.order:
+        recipe = graph.recipes[name]
+        item = plan_recipe(recipe, {d: "0" * 64 for d in recipe.depends})
+        if item.missing_tools:
+            pytest.skip(f"{name}: host tools missing here: {item.missing_tools}")
+        keys[name] = item.key
+    assert len(set(keys.values())) == 7
