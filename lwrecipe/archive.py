@@ -37,10 +37,13 @@ def normal_mode(st_mode: int) -> int:
     return 0o755 if st_mode & 0o111 else 0o644
 
 
-def scan_tree(root: Path) -> list[Entry]:
-    """Every entry below `root`, sorted by the bytes of its path."""
+def scan_tree(root: Path, exclude: tuple[str, ...] = ()) -> list[Entry]:
+    """Every entry below `root` but the top-level names in `exclude`, sorted by the bytes of its path."""
     found: list[tuple[bytes, str, os.stat_result]] = []
     for dirpath, dirnames, filenames in os.walk(root):
+        if exclude and dirpath == str(root):
+            dirnames[:] = [d for d in dirnames if d not in exclude]
+            filenames = [f for f in filenames if f not in exclude]
         for name in dirnames + filenames:
             full = os.path.join(dirpath, name)
             rel = os.path.relpath(full, root).replace(os.sep, "/")
@@ -91,9 +94,9 @@ def _tarinfo(entry: Entry, mtime: int) -> tarfile.TarInfo:
     return info
 
 
-def write_tree(root: Path, out: BinaryIO, mtime: int) -> list[Entry]:
+def write_tree(root: Path, out: BinaryIO, mtime: int, exclude: tuple[str, ...] = ()) -> list[Entry]:
     """Write the canonical archive of `root` to `out`; returns what was written."""
-    entries = scan_tree(root)
+    entries = scan_tree(root, exclude)
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=COPY_BUFFER) as tar:
         for entry in entries:
             info = _tarinfo(entry, mtime)

@@ -147,3 +147,23 @@ class BuildFailed(LwrecipeError):
 
 class SandboxUnavailable(LwrecipeError):
     reason = "sandbox"
+
+
+class ErrorGroup(LwrecipeError):
+    """Several independent failures of one run, all reported at once."""
+
+    def __init__(self, errors: Sequence[LwrecipeError]) -> None:
+        self.errors = tuple(errors)
+        self.exit_code = max(e.exit_code for e in self.errors)
+        self.reason = self.errors[0].reason
+        super().__init__(str(self.errors[0]))
+
+    def lines(self) -> list[str]:
+        return [line for e in self.errors for line in e.lines()]
+
+
+def raise_all(errors: Sequence[LwrecipeError]) -> None:
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ErrorGroup(errors)

@@ -14,7 +14,6 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -38,17 +37,25 @@ def file_sha256(path: Path) -> Sha256:
         return Sha256(hashlib.file_digest(fh, "sha256").hexdigest())
 
 
-@dataclass(frozen=True)
 class Staged:
     """A file being written in tmp/, hashed as it is written."""
 
-    path: Path
-    fh: BinaryIO
-    hasher: Any
+    def __init__(self, path: Path, fh: BinaryIO) -> None:
+        self.path, self.fh = path, fh
+        self.hasher = hashlib.sha256()
+        self.size = 0
 
     def write(self, data: bytes) -> int:
         self.hasher.update(data)
+        self.size += len(data)
         return self.fh.write(data)
+
+    def reset(self) -> None:
+        """Start again from nothing (a download that cannot resume)."""
+        self.fh.seek(0)
+        self.fh.truncate()
+        self.hasher = hashlib.sha256()
+        self.size = 0
 
     def hexdigest(self) -> Sha256:
         return Sha256(self.hasher.hexdigest())
@@ -82,7 +89,7 @@ class Store:
         path = Path(name)
         try:
             with os.fdopen(fd, "wb") as fh:
-                yield Staged(path, fh, hashlib.sha256())
+                yield Staged(path, fh)
         finally:
             path.unlink(missing_ok=True)
 

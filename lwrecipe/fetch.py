@@ -1,0 +1,232 @@
+"""Downloads pinned by sha256: mirrors, retries, resume, verification while streaming.
+
+Bytes are staged in the store's tmp/, hashed as they arrive (the raw stream, so a
+Content-Encoding cannot change what is verified) and renamed into sources/ only
+once they match. The downloader is handed its httpx client; it never prints,
+it reports events to a Reporter.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import re
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+
+from .errors import FetchError, FetchIntegrityError, OfflineMissing
+from .keys import Sha256, short
+from .store import Staged, Store
+
+CHUNK = 1 << 20
+MIRRORS_ENV = "LWRECIPE_MIRRORS"
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """One pinned download: what the recipe says of it."""
+
+    label: str  # where it is declared, e.g. "busybox: sources[0]"
+    sha256: Sha256
+    urls: tuple[str, ...]  # the recipe's url, then its mirrors
+    basename: str
+
+
+@dataclass(frozen=True)
+class Fetched:
+    wanted: Wanted
+    path: Path
+    size: int
+    origin: str  # a URL, a mirror directory, or "cache"
+
+
+class Reporter(Protocol):
+    def begin(self, label: str, name: str, total: int | None) -> None: ...
+    def advance(self, label: str, nbytes: int) -> None: ...
+    def end(self, label: str, ok: bool, detail: str) -> None: ...
+
+
+class NullReporter:
+    def begin(self, label: str, name: str, total: int | None) -> None:
+        pass
+
+    def advance(self, label: str, nbytes: int) -> None:
+        pass
+
+    def end(self, label: str, ok: bool, detail: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 4  # per location
+    backoff: float = 0.5  # seconds before the second attempt, doubled each time
+    max_backoff: float = 30.0
+    max_retry_after: float = 60.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.max_retry_after)
+        base = min(self.backoff * (2 ** (attempt - 1)), self.max_backoff)
+        return base * (0.5 + random.random() / 2)
+
+
+def make_client(connect_timeout: float = 15.0, read_timeout: float = 60.0) -> httpx.Client:
+    return httpx.Client(follow_redirects=True, max_redirects=10,
+                        timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+                        headers={"User-Agent": "lwrecipe", "Accept-Encoding": "identity"},
+                        limits=httpx.Limits(max_connections=16, max_keepalive_connections=8))
+
+
+def user_mirrors(value: str | None) -> list[str]:
+    """LWRECIPE_MIRRORS: `;`-separated HTTP base URLs or local directories."""
+    return [m.strip() for m in (value or "").split(";") if m.strip()]
+
+
+def locations(wanted: Wanted, mirrors: Sequence[str]) -> list[str]:
+    """Where to look, in order: user mirrors (by sha256, then by file name), the url, its mirrors."""
+    found: list[str] = []
+    for mirror in mirrors:
+        if mirror.startswith(("http://", "https://")):
+            base = mirror.rstrip("/")
+        else:
+            base = "file://" + str(Path(mirror.removeprefix("file://")).absolute())
+        found += [f"{base}/{wanted.sha256}", f"{base}/{wanted.basename}"]
+    found += wanted.urls
+    return list(dict.fromkeys(found))
+
+
+class _Failed(Exception):
+    """One location did not give the bytes; `reason` says why."""
+
+    def __init__(self, reason: str, retry: bool = False, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.retry, self.retry_after = reason, retry, retry_after
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+@dataclass
+class Downloader:
+    store: Store
+    client: httpx.Client
+    mirrors: Sequence[str] = ()
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    reporter: Reporter = field(default_factory=NullReporter)
+    sleep: Callable[[float], None] = time.sleep
+
+    def fetch(self, wanted: Wanted, offline: bool = False) -> Fetched:
+        """The verified file in sources/, downloading it if needed. Processes sharing
+        the cache download each file once: the others wait and reuse it."""
+        cached = self.store.verify_blob("sources", wanted.sha256)
+        if cached is not None:
+            return Fetched(wanted, cached, cached.stat().st_size, "cache")
+        if offline:
+            raise OfflineMissing(f"{wanted.label}: {wanted.basename} ({short(wanted.sha256)}) "
+                                 "is not in the cache and --offline forbids downloading it")
+        with self.store.lock(f"source-{wanted.sha256}"):
+            cached = self.store.verify_blob("sources", wanted.sha256)
+            if cached is not None:
+                return Fetched(wanted, cached, cached.stat().st_size, "cache")
+            return self._download(wanted)
+
+    def _download(self, wanted: Wanted) -> Fetched:
+        attempts: list[str] = []
+        mismatches = 0
+        for where in locations(wanted, self.mirrors):
+            with self.store.staging() as staged:
+                try:
+                    self._get(where, staged, wanted)
+                except _Failed as exc:
+                    attempts.append(f"{where}: {exc.reason}")
+                    continue
+                actual = staged.hexdigest()
+                if actual != wanted.sha256:
+                    mismatches += 1
+                    attempts.append(f"{where}: expected sha256 {wanted.sha256}, got {actual}")
+                    self.reporter.end(wanted.label, False, f"{where}: wrong bytes")
+                    continue
+                size = staged.size
+                path = self.store.commit(staged, "sources", wanted.sha256)
+                self.reporter.end(wanted.label, True, where)
+                return Fetched(wanted, path, size, where)
+        if attempts and mismatches == len(attempts):
+            raise FetchIntegrityError(f"{wanted.label}: {wanted.basename}", attempts)
+        raise FetchError(f"{wanted.label}: {wanted.basename}", attempts)
+
+    def _get(self, where: str, staged: Staged, wanted: Wanted) -> None:
+        if where.startswith("file://"):
+            path = Path(where.removeprefix("file://"))
+            if not path.is_file():
+                raise _Failed("not in this mirror directory")
+            self.reporter.begin(wanted.label, wanted.basename, path.stat().st_size)
+            with path.open("rb") as src:
+                while chunk := src.read(CHUNK):
+                    staged.write(chunk)
+                    self.reporter.advance(wanted.label, len(chunk))
+            return
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self._http_once(where, staged, wanted)
+                return
+            except _Failed as exc:
+                if not exc.retry or attempt >= self.policy.attempts:
+                    raise _Failed(exc.reason + (f" (after {attempt} attempts)" if attempt > 1 else "")) from None
+                self.sleep(self.policy.delay(attempt, exc.retry_after))
+
+    def _http_once(self, url: str, staged: Staged, wanted: Wanted) -> None:
+        headers = {"Range": f"bytes={staged.size}-"} if staged.size else {}
+        try:
+            with self.client.stream("GET", url, headers=headers) as resp:
+                status = resp.status_code
+                if status == 429 or status >= 500:
+                    raise _Failed(f"HTTP {status}", retry=True, retry_after=_retry_after(resp.headers.get("Retry-After")))
+                if status == 416:
+                    staged.reset()
+                    raise _Failed("HTTP 416 for a resumed download", retry=True)
+                if status == 206 and staged.size:
+                    match = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", ""))
+                    if not match or int(match.group(1)) != staged.size:
+                        staged.reset()
+                        raise _Failed("bad Content-Range on a resumed download", retry=True)
+                elif status == 200:
+                    if staged.size:
+                        staged.reset()  # the server ignored Range: start again
+                else:
+                    raise _Failed(f"HTTP {status}")
+                length = resp.headers.get("Content-Length")
+                total = staged.size + int(length) if length and length.isdigit() else None
+                self.reporter.begin(wanted.label, wanted.basename, total)
+                for chunk in resp.iter_raw(CHUNK):
+                    staged.write(chunk)
+                    self.reporter.advance(wanted.label, len(chunk))
+        except httpx.TimeoutException as exc:
+            raise _Failed(f"timed out ({type(exc).__name__})", retry=True) from None
+        except httpx.TransportError as exc:
+            raise _Failed(f"{type(exc).__name__}: {exc}", retry=True) from None
+
+
+def copy_to(fetched: Fetched, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(fetched.path, dest)
