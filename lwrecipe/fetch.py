@@ -218,9 +218,11 @@ class Downloader:
                 length = resp.headers.get("Content-Length")
                 total = staged.size + int(length) if length and length.isdigit() else None
                 self.reporter.begin(wanted.label, wanted.basename, total)
-                for chunk in resp.iter_raw(CHUNK):
+                for chunk in resp.iter_raw():  # no chunk_size: a partial chunk would be lost on a drop
                     staged.write(chunk)
                     self.reporter.advance(wanted.label, len(chunk))
+        except httpx.TooManyRedirects:
+            raise _Failed("too many redirects") from None
         except httpx.TimeoutException as exc:
             raise _Failed(f"timed out ({type(exc).__name__})", retry=True) from None
         except httpx.TransportError as exc:

@@ -1,0 +1,116 @@
+"""Real servers on 127.0.0.1 for the tests: a file server with fault hooks."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class FaultServer:
+    """Serves byte strings by path. Each path has a queue of behaviours used one per
+    request (then "ok"): "ok", "404", "500", "503:<retry-after>", "reset:<n>" (send n
+    bytes then drop the connection), "stall:<seconds>", "redirect:<path>",
+    "wrong" (other bytes). `ranges` turns Range support on or off; `encoding` adds a
+    Content-Encoding header without changing the bytes."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.behaviour: dict[str, list[str]] = {}
+        self.hits: Counter[str] = Counter()
+        self.range_requests: Counter[str] = Counter()
+        self.ranges = True
+        self.encoding: str | None = None
+        self.delay = 0.0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                server.hits[self.path] += 1
+                queue = server.behaviour.get(self.path, [])
+                action = queue.pop(0) if queue else "ok"
+                if action.startswith("redirect:"):
+                    self.send_response(302)
+                    self.send_header("Location", action.split(":", 1)[1])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                data = server.files.get(self.path)
+                if action == "404" or data is None:
+                    return self._simple(404)
+                if action == "500":
+                    return self._simple(500)
+                if action.startswith("503"):
+                    return self._simple(503, {"Retry-After": action.split(":", 1)[1]} if ":" in action else {})
+                if action == "wrong":
+                    data = bytes(b ^ 0xFF for b in data)
+                start = 0
+                rng = self.headers.get("Range")
+                if rng and server.ranges:
+                    server.range_requests[self.path] += 1
+                    start = int(rng.removeprefix("bytes=").split("-")[0])
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                else:
+                    self.send_response(200)
+                body = data[start:]
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Accept-Ranges", "bytes" if server.ranges else "none")
+                if server.encoding:
+                    self.send_header("Content-Encoding", server.encoding)
+                self.end_headers()
+                if action.startswith("reset:"):
+                    self.wfile.write(body[: int(action.split(":")[1])])
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                    return
+                if action.startswith("stall:"):
+                    self.wfile.write(body[:10])
+                    self.wfile.flush()
+                    time.sleep(float(action.split(":")[1]))
+                    self.close_connection = True
+                    return
+                if server.delay:
+                    time.sleep(server.delay)
+                self.wfile.write(body)
+
+            def _simple(self, code: int, headers: dict[str, str] | None = None) -> None:
+                self.send_response(code)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def add(self, path: str, data: bytes, *behaviour: str) -> str:
+        self.files[path] = data
+        self.behaviour[path] = list(behaviour)
+        return self.url(path)
+
+
+@contextmanager
+def fault_server() -> Iterator[FaultServer]:
+    server = FaultServer()
+    server.thread.start()
+    try:
+        yield server
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()
