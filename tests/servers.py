@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -114,3 +117,65 @@ def fault_server() -> Iterator[FaultServer]:
     finally:
         server.httpd.shutdown()
         server.httpd.server_close()
+
+
+NGINX_CONF = """daemon off;
+user root root;
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    sendfile on;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root}/www;
+        location / {{
+            dav_methods PUT DELETE;
+            create_full_put_path on;
+            dav_access user:rw group:r all:r;
+            client_max_body_size 0;
+        }}
+    }}
+}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def nginx_server(root: str | Path) -> Iterator[str]:
+    """A real nginx with WebDAV PUT on 127.0.0.1; yields its base URL. Files live in root/www."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    base = Path(root)
+    (base / "www").mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    conf = base / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(root=base, port=port))
+    proc = subprocess.Popen([nginx, "-c", str(conf), "-e", str(base / "error.log")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        raise RuntimeError(f"nginx did not start: {(base / 'error.log').read_text() if (base / 'error.log').exists() else ''}")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
