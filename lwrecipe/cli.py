@@ -69,6 +69,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-j", "--jobs", type=int, default=4, metavar="N", help="parallel downloads (default 4)")
     p.add_argument("--offline", action="store_true", help="never touch the network; list what is missing")
     p.set_defaults(func=cmd_fetch)
+
+    p = sub.add_parser("build", help="build the targets and everything they depend on", epilog=EPILOG)
+    _target_args(p)
+    p.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
+                   help="LW_JOBS inside each build (default: the number of CPUs)")
+    p.add_argument("--keep-going", action="store_true", help="after a failure, build what does not depend on it")
+    p.add_argument("--rebuild", action="store_true", help="build even what is cached")
+    p.add_argument("--offline", action="store_true", help="never touch the network")
+    p.add_argument("--no-sandbox", action="store_true", help="build without bubblewrap (recorded in the build record)")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("checkout", help="materialise a built output in a directory", epilog=EPILOG)
+    _target_args(p, many=False)
+    p.add_argument("dest", metavar="DEST", help="directory to create")
+    p.add_argument("--with-deps", action="store_true", help="also each dependency, in DEST/<name>")
+    p.set_defaults(func=cmd_checkout)
+
+    p = sub.add_parser("cache", help="inspect and maintain the local cache", epilog=EPILOG)
+    cache_sub = p.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    v = cache_sub.add_parser("verify", help="re-hash every entry; remove corrupt ones", epilog=EPILOG)
+    v.set_defaults(func=cmd_cache_verify)
+    st = cache_sub.add_parser("stats", help="sizes and counts", epilog=EPILOG)
+    st.set_defaults(func=cmd_cache_stats)
     return parser
 
 
@@ -141,6 +164,94 @@ def cmd_fetch(ctx: Context) -> int:
     for (recipe, index), sha in sorted(result.source_patches.items()):
         ctx.out(f"{recipe}: patches[{index}]: sha256 {sha}")
     ctx.info(f"{len(rows)} inputs verified")
+    return 0
+
+
+def cmd_build(ctx: Context) -> int:
+    from .builder import BuildOptions
+    from .engine import Engine
+    from .graph import load_graph
+    from .store import Store
+
+    graph = load_graph(ctx.args.targets)
+    store = Store(ctx.cache_dir)
+    options = BuildOptions(jobs=max(1, ctx.args.jobs), no_sandbox=ctx.args.no_sandbox)
+    if ctx.args.no_sandbox:
+        ctx.info("warning: --no-sandbox: builds run on host paths and may depend on this machine")
+
+    def fetch(items):  # noqa: ANN001, ANN202 - called only for recipes that build
+        return _fetch_inputs(ctx, graph, [i.name for i in items], 4, ctx.args.offline)
+
+    def event(name: str, state: str) -> None:
+        if state == "building":
+            ctx.info(f"{name}: building")
+
+    engine = Engine(store, fetch, options, rebuild=ctx.args.rebuild, keep_going=ctx.args.keep_going,
+                    on_event=event)
+    outcomes = engine.build(graph)
+    code = 0
+    for outcome in outcomes:
+        detail = f"{outcome.output_id[:12]}" if outcome.output_id else ""
+        if outcome.state == "built":
+            detail += f"  {outcome.seconds:.1f}s"
+        ctx.info(f"{outcome.name:<16} {outcome.state:<8} {detail}")
+        if outcome.error is not None:
+            for line in outcome.error.lines():
+                print(f"error: {line}", file=sys.stderr)
+            tail, log = getattr(outcome.error, "tail", ""), getattr(outcome.error, "log_path", None)
+            if tail:
+                print(tail, file=sys.stderr)
+            if log:
+                print(f"log: {log}", file=sys.stderr)
+            code = max(code, outcome.error.exit_code)
+    counts = {s: sum(o.state == s for o in outcomes) for s in ("built", "cached", "failed", "skipped")}
+    ctx.info(", ".join(f"{n} {s}" for s, n in counts.items() if n or s in ("built", "cached")))
+    return code
+
+
+def cmd_checkout(ctx: Context) -> int:
+    from .errors import UsageError
+    from .graph import load_graph
+    from .outputs import restore
+    from .plan import plan_graph
+    from .status import StatusOracle
+
+    graph = load_graph([ctx.args.target])
+    oracle = StatusOracle(ctx.cache_dir)
+    planned = {p.name: p for p in plan_graph(graph, oracle.output_id)}
+    dest = Path(ctx.args.dest)
+    if dest.exists():
+        raise UsageError(f"{dest}: already exists")
+    target = graph.targets[0]
+    names = graph.closure([target]) if ctx.args.with_deps else [target]
+    for name in names:
+        key = planned[name].key
+        record = oracle.store.read_record(key) if key else None
+        if record is None:
+            raise UsageError(f"{name}: not built (run `lwrecipe build {name}` first)")
+        where = dest / name if ctx.args.with_deps else dest
+        restore(oracle.store, record["blob"]["sha256"], record["output_id"], where)
+        ctx.info(f"{name}: {record['output_id'][:12]} -> {where}")
+    return 0
+
+
+def cmd_cache_verify(ctx: Context) -> int:
+    from .store import Store
+
+    report = Store(ctx.cache_dir).verify_all()
+    for line in report.removed:
+        ctx.out(f"removed corrupt {line}")
+    ctx.info(f"{report.checked} entries checked, {len(report.removed)} corrupt removed, "
+             f"{report.stale_tmp} stale staging files removed")
+    return 0
+
+
+def cmd_cache_stats(ctx: Context) -> int:
+    from .progress import human_size
+    from .store import Store
+
+    for kind, (count, size) in Store(ctx.cache_dir).stats().items():
+        ctx.out(f"{kind:<8} {count:>7} entries  {human_size(size):>10}")
     return 0
 
 

@@ -138,11 +138,6 @@ class BuildFailed(LwrecipeError):
         self.recipe, self.log_path, self.tail = recipe, log_path, tail
         super().__init__(f"{recipe}: {message}")
 
-    def lines(self) -> list[str]:
-        out = [str(self)]
-        if self.log_path:
-            out.append(f"  log: {self.log_path}")
-        return out
 
 
 class SandboxUnavailable(LwrecipeError):

@@ -18,7 +18,7 @@ from pathlib import Path
 from .keys import Sha256, ToolPin
 
 DEBIAN_PACKAGES = {
-    "awk": "gawk", "bash": "bash", "bc": "bc", "bison": "bison", "bzip2": "bzip2",
+    "as": "binutils", "awk": "gawk", "ar": "binutils", "strip": "binutils", "chmod": "coreutils", "mkdir": "coreutils", "env": "coreutils", "bash": "bash", "bc": "bc", "bison": "bison", "bzip2": "bzip2",
     "c++": "g++", "cc": "gcc", "clang-16": "clang-16", "cmake": "cmake", "cp": "coreutils",
     "cpio": "cpio", "diff": "diffutils", "find": "findutils", "flex": "flex", "g++": "g++",
     "gcc": "gcc", "git": "git", "grep": "grep", "gzip": "gzip", "ld": "binutils",

@@ -12,8 +12,11 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -61,6 +64,16 @@ class Staged:
         return Sha256(self.hasher.hexdigest())
 
 
+@dataclass
+class VerifyReport:
+    checked: int = 0
+    removed: list[str] = field(default_factory=list)
+    stale_tmp: int = 0
+
+
+STALE_TMP_SECONDS = 24 * 3600
+
+
 class Store:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -79,7 +92,7 @@ class Store:
         return self.root / kind / name
 
     def has(self, kind: str, name: str) -> bool:
-        return self.path(kind, name).is_file()
+        return is_sha256(name) and self.path(kind, name).is_file()
 
     @contextlib.contextmanager
     def staging(self) -> Iterator[Staged]:
@@ -169,3 +182,35 @@ class Store:
                 yield
             finally:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def verify_all(self) -> VerifyReport:
+        """Re-hash every blob and check every record; remove what is corrupt, and
+        staging files left by processes that died more than a day ago."""
+        report = VerifyReport()
+        if not self.exists():
+            return report
+        for kind in ("cas", "sources"):
+            for path in sorted((self.root / kind).iterdir()):
+                report.checked += 1
+                if not is_sha256(path.name) or file_sha256(path) != path.name:
+                    path.unlink(missing_ok=True)
+                    report.removed.append(f"{kind}/{path.name}")
+        for path in sorted((self.root / "ac").iterdir()):
+            report.checked += 1
+            record = self.read_record(Sha256(path.name)) if is_sha256(path.name) else None
+            if record is None or not self.has("cas", record.get("blob", {}).get("sha256", "")):
+                path.unlink(missing_ok=True)
+                report.removed.append(f"ac/{path.name}")
+        now = time.time()
+        for path in (self.root / "tmp").iterdir():
+            if now - path.lstat().st_mtime > STALE_TMP_SECONDS:
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+                report.stale_tmp += 1
+        return report
+
+    def stats(self) -> dict[str, tuple[int, int]]:
+        out = {}
+        for kind in (*KINDS, "tmp"):
+            files = [p for p in (self.root / kind).rglob("*") if p.is_file()] if (self.root / kind).is_dir() else []
+            out[kind] = (len(files), sum(p.stat().st_size for p in files))
+        return out

@@ -1,0 +1,135 @@
+"""Running one recipe's build and recording it: source tree, patches, sandbox,
+packing the output, the log and the build record.
+
+Deciding what to build and in which order is engine.py's; this module builds
+exactly one planned recipe whose inputs are fetched and dependencies restored.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import BuildFailed
+from .gitsrc import read_member
+from .keys import Sha256
+from .outputs import pack, put_log
+from .patch import PatchFile, apply_series
+from .plan import Planned
+from .recipe import FilePatch, GitSource, SourcePatch, UrlPatch
+from .sandbox import Job, Layout, require_sandbox, run
+from .sources import Fetch, lay_out
+from .store import Store
+
+TAIL_LINES = 40
+IMAGE_ENV = "LWRECIPE_BUILD_IMAGE"
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    jobs: int
+    no_sandbox: bool = False  # the user allowed building without bubblewrap
+
+
+def patch_files(item: Planned, fetched: Fetch, where: Path) -> list[PatchFile]:
+    recipe = item.recipe
+    files = []
+    for i, patch in enumerate(recipe.doc.patches):
+        if isinstance(patch, FilePatch):
+            path, shown = recipe.root / patch.file, patch.file
+        elif isinstance(patch, UrlPatch):
+            path, shown = fetched.files[Sha256(patch.sha256)].path, patch.url
+        else:
+            assert isinstance(patch, SourcePatch)
+            src = recipe.source_named(patch.source)
+            assert isinstance(src, GitSource)
+            data = read_member(fetched.trees[src.rev].path, patch.path)
+            path, shown = where / f"{i:04d}.patch", f"{patch.source}:{patch.path}"
+            path.write_bytes(data or b"")
+        files.append(PatchFile(f"patches[{i}] ({shown})", path, patch.strip))
+    return files
+
+
+def build_one(store: Store, item: Planned, fetched: Fetch, deps: dict[str, Path],
+              opts: BuildOptions, log_dir: Path) -> dict[str, Any]:
+    """Build `item` and store its output and record under its key; returns the record."""
+    assert item.key is not None and item.inputs is not None
+    recipe, build = item.recipe, item.recipe.doc.build
+    started = time.time()
+    bwrap = require_sandbox(opts.no_sandbox)
+    store.ensure()
+    work = Path(tempfile.mkdtemp(dir=store.root / "tmp", prefix=f"build-{recipe.name}-"))
+    log = work / "build.log"
+    try:
+        layout = Layout(work)
+        layout.create()
+        lay_out(recipe, fetched, layout.src)
+        patch_dir = work / ".lwrecipe" / "patches"
+        patch_dir.mkdir(parents=True)
+        patch_tool = next((str(t.path) for t in item.tools if t.name == "patch"), "patch")
+        apply_series(recipe.name, patch_files(item, fetched, patch_dir), layout.src, patch_tool)
+        job = Job(layout=layout, script=build.script, env=dict(build.env),
+                  tools={t.name: t.path for t in item.tools}, deps=deps, jobs=opts.jobs,
+                  source_date_epoch=build.source_date_epoch)
+        status = run(job, bwrap, log)
+        if status != 0:
+            kept = _keep_log(log, log_dir, recipe.name)
+            raise BuildFailed(recipe.name, f"build script exited with status {status}", str(kept), _tail(kept))
+        packed = pack(store, layout.out, build.source_date_epoch)
+        log_blob = put_log(store, log)
+        record = {
+            "key": item.key,
+            "name": recipe.name,
+            "version": recipe.version,
+            "output_id": packed.output_id,
+            "blob": {"sha256": packed.blob, "size": packed.blob_size, "uncompressed_size": packed.size,
+                     "files": packed.files},
+            "inputs": item.inputs.document(),
+            "recipe_sha256": recipe.file_sha256,
+            "host_tools": {t.name: {"path": str(t.path), "sha256": t.sha256, "version": t.version}
+                           for t in item.tools},
+            "sandbox": "bubblewrap" if bwrap else "none",
+            "build_image": os.environ.get(IMAGE_ENV) or None,
+            "lwrecipe_version": __version__,
+            "started": datetime.fromtimestamp(started, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "duration_s": round(time.time() - started, 3),
+            "log": log_blob,
+        }
+        store.put_record(item.key, record)
+        return record
+    finally:
+        _remove(work)
+
+
+def _keep_log(log: Path, log_dir: Path, name: str) -> Path:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    kept = log_dir / f"{name}.log"
+    if log.exists():
+        shutil.copyfile(log, kept)
+    else:
+        kept.write_text("")
+    return kept
+
+
+def _tail(log: Path) -> str:
+    lines = log.read_text(errors="replace").splitlines()
+    return "\n".join(lines[-TAIL_LINES:])
+
+
+def _remove(path: Path) -> None:
+    """Remove a build directory, even parts a build made read-only."""
+    def unlock(func: Any, p: str, _: Any) -> None:
+        try:
+            os.chmod(os.path.dirname(p), 0o755)
+            os.chmod(p, 0o755)
+        except OSError:
+            pass
+        func(p)
+    shutil.rmtree(path, onerror=unlock)

@@ -1,0 +1,72 @@
+"""Applying a recipe's patch series with GNU patch, strictly.
+
+Every path a patch names is checked before patch runs (no absolute paths, no
+`..` after stripping), and patch runs in batch mode with --fuzz=0: a patch that
+needs fuzz is an error, since fuzz makes the result depend on context.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from .errors import BuildFailed, UnsafeArchive
+
+_HEADER = re.compile(r"^(?:---|\+\+\+) (\S+)", re.M)
+_GIT_HEADER = re.compile(r"^diff --git (\S+) (\S+)", re.M)
+_RENAME = re.compile(r"^(?:rename|copy) (?:from|to) (.+)$", re.M)
+
+
+@dataclass(frozen=True)
+class PatchFile:
+    label: str  # e.g. "patches[0] (patches/busybox/0002-x.patch)"
+    path: Path
+    strip: int
+
+
+def touched_paths(text: str, strip: int) -> list[str]:
+    """The tree paths a unified or git diff writes, after dropping `strip` components."""
+    names = _HEADER.findall(text) + [n for pair in _GIT_HEADER.findall(text) for n in pair]
+    out = []
+    for name in names:
+        if name == "/dev/null":
+            continue
+        parts = PurePosixPath(name).parts
+        out.append(name if name.startswith("/") else "/".join(parts[strip:]))
+    out += _RENAME.findall(text)
+    return out
+
+
+def check_paths(label: str, text: str, strip: int) -> None:
+    for name in touched_paths(text, strip):
+        if name.startswith("/"):
+            raise UnsafeArchive(f"{label}: writes to the absolute path {name!r}")
+        if ".." in PurePosixPath(name).parts:
+            raise UnsafeArchive(f"{label}: writes outside the tree through {name!r}")
+
+
+def apply_series(recipe: str, patches: list[PatchFile], tree: Path, patch_tool: str = "patch") -> None:
+    for patch in patches:
+        text = patch.path.read_text(encoding="utf-8", errors="replace")
+        check_paths(f"{recipe}: {patch.label}", text, patch.strip)
+        proc = subprocess.run(
+            [patch_tool, "--batch", "--forward", "--fuzz=0", "--no-backup-if-mismatch", "-r", "-",
+             f"-p{patch.strip}", "-d", str(tree), "-i", str(patch.path)],
+            capture_output=True, text=True, env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"})
+        if proc.returncode != 0:
+            raise BuildFailed(recipe, f"{patch.label} does not apply: {_failure(proc.stdout + proc.stderr)}")
+
+
+def _failure(output: str) -> str:
+    """The first failing file and hunk from patch's output."""
+    current = ""
+    for line in output.splitlines():
+        if line.startswith("patching file "):
+            current = line.removeprefix("patching file ").strip("'")
+        elif "FAILED" in line or "can't find file" in line or "malformed" in line.lower() \
+                or "Reversed" in line or "fuzz" in line:
+            return f"{current}: {line.strip()}" if current else line.strip()
+    lines = [line for line in output.splitlines() if line.strip()]
+    return lines[-1] if lines else "patch failed"

@@ -1,0 +1,178 @@
+"""The build environment: fixed paths, a clean environment, no network (bubblewrap).
+
+Inside the sandbox every machine sees the same paths: the source tree at
+/build/src, the output at /build/out, HOME and TMPDIR under /build, each
+dependency read-only at /deps/<name>, and a PATH holding only the declared host
+tools. Without bubblewrap a build runs only when the user asks for it
+(--no-sandbox), on host paths, and its record says so.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from .errors import SandboxUnavailable
+
+BUILD = Path("/build")
+DEPS = Path("/deps")
+HOST_READONLY = ("/usr", "/etc")
+HOST_TOP_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A build's directories on the host; `inside` maps them to what the build sees."""
+
+    work: Path  # host directory mounted at /build
+
+    @property
+    def src(self) -> Path:
+        return self.work / "src"
+
+    @property
+    def out(self) -> Path:
+        return self.work / "out"
+
+    @property
+    def home(self) -> Path:
+        return self.work / "home"
+
+    @property
+    def tmp(self) -> Path:
+        return self.work / "tmp"
+
+    @property
+    def tools(self) -> Path:
+        return self.work / ".lwrecipe" / "bin"
+
+    @property
+    def script(self) -> Path:
+        return self.work / ".lwrecipe" / "script.sh"
+
+    def create(self) -> None:
+        for d in (self.src, self.out, self.home, self.tmp, self.tools):
+            d.mkdir(parents=True, exist_ok=True)
+
+
+@dataclass(frozen=True)
+class Job:
+    layout: Layout
+    script: str
+    env: Mapping[str, str]  # the recipe's env
+    tools: Mapping[str, Path]  # tool name -> resolved host executable
+    deps: Mapping[str, Path]  # dependency name -> host directory of its output
+    jobs: int
+    source_date_epoch: int
+
+
+def dep_var(name: str) -> str:
+    return "LW_DEP_" + name.upper().replace("-", "_")
+
+
+def environment(job: Job, sandboxed: bool) -> dict[str, str]:
+    """Exactly the variables DESIGN.md lists, with in-sandbox or host paths."""
+    lay = job.layout
+    root = BUILD if sandboxed else lay.work
+    env = {
+        "PATH": str(root / ".lwrecipe" / "bin"),
+        "HOME": str(root / "home"),
+        "TMPDIR": str(root / "tmp"),
+        "LC_ALL": "C.UTF-8",
+        "TZ": "UTC",
+        "SOURCE_DATE_EPOCH": str(job.source_date_epoch),
+        "LW_OUT": str(root / "out"),
+        "LW_SRC": str(root / "src"),
+        "LW_JOBS": str(job.jobs),
+    }
+    for name, path in job.deps.items():
+        env[dep_var(name)] = str(DEPS / name) if sandboxed else str(path)
+    env.update(job.env)
+    return env
+
+
+def prepare(job: Job) -> None:
+    lay = job.layout
+    lay.create()
+    for name, target in job.tools.items():
+        link = lay.tools / name
+        link.unlink(missing_ok=True)
+        link.symlink_to(target)
+    lay.script.write_text(job.script)
+
+
+def bwrap_argv(job: Job, bwrap: str) -> list[str]:
+    argv = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--hostname", "lwrecipe",
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    for path in HOST_READONLY:
+        argv += ["--ro-bind", path, path]
+    for path in HOST_TOP_LINKS:
+        if os.path.islink(path):
+            argv += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            argv += ["--ro-bind", path, path]
+    argv += ["--bind", str(job.layout.work), str(BUILD)]
+    for name, path in sorted(job.deps.items()):
+        argv += ["--ro-bind", str(path), str(DEPS / name)]
+    argv += ["--clearenv"]
+    for key, value in sorted(environment(job, True).items()):
+        argv += ["--setenv", key, value]
+    argv += ["--chdir", str(BUILD / "src"), "/bin/bash", "-euo", "pipefail", str(BUILD / ".lwrecipe" / "script.sh")]
+    return argv
+
+
+def plain_argv(job: Job) -> list[str]:
+    return ["/bin/bash", "-euo", "pipefail", str(job.layout.script)]
+
+
+@cache
+def bwrap_path() -> str | None:
+    """bubblewrap, if it is installed and can create a sandbox on this machine."""
+    found = shutil.which("bwrap")
+    if not found:
+        return None
+    probe_job = Job(Layout(Path("/nonexistent")), "", {}, {}, {}, 1, 0)
+    argv = bwrap_argv(probe_job, found)
+    argv = argv[: argv.index("--bind")] + ["/usr/bin/true"]
+    probe = subprocess.run(argv, capture_output=True)
+    return found if probe.returncode == 0 else None
+
+
+def require_sandbox(allow_none: bool) -> str | None:
+    found = bwrap_path()
+    if found is None and not allow_none:
+        raise SandboxUnavailable(
+            "bubblewrap (bwrap) is missing or cannot create a sandbox here; install it with "
+            "`apt-get install bubblewrap` (and allow unprivileged user namespaces), or build "
+            "without a sandbox with --no-sandbox (outputs may then depend on this machine)")
+    return found
+
+
+def run(job: Job, bwrap: str | None, log: Path) -> int:
+    """Run the script; stdout and stderr go to `log`. Returns the exit status."""
+    prepare(job)
+    if bwrap:
+        argv, env, cwd = bwrap_argv(job, bwrap), {}, None
+    else:
+        argv, env, cwd = plain_argv(job), environment(job, False), job.layout.src
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
+                                env=env, cwd=cwd, preexec_fn=lambda: os.umask(0o022), start_new_session=True)
+        try:
+            return proc.wait()
+        except BaseException:
+            _kill_group(proc)
+            raise
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, 9)
+    except ProcessLookupError:
+        pass
+    proc.wait()
