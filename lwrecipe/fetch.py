@@ -11,7 +11,6 @@ from __future__ import annotations
 import email.utils
 import random
 import re
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -227,8 +226,3 @@ class Downloader:
             raise _Failed(f"timed out ({type(exc).__name__})", retry=True) from None
         except httpx.TransportError as exc:
             raise _Failed(f"{type(exc).__name__}: {exc}", retry=True) from None
-
-
-def copy_to(fetched: Fetched, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(fetched.path, dest)

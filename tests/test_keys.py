@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
