@@ -105,6 +105,13 @@ def _plan(ctx: Context, targets: Sequence[str]):  # noqa: ANN202 - returns (grap
     return graph, plan_graph(graph, oracle.output_id), oracle
 
 
+def _table(ctx: Context, rows: list[tuple[str, ...]]) -> None:
+    """Left-aligned columns; the last one is not padded."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        ctx.out("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+
+
 def _key_cell(item) -> str:  # noqa: ANN001
     if item.missing_tools:
         return "missing tool: " + ", ".join(item.missing_tools)
@@ -121,11 +128,8 @@ def cmd_plan(ctx: Context) -> int:
     if ctx.args.json:
         ctx.out(json.dumps(rows, indent=2))
         return 0
-    table = [("NAME", "VERSION", "KEY", "STATUS")]
-    table += [(r["name"], r["version"], _key_cell(p), r["status"]) for r, p in zip(rows, planned)]
-    widths = [max(len(row[i]) for row in table) for i in range(3)]
-    for row in table:
-        ctx.out("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3])
+    _table(ctx, [("NAME", "VERSION", "KEY", "STATUS"),
+                 *[(r["name"], r["version"], _key_cell(p), r["status"]) for r, p in zip(rows, planned)]])
     return 0
 
 
@@ -157,10 +161,7 @@ def cmd_fetch(ctx: Context) -> int:
              for t in result.trees.values()]
     rows.sort()
     if rows:
-        table = [("INPUT", "FILE", "SIZE", "SHA256", "FROM"), *rows]
-        widths = [max(len(r[i]) for r in table) for i in range(4)]
-        for row in table:
-            ctx.out("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[4])
+        _table(ctx, [("INPUT", "FILE", "SIZE", "SHA256", "FROM"), *rows])
     for (recipe, index), sha in sorted(result.source_patches.items()):
         ctx.out(f"{recipe}: patches[{index}]: sha256 {sha}")
     ctx.info(f"{len(rows)} inputs verified")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import GraphError, UsageError
-from .recipe import PROJECT_MARKERS, Recipe, load_recipe
+from .recipe import Recipe, load_recipe, marked_ancestor
 
 
 def find_cycle(deps: Mapping[str, Iterable[str]]) -> list[str] | None:
@@ -93,10 +93,7 @@ class Graph:
 
 
 def project_root(start: Path) -> Path:
-    for parent in [start, *start.parents]:
-        if any((parent / marker).exists() for marker in PROJECT_MARKERS):
-            return parent
-    return start
+    return marked_ancestor(start) or start
 
 
 def resolve_target(target: str, cwd: Path | None = None) -> Path:

@@ -6,7 +6,6 @@ A fingerprint is the sha256 of the resolved executable plus the first line its
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import shutil
@@ -16,6 +15,7 @@ from functools import cache
 from pathlib import Path
 
 from .keys import Sha256, ToolPin
+from .store import file_sha256
 
 DEBIAN_PACKAGES = {
     "as": "binutils", "awk": "gawk", "ar": "binutils", "strip": "binutils", "chmod": "coreutils", "mkdir": "coreutils", "env": "coreutils", "bash": "bash", "bc": "bc", "bison": "bison", "bzip2": "bzip2",
@@ -64,12 +64,7 @@ def fingerprint(name: str, search_path: str | None = None) -> HostTool | None:
 def _identify(path: Path, size: int, mtime_ns: int, invoked: str) -> tuple[Sha256, str]:
     """Hash and version of one executable; (size, mtime) make a changed file a new entry.
     The version is asked of the name found on PATH, as multi-call programs read argv[0]."""
-    return _file_sha256(path), _version_line(Path(invoked))
-
-
-def _file_sha256(path: Path) -> Sha256:
-    with path.open("rb") as fh:
-        return Sha256(hashlib.file_digest(fh, "sha256").hexdigest())
+    return file_sha256(path), _version_line(Path(invoked))
 
 
 def _version_line(path: Path) -> str:

@@ -12,6 +12,7 @@ import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import zstandard
 
@@ -50,35 +51,21 @@ def put_log(store: Store, log: Path) -> Sha256:
     return Sha256(hashlib.sha256(data).hexdigest())
 
 
-class _VerifyingReader:
-    """Reads a file and hashes everything read."""
+class _HashingReader:
+    """Reads from `inner` and hashes everything read."""
 
-    def __init__(self, path: Path) -> None:
-        self.fh = path.open("rb")
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
         self.hash = hashlib.sha256()
 
     def read(self, n: int = -1) -> bytes:
-        data = self.fh.read(n)
+        data = self.inner.read(n)
         self.hash.update(data)
         return data
 
     def drain(self) -> None:
         while self.read(1 << 20):
             pass
-
-    def close(self) -> None:
-        self.fh.close()
-
-
-class _HashingReader:
-    def __init__(self, inner: object) -> None:
-        self.inner = inner
-        self.hash = hashlib.sha256()
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.inner.read(n)  # type: ignore[attr-defined]
-        self.hash.update(data)
-        return data
 
 
 def restore(store: Store, blob: Sha256, output_id: Sha256, dest: Path) -> None:
@@ -88,21 +75,21 @@ def restore(store: Store, blob: Sha256, output_id: Sha256, dest: Path) -> None:
     if not path.is_file():
         raise IntegrityError(f"cas/{blob}: missing from the cache")
     dest.mkdir(parents=True)
-    raw = _VerifyingReader(path)
+    fh = path.open("rb")
+    raw = _HashingReader(fh)
     try:
         reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[arg-type]
         tar_stream = _HashingReader(reader)
         with tarfile.open(fileobj=tar_stream, mode="r|") as tar:  # type: ignore[call-overload]
             tar.extractall(dest, filter="tar")
-        while tar_stream.read(1 << 20):
-            pass
+        tar_stream.drain()
         raw.drain()
     except (tarfile.TarError, zstandard.ZstdError, OSError) as exc:
         shutil.rmtree(dest, ignore_errors=True)
         path.unlink(missing_ok=True)
         raise IntegrityError(f"cas/{blob}: unreadable ({exc}); deleted") from None
     finally:
-        raw.close()
+        fh.close()
     if raw.hash.hexdigest() != blob or tar_stream.hash.hexdigest() != output_id:
         shutil.rmtree(dest, ignore_errors=True)
         path.unlink(missing_ok=True)

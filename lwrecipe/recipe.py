@@ -264,12 +264,17 @@ class Recipe:
         return next((s for s in self.doc.sources if s.name == name), None)
 
 
-def find_root(recipe_path: Path) -> Path:
-    """The nearest ancestor holding lwrecipe.toml or .git, else the recipe directory's parent."""
-    for parent in recipe_path.parents:
+def marked_ancestor(start: Path) -> Path | None:
+    """`start` or its nearest ancestor that holds lwrecipe.toml or .git."""
+    for parent in [start, *start.parents]:
         if any((parent / marker).exists() for marker in PROJECT_MARKERS):
             return parent
-    return recipe_path.parent.parent
+    return None
+
+
+def find_root(recipe_path: Path) -> Path:
+    """The project root of a recipe: the marked ancestor, else the recipe directory's parent."""
+    return marked_ancestor(recipe_path.parent) or recipe_path.parent.parent
 
 
 def display_path(path: Path) -> str:
