@@ -58,8 +58,10 @@ def patch_files(item: Planned, fetched: Fetch, where: Path) -> list[PatchFile]:
 
 
 def build_one(store: Store, item: Planned, fetched: Fetch, deps: dict[str, Path],
-              opts: BuildOptions, log_dir: Path) -> dict[str, Any]:
-    """Build `item` and store its output and record under its key; returns the record."""
+              opts: BuildOptions, log_dir: Path, keep_record: bool = True) -> dict[str, Any]:
+    """Build `item` and store its output and record under its key; returns the record.
+    With keep_record=False (a `--check` rebuild) the output blob is stored but the
+    record is only returned, so the cached record stays the reference."""
     assert item.key is not None and item.inputs is not None
     recipe, build = item.recipe, item.recipe.doc.build
     started = time.time()
@@ -102,7 +104,8 @@ def build_one(store: Store, item: Planned, fetched: Fetch, deps: dict[str, Path]
             "duration_s": round(time.time() - started, 3),
             "log": log_blob,
         }
-        store.put_record(item.key, record)
+        if keep_record:
+            store.put_record(item.key, record)
         return record
     finally:
         _remove(work)

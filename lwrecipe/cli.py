@@ -72,10 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("build", help="build the targets and everything they depend on", epilog=EPILOG)
     _target_args(p)
-    p.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
-                   help="LW_JOBS inside each build (default: the number of CPUs)")
+    p.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
+                   help="independent recipes built at once (default 1); each build gets LW_JOBS = CPUs / N")
     p.add_argument("--keep-going", action="store_true", help="after a failure, build what does not depend on it")
     p.add_argument("--rebuild", action="store_true", help="build even what is cached")
+    p.add_argument("--check", action="store_true",
+                   help="rebuild the targets even when cached and fail (exit 3) if the output differs")
     p.add_argument("--offline", action="store_true", help="never touch the network")
     p.add_argument("--no-sandbox", action="store_true", help="build without bubblewrap (recorded in the build record)")
     p.set_defaults(func=cmd_build)
@@ -133,7 +135,8 @@ def cmd_plan(ctx: Context) -> int:
     return 0
 
 
-def _fetch_inputs(ctx: Context, graph, names: list[str], jobs: int, offline: bool):  # noqa: ANN001, ANN202
+def _fetch_inputs(ctx: Context, graph, names: list[str], jobs: int, offline: bool,  # noqa: ANN001, ANN202
+                  reporter=None):  # noqa: ANN001
     import contextlib
 
     from .fetch import Downloader, make_client, user_mirrors, MIRRORS_ENV
@@ -142,7 +145,7 @@ def _fetch_inputs(ctx: Context, graph, names: list[str], jobs: int, offline: boo
     from .store import Store
 
     store = Store(ctx.cache_dir).ensure()
-    reporter = make_reporter(quiet=ctx.verbosity < 0)
+    reporter = reporter or make_reporter(quiet=ctx.verbosity < 0)
     with make_client() as client, (reporter if isinstance(reporter, RichReporter) else contextlib.nullcontext()):
         downloader = Downloader(store, client, mirrors=user_mirrors(os.environ.get(MIRRORS_ENV)), reporter=reporter)
         return fetch_recipes([graph.recipes[n] for n in names], store, downloader, jobs=jobs, offline=offline)
@@ -172,30 +175,30 @@ def cmd_build(ctx: Context) -> int:
     from .builder import BuildOptions
     from .engine import Engine
     from .graph import load_graph
+    from .progress import BuildDisplay, DisplayReporter
     from .store import Store
 
     graph = load_graph(ctx.args.targets)
     store = Store(ctx.cache_dir)
-    options = BuildOptions(jobs=max(1, ctx.args.jobs), no_sandbox=ctx.args.no_sandbox)
+    parallel = max(1, ctx.args.jobs)
+    options = BuildOptions(jobs=max(1, (os.cpu_count() or 1) // parallel), no_sandbox=ctx.args.no_sandbox)
     if ctx.args.no_sandbox:
         ctx.info("warning: --no-sandbox: builds run on host paths and may depend on this machine")
+    with BuildDisplay(quiet=ctx.verbosity < 0) as display:
+        def fetch(items):  # noqa: ANN001, ANN202 - called only for recipes that build
+            return _fetch_inputs(ctx, graph, [i.name for i in items], 4, ctx.args.offline,
+                                 reporter=DisplayReporter(display))
 
-    def fetch(items):  # noqa: ANN001, ANN202 - called only for recipes that build
-        return _fetch_inputs(ctx, graph, [i.name for i in items], 4, ctx.args.offline)
-
-    def event(name: str, state: str) -> None:
-        if state == "building":
-            ctx.info(f"{name}: building")
-
-    engine = Engine(store, fetch, options, rebuild=ctx.args.rebuild, keep_going=ctx.args.keep_going,
-                    on_event=event)
-    outcomes = engine.build(graph)
+        engine = Engine(store, fetch, options, rebuild=ctx.args.rebuild, keep_going=ctx.args.keep_going,
+                        check=ctx.args.check, parallel=parallel, on_event=display.event)
+        outcomes = engine.build(graph)
     code = 0
     for outcome in outcomes:
         detail = f"{outcome.output_id[:12]}" if outcome.output_id else ""
         if outcome.state == "built":
             detail += f"  {outcome.seconds:.1f}s"
         ctx.info(f"{outcome.name:<16} {outcome.state:<8} {detail}")
+    for outcome in outcomes:
         if outcome.error is not None:
             for line in outcome.error.lines():
                 print(f"error: {line}", file=sys.stderr)
@@ -205,8 +208,10 @@ def cmd_build(ctx: Context) -> int:
             if log:
                 print(f"log: {log}", file=sys.stderr)
             code = max(code, outcome.error.exit_code)
-    counts = {s: sum(o.state == s for o in outcomes) for s in ("built", "cached", "failed", "skipped")}
-    ctx.info(", ".join(f"{n} {s}" for s, n in counts.items() if n or s in ("built", "cached")))
+    counts = {s: sum(o.state == s for o in outcomes) for s in ("built", "cached", "checked", "failed", "skipped")}
+    not_started = len(graph.closure(graph.targets)) - len(outcomes)
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n or s in ("built", "cached"))
+    ctx.info(summary + (f", {not_started} not started" if not_started else ""))
     return code
 
 

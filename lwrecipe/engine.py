@@ -1,8 +1,10 @@
-"""Deciding what to build: walk the graph in order, reuse what the store has,
-build the rest once (one lock per key across processes), and report outcomes.
+"""Deciding what to build: walk the graph in dependency order, reuse what the
+store has, build the rest once (one lock per key across processes), running up
+to `parallel` independent builds at once, and report outcomes.
 
 A cached dependency is restored only when a dependent actually builds; a fully
-cached target runs no build process and fetches nothing.
+cached target runs no build process and fetches nothing. A dependency whose
+stored output turns out corrupt when it is restored is rebuilt, never used.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .builder import BuildOptions, build_one
-from .errors import IntegrityError, LwrecipeError, MissingToolError
+from .compare import decompress, diffoscope, tree_differences
+from .errors import IntegrityError, LwrecipeError, MissingToolError, NotReproducible
 from .graph import Graph
 from .hosttools import debian_package
 from .keys import Sha256
@@ -24,11 +28,13 @@ from .plan import Planned, plan_recipe
 from .sources import Fetch
 from .store import Store
 
+FINAL = ("cached", "built", "checked", "failed", "skipped")
+
 
 @dataclass(frozen=True)
 class Outcome:
     name: str
-    state: str  # "cached" | "built" | "failed" | "skipped"
+    state: str  # one of FINAL
     key: Sha256 | None
     output_id: Sha256 | None = None
     seconds: float = 0.0
@@ -42,9 +48,13 @@ class Engine:
     options: BuildOptions
     rebuild: bool = False
     keep_going: bool = False
+    check: bool = False  # rebuild the targets and compare with what is cached
+    parallel: int = 1  # builds at once
     on_event: Callable[[str, str], None] = lambda name, state: None
     outputs: dict[str, Sha256] = field(default_factory=dict)
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    planned: dict[str, Planned] = field(default_factory=dict)
+    checked: set[str] = field(default_factory=set)
 
     def usable_record(self, key: Sha256) -> dict[str, Any] | None:
         record = self.store.read_record(key)
@@ -53,55 +63,144 @@ class Engine:
         return record
 
     def build(self, graph: Graph) -> list[Outcome]:
-        outcomes: list[Outcome] = []
-        failed: set[str] = set()
-        for name in graph.closure(graph.targets):
-            recipe = graph.recipes[name]
-            if failed.intersection(recipe.depends):
-                outcomes.append(Outcome(name, "skipped", None))
-                failed.add(name)
-                continue
-            try:
-                outcomes.append(self._one(graph, plan_recipe(recipe, {d: self.outputs[d] for d in recipe.depends})))
-            except LwrecipeError as exc:
-                self.on_event(name, "failed")
-                outcomes.append(Outcome(name, "failed", None, error=exc))
-                failed.add(name)
-                if not self.keep_going:
+        """Outcomes in build order. After a failure without keep_going, running
+        builds finish and nothing new starts; what never started is left out."""
+        order = graph.closure(graph.targets)
+        if self.check:
+            self.checked = set(graph.targets)
+        results: dict[str, Outcome] = {}
+        with self.store.ensure().lock("gc", shared=True), ThreadPoolExecutor(max(1, self.parallel)) as pool:
+            running: dict[Future[Outcome], str] = {}
+            waiting = list(order)
+            stopped = False
+            while waiting or running:
+                progressed = True
+                while progressed and not stopped:
+                    progressed = False
+                    for name in list(waiting):
+                        deps = graph.recipes[name].depends
+                        if any(results[d].state in ("failed", "skipped") for d in deps if d in results):
+                            results[name] = Outcome(name, "skipped", None)
+                            self.on_event(name, "skipped")
+                        elif all(d in results for d in deps) and len(running) < max(1, self.parallel):
+                            outcome = self._start(graph, name, pool, running)
+                            if outcome is not None:
+                                results[name] = outcome
+                        else:
+                            continue
+                        waiting.remove(name)
+                        progressed = True
+                        if name in results and results[name].state == "failed" and not self.keep_going:
+                            stopped = True
+                            break
+                if not running:
                     break
-        return outcomes
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    name = running.pop(future)
+                    results[name] = future.result()
+                    if results[name].state == "failed" and not self.keep_going:
+                        stopped = True
+        return [results[n] for n in order if n in results]
 
-    def _one(self, graph: Graph, item: Planned) -> Outcome:
-        if item.missing_tools:
-            tool = item.missing_tools[0]
-            raise MissingToolError(item.name, tool, debian_package(tool))
-        assert item.key is not None
-        record = None if self.rebuild else self.usable_record(item.key)
-        if record is not None:
-            return self._done(item, record, "cached")
-        with self.store.lock(f"build-{item.key}"):
-            record = None if self.rebuild else self.usable_record(item.key)
+    def _start(self, graph: Graph, name: str, pool: ThreadPoolExecutor,
+               running: dict[Future[Outcome], str]) -> Outcome | None:
+        """The outcome at once when the store has it (or planning fails);
+        otherwise the build is submitted to the pool and None returned."""
+        recipe = graph.recipes[name]
+        try:
+            item = plan_recipe(recipe, {d: self.outputs[d] for d in recipe.depends})
+            self.planned[name] = item
+            if item.missing_tools:
+                tool = item.missing_tools[0]
+                raise MissingToolError(name, tool, debian_package(tool))
+            assert item.key is not None
+            record = None if self.rebuild or name in self.checked else self.usable_record(item.key)
             if record is not None:
                 return self._done(item, record, "cached")
-            self.on_event(item.name, "building")
-            fetched = self.fetch([item])
-            with tempfile.TemporaryDirectory(dir=self.store.ensure().root / "tmp", prefix="deps-") as tmp:
-                deps = {d: self._restore(d, Path(tmp) / d) for d in item.recipe.depends}
-                record = build_one(self.store, item, fetched, deps, self.options, self.store.root / "logs")
+        except LwrecipeError as exc:
+            return self._failed(name, exc)
+        running[pool.submit(self._guarded, item)] = name
+        return None
+
+    def _guarded(self, item: Planned) -> Outcome:
+        try:
+            if item.name in self.checked:
+                return self._check(item)
+            return self._produce(item, force=self.rebuild)
+        except LwrecipeError as exc:
+            return self._failed(item.name, exc)
+
+    def _failed(self, name: str, exc: LwrecipeError) -> Outcome:
+        self.on_event(name, "failed")
+        return Outcome(name, "failed", None, error=exc)
+
+    def _produce(self, item: Planned, force: bool = False) -> Outcome:
+        """Build `item` unless another process has meanwhile (its lock is held while building)."""
+        assert item.key is not None
+        with self.store.lock(f"build-{item.key}"):
+            record = None if force else self.usable_record(item.key)
+            if record is not None:
+                return self._done(item, record, "cached")
+            record = self._build(item, keep_record=True)
         return self._done(item, record, "built")
 
+    def _build(self, item: Planned, keep_record: bool) -> dict[str, Any]:
+        self.on_event(item.name, "fetching")
+        fetched = self.fetch([item])
+        self.on_event(item.name, "building")
+        with tempfile.TemporaryDirectory(dir=self.store.root / "tmp", prefix="deps-") as tmp:
+            deps = {d: self._restore(d, Path(tmp) / d) for d in item.recipe.depends}
+            current = plan_recipe(item.recipe, {d: self.outputs[d] for d in item.recipe.depends})
+            if current.key != item.key:
+                raise IntegrityError(f"{item.name}: a dependency rebuilt to different bytes than its "
+                                     "cached output; run the build again")
+            return build_one(self.store, item, fetched, deps, self.options, self.store.root / "logs",
+                             keep_record=keep_record)
+
     def _restore(self, name: str, dest: Path) -> Path:
+        """Unpack a dependency's output; a corrupt or vanished blob is rebuilt first."""
         record = self.records[name]
         try:
             restore(self.store, record["blob"]["sha256"], record["output_id"], dest)
+            return dest
         except IntegrityError:
             shutil.rmtree(dest, ignore_errors=True)
-            raise
+        self.on_event(name, "rebuilding")
+        self._produce(self.planned[name])
+        record = self.records[name]
+        restore(self.store, record["blob"]["sha256"], record["output_id"], dest)
         return dest
+
+    def _check(self, item: Planned) -> Outcome:
+        assert item.key is not None
+        first = self.usable_record(item.key)
+        if first is None:
+            self._produce(item)
+            first = self.records[item.name]
+        second = self._build(item, keep_record=False)
+        if second["output_id"] != first["output_id"]:
+            raise NotReproducible(item.name, first["output_id"], second["output_id"],
+                                  self._explain(first, second))
+        return self._done(item, first, "checked")
+
+    def _explain(self, first: dict[str, Any], second: dict[str, Any]) -> list[str]:
+        with tempfile.TemporaryDirectory(dir=self.store.root / "tmp", prefix="check-") as tmp:
+            a, b = Path(tmp) / "cached", Path(tmp) / "rebuild"
+            restore(self.store, first["blob"]["sha256"], first["output_id"], a)
+            restore(self.store, second["blob"]["sha256"], second["output_id"], b)
+            lines = tree_differences(a, b)
+            lines += diffoscope(decompress(self.store, first["blob"]["sha256"], Path(tmp) / "cached.tar"),
+                                decompress(self.store, second["blob"]["sha256"], Path(tmp) / "rebuild.tar"))
+        lines.append(f"rebuilt output kept as cas/{second['blob']['sha256']}")
+        return lines
 
     def _done(self, item: Planned, record: dict[str, Any], state: str) -> Outcome:
         self.outputs[item.name] = Sha256(record["output_id"])
         self.records[item.name] = record
+        if state == "cached":
+            self.store.touch("ac", record["key"])
+            self.store.touch("cas", record["blob"]["sha256"])
         self.on_event(item.name, state)
         return Outcome(item.name, state, item.key, Sha256(record["output_id"]),
                        float(record.get("duration_s", 0.0)) if state == "built" else 0.0)

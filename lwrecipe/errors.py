@@ -139,6 +139,18 @@ class BuildFailed(LwrecipeError):
         super().__init__(f"{recipe}: {message}")
 
 
+class NotReproducible(IntegrityError):
+    """`build --check` rebuilt a recipe to different bytes."""
+
+    reason = "not-reproducible"
+
+    def __init__(self, recipe: str, first: str, second: str, report: Sequence[str]) -> None:
+        self.recipe, self.report = recipe, tuple(report)
+        super().__init__(f"{recipe}: not reproducible: output {first[:12]} rebuilt as {second[:12]}")
+
+    def lines(self) -> list[str]:
+        return [str(self)] + [f"  {line}" for line in self.report]
+
 
 class SandboxUnavailable(LwrecipeError):
     reason = "sandbox"

@@ -85,3 +85,84 @@ def make_reporter(quiet: bool = False) -> Any:
     if sys.stderr.isatty():
         return RichReporter()
     return PlainReporter()
+
+
+class BuildDisplay:
+    """One line per recipe (state and time in that state) while a build runs.
+
+    On a terminal the lines are redrawn in place with rich; elsewhere each change
+    of state is printed once. `log` prints a message above the live lines."""
+
+    def __init__(self, stream: TextIO = sys.stderr, live: bool | None = None, quiet: bool = False) -> None:
+        import time
+
+        self._clock = time.monotonic
+        self.stream, self.quiet = stream, quiet
+        self.live_mode = (stream.isatty() if live is None else live) and not quiet
+        self.states: dict[str, tuple[str, float]] = {}  # name -> (state, since)
+        self.started: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._live: Any = None
+
+    def __enter__(self) -> BuildDisplay:
+        if self.live_mode:
+            from rich.console import Console
+            from rich.live import Live
+
+            self._live = Live(get_renderable=self._render, console=Console(file=self.stream),
+                              refresh_per_second=4, transient=False)
+            self._live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.stop()
+
+    def event(self, name: str, state: str) -> None:
+        with self._lock:
+            now = self._clock()
+            first = self.started.setdefault(name, now)
+            self.states[name] = (state, now)
+            if self.live_mode or self.quiet:
+                return
+            if state in ("built", "checked", "failed"):
+                print(f"{name}: {state} after {now - first:.1f}s", file=self.stream, flush=True)
+            elif state != "cached":
+                print(f"{name}: {state}", file=self.stream, flush=True)
+
+    def log(self, text: str) -> None:
+        if self.quiet:
+            return
+        if self._live is not None:
+            self._live.console.print(text, markup=False, highlight=False)
+        else:
+            with self._lock:
+                print(text, file=self.stream, flush=True)
+
+    def _render(self) -> Any:
+        from rich.table import Table
+
+        table = Table.grid(padding=(0, 2))
+        now = self._clock()
+        with self._lock:
+            for name, (state, since) in self.states.items():
+                busy = state not in ("cached", "built", "checked", "failed", "skipped")
+                elapsed = (now if busy else since) - self.started[name]
+                table.add_row(name, state, f"{elapsed:.0f}s" if state != "cached" else "")
+        return table
+
+
+class DisplayReporter:
+    """Transfer events of the downloads a build needs, as lines of a BuildDisplay."""
+
+    def __init__(self, display: BuildDisplay) -> None:
+        self.display = display
+
+    def begin(self, label: str, name: str, total: int | None) -> None:
+        self.display.log(f"{label}: downloading {name} ({human_size(total)})")
+
+    def advance(self, label: str, nbytes: int) -> None:
+        pass
+
+    def end(self, label: str, ok: bool, detail: str) -> None:
+        self.display.log(f"{label}: {'downloaded from' if ok else 'failed:'} {detail}")

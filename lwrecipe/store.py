@@ -141,6 +141,7 @@ class Store:
         if file_sha256(path) != name:
             path.unlink(missing_ok=True)
             return None
+        self.touch(kind, name)
         return path
 
     def read_blob(self, kind: str, name: str) -> bytes:
@@ -173,15 +174,25 @@ class Store:
         return record
 
     @contextlib.contextmanager
-    def lock(self, name: str) -> Iterator[None]:
-        """An exclusive advisory lock shared by every process using this cache."""
+    def lock(self, name: str, shared: bool = False) -> Iterator[None]:
+        """An advisory lock shared by every process using this cache: exclusive,
+        or shared with other shared holders (builds share `gc`; gc takes it alone)."""
         self.ensure()
         with open(self.root / "locks" / name, "a+b") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            fcntl.flock(fh.fileno(), fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def touch(self, kind: str, name: str) -> None:
+        """Mark an entry as used now: its atime is what `cache gc` orders by
+        (set explicitly, so relatime and noatime mounts do not matter)."""
+        path = self.path(kind, name)
+        try:
+            os.utime(path, ns=(time.time_ns(), path.stat().st_mtime_ns))
+        except FileNotFoundError:
+            pass
 
     def verify_all(self) -> VerifyReport:
         """Re-hash every blob and check every record; remove what is corrupt, and
