@@ -92,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     cache_sub = p.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
     v = cache_sub.add_parser("verify", help="re-hash every entry; remove corrupt ones", epilog=EPILOG)
     v.set_defaults(func=cmd_cache_verify)
+    g = cache_sub.add_parser("gc", help="remove least recently used entries", epilog=EPILOG)
+    g.add_argument("--max-size", metavar="SIZE", help="shrink the cache to SIZE (500M, 10G, ...)")
+    g.add_argument("--older-than", type=float, metavar="DAYS", help="remove what has not been used for DAYS")
+    g.add_argument("--keep-locked", action="store_true", help="never remove what lockfile.toml pins")
+    g.add_argument("--lockfile", metavar="F", help="the lockfile for --keep-locked (default: the project's)")
+    g.add_argument("--dry-run", action="store_true", help="say what would be removed")
+    g.set_defaults(func=cmd_cache_gc)
     st = cache_sub.add_parser("stats", help="sizes and counts", epilog=EPILOG)
     st.set_defaults(func=cmd_cache_stats)
     return parser
@@ -249,6 +256,30 @@ def cmd_cache_verify(ctx: Context) -> int:
         ctx.out(f"removed corrupt {line}")
     ctx.info(f"{report.checked} entries checked, {len(report.removed)} corrupt removed, "
              f"{report.stale_tmp} stale staging files removed")
+    return 0
+
+
+def cmd_cache_gc(ctx: Context) -> int:
+    from .errors import UsageError
+    from .gc import collect, parse_size
+    from .graph import project_root
+    from .lockfile import LOCKFILE, pinned_ids
+    from .progress import human_size
+    from .store import Store
+
+    args = ctx.args
+    if args.max_size is None and args.older_than is None:
+        raise UsageError("cache gc: give --max-size SIZE and/or --older-than DAYS")
+    pinned: set[str] = set()
+    if args.keep_locked:
+        pinned = pinned_ids(Path(args.lockfile) if args.lockfile else project_root(Path.cwd()) / LOCKFILE)
+    max_size = parse_size(args.max_size) if args.max_size is not None else None
+    report = collect(Store(ctx.cache_dir), max_size, args.older_than, pinned, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for unit in report.removed:
+        ctx.out(f"{verb} {unit.label} ({human_size(unit.size)})")
+    ctx.info(f"{verb} {len(report.removed)} entries, {human_size(report.freed)}; "
+             f"kept {report.kept}, {human_size(report.remaining)}")
     return 0
 
 

@@ -1,0 +1,144 @@
+"""Freeing cache space: `lwrecipe cache gc`, least recently used first.
+
+A build record and the blobs it names (output and log) go together; blobs no
+record names and downloaded sources go on their own. "Used" is the access time
+lwrecipe sets on every cache hit (Store.touch). The policy (`select`) is pure;
+`collect` applies it under the cache's exclusive `gc` lock, so it never removes
+what a running build is using.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import UsageError
+from .keys import is_sha256
+from .store import Store
+
+SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """`500M`, `10G`, `1.5GiB`, `123` (bytes); binary units."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text, re.IGNORECASE)
+    if m is None:
+        raise UsageError(f"--max-size: {text!r} is not a size such as 500M or 10G")
+    return int(float(m.group(1)) * SIZE_UNITS[m.group(2).upper()])
+
+
+@dataclass
+class Unit:
+    """What gc removes together."""
+
+    label: str  # "ac/<key>", "cas/<sha>" or "sources/<sha>"
+    paths: list[Path]
+    size: int
+    last_used: float
+    pinned: bool = False
+
+
+@dataclass
+class GcReport:
+    removed: list[Unit] = field(default_factory=list)
+    kept: int = 0
+    freed: int = 0
+    remaining: int = 0
+
+
+def _atime(path: Path) -> float:
+    return path.stat().st_atime
+
+
+def _read_quietly(path: Path) -> bytes:
+    """Read without moving the access time that records when the entry was last used."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOATIME)
+    except PermissionError:  # O_NOATIME needs ownership
+        fd = os.open(path, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read()
+
+
+def units(store: Store, pinned: set[str]) -> list[Unit]:
+    """Every removable unit of the cache. `pinned` holds keys and output ids to keep.
+    A record's last use is its own access time (a hit touches the record and its blob)."""
+    out: list[Unit] = []
+    named: set[str] = set()
+    for path in sorted((store.root / "ac").iterdir()):
+        used = _atime(path)
+        try:
+            record = json.loads(_read_quietly(path))
+            blobs = [record["blob"]["sha256"], record.get("log", "")]
+        except (ValueError, KeyError, TypeError):
+            record, blobs = {}, []
+        files = [path] + [store.root / "cas" / b for b in blobs if is_sha256(b) and (store.root / "cas" / b).is_file()]
+        named.update(blobs)
+        keep = path.name in pinned or record.get("output_id") in pinned
+        out.append(Unit(f"ac/{path.name}", files, sum(f.stat().st_size for f in files),
+                        used, keep))
+    for kind in ("cas", "sources"):
+        for path in sorted((store.root / kind).iterdir()):
+            if kind == "cas" and path.name in named:
+                continue
+            out.append(Unit(f"{kind}/{path.name}", [path], path.stat().st_size, _atime(path), path.name in pinned))
+    return out
+
+
+def select(all_units: list[Unit], now: float, max_size: int | None, older_than_days: float | None) -> list[Unit]:
+    """The units to remove: every unpinned one unused for longer than the age limit,
+    then the least recently used until the rest fits in max_size."""
+    doomed: list[Unit] = []
+    alive = sorted(all_units, key=lambda u: (u.last_used, u.label))
+    if older_than_days is not None:
+        limit = now - older_than_days * 86400
+        doomed = [u for u in alive if u.last_used < limit and not u.pinned]
+        alive = [u for u in alive if not (u.last_used < limit and not u.pinned)]
+    if max_size is not None:
+        total = sum(u.size for u in alive)
+        for unit in alive:
+            if total <= max_size:
+                break
+            if not unit.pinned:
+                doomed.append(unit)
+                total -= unit.size
+    return doomed
+
+
+def collect(store: Store, max_size: int | None, older_than_days: float | None,
+            pinned: set[str] | None = None, dry_run: bool = False) -> GcReport:
+    report = GcReport()
+    if not store.exists():
+        return report
+    with store.lock("gc"):
+        found = units(store, pinned or set())
+        doomed = select(found, time.time(), max_size, older_than_days)
+        gone = {u.label for u in doomed}
+        shared = {p.name for u in found if u.label not in gone and u.label.startswith("ac/") for p in u.paths[1:]}
+        for unit in doomed:
+            report.removed.append(unit)
+            report.freed += unit.size
+            if dry_run:
+                continue
+            # The record goes first: a record without its blob would be dropped as corrupt anyway.
+            for path in unit.paths:
+                if path.name not in shared or path.parent.name == "ac":
+                    path.unlink(missing_ok=True)
+        _drop_dangling_git_refs(store)
+        report.kept = len(found) - len(doomed)
+        report.remaining = sum(u.size for u in found if u.label not in gone)
+    return report
+
+
+def _drop_dangling_git_refs(store: Store) -> None:
+    refs = store.root / "refs"
+    if not refs.is_dir():
+        return
+    for ref in refs.iterdir():
+        sha = ref.read_text().strip() if ref.is_file() else ""
+        if not store.has("sources", sha):
+            ref.unlink(missing_ok=True)
