@@ -1,17 +1,21 @@
 """Host tools: finding them on PATH and fingerprinting them for the build key.
 
 A fingerprint is the sha256 of the resolved executable plus the first line its
-`--version` prints. Each tool is fingerprinted once per process.
+`--version` prints. Fingerprints are remembered across runs in a small file
+keyed by the executable's path, size, mtime, ctime and inode, so a cached build
+runs no `--version` and hashes nothing.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
 import subprocess
+import tempfile
+import threading
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 from .keys import Sha256, ToolPin
@@ -56,15 +60,68 @@ def fingerprint(name: str, search_path: str | None = None) -> HostTool | None:
         return None
     resolved = Path(found).resolve()
     st = resolved.stat()
-    sha256, version = _identify(resolved, st.st_size, st.st_mtime_ns, found)
+    sha256, version = _MEMO.identify(resolved, found, st)
     return HostTool(name=name, path=resolved, sha256=sha256, version=version)
 
 
-@cache
-def _identify(path: Path, size: int, mtime_ns: int, invoked: str) -> tuple[Sha256, str]:
-    """Hash and version of one executable; (size, mtime) make a changed file a new entry.
-    The version is asked of the name found on PATH, as multi-call programs read argv[0]."""
-    return file_sha256(path), _version_line(Path(invoked))
+TOOL_CACHE_ENV = "LWRECIPE_TOOL_CACHE"
+
+
+def tool_cache_path() -> Path:
+    if os.environ.get(TOOL_CACHE_ENV):
+        return Path(os.environ[TOOL_CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "lwrecipe" / "host-tools.json"
+
+
+MEMO_LIMIT = 2000
+
+
+class _Memo:
+    """Fingerprints by (invoked name, executable, size, mtime, ctime, inode), kept in
+    a JSON file. A lost or unreadable file only costs re-fingerprinting."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, list[str]] | None = None
+
+    def _load(self) -> dict[str, list[str]]:
+        if self._entries is None:
+            try:
+                data = json.loads(tool_cache_path().read_text())
+                self._entries = data if isinstance(data, dict) else {}
+            except (OSError, ValueError):
+                self._entries = {}
+        return self._entries
+
+    def identify(self, path: Path, invoked: str, st: os.stat_result) -> tuple[Sha256, str]:
+        """The version is asked of the name found on PATH, as multi-call programs read argv[0]."""
+        key = "\0".join(map(str, (invoked, path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)))
+        with self._lock:
+            known = self._load().get(key)
+            if isinstance(known, list) and len(known) == 2:
+                return Sha256(known[0]), known[1]
+            sha256, version = file_sha256(path), _version_line(Path(invoked))
+            self._load()[key] = [sha256, version]
+            self._save()
+            return sha256, version
+
+    def _save(self) -> None:
+        assert self._entries is not None
+        for stale in list(self._entries)[:-MEMO_LIMIT]:  # oldest first
+            del self._entries[stale]
+        path = tool_cache_path()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".host-tools-")
+            with os.fdopen(fd, "w") as fh:
+                json.dump(self._entries, fh)
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a read-only home only costs speed
+
+
+_MEMO = _Memo()
 
 
 def _version_line(path: Path) -> str:

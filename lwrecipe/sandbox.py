@@ -106,6 +106,18 @@ def prepare(job: Job) -> None:
     lay.script.write_text(job.script)
 
 
+def tool_prefixes(tools: Mapping[str, Path]) -> list[Path]:
+    """Directories to bind read-only so that host tools installed outside /usr
+    (pyenv's python3, /opt toolchains) run: the prefix above a tool's bin/."""
+    prefixes: set[Path] = set()
+    for target in tools.values():
+        real = Path(os.path.realpath(target))
+        if any(real.is_relative_to(top) for top in (*HOST_READONLY, *HOST_TOP_LINKS)):
+            continue
+        prefixes.add(real.parent.parent if real.parent.name == "bin" else real.parent)
+    return sorted(p for p in prefixes if not any(p != q and p.is_relative_to(q) for q in prefixes))
+
+
 def bwrap_argv(job: Job, bwrap: str) -> list[str]:
     argv = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--hostname", "lwrecipe",
             "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
@@ -116,6 +128,8 @@ def bwrap_argv(job: Job, bwrap: str) -> list[str]:
             argv += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             argv += ["--ro-bind", path, path]
+    for prefix in tool_prefixes(job.tools):
+        argv += ["--ro-bind", str(prefix), str(prefix)]
     argv += ["--bind", str(job.layout.work), str(BUILD)]
     for name, path in sorted(job.deps.items()):
         argv += ["--ro-bind", str(path), str(DEPS / name)]
