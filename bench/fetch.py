@@ -12,27 +12,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import best, report, row  # noqa: E402
 from lwrecipe.fetch import Downloader, Wanted, make_client  # noqa: E402
 from lwrecipe.keys import Sha256  # noqa: E402
 from lwrecipe.store import Store  # noqa: E402
 from tests.servers import nginx_server  # noqa: E402
 
 SIZE = int(os.environ.get("BENCH_FETCH_MIB", "512")) * 1024 * 1024
-
-
-def timed(fn) -> float:  # noqa: ANN001
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def best(fn, runs: int = 3) -> float:  # noqa: ANN001
-    return min(timed(fn) for _ in range(runs))
 
 
 def main() -> list[dict[str, object]]:
@@ -57,10 +47,9 @@ def main() -> list[dict[str, object]]:
         t_hashlib = best(hashlib_run)
         t_sha256sum = best(lambda: subprocess.run(["sha256sum", str(blob)], check=True, capture_output=True))
         t_ours = best(lambda: store.verify_blob("sources", sha))
-        rows.append({"measure": "source verification", "reference": "hashlib.file_digest",
-                     "ours_s": t_ours, "ref_s": t_hashlib, "ratio": t_hashlib / t_ours, "target": ">= 0.9x throughput"})
-        rows.append({"measure": "source verification", "reference": "sha256sum",
-                     "ours_s": t_ours, "ref_s": t_sha256sum, "ratio": t_sha256sum / t_ours, "target": "(info)"})
+        rows.append(row("source verification", "hashlib.file_digest", t_ours, t_hashlib,
+                        ">= 0.9x throughput", time_ratio=False))
+        rows.append(row("source verification", "sha256sum", t_ours, t_sha256sum, "(info)", time_ratio=False))
 
         with nginx_server(root / "nginx") as base:
             url = f"{base}/blob.bin"
@@ -75,16 +64,8 @@ def main() -> list[dict[str, object]]:
                     Downloader(fresh, client).fetch(Wanted("bench", sha, (url,), "blob.bin"))
 
             t_dl = best(ours)
-        rows.append({"measure": "download from nginx", "reference": "curl -o",
-                     "ours_s": t_dl, "ref_s": t_curl, "ratio": t_curl / t_dl, "target": ">= 0.8x throughput"})
+        rows.append(row("download from nginx", "curl -o", t_dl, t_curl, ">= 0.8x throughput", time_ratio=False))
     return rows
-
-
-def report(rows: list[dict[str, object]]) -> None:
-    print(f"{'measure':<24} {'reference':<22} {'ours':>8} {'ref':>8} {'ratio':>7}  target")
-    for r in rows:
-        print(f"{r['measure']:<24} {r['reference']:<22} {r['ours_s']:>7.2f}s {r['ref_s']:>7.2f}s "
-              f"{r['ratio']:>6.2f}x  {r['target']}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import stat
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import BinaryIO
 
 from .errors import UnsafeArchive
@@ -94,19 +95,61 @@ def _tarinfo(entry: Entry, mtime: int) -> tarfile.TarInfo:
     return info
 
 
+BLOCK = tarfile.BLOCKSIZE
+RECORD = tarfile.RECORDSIZE
+
+
+class _Blocks:
+    """Writes tar blocks to `out` in large pieces; counts the bytes for the final padding."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out, self.buf, self.offset = out, bytearray(), 0
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.buf += data
+        self.offset += len(data)
+        if len(self.buf) >= COPY_BUFFER:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buf:
+            self.out.write(bytes(self.buf))
+            self.buf.clear()
+
+    def copy_file(self, path: Path, size: int) -> None:
+        with open(path, "rb") as fh:
+            if os.fstat(fh.fileno()).st_size != size:
+                raise UnsafeArchive(f"{path}: changed while being packed")
+            self.flush()
+            chunk = bytearray(COPY_BUFFER)
+            view = memoryview(chunk)
+            left = size
+            while left:
+                n = fh.readinto(view[:min(left, COPY_BUFFER)])
+                if not n:
+                    raise UnsafeArchive(f"{path}: changed while being packed")
+                self.out.write(bytes(view[:n]))
+                left -= n
+            self.offset += size
+        if size % BLOCK:
+            self.write(bytes(BLOCK - size % BLOCK))
+
+
 def write_tree(root: Path, out: BinaryIO, mtime: int, exclude: tuple[str, ...] = ()) -> list[Entry]:
-    """Write the canonical archive of `root` to `out`; returns what was written."""
+    """Write the canonical archive of `root` to `out`; returns what was written.
+
+    The bytes are exactly what tarfile writes in PAX format (headers come from
+    TarInfo.tobuf), but file data is copied in large pieces."""
     entries = scan_tree(root, exclude)
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=COPY_BUFFER) as tar:
-        for entry in entries:
-            info = _tarinfo(entry, mtime)
-            if entry.kind == "file":
-                with open(root / entry.rel, "rb") as fh:
-                    if os.fstat(fh.fileno()).st_size != entry.size:
-                        raise UnsafeArchive(f"{root / entry.rel}: changed while being packed")
-                    tar.addfile(info, fh)
-            else:
-                tar.addfile(info)
+    blocks = _Blocks(out)
+    for entry in entries:
+        blocks.write(_tarinfo(entry, mtime).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        if entry.kind == "file":
+            blocks.copy_file(root / entry.rel, entry.size)
+    blocks.write(bytes(BLOCK * 2))
+    if blocks.offset % RECORD:
+        blocks.write(bytes(RECORD - blocks.offset % RECORD))
+    blocks.flush()
     return entries
 
 
@@ -138,3 +181,118 @@ def tree_sha256(root: Path, mtime: int = 0) -> Sha256:
     sink = HashingWriter()
     write_tree(root, sink, mtime)  # type: ignore[arg-type]
     return sink.hexdigest()
+
+
+class _Reader:
+    """Exact-size reads over a stream of chunks, without re-copying what is buffered."""
+
+    def __init__(self, read: Callable[[int], bytes]) -> None:
+        self._read, self._buf, self._pos = read, b"", 0
+
+    def _fill(self) -> None:
+        self._buf, self._pos = self._read(COPY_BUFFER), 0
+        if not self._buf:
+            raise UnsafeArchive("archive ends in the middle of an entry")
+
+    def exact(self, n: int) -> bytes:
+        if self._pos + n <= len(self._buf):
+            self._pos += n
+            return self._buf[self._pos - n:self._pos]
+        parts = []
+        while n:
+            if self._pos == len(self._buf):
+                self._fill()
+            take = min(n, len(self._buf) - self._pos)
+            parts.append(self._buf[self._pos:self._pos + take])
+            self._pos += take
+            n -= take
+        return b"".join(parts)
+
+    def copy_to(self, fd: int, n: int) -> None:
+        while n:
+            if self._pos == len(self._buf):
+                self._fill()
+            take = min(n, len(self._buf) - self._pos)
+            view = memoryview(self._buf)[self._pos:self._pos + take]
+            while view:
+                view = view[os.write(fd, view):]
+            self._pos += take
+            n -= take
+
+
+def _pax_records(data: bytes) -> dict[str, str]:
+    out: dict[str, str] = {}
+    while data:
+        length, _, rest = data.partition(b" ")
+        size = int(length)
+        key, _, value = rest[: size - len(length) - 2].partition(b"=")
+        out[key.decode()] = value.decode("utf-8", "surrogateescape")
+        data = data[size:]
+    return out
+
+
+def _safe_rel(name: str, symlinks: set[str]) -> str:
+    rel = name.rstrip("/")
+    parts = rel.split("/")
+    if not rel or rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise UnsafeArchive(f"archive entry {name!r} is not a plain relative path")
+    for i in range(1, len(parts)):
+        if "/".join(parts[:i]) in symlinks:
+            raise UnsafeArchive(f"archive entry {name!r} goes through a symlink")
+    return rel
+
+
+def extract_canonical(read: Callable[[int], bytes], dest: Path) -> int:
+    """Unpack a canonical archive (as write_tree writes it) from `read` into the
+    existing directory `dest`; returns the number of entries. Only directories,
+    regular files, symlinks and hardlinks to earlier files are accepted, with
+    plain relative paths that never pass through a symlink."""
+    src = _Reader(read)
+    symlinks: set[str] = set()
+    files: set[str] = set()
+    dirs: list[tuple[str, int, int]] = []
+    pax: dict[str, str] = {}
+    count = 0
+    while True:
+        header = src.exact(BLOCK)
+        if header == bytes(BLOCK):
+            for rel, mode, mtime in reversed(dirs):  # children first: writing into a directory moves its mtime
+                os.chmod(dest / rel, mode & 0o755)
+                os.utime(dest / rel, (mtime, mtime))
+            return count
+        try:
+            info = tarfile.TarInfo.frombuf(header, "utf-8", "surrogateescape")
+        except tarfile.HeaderError as exc:
+            raise UnsafeArchive(f"bad archive header: {exc}") from None
+        if info.type == tarfile.XHDTYPE:
+            pax = _pax_records(src.exact(-(-info.size // BLOCK) * BLOCK)[: info.size])
+            continue
+        name, linkname = pax.get("path", info.name), pax.get("linkpath", info.linkname)
+        size = int(pax.get("size", info.size))
+        pax = {}
+        rel = _safe_rel(name, symlinks)
+        path = dest / rel
+        count += 1
+        if info.type == tarfile.DIRTYPE:
+            path.mkdir(mode=0o700, exist_ok=True)
+            dirs.append((rel, info.mode, info.mtime))
+        elif info.type in (tarfile.REGTYPE, tarfile.AREGTYPE):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            try:
+                src.copy_to(fd, size)
+                os.fchmod(fd, info.mode & 0o755)
+                os.utime(fd, (info.mtime, info.mtime))
+            finally:
+                os.close(fd)
+            if size % BLOCK:
+                src.exact(BLOCK - size % BLOCK)
+            files.add(rel)
+        elif info.type == tarfile.SYMTYPE:
+            os.symlink(linkname, path)
+            symlinks.add(rel)
+        elif info.type == tarfile.LNKTYPE:
+            if linkname not in files:
+                raise UnsafeArchive(f"archive entry {name!r} links to {linkname!r}, not an earlier file")
+            os.link(dest / linkname, path)
+        else:
+            raise UnsafeArchive(f"archive entry {name!r} has a type an output may not have")

@@ -8,20 +8,21 @@ the blob's hash and the output id while it streams.
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 import shutil
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import zstandard
 
-from .archive import HashingWriter, write_tree
-from .errors import IntegrityError
+from .archive import HashingWriter, extract_canonical, write_tree
+from .errors import IntegrityError, UnsafeArchive
 from .keys import Sha256
 from .store import Store
 
 ZSTD_LEVEL = 3
+READ_SIZE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -51,21 +52,56 @@ def put_log(store: Store, log: Path) -> Sha256:
     return Sha256(hashlib.sha256(data).hexdigest())
 
 
-class _HashingReader:
-    """Reads from `inner` and hashes everything read."""
+class _Unpacker(threading.Thread):
+    """Reads, hashes and decompresses a blob on its own thread (hashlib and zstd
+    release the GIL), handing 1 MiB pieces of the archive to the extracting thread."""
 
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.hash = hashlib.sha256()
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self.blob_hash, self.archive_hash = hashlib.sha256(), hashlib.sha256()
+        self.pieces: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=8)
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            decompressor = zstandard.ZstdDecompressor().decompressobj()
+            with self.path.open("rb") as fh:
+                while not self.stopped.is_set() and (raw := fh.read(READ_SIZE)):
+                    self.blob_hash.update(raw)
+                    data = decompressor.decompress(raw)
+                    while data:
+                        self.archive_hash.update(data)
+                        self._put(data)
+                        if not decompressor.eof or not decompressor.unused_data:
+                            break
+                        data, decompressor = decompressor.unused_data, zstandard.ZstdDecompressor().decompressobj()
+                        data = decompressor.decompress(data)
+            self._put(b"")
+        except (zstandard.ZstdError, OSError) as exc:
+            self._put(exc)
+
+    def _put(self, item: bytes | BaseException) -> None:
+        while not self.stopped.is_set():
+            try:
+                self.pieces.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
 
     def read(self, n: int = -1) -> bytes:
-        data = self.inner.read(n)
-        self.hash.update(data)
-        return data
+        item = self.pieces.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
 
     def drain(self) -> None:
-        while self.read(1 << 20):
+        while self.read():
             pass
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join()
 
 
 def restore(store: Store, blob: Sha256, output_id: Sha256, dest: Path) -> None:
@@ -75,22 +111,18 @@ def restore(store: Store, blob: Sha256, output_id: Sha256, dest: Path) -> None:
     if not path.is_file():
         raise IntegrityError(f"cas/{blob}: missing from the cache")
     dest.mkdir(parents=True)
-    fh = path.open("rb")
-    raw = _HashingReader(fh)
+    unpacker = _Unpacker(path)
+    unpacker.start()
     try:
-        reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[arg-type]
-        tar_stream = _HashingReader(reader)
-        with tarfile.open(fileobj=tar_stream, mode="r|") as tar:  # type: ignore[call-overload]
-            tar.extractall(dest, filter="tar")
-        tar_stream.drain()
-        raw.drain()
-    except (tarfile.TarError, zstandard.ZstdError, OSError) as exc:
+        extract_canonical(unpacker.read, dest)
+        unpacker.drain()
+    except (UnsafeArchive, zstandard.ZstdError, OSError) as exc:
         shutil.rmtree(dest, ignore_errors=True)
         path.unlink(missing_ok=True)
         raise IntegrityError(f"cas/{blob}: unreadable ({exc}); deleted") from None
     finally:
-        fh.close()
-    if raw.hash.hexdigest() != blob or tar_stream.hash.hexdigest() != output_id:
+        unpacker.stop()
+    if unpacker.blob_hash.hexdigest() != blob or unpacker.archive_hash.hexdigest() != output_id:
         shutil.rmtree(dest, ignore_errors=True)
         path.unlink(missing_ok=True)
         raise IntegrityError(f"cas/{blob}: contents do not match (blob or output id); deleted")

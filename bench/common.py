@@ -1,0 +1,37 @@
+"""Helpers shared by the benchmarks: timing and the ratio table."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def best(fn: Callable[[], object], runs: int = 3, before: Callable[[], object] | None = None) -> float:
+    """The fastest of `runs` timings; `before` runs untimed ahead of each one."""
+    times = []
+    for _ in range(runs):
+        if before is not None:
+            before()
+        times.append(timed(fn))
+    return min(times)
+
+
+def row(measure: str, reference: str, ours: float, ref: float | None, target: str, time_ratio: bool) -> dict:
+    """A result row; `ratio` is ours/ref for time targets, ref/ours for throughput ones."""
+    ratio = None if ref is None else (ours / ref if time_ratio else ref / ours)
+    return {"measure": measure, "reference": reference, "ours_s": ours, "ref_s": ref, "ratio": ratio,
+            "target": target}
+
+
+def report(rows: list[dict]) -> None:
+    print(f"{'measure':<34} {'reference':<26} {'ours':>8} {'ref':>8} {'ratio':>7}  target")
+    for r in rows:
+        ref = f"{r['ref_s']:>7.2f}s" if r["ref_s"] is not None else f"{'-':>8}"
+        ratio = f"{r['ratio']:>6.2f}x" if r["ratio"] is not None else f"{'-':>7}"
+        print(f"{r['measure']:<34} {r['reference']:<26} {r['ours_s']:>7.2f}s {ref} {ratio}  {r['target']}")

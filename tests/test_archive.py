@@ -1,0 +1,106 @@
+"""The canonical archive: byte-compatible with tarfile's PAX output, and read back safely."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from lwrecipe.archive import extract_canonical, tree_sha256, write_tree
+from lwrecipe.errors import UnsafeArchive
+
+
+def make_tree(root: Path) -> Path:
+    (root / "bin").mkdir(parents=True)
+    (root / "bin" / "tool").write_bytes(b"#!/bin/sh\n" + b"x" * 70000)
+    (root / "bin" / "tool").chmod(0o700)
+    (root / "share" / "deep" / ("long-" * 30)).mkdir(parents=True)
+    (root / "share" / "deep" / ("long-" * 30) / "ünïcode.txt").write_text("text\n")
+    (root / "empty").write_bytes(b"")
+    (root / "link").symlink_to("bin/tool")
+    os.link(root / "bin" / "tool", root / "hard")
+    return root
+
+
+def reference_archive(root: Path, mtime: int) -> bytes:
+    """What tarfile itself writes for the same entries (the format's definition)."""
+    from lwrecipe.archive import _tarinfo, scan_tree
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for entry in scan_tree(root):
+            info = _tarinfo(entry, mtime)
+            if entry.kind == "file":
+                with open(root / entry.rel, "rb") as fh:
+                    tar.addfile(info, fh)
+            else:
+                tar.addfile(info)
+    return buf.getvalue()
+
+
+def test_writer_matches_tarfile_byte_for_byte(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "t")
+    out = io.BytesIO()
+    write_tree(root, out, 1234)
+    assert out.getvalue() == reference_archive(root, 1234)
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "t")
+    data = io.BytesIO()
+    write_tree(root, data, 315532800)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    stream = io.BytesIO(data.getvalue())
+    assert extract_canonical(stream.read, dest) == 9
+    assert tree_sha256(dest, 315532800) == tree_sha256(root, 315532800)
+    assert stat.S_IMODE((dest / "bin" / "tool").stat().st_mode) == 0o755
+    assert stat.S_IMODE((dest / "empty").stat().st_mode) == 0o644
+    assert (dest / "bin").stat().st_mtime == 315532800
+    assert os.readlink(dest / "link") == "bin/tool"
+    assert (dest / "hard").stat().st_ino == (dest / "bin" / "tool").stat().st_ino
+
+
+def evil(*members: tuple[str, bytes, str]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, kind, target in members:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            info.linkname = target
+            if kind == tarfile.REGTYPE:
+                info.size = 1
+                tar.addfile(info, io.BytesIO(b"x"))
+            else:
+                tar.addfile(info)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("members, message", [
+    ([("../escape", tarfile.REGTYPE, "")], "not a plain relative path"),
+    ([("/etc/passwd", tarfile.REGTYPE, "")], "not a plain relative path"),
+    ([("a/./b", tarfile.REGTYPE, "")], "not a plain relative path"),
+    ([("up", tarfile.SYMTYPE, "/etc"), ("up/passwd", tarfile.REGTYPE, "")], "through a symlink"),
+    ([("h", tarfile.LNKTYPE, "/etc/passwd")], "not an earlier file"),
+    ([("dev", tarfile.CHRTYPE, "")], "type an output may not have"),
+    ([("fifo", tarfile.FIFOTYPE, "")], "type an output may not have"),
+])
+def test_unsafe_entries_are_refused(tmp_path: Path, members, message: str) -> None:  # noqa: ANN001
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(UnsafeArchive, match=message):
+        extract_canonical(io.BytesIO(evil(*members)).read, dest)
+    assert not (tmp_path / "escape").exists()
+
+
+def test_truncated_archive_is_refused(tmp_path: Path) -> None:
+    data = io.BytesIO()
+    write_tree(make_tree(tmp_path / "t"), data, 0)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(UnsafeArchive, match="ends in the middle"):
+        extract_canonical(io.BytesIO(data.getvalue()[:3000]).read, dest)
