@@ -24,6 +24,7 @@ from .outputs import pack, put_log
 from .patch import PatchFile, apply_series
 from .plan import Planned
 from .recipe import FilePatch, GitSource, SourcePatch, UrlPatch
+from .signing import SecretKey, sign
 from .sandbox import Job, Layout, require_sandbox, run
 from .sources import Fetch, lay_out
 from .store import Store
@@ -36,6 +37,7 @@ IMAGE_ENV = "LWRECIPE_BUILD_IMAGE"
 class BuildOptions:
     jobs: int
     no_sandbox: bool = False  # the user allowed building without bubblewrap
+    secret: SecretKey | None = None  # signs the build records made here
 
 
 def patch_files(item: Planned, fetched: Fetch, where: Path) -> list[PatchFile]:
@@ -104,6 +106,8 @@ def build_one(store: Store, item: Planned, fetched: Fetch, deps: dict[str, Path]
             "duration_s": round(time.time() - started, 3),
             "log": log_blob,
         }
+        if opts.secret is not None:
+            record = sign(record, opts.secret)
         if keep_record:
             store.put_record(item.key, record)
         return record

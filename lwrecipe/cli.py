@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="build order, keys and status", epilog=EPILOG)
     _target_args(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _remote_args(p)
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("show", help="print a resolved recipe", epilog=EPILOG)
@@ -80,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rebuild the targets even when cached and fail (exit 3) if the output differs")
     p.add_argument("--offline", action="store_true", help="never touch the network")
     p.add_argument("--no-sandbox", action="store_true", help="build without bubblewrap (recorded in the build record)")
+    _remote_args(p)
+    p.add_argument("--push", action="store_true", help="upload what is built here to every remote")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("checkout", help="materialise a built output in a directory", epilog=EPILOG)
@@ -92,6 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
     cache_sub = p.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
     v = cache_sub.add_parser("verify", help="re-hash every entry; remove corrupt ones", epilog=EPILOG)
     v.set_defaults(func=cmd_cache_verify)
+    pu = cache_sub.add_parser("push", help="upload outputs to a remote cache", epilog=EPILOG)
+    pu.add_argument("remote", metavar="REMOTE", help="a URL, a directory or a configured remote's name")
+    pu.add_argument("targets", nargs="*", metavar="TARGET",
+                    help="what to push with its dependencies (default: what lockfile.toml pins, else everything)")
+    pu.add_argument("-j", "--jobs", type=int, default=4, metavar="N", help="parallel transfers (default 4)")
+    pu.set_defaults(func=cmd_cache_push)
+    pl = cache_sub.add_parser("pull", help="download the targets' outputs with their dependencies", epilog=EPILOG)
+    pl.add_argument("remote", metavar="REMOTE", help="a URL, a directory or a configured remote's name")
+    pl.add_argument("targets", nargs="+", metavar="TARGET")
+    pl.add_argument("-j", "--jobs", type=int, default=4, metavar="N", help="parallel transfers (default 4)")
+    pl.add_argument("--no-verify-signatures", action="store_true",
+                    help="use records no trusted key signed (said in the output)")
+    pl.set_defaults(func=cmd_cache_pull)
     g = cache_sub.add_parser("gc", help="remove least recently used entries", epilog=EPILOG)
     g.add_argument("--max-size", metavar="SIZE", help="shrink the cache to SIZE (500M, 10G, ...)")
     g.add_argument("--older-than", type=float, metavar="DAYS", help="remove what has not been used for DAYS")
@@ -101,7 +117,37 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_cache_gc)
     st = cache_sub.add_parser("stats", help="sizes and counts", epilog=EPILOG)
     st.set_defaults(func=cmd_cache_stats)
+    p = sub.add_parser("key", help="signing keys for build records", epilog=EPILOG)
+    key_sub = p.add_subparsers(dest="key_command", metavar="ACTION", required=True)
+    kg = key_sub.add_parser("generate", help="write a new ed25519 secret key; print its public key", epilog=EPILOG)
+    kg.add_argument("name", metavar="NAME", help="the key's name, as it appears in trusted_keys")
+    kg.add_argument("--out", required=True, metavar="FILE", help="secret key file to create (mode 0600)")
+    kg.set_defaults(func=cmd_key_generate)
     return parser
+
+
+def _remote_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--remote", action="append", metavar="URL",
+                   help="a remote cache (repeatable; replaces LWRECIPE_REMOTES and the configured ones)")
+    p.add_argument("--no-verify-signatures", action="store_true",
+                   help="use remote records no trusted key signed (said in the output)")
+
+
+def _settings(ctx: Context, root: Path, remotes: list[str] | None = None):  # noqa: ANN202
+    from .config import load_settings
+
+    return load_settings(root, remotes)
+
+
+def _open_remotes(ctx: Context, settings, verify: bool, offline: bool = False, reporter=None):  # noqa: ANN001, ANN202
+    from .remote import Remotes
+    from .store import Store
+
+    if not verify:
+        for spec in settings.remotes:
+            ctx.info(f"warning: --no-verify-signatures: records from {spec.name} are used without signature checks")
+    return Remotes.open(Store(ctx.cache_dir), settings, verify_signatures=verify, reporter=reporter,
+                        offline=offline)
 
 
 def _plan(ctx: Context, targets: Sequence[str]):  # noqa: ANN202 - returns (graph, planned)
@@ -110,8 +156,18 @@ def _plan(ctx: Context, targets: Sequence[str]):  # noqa: ANN202 - returns (grap
     from .status import StatusOracle
 
     graph = load_graph(targets)
-    oracle = StatusOracle(ctx.cache_dir)
-    return graph, plan_graph(graph, oracle.output_id), oracle
+    remote_urls = getattr(ctx.args, "remote", None)
+    remotes = None
+    if hasattr(ctx.args, "no_verify_signatures"):
+        settings = _settings(ctx, graph.recipes[graph.targets[0]].root, remote_urls)
+        if settings.remotes:
+            remotes = _open_remotes(ctx, settings, not ctx.args.no_verify_signatures)
+    oracle = StatusOracle(ctx.cache_dir, remotes, warn=lambda text: ctx.info(f"warning: {text}"))
+    try:
+        return graph, plan_graph(graph, oracle.output_id), oracle
+    finally:
+        if remotes is not None:
+            remotes.close()
 
 
 def _table(ctx: Context, rows: list[tuple[str, ...]]) -> None:
@@ -188,16 +244,22 @@ def cmd_build(ctx: Context) -> int:
     graph = load_graph(ctx.args.targets)
     store = Store(ctx.cache_dir)
     parallel = max(1, ctx.args.jobs)
-    options = BuildOptions(jobs=max(1, (os.cpu_count() or 1) // parallel), no_sandbox=ctx.args.no_sandbox)
+    settings = _settings(ctx, graph.recipes[graph.targets[0]].root, ctx.args.remote)
+    options = BuildOptions(jobs=max(1, (os.cpu_count() or 1) // parallel), no_sandbox=ctx.args.no_sandbox,
+                           secret=settings.secret)
     if ctx.args.no_sandbox:
         ctx.info("warning: --no-sandbox: builds run on host paths and may depend on this machine")
-    with BuildDisplay(quiet=ctx.verbosity < 0) as display:
+    with BuildDisplay(quiet=ctx.verbosity < 0) as display, \
+            _open_remotes(ctx, settings, not ctx.args.no_verify_signatures, ctx.args.offline,
+                          DisplayReporter(display)) as remotes:
         def fetch(items):  # noqa: ANN001, ANN202 - called only for recipes that build
             return _fetch_inputs(ctx, graph, [i.name for i in items], 4, ctx.args.offline,
                                  reporter=DisplayReporter(display))
 
+        push_to = [b for b in remotes.backends if ctx.args.push or b.spec.push]
         engine = Engine(store, fetch, options, rebuild=ctx.args.rebuild, keep_going=ctx.args.keep_going,
-                        check=ctx.args.check, parallel=parallel, on_event=display.event)
+                        check=ctx.args.check, parallel=parallel, on_event=display.event, remotes=remotes,
+                        push_to=push_to, warn=lambda text: display.log(f"warning: {text}"))
         outcomes = engine.build(graph)
     code = 0
     for outcome in outcomes:
@@ -215,7 +277,8 @@ def cmd_build(ctx: Context) -> int:
             if log:
                 print(f"log: {log}", file=sys.stderr)
             code = max(code, outcome.error.exit_code)
-    counts = {s: sum(o.state == s for o in outcomes) for s in ("built", "cached", "checked", "failed", "skipped")}
+    counts = {s: sum(o.state == s for o in outcomes)
+              for s in ("built", "cached", "pulled", "remote", "checked", "failed", "skipped")}
     not_started = len(graph.closure(graph.targets)) - len(outcomes)
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n or s in ("built", "cached"))
     ctx.info(summary + (f", {not_started} not started" if not_started else ""))
@@ -243,6 +306,9 @@ def cmd_checkout(ctx: Context) -> int:
         if record is None:
             raise UsageError(f"{name}: not built (run `lwrecipe build {name}` first)")
         where = dest / name if ctx.args.with_deps else dest
+        if not oracle.store.has("cas", record["blob"]["sha256"]):
+            raise UsageError(f"{name}: output {record['output_id'][:12]} is known but its bytes are not in this "
+                             f"cache (run `lwrecipe cache pull REMOTE {name}`)")
         restore(oracle.store, record["blob"]["sha256"], record["output_id"], where)
         ctx.info(f"{name}: {record['output_id'][:12]} -> {where}")
     return 0
@@ -256,6 +322,140 @@ def cmd_cache_verify(ctx: Context) -> int:
         ctx.out(f"removed corrupt {line}")
     ctx.info(f"{report.checked} entries checked, {len(report.removed)} corrupt removed, "
              f"{report.stale_tmp} stale staging files removed")
+    return 0
+
+
+def _closure_keys(ctx: Context, targets: list[str], oracle) -> list[tuple[str, str | None]]:  # noqa: ANN001
+    from .graph import load_graph
+    from .plan import plan_graph
+
+    graph = load_graph(targets)
+    return [(p.name, p.key) for p in plan_graph(graph, oracle.output_id)]
+
+
+def _remote_for(ctx: Context, text: str, verify: bool = True):  # noqa: ANN202
+    from dataclasses import replace
+
+    from .graph import project_root
+
+    settings = _settings(ctx, project_root(Path.cwd()), [text])
+    return _open_remotes(ctx, replace(settings, remotes=settings.remotes[:1]), verify,
+                         reporter=_transfer_reporter(ctx))
+
+
+def _transfer_reporter(ctx: Context):  # noqa: ANN202
+    from .progress import PlainReporter
+    from .fetch import NullReporter
+
+    return NullReporter() if ctx.verbosity < 0 else PlainReporter()
+
+
+def cmd_cache_push(ctx: Context) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .errors import UsageError, raise_all, LwrecipeError
+    from .graph import project_root
+    from .keys import Sha256
+    from .lockfile import LOCKFILE, pinned_ids
+    from .status import StatusOracle
+    from .store import Store
+
+    store = Store(ctx.cache_dir)
+    if ctx.args.targets:
+        oracle = StatusOracle(ctx.cache_dir)
+        keys = []
+        for name, key in _closure_keys(ctx, ctx.args.targets, oracle):
+            if key is None or oracle.output_id(Sha256(key)) is None:
+                raise UsageError(f"{name}: not built here (run `lwrecipe build {name}` first)")
+            keys.append(Sha256(key))
+    elif (project_root(Path.cwd()) / LOCKFILE).is_file():
+        pinned = pinned_ids(project_root(Path.cwd()) / LOCKFILE)
+        keys = [Sha256(k) for k in sorted(pinned) if store.exists() and store.has("ac", k)]
+    else:
+        keys = [Sha256(p.name) for p in sorted((store.root / "ac").iterdir())] if store.exists() else []
+    keys = [k for k in keys if (r := store.read_record(k)) and store.has("cas", r["blob"]["sha256"])]
+    with _remote_for(ctx, ctx.args.remote) as remotes:
+        backend = remotes.backends[0]
+
+        def one(key: Sha256) -> bool | LwrecipeError:
+            try:
+                return remotes.push(backend, key, remotes.settings.secret)
+            except LwrecipeError as exc:
+                return exc
+
+        with ThreadPoolExecutor(max(1, ctx.args.jobs)) as pool:
+            results = list(pool.map(one, keys))
+    errors = [r for r in results if isinstance(r, LwrecipeError)]
+    pushed = sum(r is True for r in results)
+    ctx.info(f"{pushed} pushed, {sum(r is False for r in results)} already on {backend.spec.name}"
+             + (f", {len(errors)} failed" if errors else ""))
+    raise_all(errors)
+    return 0
+
+
+def cmd_cache_pull(ctx: Context) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .errors import LwrecipeError, UsageError, raise_all
+    from .graph import load_graph
+    from .keys import Sha256
+    from .plan import plan_recipe
+    from .store import Store
+
+    graph = load_graph(ctx.args.targets)
+    store = Store(ctx.cache_dir).ensure()
+    order = graph.closure(graph.targets)
+    outputs: dict[str, Sha256] = {}
+    errors: list[LwrecipeError] = []
+    counts = {"pulled": 0, "present": 0}
+    with _remote_for(ctx, ctx.args.remote, not ctx.args.no_verify_signatures) as remotes, \
+            ThreadPoolExecutor(max(1, ctx.args.jobs)) as pool:
+        backend = remotes.backends[0]
+        pending = list(order)
+        while pending:
+            level = [n for n in pending if all(d in outputs for d in graph.recipes[n].depends)]
+            if not level:
+                break
+            pending = [n for n in pending if n not in level]
+
+            def one(name: str) -> tuple[str, dict | None | LwrecipeError, bool]:
+                recipe = graph.recipes[name]
+                item = plan_recipe(recipe, {d: outputs[d] for d in recipe.depends})
+                if item.key is None:
+                    return name, UsageError(f"{name}: missing host tool {', '.join(item.missing_tools)}"), False
+                record = store.read_record(item.key)
+                if record is not None and store.has("cas", record["blob"]["sha256"]):
+                    return name, record, False
+                try:
+                    return name, remotes.pull(backend, item.key), True
+                except LwrecipeError as exc:
+                    return name, exc, False
+
+            for name, result, fresh in pool.map(one, level):
+                if isinstance(result, LwrecipeError):
+                    errors.append(result)
+                elif result is None:
+                    errors.append(UsageError(f"{name}: not on {backend.spec.name}"))
+                else:
+                    outputs[name] = Sha256(result["output_id"])
+                    counts["pulled" if fresh else "present"] += 1
+                    ctx.info(f"{name:<16} {'pulled' if fresh else 'present':<8} {result['output_id'][:12]}")
+    missing = [n for n in order if n not in outputs]
+    ctx.info(f"{counts['pulled']} pulled, {counts['present']} already here"
+             + (f", {len(missing)} not pulled ({', '.join(missing)})" if missing else ""))
+    for error in errors:
+        if error.exit_code != 2:
+            error.exit_code = max(error.exit_code, 1)
+    raise_all(errors)
+    return 0
+
+
+def cmd_key_generate(ctx: Context) -> int:
+    from .signing import generate
+
+    public = generate(ctx.args.name, Path(ctx.args.out))
+    ctx.out(public.text())
+    ctx.info(f"secret key written to {ctx.args.out} (mode 0600); add the line above to trusted_keys")
     return 0
 
 

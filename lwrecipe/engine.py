@@ -25,16 +25,17 @@ from .hosttools import debian_package
 from .keys import Sha256
 from .outputs import restore
 from .plan import Planned, plan_recipe
+from .remote import Backend, Remotes
 from .sources import Fetch
 from .store import Store
 
-FINAL = ("cached", "built", "checked", "failed", "skipped")
+FINAL = ("cached", "pulled", "remote", "built", "checked", "failed", "skipped")
 
 
 @dataclass(frozen=True)
 class Outcome:
     name: str
-    state: str  # one of FINAL
+    state: str  # one of FINAL; "remote": a remote has it and nothing here needed its bytes
     key: Sha256 | None
     output_id: Sha256 | None = None
     seconds: float = 0.0
@@ -51,6 +52,11 @@ class Engine:
     check: bool = False  # rebuild the targets and compare with what is cached
     parallel: int = 1  # builds at once
     on_event: Callable[[str, str], None] = lambda name, state: None
+    remotes: Remotes | None = None  # substitution: asked for every key before it is built
+    push_to: list[Backend] = field(default_factory=list)  # where what is built here is uploaded
+    warn: Callable[[str], None] = lambda text: None
+    found: dict[Sha256, tuple[dict[str, Any], Backend]] = field(default_factory=dict)
+    asked: set[Sha256] = field(default_factory=set)
     outputs: dict[str, Sha256] = field(default_factory=dict)
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     planned: dict[str, Planned] = field(default_factory=dict)
@@ -69,7 +75,9 @@ class Engine:
         if self.check:
             self.checked = set(graph.targets)
         results: dict[str, Outcome] = {}
+        self.targets = set(graph.targets)
         with self.store.ensure().lock("gc", shared=True), ThreadPoolExecutor(max(1, self.parallel)) as pool:
+            self._prefetch(graph, order)
             running: dict[Future[Outcome], str] = {}
             waiting = list(order)
             stopped = False
@@ -118,10 +126,54 @@ class Engine:
             record = None if self.rebuild or name in self.checked else self.usable_record(item.key)
             if record is not None:
                 return self._done(item, record, "cached")
+            if item.key in self.found and name not in self.targets:
+                # Only the (checked) record is kept here; the bytes are pulled if a dependent builds.
+                record = self.found[item.key][0]
+                self.store.put_record(item.key, record)
+                return self._done(item, record, "remote")
         except LwrecipeError as exc:
             return self._failed(name, exc)
         running[pool.submit(self._guarded, item)] = name
         return None
+
+    def _prefetch(self, graph: Graph, order: list[str]) -> None:
+        """Ask the remotes for every key that can be known, level by level, all
+        keys of a level at once: a key needs its dependencies' output ids, which a
+        remote record gives as well as a local one."""
+        if self.remotes is None or not self.remotes.backends or self.rebuild:
+            return
+        known: dict[str, Sha256] = {}
+        settled: set[str] = set()
+        with ThreadPoolExecutor(8) as pool:
+            while True:
+                batch: list[tuple[str, Sha256]] = []
+                for name in order:
+                    recipe = graph.recipes[name]
+                    if name in settled or not all(d in known for d in recipe.depends):
+                        continue
+                    settled.add(name)
+                    item = plan_recipe(recipe, {d: known[d] for d in recipe.depends})
+                    if item.key is None or item.missing_tools:
+                        continue
+                    record = self.usable_record(item.key)
+                    if record is not None:
+                        known[name] = Sha256(record["output_id"])
+                    elif name not in self.checked:
+                        batch.append((name, item.key))
+                if not batch:
+                    return
+                for (name, key), hit in zip(batch, pool.map(lambda b: self._ask(b[1]), batch)):
+                    if hit is not None:
+                        known[name] = Sha256(hit[0]["output_id"])
+
+    def _ask(self, key: Sha256) -> tuple[dict[str, Any], Backend] | None:
+        assert self.remotes is not None
+        if key not in self.asked:
+            self.asked.add(key)
+            hit = self.remotes.find(key, self.warn)
+            if hit is not None:
+                self.found[key] = hit
+        return self.found.get(key)
 
     def _guarded(self, item: Planned) -> Outcome:
         try:
@@ -142,8 +194,37 @@ class Engine:
             record = None if force else self.usable_record(item.key)
             if record is not None:
                 return self._done(item, record, "cached")
+            record = None if force else self._substitute(item)
+            if record is not None:
+                return self._done(item, record, "pulled")
             record = self._build(item, keep_record=True)
+            self._push(item.name, item.key)
         return self._done(item, record, "built")
+
+    def _substitute(self, item: Planned) -> dict[str, Any] | None:
+        """Download the item's output from a remote that has it; None to build it here."""
+        assert item.key is not None
+        if self.remotes is None or not self.remotes.backends:
+            return None
+        hit = self._ask(item.key)
+        if hit is None:
+            return None
+        self.on_event(item.name, "pulling")
+        try:
+            return self.remotes.materialise(*hit)
+        except LwrecipeError as exc:
+            self.warn(f"{item.name}: {exc}; building it here instead")
+            return None
+
+    def _push(self, name: str, key: Sha256) -> None:
+        if self.remotes is None:
+            return
+        for backend in self.push_to:
+            self.on_event(name, "pushing")
+            try:
+                self.remotes.push(backend, key, self.options.secret)
+            except LwrecipeError as exc:
+                self.warn(f"{name}: push to {backend.spec.name} failed: {exc}")
 
     def _build(self, item: Planned, keep_record: bool) -> dict[str, Any]:
         self.on_event(item.name, "fetching")
@@ -159,14 +240,16 @@ class Engine:
                              keep_record=keep_record)
 
     def _restore(self, name: str, dest: Path) -> Path:
-        """Unpack a dependency's output; a corrupt or vanished blob is rebuilt first."""
+        """Unpack a dependency's output. One known only from a remote is pulled first;
+        a corrupt or vanished local one is rebuilt (or pulled) first."""
         record = self.records[name]
-        try:
-            restore(self.store, record["blob"]["sha256"], record["output_id"], dest)
-            return dest
-        except IntegrityError:
-            shutil.rmtree(dest, ignore_errors=True)
-        self.on_event(name, "rebuilding")
+        if self.store.has("cas", record["blob"]["sha256"]):
+            try:
+                restore(self.store, record["blob"]["sha256"], record["output_id"], dest)
+                return dest
+            except IntegrityError:
+                shutil.rmtree(dest, ignore_errors=True)
+                self.on_event(name, "rebuilding")
         self._produce(self.planned[name])
         record = self.records[name]
         restore(self.store, record["blob"]["sha256"], record["output_id"], dest)

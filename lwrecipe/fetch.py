@@ -35,6 +35,7 @@ class Wanted:
     sha256: Sha256
     urls: tuple[str, ...]  # the recipe's url, then its mirrors
     basename: str
+    kind: str = "sources"  # the store directory it goes to ("cas" for blobs from a remote cache)
 
 
 @dataclass(frozen=True)
@@ -136,14 +137,14 @@ class Downloader:
     def fetch(self, wanted: Wanted, offline: bool = False) -> Fetched:
         """The verified file in sources/, downloading it if needed. Processes sharing
         the cache download each file once: the others wait and reuse it."""
-        cached = self.store.verify_blob("sources", wanted.sha256)
+        cached = self.store.verify_blob(wanted.kind, wanted.sha256)
         if cached is not None:
             return Fetched(wanted, cached, cached.stat().st_size, "cache")
         if offline:
             raise OfflineMissing(f"{wanted.label}: {wanted.basename} ({short(wanted.sha256)}) "
                                  "is not in the cache and --offline forbids downloading it")
-        with self.store.lock(f"source-{wanted.sha256}"):
-            cached = self.store.verify_blob("sources", wanted.sha256)
+        with self.store.lock(f"{wanted.kind}-{wanted.sha256}"):
+            cached = self.store.verify_blob(wanted.kind, wanted.sha256)
             if cached is not None:
                 return Fetched(wanted, cached, cached.stat().st_size, "cache")
             return self._download(wanted)
@@ -165,7 +166,7 @@ class Downloader:
                     self.reporter.end(wanted.label, False, f"{where}: wrong bytes")
                     continue
                 size = staged.size
-                path = self.store.commit(staged, "sources", wanted.sha256)
+                path = self.store.commit(staged, wanted.kind, wanted.sha256)
                 self.reporter.end(wanted.label, True, where)
                 return Fetched(wanted, path, size, where)
         if attempts and mismatches == len(attempts):

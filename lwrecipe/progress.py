@@ -30,13 +30,13 @@ class PlainReporter:
             print(text, file=self.stream, flush=True)
 
     def begin(self, label: str, name: str, total: int | None) -> None:
-        self._say(f"{label}: downloading {name} ({human_size(total)})")
+        self._say(f"{label}: {name} ({human_size(total)})")
 
     def advance(self, label: str, nbytes: int) -> None:
         pass
 
     def end(self, label: str, ok: bool, detail: str) -> None:
-        self._say(f"{label}: {'done from' if ok else 'failed:'} {detail}")
+        self._say(f"{label}: {'done via' if ok else 'failed:'} {detail}")
 
 
 class RichReporter:
@@ -159,10 +159,10 @@ class DisplayReporter:
         self.display = display
 
     def begin(self, label: str, name: str, total: int | None) -> None:
-        self.display.log(f"{label}: downloading {name} ({human_size(total)})")
+        self.display.log(f"{label}: {name} ({human_size(total)})")
 
     def advance(self, label: str, nbytes: int) -> None:
         pass
 
     def end(self, label: str, ok: bool, detail: str) -> None:
-        self.display.log(f"{label}: {'downloaded from' if ok else 'failed:'} {detail}")
+        self.display.log(f"{label}: {'done via' if ok else 'failed:'} {detail}")

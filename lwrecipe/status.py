@@ -1,30 +1,55 @@
-"""What the local cache says about planned keys: `cached`, `build` or `not built`."""
+"""What the caches say about planned keys: `cached`, `remote`, `build` or `not built`.
+
+Local records answer first; when remotes are given, a key the local cache lacks
+is looked up there (records are checked as for substitution), so `plan` can
+also learn the output ids that later keys depend on.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .keys import Sha256
 from .plan import Planned
 from .store import Store
 
+if TYPE_CHECKING:
+    from .remote import Remotes
+
 
 class StatusOracle:
-    def __init__(self, cache_dir: Path) -> None:
+    def __init__(self, cache_dir: Path, remotes: Remotes | None = None,
+                 warn: Callable[[str], None] = lambda text: None) -> None:
         self.store = Store(cache_dir)
         self._exists = self.store.exists()
+        self.remotes = remotes
+        self.warn = warn
+        self.on_remote: dict[Sha256, str] = {}  # key -> remote name
 
-    def output_id(self, key: Sha256) -> Sha256 | None:
+    def _local(self, key: Sha256) -> Sha256 | None:
         if not self._exists:
             return None
         record = self.store.read_record(key)
         return Sha256(record["output_id"]) if record else None
 
+    def output_id(self, key: Sha256) -> Sha256 | None:
+        local = self._local(key)
+        if local is not None or self.remotes is None:
+            return local
+        hit = self.remotes.find(key, self.warn)
+        if hit is None:
+            return None
+        self.on_remote[key] = hit[1].spec.name
+        return Sha256(hit[0]["output_id"])
+
     def status(self, item: Planned) -> str:
         if item.missing_tools:
             return "missing tool"
-        if not self._exists:
-            return "not built"
-        if item.key and self.store.read_record(item.key) is not None:
-            return "cached"
-        return "build"
+        if item.key and self._local(item.key) is not None:
+            record = self.store.read_record(item.key)
+            return "cached" if record and self.store.has("cas", record["blob"]["sha256"]) else "remote"
+        if item.key and item.key in self.on_remote:
+            return "remote"
+        return "build" if self._exists else "not built"

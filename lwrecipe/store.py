@@ -208,8 +208,10 @@ class Store:
                     report.removed.append(f"{kind}/{path.name}")
         for path in sorted((self.root / "ac").iterdir()):
             report.checked += 1
+            # A record whose blob is absent stays: it still says what the output is
+            # (a dependency known from a remote); builds treat it as not cached.
             record = self.read_record(Sha256(path.name)) if is_sha256(path.name) else None
-            if record is None or not self.has("cas", record.get("blob", {}).get("sha256", "")):
+            if record is None:
                 path.unlink(missing_ok=True)
                 report.removed.append(f"ac/{path.name}")
         now = time.time()

@@ -19,7 +19,9 @@ class FaultServer:
     request (then "ok"): "ok", "404", "500", "503:<retry-after>", "reset:<n>" (send n
     bytes then drop the connection), "stall:<seconds>", "redirect:<path>",
     "wrong" (other bytes). `ranges` turns Range support on or off; `encoding` adds a
-    Content-Encoding header without changing the bytes."""
+    Content-Encoding header without changing the bytes. HEAD and PUT work too (PUT
+    stores the body); their behaviours are keyed "HEAD <path>" / "PUT <path>"
+    ("500", or "reset" for PUT). Every request's headers are kept in `seen_headers`."""
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
@@ -29,6 +31,7 @@ class FaultServer:
         self.ranges = True
         self.encoding: str | None = None
         self.delay = 0.0
+        self.seen_headers: list[dict[str, str]] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -37,8 +40,36 @@ class FaultServer:
             def log_message(self, *args: object) -> None:
                 pass
 
+            def _action(self, method: str) -> str:
+                server.hits[f"{method} {self.path}"] += 1
+                server.seen_headers.append(dict(self.headers))
+                queue = server.behaviour.get(f"{method} {self.path}", [])
+                return queue.pop(0) if queue else "ok"
+
+            def do_HEAD(self) -> None:  # noqa: N802
+                action = self._action("HEAD")
+                if action == "500":
+                    return self._simple(500)
+                data = server.files.get(self.path)
+                self.send_response(200 if data is not None else 404)
+                self.send_header("Content-Length", str(len(data or b"")))
+                self.end_headers()
+
+            def do_PUT(self) -> None:  # noqa: N802
+                action = self._action("PUT")
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if action == "500":
+                    return self._simple(500)
+                if action == "reset":
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                    return
+                server.files[self.path] = body
+                self._simple(201)
+
             def do_GET(self) -> None:  # noqa: N802
                 server.hits[self.path] += 1
+                server.seen_headers.append(dict(self.headers))
                 queue = server.behaviour.get(self.path, [])
                 action = queue.pop(0) if queue else "ok"
                 if action.startswith("redirect:"):

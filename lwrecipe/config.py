@@ -1,0 +1,172 @@
+"""Settings from the project's lwrecipe.toml, the user's config file and the
+environment: remote caches, the signing key, trusted keys.
+
+Precedence (documented in docs/remote.md): the remote list is `--remote` if
+given, else LWRECIPE_REMOTES, else the project's then the user's `[[remote]]`
+tables; a remote named on the command line or in the environment takes its
+settings from the config entry with the same URL or name.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import RecipeError, UsageError
+from .signing import PublicKey, SecretKey, load_secret, parse_public
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+REMOTES_ENV = "LWRECIPE_REMOTES"
+SIGNING_KEY_ENV = "LWRECIPE_SIGNING_KEY"
+TRUSTED_KEYS_ENV = "LWRECIPE_TRUSTED_KEYS"
+USER_CONFIG_ENV = "LWRECIPE_CONFIG"
+PROJECT_FILE = "lwrecipe.toml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class RemoteEntry(_Strict):
+    url: str
+    name: str | None = None
+    push: bool = False
+    trusted_keys: list[str] = []
+    timeout: Annotated[float, Field(gt=0, strict=False)] = 60.0
+    auth_env: str | None = None  # the environment variable holding the header's value
+    auth_header: str = "Authorization"
+
+
+class ConfigFile(_Strict):
+    signing_key: str | None = None
+    trusted_keys: list[str] = []
+    remote: list[RemoteEntry] = []
+
+
+@dataclass(frozen=True)
+class RemoteSpec:
+    """One remote as the commands use it."""
+
+    url: str  # http(s)://... or file:///absolute/dir
+    name: str
+    push: bool = False
+    trusted: dict[str, PublicKey] = field(default_factory=dict)  # per-remote keys, on top of the global ones
+    timeout: float = 60.0
+    auth_env: str | None = None
+    auth_header: str = "Authorization"
+
+    def __repr__(self) -> str:
+        return f"RemoteSpec({self.name!r}, {self.url!r})"
+
+
+@dataclass(frozen=True)
+class Settings:
+    remotes: tuple[RemoteSpec, ...]
+    secret: SecretKey | None
+    trusted: dict[str, PublicKey]
+
+    def trust_for(self, remote: RemoteSpec) -> dict[str, PublicKey]:
+        return {**self.trusted, **remote.trusted}
+
+
+def user_config_path(env: dict[str, str] | None = None) -> Path:
+    env = dict(os.environ) if env is None else env
+    if env.get(USER_CONFIG_ENV):
+        return Path(env[USER_CONFIG_ENV])
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("lwrecipe")) / "config.toml"
+
+
+def normalise_url(url: str, base: Path | None = None) -> str:
+    if url.startswith(("http://", "https://")):
+        return url.rstrip("/")
+    path = Path(os.path.expanduser(url.removeprefix("file://")))
+    if not path.is_absolute():
+        path = (base or Path.cwd()) / path
+    return "file://" + str(path.resolve())
+
+
+def read_config(path: Path) -> ConfigFile:
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        return ConfigFile()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError.one(str(path), "", str(exc)) from None
+    try:
+        return ConfigFile.model_validate(raw)
+    except ValidationError as exc:
+        from .recipe import _problem
+
+        raise RecipeError(str(path), [_problem(e) for e in exc.errors()]) from None
+
+
+def _keys(texts: list[str], where: str) -> dict[str, PublicKey]:
+    keys = [parse_public(t, where) for t in texts]
+    return {k.name: k for k in keys}
+
+
+def _spec(entry: RemoteEntry, base: Path, where: str) -> RemoteSpec:
+    url = normalise_url(entry.url, base)
+    return RemoteSpec(url=url, name=entry.name or url, push=entry.push,
+                      trusted=_keys(entry.trusted_keys, f"{where}: remote.trusted_keys"),
+                      timeout=entry.timeout, auth_env=entry.auth_env, auth_header=entry.auth_header)
+
+
+def load_settings(project: Path, cli_remotes: list[str] | None = None,
+                  env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ) if env is None else env
+    files = [(project / PROJECT_FILE, read_config(project / PROJECT_FILE))]
+    user = user_config_path(env)
+    files.append((user, read_config(user)))
+    configured = [_spec(r, path.parent, str(path)) for path, doc in files for r in doc.remote]
+
+    def lookup(text: str) -> RemoteSpec:
+        for spec in configured:
+            if text in (spec.name, spec.url):
+                return spec
+        if not text.startswith(("http://", "https://", "file://", "/", ".", "~")) and "/" not in text:
+            raise UsageError(f"remote {text!r}: not a URL, a directory or the name of a configured remote")
+        url = normalise_url(text)
+        return next((s for s in configured if s.url == url), RemoteSpec(url=url, name=url))
+
+    if cli_remotes:
+        remotes = [lookup(r) for r in cli_remotes]
+    elif env.get(REMOTES_ENV, "").strip():
+        remotes = [lookup(r) for r in env[REMOTES_ENV].replace(",", " ").split()]
+    else:
+        remotes = configured
+    secret = None
+    key_path = env.get(SIGNING_KEY_ENV)
+    if key_path:
+        secret = load_secret(Path(os.path.expanduser(key_path)))
+    else:
+        for path, doc in files:
+            if doc.signing_key:
+                secret = load_secret(path.parent / os.path.expanduser(doc.signing_key))
+                break
+    trusted: dict[str, PublicKey] = {}
+    for path, doc in files:
+        trusted.update(_keys(doc.trusted_keys, f"{path}: trusted_keys"))
+    trusted.update(_keys(env.get(TRUSTED_KEYS_ENV, "").split(), TRUSTED_KEYS_ENV))
+    if secret is not None:
+        trusted.setdefault(secret.name, secret.public())
+    unique = {spec.url: spec for spec in reversed(remotes)}  # the first mention of a URL wins
+    return Settings(tuple(s for s in remotes if unique[s.url] is s), secret, trusted)
+
+
+def describe(spec: RemoteSpec) -> dict[str, Any]:
+    """What may be shown of a remote (never the auth value)."""
+    return {"name": spec.name, "url": spec.url, "push": spec.push, "auth_env": spec.auth_env}

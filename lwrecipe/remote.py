@@ -1,0 +1,351 @@
+"""Remote caches: a directory or an HTTP(S) server with the Bazel HTTP cache
+layout (`{base}/cas/<sha256>`, `{base}/ac/<key>`), and moving entries between
+one and the local store.
+
+Blobs travel through the same verified, resumable downloader as sources and
+are always checked against their sha256; build records are accepted only when
+they name the key asked for and a trusted key signed them. Uploads go blobs
+first, record last, so a remote never holds a record without its outputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from .config import RemoteSpec, Settings
+from .errors import FetchError, FetchIntegrityError, IntegrityError, LwrecipeError, UsageError
+from .fetch import CHUNK, Downloader, NullReporter, Reporter, RetryPolicy, Wanted, make_client
+from .keys import Sha256, canonical_json, is_sha256
+from .signing import SecretKey, check, sign
+from .store import Store, fsync_dir
+
+RECORD_LIMIT = 4 << 20  # a build record is a few KiB; anything near this is not one
+
+
+class RemoteError(LwrecipeError):
+    """A remote could not be read or written."""
+
+    reason = "remote"
+
+
+class Backend(Protocol):
+    spec: RemoteSpec
+
+    def exists(self, kind: str, name: str) -> bool: ...
+    def read_small(self, kind: str, name: str, limit: int) -> bytes | None: ...
+    def location(self, kind: str, name: str) -> str: ...
+    def upload(self, kind: str, name: str, path: Path, reporter: Reporter) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class DirBackend:
+    """A directory with the store's layout (a shared filesystem, a mounted disk)."""
+
+    spec: RemoteSpec
+
+    @property
+    def root(self) -> Path:
+        return Path(self.spec.url.removeprefix("file://"))
+
+    def _path(self, kind: str, name: str) -> Path:
+        return self.root / kind / name
+
+    def exists(self, kind: str, name: str) -> bool:
+        return self._path(kind, name).is_file()
+
+    def read_small(self, kind: str, name: str, limit: int) -> bytes | None:
+        try:
+            with self._path(kind, name).open("rb") as fh:
+                data = fh.read(limit + 1)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise RemoteError(f"{self.spec.name}: {kind}/{name}: {exc.strerror}") from None
+        if len(data) > limit:
+            raise IntegrityError(f"{self.spec.name}: {kind}/{name}: larger than {limit} bytes; refused")
+        return data
+
+    def location(self, kind: str, name: str) -> str:
+        return f"file://{self._path(kind, name)}"
+
+    def upload(self, kind: str, name: str, path: Path, reporter: Reporter) -> None:
+        try:
+            (self.root / kind).mkdir(parents=True, exist_ok=True)
+            (self.root / "tmp").mkdir(exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix="put-")
+            try:
+                size = path.stat().st_size
+                reporter.begin(f"push {kind}/{name[:12]}", name[:12], size)
+                with os.fdopen(fd, "wb") as out, path.open("rb") as src:
+                    while chunk := src.read(CHUNK):
+                        out.write(chunk)
+                        reporter.advance(f"push {kind}/{name[:12]}", len(chunk))
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, self._path(kind, name))
+                fsync_dir(self.root / kind)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+        except OSError as exc:
+            raise RemoteError(f"{self.spec.name}: cannot write {kind}/{name}: {exc.strerror}") from None
+        reporter.end(f"push {kind}/{name[:12]}", True, self.spec.name)
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class HttpBackend:
+    """An HTTP cache: GET/HEAD/PUT of {base}/cas/<sha256> and {base}/ac/<key>."""
+
+    spec: RemoteSpec
+    client: httpx.Client
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    sleep: Any = time.sleep
+
+    def location(self, kind: str, name: str) -> str:
+        return f"{self.spec.url}/{kind}/{name}"
+
+    def _retrying(self, what: str, attempt_once: Any) -> Any:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return attempt_once()
+            except (httpx.TransportError, _Retry) as exc:
+                reason = str(exc) or type(exc).__name__
+                if attempt >= self.policy.attempts:
+                    raise RemoteError(f"{self.spec.name}: {what}: {reason} (after {attempt} attempts)") from None
+                self.sleep(self.policy.delay(attempt, getattr(exc, "retry_after", None)))
+
+    def exists(self, kind: str, name: str) -> bool:
+        def once() -> bool:
+            resp = self.client.head(self.location(kind, name))
+            return _status(resp, f"HEAD {kind}/{name}") == 200
+
+        return bool(self._retrying(f"HEAD {kind}/{name}", once))
+
+    def read_small(self, kind: str, name: str, limit: int) -> bytes | None:
+        def once() -> bytes | None:
+            with self.client.stream("GET", self.location(kind, name)) as resp:
+                if _status(resp, f"GET {kind}/{name}") == 404:
+                    return None
+                data = bytearray()
+                for chunk in resp.iter_raw():
+                    data += chunk
+                    if len(data) > limit:
+                        raise IntegrityError(f"{self.spec.name}: {kind}/{name}: larger than {limit} bytes; refused")
+                return bytes(data)
+
+        return self._retrying(f"GET {kind}/{name}", once)  # type: ignore[no-any-return]
+
+    def upload(self, kind: str, name: str, path: Path, reporter: Reporter) -> None:
+        size = path.stat().st_size
+        label = f"push {kind}/{name[:12]}"
+
+        def body() -> Iterator[bytes]:
+            with path.open("rb") as src:
+                while chunk := src.read(CHUNK):
+                    reporter.advance(label, len(chunk))
+                    yield chunk
+
+        def once() -> None:
+            reporter.begin(label, name[:12], size)
+            resp = self.client.put(self.location(kind, name), content=body(),
+                                   headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"})
+            code = _status(resp, f"PUT {kind}/{name}")
+            if code not in (200, 201, 204):
+                raise RemoteError(f"{self.spec.name}: PUT {kind}/{name}: HTTP {code}")
+
+        self._retrying(f"PUT {kind}/{name}", once)
+        reporter.end(label, True, self.spec.name)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class _Retry(Exception):
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+def _status(resp: httpx.Response, what: str) -> int:
+    """200/201/204/404 are answers; 5xx, 408 and 429 are retried; the rest are errors."""
+    code = resp.status_code
+    if code in (200, 201, 204, 404):
+        return code
+    if code >= 500 or code in (408, 429):
+        after = resp.headers.get("Retry-After")
+        raise _Retry(f"HTTP {code}", float(after) if after and after.isdigit() else None)
+    if code in (401, 403):
+        raise RemoteError(f"{what}: HTTP {code} (check the remote's auth_env)")
+    raise RemoteError(f"{what}: HTTP {code}")
+
+
+def open_backend(spec: RemoteSpec, env: dict[str, str] | None = None) -> Backend:
+    if spec.url.startswith("file://"):
+        return DirBackend(spec)
+    client = make_client(read_timeout=spec.timeout)
+    if spec.auth_env:
+        value = (os.environ if env is None else env).get(spec.auth_env)
+        if not value:
+            raise UsageError(f"remote {spec.name}: auth_env {spec.auth_env} is not set")
+        client.headers[spec.auth_header] = value
+    return HttpBackend(spec, client)
+
+
+def parse_record(data: bytes, key: str, where: str) -> dict[str, Any]:
+    """A pulled build record, checked for shape and for naming the key it is stored under."""
+    try:
+        record = json.loads(data)
+    except ValueError:
+        raise IntegrityError(f"{where}: not a build record (invalid JSON); refused") from None
+    blob = record.get("blob") if isinstance(record, dict) else None
+    if not (isinstance(record, dict) and isinstance(blob, dict) and is_sha256(str(record.get("output_id", "")))
+            and is_sha256(str(blob.get("sha256", ""))) and is_sha256(str(record.get("log", "")))
+            and isinstance(record.get("name"), str)):
+        raise IntegrityError(f"{where}: not a build record; refused")
+    if record.get("key") != key:
+        raise IntegrityError(f"{where}: record is for key {str(record.get('key'))[:12]}, not {key[:12]}; refused")
+    return record
+
+
+@dataclass
+class Remotes:
+    """The configured remotes, opened, plus what moving entries needs."""
+
+    store: Store
+    settings: Settings
+    backends: list[Backend]
+    verify_signatures: bool = True
+    reporter: Reporter = field(default_factory=NullReporter)
+    _downloaders: dict[str, Downloader] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, store: Store, settings: Settings, verify_signatures: bool = True,
+             reporter: Reporter | None = None, offline: bool = False) -> Remotes:
+        specs = [s for s in settings.remotes if not (offline and not s.url.startswith("file://"))]
+        return cls(store, settings, [open_backend(s) for s in specs], verify_signatures,
+                   reporter or NullReporter())
+
+    def close(self) -> None:
+        for backend in self.backends:
+            backend.close()
+
+    def __enter__(self) -> Remotes:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def backend(self, name_or_url: str) -> Backend:
+        for b in self.backends:
+            if name_or_url in (b.spec.name, b.spec.url):
+                return b
+        raise UsageError(f"remote {name_or_url!r} is not configured")
+
+    def record(self, backend: Backend, key: Sha256) -> dict[str, Any] | None:
+        """The remote's record for `key`, checked; None when it has none."""
+        where = f"{backend.spec.name}: ac/{key[:12]}"
+        data = backend.read_small("ac", key, RECORD_LIMIT)
+        if data is None:
+            return None
+        record = parse_record(data, key, where)
+        if self.verify_signatures:
+            check(record, self.settings.trust_for(backend.spec), where)
+        return record
+
+    def find(self, key: Sha256, warn: Any = None) -> tuple[dict[str, Any], Backend] | None:
+        """The first remote (in order) holding a usable record for `key`. Refused
+        records and unreachable remotes are reported through `warn` and skipped."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def ask(backend: Backend) -> dict[str, Any] | None:
+            try:
+                return self.record(backend, key)
+            except LwrecipeError as exc:
+                if warn is not None:
+                    warn(str(exc))
+                return None
+
+        if not self.backends:
+            return None
+        with ThreadPoolExecutor(len(self.backends)) as pool:
+            answers = list(pool.map(ask, self.backends))
+        for record, backend in zip(answers, self.backends):
+            if record is not None:
+                return record, backend
+        return None
+
+    def _downloader(self, backend: Backend) -> Downloader:
+        if backend.spec.url not in self._downloaders:
+            client = backend.client if isinstance(backend, HttpBackend) else make_client()
+            self._downloaders[backend.spec.url] = Downloader(self.store, client, mirrors=[], reporter=self.reporter)
+        return self._downloaders[backend.spec.url]
+
+    def materialise(self, record: dict[str, Any], backend: Backend) -> dict[str, Any]:
+        """Download a checked record's blobs (verified by sha256), then store the record."""
+        key = Sha256(record["key"])
+        for blob in (record["blob"]["sha256"], record["log"]):
+            if self.store.has("cas", blob):
+                continue
+            wanted = Wanted(f"{record['name']}: pull", Sha256(blob), (backend.location("cas", blob),),
+                            blob[:12], kind="cas")
+            try:
+                self._downloader(backend).fetch(wanted)
+            except FetchIntegrityError:
+                raise IntegrityError(f"{backend.spec.name}: cas/{blob[:12]}: served bytes with another sha256; "
+                                     "refused") from None
+            except FetchError as exc:
+                raise RemoteError(f"{backend.spec.name}: cas/{blob[:12]}: {'; '.join(exc.attempts)}") from None
+        self.store.put_record(key, record)
+        return record
+
+    def pull(self, backend: Backend, key: Sha256) -> dict[str, Any] | None:
+        record = self.record(backend, key)
+        return None if record is None else self.materialise(record, backend)
+
+    def push(self, backend: Backend, key: Sha256, secret: SecretKey | None) -> bool:
+        """Upload a local record and its blobs; False when the remote already had it."""
+        record = self.store.read_record(key)
+        if record is None:
+            raise UsageError(f"ac/{key[:12]}: not in the local cache")
+        if secret is not None and not any(s.get("key") == secret.name for s in record.get("signatures", [])):
+            record = sign(record, secret)
+            self.store.put_record(key, record)
+        if backend.exists("ac", key):
+            return False
+        for blob in (record["blob"]["sha256"], record["log"]):
+            path = self.store.verify_blob("cas", blob)
+            if path is None:
+                raise IntegrityError(f"cas/{blob[:12]}: missing or corrupt in the local cache; not pushed")
+            if not backend.exists("cas", blob):
+                backend.upload("cas", blob, path, self.reporter)
+        with _temp_file(self.store, canonical_json(record)) as path:
+            backend.upload("ac", key, path, self.reporter)
+        return True
+
+
+@contextlib.contextmanager
+def _temp_file(store: Store, data: bytes) -> Iterator[Path]:
+    fd, name = tempfile.mkstemp(dir=store.ensure().root / "tmp", prefix="push-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        yield Path(name)
+    finally:
+        Path(name).unlink(missing_ok=True)
+

@@ -1,0 +1,144 @@
+"""ed25519 keys and signatures on build records.
+
+A secret key file holds one line `NAME:<base64 of the 32-byte seed>` (mode
+0600); a public key is written `NAME:<base64 of the 32-byte key>`. A record is
+signed over the canonical JSON of everything but its `signatures` field, so
+signatures can be added without changing what they sign.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import IntegrityError, UsageError
+from .keys import canonical_json
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    name: str
+    raw: bytes  # 32 bytes
+
+    def text(self) -> str:
+        return f"{self.name}:{base64.b64encode(self.raw).decode()}"
+
+
+@dataclass(frozen=True)
+class SecretKey:
+    name: str
+    seed: bytes  # 32 bytes; never printed
+
+    def __repr__(self) -> str:
+        return f"SecretKey({self.name!r}, <hidden>)"
+
+    def public(self) -> PublicKey:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        pub = Ed25519PrivateKey.from_private_bytes(self.seed).public_key()
+        return PublicKey(self.name, pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+
+    def sign(self, data: bytes) -> bytes:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        return Ed25519PrivateKey.from_private_bytes(self.seed).sign(data)
+
+
+def _split(text: str, what: str) -> tuple[str, bytes]:
+    name, sep, b64 = text.strip().partition(":")
+    if not sep or not NAME_RE.match(name):
+        raise UsageError(f"{what}: expected NAME:BASE64")
+    try:
+        raw = base64.b64decode(b64, validate=True)
+    except binascii.Error:
+        raise UsageError(f"{what}: not valid base64") from None
+    if len(raw) != 32:
+        raise UsageError(f"{what}: an ed25519 key has 32 bytes, this one {len(raw)}")
+    return name, raw
+
+
+def parse_public(text: str, where: str = "trusted key") -> PublicKey:
+    name, raw = _split(text, f"{where} {text.partition(':')[0]!r}")
+    return PublicKey(name, raw)
+
+
+def generate(name: str, out: Path) -> PublicKey:
+    """Write a new secret key to `out` (created 0600, never overwritten)."""
+    if not NAME_RE.match(name):
+        raise UsageError(f"key name {name!r}: letters, digits, '.', '_' and '-' only")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    seed = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise UsageError(f"{out}: already exists; not overwriting a key") from None
+    except OSError as exc:
+        raise UsageError(f"{out}: cannot create: {exc.strerror}") from None
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"{name}:{base64.b64encode(seed).decode()}\n")
+    return SecretKey(name, seed).public()
+
+
+def load_secret(path: Path) -> SecretKey:
+    """Read a secret key file; refused when others may read it."""
+    try:
+        st = path.stat()
+        text = path.read_text()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read secret key: {exc.strerror}") from None
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        raise UsageError(f"{path}: secret key is readable by group or others "
+                         f"(mode {stat.S_IMODE(st.st_mode):04o}); run chmod 600 {path}")
+    name, seed = _split(text, f"{path}")
+    return SecretKey(name, seed)
+
+
+def signed_bytes(record: dict[str, Any]) -> bytes:
+    return canonical_json({k: v for k, v in record.items() if k != "signatures"})
+
+
+def sign(record: dict[str, Any], key: SecretKey) -> dict[str, Any]:
+    """The record with this key's signature added (replacing an earlier one by the same key name)."""
+    others = [s for s in record.get("signatures", []) if s.get("key") != key.name]
+    signature = {"key": key.name, "sig": base64.b64encode(key.sign(signed_bytes(record))).decode()}
+    return {**record, "signatures": sorted([*others, signature], key=lambda s: s["key"])}
+
+
+def check(record: dict[str, Any], trusted: dict[str, PublicKey], where: str) -> str:
+    """The name of a trusted key whose signature on `record` is valid; otherwise
+    IntegrityError saying why (unsigned, signed only by untrusted keys, forged)."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    signatures = record.get("signatures")
+    if not isinstance(signatures, list) or not signatures:
+        raise IntegrityError(f"{where}: record is not signed; refused (trust it with --no-verify-signatures)")
+    data = signed_bytes(record)
+    untrusted, forged = [], []
+    for entry in signatures:
+        name = entry.get("key") if isinstance(entry, dict) else None
+        key = trusted.get(name) if isinstance(name, str) else None
+        if key is None:
+            untrusted.append(str(name))
+            continue
+        try:
+            Ed25519PublicKey.from_public_bytes(key.raw).verify(base64.b64decode(entry.get("sig", ""), validate=True),
+                                                               data)
+            return key.name
+        except (InvalidSignature, binascii.Error, ValueError):
+            forged.append(key.name)
+    if forged:
+        raise IntegrityError(f"{where}: signature by key {forged[0]!r} does not verify (forged or altered); refused")
+    raise IntegrityError(f"{where}: signed by untrusted key {', '.join(repr(u) for u in untrusted)}; refused")

@@ -1,0 +1,94 @@
+"""ed25519 keys, record signatures, and remote configuration precedence."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from lwrecipe.config import REMOTES_ENV, SIGNING_KEY_ENV, USER_CONFIG_ENV, load_settings
+from lwrecipe.errors import IntegrityError, RecipeError, UsageError
+from lwrecipe.signing import check, generate, load_secret, parse_public, sign
+
+RECORD = {"key": "a" * 64, "name": "x", "output_id": "b" * 64, "blob": {"sha256": "c" * 64}, "log": "d" * 64}
+
+
+@pytest.fixture
+def keys(tmp_path: Path):
+    pub_a = generate("alice", tmp_path / "alice.key")
+    pub_b = generate("bob", tmp_path / "bob.key")
+    return (load_secret(tmp_path / "alice.key"), pub_a), (load_secret(tmp_path / "bob.key"), pub_b)
+
+
+def test_generated_key_is_private_and_round_trips(tmp_path: Path, keys) -> None:  # noqa: ANN001
+    (secret, public), _ = keys
+    assert oct((tmp_path / "alice.key").stat().st_mode & 0o777) == "0o600"
+    assert parse_public(public.text()) == public == secret.public()
+    assert "hidden" in repr(secret) and (tmp_path / "alice.key").read_text().split(":")[1].strip() not in repr(secret)
+    with pytest.raises(UsageError, match="already exists"):
+        generate("alice", tmp_path / "alice.key")
+
+
+def test_group_readable_secret_key_is_refused(tmp_path: Path, keys) -> None:  # noqa: ANN001
+    os.chmod(tmp_path / "alice.key", 0o640)
+    with pytest.raises(UsageError, match="readable by group or others.*chmod 600"):
+        load_secret(tmp_path / "alice.key")
+
+
+def test_signature_checks(keys) -> None:  # noqa: ANN001
+    (alice, alice_pub), (bob, bob_pub) = keys
+    signed = sign(RECORD, alice)
+    assert check(signed, {"alice": alice_pub}, "r") == "alice"
+    assert check(sign(signed, bob), {"bob": bob_pub}, "r") == "bob"
+    with pytest.raises(IntegrityError, match="untrusted key 'alice'"):
+        check(signed, {"bob": bob_pub}, "r")
+    with pytest.raises(IntegrityError, match="not signed"):
+        check(RECORD, {"alice": alice_pub}, "r")
+    forged = {**signed, "output_id": "e" * 64}
+    with pytest.raises(IntegrityError, match="'alice' does not verify"):
+        check(forged, {"alice": alice_pub}, "r")
+    impostor = {**sign(RECORD, bob), "signatures": [{"key": "alice", "sig": sign(RECORD, bob)["signatures"][0]["sig"]}]}
+    with pytest.raises(IntegrityError, match="does not verify"):
+        check(impostor, {"alice": alice_pub}, "r")
+
+
+@pytest.mark.parametrize("text, message", [("nocolon", "NAME:BASE64"), ("k:!!!", "base64"), ("k:AAAA", "32 bytes")])
+def test_bad_public_keys(text: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        parse_public(text)
+
+
+def test_remote_precedence(tmp_path: Path, keys) -> None:  # noqa: ANN001
+    (_, alice_pub), (_, bob_pub) = keys
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "lwrecipe.toml").write_text(
+        f'trusted_keys = ["{alice_pub.text()}"]\n'
+        '[[remote]]\nname = "team"\nurl = "https://cache.example.org/lw/"\npush = true\n'
+        f'trusted_keys = ["{bob_pub.text()}"]\nauth_env = "TEAM_TOKEN"\ntimeout = 5\n')
+    user = tmp_path / "user.toml"
+    user.write_text('signing_key = "alice.key"\n[[remote]]\nurl = "shared"\n')
+    env = {USER_CONFIG_ENV: str(user)}
+    configured = load_settings(project, env=env)
+    assert [r.name for r in configured.remotes] == ["team", f"file://{tmp_path / 'shared'}"]
+    team = configured.remotes[0]
+    assert team.url == "https://cache.example.org/lw" and team.push and team.timeout == 5
+    assert set(configured.trust_for(team)) == {"alice", "bob"}
+    assert configured.secret is not None and configured.secret.name == "alice"
+    from_env = load_settings(project, env={**env, REMOTES_ENV: "team, /srv/c"})
+    assert [r.url for r in from_env.remotes] == ["https://cache.example.org/lw", "file:///srv/c"]
+    assert from_env.remotes[0].push  # settings come from the config entry of the same name
+    cli = load_settings(project, ["/mnt/c"], env={**env, REMOTES_ENV: "team"})
+    assert [r.url for r in cli.remotes] == ["file:///mnt/c"]
+    with pytest.raises(UsageError, match="not a URL"):
+        load_settings(project, ["nosuchname"], env=env)
+    with pytest.raises(UsageError):
+        load_settings(project, env={**env, SIGNING_KEY_ENV: str(tmp_path / "missing.key")})
+
+
+def test_bad_config_names_file_and_field(tmp_path: Path) -> None:
+    (tmp_path / "lwrecipe.toml").write_text('[[remote]]\nurl = "x"\npush = "yes"\n')
+    with pytest.raises(RecipeError) as info:
+        load_settings(tmp_path, env={USER_CONFIG_ENV: str(tmp_path / "none.toml")})
+    assert "lwrecipe.toml: remote[0].push: expected a boolean, got string" in str(info.value)
