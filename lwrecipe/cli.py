@@ -347,6 +347,7 @@ def _transfer_reporter(ctx: Context):  # noqa: ANN202
     from .progress import PlainReporter
     from .fetch import NullReporter
 
+    # Plain lines even on a terminal: transfers run in parallel and end quickly.
     return NullReporter() if ctx.verbosity < 0 else PlainReporter()
 
 
