@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-sandbox", action="store_true", help="build without bubblewrap (recorded in the build record)")
     _remote_args(p)
     p.add_argument("--push", action="store_true", help="upload what is built here to every remote")
+    p.add_argument("--locked", action="store_true",
+                   help="refuse (exit 3) to build anything whose inputs or output differ from lockfile.toml")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("checkout", help="materialise a built output in a directory", epilog=EPILOG)
@@ -117,6 +119,31 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_cache_gc)
     st = cache_sub.add_parser("stats", help="sizes and counts", epilog=EPILOG)
     st.set_defaults(func=cmd_cache_stats)
+    p = sub.add_parser("lock", help="write lockfile.toml: every input of the release", epilog=EPILOG)
+    p.add_argument("targets", nargs="*", metavar="TARGET", help="recipes to lock (default: every recipe)")
+    p.add_argument("--check", action="store_true", help="exit 3 if the lockfile would change; write nothing")
+    p.add_argument("--offline", action="store_true", help="do not fetch git sources to fill first-use pins")
+    p.set_defaults(func=cmd_lock)
+
+    p = sub.add_parser("why", help="why a recipe is not cached or differs from the lock or its last build",
+                       epilog=EPILOG)
+    _target_args(p, many=False)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--lockfile", metavar="F", help="compare with this lockfile (default: the project's, if any)")
+    p.set_defaults(func=cmd_why)
+
+    p = sub.add_parser("audit", help="check the checkout and cache against the lockfile; print the input tree",
+                       epilog=EPILOG)
+    p.add_argument("--lockfile", metavar="F", help="the lockfile (default: the project's)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("sbom", help="a software bill of materials for a target", epilog=EPILOG)
+    _target_args(p, many=False)
+    p.add_argument("--format", required=True, choices=("spdx-json", "cyclonedx-json"))
+    p.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    p.set_defaults(func=cmd_sbom)
+
     p = sub.add_parser("key", help="signing keys for build records", epilog=EPILOG)
     key_sub = p.add_subparsers(dest="key_command", metavar="ACTION", required=True)
     kg = key_sub.add_parser("generate", help="write a new ed25519 secret key; print its public key", epilog=EPILOG)
@@ -242,6 +269,7 @@ def cmd_build(ctx: Context) -> int:
     from .store import Store
 
     graph = load_graph(ctx.args.targets)
+    lock = check_locked(ctx, graph) if ctx.args.locked else None
     store = Store(ctx.cache_dir)
     parallel = max(1, ctx.args.jobs)
     settings = _settings(ctx, graph.recipes[graph.targets[0]].root, ctx.args.remote)
@@ -277,6 +305,17 @@ def cmd_build(ctx: Context) -> int:
             if log:
                 print(f"log: {log}", file=sys.stderr)
             code = max(code, outcome.error.exit_code)
+    if lock is not None:
+        from .errors import LockDrift
+
+        drift = [f"{o.name}: output {lock.recipes[o.name]['output_id'][:12]}… → {o.output_id[:12]}…"
+                 for o in outcomes if o.output_id and lock.recipes[o.name]["output_id"]
+                 and o.output_id != lock.recipes[o.name]["output_id"]]
+        if drift:
+            error = LockDrift(lock.path.name, drift)
+            for line in error.lines():
+                print(f"error: {line}", file=sys.stderr)
+            code = max(code, error.exit_code)
     counts = {s: sum(o.state == s for o in outcomes)
               for s in ("built", "cached", "pulled", "remote", "checked", "failed", "skipped")}
     not_started = len(graph.closure(graph.targets)) - len(outcomes)
@@ -448,6 +487,172 @@ def cmd_cache_pull(ctx: Context) -> int:
         if error.exit_code != 2:
             error.exit_code = max(error.exit_code, 1)
     raise_all(errors)
+    return 0
+
+
+def _lockfile_path(ctx: Context, given: str | None) -> Path:
+    from .graph import project_root
+    from .lockfile import LOCKFILE
+
+    return Path(given) if given else project_root(Path.cwd()) / LOCKFILE
+
+
+def _all_recipes(root: Path) -> list[str]:
+    return sorted(str(p) for p in (root / "recipes").glob("*.toml"))
+
+
+def cmd_lock(ctx: Context) -> int:
+    from .errors import IntegrityError, LwrecipeError
+    from .graph import load_graph, project_root
+    from .lockfile import LOCKFILE, entry, read, render
+    from .plan import plan_graph
+    from .recipe import GitSource
+    from .status import StatusOracle
+    from .store import Store
+
+    root = project_root(Path.cwd())
+    graph = load_graph(ctx.args.targets or _all_recipes(root))
+    store = Store(ctx.cache_dir)
+    names = graph.closure(graph.targets)
+    if not ctx.args.offline:
+        from .gitsrc import cached_tree, fetch_tree
+
+        for name in names:
+            for src in graph.recipes[name].doc.sources:
+                if isinstance(src, GitSource) and not (store.exists() and cached_tree(store, src.rev)):
+                    try:
+                        fetch_tree(store.ensure(), f"{name}: git", src.git, src.rev)
+                    except LwrecipeError as exc:
+                        ctx.info(f"warning: {exc}; its first-use pins stay empty")
+    oracle = StatusOracle(ctx.cache_dir)
+    planned = plan_graph(graph, oracle.output_id)
+    outputs = {p.name: oracle.output_id(p.key) if p.key else None for p in planned}
+    path = root / LOCKFILE
+    entries = dict(read(path).recipes) if path.exists() and ctx.args.targets else {}
+    for item in planned:
+        deps = {d: outputs[d] or "" for d in item.recipe.depends}
+        entries[item.name] = entry(item, store, deps, outputs[item.name])
+    text = render(entries)
+    old = path.read_text() if path.exists() else None
+    if ctx.args.check:
+        if old != text:
+            before = read(path).recipes if old is not None else {}
+            changed = sorted(n for n in entries if before.get(n) != entries[n]) or ["(format)"]
+            raise IntegrityError(f"{path}: out of date for {', '.join(changed)} (run `lwrecipe lock`)")
+        ctx.info(f"{path}: up to date ({len(entries)} recipes)")
+        return 0
+    if old != text:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    ctx.info(f"{path}: {'unchanged' if old == text else 'written'} ({len(entries)} recipes)")
+    return 0
+
+
+def cmd_why(ctx: Context) -> int:
+    from .graph import load_graph
+    from .lockfile import read
+    from .store import Store
+    from .why import Why
+
+    graph = load_graph([ctx.args.target])
+    lock_path = _lockfile_path(ctx, ctx.args.lockfile)
+    lock = read(lock_path) if ctx.args.lockfile or lock_path.is_file() else None
+    reason = Why(graph, Store(ctx.cache_dir), lock).explain(graph.targets[0])
+    if ctx.args.json:
+        ctx.out(json.dumps(reason.document(), indent=2))
+    else:
+        for line in reason.lines():
+            ctx.out(line)
+        if reason.cached and not reason.against:
+            ctx.info("nothing differs")
+    return 0
+
+
+def _audit_graph(lock, root: Path, ctx: Context):  # noqa: ANN001, ANN202
+    """The lock's recipes as the checkout has them, or None where they cannot be loaded."""
+    from .errors import LwrecipeError
+    from .graph import load_graph
+
+    paths = [str(root / e["recipe"]) for e in lock.recipes.values() if (root / e["recipe"]).is_file()]
+    try:
+        return load_graph(paths) if paths else None
+    except LwrecipeError as exc:
+        ctx.info(f"warning: recipes cannot be loaded, inputs not compared: {exc}")
+        return None
+
+
+def cmd_audit(ctx: Context) -> int:
+    from .audit import audit, render_tree
+    from .errors import IntegrityError
+    from .graph import project_root
+    from .lockfile import read
+    from .store import Store
+
+    root = project_root(Path.cwd())
+    lock = read(_lockfile_path(ctx, ctx.args.lockfile))
+    settings = _settings(ctx, root)
+    report = audit(lock, root, Store(ctx.cache_dir), settings.trusted, _audit_graph(lock, root, ctx))
+    if ctx.args.json:
+        ctx.out(json.dumps({"lockfile": str(lock.path), "ok": not report.mismatches,
+                            "mismatches": [f.text() for f in report.mismatches],
+                            "flags": [f.text() for f in report.flags], "inputs": report.tree}, indent=2))
+    else:
+        for line in render_tree(report):
+            ctx.out(line)
+        for finding in report.flags:
+            ctx.out(f"flag: {finding.text()}")
+    if report.mismatches:
+        raise IntegrityError(f"{lock.path}: {len(report.mismatches)} mismatches: "
+                             + "; ".join(f.text() for f in report.mismatches))
+    ctx.info(f"{lock.path}: {len(report.tree)} recipes match; {len(report.flags)} flags")
+    return 0
+
+
+def check_locked(ctx: Context, graph):  # noqa: ANN001, ANN201
+    """Refuse before building when an input differs from the lockfile; returns the lock."""
+    from .errors import LockDrift
+    from .lockfile import drift, read
+    from .status import StatusOracle
+
+    lock = read(_lockfile_path(ctx, None))
+    changes = drift(lock, graph, StatusOracle(ctx.cache_dir).output_id)
+    if changes:
+        raise LockDrift(lock.path.name, [c.text() for c in changes])
+    return lock
+
+
+def _entries(ctx: Context, graph) -> dict:  # noqa: ANN001
+    """Lockfile entries of the targets' closure, as this machine and cache see them."""
+    from .lockfile import entry
+    from .plan import plan_graph
+    from .status import StatusOracle
+    from .store import Store
+
+    oracle = StatusOracle(ctx.cache_dir)
+    planned = plan_graph(graph, oracle.output_id)
+    outputs = {p.name: oracle.output_id(p.key) if p.key else None for p in planned}
+    return {p.name: entry(p, Store(ctx.cache_dir), {d: outputs[d] or "" for d in p.recipe.depends},
+                          outputs[p.name]) for p in planned}
+
+
+def cmd_sbom(ctx: Context) -> int:
+    from .errors import LwrecipeError
+    from .graph import load_graph
+    from .sbom import cyclonedx_json, spdx_json
+
+    graph = load_graph([ctx.args.target])
+    entries = _entries(ctx, graph)
+    render = spdx_json if ctx.args.format == "spdx-json" else cyclonedx_json
+    try:
+        text = render(graph.targets[0], entries)
+    except ValueError as exc:
+        raise LwrecipeError(f"sbom: {graph.targets[0]}: {exc}") from None
+    if ctx.args.out:
+        Path(ctx.args.out).write_text(text)
+        ctx.info(f"{ctx.args.out}: {ctx.args.format}, {len(entries)} recipes")
+    else:
+        sys.stdout.write(text)
     return 0
 
 

@@ -284,6 +284,8 @@ class Engine:
         if state == "cached":
             self.store.touch("ac", record["key"])
             self.store.touch("cas", record["blob"]["sha256"])
+        if state in ("cached", "built", "pulled"):
+            self.store.set_last(item.name, Sha256(record["key"]))
         self.on_event(item.name, state)
         return Outcome(item.name, state, item.key, Sha256(record["output_id"]),
                        float(record.get("duration_s", 0.0)) if state == "built" else 0.0)

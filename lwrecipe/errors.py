@@ -152,6 +152,19 @@ class NotReproducible(IntegrityError):
         return [str(self)] + [f"  {line}" for line in self.report]
 
 
+class LockDrift(IntegrityError):
+    """`--locked`: inputs or outputs differ from the lockfile."""
+
+    reason = "lock-drift"
+
+    def __init__(self, lockfile: str, changes: Sequence[str]) -> None:
+        self.changes = tuple(changes)
+        super().__init__(f"{lockfile}: --locked: {len(self.changes)} difference(s) from the lockfile")
+
+    def lines(self) -> list[str]:
+        return [str(self)] + list(self.changes)
+
+
 class SandboxUnavailable(LwrecipeError):
     reason = "sandbox"
 

@@ -1,29 +1,202 @@
-"""The release lockfile (`lockfile.toml`, DESIGN.md "Lockfile").
+"""The release lockfile (`lockfile.toml`, DESIGN.md "Lockfile"): building its
+entries from a planned graph, writing it byte-stably, reading it back, and
+turning an entry into the key document it pins.
 
-Reading the keys and output ids a lockfile pins, for `cache gc --keep-locked`.
+An entry holds every keyed input (so a build key can be recomputed and a
+difference named input by input) plus what an auditor needs besides: URLs,
+mirrors, patch origins, the recipe file's sha256, first-use pins of git trees.
 """
 
 from __future__ import annotations
 
-import tomllib
+import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import UsageError
-from .keys import is_sha256
+from .gitsrc import cached_tree, read_member
+from .hosttools import HostTool, target_platform
+from .keys import KEY_FORMAT, canonical_json, is_sha256, sha256_bytes
+from .plan import Planned, keyed_tool_names, patch_pins, source_pins
+from .recipe import FilePatch, GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
+from .store import Store
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 LOCKFILE = "lockfile.toml"
+LOCK_FORMAT = 1
+HEADER = "# Written by `lwrecipe lock`: the exact inputs of this release. Do not edit by hand.\n"
 
 
-def pinned_ids(path: Path) -> set[str]:
-    """Every build key and output id the lockfile at `path` names."""
+@dataclass(frozen=True)
+class Lock:
+    path: Path
+    data: dict[str, Any]
+
+    @property
+    def recipes(self) -> dict[str, dict[str, Any]]:
+        return self.data.get("recipe", {})
+
+
+def _rel(recipe: Recipe, path: Path) -> str:
+    try:
+        return path.relative_to(recipe.root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _tools(item: Planned) -> dict[str, dict[str, str]]:
+    found = {t.name: t for t in item.tools}
+    out: dict[str, dict[str, str]] = {}
+    for name in keyed_tool_names(item.recipe):
+        tool: HostTool | None = found.get(name)
+        out[name] = ({"sha256": tool.sha256, "version": tool.version, "path": str(tool.path)} if tool
+                     else {"sha256": "", "version": "", "path": ""})
+    return out
+
+
+def entry(item: Planned, store: Store, dep_outputs: dict[str, str], output_id: str | None) -> dict[str, Any]:
+    """The lockfile entry of one planned recipe; `store` supplies first-use pins."""
+    recipe, doc = item.recipe, item.recipe.doc
+    sources = []
+    for src, pin in zip(doc.sources, source_pins(recipe)):
+        if isinstance(src, UrlSource):
+            s: dict[str, Any] = {"kind": "url", "url": src.url, "mirrors": list(src.mirrors), "sha256": src.sha256}
+        elif isinstance(src, GitSource):
+            tree = cached_tree(store, src.rev) if store.exists() else None
+            s = {"kind": "git", "url": src.git, "rev": src.rev, "tree_sha256": tree or ""}
+        else:
+            assert isinstance(src, PathSource)
+            s = {"kind": "path", "path": src.path, "sha256": pin.ident}
+        if src.name:
+            s["name"] = src.name
+        s.update(strip=pin.strip, dest=pin.dest, unpack=pin.unpack)
+        sources.append(s)
+    patches = []
+    for patch, pin in zip(doc.patches, patch_pins(recipe)):
+        if isinstance(patch, FilePatch):
+            p: dict[str, Any] = {"origin": "file", "file": patch.file, "sha256": pin.ident}
+        elif isinstance(patch, UrlPatch):
+            p = {"origin": "url", "url": patch.url, "sha256": patch.sha256}
+        else:
+            assert isinstance(patch, SourcePatch)
+            p = {"origin": "source", "source": patch.source, "path": patch.path,
+                 "sha256": _source_patch_sha(recipe, patch, store)}
+        p["strip"] = patch.strip
+        patches.append(p)
+    return {
+        "version": recipe.version,
+        "license": doc.package.license,
+        "recipe": _rel(recipe, recipe.path),
+        "recipe_sha256": recipe.file_sha256,
+        "depends": sorted(recipe.depends),
+        "key": item.key or "",
+        "output_id": output_id or "",
+        "platform": target_platform(),
+        "source_date_epoch": doc.build.source_date_epoch,
+        "script": doc.build.script,
+        "env": dict(sorted(doc.build.env.items())),
+        "dep_outputs": {d: dep_outputs.get(d, "") for d in sorted(recipe.depends)},
+        "host_tools": _tools(item),
+        "sources": sources,
+        "patches": patches,
+    }
+
+
+def _source_patch_sha(recipe: Recipe, patch: SourcePatch, store: Store) -> str:
+    """A patch inside a git source: pinned by the commit; its own sha256 once the tree is here."""
+    src = recipe.source_named(patch.source)
+    if not isinstance(src, GitSource) or not store.exists():
+        return ""
+    tree = cached_tree(store, src.rev)
+    data = read_member(store.path("sources", tree), patch.path) if tree else None
+    return sha256_bytes(data) if data is not None else ""
+
+
+def key_document(name: str, e: dict[str, Any]) -> dict[str, Any]:
+    """The key document (keys.KeyInputs.document) an entry pins."""
+    sources = []
+    for s in e["sources"]:
+        ident = ("rev", s["rev"]) if s["kind"] == "git" else ("sha256", s["sha256"])
+        sources.append({"kind": s["kind"], ident[0]: ident[1], "strip": s["strip"], "dest": s["dest"],
+                        "unpack": s["unpack"]})
+    patches = []
+    for p in e["patches"]:
+        if p["origin"] == "source":
+            patches.append({"kind": "source", "in_source": f"{p['source']}:{p['path']}", "strip": p["strip"]})
+        else:
+            patches.append({"kind": p["origin"], "sha256": p["sha256"], "strip": p["strip"]})
+    return {
+        "format": KEY_FORMAT, "name": name, "version": e["version"], "sources": sources, "patches": patches,
+        "script": e["script"], "env": dict(e["env"]),
+        "host_tools": {t: {"sha256": v["sha256"], "version": v["version"]} for t, v in e["host_tools"].items()},
+        "platform": e["platform"], "source_date_epoch": e["source_date_epoch"], "deps": dict(e["dep_outputs"]),
+    }
+
+
+def pinned_key(name: str, e: dict[str, Any]) -> str:
+    """The key an entry's inputs give; "" while a dependency's output is unknown."""
+    if any(not v for v in e["dep_outputs"].values()) or any(not t["sha256"] for t in e["host_tools"].values()):
+        return ""
+    return build_key_of(key_document(name, e))
+
+
+def build_key_of(document: dict[str, Any]) -> str:
+    """Equal to keys.build_key of the KeyInputs the document came from."""
+    return sha256_bytes(canonical_json(document))
+
+
+def render(entries: dict[str, dict[str, Any]]) -> str:
+    """The lockfile text: sorted recipes, fixed field order, byte-stable."""
+    import tomli_w
+
+    doc = {"lockfile": LOCK_FORMAT, "recipe": {name: entries[name] for name in sorted(entries)}}
+    return HEADER + tomli_w.dumps(doc, multiline_strings=True)
+
+
+def read(path: Path) -> Lock:
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise UsageError(f"{path}: no lockfile (run `lwrecipe lock` first)") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: not valid TOML: {exc}") from None
+    if data.get("lockfile") != LOCK_FORMAT or not isinstance(data.get("recipe", {}), dict):
+        raise UsageError(f"{path}: lockfile: not a version {LOCK_FORMAT} lockfile")
+    return Lock(path, data)
+
+
+def drift(lock: Lock, graph: Any, output_of: Any) -> list[Any]:
+    """Every keyed input of the graph's recipes that differs from the lock, as
+    explain.Change values; `output_of(key)` gives the output id stored for a key.
+    A dependency's output is compared where both the lock and the cache know it."""
+    from .explain import Change, diff_documents
+    from .plan import document_of
+
+    outputs: dict[str, Any] = {}
+    changes: list[Change] = []
+    for name in graph.closure(graph.targets):
+        recipe = graph.recipes[name]
+        e = lock.recipes.get(name)
+        if e is None:
+            changes.append(Change(name, "recipe", "(not in the lockfile)", recipe.version))
+            continue
+        doc = document_of(recipe, {d: outputs.get(d) for d in recipe.depends})
+        changes += diff_documents(name, key_document(name, e), doc)
+        complete = "?" not in doc["deps"].values() and all(t["sha256"] for t in doc["host_tools"].values())
+        outputs[name] = output_of(build_key_of(doc)) if complete else None
+    return changes
+
+
+def pinned_ids(path: Path) -> set[str]:
+    """Every build key and output id the lockfile at `path` names."""
     ids: set[str] = set()
-    for entry in data.get("recipe", {}).values():
-        if isinstance(entry, dict):
-            ids.update(v for k in ("key", "output_id") if is_sha256(v := str(entry.get(k, ""))))
+    for e in read(path).recipes.values():
+        if isinstance(e, dict):
+            ids.update(v for k in ("key", "output_id") if is_sha256(v := str(e.get(k, ""))))
     return ids
+

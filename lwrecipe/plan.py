@@ -14,7 +14,7 @@ from pathlib import Path
 from .archive import tree_sha256
 from .graph import Graph
 from .hosttools import HostTool, fingerprint, target_platform
-from .keys import KeyInputs, PatchPin, Sha256, SourcePin, build_key, sha256_bytes
+from .keys import KEY_FORMAT, KeyInputs, PatchPin, Sha256, SourcePin, build_key, sha256_bytes
 from .recipe import (FilePatch, GitSource, PathSource, Recipe, SourcePatch, UrlPatch,
                      UrlSource)
 
@@ -103,6 +103,25 @@ def plan_recipe(recipe: Recipe, dep_outputs: dict[str, Sha256 | None]) -> Planne
         )
     return Planned(recipe=recipe, key=build_key(inputs) if inputs else None, inputs=inputs,
                    tools=tuple(found), missing_tools=tuple(missing), waiting_on=waiting)
+
+
+def document_of(recipe: Recipe, dep_outputs: dict[str, Sha256 | None]) -> dict[str, object]:
+    """The key document as far as it can be known now: a missing host tool has an
+    empty fingerprint and an unknown dependency output reads "?". Complete, it
+    equals plan_recipe(...).inputs.document()."""
+    tools = {}
+    for name in keyed_tool_names(recipe):
+        tool = fingerprint(name)
+        tools[name] = tool.pin().document() if tool else {"sha256": "", "version": ""}
+    build = recipe.doc.build
+    return {
+        "format": KEY_FORMAT, "name": recipe.name, "version": recipe.version,
+        "sources": [s.document() for s in source_pins(recipe)],
+        "patches": [p.document() for p in patch_pins(recipe)],
+        "script": build.script, "env": dict(sorted(build.env.items())), "host_tools": tools,
+        "platform": target_platform(), "source_date_epoch": build.source_date_epoch,
+        "deps": {d: dep_outputs.get(d) or "?" for d in sorted(recipe.depends)},
+    }
 
 
 OutputLookup = Callable[[Sha256], "Sha256 | None"]

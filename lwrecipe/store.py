@@ -185,6 +185,25 @@ class Store:
             finally:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
+    def set_last(self, recipe: str, key: Sha256) -> None:
+        """Remember the key a recipe was last built or used under (for `lwrecipe why`)."""
+        path = self.root / "last" / recipe
+        try:
+            if path.read_text() == key:
+                return
+        except FileNotFoundError:
+            path.parent.mkdir(exist_ok=True)
+        tmp = path.with_name(f".{recipe}.{os.getpid()}")
+        tmp.write_text(key)
+        os.replace(tmp, path)
+
+    def last(self, recipe: str) -> Sha256 | None:
+        try:
+            key = (self.root / "last" / recipe).read_text().strip()
+        except FileNotFoundError:
+            return None
+        return Sha256(key) if is_sha256(key) else None
+
     def touch(self, kind: str, name: str) -> None:
         """Mark an entry as used now: its atime is what `cache gc` orders by
         (set explicitly, so relatime and noatime mounts do not matter)."""

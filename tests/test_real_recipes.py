@@ -107,3 +107,18 @@ def test_every_real_recipe_has_a_key_once_its_dependencies_are_known() -> None:
             pytest.skip(f"{name}: host tools missing here: {item.missing_tools}")
         keys[name] = item.key
     assert len(set(keys.values())) == 7
+
+
+def test_committed_lockfile_matches_the_recipes() -> None:
+    """lockfile.toml is re-locked whenever a recipe changes (host tools aside: they are the machine's)."""
+    from lwrecipe.graph import load_graph
+    from lwrecipe.lockfile import drift, read
+    from lwrecipe.store import file_sha256
+
+    lock = read(REPO / "lockfile.toml")
+    graph = load_graph([str(p) for p in sorted((REPO / "recipes").glob("*.toml"))])
+    assert set(lock.recipes) == set(graph.recipes)
+    for name, e in lock.recipes.items():
+        assert file_sha256(REPO / e["recipe"]) == e["recipe_sha256"], name
+    changes = [c.text() for c in drift(lock, graph, lambda key: None) if not c.field.startswith("host tool")]
+    assert changes == []

@@ -1,0 +1,107 @@
+"""`lwrecipe why`: why a recipe is not cached, or differs from the lockfile or
+from its last build on this cache — walking down dependencies to the inputs
+that actually changed (compare bitbake-diffsigs, nix-diff).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .explain import Change, diff_documents
+from .graph import Graph
+from .keys import Sha256
+from .lockfile import Lock, build_key_of, key_document
+from .plan import document_of
+from .store import Store
+
+
+@dataclass
+class Reason:
+    recipe: str
+    key: str | None  # None while a dependency is unbuilt or a tool missing
+    cached: bool
+    against: list[tuple[str, list[Change]]] = field(default_factory=list)  # ("lockfile" | "last build", changes)
+    causes: list[Reason] = field(default_factory=list)  # dependencies that explain changes here
+
+    @property
+    def root_cause(self) -> bool:
+        """Changed inputs of its own, not only through dependencies."""
+        return any(c.dependency is None for _, changes in self.against for c in changes)
+
+    def document(self) -> dict[str, Any]:
+        return {"recipe": self.recipe, "key": self.key, "cached": self.cached, "root_cause": self.root_cause,
+                "differences": [{"against": what, "changes": [c.document() for c in changes]}
+                                for what, changes in self.against],
+                "causes": [c.document() for c in self.causes]}
+
+    def lines(self, depth: int = 0) -> list[str]:
+        pad = "  " * depth
+        if self.cached:
+            state = f"cached (key {self.key[:12]}…)" if self.key else "cached"
+        elif self.key:
+            state = f"not cached (key {self.key[:12]}…)" + ("" if self.against or self.causes
+                                                           else ": never built on this cache")
+        else:
+            state = "key unknown until its dependencies are built"
+        out = [f"{pad}{self.recipe}: {state}" + ("  ← root cause" if self.root_cause else "")]
+        for what, changes in self.against:
+            out.append(f"{pad}  differs from the {what}:")
+            out += [f"{pad}    {c.text()}" for c in changes]
+        for cause in self.causes:
+            out += cause.lines(depth + 1)
+        return out
+
+
+class Why:
+    def __init__(self, graph: Graph, store: Store, lock: Lock | None) -> None:
+        self.graph, self.store, self.lock = graph, store, lock
+        self._outputs: dict[str, Sha256 | None] = {}
+        self._reasons: dict[str, Reason] = {}
+
+    def output(self, name: str) -> Sha256 | None:
+        """The output id the store holds for the recipe's current key, if any."""
+        if name not in self._outputs:
+            self.explain(name)
+        return self._outputs[name]
+
+    def _last_document(self, name: str) -> tuple[str, dict[str, Any]] | None:
+        key = self.store.last(name) if self.store.exists() else None
+        record = self.store.read_record(key) if key else None
+        return (key, record["inputs"]) if record and isinstance(record.get("inputs"), dict) else None
+
+    def explain(self, name: str) -> Reason:
+        if name in self._reasons:
+            return self._reasons[name]
+        recipe = self.graph.recipes[name]
+        deps = {d: self.output(d) for d in recipe.depends}
+        doc = document_of(recipe, deps)
+        complete = "?" not in doc["deps"].values() and all(t["sha256"] for t in doc["host_tools"].values())  # type: ignore[union-attr]
+        key = build_key_of(doc) if complete else None
+        record = self.store.read_record(Sha256(key)) if key and self.store.exists() else None
+        cached = bool(record and self.store.has("cas", record["blob"]["sha256"]))
+        self._outputs[name] = Sha256(record["output_id"]) if record else None
+        reason = Reason(name, key, cached)
+        self._reasons[name] = reason
+        entry = self.lock.recipes.get(name) if self.lock else None
+        if (entry is not None and key and entry.get("key") == key and record and entry.get("output_id")
+                and entry["output_id"] != record["output_id"]):
+            reason.against.append(("lockfile", [Change(name, "output from the same inputs",
+                                                       f"output {entry['output_id'][:12]}…",
+                                                       f"{record['output_id'][:12]}… (not reproducible?)")]))
+        if entry is not None and entry.get("key", "") != (key or ""):
+            changes = diff_documents(name, key_document(name, entry), doc)
+            if changes:
+                reason.against.append(("lockfile", changes))
+        last = self._last_document(name)
+        if not cached and last is not None and last[0] != key:
+            changes = diff_documents(name, last[1], doc)
+            if changes:
+                reason.against.append(("last build", changes))
+        culprits = {c.dependency for _, changes in reason.against for c in changes if c.dependency}
+        culprits |= {d for d, out in deps.items() if out is None}
+        for dep in sorted(culprits):
+            cause = self.explain(dep)
+            if cause.against or cause.causes or not cause.cached:
+                reason.causes.append(cause)
+        return reason
