@@ -155,14 +155,17 @@ def write_cpio(nodes: list[Node], out: BinaryIO, mtime: int) -> None:
 
 def write_initramfs(nodes: list[Node], dest: Path, mtime: int, compress: bool = True) -> None:
     tmp = dest.with_name(dest.name + ".part")
-    with open(tmp, "wb") as raw:
-        if compress:
-            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz:
-                write_cpio(nodes, gz, mtime)  # type: ignore[arg-type]
-        else:
-            write_cpio(nodes, raw, mtime)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, dest)
+    try:
+        with open(tmp, "wb") as raw:
+            if compress:
+                with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz:
+                    write_cpio(nodes, gz, mtime)  # type: ignore[arg-type]
+            else:
+                write_cpio(nodes, raw, mtime)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:
