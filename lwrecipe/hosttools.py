@@ -21,16 +21,20 @@ from pathlib import Path
 from .keys import Sha256, ToolPin
 from .store import file_sha256
 
+COREUTILS = ("basename", "cat", "chmod", "cp", "cut", "date", "dirname", "env", "expr", "head", "install", "ln",
+             "ls", "mkdir", "mv", "od", "printf", "readlink", "realpath", "rm", "sleep", "sort", "tail", "touch",
+             "tr", "uname", "uniq", "wc")
 DEBIAN_PACKAGES = {
-    "as": "binutils", "awk": "gawk", "ar": "binutils", "strip": "binutils", "chmod": "coreutils", "mkdir": "coreutils", "env": "coreutils", "bash": "bash", "bc": "bc", "bison": "bison", "bzip2": "bzip2",
-    "c++": "g++", "cc": "gcc", "clang-16": "clang-16", "cmake": "cmake", "cp": "coreutils",
-    "cpio": "cpio", "diff": "diffutils", "find": "findutils", "flex": "flex", "g++": "g++",
-    "gcc": "gcc", "git": "git", "grep": "grep", "gzip": "gzip", "ld": "binutils",
-    "ld.lld-16": "lld-16", "make": "make", "ninja": "ninja-build", "node": "nodejs",
-    "patch": "patch", "perl": "perl", "python3": "python3", "rsync": "rsync", "sed": "sed",
-    "tar": "tar", "wasm-ld-16": "lld-16", "xz": "xz-utils", "zstd": "zstd",
-    "llvm-ar-16": "llvm-16", "llvm-ranlib-16": "llvm-16", "llvm-nm-16": "llvm-16",
-    "openssl": "openssl", "file": "file", "unzip": "unzip", "zip": "zip",
+    **{tool: "coreutils" for tool in COREUTILS},
+    "as": "binutils", "ar": "binutils", "ld": "binutils", "strip": "binutils", "awk": "mawk",
+    "bash": "bash", "sh": "dash", "bc": "bc", "bison": "bison", "bzip2": "bzip2", "c++": "g++", "cc": "gcc",
+    "clang-16": "clang-16", "cmake": "cmake", "cmp": "diffutils", "cpio": "cpio", "diff": "diffutils",
+    "file": "file", "find": "findutils", "xargs": "findutils", "flex": "flex", "g++": "g++", "gcc": "gcc",
+    "git": "git", "grep": "grep", "gzip": "gzip", "ld.lld-16": "lld-16", "llvm-ar-16": "llvm-16",
+    "llvm-nm-16": "llvm-16", "llvm-ranlib-16": "llvm-16", "make": "make", "ninja": "ninja-build",
+    "node": "nodejs", "openssl": "openssl", "patch": "patch", "perl": "perl", "python3": "python3",
+    "rsync": "rsync", "sed": "sed", "tar": "tar", "unzip": "unzip", "wasm-ld-16": "lld-16", "xz": "xz-utils",
+    "zip": "zip", "zstd": "zstd",
 }
 
 

@@ -122,3 +122,23 @@ def test_committed_lockfile_matches_the_recipes() -> None:
         assert file_sha256(REPO / e["recipe"]) == e["recipe_sha256"], name
     changes = [c.text() for c in drift(lock, graph, lambda key: None) if not c.field.startswith("host tool")]
     assert changes == []
+
+
+def test_build_image_pins_a_package_for_every_host_tool() -> None:
+    """docker/Dockerfile installs (at a pinned version) the Debian package of every tool the recipes run."""
+    import re
+    import tomllib
+
+    from lwrecipe.hosttools import DEBIAN_PACKAGES
+    from lwrecipe.plan import KEYED_IMPLICIT_TOOLS
+
+    dockerfile = (REPO / "docker" / "Dockerfile").read_text()
+    pinned = dict(re.findall(r"^\s+([a-z0-9.+-]+)=(\S+) \\$", dockerfile, re.M))
+    assert "bubblewrap" in pinned and "python3" in pinned and all(pinned.values())
+    essential = {"dash"}  # in every Debian image
+    for path in sorted((REPO / "recipes").glob("*.toml")):
+        tools = tomllib.loads(path.read_text())["build"].get("host_tools", []) + list(KEYED_IMPLICIT_TOOLS)
+        for tool in tools + ["patch"]:
+            package = DEBIAN_PACKAGES.get(tool)
+            assert package is not None, f"{path.name}: host tool {tool} has no Debian package in DEBIAN_PACKAGES"
+            assert package in pinned or package in essential, f"{path.name}: {tool} ({package}) not in the image"

@@ -88,8 +88,12 @@ def test_build_patch_sandbox_and_cache_hit(hello, served) -> None:
 
 def test_two_caches_give_identical_outputs(hello) -> None:
     assert build(hello, "hello", cache="c1").code == 0
-    assert build(hello, "hello", cache="c2").code == 0
+    in_image = run_subprocess("--cache", str(hello.root / "c2"), "build", "hello", cwd=hello.root,
+                              env={"LWRECIPE_BUILD_IMAGE": "lwrecipe-build-host:1"})
+    assert in_image.code == 0
     assert record_of(hello, "c1")["output_id"] == record_of(hello, "c2")["output_id"]
+    assert record_of(hello, "c1")["build_image"] is None
+    assert record_of(hello, "c2")["build_image"] == "lwrecipe-build-host:1"
 
 
 LEAKY = """mkdir -p "$LW_OUT/info"
