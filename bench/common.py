@@ -30,8 +30,10 @@ def row(measure: str, reference: str, ours: float, ref: float | None, target: st
 
 
 def report(rows: list[dict]) -> None:
-    print(f"{'measure':<34} {'reference':<26} {'ours':>8} {'ref':>8} {'ratio':>7}  target")
+    print(f"{'measure':<34} {'reference':<26} {'ours':>10} {'ref':>8} {'ratio':>7}  target")
     for r in rows:
+        unit = r.get("unit", "s")
+        ours = f"{r['ours_s']:>8.2f}{'s' if unit == 's' else ''}" + (f" {unit}" if unit != "s" else "")
         ref = f"{r['ref_s']:>7.2f}s" if r["ref_s"] is not None else f"{'-':>8}"
         ratio = f"{r['ratio']:>6.2f}x" if r["ratio"] is not None else f"{'-':>7}"
-        print(f"{r['measure']:<34} {r['reference']:<26} {r['ours_s']:>7.2f}s {ref} {ratio}  {r['target']}")
+        print(f"{r['measure']:<34} {r['reference']:<26} {ours:>10} {ref} {ratio}  {r['target']}")

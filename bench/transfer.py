@@ -1,0 +1,123 @@
+"""Remote cache transfers against curl, and peak memory while moving 1 GiB.
+
+Pull and push of one 1 GiB blob from/to a real nginx with WebDAV PUT, against
+`curl -o` and `curl -T` on the same server and file. Peak RSS is measured in a
+child process (os.wait4) for a pull and for packing a 1 GiB output tree.
+Targets: >= 0.8x curl throughput; < 200 MiB peak RSS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import best, row  # noqa: E402
+from tests.servers import nginx_server  # noqa: E402
+
+SIZE = int(os.environ.get("BENCH_TRANSFER_MIB", "1024")) << 20
+
+PULL = """
+import sys
+from pathlib import Path
+from lwrecipe.config import RemoteSpec, Settings
+from lwrecipe.fetch import Wanted
+from lwrecipe.remote import Remotes
+from lwrecipe.store import Store
+store = Store(Path(sys.argv[1])).ensure()
+spec = RemoteSpec(url=sys.argv[2], name="bench")
+with Remotes.open(store, Settings((spec,), None, {})) as remotes:
+    backend = remotes.backends[0]
+    remotes._downloader(backend).fetch(Wanted("bench", sys.argv[3], (backend.location("cas", sys.argv[3]),),
+                                              "blob", kind="cas"))
+"""
+
+PUSH = """
+import sys
+from pathlib import Path
+from lwrecipe.config import RemoteSpec
+from lwrecipe.fetch import NullReporter
+from lwrecipe.remote import open_backend
+backend = open_backend(RemoteSpec(url=sys.argv[1], name="bench"))
+backend.upload("cas", sys.argv[2], Path(sys.argv[3]), NullReporter())
+"""
+
+PACK = """
+import sys
+from pathlib import Path
+from lwrecipe.outputs import pack
+from lwrecipe.store import Store
+pack(Store(Path(sys.argv[1])).ensure(), Path(sys.argv[2]), 0)
+"""
+
+
+def run_measured(argv: list[str], cwd: Path | None = None) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of one child process."""
+    import time
+
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=cwd)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise RuntimeError(f"{argv[:3]} failed with {proc.returncode}")
+    return time.perf_counter() - start, usage.ru_maxrss
+
+
+def main() -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
+        root = Path(tmp)
+        www = root / "nginx" / "www"
+        (www / "cas").mkdir(parents=True)
+        blob = root / "blob.bin"
+        digest = hashlib.sha256()
+        with blob.open("wb") as fh:
+            for _ in range(SIZE // (16 << 20)):
+                chunk = os.urandom(16 << 20)
+                digest.update(chunk)
+                fh.write(chunk)
+        sha = digest.hexdigest()
+        os.link(blob, www / "cas" / sha)
+        with nginx_server(root / "nginx") as base:
+            out = root / "curl.out"
+            t_curl = best(lambda: subprocess.run(["curl", "-sSf", "-o", str(out), f"{base}/cas/{sha}"], check=True),
+                          runs=2)
+            out.unlink()
+            peak = []
+
+            def pull() -> None:
+                cache = root / "pull-cache"
+                subprocess.run(["rm", "-rf", str(cache)], check=True)
+                seconds, rss = run_measured([sys.executable, "-c", PULL, str(cache), base, sha], cwd=ROOT)
+                peak.append(rss)
+
+            t_pull = best(pull, runs=2)
+            rows.append(row("pull 1 GiB blob from nginx", "curl -o", t_pull, t_curl, ">= 0.8x throughput", False))
+            rows.append(row("peak RSS pulling 1 GiB", "-", max(peak) / 1024, None, "< 200 MiB", True))
+            rows[-1]["unit"] = "MiB"
+
+            t_curl_put = best(lambda: subprocess.run(["curl", "-sSf", "-T", str(blob), f"{base}/put-curl/{sha}"],
+                                                     check=True), runs=2)
+            t_push = best(lambda: run_measured([sys.executable, "-c", PUSH, base, sha, str(blob)], cwd=ROOT), runs=2)
+            rows.append(row("push 1 GiB blob to nginx", "curl -T", t_push, t_curl_put, ">= 0.8x throughput", False))
+        tree = root / "tree"
+        tree.mkdir()
+        os.link(blob, tree / "blob")
+        subprocess.run(["rm", "-rf", str(root / "pull-cache")], check=True)
+        _, rss = run_measured([sys.executable, "-c", PACK, str(root / "pack-cache"), str(tree)], cwd=ROOT)
+        rows.append(row("peak RSS packing 1 GiB", "-", rss / 1024, None, "< 200 MiB", True))
+        rows[-1]["unit"] = "MiB"
+    return rows
+
+
+if __name__ == "__main__":
+    from bench.common import report
+
+    report(main())
