@@ -21,7 +21,7 @@ import httpx
 
 from .errors import FetchError, FetchIntegrityError, OfflineMissing
 from .keys import Sha256, short
-from .store import Staged, Store
+from .store import PipelinedWriter, Staged, Store
 
 CHUNK = 1 << 20
 MIRRORS_ENV = "LWRECIPE_MIRRORS"
@@ -218,9 +218,13 @@ class Downloader:
                 length = resp.headers.get("Content-Length")
                 total = staged.size + int(length) if length and length.isdigit() else None
                 self.reporter.begin(wanted.label, wanted.basename, total)
-                for chunk in resp.iter_raw():  # no chunk_size: a partial chunk would be lost on a drop
-                    staged.write(chunk)
-                    self.reporter.advance(wanted.label, len(chunk))
+                writer = PipelinedWriter(staged)
+                try:
+                    for chunk in resp.iter_raw():  # no chunk_size: a partial chunk would be lost on a drop
+                        writer.write(chunk)
+                        self.reporter.advance(wanted.label, len(chunk))
+                finally:
+                    writer.close()  # staged then holds every byte received, for a resume
         except httpx.TooManyRedirects:
             raise _Failed("too many redirects") from None
         except httpx.TimeoutException as exc:

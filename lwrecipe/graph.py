@@ -113,18 +113,17 @@ def resolve_target(target: str, cwd: Path | None = None) -> Path:
 def load_graph(targets: Iterable[str], loader: Callable[[Path], Recipe] = load_recipe) -> Graph:
     recipes: dict[str, Recipe] = {}
     target_names: list[str] = []
-    todo: list[Path] = []
+    todo: list[Recipe] = []
     for target in targets:
         recipe = _add(recipes, loader(resolve_target(target)))
         target_names.append(recipe.name)
-        todo.append(recipe.path)
-    seen: set[Path] = set()
+        todo.append(recipe)
+    seen: set[str] = set()
     while todo:
-        path = todo.pop()
-        if path in seen:
+        recipe = todo.pop()
+        if recipe.name in seen:
             continue
-        seen.add(path)
-        recipe = next(r for r in recipes.values() if r.path == path)
+        seen.add(recipe.name)
         for i, dep in enumerate(recipe.depends):
             dep_path = recipe.path.parent / f"{dep}.toml"
             if dep in recipes:
@@ -135,7 +134,7 @@ def load_graph(targets: Iterable[str], loader: Callable[[Path], Recipe] = load_r
             if not dep_path.is_file():
                 raise GraphError(f"{recipe.display}: build.depends[{i}]: no recipe {dep!r} "
                                  f"(looked for {dep_path})")
-            todo.append(_add(recipes, loader(dep_path)).path)
+            todo.append(_add(recipes, loader(dep_path)))
     order = topological_order({n: r.depends for n, r in recipes.items()})
     return Graph(recipes=recipes, order=tuple(order), targets=tuple(dict.fromkeys(target_names)))
 

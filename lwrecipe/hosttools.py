@@ -59,13 +59,33 @@ def debian_package(tool: str) -> str | None:
 
 def fingerprint(name: str, search_path: str | None = None) -> HostTool | None:
     """The tool as found on PATH (or `search_path`), or None when it is missing."""
-    found = shutil.which(name, path=search_path if search_path is not None else os.environ.get("PATH", ""))
+    search = search_path if search_path is not None else os.environ.get("PATH", "")
+    found = _which(name, search)
     if found is None:
         return None
     resolved = Path(found).resolve()
-    st = resolved.stat()
+    try:
+        st = resolved.stat()
+    except FileNotFoundError:  # removed since it was looked up
+        _FOUND.pop((name, search), None)
+        return fingerprint(name, search_path)
     sha256, version = _MEMO.identify(resolved, found, st)
     return HostTool(name=name, path=resolved, sha256=sha256, version=version)
+
+
+_FOUND: dict[tuple[str, str], str] = {}
+
+
+def _which(name: str, search: str) -> str | None:
+    """shutil.which, remembered per process when it finds something (a plan of
+    thousands of recipes asks for the same few tools over and over)."""
+    key = (name, search)
+    found = _FOUND.get(key)
+    if found is None:
+        found = shutil.which(name, path=search)
+        if found is not None:
+            _FOUND[key] = found
+    return found
 
 
 TOOL_CACHE_ENV = "LWRECIPE_TOOL_CACHE"

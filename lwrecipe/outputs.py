@@ -19,7 +19,7 @@ import zstandard
 from .archive import HashingWriter, extract_canonical, write_tree
 from .errors import IntegrityError, UnsafeArchive
 from .keys import Sha256
-from .store import Store
+from .store import PipelinedWriter, Store
 
 ZSTD_LEVEL = 3
 READ_SIZE = 1 << 20
@@ -35,11 +35,19 @@ class Packed:
 
 
 def pack(store: Store, tree: Path, mtime: int) -> Packed:
+    """Archive, hash and compress `tree` in one pass. This thread reads files and
+    hashes the archive, zstd compresses on its own threads, and the compressed
+    bytes are hashed and written on another (PipelinedWriter)."""
     with store.staging() as staged:
         compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1)
-        with compressor.stream_writer(staged, closefd=False, write_size=1 << 20) as zwriter:  # type: ignore[arg-type]
-            archive = HashingWriter(zwriter)  # type: ignore[arg-type]
-            entries = write_tree(tree, archive, mtime)  # type: ignore[arg-type]
+        blob_writer = PipelinedWriter(staged)
+        try:
+            with compressor.stream_writer(blob_writer, closefd=False,  # type: ignore[arg-type]
+                                          write_size=1 << 20) as zwriter:
+                archive = HashingWriter(zwriter)  # type: ignore[arg-type]
+                entries = write_tree(tree, archive, mtime)  # type: ignore[arg-type]
+        finally:
+            blob_writer.close()
         blob_size = staged.size
         blob = staged.hexdigest()
         store.commit(staged, "cas")
@@ -71,7 +79,6 @@ class _Unpacker(threading.Thread):
                     self.blob_hash.update(raw)
                     data = decompressor.decompress(raw)
                     while data:
-                        self.archive_hash.update(data)
                         self._put(data)
                         if not decompressor.eof or not decompressor.unused_data:
                             break
@@ -90,9 +97,11 @@ class _Unpacker(threading.Thread):
                 continue
 
     def read(self, n: int = -1) -> bytes:
+        """The next piece of the archive, hashed here: the reading thread is the busier one."""
         item = self.pieces.get()
         if isinstance(item, BaseException):
             raise item
+        self.archive_hash.update(item)
         return item
 
     def drain(self) -> None:

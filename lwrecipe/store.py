@@ -12,8 +12,10 @@ import fcntl
 import hashlib
 import json
 import os
+import queue
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -62,6 +64,42 @@ class Staged:
 
     def hexdigest(self) -> Sha256:
         return Sha256(self.hasher.hexdigest())
+
+
+class PipelinedWriter:
+    """Hands pieces to a thread that hashes and writes them into a Staged file, so
+    receiving the next piece overlaps with hashing and writing this one (socket
+    reads, hashlib and file writes all release the GIL). `close` waits for the
+    thread; afterwards the Staged file holds exactly what was handed over."""
+
+    DEPTH = 64  # pieces in flight: a few MiB at most
+
+    def __init__(self, staged: Staged) -> None:
+        self.staged = staged
+        self.pieces: queue.Queue[bytes | None] = queue.Queue(self.DEPTH)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="staged-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (piece := self.pieces.get()) is not None:
+            if self.error is None:
+                try:
+                    self.staged.write(piece)
+                except BaseException as exc:  # reported to the producer by write/close
+                    self.error = exc
+
+    def write(self, data: bytes) -> int:
+        if self.error is not None:
+            raise self.error
+        self.pieces.put(data)
+        return len(data)
+
+    def close(self) -> None:
+        self.pieces.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 @dataclass
