@@ -17,6 +17,7 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import BinaryIO
 
+from . import faults
 from .errors import UnsafeArchive
 from .keys import Sha256
 
@@ -142,7 +143,9 @@ def write_tree(root: Path, out: BinaryIO, mtime: int, exclude: tuple[str, ...] =
     TarInfo.tobuf), but file data is copied in large pieces."""
     entries = scan_tree(root, exclude)
     blocks = _Blocks(out)
-    for entry in entries:
+    for i, entry in enumerate(entries):
+        if i == len(entries) // 2:
+            faults.point("pack")
         blocks.write(_tarinfo(entry, mtime).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
         if entry.kind == "file":
             blocks.copy_file(root / entry.rel, entry.size)

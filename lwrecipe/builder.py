@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import BuildFailed
+from . import faults
+from .errors import BuildFailed, StoreError
 from .gitsrc import read_member
 from .keys import Sha256
 from .outputs import pack, put_log
@@ -109,8 +110,12 @@ def build_one(store: Store, item: Planned, fetched: Fetch, deps: dict[str, Path]
         if opts.secret is not None:
             record = sign(record, opts.secret)
         if keep_record:
+            faults.point("record")
             store.put_record(item.key, record)
         return record
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise StoreError(f"{recipe.name}: cannot write the build or its output: {exc.strerror or exc}{where}") from None
     finally:
         _remove(work)
 

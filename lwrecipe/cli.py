@@ -551,8 +551,11 @@ def cmd_lock(ctx: Context) -> int:
         ctx.info(f"{path}: up to date ({len(entries)} recipes)")
         return 0
     if old != text:
+        from . import faults
+
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(text)
+        faults.point("lock")
         os.replace(tmp, path)
     ctx.info(f"{path}: {'unchanged' if old == text else 'written'} ({len(entries)} recipes)")
     return 0
@@ -815,6 +818,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a file system failure outside the paths that report their own
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         return 1
 

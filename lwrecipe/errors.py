@@ -165,6 +165,12 @@ class LockDrift(IntegrityError):
         return [str(self)] + list(self.changes)
 
 
+class StoreError(LwrecipeError):
+    """The cache could not be written (disk full, permissions, ...)."""
+
+    reason = "store"
+
+
 class SandboxUnavailable(LwrecipeError):
     reason = "sandbox"
 

@@ -19,8 +19,9 @@ from typing import Protocol
 
 import httpx
 
-from .errors import FetchError, FetchIntegrityError, OfflineMissing
+from .errors import FetchError, FetchIntegrityError, OfflineMissing, StoreError
 from .keys import Sha256, short
+from . import faults
 from .store import PipelinedWriter, Staged, Store
 
 CHUNK = 1 << 20
@@ -36,6 +37,7 @@ class Wanted:
     urls: tuple[str, ...]  # the recipe's url, then its mirrors
     basename: str
     kind: str = "sources"  # the store directory it goes to ("cas" for blobs from a remote cache)
+    max_size: int | None = None  # when known (a blob's size in its record): more bytes are refused
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,8 @@ class Downloader:
                 except _Failed as exc:
                     attempts.append(f"{where}: {exc.reason}")
                     continue
+                except OSError as exc:
+                    raise StoreError(f"{wanted.label}: cannot write to the cache: {exc.strerror or exc}") from None
                 actual = staged.hexdigest()
                 if actual != wanted.sha256:
                     mismatches += 1
@@ -178,11 +182,14 @@ class Downloader:
             path = Path(where.removeprefix("file://"))
             if not path.is_file():
                 raise _Failed("not in this mirror directory")
+            if wanted.max_size is not None and path.stat().st_size > wanted.max_size:
+                raise _Failed(f"more than the expected {wanted.max_size} bytes; refused")
             self.reporter.begin(wanted.label, wanted.basename, path.stat().st_size)
             with path.open("rb") as src:
                 while chunk := src.read(CHUNK):
                     staged.write(chunk)
                     self.reporter.advance(wanted.label, len(chunk))
+                    faults.point("download")
             return
         attempt = 0
         while True:
@@ -221,8 +228,11 @@ class Downloader:
                 writer = PipelinedWriter(staged)
                 try:
                     for chunk in resp.iter_raw():  # no chunk_size: a partial chunk would be lost on a drop
+                        if wanted.max_size is not None and writer.total + len(chunk) > wanted.max_size:
+                            raise _Failed(f"more than the expected {wanted.max_size} bytes; refused")
                         writer.write(chunk)
                         self.reporter.advance(wanted.label, len(chunk))
+                        faults.point("download")
                 finally:
                     writer.close()  # staged then holds every byte received, for a resume
         except httpx.TooManyRedirects:

@@ -12,6 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from . import faults
 from .errors import BuildFailed, UnsafeArchive
 
 _HEADER = re.compile(r"^(?:---|\+\+\+) (\S+)", re.M)
@@ -57,6 +58,7 @@ def apply_series(recipe: str, patches: list[PatchFile], tree: Path, patch_tool: 
             capture_output=True, text=True, env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"})
         if proc.returncode != 0:
             raise BuildFailed(recipe, f"{patch.label} does not apply: {_failure(proc.stdout + proc.stderr)}")
+        faults.point("patch")
 
 
 def _failure(output: str) -> str:

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from . import faults
 from .config import RemoteSpec, Settings
 from .errors import FetchError, FetchIntegrityError, IntegrityError, LwrecipeError, UsageError
 from .fetch import CHUNK, Downloader, NullReporter, Reporter, RetryPolicy, Wanted, make_client
@@ -30,6 +31,10 @@ from .signing import SecretKey, check, sign
 from .store import Store, fsync_dir
 
 RECORD_LIMIT = 4 << 20  # a build record is a few KiB; anything near this is not one
+LOG_LIMIT = 1 << 30  # a compressed build log
+RECORD_FIELDS = {"key", "name", "version", "output_id", "blob", "inputs", "recipe_sha256", "host_tools", "sandbox",
+                 "build_image", "lwrecipe_version", "started", "duration_s", "log", "signatures"}
+BLOB_FIELDS = {"sha256", "size", "uncompressed_size", "files"}
 
 
 class RemoteError(LwrecipeError):
@@ -91,6 +96,7 @@ class DirBackend:
                     while chunk := src.read(CHUNK):
                         out.write(chunk)
                         reporter.advance(f"push {kind}/{name[:12]}", len(chunk))
+                        faults.point("push")
                     out.flush()
                     os.fsync(out.fileno())
                 os.chmod(tmp, 0o644)
@@ -160,6 +166,7 @@ class HttpBackend:
                 while chunk := src.read(CHUNK):
                     reporter.advance(label, len(chunk))
                     yield chunk
+                    faults.point("push")
 
         def once() -> None:
             reporter.begin(label, name[:12], size)
@@ -218,6 +225,11 @@ def parse_record(data: bytes, key: str, where: str) -> dict[str, Any]:
             and is_sha256(str(blob.get("sha256", ""))) and is_sha256(str(record.get("log", "")))
             and isinstance(record.get("name"), str)):
         raise IntegrityError(f"{where}: not a build record; refused")
+    extra = sorted(set(record) - RECORD_FIELDS) + sorted(f"blob.{k}" for k in set(blob) - BLOB_FIELDS)
+    if extra:
+        raise IntegrityError(f"{where}: record has fields a build record does not have ({', '.join(extra)}); refused")
+    if not isinstance(blob.get("size"), int) or blob["size"] < 0:
+        raise IntegrityError(f"{where}: record has no blob size; refused")
     if record.get("key") != key:
         raise IntegrityError(f"{where}: record is for key {str(record.get('key'))[:12]}, not {key[:12]}; refused")
     return record
@@ -302,8 +314,9 @@ class Remotes:
         for blob in (record["blob"]["sha256"], record["log"]):
             if self.store.has("cas", blob):
                 continue
+            size = record["blob"]["size"] if blob == record["blob"]["sha256"] else None
             wanted = Wanted(f"{record['name']}: pull", Sha256(blob), (backend.location("cas", blob),),
-                            blob[:12], kind="cas")
+                            blob[:12], kind="cas", max_size=size if isinstance(size, int) else LOG_LIMIT)
             try:
                 self._downloader(backend).fetch(wanted)
             except FetchIntegrityError:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from . import faults
 from .errors import SandboxUnavailable
 
 BUILD = Path("/build")
@@ -177,6 +178,7 @@ def run(job: Job, bwrap: str | None, log: Path) -> int:
     with log.open("wb") as fh:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
                                 env=env, cwd=cwd, preexec_fn=lambda: os.umask(0o022), start_new_session=True)
+        faults.point("build")
         try:
             return proc.wait()
         except BaseException:

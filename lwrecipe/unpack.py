@@ -17,6 +17,7 @@ import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from . import faults
 from .errors import UnsafeArchive
 
 MAGIC = [(b"\x1f\x8b", "gz"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zst"),
@@ -71,6 +72,7 @@ def unpack(archive: Path, dest: Path, strip: int = 0, label: str | None = None) 
             _unpack_tar(Path(tmp.name), dest, strip, label)
     else:
         _unpack_tar(archive, dest, strip, label)
+    faults.point("unpack")
     normalise_tree(dest)
 
 
@@ -100,7 +102,7 @@ def _unpack_tar(archive: Path, dest: Path, strip: int, label: str) -> None:
     try:
         with tarfile.open(archive, "r:*") as tar:
             tar.extractall(dest, filter=guard)
-    except (tarfile.TarError, EOFError, OSError) as exc:
+    except (tarfile.TarError, EOFError, OSError, KeyError) as exc:  # KeyError: a hardlink to a missing member
         if isinstance(exc, UnsafeArchive):
             raise
         raise UnsafeArchive(f"{label}: cannot unpack: {exc}") from None
