@@ -48,8 +48,8 @@ class FaultServer:
 
             def do_HEAD(self) -> None:  # noqa: N802
                 action = self._action("HEAD")
-                if action == "500":
-                    return self._simple(500)
+                if action in ("401", "403", "500"):
+                    return self._simple(int(action))
                 data = server.files.get(self.path)
                 self.send_response(200 if data is not None else 404)
                 self.send_header("Content-Length", str(len(data or b"")))
@@ -81,8 +81,8 @@ class FaultServer:
                 data = server.files.get(self.path)
                 if action == "404" or data is None:
                     return self._simple(404)
-                if action == "500":
-                    return self._simple(500)
+                if action in ("401", "403", "500"):
+                    return self._simple(int(action))
                 if action.startswith("503"):
                     return self._simple(503, {"Retry-After": action.split(":", 1)[1]} if ":" in action else {})
                 if action == "wrong":
