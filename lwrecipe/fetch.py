@@ -15,14 +15,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import httpx
 
 from .errors import FetchError, FetchIntegrityError, OfflineMissing, StoreError
 from .keys import Sha256, short
 from . import faults
 from .store import PipelinedWriter, Staged, Store
+
+if TYPE_CHECKING:
+    import httpx
 
 CHUNK = 1 << 20
 MIRRORS_ENV = "LWRECIPE_MIRRORS"
@@ -80,6 +82,8 @@ class RetryPolicy:
 
 
 def make_client(connect_timeout: float = 15.0, read_timeout: float = 60.0) -> httpx.Client:
+    import httpx  # here, not at the top: a fully cached build never loads it
+
     return httpx.Client(follow_redirects=True, max_redirects=10,
                         timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
                         headers={"User-Agent": "lwrecipe", "Accept-Encoding": "identity"},
@@ -203,6 +207,8 @@ class Downloader:
                 self.sleep(self.policy.delay(attempt, exc.retry_after))
 
     def _http_once(self, url: str, staged: Staged, wanted: Wanted) -> None:
+        import httpx
+
         headers = {"Range": f"bytes={staged.size}-"} if staged.size else {}
         try:
             with self.client.stream("GET", url, headers=headers) as resp:

@@ -18,9 +18,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
 
 from . import faults
 from .config import RemoteSpec, Settings
@@ -29,6 +28,9 @@ from .fetch import CHUNK, Downloader, NullReporter, Reporter, RetryPolicy, Wante
 from .keys import Sha256, canonical_json, is_sha256
 from .signing import SecretKey, check, sign
 from .store import Store, fsync_dir
+
+if TYPE_CHECKING:
+    import httpx
 
 RECORD_LIMIT = 4 << 20  # a build record is a few KiB; anything near this is not one
 LOG_LIMIT = 1 << 30  # a compressed build log
@@ -125,6 +127,8 @@ class HttpBackend:
         return f"{self.spec.url}/{kind}/{name}"
 
     def _retrying(self, what: str, attempt_once: Any) -> Any:
+        import httpx
+
         attempt = 0
         while True:
             attempt += 1
