@@ -129,7 +129,7 @@ class _Blocks:
                 n = fh.readinto(view[:min(left, COPY_BUFFER)])
                 if not n:
                     raise UnsafeArchive(f"{path}: changed while being packed")
-                self.out.write(bytes(view[:n]))
+                self.out.write(view[:n])  # the sink copies what it keeps (zstd, hashlib)
                 left -= n
             self.offset += size
         if size % BLOCK:
