@@ -373,14 +373,6 @@ def cmd_cache_verify(ctx: Context) -> int:
     return 0
 
 
-def _closure_keys(ctx: Context, targets: list[str], oracle) -> list[tuple[str, str | None]]:  # noqa: ANN001
-    from .graph import load_graph
-    from .plan import plan_graph
-
-    graph = load_graph(targets)
-    return [(p.name, p.key) for p in plan_graph(graph, oracle.output_id)]
-
-
 def _remote_for(ctx: Context, text: str, verify: bool = True):  # noqa: ANN202
     from dataclasses import replace
 
@@ -400,102 +392,37 @@ def _transfer_reporter(ctx: Context):  # noqa: ANN202
 
 
 def cmd_cache_push(ctx: Context) -> int:
-    from concurrent.futures import ThreadPoolExecutor
-
-    from .errors import UsageError, raise_all, LwrecipeError
-    from .graph import project_root
-    from .keys import Sha256
-    from .lockfile import LOCKFILE, pinned_ids
-    from .status import StatusOracle
+    from .errors import raise_all
+    from .graph import load_graph, project_root
+    from .lockfile import LOCKFILE
     from .store import Store
+    from .transfer import keys_to_push, push_keys
 
-    store = Store(ctx.cache_dir)
-    if ctx.args.targets:
-        oracle = StatusOracle(ctx.cache_dir)
-        keys = []
-        for name, key in _closure_keys(ctx, ctx.args.targets, oracle):
-            if key is None or oracle.output_id(Sha256(key)) is None:
-                raise UsageError(f"{name}: not built here (run `lwrecipe build {name}` first)")
-            keys.append(Sha256(key))
-    elif (project_root(Path.cwd()) / LOCKFILE).is_file():
-        pinned = pinned_ids(project_root(Path.cwd()) / LOCKFILE)
-        keys = [Sha256(k) for k in sorted(pinned) if store.exists() and store.has("ac", k)]
-    else:
-        keys = [Sha256(p.name) for p in sorted((store.root / "ac").iterdir())] if store.exists() else []
-    keys = [k for k in keys if (r := store.read_record(k)) and store.has("cas", r["blob"]["sha256"])]
+    lockfile = project_root(Path.cwd()) / LOCKFILE
+    graph = load_graph(ctx.args.targets) if ctx.args.targets else None
+    keys = keys_to_push(Store(ctx.cache_dir), graph, lockfile if lockfile.is_file() else None)
     with _remote_for(ctx, ctx.args.remote) as remotes:
         backend = remotes.backends[0]
-
-        def one(key: Sha256) -> bool | LwrecipeError:
-            try:
-                return remotes.push(backend, key, remotes.settings.secret)
-            except LwrecipeError as exc:
-                return exc
-
-        with ThreadPoolExecutor(max(1, ctx.args.jobs)) as pool:
-            results = list(pool.map(one, keys))
-    errors = [r for r in results if isinstance(r, LwrecipeError)]
-    pushed = sum(r is True for r in results)
-    ctx.info(f"{pushed} pushed, {sum(r is False for r in results)} already on {backend.spec.name}"
-             + (f", {len(errors)} failed" if errors else ""))
-    raise_all(errors)
+        result = push_keys(remotes, backend, keys, ctx.args.jobs)
+    ctx.info(f"{result.pushed} pushed, {result.present} already on {backend.spec.name}"
+             + (f", {len(result.errors)} failed" if result.errors else ""))
+    raise_all(result.errors)
     return 0
 
 
 def cmd_cache_pull(ctx: Context) -> int:
-    from concurrent.futures import ThreadPoolExecutor
-
-    from .errors import LwrecipeError, UsageError, raise_all
+    from .errors import raise_all
     from .graph import load_graph
-    from .keys import Sha256
-    from .plan import plan_recipe
     from .store import Store
+    from .transfer import pull_closure
 
     graph = load_graph(ctx.args.targets)
-    store = Store(ctx.cache_dir).ensure()
-    order = graph.closure(graph.targets)
-    outputs: dict[str, Sha256] = {}
-    errors: list[LwrecipeError] = []
-    counts = {"pulled": 0, "present": 0}
-    with _remote_for(ctx, ctx.args.remote, not ctx.args.no_verify_signatures) as remotes, \
-            ThreadPoolExecutor(max(1, ctx.args.jobs)) as pool:
-        backend = remotes.backends[0]
-        pending = list(order)
-        while pending:
-            level = [n for n in pending if all(d in outputs for d in graph.recipes[n].depends)]
-            if not level:
-                break
-            pending = [n for n in pending if n not in level]
-
-            def one(name: str) -> tuple[str, dict | None | LwrecipeError, bool]:
-                recipe = graph.recipes[name]
-                item = plan_recipe(recipe, {d: outputs[d] for d in recipe.depends})
-                if item.key is None:
-                    return name, UsageError(f"{name}: missing host tool {', '.join(item.missing_tools)}"), False
-                record = store.read_record(item.key)
-                if record is not None and store.has("cas", record["blob"]["sha256"]):
-                    return name, record, False
-                try:
-                    return name, remotes.pull(backend, item.key), True
-                except LwrecipeError as exc:
-                    return name, exc, False
-
-            for name, result, fresh in pool.map(one, level):
-                if isinstance(result, LwrecipeError):
-                    errors.append(result)
-                elif result is None:
-                    errors.append(UsageError(f"{name}: not on {backend.spec.name}"))
-                else:
-                    outputs[name] = Sha256(result["output_id"])
-                    counts["pulled" if fresh else "present"] += 1
-                    ctx.info(f"{name:<16} {'pulled' if fresh else 'present':<8} {result['output_id'][:12]}")
-    missing = [n for n in order if n not in outputs]
-    ctx.info(f"{counts['pulled']} pulled, {counts['present']} already here"
-             + (f", {len(missing)} not pulled ({', '.join(missing)})" if missing else ""))
-    for error in errors:
-        if error.exit_code != 2:
-            error.exit_code = max(error.exit_code, 1)
-    raise_all(errors)
+    with _remote_for(ctx, ctx.args.remote, not ctx.args.no_verify_signatures) as remotes:
+        result = pull_closure(remotes, remotes.backends[0], graph, Store(ctx.cache_dir).ensure(), ctx.args.jobs,
+                              lambda name, how, output: ctx.info(f"{name:<16} {how:<8} {output[:12]}"))
+    ctx.info(f"{len(result.pulled)} pulled, {len(result.present)} already here"
+             + (f", {len(result.missing)} not pulled ({', '.join(result.missing)})" if result.missing else ""))
+    raise_all(result.errors)
     return 0
 
 
@@ -511,36 +438,19 @@ def _all_recipes(root: Path) -> list[str]:
 
 
 def cmd_lock(ctx: Context) -> int:
-    from .errors import IntegrityError, LwrecipeError
+    from .errors import IntegrityError
     from .graph import load_graph, project_root
-    from .lockfile import LOCKFILE, entry, read, render
-    from .plan import plan_graph
-    from .recipe import GitSource
+    from .lockfile import LOCKFILE, build_entries, fetch_first_use_pins, read, render, write
     from .status import StatusOracle
     from .store import Store
 
     root = project_root(Path.cwd())
     graph = load_graph(ctx.args.targets or _all_recipes(root))
-    store = Store(ctx.cache_dir)
-    names = graph.closure(graph.targets)
     if not ctx.args.offline:
-        from .gitsrc import cached_tree, fetch_tree
-
-        for name in names:
-            for src in graph.recipes[name].doc.sources:
-                if isinstance(src, GitSource) and not (store.exists() and cached_tree(store, src.rev)):
-                    try:
-                        fetch_tree(store.ensure(), f"{name}: git", src.git, src.rev)
-                    except LwrecipeError as exc:
-                        ctx.info(f"warning: {exc}; its first-use pins stay empty")
-    oracle = StatusOracle(ctx.cache_dir)
-    planned = plan_graph(graph, oracle.output_id)
-    outputs = {p.name: oracle.output_id(p.key) if p.key else None for p in planned}
+        fetch_first_use_pins(graph, Store(ctx.cache_dir), lambda text: ctx.info(f"warning: {text}"))
     path = root / LOCKFILE
     entries = dict(read(path).recipes) if path.exists() and ctx.args.targets else {}
-    for item in planned:
-        deps = {d: outputs[d] or "" for d in item.recipe.depends}
-        entries[item.name] = entry(item, store, deps, outputs[item.name])
+    entries.update(build_entries(graph, Store(ctx.cache_dir), StatusOracle(ctx.cache_dir).output_id))
     text = render(entries)
     old = path.read_text() if path.exists() else None
     if ctx.args.check:
@@ -551,12 +461,7 @@ def cmd_lock(ctx: Context) -> int:
         ctx.info(f"{path}: up to date ({len(entries)} recipes)")
         return 0
     if old != text:
-        from . import faults
-
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        faults.point("lock")
-        os.replace(tmp, path)
+        write(path, text)
     ctx.info(f"{path}: {'unchanged' if old == text else 'written'} ({len(entries)} recipes)")
     return 0
 
@@ -634,27 +539,16 @@ def check_locked(ctx: Context, graph):  # noqa: ANN001, ANN201
     return lock
 
 
-def _entries(ctx: Context, graph) -> dict:  # noqa: ANN001
-    """Lockfile entries of the targets' closure, as this machine and cache see them."""
-    from .lockfile import entry
-    from .plan import plan_graph
-    from .status import StatusOracle
-    from .store import Store
-
-    oracle = StatusOracle(ctx.cache_dir)
-    planned = plan_graph(graph, oracle.output_id)
-    outputs = {p.name: oracle.output_id(p.key) if p.key else None for p in planned}
-    return {p.name: entry(p, Store(ctx.cache_dir), {d: outputs[d] or "" for d in p.recipe.depends},
-                          outputs[p.name]) for p in planned}
-
-
 def cmd_sbom(ctx: Context) -> int:
     from .errors import LwrecipeError
     from .graph import load_graph
+    from .lockfile import build_entries
     from .sbom import cyclonedx_json, spdx_json
+    from .status import StatusOracle
+    from .store import Store
 
     graph = load_graph([ctx.args.target])
-    entries = _entries(ctx, graph)
+    entries = build_entries(graph, Store(ctx.cache_dir), StatusOracle(ctx.cache_dir).output_id)
     render = spdx_json if ctx.args.format == "spdx-json" else cyclonedx_json
     try:
         text = render(graph.targets[0], entries)

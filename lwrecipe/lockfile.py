@@ -107,6 +107,44 @@ def entry(item: Planned, store: Store, dep_outputs: dict[str, str], output_id: s
     }
 
 
+def build_entries(graph: Any, store: Store, output_of: Any) -> dict[str, dict[str, Any]]:
+    """Entries for the graph's targets and their closure, as this machine and cache
+    see them; `output_of(key)` is the output id the cache holds for a key."""
+    from .plan import plan_graph
+
+    planned = plan_graph(graph, output_of)
+    outputs = {p.name: output_of(p.key) if p.key else None for p in planned}
+    return {p.name: entry(p, store, {d: outputs[d] or "" for d in p.recipe.depends}, outputs[p.name])
+            for p in planned}
+
+
+def fetch_first_use_pins(graph: Any, store: Store, warn: Any) -> None:
+    """Fetch the git sources whose trees are not cached, so that `lock` can record
+    their tree sha256 and the sha256 of patches inside them; failures are warnings."""
+    from .errors import LwrecipeError
+    from .gitsrc import fetch_tree
+
+    for name in graph.closure(graph.targets):
+        for src in graph.recipes[name].doc.sources:
+            if isinstance(src, GitSource) and not (store.exists() and cached_tree(store, src.rev)):
+                try:
+                    fetch_tree(store.ensure(), f"{name}: git", src.git, src.rev)
+                except LwrecipeError as exc:
+                    warn(f"{exc}; its first-use pins stay empty")
+
+
+def write(path: Path, text: str) -> None:
+    """Replace the lockfile atomically: readers see the old one or the new one."""
+    import os
+
+    from . import faults
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    faults.point("lock")
+    os.replace(tmp, path)
+
+
 def _source_patch_sha(recipe: Recipe, patch: SourcePatch, store: Store) -> str:
     """A patch inside a git source: pinned by the commit; its own sha256 once the tree is here."""
     src = recipe.source_named(patch.source)
