@@ -239,10 +239,54 @@ def _safe_rel(name: str, symlinks: set[str]) -> str:
     parts = rel.split("/")
     if not rel or rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
         raise UnsafeArchive(f"archive entry {name!r} is not a plain relative path")
-    for i in range(1, len(parts)):
-        if "/".join(parts[:i]) in symlinks:
-            raise UnsafeArchive(f"archive entry {name!r} goes through a symlink")
+    if symlinks:
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in symlinks:
+                raise UnsafeArchive(f"archive entry {name!r} goes through a symlink")
     return rel
+
+
+@dataclass(frozen=True)
+class _Header:
+    name: str
+    mode: int
+    size: int
+    mtime: int
+    type: bytes
+    linkname: str
+
+
+def _number(field: bytes) -> int:
+    """A tar numeric field: octal text, or base-256 when the high bit is set."""
+    if field[:1] in (b"\x80", b"\xff"):
+        value = int.from_bytes(field[1:], "big")
+        return -((1 << (8 * (len(field) - 1))) - value) if field[:1] == b"\xff" else value
+    text = field.split(b"\0", 1)[0].strip()
+    try:
+        return int(text or b"0", 8)
+    except ValueError:
+        raise UnsafeArchive(f"bad archive header: number field {field!r}") from None
+
+
+def _text(field: bytes) -> str:
+    return field.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def parse_header(block: bytes) -> _Header:
+    """One ustar header block, checksum verified (what tarfile.TarInfo.frombuf
+    does for this format, without its per-field overhead)."""
+    stored = _number(block[148:156])
+    computed = sum(block[:148]) + 8 * 32 + sum(block[156:])
+    if stored != computed:
+        raise UnsafeArchive("bad archive header: checksum mismatch")
+    name = _text(block[0:100])
+    if block[257:263] == b"ustar\x00" and block[345:500].strip(b"\0"):
+        name = _text(block[345:500]) + "/" + name
+    kind = block[156:157]
+    if kind == tarfile.DIRTYPE:
+        name = name.rstrip("/")
+    return _Header(name, _number(block[100:108]), _number(block[124:136]), _number(block[136:148]),
+                   kind, _text(block[157:257]))
 
 
 def extract_canonical(read: Callable[[int], bytes], dest: Path) -> int:
@@ -251,6 +295,7 @@ def extract_canonical(read: Callable[[int], bytes], dest: Path) -> int:
     regular files, symlinks and hardlinks to earlier files are accepted, with
     plain relative paths that never pass through a symlink."""
     src = _Reader(read)
+    root = str(dest)
     symlinks: set[str] = set()
     files: set[str] = set()
     dirs: list[tuple[str, int, int]] = []
@@ -260,13 +305,10 @@ def extract_canonical(read: Callable[[int], bytes], dest: Path) -> int:
         header = src.exact(BLOCK)
         if header == bytes(BLOCK):
             for rel, mode, mtime in reversed(dirs):  # children first: writing into a directory moves its mtime
-                os.chmod(dest / rel, mode & 0o755)
-                os.utime(dest / rel, (mtime, mtime))
+                os.chmod(f"{root}/{rel}", mode & 0o755)
+                os.utime(f"{root}/{rel}", (mtime, mtime))
             return count
-        try:
-            info = tarfile.TarInfo.frombuf(header, "utf-8", "surrogateescape")
-        except tarfile.HeaderError as exc:
-            raise UnsafeArchive(f"bad archive header: {exc}") from None
+        info = parse_header(header)
         if info.type == tarfile.XHDTYPE:
             pax = _pax_records(src.exact(-(-info.size // BLOCK) * BLOCK)[: info.size])
             continue
@@ -274,10 +316,14 @@ def extract_canonical(read: Callable[[int], bytes], dest: Path) -> int:
         size = int(pax.get("size", info.size))
         pax = {}
         rel = _safe_rel(name, symlinks)
-        path = dest / rel
+        path = f"{root}/{rel}"  # plain strings: pathlib costs more than the system calls here
         count += 1
         if info.type == tarfile.DIRTYPE:
-            path.mkdir(mode=0o700, exist_ok=True)
+            try:
+                os.mkdir(path, 0o700)
+            except FileExistsError:
+                if not os.path.isdir(path) or os.path.islink(path):
+                    raise UnsafeArchive(f"archive entry {name!r} is a directory over another entry") from None
             dirs.append((rel, info.mode, info.mtime))
         elif info.type in (tarfile.REGTYPE, tarfile.AREGTYPE):
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -296,6 +342,6 @@ def extract_canonical(read: Callable[[int], bytes], dest: Path) -> int:
         elif info.type == tarfile.LNKTYPE:
             if linkname not in files:
                 raise UnsafeArchive(f"archive entry {name!r} links to {linkname!r}, not an earlier file")
-            os.link(dest / linkname, path)
+            os.link(f"{root}/{linkname}", path)
         else:
             raise UnsafeArchive(f"archive entry {name!r} has a type an output may not have")

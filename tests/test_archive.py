@@ -104,3 +104,20 @@ def test_truncated_archive_is_refused(tmp_path: Path) -> None:
     dest.mkdir()
     with pytest.raises(UnsafeArchive, match="ends in the middle"):
         extract_canonical(io.BytesIO(data.getvalue()[:3000]).read, dest)
+
+
+def test_header_parser_agrees_with_tarfile(tmp_path: Path) -> None:
+    from lwrecipe.archive import parse_header
+
+    data = io.BytesIO()
+    write_tree(make_tree(tmp_path / "t"), data, 1234)
+    with tarfile.open(fileobj=io.BytesIO(data.getvalue()), mode="r:") as tar:
+        members = tar.getmembers()
+    blocks = data.getvalue()
+    for member in members:
+        ours = parse_header(blocks[member.offset:member.offset + 512])
+        raw = tarfile.TarInfo.frombuf(blocks[member.offset:member.offset + 512], "utf-8", "surrogateescape")
+        assert (ours.name, ours.mode, ours.size, ours.mtime, ours.type, ours.linkname) == \
+            (raw.name, raw.mode, raw.size, raw.mtime, raw.type, raw.linkname)
+    with pytest.raises(UnsafeArchive, match="checksum"):
+        parse_header(b"x" + blocks[1:512])
