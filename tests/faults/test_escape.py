@@ -4,7 +4,6 @@ cleaned up, and secrets in lwrecipe's own environment never reach a build."""
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 import time
