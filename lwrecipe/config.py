@@ -13,7 +13,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -166,7 +166,3 @@ def load_settings(project: Path, cli_remotes: list[str] | None = None,
     unique = {spec.url: spec for spec in reversed(remotes)}  # the first mention of a URL wins
     return Settings(tuple(s for s in remotes if unique[s.url] is s), secret, trusted)
 
-
-def describe(spec: RemoteSpec) -> dict[str, Any]:
-    """What may be shown of a remote (never the auth value)."""
-    return {"name": spec.name, "url": spec.url, "push": spec.push, "auth_env": spec.auth_env}
