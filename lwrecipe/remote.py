@@ -249,6 +249,7 @@ class Remotes:
     verify_signatures: bool = True
     reporter: Reporter = field(default_factory=NullReporter)
     _downloaders: dict[str, Downloader] = field(default_factory=dict)
+    _down: set[str] = field(default_factory=set)  # remotes that could not be reached in this run
 
     @classmethod
     def open(cls, store: Store, settings: Settings, verify_signatures: bool = True,
@@ -286,22 +287,28 @@ class Remotes:
 
     def find(self, key: Sha256, warn: Any = None) -> tuple[dict[str, Any], Backend] | None:
         """The first remote (in order) holding a usable record for `key`. Refused
-        records and unreachable remotes are reported through `warn` and skipped."""
+        records are reported through `warn` and skipped; a remote that cannot be
+        reached is reported once and not asked again by this run."""
         from concurrent.futures import ThreadPoolExecutor
 
         def ask(backend: Backend) -> dict[str, Any] | None:
             try:
                 return self.record(backend, key)
+            except RemoteError as exc:
+                self._down.add(backend.spec.url)
+                if warn is not None:
+                    warn(f"{exc}; not asked again in this run")
             except LwrecipeError as exc:
                 if warn is not None:
                     warn(str(exc))
-                return None
-
-        if not self.backends:
             return None
-        with ThreadPoolExecutor(len(self.backends)) as pool:
-            answers = list(pool.map(ask, self.backends))
-        for record, backend in zip(answers, self.backends):
+
+        asked = [b for b in self.backends if b.spec.url not in self._down]
+        if not asked:
+            return None
+        with ThreadPoolExecutor(len(asked)) as pool:
+            answers = list(pool.map(ask, asked))
+        for record, backend in zip(answers, asked):
             if record is not None:
                 return record, backend
         return None

@@ -221,3 +221,12 @@ def test_two_machines_two_users_share_work(project, alice, bob, tmp_path) -> Non
     assert bob.records()["app"]["signatures"][0]["key"] == "bob"
     err = ok(alice.run("build", "app", "--remote", remote))
     assert "0 built, 1 cached, 1 pulled" in err
+
+
+def test_unreachable_remote_is_a_warning_given_once(project, alice) -> None:
+    from tests.servers import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/cache"
+    err = ok(alice.run("build", "app", "--remote", url))
+    assert "2 built" in err
+    assert err.count("not asked again in this run") == 1, err
