@@ -48,11 +48,7 @@ def audit(lock: Lock, root: Path, store: Store, trusted: dict[str, PublicKey], g
     keyed input (host tools and dependency outputs included) with the lock."""
     report = AuditReport()
     if graph is not None:
-        def output_of(key: str) -> str | None:
-            record = store.read_record(Sha256(key)) if store.exists() else None
-            return record["output_id"] if record else None
-
-        for change in drift(lock, graph, output_of):
+        for change in drift(lock, graph, store.output_id):
             report.findings.append(Finding(change.recipe, f"{change.field}: {change.old} → {change.new}", True))
     for name, e in sorted(lock.recipes.items()):
         def add(what: str, mismatch: bool, name: str = name) -> None:

@@ -169,7 +169,7 @@ def _remote_args(p: argparse.ArgumentParser) -> None:
                    help="use remote records no trusted key signed (said in the output)")
 
 
-def _settings(ctx: Context, root: Path, remotes: list[str] | None = None):  # noqa: ANN202
+def _settings(root: Path, remotes: list[str] | None = None):  # noqa: ANN202
     from .config import load_settings
 
     return load_settings(root, remotes)
@@ -195,7 +195,7 @@ def _plan(ctx: Context, targets: Sequence[str]):  # noqa: ANN202 - returns (grap
     remote_urls = getattr(ctx.args, "remote", None)
     remotes = None
     if hasattr(ctx.args, "no_verify_signatures"):
-        settings = _settings(ctx, graph.recipes[graph.targets[0]].root, remote_urls)
+        settings = _settings(graph.recipes[graph.targets[0]].root, remote_urls)
         if settings.remotes:
             remotes = _open_remotes(ctx, settings, not ctx.args.no_verify_signatures)
     oracle = StatusOracle(ctx.cache_dir, remotes, warn=lambda text: ctx.info(f"warning: {text}"))
@@ -281,7 +281,7 @@ def cmd_build(ctx: Context) -> int:
     lock = check_locked(ctx, graph) if ctx.args.locked else None
     store = Store(ctx.cache_dir)
     parallel = max(1, ctx.args.jobs)
-    settings = _settings(ctx, graph.recipes[graph.targets[0]].root, ctx.args.remote)
+    settings = _settings(graph.recipes[graph.targets[0]].root, ctx.args.remote)
     options = BuildOptions(jobs=max(1, (os.cpu_count() or 1) // parallel), no_sandbox=ctx.args.no_sandbox,
                            secret=settings.secret)
     if ctx.args.no_sandbox:
@@ -378,7 +378,7 @@ def _remote_for(ctx: Context, text: str, verify: bool = True):  # noqa: ANN202
 
     from .graph import project_root
 
-    settings = _settings(ctx, project_root(Path.cwd()), [text])
+    settings = _settings(project_root(Path.cwd()), [text])
     return _open_remotes(ctx, replace(settings, remotes=settings.remotes[:1]), verify,
                          reporter=_transfer_reporter(ctx))
 
@@ -508,7 +508,7 @@ def cmd_audit(ctx: Context) -> int:
 
     root = project_root(Path.cwd())
     lock = read(_lockfile_path(ctx, ctx.args.lockfile))
-    settings = _settings(ctx, root)
+    settings = _settings(root)
     report = audit(lock, root, Store(ctx.cache_dir), settings.trusted, _audit_graph(lock, root, ctx))
     if ctx.args.json:
         ctx.out(json.dumps({"lockfile": str(lock.path), "ok": not report.mismatches,

@@ -115,5 +115,10 @@ class KeyInputs:
         }
 
 
+def document_key(document: dict[str, Any]) -> Sha256:
+    """The build key of a key document (KeyInputs.document, or one rebuilt from a lockfile)."""
+    return sha256_bytes(canonical_json(document))
+
+
 def build_key(inputs: KeyInputs) -> Sha256:
-    return sha256_bytes(canonical_json(inputs.document()))
+    return document_key(inputs.document())

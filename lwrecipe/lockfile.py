@@ -17,7 +17,7 @@ from typing import Any
 from .errors import UsageError
 from .gitsrc import cached_tree, read_member
 from .hosttools import HostTool, target_platform
-from .keys import KEY_FORMAT, canonical_json, is_sha256, sha256_bytes
+from .keys import KEY_FORMAT, document_key, is_sha256, sha256_bytes
 from .plan import Planned, keyed_tool_names, patch_pins, source_pins
 from .recipe import FilePatch, GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
 from .store import Store
@@ -180,12 +180,7 @@ def pinned_key(name: str, e: dict[str, Any]) -> str:
     """The key an entry's inputs give; "" while a dependency's output is unknown."""
     if any(not v for v in e["dep_outputs"].values()) or any(not t["sha256"] for t in e["host_tools"].values()):
         return ""
-    return build_key_of(key_document(name, e))
-
-
-def build_key_of(document: dict[str, Any]) -> str:
-    """Equal to keys.build_key of the KeyInputs the document came from."""
-    return sha256_bytes(canonical_json(document))
+    return document_key(key_document(name, e))
 
 
 def render(entries: dict[str, dict[str, Any]]) -> str:
@@ -213,7 +208,7 @@ def drift(lock: Lock, graph: Any, output_of: Any) -> list[Any]:
     explain.Change values; `output_of(key)` gives the output id stored for a key.
     A dependency's output is compared where both the lock and the cache know it."""
     from .explain import Change, diff_documents
-    from .plan import document_of
+    from .plan import document_of, key_if_complete
 
     outputs: dict[str, Any] = {}
     changes: list[Change] = []
@@ -225,8 +220,8 @@ def drift(lock: Lock, graph: Any, output_of: Any) -> list[Any]:
             continue
         doc = document_of(recipe, {d: outputs.get(d) for d in recipe.depends})
         changes += diff_documents(name, key_document(name, e), doc)
-        complete = "?" not in doc["deps"].values() and all(t["sha256"] for t in doc["host_tools"].values())
-        outputs[name] = output_of(build_key_of(doc)) if complete else None
+        key = key_if_complete(doc)
+        outputs[name] = output_of(key) if key else None
     return changes
 
 

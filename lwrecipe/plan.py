@@ -14,7 +14,7 @@ from pathlib import Path
 from .archive import tree_sha256
 from .graph import Graph
 from .hosttools import HostTool, fingerprint, target_platform
-from .keys import KEY_FORMAT, KeyInputs, PatchPin, Sha256, SourcePin, build_key, sha256_bytes
+from .keys import KEY_FORMAT, KeyInputs, document_key, PatchPin, Sha256, SourcePin, build_key, sha256_bytes
 from .recipe import (FilePatch, GitSource, PathSource, Recipe, SourcePatch, UrlPatch,
                      UrlSource)
 
@@ -122,6 +122,15 @@ def document_of(recipe: Recipe, dep_outputs: dict[str, Sha256 | None]) -> dict[s
         "platform": target_platform(), "source_date_epoch": build.source_date_epoch,
         "deps": {d: dep_outputs.get(d) or "?" for d in sorted(recipe.depends)},
     }
+
+
+def key_if_complete(document: dict[str, object]) -> Sha256 | None:
+    """The key of a document_of() result, or None while a dependency output is
+    unknown or a host tool is missing."""
+    deps, tools = document["deps"], document["host_tools"]
+    if "?" in deps.values() or not all(t["sha256"] for t in tools.values()):  # type: ignore[attr-defined]
+        return None
+    return document_key(document)
 
 
 OutputLookup = Callable[[Sha256], "Sha256 | None"]

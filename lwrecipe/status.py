@@ -28,14 +28,8 @@ class StatusOracle:
         self.warn = warn
         self.on_remote: dict[Sha256, str] = {}  # key -> remote name
 
-    def _local(self, key: Sha256) -> Sha256 | None:
-        if not self._exists:
-            return None
-        record = self.store.read_record(key)
-        return Sha256(record["output_id"]) if record else None
-
     def output_id(self, key: Sha256) -> Sha256 | None:
-        local = self._local(key)
+        local = self.store.output_id(key) if self._exists else None
         if local is not None or self.remotes is None:
             return local
         hit = self.remotes.find(key, self.warn)
@@ -47,9 +41,9 @@ class StatusOracle:
     def status(self, item: Planned) -> str:
         if item.missing_tools:
             return "missing tool"
-        if item.key and self._local(item.key) is not None:
-            record = self.store.read_record(item.key)
-            return "cached" if record and self.store.has("cas", record["blob"]["sha256"]) else "remote"
+        record = self.store.read_record(item.key) if item.key and self._exists else None
+        if record is not None:
+            return "cached" if self.store.has("cas", record["blob"]["sha256"]) else "remote"
         if item.key and item.key in self.on_remote:
             return "remote"
         return "build" if self._exists else "not built"

@@ -228,6 +228,11 @@ class Store:
             return None
         return record
 
+    def output_id(self, key: Sha256) -> Sha256 | None:
+        """The output id the record stored for `key` names, or None (no cache, no record)."""
+        record = self.read_record(key) if self.exists() else None
+        return Sha256(record["output_id"]) if record else None
+
     @contextlib.contextmanager
     def lock(self, name: str, shared: bool = False) -> Iterator[None]:
         """An advisory lock shared by every process using this cache: exclusive,

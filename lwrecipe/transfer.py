@@ -27,8 +27,8 @@ def keys_to_push(store: Store, graph: Graph | None, lockfile: Path | None) -> li
     else every record of the cache. Only records whose bytes are here count."""
     if graph is not None:
         keys = []
-        for item in plan_graph(graph, lambda key: _output(store, key)):
-            if item.key is None or _output(store, item.key) is None:
+        for item in plan_graph(graph, store.output_id):
+            if item.key is None or store.output_id(item.key) is None:
                 raise UsageError(f"{item.name}: not built here (run `lwrecipe build {item.name}` first)")
             keys.append(item.key)
     elif lockfile is not None:
@@ -36,11 +36,6 @@ def keys_to_push(store: Store, graph: Graph | None, lockfile: Path | None) -> li
     else:
         keys = [Sha256(p.name) for p in sorted((store.root / "ac").iterdir())] if store.exists() else []
     return [k for k in keys if (r := store.read_record(k)) and store.has("cas", r["blob"]["sha256"])]
-
-
-def _output(store: Store, key: Sha256) -> Sha256 | None:
-    record = store.read_record(key) if store.exists() else None
-    return Sha256(record["output_id"]) if record else None
 
 
 @dataclass

@@ -11,8 +11,8 @@ from typing import Any
 from .explain import Change, diff_documents
 from .graph import Graph
 from .keys import Sha256
-from .lockfile import Lock, build_key_of, key_document
-from .plan import document_of
+from .lockfile import Lock, key_document
+from .plan import document_of, key_if_complete
 from .store import Store
 
 
@@ -76,9 +76,8 @@ class Why:
         recipe = self.graph.recipes[name]
         deps = {d: self.output(d) for d in recipe.depends}
         doc = document_of(recipe, deps)
-        complete = "?" not in doc["deps"].values() and all(t["sha256"] for t in doc["host_tools"].values())  # type: ignore[union-attr]
-        key = build_key_of(doc) if complete else None
-        record = self.store.read_record(Sha256(key)) if key and self.store.exists() else None
+        key = key_if_complete(doc)
+        record = self.store.read_record(key) if key and self.store.exists() else None
         cached = bool(record and self.store.has("cas", record["blob"]["sha256"]))
         self._outputs[name] = Sha256(record["output_id"]) if record else None
         reason = Reason(name, key, cached)
