@@ -9,12 +9,13 @@ uncompressed sha256 is an output id. Unpacking untrusted archives is unpack.py's
 from __future__ import annotations
 
 import hashlib
+import heapq
 import os
 import stat
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from . import faults
@@ -39,37 +40,42 @@ def normal_mode(st_mode: int) -> int:
     return 0o755 if st_mode & 0o111 else 0o644
 
 
-def scan_tree(root: Path, exclude: tuple[str, ...] = ()) -> list[Entry]:
-    """Every entry below `root` but the top-level names in `exclude`, sorted by the bytes of its path."""
-    found: list[tuple[bytes, str, os.stat_result]] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        if exclude and dirpath == str(root):
-            dirnames[:] = [d for d in dirnames if d not in exclude]
-            filenames = [f for f in filenames if f not in exclude]
-        for name in dirnames + filenames:
-            full = os.path.join(dirpath, name)
-            rel = os.path.relpath(full, root).replace(os.sep, "/")
-            found.append((os.fsencode(rel), rel, os.lstat(full)))
-    found.sort(key=lambda item: item[0])
-    entries: list[Entry] = []
+def iter_tree(root: Path, exclude: tuple[str, ...] = ()) -> Iterator[Entry]:
+    """Every entry below `root` but the top-level names in `exclude`, in the order
+    of the bytes of its path, produced as the tree is read: a directory is listed
+    when it comes out of the heap, which is before any of its children can be
+    due, since a path sorts before every path below it. A directory that cannot
+    be read is an error, never silently left out."""
+    heap: list[tuple[bytes, str, os.DirEntry[str]]] = []
+
+    def add_children(path: str, prefix: str) -> None:
+        with os.scandir(path) as listing:
+            for item in listing:
+                if prefix or item.name not in exclude:
+                    rel = prefix + item.name
+                    heapq.heappush(heap, (os.fsencode(rel), rel, item))
+
+    add_children(str(root), "")
     first_of_inode: dict[tuple[int, int], str] = {}
-    for _, rel, st in found:
+    while heap:
+        _, rel, item = heapq.heappop(heap)
+        st = item.stat(follow_symlinks=False)
         mode = st.st_mode
         if stat.S_ISDIR(mode):
-            entries.append(Entry(rel, "dir", 0o755))
+            add_children(item.path, rel + "/")
+            yield Entry(rel, "dir", 0o755)
         elif stat.S_ISLNK(mode):
-            entries.append(Entry(rel, "symlink", 0o777, target=os.readlink(root / rel)))
+            yield Entry(rel, "symlink", 0o777, target=os.readlink(item.path))
         elif stat.S_ISREG(mode):
             inode = (st.st_dev, st.st_ino)
             if st.st_nlink > 1 and inode in first_of_inode:
-                entries.append(Entry(rel, "hardlink", normal_mode(mode), target=first_of_inode[inode]))
+                yield Entry(rel, "hardlink", normal_mode(mode), target=first_of_inode[inode])
             else:
                 first_of_inode.setdefault(inode, rel)
-                entries.append(Entry(rel, "file", normal_mode(mode), size=st.st_size))
+                yield Entry(rel, "file", normal_mode(mode), size=st.st_size)
         else:
             raise UnsafeArchive(f"{root / rel}: {_kind_name(mode)} cannot be stored in an output "
                                 "(device nodes, fifos and sockets are refused)")
-    return entries
 
 
 def _kind_name(mode: int) -> str:
@@ -96,6 +102,26 @@ def _tarinfo(entry: Entry, mtime: int) -> tarfile.TarInfo:
     return info
 
 
+_TYPES = {"dir": tarfile.DIRTYPE, "file": tarfile.REGTYPE, "symlink": tarfile.SYMTYPE, "hardlink": tarfile.LNKTYPE}
+# magic, version, uname, gname, devmajor, devminor, prefix and the block's padding: all fixed
+_HEADER_TAIL = tarfile.POSIX_MAGIC + bytes(32 + 32 + 8 + 8 + 155 + 12)
+
+
+def header(entry: Entry, mtime: int) -> bytes:
+    """The header blocks tarfile writes for `entry` in PAX format. Plain ASCII
+    paths up to 100 bytes (nearly all) get one ustar block built here; anything
+    that needs a PAX extended header is left to tarfile."""
+    name = entry.rel + "/" if entry.kind == "dir" else entry.rel
+    if not (name.isascii() and entry.target.isascii() and len(name) <= 100 and len(entry.target) <= 100
+            and 0 <= entry.size < 8 ** 11 and 0 <= mtime < 8 ** 11):
+        return _tarinfo(entry, mtime).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    block = b"".join((
+        name.encode().ljust(100, b"\0"),
+        b"%07o\0" % entry.mode, b"0000000\0" b"0000000\0", b"%011o\0" % entry.size, b"%011o\0" % mtime,
+        b"        ", _TYPES[entry.kind], entry.target.encode().ljust(100, b"\0"), _HEADER_TAIL))
+    return block[:148] + b"%06o\0" % sum(block) + block[155:]
+
+
 BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
 
@@ -105,6 +131,7 @@ class _Blocks:
 
     def __init__(self, out: BinaryIO) -> None:
         self.out, self.buf, self.offset = out, bytearray(), 0
+        self.chunk = memoryview(bytearray(COPY_BUFFER))  # one read buffer for every file
 
     def write(self, data: bytes | memoryview) -> None:
         self.buf += data
@@ -118,18 +145,16 @@ class _Blocks:
             self.buf.clear()
 
     def copy_file(self, path: Path, size: int) -> None:
-        with open(path, "rb") as fh:
+        with open(path, "rb", buffering=0) as fh:
             if os.fstat(fh.fileno()).st_size != size:
                 raise UnsafeArchive(f"{path}: changed while being packed")
             self.flush()
-            chunk = bytearray(COPY_BUFFER)
-            view = memoryview(chunk)
             left = size
             while left:
-                n = fh.readinto(view[:min(left, COPY_BUFFER)])
+                n = fh.readinto(self.chunk[:min(left, COPY_BUFFER)])
                 if not n:
                     raise UnsafeArchive(f"{path}: changed while being packed")
-                self.out.write(view[:n])  # the sink copies what it keeps (zstd, hashlib)
+                self.out.write(self.chunk[:n])  # the sink copies what it keeps (zstd, hashlib)
                 left -= n
             self.offset += size
         if size % BLOCK:
@@ -139,16 +164,20 @@ class _Blocks:
 def write_tree(root: Path, out: BinaryIO, mtime: int, exclude: tuple[str, ...] = ()) -> list[Entry]:
     """Write the canonical archive of `root` to `out`; returns what was written.
 
-    The bytes are exactly what tarfile writes in PAX format (headers come from
-    TarInfo.tobuf), but file data is copied in large pieces."""
-    entries = scan_tree(root, exclude)
+    The bytes are exactly what tarfile writes in PAX format (see `header`), but
+    entries are written as the tree is read and file data is copied in large
+    pieces through one buffer."""
+    entries: list[Entry] = []
     blocks = _Blocks(out)
-    for i, entry in enumerate(entries):
-        if i == len(entries) // 2:
-            faults.point("pack")
-        blocks.write(_tarinfo(entry, mtime).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+    files = 0
+    for entry in iter_tree(root, exclude):
+        entries.append(entry)
+        blocks.write(header(entry, mtime))
         if entry.kind == "file":
             blocks.copy_file(root / entry.rel, entry.size)
+            files += 1
+            if files == 1:
+                faults.point("pack")  # part of the archive is written
     blocks.write(bytes(BLOCK * 2))
     if blocks.offset % RECORD:
         blocks.write(bytes(RECORD - blocks.offset % RECORD))

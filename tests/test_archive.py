@@ -9,6 +9,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lwrecipe.archive import extract_canonical, tree_sha256, write_tree
 from lwrecipe.errors import UnsafeArchive
@@ -28,11 +30,11 @@ def make_tree(root: Path) -> Path:
 
 def reference_archive(root: Path, mtime: int) -> bytes:
     """What tarfile itself writes for the same entries (the format's definition)."""
-    from lwrecipe.archive import _tarinfo, scan_tree
+    from lwrecipe.archive import _tarinfo, iter_tree
 
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for entry in scan_tree(root):
+        for entry in iter_tree(root):
             info = _tarinfo(entry, mtime)
             if entry.kind == "file":
                 with open(root / entry.rel, "rb") as fh:
@@ -47,6 +49,23 @@ def test_writer_matches_tarfile_byte_for_byte(tmp_path: Path) -> None:
     out = io.BytesIO()
     write_tree(root, out, 1234)
     assert out.getvalue() == reference_archive(root, 1234)
+
+
+def test_entries_come_in_byte_order_of_their_paths(tmp_path: Path) -> None:
+    """Names that sort around "/" ('.' and '-' before it, '0' and 'é' after it)
+    in nested directories: the streamed order is a plain sort of all paths."""
+    from lwrecipe.archive import iter_tree
+
+    root = tmp_path / "t"
+    for rel in ("a/x", "a/x.y/z", "a.c", "a-b/c", "a0", "a/é/q", "b", "a/x-/y", "ab/c/d/e"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(rel)
+    (root / "a" / "x.y" / "sub").mkdir()
+    expected = sorted((os.path.relpath(os.path.join(d, n), root) for d, ds, fs in os.walk(root) for n in ds + fs),
+                      key=os.fsencode)
+    assert [entry.rel for entry in iter_tree(root)] == expected
+    assert [entry.rel for entry in iter_tree(root, exclude=("a",))] == [r for r in expected if not r.startswith("a/")
+                                                                       and r != "a"]
 
 
 def test_round_trip(tmp_path: Path) -> None:
@@ -121,3 +140,18 @@ def test_header_parser_agrees_with_tarfile(tmp_path: Path) -> None:
             (raw.name, raw.mode, raw.size, raw.mtime, raw.type, raw.linkname)
     with pytest.raises(UnsafeArchive, match="checksum"):
         parse_header(b"x" + blocks[1:512])
+
+
+@settings(max_examples=400, deadline=None)
+@given(rel=st.text(st.characters(codec="utf-8", exclude_characters="\0/"), min_size=1, max_size=60)
+       | st.from_regex(r"[a-z0-9._-]{1,40}(/[a-zA-Z0-9._+-]{1,40}){0,4}", fullmatch=True),
+       kind=st.sampled_from(["dir", "file", "symlink", "hardlink"]),
+       mode=st.sampled_from([0o644, 0o755]),
+       size=st.integers(0, 8 ** 11 + 5) | st.integers(0, 1 << 20),
+       target=st.text(st.characters(codec="utf-8", exclude_characters="\0"), max_size=120),
+       mtime=st.integers(0, 8 ** 11 + 5))
+def test_header_matches_tarfile(rel: str, kind: str, mode: int, size: int, target: str, mtime: int) -> None:
+    from lwrecipe.archive import Entry, _tarinfo, header
+
+    entry = Entry(rel, kind, mode, size if kind == "file" else 0, target if kind in ("symlink", "hardlink") else "")
+    assert header(entry, mtime) == _tarinfo(entry, mtime).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
