@@ -22,6 +22,19 @@ def best(fn: Callable[[], object], runs: int = 3, before: Callable[[], object] |
     return min(times)
 
 
+def paired(ours: Callable[[], object], ref: Callable[[], object], runs: int = 3,
+           before: Callable[[], object] | None = None) -> tuple[float, float]:
+    """The fastest of `runs` timings of each, taken in turn (ref, ours, ref, ours, ...)
+    so that a machine whose speed drifts during the run slows both alike."""
+    ours_times, ref_times = [], []
+    for _ in range(runs):
+        for fn, times in ((ref, ref_times), (ours, ours_times)):
+            if before is not None:
+                before()
+            times.append(timed(fn))
+    return min(ours_times), min(ref_times)
+
+
 def row(measure: str, reference: str, ours: float, ref: float | None, target: str, time_ratio: bool) -> dict:
     """A result row; `ratio` is ours/ref for time targets, ref/ours for throughput ones."""
     ratio = None if ref is None else (ours / ref if time_ratio else ref / ours)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import best, report, row  # noqa: E402
+from bench.common import best, paired, report, row  # noqa: E402
 from lwrecipe.fetch import Downloader, Wanted, make_client  # noqa: E402
 from lwrecipe.keys import Sha256  # noqa: E402
 from lwrecipe.store import Store  # noqa: E402
@@ -44,9 +44,8 @@ def main() -> list[dict[str, object]]:
             with blob.open("rb") as fh:
                 hashlib.file_digest(fh, "sha256")
 
-        t_hashlib = best(hashlib_run)
+        t_ours, t_hashlib = paired(lambda: store.verify_blob("sources", sha), hashlib_run)
         t_sha256sum = best(lambda: subprocess.run(["sha256sum", str(blob)], check=True, capture_output=True))
-        t_ours = best(lambda: store.verify_blob("sources", sha))
         rows.append(row("source verification", "hashlib.file_digest", t_ours, t_hashlib,
                         ">= 0.9x throughput", time_ratio=False))
         rows.append(row("source verification", "sha256sum", t_ours, t_sha256sum, "(info)", time_ratio=False))
@@ -54,7 +53,6 @@ def main() -> list[dict[str, object]]:
         with nginx_server(root / "nginx") as base:
             url = f"{base}/blob.bin"
             out = root / "curl.out"
-            t_curl = best(lambda: subprocess.run(["curl", "-sSf", "-o", str(out), url], check=True))
 
             def ours() -> None:
                 fresh = Store(root / "dl").ensure()
@@ -63,7 +61,7 @@ def main() -> list[dict[str, object]]:
                 with make_client() as client:
                     Downloader(fresh, client).fetch(Wanted("bench", sha, (url,), "blob.bin"))
 
-            t_dl = best(ours)
+            t_dl, t_curl = paired(ours, lambda: subprocess.run(["curl", "-sSf", "-o", str(out), url], check=True))
         rows.append(row("download from nginx", "curl -o", t_dl, t_curl, ">= 0.8x throughput", time_ratio=False))
     return rows
 

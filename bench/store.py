@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import best, report, row  # noqa: E402
+from bench.common import best, paired, report, row  # noqa: E402
 from lwrecipe.outputs import pack, restore  # noqa: E402
 from lwrecipe.store import Store  # noqa: E402
 
@@ -87,9 +87,9 @@ def main() -> list[dict]:
         ref_blob = root / "ref.tar.zst"
         tar_cmd = (f"tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C {tree} -c . "
                    f"| zstd -3 -T0 -q -f -o {ref_blob}")
-        t_ref = best(lambda: subprocess.run(tar_cmd, shell=True, check=True), runs=2)
         packed = []
-        t_pack = best(lambda: packed.append(pack(store, tree, 0)), runs=2)
+        t_pack, t_ref = paired(lambda: packed.append(pack(store, tree, 0)),
+                               lambda: subprocess.run(tar_cmd, shell=True, check=True))
         rows.append(row("pack + compress", "tar --sort=name | zstd -3", t_pack, t_ref, "<= 1.0x time", True))
 
         out_ref, out_ours = root / "restore-ref", root / "restore-ours"
@@ -99,10 +99,10 @@ def main() -> list[dict]:
             shutil.rmtree(out_ours, ignore_errors=True)
             out_ref.mkdir()
 
-        t_ref = best(lambda: subprocess.run(f"zstd -d -c -q {ref_blob} | tar -x -C {out_ref}", shell=True,
-                                            check=True), runs=2, before=clean)
         p = packed[-1]
-        t_restore = best(lambda: restore(store, p.blob, p.output_id, out_ours), runs=2, before=clean)
+        t_restore, t_ref = paired(lambda: restore(store, p.blob, p.output_id, out_ours),
+                                  lambda: subprocess.run(f"zstd -d -c -q {ref_blob} | tar -x -C {out_ref}",
+                                                         shell=True, check=True), before=clean)
         rows.append(row("restore", "zstd -d | tar -x", t_restore, t_ref, "<= 1.0x time", True))
         clean()
 

@@ -17,3 +17,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+# Byte-compile the package as a wheel install would: an editable install leaves
+# that to the first import, which never writes it where PYTHONDONTWRITEBYTECODE
+# is set, and every command would then compile lwrecipe from source again.
+python3 -m compileall -q lwrecipe
