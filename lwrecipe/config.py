@@ -33,7 +33,7 @@ PROJECT_FILE = "lwrecipe.toml"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, defer_build=True)
 
 
 class RemoteEntry(_Strict):
@@ -100,11 +100,13 @@ def read_config(path: Path) -> ConfigFile:
     try:
         raw = tomllib.loads(path.read_text())
     except FileNotFoundError:
-        return ConfigFile()
+        raw = {}
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise RecipeError.one(str(path), "", str(exc)) from None
+    if not raw:  # the defaults, without building the validators (models are defer_build)
+        return ConfigFile.model_construct()
     try:
         return ConfigFile.model_validate(raw)
     except ValidationError as exc:

@@ -138,7 +138,9 @@ Strip = Annotated[int, Field(ge=0, le=64)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # validators are built when a recipe is first validated, not at import:
+    # commands whose recipes are in recipecache never need them
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 
 class Package(_Model):
@@ -300,7 +302,18 @@ def load_recipe(path: Path, root: Path | None = None) -> Recipe:
 
 
 def parse_recipe(data: bytes, shown: str) -> RecipeDoc:
-    """Parse and validate the bytes of a recipe; `shown` names it in messages."""
+    """Parse and validate the bytes of a recipe; `shown` names it in messages.
+    Bytes validated before are taken from recipecache."""
+    from . import recipecache
+
+    doc = recipecache.get(data)
+    if doc is None:
+        doc = _validate(data, shown)
+        recipecache.put(data, doc)
+    return doc
+
+
+def _validate(data: bytes, shown: str) -> RecipeDoc:
     try:
         raw = tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:

@@ -1,0 +1,80 @@
+"""Validated recipe documents remembered by the exact bytes of the recipe file.
+
+Most of what a short command such as a no-op build spends on its recipes is
+building pydantic's validators for the recipe models. A recipe whose bytes this
+same recipe.py, under the same pydantic, has validated before is rebuilt from
+the fields it validated to, without validation: the entry is named by the
+sha256 of the file's bytes and of recipe.py's source and pydantic's version, so
+any change to either misses. Only documents that validated are kept; checks
+that look at the file system or across fields still run on every load
+(recipe.load_recipe). A missing, unreadable or malformed entry only costs
+validating again, and the directory can be deleted at any time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from . import recipe
+from .hosttools import tool_cache_path
+from .recipe import RecipeDoc
+
+_MODELS = {cls.__name__: cls for cls in (recipe.UrlSource, recipe.GitSource, recipe.PathSource,
+                                          recipe.FilePatch, recipe.UrlPatch, recipe.SourcePatch)}
+_code_tag: str | None = None
+
+
+def cache_dir() -> Path:
+    """Beside the host-tool memo: ~/.cache/lwrecipe/recipes (LWRECIPE_TOOL_CACHE moves both)."""
+    return tool_cache_path().parent / "recipes"
+
+
+def _entry(data: bytes) -> Path:
+    global _code_tag
+    if _code_tag is None:
+        import pydantic
+
+        code = Path(recipe.__file__).read_bytes() + pydantic.VERSION.encode()
+        _code_tag = hashlib.sha256(code).hexdigest()
+    return cache_dir() / (hashlib.sha256(_code_tag.encode() + b"\0" + data).hexdigest() + ".json")
+
+
+def get(data: bytes) -> RecipeDoc | None:
+    try:
+        fields = json.loads(_entry(data).read_bytes())
+        return _construct(fields)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def put(data: bytes, doc: RecipeDoc) -> None:
+    path = _entry(data)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".recipe-")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(_fields(doc), fh)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only home only costs speed
+
+
+def _fields(doc: RecipeDoc) -> dict[str, Any]:
+    return {"schema": doc.schema_, "package": doc.package.model_dump(), "build": doc.build.model_dump(),
+            "sources": [[type(s).__name__, s.model_dump()] for s in doc.sources],
+            "patches": [[type(p).__name__, p.model_dump()] for p in doc.patches]}
+
+
+def _construct(fields: dict[str, Any]) -> RecipeDoc:
+    """The document exactly as validation built it (the fields came from one)."""
+    return RecipeDoc.model_construct(
+        schema_=fields["schema"],
+        package=recipe.Package.model_construct(**fields["package"]),
+        sources=[_MODELS[kind].model_construct(**values) for kind, values in fields["sources"]],
+        patches=[_MODELS[kind].model_construct(**values) for kind, values in fields["patches"]],
+        build=recipe.Build.model_construct(**fields["build"]))

@@ -1,0 +1,72 @@
+"""Recipes validated once are read back from recipecache as the same documents."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from lwrecipe import recipe, recipecache
+from lwrecipe.errors import RecipeError
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPES = sorted([*(ROOT / "recipes").glob("*.toml"), *(ROOT / "examples").rglob("*.toml"),
+                  *(ROOT / "tests" / "rehearsal" / "recipes").glob("*.toml.in")])
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("LWRECIPE_TOOL_CACHE", str(tmp_path / "tools.json"))
+    return tmp_path / "recipes"
+
+
+def rendered(path: Path) -> bytes:
+    """Rehearsal templates with their placeholders filled, as the rehearsal test does."""
+    text = path.read_text()
+    text = re.sub(r"@SHA256:[a-z-]+@", "0" * 64, text)
+    return re.sub(r"@URL:[a-z-]+@", "http://127.0.0.1/x.tar.gz", text).encode()
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_cached_document_equals_the_validated_one(path: Path, own_cache: Path) -> None:
+    data = rendered(path)
+    validated = recipe._validate(data, path.name)
+    assert recipe.parse_recipe(data, path.name) == validated  # validates and stores
+    assert len(list(own_cache.iterdir())) == 1
+    cached = recipecache.get(data)
+    assert cached is not None and cached == validated
+    assert recipecache._fields(cached) == recipecache._fields(validated)
+    assert [type(s) for s in cached.sources] == [type(s) for s in validated.sources]
+    assert [type(p) for p in cached.patches] == [type(p) for p in validated.patches]
+    assert recipe.parse_recipe(data, path.name) == validated
+
+
+def test_a_stored_entry_is_used_and_a_changed_file_misses(own_cache: Path) -> None:
+    data = (ROOT / "recipes" / "busybox.toml").read_bytes()
+    recipe.parse_recipe(data, "busybox.toml")
+    (entry,) = own_cache.iterdir()
+    # an entry is trusted as it stands: prove it is read by changing what it says
+    entry.write_text(entry.read_text().replace('"busybox"', '"busybox-from-cache"', 1))
+    assert recipe.parse_recipe(data, "busybox.toml").package.name == "busybox-from-cache"
+    edited = data.replace(b'version = "1.36.1"', b'version = "1.36.2"')
+    assert recipe.parse_recipe(edited, "busybox.toml").package.version == "1.36.2"
+    assert len(list(own_cache.iterdir())) == 2
+
+
+def test_a_damaged_entry_only_costs_validation(own_cache: Path) -> None:
+    data = (ROOT / "recipes" / "busybox.toml").read_bytes()
+    doc = recipe.parse_recipe(data, "busybox.toml")
+    for damage in ("", "{", '{"schema": 1}', '[1, 2]'):
+        for entry in own_cache.iterdir():
+            entry.write_text(damage)
+        assert recipe.parse_recipe(data, "busybox.toml") == doc
+
+
+def test_invalid_recipes_are_never_stored(own_cache: Path) -> None:
+    data = (ROOT / "recipes" / "busybox.toml").read_bytes().replace(b'version = "1.36.1"', b'version = ""')
+    for _ in range(2):
+        with pytest.raises(RecipeError, match="package.version"):
+            recipe.parse_recipe(data, "busybox.toml")
+    assert not own_cache.exists() or not list(own_cache.iterdir())
+
