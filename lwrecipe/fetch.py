@@ -11,6 +11,7 @@ from __future__ import annotations
 import email.utils
 import random
 import re
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -81,9 +82,23 @@ class RetryPolicy:
         return base * (0.5 + random.random() / 2)
 
 
-def make_client(connect_timeout: float = 15.0, read_timeout: float = 60.0) -> httpx.Client:
-    import httpx  # here, not at the top: a fully cached build never loads it
+BODY_READ = 256 << 10
 
+
+def make_client(connect_timeout: float = 15.0, read_timeout: float = 60.0) -> httpx.Client:
+    # httpx imports its own command-line tool (rich, click, pygments: ~40 ms)
+    # whenever those are installed; lwrecipe never runs it, so it is marked absent
+    # and httpx falls back to its stub, as it does where they are not installed.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    import httpx  # here, not at the top: a fully cached build never loads it
+    from httpcore._sync import http11
+
+    # httpcore reads a response 64 KiB at a time, and the work h11 does per read
+    # was most of a pull's CPU; 256 KiB reads took a 1 GiB pull from nginx from
+    # 1.30-2.28 s to 1.14-1.47 s (docs/performance.md). Only the size of each
+    # socket read changes; an httpcore without this attribute is left as it is.
+    if hasattr(http11.HTTP11Connection, "READ_NUM_BYTES"):
+        http11.HTTP11Connection.READ_NUM_BYTES = BODY_READ
     return httpx.Client(follow_redirects=True, max_redirects=10,
                         timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
                         headers={"User-Agent": "lwrecipe", "Accept-Encoding": "identity"},
