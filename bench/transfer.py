@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import row, timed  # noqa: E402
+from bench.common import RUNS, row, timed  # noqa: E402
 from tests.servers import nginx_server  # noqa: E402
 
 SIZE = int(os.environ.get("BENCH_TRANSFER_MIB", "1024")) << 20
@@ -104,7 +104,7 @@ def main() -> list[dict]:
                 return seconds
 
             curls, pulls = [], []
-            for _ in range(3):  # in turn, so that drift in the machine's speed slows both alike
+            for _ in range(RUNS):  # in turn, so that drift in the machine's speed slows both alike
                 curls.append(timed(lambda: subprocess.run(["curl", "-sSf", "-o", str(out), f"{base}/cas/{sha}"],
                                                           check=True)))
                 pulls.append(pull())
@@ -115,7 +115,7 @@ def main() -> list[dict]:
             rows[-1]["unit"] = "MiB"
 
             curls, pushes = [], []
-            for _ in range(3):
+            for _ in range(RUNS):
                 curls.append(timed(lambda: subprocess.run(["curl", "-sSf", "-T", str(blob),
                                                            f"{base}/put-curl/{sha}"], check=True)))
                 pushes.append(run_measured([sys.executable, "-c", PUSH, base, f"{sha}", str(blob)], cwd=ROOT)[0])
