@@ -13,6 +13,7 @@ import threading
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import zstandard
 
@@ -60,6 +61,18 @@ def put_log(store: Store, log: Path) -> Sha256:
     return Sha256(hashlib.sha256(data).hexdigest())
 
 
+class _HashingReader:
+    """The blob as zstd reads it, hashed on the way."""
+
+    def __init__(self, fh: BinaryIO, digest: hashlib._Hash) -> None:
+        self.fh, self.digest = fh, digest
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.fh.read(n)
+        self.digest.update(data)
+        return data
+
+
 class _Unpacker(threading.Thread):
     """Reads, hashes and decompresses a blob on its own thread (hashlib and zstd
     release the GIL), handing 1 MiB pieces of the archive to the extracting thread."""
@@ -73,17 +86,11 @@ class _Unpacker(threading.Thread):
 
     def run(self) -> None:
         try:
-            decompressor = zstandard.ZstdDecompressor().decompressobj()
-            with self.path.open("rb") as fh:
-                while not self.stopped.is_set() and (raw := fh.read(READ_SIZE)):
-                    self.blob_hash.update(raw)
-                    data = decompressor.decompress(raw)
-                    while data:
-                        self._put(data)
-                        if not decompressor.eof or not decompressor.unused_data:
-                            break
-                        data, decompressor = decompressor.unused_data, zstandard.ZstdDecompressor().decompressobj()
-                        data = decompressor.decompress(data)
+            with self.path.open("rb") as fh, zstandard.ZstdDecompressor().stream_reader(
+                    _HashingReader(fh, self.blob_hash), read_size=READ_SIZE, read_across_frames=True,
+                    closefd=False) as reader:
+                while not self.stopped.is_set() and (data := reader.read(READ_SIZE)):
+                    self._put(data)
             self._put(b"")
         except (zstandard.ZstdError, OSError) as exc:
             self._put(exc)
