@@ -129,9 +129,19 @@ def collect(store: Store, max_size: int | None, older_than_days: float | None,
                 if path.name not in shared or path.parent.name == "ac":
                     path.unlink(missing_ok=True)
         _drop_dangling_git_refs(store)
+        _drop_facts_without_blobs(store)
         report.kept = len(found) - len(doomed)
         report.remaining = sum(u.size for u in found if u.label not in gone)
     return report
+
+
+def _drop_facts_without_blobs(store: Store) -> None:
+    """checked/<blob> says what a blob holds; with the blob gone it is only clutter."""
+    checked = store.root / "checked"
+    if checked.is_dir():
+        for fact in checked.iterdir():
+            if not store.has("cas", fact.name):
+                fact.unlink(missing_ok=True)
 
 
 def _drop_dangling_git_refs(store: Store) -> None:

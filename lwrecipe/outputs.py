@@ -52,6 +52,7 @@ def pack(store: Store, tree: Path, mtime: int) -> Packed:
         blob_size = staged.size
         blob = staged.hexdigest()
         store.commit(staged, "cas")
+    store.mark_checked(blob, archive.hexdigest())
     return Packed(archive.hexdigest(), blob, archive.size, blob_size, len(entries))
 
 
@@ -61,41 +62,47 @@ def put_log(store: Store, log: Path) -> Sha256:
     return Sha256(hashlib.sha256(data).hexdigest())
 
 
-class _HashingReader:
-    """The blob as zstd reads it, hashed on the way."""
+class _Tee:
+    """The blob as zstd reads it, with what was read kept for hashing elsewhere."""
 
-    def __init__(self, fh: BinaryIO, digest: hashlib._Hash) -> None:
-        self.fh, self.digest = fh, digest
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh, self.taken = fh, []
 
     def read(self, n: int = -1) -> bytes:
         data = self.fh.read(n)
-        self.digest.update(data)
+        self.taken.append(data)
         return data
 
 
 class _Unpacker(threading.Thread):
-    """Reads, hashes and decompresses a blob on its own thread (hashlib and zstd
-    release the GIL), handing 1 MiB pieces of the archive to the extracting thread."""
+    """Reads and decompresses a blob on its own thread (zstd releases the GIL),
+    handing 1 MiB pieces of the archive to the extracting thread together with
+    the compressed bytes they came from. The extracting thread hashes both: it
+    waits on this one otherwise, as decompressing is the slower half."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, check_archive: bool = True) -> None:
         super().__init__(daemon=True)
-        self.path = path
+        self.path, self.check_archive = path, check_archive
         self.blob_hash, self.archive_hash = hashlib.sha256(), hashlib.sha256()
-        self.pieces: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=8)
+        self.pieces: queue.Queue[tuple[list[bytes], bytes] | BaseException] = queue.Queue(maxsize=8)
         self.stopped = threading.Event()
 
     def run(self) -> None:
         try:
-            with self.path.open("rb") as fh, zstandard.ZstdDecompressor().stream_reader(
-                    _HashingReader(fh, self.blob_hash), read_size=READ_SIZE, read_across_frames=True,
-                    closefd=False) as reader:
-                while not self.stopped.is_set() and (data := reader.read(READ_SIZE)):
-                    self._put(data)
-            self._put(b"")
+            with self.path.open("rb") as fh:
+                tee = _Tee(fh)
+                with zstandard.ZstdDecompressor().stream_reader(tee, read_size=READ_SIZE, read_across_frames=True,
+                                                                  closefd=False) as reader:
+                    while not self.stopped.is_set():
+                        data = reader.read(READ_SIZE)
+                        taken, tee.taken = tee.taken, []
+                        self._put((taken, data))
+                        if not data:
+                            break
         except (zstandard.ZstdError, OSError) as exc:
             self._put(exc)
 
-    def _put(self, item: bytes | BaseException) -> None:
+    def _put(self, item: tuple[list[bytes], bytes] | BaseException) -> None:
         while not self.stopped.is_set():
             try:
                 self.pieces.put(item, timeout=0.1)
@@ -104,12 +111,16 @@ class _Unpacker(threading.Thread):
                 continue
 
     def read(self, n: int = -1) -> bytes:
-        """The next piece of the archive, hashed here: the reading thread is the busier one."""
+        """The next piece of the archive."""
         item = self.pieces.get()
         if isinstance(item, BaseException):
             raise item
-        self.archive_hash.update(item)
-        return item
+        taken, data = item
+        for raw in taken:
+            self.blob_hash.update(raw)
+        if self.check_archive:
+            self.archive_hash.update(data)
+        return data
 
     def drain(self) -> None:
         while self.read():
@@ -122,12 +133,18 @@ class _Unpacker(threading.Thread):
 
 def restore(store: Store, blob: Sha256, output_id: Sha256, dest: Path) -> None:
     """Unpack the blob into `dest` (which must not exist). On any mismatch `dest` is
-    removed, the blob is deleted from the store, and IntegrityError is raised."""
+    removed, the blob is deleted from the store, and IntegrityError is raised.
+
+    The blob is always checked against its name. The archive inside is hashed
+    too unless the store already holds the fact that this blob's archive is
+    `output_id` (written by pack, and by the first restore that hashed it): a
+    record that names another output id, one pulled from a remote, is checked."""
     path = store.path("cas", blob)
     if not path.is_file():
         raise IntegrityError(f"cas/{blob}: missing from the cache")
+    check_archive = store.checked(blob) != output_id
     dest.mkdir(parents=True)
-    unpacker = _Unpacker(path)
+    unpacker = _Unpacker(path, check_archive)
     unpacker.start()
     try:
         extract_canonical(unpacker.read, dest)
@@ -138,7 +155,9 @@ def restore(store: Store, blob: Sha256, output_id: Sha256, dest: Path) -> None:
         raise IntegrityError(f"cas/{blob}: unreadable ({exc}); deleted") from None
     finally:
         unpacker.stop()
-    if unpacker.blob_hash.hexdigest() != blob or unpacker.archive_hash.hexdigest() != output_id:
+    if unpacker.blob_hash.hexdigest() != blob or (check_archive and unpacker.archive_hash.hexdigest() != output_id):
         shutil.rmtree(dest, ignore_errors=True)
         path.unlink(missing_ok=True)
         raise IntegrityError(f"cas/{blob}: contents do not match (blob or output id); deleted")
+    if check_archive:
+        store.mark_checked(blob, output_id)

@@ -264,6 +264,23 @@ class Store:
             return None
         return Sha256(key) if is_sha256(key) else None
 
+    def mark_checked(self, blob: Sha256, output_id: Sha256) -> None:
+        """Record the fact that blob `blob` decompresses to the archive `output_id`
+        (a fact about the blob's bytes, so it stays true whatever else changes)."""
+        path = self.root / "checked" / blob
+        path.parent.mkdir(exist_ok=True)
+        tmp = self.root / "tmp" / f"checked-{blob}.{os.getpid()}.{threading.get_ident()}"
+        tmp.write_text(output_id)
+        os.replace(tmp, path)
+
+    def checked(self, blob: Sha256) -> Sha256 | None:
+        """The output id `blob` was seen to hold, by pack or by a restore that hashed it."""
+        try:
+            output_id = (self.root / "checked" / blob).read_text()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return Sha256(output_id) if is_sha256(output_id) else None
+
     def touch(self, kind: str, name: str) -> None:
         """Mark an entry as used now: its atime is what `cache gc` orders by
         (set explicitly, so relatime and noatime mounts do not matter)."""

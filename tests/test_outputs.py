@@ -74,3 +74,37 @@ def test_a_record_naming_the_wrong_output_id_is_refused(packed, tmp_path: Path) 
     with pytest.raises(IntegrityError, match="output id"):
         restore(store, p.blob, "0" * 64, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_pack_records_what_its_blob_holds(packed) -> None:
+    store, _, p = packed
+    assert store.checked(p.blob) == p.output_id
+
+
+def test_a_blob_without_a_known_output_id_is_hashed_once(packed, tmp_path: Path) -> None:
+    """As for a blob pulled from a remote: the first restore hashes the archive and
+    records the fact; a record naming anything else is checked again and refused."""
+    store, _, p = packed
+    (store.root / "checked" / p.blob).unlink()
+    restore(store, p.blob, p.output_id, tmp_path / "first")
+    assert store.checked(p.blob) == p.output_id
+    with pytest.raises(IntegrityError, match="output id"):
+        restore(store, p.blob, "1" * 64, tmp_path / "other")
+
+
+def test_a_known_output_id_is_not_hashed_again(packed, tmp_path: Path) -> None:
+    """Shown by planting a false fact: restore believes it, so it did not hash the archive.
+    (The blob itself is still checked against its name: see the damaged-blob tests.)"""
+    store, _, p = packed
+    store.mark_checked(p.blob, "2" * 64)
+    restore(store, p.blob, "2" * 64, tmp_path / "out")
+    assert tree_sha256(tmp_path / "out", 315532800) == p.output_id
+
+
+def test_gc_drops_facts_with_their_blobs(packed) -> None:
+    from lwrecipe.gc import collect
+
+    store, _, p = packed
+    store.path("cas", p.blob).unlink()
+    collect(store, max_size=None, older_than_days=None)
+    assert store.checked(p.blob) is None
