@@ -13,12 +13,13 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import TYPE_CHECKING
 
 from .errors import RecipeError, UsageError
 from .signing import PublicKey, SecretKey, load_secret, parse_public
+
+if TYPE_CHECKING:
+    from .configfile import ConfigFile, RemoteEntry
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -32,24 +33,14 @@ USER_CONFIG_ENV = "LWRECIPE_CONFIG"
 PROJECT_FILE = "lwrecipe.toml"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, defer_build=True)
+@dataclass(frozen=True)
+class _NoFile:
+    """What a missing or empty config file says: configfile.ConfigFile's defaults,
+    without loading pydantic (a push or pull of everything never needs it)."""
 
-
-class RemoteEntry(_Strict):
-    url: str
-    name: str | None = None
-    push: bool = False
-    trusted_keys: list[str] = []
-    timeout: Annotated[float, Field(gt=0, strict=False)] = 60.0
-    auth_env: str | None = None  # the environment variable holding the header's value
-    auth_header: str = "Authorization"
-
-
-class ConfigFile(_Strict):
-    signing_key: str | None = None
-    trusted_keys: list[str] = []
-    remote: list[RemoteEntry] = []
+    signing_key: None = None
+    trusted_keys: tuple[()] = ()
+    remote: tuple[()] = ()
 
 
 @dataclass(frozen=True)
@@ -96,23 +87,20 @@ def normalise_url(url: str, base: Path | None = None) -> str:
     return "file://" + str(path.resolve())
 
 
-def read_config(path: Path) -> ConfigFile:
+def read_config(path: Path) -> ConfigFile | _NoFile:
     try:
         raw = tomllib.loads(path.read_text())
     except FileNotFoundError:
-        raw = {}
+        return _NoFile()
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise RecipeError.one(str(path), "", str(exc)) from None
-    if not raw:  # the defaults, without building the validators (models are defer_build)
-        return ConfigFile.model_construct()
-    try:
-        return ConfigFile.model_validate(raw)
-    except ValidationError as exc:
-        from .recipe import _problem
+    if not raw:
+        return _NoFile()
+    from .configfile import validate
 
-        raise RecipeError(str(path), [_problem(e) for e in exc.errors()]) from None
+    return validate(raw, str(path))
 
 
 def _keys(texts: list[str], where: str) -> dict[str, PublicKey]:

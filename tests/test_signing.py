@@ -92,3 +92,16 @@ def test_bad_config_names_file_and_field(tmp_path: Path) -> None:
     with pytest.raises(RecipeError) as info:
         load_settings(tmp_path, env={USER_CONFIG_ENV: str(tmp_path / "none.toml")})
     assert "lwrecipe.toml: remote[0].push: expected a boolean, got string" in str(info.value)
+
+
+def test_a_missing_or_empty_config_file_is_the_schema_defaults(tmp_path: Path) -> None:
+    """read_config answers these without pydantic; what it answers must be what the schema says."""
+    from lwrecipe.config import read_config
+    from lwrecipe.configfile import ConfigFile
+
+    (tmp_path / "empty.toml").write_text("# nothing set\n")
+    defaults = ConfigFile()
+    for path in (tmp_path / "missing.toml", tmp_path / "empty.toml"):
+        doc = read_config(path)
+        assert (doc.signing_key, list(doc.trusted_keys), list(doc.remote)) == \
+            (defaults.signing_key, defaults.trusted_keys, defaults.remote)

@@ -1,0 +1,39 @@
+"""The schema of lwrecipe.toml and the user's config file (pydantic), loaded only
+when a config file has something in it; config.py turns it into settings."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import RecipeError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, defer_build=True)
+
+
+class RemoteEntry(_Strict):
+    url: str
+    name: str | None = None
+    push: bool = False
+    trusted_keys: list[str] = []
+    timeout: Annotated[float, Field(gt=0, strict=False)] = 60.0
+    auth_env: str | None = None  # the environment variable holding the header's value
+    auth_header: str = "Authorization"
+
+
+class ConfigFile(_Strict):
+    signing_key: str | None = None
+    trusted_keys: list[str] = []
+    remote: list[RemoteEntry] = []
+
+
+def validate(raw: dict[str, Any], shown: str) -> ConfigFile:
+    try:
+        return ConfigFile.model_validate(raw)
+    except ValidationError as exc:
+        from .recipe import _problem
+
+        raise RecipeError(shown, [_problem(e) for e in exc.errors()]) from None
