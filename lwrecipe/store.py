@@ -252,10 +252,8 @@ class Store:
             if path.read_text() == key:
                 return
         except FileNotFoundError:
-            path.parent.mkdir(exist_ok=True)
-        tmp = path.with_name(f".{recipe}.{os.getpid()}")
-        tmp.write_text(key)
-        os.replace(tmp, path)
+            pass
+        self._replace_text(path, key)
 
     def last(self, recipe: str) -> Sha256 | None:
         try:
@@ -267,11 +265,7 @@ class Store:
     def mark_checked(self, blob: Sha256, output_id: Sha256) -> None:
         """Record the fact that blob `blob` decompresses to the archive `output_id`
         (a fact about the blob's bytes, so it stays true whatever else changes)."""
-        path = self.root / "checked" / blob
-        path.parent.mkdir(exist_ok=True)
-        tmp = self.root / "tmp" / f"checked-{blob}.{os.getpid()}.{threading.get_ident()}"
-        tmp.write_text(output_id)
-        os.replace(tmp, path)
+        self._replace_text(self.root / "checked" / blob, output_id)
 
     def checked(self, blob: Sha256) -> Sha256 | None:
         """The output id `blob` was seen to hold, by pack or by a restore that hashed it."""
@@ -280,6 +274,13 @@ class Store:
         except (FileNotFoundError, NotADirectoryError):
             return None
         return Sha256(output_id) if is_sha256(output_id) else None
+
+    def _replace_text(self, path: Path, text: str) -> None:
+        """A small file outside cas/, ac/ and sources/, replaced whole (never seen half-written)."""
+        path.parent.mkdir(exist_ok=True)
+        tmp = self.root / "tmp" / f"{path.parent.name}-{path.name}.{os.getpid()}.{threading.get_ident()}"
+        tmp.write_text(text)
+        os.replace(tmp, path)
 
     def touch(self, kind: str, name: str) -> None:
         """Mark an entry as used now: its atime is what `cache gc` orders by
