@@ -13,6 +13,7 @@ validating again, and the directory can be deleted at any time.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -27,6 +28,7 @@ from .recipe import RecipeDoc
 _MODELS = {cls.__name__: cls for cls in (recipe.UrlSource, recipe.GitSource, recipe.PathSource,
                                           recipe.FilePatch, recipe.UrlPatch, recipe.SourcePatch)}
 _code_tag: str | None = None
+LIMIT = 2000  # entries kept; the least recently written go first (each is about 1 KB)
 
 
 def cache_dir() -> Path:
@@ -60,8 +62,19 @@ def put(data: bytes, doc: RecipeDoc) -> None:
         with os.fdopen(fd, "w") as fh:
             json.dump(_fields(doc), fh)
         os.replace(tmp, path)
+        _prune(path.parent)
     except OSError:
         pass  # a read-only home only costs speed
+
+
+def _prune(directory: Path) -> None:
+    """Keep the newest LIMIT entries. Runs only when a recipe had to be validated."""
+    entries = list(os.scandir(directory))
+    if len(entries) > LIMIT:
+        entries.sort(key=lambda e: e.stat().st_mtime_ns)
+        for entry in entries[:len(entries) - LIMIT]:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
 
 
 def _fields(doc: RecipeDoc) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -70,3 +71,15 @@ def test_invalid_recipes_are_never_stored(own_cache: Path) -> None:
             recipe.parse_recipe(data, "busybox.toml")
     assert not own_cache.exists() or not list(own_cache.iterdir())
 
+
+
+def test_only_the_newest_entries_are_kept(own_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(recipecache, "LIMIT", 3)
+    data = (ROOT / "recipes" / "busybox.toml").read_bytes()
+    versions = [data.replace(b'version = "1.36.1"', f'version = "1.36.{i}"'.encode()) for i in range(5)]
+    for i, version in enumerate(versions):
+        recipe.parse_recipe(version, "busybox.toml")
+        os.utime(recipecache._entry(version), ns=(i * 10**9, i * 10**9))  # an unambiguous order of writing
+    assert len(list(own_cache.iterdir())) == 3
+    assert recipecache.get(versions[0]) is None and recipecache.get(versions[1]) is None
+    assert recipecache.get(versions[4]) is not None
