@@ -77,6 +77,9 @@ def unpack(archive: Path, dest: Path, strip: int = 0, label: str | None = None) 
 
 
 def _unpack_tar(archive: Path, dest: Path, strip: int, label: str) -> None:
+    linkable: set[str] = set()  # regular files (and links to them) unpacked so far
+    directories: set[str] = set()
+
     def guard(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
         _check_name(label, member.name)
         if member.isdev() or member.isfifo():
@@ -86,26 +89,43 @@ def _unpack_tar(archive: Path, dest: Path, strip: int, label: str) -> None:
         name = strip_name(member.name, strip)
         if name is None:
             return None
+        # When tarfile cannot make a link it extracts the link's target member in its
+        # place, and it recursed forever on a symlink to itself over a directory, or
+        # on a hardlink to itself or in a cycle: such entries are refused first.
+        if member.isdir():
+            directories.add(name)
+        elif name in directories:
+            raise UnsafeArchive(f"{label}: {member.name!r}: replaces a directory of the same name")
         changes: dict[str, object] = {"name": name, "uid": 0, "gid": 0, "uname": "", "gname": ""}
         if member.islnk():
             _check_name(label, member.linkname)
             target = strip_name(member.linkname, strip)
             if target is None:
                 raise UnsafeArchive(f"{label}: {member.name!r}: hardlink to a stripped entry")
+            if target not in linkable:
+                raise UnsafeArchive(f"{label}: {member.name!r}: hardlink to {target!r}, not an earlier file")
             changes["linkname"] = target
         member = member.replace(**changes, deep=False)  # type: ignore[arg-type]
         try:
-            return tarfile.data_filter(member, path)
+            member = tarfile.data_filter(member, path)
         except tarfile.FilterError as exc:
             raise UnsafeArchive(f"{label}: {member.name!r}: {exc}") from None
+        if member.isreg() or member.islnk():
+            linkable.add(member.name)
+        else:
+            linkable.discard(member.name)
+        return member
 
     try:
-        with tarfile.open(archive, "r:*") as tar:
-            tar.extractall(dest, filter=guard)
+        with tarfile.open(archive, "r:*", errorlevel=2) as tar:  # an entry that cannot be made is an error,
+            tar.extractall(dest, filter=guard)                      # never silently left out
     except (tarfile.TarError, EOFError, OSError, KeyError) as exc:  # KeyError: a hardlink to a missing member
         if isinstance(exc, UnsafeArchive):
             raise
         raise UnsafeArchive(f"{label}: cannot unpack: {exc}") from None
+    except RecursionError:  # the fallback above, for links the checks cannot foresee (a symlink
+        # that cannot be made below a file, naming itself): the archive is malformed
+        raise UnsafeArchive(f"{label}: cannot unpack: link entries that lead back to themselves") from None
 
 
 def _unpack_zip(archive: Path, dest: Path, strip: int, label: str) -> None:

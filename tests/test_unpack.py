@@ -55,6 +55,14 @@ BAD_TARS = {
     "fifo": [("pkg/fifo", "fifo")],
     "setuid": [("pkg/su", "file", b"x", 0o4755)],
     "setgid": [("pkg/sg", "file", b"x", 0o2755)],
+    # tarfile itself recursed without end on these (found by tests/faults/test_adversarial.py)
+    "hardlink-to-itself": [("pkg/a", "hardlink", "pkg/a")],
+    "hardlink-cycle": [("pkg/a", "hardlink", "pkg/b"), ("pkg/b", "hardlink", "pkg/a")],
+    "hardlink-to-later-file": [("pkg/h", "hardlink", "pkg/f"), ("pkg/f", "file", b"x")],
+    "hardlink-to-directory": [("pkg/d", "dir"), ("pkg/h", "hardlink", "pkg/d")],
+    "symlink-to-itself-over-directory": [("pkg/a", "dir"), ("pkg/a", "symlink", "a")],
+    "file-over-directory": [("pkg/a", "dir"), ("pkg/a", "file", b"x")],
+    "symlink-to-itself-below-a-file": [("pkg/a", "file", b"x"), ("pkg/a/b", "symlink", "b")],
 }
 
 
@@ -98,7 +106,8 @@ def test_zip_unpacks_with_modes(tmp_path, dest) -> None:
 
 
 GOOD = [("pkg", "dir"), ("pkg/a.txt", "file", b"a"), ("pkg/bin/run", "file", b"#!", 0o775),
-        ("pkg/sub/link", "symlink", "../a.txt"), ("pkg/hard", "hardlink", "pkg/a.txt")]
+        ("pkg/sub/link", "symlink", "../a.txt"), ("pkg/hard", "hardlink", "pkg/a.txt"),
+        ("pkg/hard2", "hardlink", "pkg/hard")]
 
 
 @pytest.mark.parametrize("mode", ["w", "w:gz", "w:bz2", "w:xz", "zst"])
@@ -112,7 +121,7 @@ def test_good_tar_every_compression(tmp_path, dest, mode) -> None:
     unpack(archive, dest, strip=1)
     assert (dest / "a.txt").read_bytes() == b"a"
     assert os.readlink(dest / "sub" / "link") == "../a.txt"
-    assert (dest / "hard").read_bytes() == b"a"
+    assert (dest / "hard").read_bytes() == (dest / "hard2").read_bytes() == b"a"
     assert (dest / "bin" / "run").stat().st_mode & 0o777 == 0o755
     assert (dest / "a.txt").stat().st_mode & 0o777 == 0o644
 
