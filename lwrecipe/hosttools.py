@@ -13,13 +13,12 @@ import os
 import platform
 import shutil
 import subprocess
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from .keys import Sha256, ToolPin
-from .store import file_sha256
+from .store import file_sha256, replace_text
 
 COREUTILS = ("basename", "cat", "chmod", "cp", "cut", "date", "dirname", "env", "expr", "head", "install", "ln",
              "ls", "mkdir", "mv", "od", "printf", "readlink", "realpath", "rm", "sleep", "sort", "tail", "touch",
@@ -134,13 +133,8 @@ class _Memo:
         assert self._entries is not None
         for stale in list(self._entries)[:-MEMO_LIMIT]:  # oldest first
             del self._entries[stale]
-        path = tool_cache_path()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".host-tools-")
-            with os.fdopen(fd, "w") as fh:
-                json.dump(self._entries, fh)
-            os.replace(tmp, path)
+            replace_text(tool_cache_path(), json.dumps(self._entries))
         except OSError:
             pass  # a read-only home only costs speed
 

@@ -52,8 +52,9 @@ def pack(store: Store, tree: Path, mtime: int) -> Packed:
         blob_size = staged.size
         blob = staged.hexdigest()
         store.commit(staged, "cas")
-    store.mark_checked(blob, archive.hexdigest())
-    return Packed(archive.hexdigest(), blob, archive.size, blob_size, len(entries))
+    output_id = archive.hexdigest()
+    store.mark_checked(blob, output_id)
+    return Packed(output_id, blob, archive.size, blob_size, len(entries))
 
 
 def put_log(store: Store, log: Path) -> Sha256:

@@ -17,13 +17,13 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from . import recipe
 from .hosttools import tool_cache_path
 from .recipe import RecipeDoc
+from .store import replace_text
 
 _MODELS = {cls.__name__: cls for cls in (recipe.UrlSource, recipe.GitSource, recipe.PathSource,
                                           recipe.FilePatch, recipe.UrlPatch, recipe.SourcePatch)}
@@ -57,11 +57,7 @@ def get(data: bytes) -> RecipeDoc | None:
 def put(data: bytes, doc: RecipeDoc) -> None:
     path = _entry(data)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".recipe-")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(_fields(doc), fh)
-        os.replace(tmp, path)
+        replace_text(path, json.dumps(_fields(doc)))
         _prune(path.parent)
     except OSError:
         pass  # a read-only home only costs speed

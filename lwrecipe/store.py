@@ -38,6 +38,21 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def replace_text(path: Path, text: str, staging: Path | None = None) -> None:
+    """Write a small file whole: staged beside it (or in `staging`, same file
+    system) and renamed over it, so no reader ever sees it half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=staging or path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)  # readable like every other store entry, not mkstemp's 0600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def file_sha256(path: Path) -> Sha256:
     with path.open("rb") as fh:
         return Sha256(hashlib.file_digest(fh, "sha256").hexdigest())
@@ -253,7 +268,7 @@ class Store:
                 return
         except FileNotFoundError:
             pass
-        self._replace_text(path, key)
+        replace_text(path, key, self.root / "tmp")
 
     def last(self, recipe: str) -> Sha256 | None:
         try:
@@ -265,7 +280,7 @@ class Store:
     def mark_checked(self, blob: Sha256, output_id: Sha256) -> None:
         """Record the fact that blob `blob` decompresses to the archive `output_id`
         (a fact about the blob's bytes, so it stays true whatever else changes)."""
-        self._replace_text(self.root / "checked" / blob, output_id)
+        replace_text(self.root / "checked" / blob, output_id, self.root / "tmp")
 
     def checked(self, blob: Sha256) -> Sha256 | None:
         """The output id `blob` was seen to hold, by pack or by a restore that hashed it."""
@@ -274,13 +289,6 @@ class Store:
         except (FileNotFoundError, NotADirectoryError):
             return None
         return Sha256(output_id) if is_sha256(output_id) else None
-
-    def _replace_text(self, path: Path, text: str) -> None:
-        """A small file outside cas/, ac/ and sources/, replaced whole (never seen half-written)."""
-        path.parent.mkdir(exist_ok=True)
-        tmp = self.root / "tmp" / f"{path.parent.name}-{path.name}.{os.getpid()}.{threading.get_ident()}"
-        tmp.write_text(text)
-        os.replace(tmp, path)
 
     def touch(self, kind: str, name: str) -> None:
         """Mark an entry as used now: its atime is what `cache gc` orders by
