@@ -2,7 +2,7 @@
 
 Bytes are staged in the store's tmp/, hashed as they arrive (the raw stream, so a
 Content-Encoding cannot change what is verified) and renamed into sources/ only
-once they match. The downloader is handed its httpx client; it never prints,
+once they match. The downloader is handed its HTTP client (httpclient.py); it never prints,
 it reports events to a Reporter.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 import email.utils
 import random
 import re
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from . import faults
 from .store import PipelinedWriter, Staged, Store
 
 if TYPE_CHECKING:
-    import httpx
+    from .httpclient import Client
 
 CHUNK = 1 << 20
 MIRRORS_ENV = "LWRECIPE_MIRRORS"
@@ -82,27 +81,10 @@ class RetryPolicy:
         return base * (0.5 + random.random() / 2)
 
 
-BODY_READ = 256 << 10
+def make_client(connect_timeout: float = 15.0, read_timeout: float = 60.0) -> Client:
+    from .httpclient import Client  # here, not at the top: a fully cached build never loads it
 
-
-def make_client(connect_timeout: float = 15.0, read_timeout: float = 60.0) -> httpx.Client:
-    # httpx imports its own command-line tool (rich, click, pygments: ~40 ms)
-    # whenever those are installed; lwrecipe never runs it, so it is marked absent
-    # and httpx falls back to its stub, as it does where they are not installed.
-    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-    import httpx  # here, not at the top: a fully cached build never loads it
-    from httpcore._sync import http11
-
-    # httpcore reads a response 64 KiB at a time, and the work h11 does per read
-    # was most of a pull's CPU; 256 KiB reads took a 1 GiB pull from nginx from
-    # 1.30-2.28 s to 1.14-1.47 s (docs/performance.md). Only the size of each
-    # socket read changes; an httpcore without this attribute is left as it is.
-    if hasattr(http11.HTTP11Connection, "READ_NUM_BYTES"):
-        http11.HTTP11Connection.READ_NUM_BYTES = BODY_READ
-    return httpx.Client(follow_redirects=True, max_redirects=10,
-                        timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
-                        headers={"User-Agent": "lwrecipe", "Accept-Encoding": "identity"},
-                        limits=httpx.Limits(max_connections=16, max_keepalive_connections=8))
+    return Client(connect_timeout=connect_timeout, read_timeout=read_timeout)
 
 
 def user_mirrors(value: str | None) -> list[str]:
@@ -149,7 +131,7 @@ _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 @dataclass
 class Downloader:
     store: Store
-    client: httpx.Client
+    client: Client
     mirrors: Sequence[str] = ()
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     reporter: Reporter = field(default_factory=NullReporter)
@@ -222,12 +204,12 @@ class Downloader:
                 self.sleep(self.policy.delay(attempt, exc.retry_after))
 
     def _http_once(self, url: str, staged: Staged, wanted: Wanted) -> None:
-        import httpx
+        from .httpclient import HttpError
 
         headers = {"Range": f"bytes={staged.size}-"} if staged.size else {}
         try:
-            with self.client.stream("GET", url, headers=headers) as resp:
-                status = resp.status_code
+            with self.client.request("GET", url, headers=headers) as resp:
+                status = resp.status
                 if status == 429 or status >= 500:
                     raise _Failed(f"HTTP {status}", retry=True, retry_after=_retry_after(resp.headers.get("Retry-After")))
                 if status == 416:
@@ -248,17 +230,13 @@ class Downloader:
                 self.reporter.begin(wanted.label, wanted.basename, total)
                 writer = PipelinedWriter(staged)
                 try:
-                    for chunk in resp.iter_raw():  # no chunk_size: a partial chunk would be lost on a drop
-                        if wanted.max_size is not None and writer.total + len(chunk) > wanted.max_size:
+                    for piece in resp.iter_raw():  # fresh pieces: the writer keeps them
+                        if wanted.max_size is not None and writer.total + len(piece) > wanted.max_size:
                             raise _Failed(f"more than the expected {wanted.max_size} bytes; refused")
-                        writer.write(chunk)
-                        self.reporter.advance(wanted.label, len(chunk))
+                        writer.take(piece)
+                        self.reporter.advance(wanted.label, len(piece))
                         faults.point("download")
                 finally:
                     writer.close()  # staged then holds every byte received, for a resume
-        except httpx.TooManyRedirects:
-            raise _Failed("too many redirects") from None
-        except httpx.TimeoutException as exc:
-            raise _Failed(f"timed out ({type(exc).__name__})", retry=True) from None
-        except httpx.TransportError as exc:
-            raise _Failed(f"{type(exc).__name__}: {exc}", retry=True) from None
+        except HttpError as exc:
+            raise _Failed(str(exc), retry=exc.retry) from None

@@ -15,7 +15,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -30,7 +30,7 @@ from .signing import SecretKey, check, sign
 from .store import Store, fsync_dir
 
 if TYPE_CHECKING:
-    import httpx
+    from .httpclient import Client
 
 RECORD_LIMIT = 4 << 20  # a build record is a few KiB; anything near this is not one
 LOG_LIMIT = 1 << 30  # a compressed build log
@@ -119,7 +119,7 @@ class HttpBackend:
     """An HTTP cache: GET/HEAD/PUT of {base}/cas/<sha256> and {base}/ac/<key>."""
 
     spec: RemoteSpec
-    client: httpx.Client
+    client: Client
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     sleep: Any = time.sleep
 
@@ -127,37 +127,36 @@ class HttpBackend:
         return f"{self.spec.url}/{kind}/{name}"
 
     def _retrying(self, what: str, attempt_once: Any) -> Any:
-        import httpx
+        from .httpclient import HttpError
 
         attempt = 0
         while True:
             attempt += 1
             try:
                 return attempt_once()
-            except (httpx.TransportError, _Retry) as exc:
+            except (HttpError, _Retry) as exc:
                 reason = str(exc) or type(exc).__name__
-                if attempt >= self.policy.attempts:
-                    raise RemoteError(f"{self.spec.name}: {what}: {reason} (after {attempt} attempts)") from None
+                if not getattr(exc, "retry", True) or attempt >= self.policy.attempts:
+                    tries = f" (after {attempt} attempts)" if attempt > 1 else ""
+                    raise RemoteError(f"{self.spec.name}: {what}: {reason}{tries}") from None
                 self.sleep(self.policy.delay(attempt, getattr(exc, "retry_after", None)))
 
     def exists(self, kind: str, name: str) -> bool:
         def once() -> bool:
-            resp = self.client.head(self.location(kind, name))
-            return _status(resp, f"HEAD {kind}/{name}") == 200
+            code, headers = self.client.status("HEAD", self.location(kind, name))
+            return _status(code, headers, f"HEAD {kind}/{name}") == 200
 
         return bool(self._retrying(f"HEAD {kind}/{name}", once))
 
     def read_small(self, kind: str, name: str, limit: int) -> bytes | None:
         def once() -> bytes | None:
-            with self.client.stream("GET", self.location(kind, name)) as resp:
-                if _status(resp, f"GET {kind}/{name}") == 404:
+            with self.client.request("GET", self.location(kind, name)) as resp:
+                if _status(resp.status, resp.headers, f"GET {kind}/{name}") == 404:
                     return None
-                data = bytearray()
-                for chunk in resp.iter_raw():
-                    data += chunk
-                    if len(data) > limit:
-                        raise IntegrityError(f"{self.spec.name}: {kind}/{name}: larger than {limit} bytes; refused")
-                return bytes(data)
+                data = resp.read(limit)
+                if data is None:
+                    raise IntegrityError(f"{self.spec.name}: {kind}/{name}: larger than {limit} bytes; refused")
+                return data
 
         return self._retrying(f"GET {kind}/{name}", once)  # type: ignore[no-any-return]
 
@@ -165,19 +164,15 @@ class HttpBackend:
         size = path.stat().st_size
         label = f"push {kind}/{name[:12]}"
 
-        def body() -> Iterator[bytes]:
-            with path.open("rb") as src:
-                while chunk := src.read(CHUNK):
-                    reporter.advance(label, len(chunk))
-                    yield chunk
-                    faults.point("push")
+        def sent(nbytes: int) -> None:
+            reporter.advance(label, nbytes)
+            faults.point("push")
 
         def once() -> None:
             reporter.begin(label, name[:12], size)
-            resp = self.client.put(self.location(kind, name), content=body(),
-                                   headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"})
-            code = _status(resp, f"PUT {kind}/{name}")
-            if code not in (200, 201, 204):
+            code, headers = self.client.status("PUT", self.location(kind, name), body=path, sent=sent,
+                                               headers={"Content-Type": "application/octet-stream"})
+            if _status(code, headers, f"PUT {kind}/{name}") not in (200, 201, 204):
                 raise RemoteError(f"{self.spec.name}: PUT {kind}/{name}: HTTP {code}")
 
         self._retrying(f"PUT {kind}/{name}", once)
@@ -193,13 +188,12 @@ class _Retry(Exception):
         self.retry_after = retry_after
 
 
-def _status(resp: httpx.Response, what: str) -> int:
+def _status(code: int, headers: Mapping[str, str], what: str) -> int:
     """200/201/204/404 are answers; 5xx, 408 and 429 are retried; the rest are errors."""
-    code = resp.status_code
     if code in (200, 201, 204, 404):
         return code
     if code >= 500 or code in (408, 429):
-        after = resp.headers.get("Retry-After")
+        after = headers.get("Retry-After")
         raise _Retry(f"HTTP {code}", float(after) if after and after.isdigit() else None)
     if code in (401, 403):
         raise RemoteError(f"{what}: HTTP {code} (check the remote's auth_env)")
@@ -214,7 +208,7 @@ def open_backend(spec: RemoteSpec, env: dict[str, str] | None = None) -> Backend
         value = (os.environ if env is None else env).get(spec.auth_env)
         if not value:
             raise UsageError(f"remote {spec.name}: auth_env {spec.auth_env} is not set")
-        client.headers[spec.auth_header] = value
+        client.add_credential(spec.url, spec.auth_header, value)
     return HttpBackend(spec, client)
 
 

@@ -93,9 +93,9 @@ class PipelinedWriter:
 
     def __init__(self, staged: Staged) -> None:
         self.staged = staged
-        self.pieces: queue.Queue[bytes | None] = queue.Queue(self.DEPTH)
+        self.pieces: queue.Queue[bytes | bytearray | None] = queue.Queue(self.DEPTH)
         self.error: BaseException | None = None
-        self._batch: list[bytes] = []
+        self._batch: list[bytes | bytearray] = []
         self._batched = 0
         self.total = staged.size  # bytes in the file once everything handed over is written
         self.thread = threading.Thread(target=self._run, name="staged-writer", daemon=True)
@@ -110,14 +110,19 @@ class PipelinedWriter:
                     self.error = exc
 
     def write(self, data: bytes) -> int:
+        """File-like: data is copied unless it is immutable bytes."""
+        return self.take(data if type(data) is bytes else bytes(data))
+
+    def take(self, piece: bytes | bytearray) -> int:
+        """Like write, without a copy: the caller gives piece away and must not change it."""
         if self.error is not None:
             raise self.error
-        self._batch.append(bytes(data))
-        self._batched += len(data)
-        self.total += len(data)
+        self._batch.append(piece)
+        self._batched += len(piece)
+        self.total += len(piece)
         if self._batched >= self.BATCH:
             self._hand_over()
-        return len(data)
+        return len(piece)
 
     def _hand_over(self) -> None:
         if self._batch:

@@ -1,4 +1,5 @@
-"""Real servers on 127.0.0.1 for the tests: a file server with fault hooks."""
+"""Real servers on 127.0.0.1 for the tests: a file server with fault hooks (over
+TLS if asked), nginx with WebDAV PUT, and a forward proxy."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 from contextlib import contextmanager
 from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -125,13 +127,29 @@ class FaultServer:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def process_request(self, request: Any, client_address: Any) -> None:
+                server.connections += 1
+                super().process_request(request, client_address)
+
+        self.connections = 0  # accepted, over the server's life
+        self.httpd = Server(("127.0.0.1", 0), Handler)
         self.port = self.httpd.server_address[1]
+        self.scheme = "http"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
+    def use_tls(self, cert: Path, key: Path) -> None:
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        self.scheme = "https"
+
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
     def add(self, path: str, data: bytes, *behaviour: str) -> str:
         self.files[path] = data
@@ -140,8 +158,11 @@ class FaultServer:
 
 
 @contextmanager
-def fault_server() -> Iterator[FaultServer]:
+def fault_server(tls: tuple[Path, Path] | None = None) -> Iterator[FaultServer]:
+    """A FaultServer; over TLS with tls = (certificate, key)."""
     server = FaultServer()
+    if tls is not None:
+        server.use_tls(*tls)
     server.thread.start()
     try:
         yield server
@@ -210,3 +231,104 @@ def nginx_server(root: str | Path) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+class ForwardProxy:
+    """An HTTP proxy: absolute-form requests are forwarded with http.client, CONNECT
+    opens a tunnel. `seen` keeps each request line and its Proxy-Authorization."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str | None]] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _forward(self) -> None:
+                import http.client
+                from urllib.parse import urlsplit
+
+                proxy.seen.append((self.requestline, self.headers.get("Proxy-Authorization")))
+                parts = urlsplit(self.path)
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "proxy-authorization"}
+                upstream = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=10)
+                upstream.request(self.command, parts.path or "/", body=body or None, headers=headers)
+                resp = upstream.getresponse()
+                data = resp.read()
+                self.send_response(resp.status)
+                for name, value in resp.getheaders():
+                    if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                upstream.close()
+
+            do_GET = do_HEAD = do_PUT = _forward  # noqa: N815
+
+            def do_CONNECT(self) -> None:  # noqa: N802
+                import selectors
+
+                proxy.seen.append((self.requestline, self.headers.get("Proxy-Authorization")))
+                host, port = self.path.rsplit(":", 1)
+                upstream = socket.create_connection((host, int(port)), timeout=10)
+                self.send_response(200)
+                self.end_headers()
+                self.close_connection = True
+                with selectors.DefaultSelector() as sel, upstream:
+                    sel.register(self.connection, selectors.EVENT_READ, upstream)
+                    sel.register(upstream, selectors.EVENT_READ, self.connection)
+                    while True:
+                        for key, _ in sel.select(timeout=10):
+                            data = key.fileobj.recv(1 << 16)  # type: ignore[union-attr]
+                            if not data:
+                                return
+                            key.data.sendall(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+
+@contextmanager
+def forward_proxy() -> Iterator[ForwardProxy]:
+    proxy = ForwardProxy()
+    thread = threading.Thread(target=proxy.httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield proxy
+    finally:
+        proxy.httpd.shutdown()
+        proxy.httpd.server_close()
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key (PEM files), made with cryptography."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lwrecipe test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file

@@ -5,10 +5,16 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import httpx
 import pytest
 
+from lwrecipe.httpclient import Client
 from lwrecipe.serve import byte_range, make_server
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers (lower-case names) and body of one GET."""
+    with Client(env={}) as client, client.request("GET", url, headers) as resp:
+        return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read(1 << 20) or b""
 
 
 @pytest.fixture
@@ -28,24 +34,24 @@ def test_isolation_headers_and_types(site) -> None:  # noqa: ANN001
     base, _ = site
     for path, mime in (("/kernel.wasm", "application/wasm"), ("/index.html", "text/html"),
                        ("/host.js", "text/javascript")):
-        resp = httpx.get(base + path)
-        assert resp.status_code == 200 and resp.headers["content-type"].startswith(mime)
-        assert resp.headers["cross-origin-opener-policy"] == "same-origin"
-        assert resp.headers["cross-origin-embedder-policy"] == "require-corp"
-        assert resp.headers["accept-ranges"] == "bytes"
-    assert httpx.get(base + "/missing").status_code == 404
+        status, headers, _ = get(base + path)
+        assert status == 200 and headers["content-type"].startswith(mime)
+        assert headers["cross-origin-opener-policy"] == "same-origin"
+        assert headers["cross-origin-embedder-policy"] == "require-corp"
+        assert headers["accept-ranges"] == "bytes"
+    assert get(base + "/missing")[0] == 404
 
 
 def test_ranges(site) -> None:  # noqa: ANN001
     base, root = site
     data = (root / "kernel.wasm").read_bytes()
-    resp = httpx.get(base + "/kernel.wasm", headers={"Range": "bytes=4-9"})
-    assert resp.status_code == 206 and resp.content == data[4:10]
-    assert resp.headers["content-range"] == f"bytes 4-9/{len(data)}"
-    assert httpx.get(base + "/kernel.wasm", headers={"Range": "bytes=-4"}).content == data[-4:]
-    assert httpx.get(base + "/kernel.wasm", headers={"Range": "bytes=1000-"}).content == data[1000:]
-    bad = httpx.get(base + "/kernel.wasm", headers={"Range": f"bytes={len(data)}-"})
-    assert bad.status_code == 416 and bad.headers["content-range"] == f"bytes */{len(data)}"
+    status, headers, body = get(base + "/kernel.wasm", {"Range": "bytes=4-9"})
+    assert status == 206 and body == data[4:10]
+    assert headers["content-range"] == f"bytes 4-9/{len(data)}"
+    assert get(base + "/kernel.wasm", {"Range": "bytes=-4"})[2] == data[-4:]
+    assert get(base + "/kernel.wasm", {"Range": "bytes=1000-"})[2] == data[1000:]
+    status, headers, _ = get(base + "/kernel.wasm", {"Range": f"bytes={len(data)}-"})
+    assert status == 416 and headers["content-range"] == f"bytes */{len(data)}"
 
 
 @pytest.mark.parametrize("header, size, expected", [
