@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import http.client
 import os
+import select
 import socket
 import ssl
 import threading
@@ -150,6 +151,16 @@ def _reason(exc: BaseException) -> HttpError:
 _FAILURES = (OSError, http.client.HTTPException)
 
 
+def _quiet(conn: http.client.HTTPConnection) -> bool:
+    """An idle connection with nothing to read: anything readable on it (the
+    server's close, or bytes nobody asked for) means it cannot carry a request."""
+    if conn.sock is None:
+        return False
+    poller = select.poll()
+    poller.register(conn.sock, select.POLLIN)
+    return not poller.poll(0)
+
+
 class Response:
     """A response whose head has arrived; the body is read from it."""
 
@@ -249,9 +260,14 @@ class Client:
         return conn
 
     def _take(self, origin: Origin) -> http.client.HTTPConnection | None:
-        with self._lock:
-            conns = self._idle.get(origin)
-            return conns.pop() if conns else None
+        """An idle connection to origin that the server has not closed, if any."""
+        while True:
+            with self._lock:
+                conns = self._idle.get(origin)
+                conn = conns.pop() if conns else None
+            if conn is None or _quiet(conn):
+                return conn
+            conn.close()
 
     def _give_back(self, origin: Origin, conn: http.client.HTTPConnection) -> None:
         with self._lock:

@@ -42,17 +42,22 @@ def test_connections_are_kept_alive_once_a_body_is_read(server) -> None:
         assert server.connections == 2
 
 
-def test_a_closed_idle_connection_is_replaced() -> None:
-    """A server that closes every connection after one response, without saying so."""
+@pytest.mark.parametrize("when", ["after its response", "on the next request"])
+def test_a_connection_the_server_closed_is_replaced(when: str) -> None:
+    """A server that closes a kept-alive connection without saying so: while it is
+    idle (seen before it is used), or on receiving the next request (retried
+    once on a new connection)."""
     listener = socket.create_server(("127.0.0.1", 0))
     accepted = []
 
     def serve() -> None:
-        for _ in range(2):
+        while len(accepted) < 2:
             conn, _ = listener.accept()
             accepted.append(conn)
             conn.recv(65536)
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            if when == "on the next request" and len(accepted) == 1:
+                conn.recv(65536)
             conn.close()
 
     thread = threading.Thread(target=serve, daemon=True)
