@@ -28,7 +28,9 @@ from .store import replace_text
 _MODELS = {cls.__name__: cls for cls in (recipe.UrlSource, recipe.GitSource, recipe.PathSource,
                                           recipe.FilePatch, recipe.UrlPatch, recipe.SourcePatch)}
 _code_tag: str | None = None
-LIMIT = 2000  # entries kept; the least recently written go first (each is about 1 KB)
+LIMIT = 20_000  # entries kept; the least recently written go first (each is about 1 KB)
+SLACK = 0.1  # the directory may grow this far past LIMIT between two prunes
+_counted: int | None = None  # entries as this process last counted them, plus those it wrote since
 
 
 def cache_dir() -> Path:
@@ -55,22 +57,28 @@ def get(data: bytes) -> RecipeDoc | None:
 
 
 def put(data: bytes, doc: RecipeDoc) -> None:
+    global _counted
     path = _entry(data)
     try:
         replace_text(path, json.dumps(_fields(doc)))
-        _prune(path.parent)
+        _counted = _counted + 1 if _counted is not None else sum(1 for _ in os.scandir(path.parent))
+        if _counted > LIMIT * (1 + SLACK):
+            _counted = _prune(path.parent)
     except OSError:
         pass  # a read-only home only costs speed
 
 
-def _prune(directory: Path) -> None:
-    """Keep the newest LIMIT entries. Runs only when a recipe had to be validated."""
+def _prune(directory: Path) -> int:
+    """Keeps the newest LIMIT entries; returns how many are left. The directory is
+    counted once per process and listed again only each LIMIT * SLACK writes, so
+    validating a graph of many new recipes stays linear."""
     entries = list(os.scandir(directory))
     if len(entries) > LIMIT:
         entries.sort(key=lambda e: e.stat().st_mtime_ns)
         for entry in entries[:len(entries) - LIMIT]:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(entry.path)
+    return min(len(entries), LIMIT)
 
 
 def _fields(doc: RecipeDoc) -> dict[str, Any]:
