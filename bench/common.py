@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -30,15 +31,38 @@ def best(fn: Callable[[], object], runs: int = 3, before: Callable[[], object] |
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 
 
+SETTLE_MIB = int(os.environ.get("BENCH_SETTLE_MIB", "1536"))
+
+
+def settle() -> None:
+    """Writes and deletes BENCH_SETTLE_MIB of zeros in BENCH_TMP (or /dev/shm), so
+    that each timed run finds as much free memory that the guest touched a moment
+    ago. This VM hands memory freed for about two seconds back to its host, and a
+    run that writes into such memory was up to 2x slower; which run got it was
+    chance (docs/performance.md). 0 turns it off."""
+    if SETTLE_MIB <= 0:
+        return
+    zeros = bytes(16 << 20)
+    fd, path = tempfile.mkstemp(dir=os.environ.get("BENCH_TMP", "/dev/shm"), prefix="settle-")
+    try:
+        for _ in range(SETTLE_MIB // 16):
+            os.write(fd, zeros)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
 def paired(ours: Callable[[], object], ref: Callable[[], object], runs: int = RUNS,
            before: Callable[[], object] | None = None) -> tuple[float, float]:
     """The fastest of `runs` timings of each, taken in turn (ref, ours, ref, ours, ...)
-    so that a machine whose speed drifts during the run slows both alike."""
+    so that a machine whose speed drifts during the run slows both alike; memory
+    is settled before each."""
     ours_times, ref_times = [], []
     for _ in range(runs):
         for fn, times in ((ref, ref_times), (ours, ours_times)):
             if before is not None:
                 before()
+            settle()
             times.append(timed(fn))
     return min(ours_times), min(ref_times)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import RUNS, row, timed  # noqa: E402
+from bench.common import RUNS, row, settle, timed  # noqa: E402
 from tests.servers import nginx_server  # noqa: E402
 
 SIZE = int(os.environ.get("BENCH_TRANSFER_MIB", "1024")) << 20
@@ -105,8 +105,10 @@ def main() -> list[dict]:
 
             curls, pulls = [], []
             for _ in range(RUNS):  # in turn, so that drift in the machine's speed slows both alike
+                settle()
                 curls.append(timed(lambda: subprocess.run(["curl", "-sSf", "-o", str(out), f"{base}/cas/{sha}"],
                                                           check=True)))
+                settle()
                 pulls.append(pull())
             t_pull, t_curl = min(pulls), min(curls)
             out.unlink()
@@ -116,8 +118,10 @@ def main() -> list[dict]:
 
             curls, pushes = [], []
             for _ in range(RUNS):
+                settle()
                 curls.append(timed(lambda: subprocess.run(["curl", "-sSf", "-T", str(blob),
                                                            f"{base}/put-curl/{sha}"], check=True)))
+                settle()
                 pushes.append(run_measured([sys.executable, "-c", PUSH, base, f"{sha}", str(blob)], cwd=ROOT)[0])
             t_push, t_curl_put = min(pushes), min(curls)
             rows.append(row("push 1 GiB blob to nginx", "curl -T", t_push, t_curl_put, ">= 0.8x throughput", False))
