@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true",
                    help="rebuild the targets even when cached and fail (exit 3) if the output differs")
     p.add_argument("--offline", action="store_true", help="never touch the network")
-    p.add_argument("--no-sandbox", action="store_true", help="build without bubblewrap (recorded in the build record)")
+    p.add_argument("--no-sandbox", action="store_true", help="where bubblewrap cannot run, build anyway on host paths (recorded in the build record)")
     _remote_args(p)
     p.add_argument("--push", action="store_true", help="upload what is built here to every remote")
     p.add_argument("--locked", action="store_true",

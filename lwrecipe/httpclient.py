@@ -204,17 +204,12 @@ class Response:
                 return None
         return bytes(data)
 
-    @property
-    def finished(self) -> bool:
-        return self.raw.isclosed()
-
 
 class Client:
     def __init__(self, connect_timeout: float = 15.0, read_timeout: float = 60.0,
-                 headers: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None) -> None:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
-        self.headers: dict[str, str] = dict(headers or {})
         self._credentials: dict[tuple[str, str, int], dict[str, str]] = {}
         self.env = os.environ if env is None else env
         self._idle: dict[Origin, list[http.client.HTTPConnection]] = {}
@@ -235,8 +230,9 @@ class Client:
                 conn.close()
 
     def add_credential(self, url: str, name: str, value: str) -> None:
-        """A header sent on every request to url's origin, and never elsewhere
-        (not after a redirect to another origin, not to a proxy)."""
+        """A header sent on every request to url's origin (scheme, host, port) and to
+        no other, not after a redirect either. A proxy for plain http sees it, as
+        it sees the whole request; through a proxy, https hides it (CONNECT)."""
         origin, _ = split(url)
         self._credentials.setdefault((origin.scheme, origin.host, origin.port), {})[name] = value
 
@@ -309,7 +305,7 @@ class Client:
                                                                http.client.HTTPConnection]:
         origin, target = split(url)
         proxy = proxy_for(origin, self.env)
-        all_headers = {"User-Agent": "lwrecipe", **self.headers, "Accept-Encoding": "identity"}
+        all_headers = {"User-Agent": "lwrecipe", "Accept-Encoding": "identity"}
         all_headers.update(self._credentials.get((origin.scheme, origin.host, origin.port), {}))
         all_headers.update(headers)
         if proxy is not None:

@@ -141,8 +141,22 @@ def bwrap_argv(job: Job, bwrap: str) -> list[str]:
     return argv
 
 
-def plain_argv(job: Job) -> list[str]:
-    return ["/bin/bash", "-euo", "pipefail", str(job.layout.script)]
+# Without bubblewrap nothing ends the script when lwrecipe dies (bubblewrap has
+# --die-with-parent), and the script is in its own session. So a watcher runs
+# beside it: it blocks reading a pipe whose write end only lwrecipe holds, and
+# when lwrecipe exits, however it exits, the read returns and the watcher kills
+# the whole process group: the script and everything it started. $1 is the
+# script, $2 the pipe's read end; the script itself does not get that fd.
+_WATCHED = ('/bin/bash -euo pipefail "$1" {fd}<&- & script=$!\n'
+            '{ read -r _ <&"$2"; kill -KILL 0; } & watcher=$!\n'
+            'wait "$script"; status=$?\n'
+            'kill "$watcher" 2>/dev/null\n'
+            'exit "$status"')
+
+
+def plain_argv(job: Job, watch_fd: int) -> list[str]:
+    script = _WATCHED.replace("{fd}", str(watch_fd))
+    return ["/bin/bash", "-c", script, "lwrecipe-build", str(job.layout.script), str(watch_fd)]
 
 
 @cache
@@ -171,19 +185,27 @@ def require_sandbox(allow_none: bool) -> str | None:
 def run(job: Job, bwrap: str | None, log: Path) -> int:
     """Run the script; stdout and stderr go to `log`. Returns the exit status."""
     prepare(job)
-    if bwrap:
-        argv, env, cwd = bwrap_argv(job, bwrap), {}, None
-    else:
-        argv, env, cwd = plain_argv(job), environment(job, False), job.layout.src
-    with log.open("wb") as fh:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
-                                env=env, cwd=cwd, preexec_fn=lambda: os.umask(0o022), start_new_session=True)
-        faults.point("build")
-        try:
-            return proc.wait()
-        except BaseException:
-            _kill_group(proc)
-            raise
+    watch_read, watch_write = os.pipe()  # unsandboxed: the script's group dies when watch_write closes
+    try:
+        if bwrap:
+            argv, env, cwd, keep = bwrap_argv(job, bwrap), {}, None, ()
+        else:
+            argv, env, cwd, keep = plain_argv(job, watch_read), environment(job, False), job.layout.src, (watch_read,)
+        with log.open("wb") as fh:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, env=env,
+                                    cwd=cwd, pass_fds=keep, preexec_fn=lambda: os.umask(0o022),
+                                    start_new_session=True)
+            os.close(watch_read)
+            watch_read = -1
+            faults.point("build")
+            try:
+                return proc.wait()
+            finally:
+                _kill_group(proc)  # what the script left running ends with it, as in the sandbox's namespace
+    finally:
+        for fd in (watch_read, watch_write):
+            if fd >= 0:
+                os.close(fd)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
