@@ -365,7 +365,14 @@ def cmd_checkout(ctx: Context) -> int:
 def cmd_cache_verify(ctx: Context) -> int:
     from .store import Store
 
-    report = Store(ctx.cache_dir).verify_all()
+    store = Store(ctx.cache_dir)
+    report = store.verify_all()
+    if store.exists():
+        from .outputs import recheck_facts
+
+        facts, wrong = recheck_facts(store)
+        report.checked += facts
+        report.removed += wrong
     for line in report.removed:
         ctx.out(f"removed corrupt {line}")
     ctx.info(f"{report.checked} entries checked, {len(report.removed)} corrupt removed, "

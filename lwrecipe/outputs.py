@@ -19,7 +19,7 @@ import zstandard
 
 from .archive import HashingWriter, extract_canonical, write_tree
 from .errors import IntegrityError, UnsafeArchive
-from .keys import Sha256
+from .keys import Sha256, is_sha256
 from .store import PipelinedWriter, Store
 
 ZSTD_LEVEL = 3
@@ -162,3 +162,36 @@ def restore(store: Store, blob: Sha256, output_id: Sha256, dest: Path) -> None:
         raise IntegrityError(f"cas/{blob}: contents do not match (blob or output id); deleted")
     if check_archive:
         store.mark_checked(blob, output_id)
+
+
+def recheck_facts(store: Store) -> tuple[int, list[str]]:
+    """For `cache verify`: decompress every blob that has a `checked/` fact and hash
+    its archive. A fact that is wrong or unreadable is removed and reported (the
+    blob is judged by its own name elsewhere; a wrong fact would only make a
+    restore skip the archive hash); one whose blob is gone is removed quietly.
+    Returns how many facts were checked and which were removed."""
+    directory = store.root / "checked"
+    removed: list[str] = []
+    checked = 0
+    for fact in sorted(directory.iterdir()) if directory.is_dir() else []:
+        said = store.checked(Sha256(fact.name)) if is_sha256(fact.name) else None
+        if said is not None and not store.path("cas", fact.name).is_file():
+            fact.unlink(missing_ok=True)
+            continue
+        checked += 1
+        if said is None or _archive_id(store.path("cas", fact.name)) != said:
+            fact.unlink(missing_ok=True)
+            removed.append(f"checked/{fact.name}")
+    return checked, removed
+
+
+def _archive_id(path: Path) -> str | None:
+    unpacker = _Unpacker(path)
+    unpacker.start()
+    try:
+        unpacker.drain()
+    except (zstandard.ZstdError, OSError):
+        return None
+    finally:
+        unpacker.stop()
+    return unpacker.archive_hash.hexdigest()

@@ -11,7 +11,7 @@ import zstandard
 
 from lwrecipe.archive import tree_sha256
 from lwrecipe.errors import IntegrityError
-from lwrecipe.outputs import pack, restore
+from lwrecipe.outputs import pack, recheck_facts, restore
 from lwrecipe.store import Store
 
 
@@ -108,3 +108,15 @@ def test_gc_drops_facts_with_their_blobs(packed) -> None:
     store.path("cas", p.blob).unlink()
     collect(store, max_size=None, older_than_days=None)
     assert store.checked(p.blob) is None
+
+
+def test_verify_rechecks_facts(packed, tmp_path: Path) -> None:
+    store, tree, p = packed
+    other = put(store, zstandard.ZstdCompressor().compress(b"not the tree"))
+    store.mark_checked(other, p.output_id)  # false: restoring under this fact would skip the archive hash
+    store.mark_checked("3" * 64, p.output_id)  # its blob is not in the store
+    (store.root / "checked" / "not-a-blob-name").write_text(p.output_id)
+    assert recheck_facts(store) == (3, [f"checked/{other}", "checked/not-a-blob-name"])
+    assert sorted(f.name for f in (store.root / "checked").iterdir()) == [p.blob]
+    assert store.checked(p.blob) == p.output_id
+    assert recheck_facts(store) == (1, [])
