@@ -193,3 +193,39 @@ def test_proxy_choice() -> None:
     with pytest.raises(HttpError, match="only http:// proxies"):
         proxy_for(origin, {"https_proxy": "socks5://p:1080"})
 
+
+
+def one_response(raw: bytes) -> tuple[str, threading.Thread]:
+    """A server that answers one request with these bytes, then closes."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with listener:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(raw)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}/x", thread
+
+
+def test_chunked_bodies() -> None:
+    url, thread = one_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                               b"5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\n\r\n")
+    with Client(env={}) as client, client.request("GET", url) as resp:
+        assert resp.read(100) == b"hello world"
+    thread.join(5)
+    url, thread = one_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel")
+    with Client(env={}) as client, client.request("GET", url) as resp, pytest.raises(HttpError) as exc:
+        resp.read(100)
+    assert exc.value.retry
+    thread.join(5)
+
+
+def test_a_body_without_a_length_ends_with_the_connection() -> None:
+    url, thread = one_response(b"HTTP/1.0 200 OK\r\n\r\n" + b"q" * 300_000)
+    with Client(env={}) as client, client.request("GET", url) as resp:
+        assert resp.read(1 << 20) == b"q" * 300_000
+    thread.join(5)
