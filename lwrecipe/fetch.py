@@ -8,7 +8,6 @@ it reports events to a Reporter.
 
 from __future__ import annotations
 
-import email.utils
 import random
 import re
 import time
@@ -118,6 +117,8 @@ def _retry_after(value: str | None) -> float | None:
         return None
     if value.strip().isdigit():
         return float(value.strip())
+    import email.utils  # here: only an HTTP date in Retry-After needs it
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
