@@ -231,7 +231,7 @@ class Downloader:
                 self.reporter.begin(wanted.label, wanted.basename, total)
                 writer = PipelinedWriter(staged)
                 try:
-                    for piece in resp.iter_raw():  # fresh pieces: the writer keeps them
+                    for piece in resp.iter_raw():  # immutable bytes: the writer keeps them uncopied
                         if wanted.max_size is not None and writer.total + len(piece) > wanted.max_size:
                             raise _Failed(f"more than the expected {wanted.max_size} bytes; refused")
                         writer.take(piece)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
-READ = 1 << 20  # bytes per body read: one socket read loop fills it
+READ = 1 << 20  # at most this many bytes per body read
 # Bytes per read and send of a file body, one buffer reused. Not sendfile(2):
 # nginx on loopback received 1 GiB in 1.4-1.6 s from sendfile against 1.0-1.3 s
 # from plain sends of the same file (docs/performance.md).
@@ -174,26 +174,25 @@ class Response:
         self.headers = raw.headers  # case-insensitive get()
         self.url = url
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:
-        """Body bytes into buffer; 0 at the end. A body shorter than its
-        Content-Length is an HttpError, not an end."""
-        try:
-            n = self.raw.readinto(buffer)
-        except _FAILURES as exc:
-            raise _reason(exc) from None
-        if n == 0 and len(buffer) and self.raw.length and self.method != "HEAD":
-            raise HttpError("connection closed before the whole body arrived")
-        return n
-
-    def iter_raw(self, size: int = READ) -> Iterator[bytearray]:
-        """The body in fresh pieces of up to size bytes; the caller may keep each."""
+    def iter_raw(self, size: int = READ) -> Iterator[bytes]:
+        """The body as it arrives: each piece is what one socket read gave (at most
+        size bytes), so a slow server still shows progress and a fast one gives
+        large pieces. A body shorter than its Content-Length is an HttpError."""
         while True:
-            piece = bytearray(size)
-            n = self.readinto(piece)
-            if not n:
-                return
-            del piece[n:]
-            yield piece
+            try:
+                piece = self.raw.read1(size)
+            except _FAILURES as exc:
+                raise _reason(exc) from None
+            if piece:
+                yield piece
+                continue
+            if self.raw.length and self.method != "HEAD":
+                raise HttpError("connection closed before the whole body arrived")
+            try:
+                self.raw.read()  # the end: the response is complete and its connection reusable
+            except _FAILURES as exc:
+                raise _reason(exc) from None
+            return
 
     def read(self, limit: int) -> bytes | None:
         """The whole body, or None when it is longer than limit bytes."""

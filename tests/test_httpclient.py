@@ -37,7 +37,7 @@ def test_connections_are_kept_alive_once_a_body_is_read(server) -> None:
         assert client.status("HEAD", url)[0] == 200
         assert server.connections == 1
         with client.request("GET", url) as resp:
-            resp.readinto(bytearray(10))  # left unread: this connection is not reused
+            next(resp.iter_raw(10))  # left unread: this connection is not reused
         assert client.status("GET", url)[0] == 200
         assert server.connections == 2
 
@@ -228,4 +228,30 @@ def test_a_body_without_a_length_ends_with_the_connection() -> None:
     url, thread = one_response(b"HTTP/1.0 200 OK\r\n\r\n" + b"q" * 300_000)
     with Client(env={}) as client, client.request("GET", url) as resp:
         assert resp.read(1 << 20) == b"q" * 300_000
+    thread.join(5)
+
+
+def test_pieces_come_as_they_arrive() -> None:
+    """A slow server's bytes are handed on when they arrive, not once a large
+    buffer is full: the server sends the rest only after the client has the first part."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    first_seen = threading.Event()
+
+    def serve() -> None:
+        with listener:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nfirst")
+                first_seen.wait(5)
+                conn.sendall(b"-rest")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/x"
+    with Client(env={}) as client, client.request("GET", url) as resp:
+        pieces = resp.iter_raw()
+        assert next(pieces) == b"first"
+        first_seen.set()
+        assert b"".join(pieces) == b"-rest"
     thread.join(5)
