@@ -135,8 +135,7 @@ class _Tls(_Timeouts, http.client.HTTPSConnection):
 
 
 def _reason(exc: BaseException) -> HttpError:
-    if isinstance(exc, HttpError):
-        return exc
+    """One of _FAILURES as a reason a person can read."""
     if isinstance(exc, TimeoutError):
         return HttpError("timed out", timeout=True)
     if isinstance(exc, ssl.SSLCertVerificationError):
