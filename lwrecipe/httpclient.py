@@ -107,11 +107,15 @@ def proxy_for(origin: Origin, env: Mapping[str, str]) -> tuple[str, str | None] 
     parts = urlsplit(value if "://" in value else f"http://{value}")
     if parts.scheme != "http" or not parts.hostname:
         raise HttpError(f"proxy {value!r}: only http:// proxies are supported", retry=False)
+    try:
+        port = parts.port or 80
+    except ValueError:
+        raise HttpError(f"proxy {value!r}: bad port", retry=False) from None
     auth = None
     if parts.username is not None:
         pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
         auth = "Basic " + base64.b64encode(pair).decode()
-    return f"{parts.hostname}:{parts.port or 80}", auth
+    return f"{parts.hostname}:{port}", auth
 
 
 class _Timeouts:

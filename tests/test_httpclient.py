@@ -192,6 +192,8 @@ def test_proxy_choice() -> None:
     assert proxy_for(origin, {"https_proxy": "http://p:1", "no_proxy": "example.org"}) is None
     with pytest.raises(HttpError, match="only http:// proxies"):
         proxy_for(origin, {"https_proxy": "socks5://p:1080"})
+    with pytest.raises(HttpError, match="bad port"):
+        proxy_for(origin, {"https_proxy": "http://p:port"})
 
 
 
