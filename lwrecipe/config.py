@@ -78,8 +78,19 @@ def user_config_path(env: dict[str, str] | None = None) -> Path:
     return Path(platformdirs.user_config_dir("lwrecipe")) / "config.toml"
 
 
-def normalise_url(url: str, base: Path | None = None) -> str:
+def normalise_url(url: str, base: Path | None = None, where: str = "remote") -> str:
+    """An http(s) URL without its trailing slash, or file:// and an absolute path.
+    An http(s) URL without a host or with a bad port is a UsageError naming `where`."""
     if url.startswith(("http://", "https://")):
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        try:
+            parts.port
+        except ValueError:
+            raise UsageError(f"{where}: {url}: bad port") from None
+        if not parts.hostname:
+            raise UsageError(f"{where}: {url}: no host")
         return url.rstrip("/")
     path = Path(os.path.expanduser(url.removeprefix("file://")))
     if not path.is_absolute():
@@ -109,7 +120,7 @@ def _keys(texts: list[str], where: str) -> dict[str, PublicKey]:
 
 
 def _spec(entry: RemoteEntry, base: Path, where: str) -> RemoteSpec:
-    url = normalise_url(entry.url, base)
+    url = normalise_url(entry.url, base, f"{where}: remote.url")
     return RemoteSpec(url=url, name=entry.name or url, push=entry.push,
                       trusted=_keys(entry.trusted_keys, f"{where}: remote.trusted_keys"),
                       timeout=entry.timeout, auth_env=entry.auth_env, auth_header=entry.auth_header)

@@ -94,6 +94,19 @@ def test_bad_config_names_file_and_field(tmp_path: Path) -> None:
     assert "lwrecipe.toml: remote[0].push: expected a boolean, got string" in str(info.value)
 
 
+def test_remote_urls_with_a_bad_port_or_no_host_are_refused(tmp_path: Path) -> None:
+    """Refused where they are read, not as a traceback when the first request is made."""
+    env = {USER_CONFIG_ENV: str(tmp_path / "none.toml")}
+    (tmp_path / "lwrecipe.toml").write_text('[[remote]]\nurl = "http://cache:99999/lw"\nauth_env = "TOKEN"\n')
+    with pytest.raises(UsageError, match=r"lwrecipe.toml: remote.url: http://cache:99999/lw: bad port"):
+        load_settings(tmp_path, env=env)
+    (tmp_path / "lwrecipe.toml").write_text("")
+    with pytest.raises(UsageError, match="remote: http:///lw: no host"):
+        load_settings(tmp_path, ["http:///lw"], env=env)
+    with pytest.raises(UsageError, match="bad port"):
+        load_settings(tmp_path, env={**env, REMOTES_ENV: "https://cache:port/x"})
+
+
 def test_a_missing_or_empty_config_file_is_the_schema_defaults(tmp_path: Path) -> None:
     """read_config answers these without pydantic; what it answers must be what the schema says."""
     from lwrecipe.config import read_config
