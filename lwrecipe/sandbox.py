@@ -185,7 +185,8 @@ def require_sandbox(allow_none: bool) -> str | None:
 def run(job: Job, bwrap: str | None, log: Path) -> int:
     """Run the script; stdout and stderr go to `log`. Returns the exit status."""
     prepare(job)
-    watch_read, watch_write = os.pipe()  # unsandboxed: the script's group dies when watch_write closes
+    # unsandboxed, the script's group dies when watch_write closes (with this process)
+    watch_read, watch_write = (-1, -1) if bwrap else os.pipe()
     try:
         if bwrap:
             argv, env, cwd, keep = bwrap_argv(job, bwrap), {}, None, ()
@@ -195,8 +196,9 @@ def run(job: Job, bwrap: str | None, log: Path) -> int:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, env=env,
                                     cwd=cwd, pass_fds=keep, preexec_fn=lambda: os.umask(0o022),
                                     start_new_session=True)
-            os.close(watch_read)
-            watch_read = -1
+            if watch_read >= 0:
+                os.close(watch_read)  # only the watcher reads it
+                watch_read = -1
             faults.point("build")
             try:
                 return proc.wait()
