@@ -19,7 +19,8 @@ from .archive import write_tree
 from .errors import FetchError, IntegrityError, MissingToolError, OfflineMissing
 from .hosttools import debian_package, fingerprint
 from .keys import Sha256, is_sha256, short
-from .store import Store, fsync_dir
+from .files import fsync_dir
+from .store import Store
 
 GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "LC_ALL": "C", "GIT_ADVICE": "0"}
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .keys import Sha256, ToolPin
-from .store import file_sha256, replace_text
+from .files import TOOL_CACHE_ENV, replace_text, user_cache_dir
+from .store import file_sha256
 
 COREUTILS = ("basename", "cat", "chmod", "cp", "cut", "date", "dirname", "env", "expr", "head", "install", "ln",
              "ls", "mkdir", "mv", "od", "printf", "readlink", "realpath", "rm", "sleep", "sort", "tail", "touch",
@@ -87,14 +88,10 @@ def _which(name: str, search: str) -> str | None:
     return found
 
 
-TOOL_CACHE_ENV = "LWRECIPE_TOOL_CACHE"
-
-
 def tool_cache_path() -> Path:
     if os.environ.get(TOOL_CACHE_ENV):
         return Path(os.environ[TOOL_CACHE_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "lwrecipe" / "host-tools.json"
+    return user_cache_dir() / "host-tools.json"
 
 
 MEMO_LIMIT = 2000

@@ -7,6 +7,7 @@ inputs to hashes is plan.py's. Every problem is reported as `<file>: <field>:
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sys
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag,
                       ValidationError)
 
+from . import recipecache
 from .errors import Problem, RecipeError
 from .keys import Sha256, is_git_rev, is_sha256, sha256_bytes
 
@@ -304,13 +306,50 @@ def load_recipe(path: Path, root: Path | None = None) -> Recipe:
 def parse_recipe(data: bytes, shown: str) -> RecipeDoc:
     """Parse and validate the bytes of a recipe; `shown` names it in messages.
     Bytes validated before are taken from recipecache."""
-    from . import recipecache
-
-    doc = recipecache.get(data)
+    doc = cached_document(data)
     if doc is None:
         doc = _validate(data, shown)
-        recipecache.put(data, doc)
+        recipecache.put(data, code_tag(), document_fields(doc))
     return doc
+
+
+_code_tag: str | None = None
+
+
+def code_tag() -> str:
+    """What a cached document depends on besides the file: this module's source and pydantic's version."""
+    global _code_tag
+    if _code_tag is None:
+        import pydantic
+
+        code = Path(__file__).read_bytes() + pydantic.VERSION.encode()
+        _code_tag = hashlib.sha256(code).hexdigest()
+    return _code_tag
+
+
+def cached_document(data: bytes) -> RecipeDoc | None:
+    """The document these bytes validated to before, exactly as validation built it."""
+    fields = recipecache.get(data, code_tag())
+    try:
+        return _construct(fields)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def document_fields(doc: RecipeDoc) -> dict[str, Any]:
+    return {"schema": doc.schema_, "package": doc.package.model_dump(), "build": doc.build.model_dump(),
+            "sources": [[type(s).__name__, s.model_dump()] for s in doc.sources],
+            "patches": [[type(p).__name__, p.model_dump()] for p in doc.patches]}
+
+
+def _construct(fields: Any) -> RecipeDoc:
+    models = {cls.__name__: cls for cls in (UrlSource, GitSource, PathSource, FilePatch, UrlPatch, SourcePatch)}
+    return RecipeDoc.model_construct(
+        schema_=fields["schema"],
+        package=Package.model_construct(**fields["package"]),
+        sources=[models[kind].model_construct(**values) for kind, values in fields["sources"]],
+        patches=[models[kind].model_construct(**values) for kind, values in fields["patches"]],
+        build=Build.model_construct(**fields["build"]))
 
 
 def _validate(data: bytes, shown: str) -> RecipeDoc:

@@ -27,7 +27,8 @@ from .errors import FetchError, FetchIntegrityError, IntegrityError, LwrecipeErr
 from .fetch import CHUNK, Downloader, NullReporter, Reporter, RetryPolicy, Wanted, make_client
 from .keys import Sha256, canonical_json, is_sha256
 from .signing import SecretKey, check, sign
-from .store import Store, fsync_dir
+from .files import fsync_dir
+from .store import Store
 
 if TYPE_CHECKING:
     from .httpclient import Client

@@ -24,33 +24,11 @@ from typing import Any, BinaryIO
 
 from . import faults
 from .errors import HashMismatch, IntegrityError
+from .files import fsync_dir, replace_text
 from .keys import Sha256, canonical_json, is_sha256
 
 KINDS = ("cas", "ac", "sources")
 READ_CHUNK = 1 << 20
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def replace_text(path: Path, text: str, staging: Path | None = None) -> None:
-    """Write a small file whole: staged beside it (or in `staging`, same file
-    system) and renamed over it, so no reader ever sees it half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=staging or path.parent, prefix=f".{path.name}-")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # readable like every other store entry, not mkstemp's 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def file_sha256(path: Path) -> Sha256:

@@ -35,9 +35,9 @@ def test_cached_document_equals_the_validated_one(path: Path, own_cache: Path) -
     validated = recipe._validate(data, path.name)
     assert recipe.parse_recipe(data, path.name) == validated  # validates and stores
     assert len(list(own_cache.iterdir())) == 1
-    cached = recipecache.get(data)
+    cached = recipe.cached_document(data)
     assert cached is not None and cached == validated
-    assert recipecache._fields(cached) == recipecache._fields(validated)
+    assert recipe.document_fields(cached) == recipe.document_fields(validated)
     assert [type(s) for s in cached.sources] == [type(s) for s in validated.sources]
     assert [type(p) for p in cached.patches] == [type(p) for p in validated.patches]
     assert recipe.parse_recipe(data, path.name) == validated
@@ -81,10 +81,10 @@ def test_only_the_newest_entries_are_kept(own_cache: Path, monkeypatch: pytest.M
     versions = [data.replace(b'version = "1.36.1"', f'version = "1.36.{i}"'.encode()) for i in range(5)]
     for i, version in enumerate(versions):
         recipe.parse_recipe(version, "busybox.toml")
-        os.utime(recipecache._entry(version), ns=(i * 10**9, i * 10**9))  # an unambiguous order of writing
+        os.utime(recipecache._entry(version, recipe.code_tag()), ns=(i * 10**9, i * 10**9))  # an unambiguous order of writing
     assert len(list(own_cache.iterdir())) == 3
-    assert recipecache.get(versions[0]) is None and recipecache.get(versions[1]) is None
-    assert recipecache.get(versions[4]) is not None
+    assert recipe.cached_document(versions[0]) is None and recipe.cached_document(versions[1]) is None
+    assert recipe.cached_document(versions[4]) is not None
 
 
 def test_the_directory_is_listed_once_per_many_writes(own_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,43 @@
+"""Files lwrecipe keeps outside any store entry: how a small file is replaced whole,
+how a rename is made durable, and where the per-user cache directory is.
+Every stage uses these; they depend on nothing else in lwrecipe.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+TOOL_CACHE_ENV = "LWRECIPE_TOOL_CACHE"  # the host-tool memo's file; the user cache is its directory
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_text(path: Path, text: str, staging: Path | None = None) -> None:
+    """Write a small file whole: staged beside it (or in `staging`, same file
+    system) and renamed over it, so no reader ever sees it half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=staging or path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)  # readable like every other store entry, not mkstemp's 0600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def user_cache_dir() -> Path:
+    """~/.cache/lwrecipe (XDG_CACHE_HOME honoured), or the directory of LWRECIPE_TOOL_CACHE."""
+    if os.environ.get(TOOL_CACHE_ENV):
+        return Path(os.environ[TOOL_CACHE_ENV]).parent
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "lwrecipe"
