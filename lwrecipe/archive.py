@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 from . import faults
 from .errors import UnsafeArchive
-from .keys import Sha256
+from .recipes.keys import Sha256
 
 COPY_BUFFER = 1 << 20
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LwrecipeError
-from .keys import Sha256, is_sha256
+from .recipes.keys import Sha256, is_sha256
 from .lockfile import Lock, drift, pinned_key
 from .signing import PublicKey, check
 from .store import Store, file_sha256

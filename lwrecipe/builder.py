@@ -20,11 +20,11 @@ from . import __version__
 from . import faults
 from .errors import BuildFailed, StoreError
 from .gitsrc import read_member
-from .keys import Sha256
+from .recipes.keys import Sha256
 from .outputs import pack, put_log
 from .patch import PatchFile, apply_series
 from .plan import Planned
-from .recipe import FilePatch, GitSource, SourcePatch, UrlPatch
+from .recipes.recipe import FilePatch, GitSource, SourcePatch, UrlPatch
 from .signing import SecretKey, sign
 from .sandbox import Job, Layout, require_sandbox, run
 from .sources import Fetch, lay_out

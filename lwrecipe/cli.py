@@ -187,7 +187,7 @@ def _open_remotes(ctx: Context, settings, verify: bool, offline: bool = False, r
 
 
 def _plan(ctx: Context, targets: Sequence[str]):  # noqa: ANN202 - returns (graph, planned)
-    from .graph import load_graph
+    from .recipes.graph import load_graph
     from .plan import plan_graph
     from .status import StatusOracle
 
@@ -251,7 +251,7 @@ def _fetch_inputs(ctx: Context, graph, names: list[str], jobs: int, offline: boo
 
 
 def cmd_fetch(ctx: Context) -> int:
-    from .graph import load_graph
+    from .recipes.graph import load_graph
     from .progress import human_size
 
     graph = load_graph(ctx.args.targets)
@@ -273,7 +273,7 @@ def cmd_fetch(ctx: Context) -> int:
 def cmd_build(ctx: Context) -> int:
     from .builder import BuildOptions
     from .engine import Engine
-    from .graph import load_graph
+    from .recipes.graph import load_graph
     from .progress import BuildDisplay, DisplayReporter
     from .store import Store
 
@@ -335,7 +335,7 @@ def cmd_build(ctx: Context) -> int:
 
 def cmd_checkout(ctx: Context) -> int:
     from .errors import UsageError
-    from .graph import load_graph
+    from .recipes.graph import load_graph
     from .outputs import restore
     from .plan import plan_graph
     from .status import StatusOracle
@@ -383,7 +383,7 @@ def cmd_cache_verify(ctx: Context) -> int:
 def _remote_for(ctx: Context, text: str, verify: bool = True):  # noqa: ANN202
     from dataclasses import replace
 
-    from .graph import project_root
+    from .recipes.graph import project_root
 
     settings = _settings(project_root(Path.cwd()), [text])
     return _open_remotes(ctx, replace(settings, remotes=settings.remotes[:1]), verify,
@@ -400,7 +400,7 @@ def _transfer_reporter(ctx: Context):  # noqa: ANN202
 
 def cmd_cache_push(ctx: Context) -> int:
     from .errors import raise_all
-    from .graph import load_graph, project_root
+    from .recipes.graph import load_graph, project_root
     from .lockfile import LOCKFILE
     from .store import Store
     from .transfer import keys_to_push, push_keys
@@ -419,7 +419,7 @@ def cmd_cache_push(ctx: Context) -> int:
 
 def cmd_cache_pull(ctx: Context) -> int:
     from .errors import raise_all
-    from .graph import load_graph
+    from .recipes.graph import load_graph
     from .store import Store
     from .transfer import pull_closure
 
@@ -434,7 +434,7 @@ def cmd_cache_pull(ctx: Context) -> int:
 
 
 def _lockfile_path(ctx: Context, given: str | None) -> Path:
-    from .graph import project_root
+    from .recipes.graph import project_root
     from .lockfile import LOCKFILE
 
     return Path(given) if given else project_root(Path.cwd()) / LOCKFILE
@@ -446,7 +446,7 @@ def _all_recipes(root: Path) -> list[str]:
 
 def cmd_lock(ctx: Context) -> int:
     from .errors import IntegrityError
-    from .graph import load_graph, project_root
+    from .recipes.graph import load_graph, project_root
     from .lockfile import LOCKFILE, build_entries, fetch_first_use_pins, read, render, write
     from .status import StatusOracle
     from .store import Store
@@ -474,7 +474,7 @@ def cmd_lock(ctx: Context) -> int:
 
 
 def cmd_why(ctx: Context) -> int:
-    from .graph import load_graph
+    from .recipes.graph import load_graph
     from .lockfile import read
     from .store import Store
     from .why import Why
@@ -496,7 +496,7 @@ def cmd_why(ctx: Context) -> int:
 def _audit_graph(lock, root: Path, ctx: Context):  # noqa: ANN001, ANN202
     """The lock's recipes as the checkout has them, or None where they cannot be loaded."""
     from .errors import LwrecipeError
-    from .graph import load_graph
+    from .recipes.graph import load_graph
 
     paths = [str(root / e["recipe"]) for e in lock.recipes.values() if (root / e["recipe"]).is_file()]
     try:
@@ -509,7 +509,7 @@ def _audit_graph(lock, root: Path, ctx: Context):  # noqa: ANN001, ANN202
 def cmd_audit(ctx: Context) -> int:
     from .audit import audit, render_tree
     from .errors import IntegrityError
-    from .graph import project_root
+    from .recipes.graph import project_root
     from .lockfile import read
     from .store import Store
 
@@ -548,7 +548,7 @@ def check_locked(ctx: Context, graph):  # noqa: ANN001, ANN201
 
 def cmd_sbom(ctx: Context) -> int:
     from .errors import LwrecipeError
-    from .graph import load_graph
+    from .recipes.graph import load_graph
     from .lockfile import build_entries
     from .sbom import cyclonedx_json, spdx_json
     from .status import StatusOracle
@@ -576,7 +576,7 @@ def cmd_serve(ctx: Context) -> int:
     from .errors import UsageError
     from .serve import make_server
 
-    from .graph import project_root
+    from .recipes.graph import project_root
 
     given = Path(ctx.args.target)
     tmp = None
@@ -585,7 +585,7 @@ def cmd_serve(ctx: Context) -> int:
     if not is_recipe and given.is_dir():
         root, what = given.resolve(), str(given)
     else:
-        from .graph import load_graph
+        from .recipes.graph import load_graph
         from .outputs import restore
         from .plan import plan_graph
         from .status import StatusOracle
@@ -635,7 +635,7 @@ def cmd_key_generate(ctx: Context) -> int:
 def cmd_cache_gc(ctx: Context) -> int:
     from .errors import UsageError
     from .gc import collect, parse_size
-    from .graph import project_root
+    from .recipes.graph import project_root
     from .lockfile import LOCKFILE, pinned_ids
     from .progress import human_size
     from .store import Store
@@ -680,7 +680,7 @@ def cmd_show(ctx: Context) -> int:
 
 
 def cmd_graph(ctx: Context) -> int:
-    from .graph import load_graph
+    from .recipes.graph import load_graph
 
     graph = load_graph([ctx.args.target])
     names = graph.closure(graph.targets)

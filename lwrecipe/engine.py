@@ -20,9 +20,9 @@ from typing import Any
 from .builder import BuildOptions, build_one
 from .compare import decompress, diffoscope, tree_differences
 from .errors import IntegrityError, LwrecipeError, MissingToolError, NotReproducible
-from .graph import Graph
+from .recipes.graph import Graph
 from .hosttools import debian_package
-from .keys import Sha256
+from .recipes.keys import Sha256
 from .outputs import restore
 from .plan import Planned, plan_recipe
 from .remote import Backend, Remotes

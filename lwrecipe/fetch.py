@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 
 
 from .errors import FetchError, FetchIntegrityError, OfflineMissing, StoreError
-from .keys import Sha256, short
+from .recipes.keys import Sha256, short
 from . import faults
 from .store import PipelinedWriter, Staged, Store
 

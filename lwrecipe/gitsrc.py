@@ -18,7 +18,7 @@ from pathlib import Path
 from .archive import write_tree
 from .errors import FetchError, IntegrityError, MissingToolError, OfflineMissing
 from .hosttools import debian_package, fingerprint
-from .keys import Sha256, is_sha256, short
+from .recipes.keys import Sha256, is_sha256, short
 from .files import fsync_dir
 from .store import Store
 

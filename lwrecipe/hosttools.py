@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from .keys import Sha256, ToolPin
+from .recipes.keys import Sha256, ToolPin
 from .files import TOOL_CACHE_ENV, replace_text, user_cache_dir
 from .store import file_sha256
 

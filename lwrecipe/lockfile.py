@@ -17,9 +17,9 @@ from typing import Any
 from .errors import UsageError
 from .gitsrc import cached_tree, read_member
 from .hosttools import HostTool, target_platform
-from .keys import KEY_FORMAT, document_key, is_sha256, sha256_bytes
+from .recipes.keys import KEY_FORMAT, document_key, is_sha256, sha256_bytes
 from .plan import Planned, keyed_tool_names, patch_pins, source_pins
-from .recipe import FilePatch, GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
+from .recipes.recipe import FilePatch, GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
 from .store import Store
 
 if sys.version_info >= (3, 11):

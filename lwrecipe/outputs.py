@@ -19,7 +19,7 @@ import zstandard
 
 from .archive import HashingWriter, extract_canonical, write_tree
 from .errors import IntegrityError, UnsafeArchive
-from .keys import Sha256, is_sha256
+from .recipes.keys import Sha256, is_sha256
 from .store import PipelinedWriter, Store
 
 ZSTD_LEVEL = 3

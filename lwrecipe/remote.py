@@ -25,7 +25,7 @@ from . import faults
 from .config import RemoteSpec, Settings
 from .errors import FetchError, FetchIntegrityError, IntegrityError, LwrecipeError, UsageError
 from .fetch import CHUNK, Downloader, NullReporter, Reporter, RetryPolicy, Wanted, make_client
-from .keys import Sha256, canonical_json, is_sha256
+from .recipes.keys import Sha256, canonical_json, is_sha256
 from .signing import SecretKey, check, sign
 from .files import fsync_dir
 from .store import Store

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .plan import Planned
-from .recipe import FilePatch, GitSource, PathSource, SourcePatch, UrlPatch, UrlSource
+from .recipes.recipe import FilePatch, GitSource, PathSource, SourcePatch, UrlPatch, UrlSource
 
 
 def describe(item: Planned) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .keys import Sha256
+from .recipes.keys import Sha256
 from .plan import Planned
 from .store import Store
 

@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 from . import faults
 from .errors import HashMismatch, IntegrityError
 from .files import fsync_dir, replace_text
-from .keys import Sha256, canonical_json, is_sha256
+from .recipes.keys import Sha256, canonical_json, is_sha256
 
 KINDS = ("cas", "ac", "sources")
 READ_CHUNK = 1 << 20

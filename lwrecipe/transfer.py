@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LwrecipeError, UsageError
-from .graph import Graph
-from .keys import Sha256
+from .recipes.graph import Graph
+from .recipes.keys import Sha256
 from .lockfile import pinned_ids
 from .plan import plan_graph, plan_recipe
 from .remote import Backend, Remotes

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .explain import Change, diff_documents
-from .graph import Graph
-from .keys import Sha256
+from .recipes.graph import Graph
+from .recipes.keys import Sha256
 from .lockfile import Lock, key_document
 from .plan import document_of, key_if_complete
 from .store import Store

@@ -12,7 +12,7 @@ import pytest
 
 from lwrecipe.errors import FetchError, FetchIntegrityError, OfflineMissing
 from lwrecipe.fetch import Downloader, RetryPolicy, Wanted, locations, make_client, user_mirrors
-from lwrecipe.keys import Sha256
+from lwrecipe.recipes.keys import Sha256
 from lwrecipe.store import Store
 from tests.servers import fault_server
 

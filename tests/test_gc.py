@@ -11,7 +11,7 @@ import pytest
 
 from lwrecipe.errors import UsageError
 from lwrecipe.gc import Unit, collect, parse_size, select
-from lwrecipe.keys import Sha256
+from lwrecipe.recipes.keys import Sha256
 from lwrecipe.store import Store
 
 DAY = 86400.0

@@ -11,7 +11,7 @@ import pytest
 from lwrecipe.errors import FetchError, OfflineMissing
 from lwrecipe.fetch import Downloader, make_client
 from lwrecipe.gitsrc import fetch_tree, read_member
-from lwrecipe.graph import load_graph
+from lwrecipe.recipes.graph import load_graph
 from lwrecipe.sources import fetch_recipes, lay_out
 from lwrecipe.store import Store
 

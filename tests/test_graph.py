@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lwrecipe.errors import GraphError
-from lwrecipe.graph import find_cycle, load_graph, topological_order
+from lwrecipe.recipes.graph import find_cycle, load_graph, topological_order
 from tests.conftest import simple_recipe
 
 
@@ -74,7 +74,7 @@ def test_diamond_loads_each_recipe_once(project) -> None:
     project.recipe("r", simple_recipe("r", ["base"]))
     project.recipe("top", simple_recipe("top", ["l", "r"]))
     calls = []
-    from lwrecipe.recipe import load_recipe
+    from lwrecipe.recipes.recipe import load_recipe
 
     def loader(path):
         calls.append(path.name)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from lwrecipe.graph import load_graph
+from lwrecipe.recipes.graph import load_graph
 from lwrecipe.plan import plan_recipe
-from lwrecipe.recipe import GitSource, SourcePatch, UrlSource, load_recipe
+from lwrecipe.recipes.recipe import GitSource, SourcePatch, UrlSource, load_recipe
 from tests.conftest import REPO, run_subprocess
 
 NAMES = ["busybox", "initramfs", "linux", "linux-headers", "llvm", "musl", "runtime"]
@@ -111,7 +111,7 @@ def test_every_real_recipe_has_a_key_once_its_dependencies_are_known() -> None:
 
 def test_committed_lockfile_matches_the_recipes() -> None:
     """lockfile.toml is re-locked whenever a recipe changes (host tools aside: they are the machine's)."""
-    from lwrecipe.graph import load_graph
+    from lwrecipe.recipes.graph import load_graph
     from lwrecipe.lockfile import drift, read
     from lwrecipe.store import file_sha256
 

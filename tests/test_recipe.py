@@ -7,7 +7,7 @@ import os
 import pytest
 
 from lwrecipe.errors import RecipeError
-from lwrecipe.recipe import GitSource, PathSource, UrlSource, load_recipe
+from lwrecipe.recipes.recipe import GitSource, PathSource, UrlSource, load_recipe
 
 H = "a" * 64
 REV = "970e08b0d605e63e36a99d22596e8899a1dab8b5"

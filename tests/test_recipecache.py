@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lwrecipe import recipe, recipecache
+from lwrecipe.recipes import recipe, recipecache
 from lwrecipe.errors import RecipeError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -23,8 +23,8 @@ from lwrecipe.archive import extract_canonical, write_tree
 from lwrecipe.config import RemoteSpec, Settings
 from lwrecipe.errors import IntegrityError, LwrecipeError, RecipeError, UnsafeArchive
 from lwrecipe.initramfs import collect, write_cpio
-from lwrecipe.keys import Sha256
-from lwrecipe.recipe import load_recipe, parse_recipe
+from lwrecipe.recipes.keys import Sha256
+from lwrecipe.recipes.recipe import load_recipe, parse_recipe
 from lwrecipe.remote import Remotes
 from lwrecipe.store import Store
 from lwrecipe.unpack import unpack

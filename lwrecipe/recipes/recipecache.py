@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .files import replace_text, user_cache_dir
+from ..files import replace_text, user_cache_dir
 
 LIMIT = 20_000  # entries kept; the least recently written go first (each is about 1 KB)
 SLACK = 0.1  # the directory may grow this far past LIMIT between two prunes

@@ -18,7 +18,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Fiel
                       ValidationError)
 
 from . import recipecache
-from .errors import Problem, RecipeError
+from ..errors import Problem, RecipeError
 from .keys import Sha256, is_git_rev, is_sha256, sha256_bytes
 
 if sys.version_info >= (3, 11):
