@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import best, paired, report, row  # noqa: E402
 from lwrecipe.fetch import Downloader, Wanted, make_client  # noqa: E402
 from lwrecipe.recipes.keys import Sha256  # noqa: E402
-from lwrecipe.store import Store  # noqa: E402
+from lwrecipe.store.store import Store  # noqa: E402
 from tests.servers import nginx_server  # noqa: E402
 
 SIZE = int(os.environ.get("BENCH_FETCH_MIB", "512")) * 1024 * 1024

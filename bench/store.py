@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import best, paired, report, row  # noqa: E402
-from lwrecipe.outputs import pack, restore  # noqa: E402
-from lwrecipe.store import Store  # noqa: E402
+from lwrecipe.store.outputs import pack, restore  # noqa: E402
+from lwrecipe.store.store import Store  # noqa: E402
 
 SIZE = int(os.environ.get("BENCH_STORE_MIB", "800")) << 20
 SAMPLES = ("/usr/lib/x86_64-linux-gnu", "/usr/bin", "/usr/share/doc", "/usr/include")

@@ -30,7 +30,7 @@ from pathlib import Path
 from lwrecipe.config import RemoteSpec, Settings
 from lwrecipe.fetch import Wanted
 from lwrecipe.remote import Remotes
-from lwrecipe.store import Store
+from lwrecipe.store.store import Store
 store = Store(Path(sys.argv[1])).ensure()
 spec = RemoteSpec(url=sys.argv[2], name="bench")
 with Remotes.open(store, Settings((spec,), None, {})) as remotes:
@@ -52,8 +52,8 @@ backend.upload("cas", sys.argv[2], Path(sys.argv[3]), NullReporter())
 PACK = """
 import sys
 from pathlib import Path
-from lwrecipe.outputs import pack
-from lwrecipe.store import Store
+from lwrecipe.store.outputs import pack
+from lwrecipe.store.store import Store
 pack(Store(Path(sys.argv[1])).ensure(), Path(sys.argv[2]), 0)
 """
 

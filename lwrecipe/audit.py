@@ -16,7 +16,7 @@ from .errors import LwrecipeError
 from .recipes.keys import Sha256, is_sha256
 from .lockfile import Lock, drift, pinned_key
 from .signing import PublicKey, check
-from .store import Store, file_sha256
+from .store.store import Store, file_sha256
 
 
 @dataclass

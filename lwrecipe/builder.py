@@ -21,14 +21,14 @@ from . import faults
 from .errors import BuildFailed, StoreError
 from .gitsrc import read_member
 from .recipes.keys import Sha256
-from .outputs import pack, put_log
+from .store.outputs import pack, put_log
 from .patch import PatchFile, apply_series
 from .plan import Planned
 from .recipes.recipe import FilePatch, GitSource, SourcePatch, UrlPatch
 from .signing import SecretKey, sign
 from .sandbox import Job, Layout, require_sandbox, run
 from .sources import Fetch, lay_out
-from .store import Store
+from .store.store import Store
 
 TAIL_LINES = 40
 IMAGE_ENV = "LWRECIPE_BUILD_IMAGE"

@@ -177,7 +177,7 @@ def _settings(root: Path, remotes: list[str] | None = None):  # noqa: ANN202
 
 def _open_remotes(ctx: Context, settings, verify: bool, offline: bool = False, reporter=None):  # noqa: ANN001, ANN202
     from .remote import Remotes
-    from .store import Store
+    from .store.store import Store
 
     if not verify:
         for spec in settings.remotes:
@@ -241,7 +241,7 @@ def _fetch_inputs(ctx: Context, graph, names: list[str], jobs: int, offline: boo
     from .fetch import Downloader, make_client, user_mirrors, MIRRORS_ENV
     from .progress import RichReporter, make_reporter
     from .sources import fetch_recipes
-    from .store import Store
+    from .store.store import Store
 
     store = Store(ctx.cache_dir).ensure()
     reporter = reporter or make_reporter(quiet=ctx.verbosity < 0)
@@ -275,7 +275,7 @@ def cmd_build(ctx: Context) -> int:
     from .engine import Engine
     from .recipes.graph import load_graph
     from .progress import BuildDisplay, DisplayReporter
-    from .store import Store
+    from .store.store import Store
 
     graph = load_graph(ctx.args.targets)
     lock = check_locked(ctx, graph) if ctx.args.locked else None
@@ -336,7 +336,7 @@ def cmd_build(ctx: Context) -> int:
 def cmd_checkout(ctx: Context) -> int:
     from .errors import UsageError
     from .recipes.graph import load_graph
-    from .outputs import restore
+    from .store.outputs import restore
     from .plan import plan_graph
     from .status import StatusOracle
 
@@ -363,12 +363,12 @@ def cmd_checkout(ctx: Context) -> int:
 
 
 def cmd_cache_verify(ctx: Context) -> int:
-    from .store import Store
+    from .store.store import Store
 
     store = Store(ctx.cache_dir)
     report = store.verify_all()
     if store.exists():
-        from .outputs import recheck_facts
+        from .store.outputs import recheck_facts
 
         facts, wrong = recheck_facts(store)
         report.checked += facts
@@ -402,7 +402,7 @@ def cmd_cache_push(ctx: Context) -> int:
     from .errors import raise_all
     from .recipes.graph import load_graph, project_root
     from .lockfile import LOCKFILE
-    from .store import Store
+    from .store.store import Store
     from .transfer import keys_to_push, push_keys
 
     lockfile = project_root(Path.cwd()) / LOCKFILE
@@ -420,7 +420,7 @@ def cmd_cache_push(ctx: Context) -> int:
 def cmd_cache_pull(ctx: Context) -> int:
     from .errors import raise_all
     from .recipes.graph import load_graph
-    from .store import Store
+    from .store.store import Store
     from .transfer import pull_closure
 
     graph = load_graph(ctx.args.targets)
@@ -449,7 +449,7 @@ def cmd_lock(ctx: Context) -> int:
     from .recipes.graph import load_graph, project_root
     from .lockfile import LOCKFILE, build_entries, fetch_first_use_pins, read, render, write
     from .status import StatusOracle
-    from .store import Store
+    from .store.store import Store
 
     root = project_root(Path.cwd())
     graph = load_graph(ctx.args.targets or _all_recipes(root))
@@ -476,7 +476,7 @@ def cmd_lock(ctx: Context) -> int:
 def cmd_why(ctx: Context) -> int:
     from .recipes.graph import load_graph
     from .lockfile import read
-    from .store import Store
+    from .store.store import Store
     from .why import Why
 
     graph = load_graph([ctx.args.target])
@@ -511,7 +511,7 @@ def cmd_audit(ctx: Context) -> int:
     from .errors import IntegrityError
     from .recipes.graph import project_root
     from .lockfile import read
-    from .store import Store
+    from .store.store import Store
 
     root = project_root(Path.cwd())
     lock = read(_lockfile_path(ctx, ctx.args.lockfile))
@@ -552,7 +552,7 @@ def cmd_sbom(ctx: Context) -> int:
     from .lockfile import build_entries
     from .sbom import cyclonedx_json, spdx_json
     from .status import StatusOracle
-    from .store import Store
+    from .store.store import Store
 
     graph = load_graph([ctx.args.target])
     entries = build_entries(graph, Store(ctx.cache_dir), StatusOracle(ctx.cache_dir).output_id)
@@ -586,7 +586,7 @@ def cmd_serve(ctx: Context) -> int:
         root, what = given.resolve(), str(given)
     else:
         from .recipes.graph import load_graph
-        from .outputs import restore
+        from .store.outputs import restore
         from .plan import plan_graph
         from .status import StatusOracle
 
@@ -634,11 +634,11 @@ def cmd_key_generate(ctx: Context) -> int:
 
 def cmd_cache_gc(ctx: Context) -> int:
     from .errors import UsageError
-    from .gc import collect, parse_size
+    from .store.gc import collect, parse_size
     from .recipes.graph import project_root
     from .lockfile import LOCKFILE, pinned_ids
     from .progress import human_size
-    from .store import Store
+    from .store.store import Store
 
     args = ctx.args
     if args.max_size is None and args.older_than is None:
@@ -658,7 +658,7 @@ def cmd_cache_gc(ctx: Context) -> int:
 
 def cmd_cache_stats(ctx: Context) -> int:
     from .progress import human_size
-    from .store import Store
+    from .store.store import Store
 
     for kind, (count, size) in Store(ctx.cache_dir).stats().items():
         ctx.out(f"{kind:<8} {count:>7} entries  {human_size(size):>10}")

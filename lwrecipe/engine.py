@@ -18,16 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from .builder import BuildOptions, build_one
-from .compare import decompress, diffoscope, tree_differences
+from .store.compare import decompress, diffoscope, tree_differences
 from .errors import IntegrityError, LwrecipeError, MissingToolError, NotReproducible
 from .recipes.graph import Graph
 from .hosttools import debian_package
 from .recipes.keys import Sha256
-from .outputs import restore
+from .store.outputs import restore
 from .plan import Planned, plan_recipe
 from .remote import Backend, Remotes
 from .sources import Fetch
-from .store import Store
+from .store.store import Store
 
 FINAL = ("cached", "pulled", "remote", "built", "checked", "failed", "skipped")
 

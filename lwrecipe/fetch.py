@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 from .errors import FetchError, FetchIntegrityError, OfflineMissing, StoreError
 from .recipes.keys import Sha256, short
 from . import faults
-from .store import PipelinedWriter, Staged, Store
+from .store.store import PipelinedWriter, Staged, Store
 
 if TYPE_CHECKING:
     from .httpclient import Client

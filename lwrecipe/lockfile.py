@@ -20,7 +20,7 @@ from .hosttools import HostTool, target_platform
 from .recipes.keys import KEY_FORMAT, document_key, is_sha256, sha256_bytes
 from .plan import Planned, keyed_tool_names, patch_pins, source_pins
 from .recipes.recipe import FilePatch, GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
-from .store import Store
+from .store.store import Store
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .archive import tree_sha256
+from .store.archive import tree_sha256
 from .recipes.graph import Graph
 from .hosttools import HostTool, fingerprint, target_platform
 from .recipes.keys import KEY_FORMAT, KeyInputs, document_key, PatchPin, Sha256, SourcePin, build_key, sha256_bytes

@@ -28,7 +28,7 @@ from .fetch import CHUNK, Downloader, NullReporter, Reporter, RetryPolicy, Wante
 from .recipes.keys import Sha256, canonical_json, is_sha256
 from .signing import SecretKey, check, sign
 from .files import fsync_dir
-from .store import Store
+from .store.store import Store
 
 if TYPE_CHECKING:
     from .httpclient import Client

@@ -17,7 +17,7 @@ from .fetch import Downloader, Fetched, Wanted
 from .gitsrc import GitTree, extract_to, fetch_tree, read_member
 from .recipes.keys import Sha256, sha256_bytes
 from .recipes.recipe import GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
-from .store import Store
+from .store.store import Store
 from .unpack import normalise_tree, unpack
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from .recipes.keys import Sha256
 from .plan import Planned
-from .store import Store
+from .store.store import Store
 
 if TYPE_CHECKING:
     from .remote import Remotes

@@ -19,7 +19,7 @@ from .recipes.keys import Sha256
 from .lockfile import pinned_ids
 from .plan import plan_graph, plan_recipe
 from .remote import Backend, Remotes
-from .store import Store
+from .store.store import Store
 
 
 def keys_to_push(store: Store, graph: Graph | None, lockfile: Path | None) -> list[Sha256]:

@@ -13,7 +13,7 @@ from .recipes.graph import Graph
 from .recipes.keys import Sha256
 from .lockfile import Lock, key_document
 from .plan import document_of, key_if_complete
-from .store import Store
+from .store.store import Store
 
 
 @dataclass

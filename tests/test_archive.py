@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lwrecipe.archive import extract_canonical, tree_sha256, write_tree
+from lwrecipe.store.archive import extract_canonical, tree_sha256, write_tree
 from lwrecipe.errors import UnsafeArchive
 
 
@@ -30,7 +30,7 @@ def make_tree(root: Path) -> Path:
 
 def reference_archive(root: Path, mtime: int) -> bytes:
     """What tarfile itself writes for the same entries (the format's definition)."""
-    from lwrecipe.archive import _tarinfo, iter_tree
+    from lwrecipe.store.archive import _tarinfo, iter_tree
 
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w|", format=tarfile.PAX_FORMAT) as tar:
@@ -54,7 +54,7 @@ def test_writer_matches_tarfile_byte_for_byte(tmp_path: Path) -> None:
 def test_entries_come_in_byte_order_of_their_paths(tmp_path: Path) -> None:
     """Names that sort around "/" ('.' and '-' before it, '0' and 'é' after it)
     in nested directories: the streamed order is a plain sort of all paths."""
-    from lwrecipe.archive import iter_tree
+    from lwrecipe.store.archive import iter_tree
 
     root = tmp_path / "t"
     for rel in ("a/x", "a/x.y/z", "a.c", "a-b/c", "a0", "a/é/q", "b", "a/x-/y", "ab/c/d/e"):
@@ -126,7 +126,7 @@ def test_truncated_archive_is_refused(tmp_path: Path) -> None:
 
 
 def test_header_parser_agrees_with_tarfile(tmp_path: Path) -> None:
-    from lwrecipe.archive import parse_header
+    from lwrecipe.store.archive import parse_header
 
     data = io.BytesIO()
     write_tree(make_tree(tmp_path / "t"), data, 1234)
@@ -151,7 +151,7 @@ def test_header_parser_agrees_with_tarfile(tmp_path: Path) -> None:
        target=st.text(st.characters(codec="utf-8", exclude_characters="\0"), max_size=120),
        mtime=st.integers(0, 8 ** 11 + 5))
 def test_header_matches_tarfile(rel: str, kind: str, mode: int, size: int, target: str, mtime: int) -> None:
-    from lwrecipe.archive import Entry, _tarinfo, header
+    from lwrecipe.store.archive import Entry, _tarinfo, header
 
     entry = Entry(rel, kind, mode, size if kind == "file" else 0, target if kind in ("symlink", "hardlink") else "")
     assert header(entry, mtime) == _tarinfo(entry, mtime).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")

@@ -13,7 +13,7 @@ import pytest
 from lwrecipe.errors import FetchError, FetchIntegrityError, OfflineMissing
 from lwrecipe.fetch import Downloader, RetryPolicy, Wanted, locations, make_client, user_mirrors
 from lwrecipe.recipes.keys import Sha256
-from lwrecipe.store import Store
+from lwrecipe.store.store import Store
 from tests.servers import fault_server
 
 DATA = os.urandom(3 * 1024 * 1024 + 17)
@@ -177,7 +177,7 @@ FETCH_SCRIPT = """
 import sys
 from pathlib import Path
 from lwrecipe.fetch import Downloader, Wanted, make_client
-from lwrecipe.store import Store
+from lwrecipe.store.store import Store
 store = Store(Path(sys.argv[1]))
 with make_client() as client:
     got = Downloader(store, client).fetch(Wanted("pkg", sys.argv[3], (sys.argv[2],), "pkg.tar"))

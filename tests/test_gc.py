@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from lwrecipe.errors import UsageError
-from lwrecipe.gc import Unit, collect, parse_size, select
+from lwrecipe.store.gc import Unit, collect, parse_size, select
 from lwrecipe.recipes.keys import Sha256
-from lwrecipe.store import Store
+from lwrecipe.store.store import Store
 
 DAY = 86400.0
 

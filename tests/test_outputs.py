@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from lwrecipe.archive import tree_sha256
+from lwrecipe.store.archive import tree_sha256
 from lwrecipe.errors import IntegrityError
-from lwrecipe.outputs import pack, recheck_facts, restore
-from lwrecipe.store import Store
+from lwrecipe.store.outputs import pack, recheck_facts, restore
+from lwrecipe.store.store import Store
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def test_a_known_output_id_is_not_hashed_again(packed, tmp_path: Path) -> None:
 
 
 def test_gc_drops_facts_with_their_blobs(packed) -> None:
-    from lwrecipe.gc import collect
+    from lwrecipe.store.gc import collect
 
     store, _, p = packed
     store.path("cas", p.blob).unlink()

@@ -113,7 +113,7 @@ def test_committed_lockfile_matches_the_recipes() -> None:
     """lockfile.toml is re-locked whenever a recipe changes (host tools aside: they are the machine's)."""
     from lwrecipe.recipes.graph import load_graph
     from lwrecipe.lockfile import drift, read
-    from lwrecipe.store import file_sha256
+    from lwrecipe.store.store import file_sha256
 
     lock = read(REPO / "lockfile.toml")
     graph = load_graph([str(p) for p in sorted((REPO / "recipes").glob("*.toml"))])

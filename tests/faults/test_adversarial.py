@@ -19,14 +19,14 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lwrecipe.archive import extract_canonical, write_tree
+from lwrecipe.store.archive import extract_canonical, write_tree
 from lwrecipe.config import RemoteSpec, Settings
 from lwrecipe.errors import IntegrityError, LwrecipeError, RecipeError, UnsafeArchive
 from lwrecipe.initramfs import collect, write_cpio
 from lwrecipe.recipes.keys import Sha256
 from lwrecipe.recipes.recipe import load_recipe, parse_recipe
 from lwrecipe.remote import Remotes
-from lwrecipe.store import Store
+from lwrecipe.store.store import Store
 from lwrecipe.unpack import unpack
 from tests.servers import fault_server
 

@@ -146,8 +146,8 @@ def test_a_dependency_output(locked) -> None:
     other = locked.root / "other"
     other.mkdir()
     (other / "base.txt").write_text("different\n")
-    from lwrecipe.outputs import pack
-    from lwrecipe.store import Store
+    from lwrecipe.store.outputs import pack
+    from lwrecipe.store.store import Store
 
     packed = pack(Store(cache), other, 315532800)
     record.update(output_id=packed.output_id, blob={**record["blob"], "sha256": packed.blob})

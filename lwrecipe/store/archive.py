@@ -18,9 +18,9 @@ from pathlib import Path
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
-from . import faults
-from .errors import UnsafeArchive
-from .recipes.keys import Sha256
+from .. import faults
+from ..errors import UnsafeArchive
+from ..recipes.keys import Sha256
 
 COPY_BUFFER = 1 << 20
 

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from . import faults
-from .errors import HashMismatch, IntegrityError
-from .files import fsync_dir, replace_text
-from .recipes.keys import Sha256, canonical_json, is_sha256
+from .. import faults
+from ..errors import HashMismatch, IntegrityError
+from ..files import fsync_dir, replace_text
+from ..recipes.keys import Sha256, canonical_json, is_sha256
 
 KINDS = ("cas", "ac", "sources")
 READ_CHUNK = 1 << 20

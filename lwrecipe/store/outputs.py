@@ -18,8 +18,8 @@ from typing import BinaryIO
 import zstandard
 
 from .archive import HashingWriter, extract_canonical, write_tree
-from .errors import IntegrityError, UnsafeArchive
-from .recipes.keys import Sha256, is_sha256
+from ..errors import IntegrityError, UnsafeArchive
+from ..recipes.keys import Sha256, is_sha256
 from .store import PipelinedWriter, Store
 
 ZSTD_LEVEL = 3

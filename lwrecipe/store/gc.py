@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import UsageError
-from .recipes.keys import is_sha256
+from ..errors import UsageError
+from ..recipes.keys import is_sha256
 from .store import Store
 
 SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
