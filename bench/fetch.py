@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import best, paired, report, row  # noqa: E402
-from lwrecipe.fetch import Downloader, Wanted, make_client  # noqa: E402
+from lwrecipe.inputs.fetch import Downloader, Wanted, make_client  # noqa: E402
 from lwrecipe.recipes.keys import Sha256  # noqa: E402
 from lwrecipe.store.store import Store  # noqa: E402
 from tests.servers import nginx_server  # noqa: E402

@@ -28,7 +28,7 @@ PULL = """
 import sys
 from pathlib import Path
 from lwrecipe.config import RemoteSpec, Settings
-from lwrecipe.fetch import Wanted
+from lwrecipe.inputs.fetch import Wanted
 from lwrecipe.remote import Remotes
 from lwrecipe.store.store import Store
 store = Store(Path(sys.argv[1])).ensure()
@@ -43,7 +43,7 @@ PUSH = """
 import sys
 from pathlib import Path
 from lwrecipe.config import RemoteSpec
-from lwrecipe.fetch import NullReporter
+from lwrecipe.inputs.fetch import NullReporter
 from lwrecipe.remote import open_backend
 backend = open_backend(RemoteSpec(url=sys.argv[1], name="bench"))
 backend.upload("cas", sys.argv[2], Path(sys.argv[3]), NullReporter())

@@ -19,15 +19,15 @@ from typing import Any
 from . import __version__
 from . import faults
 from .errors import BuildFailed, StoreError
-from .gitsrc import read_member
+from .inputs.gitsrc import read_member
 from .recipes.keys import Sha256
 from .store.outputs import pack, put_log
-from .patch import PatchFile, apply_series
+from .inputs.patch import PatchFile, apply_series
 from .plan import Planned
 from .recipes.recipe import FilePatch, GitSource, SourcePatch, UrlPatch
 from .signing import SecretKey, sign
 from .sandbox import Job, Layout, require_sandbox, run
-from .sources import Fetch, lay_out
+from .inputs.sources import Fetch, lay_out
 from .store.store import Store
 
 TAIL_LINES = 40

@@ -238,9 +238,9 @@ def _fetch_inputs(ctx: Context, graph, names: list[str], jobs: int, offline: boo
                   reporter=None):  # noqa: ANN001
     import contextlib
 
-    from .fetch import Downloader, make_client, user_mirrors, MIRRORS_ENV
+    from .inputs.fetch import Downloader, make_client, user_mirrors, MIRRORS_ENV
     from .progress import RichReporter, make_reporter
-    from .sources import fetch_recipes
+    from .inputs.sources import fetch_recipes
     from .store.store import Store
 
     store = Store(ctx.cache_dir).ensure()
@@ -392,7 +392,7 @@ def _remote_for(ctx: Context, text: str, verify: bool = True):  # noqa: ANN202
 
 def _transfer_reporter(ctx: Context):  # noqa: ANN202
     from .progress import PlainReporter
-    from .fetch import NullReporter
+    from .inputs.fetch import NullReporter
 
     # Plain lines even on a terminal: transfers run in parallel and end quickly.
     return NullReporter() if ctx.verbosity < 0 else PlainReporter()

@@ -21,12 +21,12 @@ from .builder import BuildOptions, build_one
 from .store.compare import decompress, diffoscope, tree_differences
 from .errors import IntegrityError, LwrecipeError, MissingToolError, NotReproducible
 from .recipes.graph import Graph
-from .hosttools import debian_package
+from .inputs.hosttools import debian_package
 from .recipes.keys import Sha256
 from .store.outputs import restore
 from .plan import Planned, plan_recipe
 from .remote import Backend, Remotes
-from .sources import Fetch
+from .inputs.sources import Fetch
 from .store.store import Store
 
 FINAL = ("cached", "pulled", "remote", "built", "checked", "failed", "skipped")

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-from .gitsrc import cached_tree, read_member
-from .hosttools import HostTool, target_platform
+from .inputs.gitsrc import cached_tree, read_member
+from .inputs.hosttools import HostTool, target_platform
 from .recipes.keys import KEY_FORMAT, document_key, is_sha256, sha256_bytes
 from .plan import Planned, keyed_tool_names, patch_pins, source_pins
 from .recipes.recipe import FilePatch, GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
@@ -122,7 +122,7 @@ def fetch_first_use_pins(graph: Any, store: Store, warn: Any) -> None:
     """Fetch the git sources whose trees are not cached, so that `lock` can record
     their tree sha256 and the sha256 of patches inside them; failures are warnings."""
     from .errors import LwrecipeError
-    from .gitsrc import fetch_tree
+    from .inputs.gitsrc import fetch_tree
 
     for name in graph.closure(graph.targets):
         for src in graph.recipes[name].doc.sources:

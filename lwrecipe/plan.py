@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .store.archive import tree_sha256
 from .recipes.graph import Graph
-from .hosttools import HostTool, fingerprint, target_platform
+from .inputs.hosttools import HostTool, fingerprint, target_platform
 from .recipes.keys import KEY_FORMAT, KeyInputs, document_key, PatchPin, Sha256, SourcePin, build_key, sha256_bytes
 from .recipes.recipe import (FilePatch, GitSource, PathSource, Recipe, SourcePatch, UrlPatch,
                              UrlSource)

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from lwrecipe.errors import FetchError, FetchIntegrityError, OfflineMissing
-from lwrecipe.fetch import Downloader, RetryPolicy, Wanted, locations, make_client, user_mirrors
+from lwrecipe.inputs.fetch import Downloader, RetryPolicy, Wanted, locations, make_client, user_mirrors
 from lwrecipe.recipes.keys import Sha256
 from lwrecipe.store.store import Store
 from tests.servers import fault_server
@@ -176,7 +176,7 @@ def test_corrupt_cached_source_is_replaced(server, downloader, store) -> None:
 FETCH_SCRIPT = """
 import sys
 from pathlib import Path
-from lwrecipe.fetch import Downloader, Wanted, make_client
+from lwrecipe.inputs.fetch import Downloader, Wanted, make_client
 from lwrecipe.store.store import Store
 store = Store(Path(sys.argv[1]))
 with make_client() as client:
@@ -216,7 +216,7 @@ def test_retry_after_in_seconds_or_as_a_date() -> None:
     import email.utils
     import time
 
-    from lwrecipe.fetch import _retry_after
+    from lwrecipe.inputs.fetch import _retry_after
 
     assert _retry_after("7") == 7.0 and _retry_after(None) is None and _retry_after("soon") is None
     later = _retry_after(email.utils.formatdate(time.time() + 100, usegmt=True))

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from lwrecipe.errors import FetchError, OfflineMissing
-from lwrecipe.fetch import Downloader, make_client
-from lwrecipe.gitsrc import fetch_tree, read_member
+from lwrecipe.inputs.fetch import Downloader, make_client
+from lwrecipe.inputs.gitsrc import fetch_tree, read_member
 from lwrecipe.recipes.graph import load_graph
-from lwrecipe.sources import fetch_recipes, lay_out
+from lwrecipe.inputs.sources import fetch_recipes, lay_out
 from lwrecipe.store.store import Store
 
 PATCH = b"--- a/hello.c\n+++ b/hello.c\n@@ -1 +1 @@\n-old\n+new\n"

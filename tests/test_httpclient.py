@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from lwrecipe.httpclient import Client, HttpError, Origin, bypasses_proxy, proxy_for, split
+from lwrecipe.inputs.httpclient import Client, HttpError, Origin, bypasses_proxy, proxy_for, split
 from tests.servers import fault_server, forward_proxy, nginx_server, self_signed
 
 

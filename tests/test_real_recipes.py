@@ -129,7 +129,7 @@ def test_build_image_pins_a_package_for_every_host_tool() -> None:
     import re
     import tomllib
 
-    from lwrecipe.hosttools import DEBIAN_PACKAGES
+    from lwrecipe.inputs.hosttools import DEBIAN_PACKAGES
     from lwrecipe.plan import KEYED_IMPLICIT_TOOLS
 
     dockerfile = (REPO / "docker" / "Dockerfile").read_text()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lwrecipe.httpclient import Client
+from lwrecipe.inputs.httpclient import Client
 from lwrecipe.serve import byte_range, make_server
 
 

@@ -13,7 +13,7 @@ import pytest
 import zstandard
 
 from lwrecipe.errors import UnsafeArchive
-from lwrecipe.unpack import archive_kind, unpack
+from lwrecipe.inputs.unpack import archive_kind, unpack
 
 
 def make_tar(path: Path, entries: list[tuple], mode: str = "w:gz") -> Path:

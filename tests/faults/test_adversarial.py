@@ -27,7 +27,7 @@ from lwrecipe.recipes.keys import Sha256
 from lwrecipe.recipes.recipe import load_recipe, parse_recipe
 from lwrecipe.remote import Remotes
 from lwrecipe.store.store import Store
-from lwrecipe.unpack import unpack
+from lwrecipe.inputs.unpack import unpack
 from tests.servers import fault_server
 
 FAST = settings(max_examples=150, deadline=None, database=None,

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 
-from .errors import FetchError, FetchIntegrityError, OfflineMissing, StoreError
-from .recipes.keys import Sha256, short
-from . import faults
-from .store.store import PipelinedWriter, Staged, Store
+from ..errors import FetchError, FetchIntegrityError, OfflineMissing, StoreError
+from ..recipes.keys import Sha256, short
+from .. import faults
+from ..store.store import PipelinedWriter, Staged, Store
 
 if TYPE_CHECKING:
     from .httpclient import Client

@@ -17,8 +17,8 @@ import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from . import faults
-from .errors import UnsafeArchive
+from .. import faults
+from ..errors import UnsafeArchive
 
 MAGIC = [(b"\x1f\x8b", "gz"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zst"),
          (b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip")]

@@ -12,12 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from .errors import LwrecipeError, RecipeError, raise_all
+from ..errors import LwrecipeError, RecipeError, raise_all
 from .fetch import Downloader, Fetched, Wanted
 from .gitsrc import GitTree, extract_to, fetch_tree, read_member
-from .recipes.keys import Sha256, sha256_bytes
-from .recipes.recipe import GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
-from .store.store import Store
+from ..recipes.keys import Sha256, sha256_bytes
+from ..recipes.recipe import GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
+from ..store.store import Store
 from .unpack import normalise_tree, unpack
 
 

@@ -17,9 +17,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from .recipes.keys import Sha256, ToolPin
-from .files import TOOL_CACHE_ENV, replace_text, user_cache_dir
-from .store.store import file_sha256
+from ..recipes.keys import Sha256, ToolPin
+from ..files import TOOL_CACHE_ENV, replace_text, user_cache_dir
+from ..store.store import file_sha256
 
 COREUTILS = ("basename", "cat", "chmod", "cp", "cut", "date", "dirname", "env", "expr", "head", "install", "ln",
              "ls", "mkdir", "mv", "od", "printf", "readlink", "realpath", "rm", "sleep", "sort", "tail", "touch",

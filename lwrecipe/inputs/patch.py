@@ -12,8 +12,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from . import faults
-from .errors import BuildFailed, UnsafeArchive
+from .. import faults
+from ..errors import BuildFailed, UnsafeArchive
 
 _HEADER = re.compile(r"^(?:---|\+\+\+) (\S+)", re.M)
 _GIT_HEADER = re.compile(r"^diff --git (\S+) (\S+)", re.M)
