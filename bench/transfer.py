@@ -27,9 +27,9 @@ SIZE = int(os.environ.get("BENCH_TRANSFER_MIB", "1024")) << 20
 PULL = """
 import sys
 from pathlib import Path
-from lwrecipe.config import RemoteSpec, Settings
+from lwrecipe.remote.config import RemoteSpec, Settings
 from lwrecipe.inputs.fetch import Wanted
-from lwrecipe.remote import Remotes
+from lwrecipe.remote.remote import Remotes
 from lwrecipe.store.store import Store
 store = Store(Path(sys.argv[1])).ensure()
 spec = RemoteSpec(url=sys.argv[2], name="bench")
@@ -42,9 +42,9 @@ with Remotes.open(store, Settings((spec,), None, {})) as remotes:
 PUSH = """
 import sys
 from pathlib import Path
-from lwrecipe.config import RemoteSpec
+from lwrecipe.remote.config import RemoteSpec
 from lwrecipe.inputs.fetch import NullReporter
-from lwrecipe.remote import open_backend
+from lwrecipe.remote.remote import open_backend
 backend = open_backend(RemoteSpec(url=sys.argv[1], name="bench"))
 backend.upload("cas", sys.argv[2], Path(sys.argv[3]), NullReporter())
 """

@@ -25,7 +25,7 @@ from .store.outputs import pack, put_log
 from .inputs.patch import PatchFile, apply_series
 from .plan import Planned
 from .recipes.recipe import FilePatch, GitSource, SourcePatch, UrlPatch
-from .signing import SecretKey, sign
+from .remote.signing import SecretKey, sign
 from .sandbox import Job, Layout, require_sandbox, run
 from .inputs.sources import Fetch, lay_out
 from .store.store import Store

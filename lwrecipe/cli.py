@@ -170,13 +170,13 @@ def _remote_args(p: argparse.ArgumentParser) -> None:
 
 
 def _settings(root: Path, remotes: list[str] | None = None):  # noqa: ANN202
-    from .config import load_settings
+    from .remote.config import load_settings
 
     return load_settings(root, remotes)
 
 
 def _open_remotes(ctx: Context, settings, verify: bool, offline: bool = False, reporter=None):  # noqa: ANN001, ANN202
-    from .remote import Remotes
+    from .remote.remote import Remotes
     from .store.store import Store
 
     if not verify:
@@ -624,7 +624,7 @@ def cmd_serve(ctx: Context) -> int:
 
 
 def cmd_key_generate(ctx: Context) -> int:
-    from .signing import generate
+    from .remote.signing import generate
 
     public = generate(ctx.args.name, Path(ctx.args.out))
     ctx.out(public.text())

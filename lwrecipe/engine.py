@@ -25,7 +25,7 @@ from .inputs.hosttools import debian_package
 from .recipes.keys import Sha256
 from .store.outputs import restore
 from .plan import Planned, plan_recipe
-from .remote import Backend, Remotes
+from .remote.remote import Backend, Remotes
 from .inputs.sources import Fetch
 from .store.store import Store
 

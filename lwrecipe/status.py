@@ -16,7 +16,7 @@ from .plan import Planned
 from .store.store import Store
 
 if TYPE_CHECKING:
-    from .remote import Remotes
+    from .remote.remote import Remotes
 
 
 class StatusOracle:

@@ -18,7 +18,7 @@ from .recipes.graph import Graph
 from .recipes.keys import Sha256
 from .lockfile import pinned_ids
 from .plan import plan_graph, plan_recipe
-from .remote import Backend, Remotes
+from .remote.remote import Backend, Remotes
 from .store.store import Store
 
 

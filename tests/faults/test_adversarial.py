@@ -20,12 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lwrecipe.store.archive import extract_canonical, write_tree
-from lwrecipe.config import RemoteSpec, Settings
+from lwrecipe.remote.config import RemoteSpec, Settings
 from lwrecipe.errors import IntegrityError, LwrecipeError, RecipeError, UnsafeArchive
 from lwrecipe.initramfs import collect, write_cpio
 from lwrecipe.recipes.keys import Sha256
 from lwrecipe.recipes.recipe import load_recipe, parse_recipe
-from lwrecipe.remote import Remotes
+from lwrecipe.remote.remote import Remotes
 from lwrecipe.store.store import Store
 from lwrecipe.inputs.unpack import unpack
 from tests.servers import fault_server

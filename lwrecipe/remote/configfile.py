@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import RecipeError
+from ..errors import RecipeError
 
 
 class _Strict(BaseModel):
@@ -34,6 +34,6 @@ def validate(raw: dict[str, Any], shown: str) -> ConfigFile:
     try:
         return ConfigFile.model_validate(raw)
     except ValidationError as exc:
-        from .recipes.recipe import _problem
+        from ..recipes.recipe import _problem
 
         raise RecipeError(shown, [_problem(e) for e in exc.errors()]) from None

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import RecipeError, UsageError
+from ..errors import RecipeError, UsageError
 from .signing import PublicKey, SecretKey, load_secret, parse_public
 
 if TYPE_CHECKING:

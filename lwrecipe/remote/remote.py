@@ -21,17 +21,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 
-from . import faults
+from .. import faults
 from .config import RemoteSpec, Settings
-from .errors import FetchError, FetchIntegrityError, IntegrityError, LwrecipeError, UsageError
-from .inputs.fetch import CHUNK, Downloader, NullReporter, Reporter, RetryPolicy, Wanted, make_client
-from .recipes.keys import Sha256, canonical_json, is_sha256
+from ..errors import FetchError, FetchIntegrityError, IntegrityError, LwrecipeError, UsageError
+from ..inputs.fetch import CHUNK, Downloader, NullReporter, Reporter, RetryPolicy, Wanted, make_client
+from ..recipes.keys import Sha256, canonical_json, is_sha256
 from .signing import SecretKey, check, sign
-from .files import fsync_dir
-from .store.store import Store
+from ..files import fsync_dir
+from ..store.store import Store
 
 if TYPE_CHECKING:
-    from .inputs.httpclient import Client
+    from ..inputs.httpclient import Client
 
 RECORD_LIMIT = 4 << 20  # a build record is a few KiB; anything near this is not one
 LOG_LIMIT = 1 << 30  # a compressed build log
@@ -128,7 +128,7 @@ class HttpBackend:
         return f"{self.spec.url}/{kind}/{name}"
 
     def _retrying(self, what: str, attempt_once: Any) -> Any:
-        from .inputs.httpclient import HttpError
+        from ..inputs.httpclient import HttpError
 
         attempt = 0
         while True:
