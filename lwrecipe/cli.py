@@ -401,13 +401,13 @@ def _transfer_reporter(ctx: Context):  # noqa: ANN202
 def cmd_cache_push(ctx: Context) -> int:
     from .errors import raise_all
     from .recipes.graph import load_graph, project_root
-    from .lockfile import LOCKFILE
+    from .lockfile import LOCKFILE, pinned_ids
     from .store.store import Store
     from .transfer import keys_to_push, push_keys
 
     lockfile = project_root(Path.cwd()) / LOCKFILE
     graph = load_graph(ctx.args.targets) if ctx.args.targets else None
-    keys = keys_to_push(Store(ctx.cache_dir), graph, lockfile if lockfile.is_file() else None)
+    keys = keys_to_push(Store(ctx.cache_dir), graph, pinned_ids(lockfile) if lockfile.is_file() else None)
     with _remote_for(ctx, ctx.args.remote) as remotes:
         backend = remotes.backends[0]
         result = push_keys(remotes, backend, keys, ctx.args.jobs)

@@ -10,29 +10,28 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .errors import LwrecipeError, UsageError
 from .recipes.graph import Graph
 from .recipes.keys import Sha256
-from .lockfile import pinned_ids
 from .plan import plan_graph, plan_recipe
 from .remote.remote import Backend, Remotes
 from .store.store import Store
 
 
-def keys_to_push(store: Store, graph: Graph | None, lockfile: Path | None) -> list[Sha256]:
-    """The targets' closure (each must be built here); else what the lockfile pins;
-    else every record of the cache. Only records whose bytes are here count."""
+def keys_to_push(store: Store, graph: Graph | None, pinned: set[str] | None) -> list[Sha256]:
+    """The targets' closure (each must be built here); else the keys among `pinned`
+    (what the lockfile names); else every record of the cache. Only records whose
+    bytes are here count."""
     if graph is not None:
         keys = []
         for item in plan_graph(graph, store.output_id):
             if item.key is None or store.output_id(item.key) is None:
                 raise UsageError(f"{item.name}: not built here (run `lwrecipe build {item.name}` first)")
             keys.append(item.key)
-    elif lockfile is not None:
-        keys = [Sha256(k) for k in sorted(pinned_ids(lockfile)) if store.exists() and store.has("ac", k)]
+    elif pinned is not None:
+        keys = [Sha256(k) for k in sorted(pinned) if store.exists() and store.has("ac", k)]
     else:
         keys = [Sha256(p.name) for p in sorted((store.root / "ac").iterdir())] if store.exists() else []
     return [k for k in keys if (r := store.read_record(k)) and store.has("cas", r["blob"]["sha256"])]
