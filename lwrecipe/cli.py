@@ -188,8 +188,8 @@ def _open_remotes(ctx: Context, settings, verify: bool, offline: bool = False, r
 
 def _plan(ctx: Context, targets: Sequence[str]):  # noqa: ANN202 - returns (graph, planned)
     from .recipes.graph import load_graph
-    from .plan import plan_graph
-    from .status import StatusOracle
+    from .build.plan import plan_graph
+    from .build.status import StatusOracle
 
     graph = load_graph(targets)
     remote_urls = getattr(ctx.args, "remote", None)
@@ -271,8 +271,8 @@ def cmd_fetch(ctx: Context) -> int:
 
 
 def cmd_build(ctx: Context) -> int:
-    from .builder import BuildOptions
-    from .engine import Engine
+    from .build.builder import BuildOptions
+    from .build.engine import Engine
     from .recipes.graph import load_graph
     from .progress import BuildDisplay, DisplayReporter
     from .store.store import Store
@@ -337,8 +337,8 @@ def cmd_checkout(ctx: Context) -> int:
     from .errors import UsageError
     from .recipes.graph import load_graph
     from .store.outputs import restore
-    from .plan import plan_graph
-    from .status import StatusOracle
+    from .build.plan import plan_graph
+    from .build.status import StatusOracle
 
     graph = load_graph([ctx.args.target])
     oracle = StatusOracle(ctx.cache_dir)
@@ -403,7 +403,7 @@ def cmd_cache_push(ctx: Context) -> int:
     from .recipes.graph import load_graph, project_root
     from .lockfile import LOCKFILE, pinned_ids
     from .store.store import Store
-    from .transfer import keys_to_push, push_keys
+    from .build.transfer import keys_to_push, push_keys
 
     lockfile = project_root(Path.cwd()) / LOCKFILE
     graph = load_graph(ctx.args.targets) if ctx.args.targets else None
@@ -421,7 +421,7 @@ def cmd_cache_pull(ctx: Context) -> int:
     from .errors import raise_all
     from .recipes.graph import load_graph
     from .store.store import Store
-    from .transfer import pull_closure
+    from .build.transfer import pull_closure
 
     graph = load_graph(ctx.args.targets)
     with _remote_for(ctx, ctx.args.remote, not ctx.args.no_verify_signatures) as remotes:
@@ -448,7 +448,7 @@ def cmd_lock(ctx: Context) -> int:
     from .errors import IntegrityError
     from .recipes.graph import load_graph, project_root
     from .lockfile import LOCKFILE, build_entries, fetch_first_use_pins, read, render, write
-    from .status import StatusOracle
+    from .build.status import StatusOracle
     from .store.store import Store
 
     root = project_root(Path.cwd())
@@ -537,7 +537,7 @@ def check_locked(ctx: Context, graph):  # noqa: ANN001, ANN201
     """Refuse before building when an input differs from the lockfile; returns the lock."""
     from .errors import LockDrift
     from .lockfile import drift, read
-    from .status import StatusOracle
+    from .build.status import StatusOracle
 
     lock = read(_lockfile_path(ctx, None))
     changes = drift(lock, graph, StatusOracle(ctx.cache_dir).output_id)
@@ -551,7 +551,7 @@ def cmd_sbom(ctx: Context) -> int:
     from .recipes.graph import load_graph
     from .lockfile import build_entries
     from .sbom import cyclonedx_json, spdx_json
-    from .status import StatusOracle
+    from .build.status import StatusOracle
     from .store.store import Store
 
     graph = load_graph([ctx.args.target])
@@ -587,8 +587,8 @@ def cmd_serve(ctx: Context) -> int:
     else:
         from .recipes.graph import load_graph
         from .store.outputs import restore
-        from .plan import plan_graph
-        from .status import StatusOracle
+        from .build.plan import plan_graph
+        from .build.status import StatusOracle
 
         graph = load_graph([ctx.args.target])
         oracle = StatusOracle(ctx.cache_dir)

@@ -18,7 +18,7 @@ from .errors import UsageError
 from .inputs.gitsrc import cached_tree, read_member
 from .inputs.hosttools import HostTool, target_platform
 from .recipes.keys import KEY_FORMAT, document_key, is_sha256, sha256_bytes
-from .plan import Planned, keyed_tool_names, patch_pins, source_pins
+from .build.plan import Planned, keyed_tool_names, patch_pins, source_pins
 from .recipes.recipe import FilePatch, GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
 from .store.store import Store
 
@@ -110,7 +110,7 @@ def entry(item: Planned, store: Store, dep_outputs: dict[str, str], output_id: s
 def build_entries(graph: Any, store: Store, output_of: Any) -> dict[str, dict[str, Any]]:
     """Entries for the graph's targets and their closure, as this machine and cache
     see them; `output_of(key)` is the output id the cache holds for a key."""
-    from .plan import plan_graph
+    from .build.plan import plan_graph
 
     planned = plan_graph(graph, output_of)
     outputs = {p.name: output_of(p.key) if p.key else None for p in planned}
@@ -208,7 +208,7 @@ def drift(lock: Lock, graph: Any, output_of: Any) -> list[Any]:
     explain.Change values; `output_of(key)` gives the output id stored for a key.
     A dependency's output is compared where both the lock and the cache know it."""
     from .explain import Change, diff_documents
-    from .plan import document_of, key_if_complete
+    from .build.plan import document_of, key_if_complete
 
     outputs: dict[str, Any] = {}
     changes: list[Change] = []

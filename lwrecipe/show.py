@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .plan import Planned
+from .build.plan import Planned
 from .recipes.recipe import FilePatch, GitSource, PathSource, SourcePatch, UrlPatch, UrlSource
 
 

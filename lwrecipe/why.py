@@ -12,7 +12,7 @@ from .explain import Change, diff_documents
 from .recipes.graph import Graph
 from .recipes.keys import Sha256
 from .lockfile import Lock, key_document
-from .plan import document_of, key_if_complete
+from .build.plan import document_of, key_if_complete
 from .store.store import Store
 
 

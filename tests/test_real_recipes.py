@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lwrecipe.recipes.graph import load_graph
-from lwrecipe.plan import plan_recipe
+from lwrecipe.build.plan import plan_recipe
 from lwrecipe.recipes.recipe import GitSource, SourcePatch, UrlSource, load_recipe
 from tests.conftest import REPO, run_subprocess
 
@@ -130,7 +130,7 @@ def test_build_image_pins_a_package_for_every_host_tool() -> None:
     import tomllib
 
     from lwrecipe.inputs.hosttools import DEBIAN_PACKAGES
-    from lwrecipe.plan import KEYED_IMPLICIT_TOOLS
+    from lwrecipe.build.plan import KEYED_IMPLICIT_TOOLS
 
     dockerfile = (REPO / "docker" / "Dockerfile").read_text()
     pinned = dict(re.findall(r"^\s+([a-z0-9.+-]+)=(\S+) \\$", dockerfile, re.M))

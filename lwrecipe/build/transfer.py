@@ -12,12 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import LwrecipeError, UsageError
-from .recipes.graph import Graph
-from .recipes.keys import Sha256
+from ..errors import LwrecipeError, UsageError
+from ..recipes.graph import Graph
+from ..recipes.keys import Sha256
 from .plan import plan_graph, plan_recipe
-from .remote.remote import Backend, Remotes
-from .store.store import Store
+from ..remote.remote import Backend, Remotes
+from ..store.store import Store
 
 
 def keys_to_push(store: Store, graph: Graph | None, pinned: set[str] | None) -> list[Sha256]:

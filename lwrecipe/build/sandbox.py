@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from . import faults
-from .errors import SandboxUnavailable
+from .. import faults
+from ..errors import SandboxUnavailable
 
 BUILD = Path("/build")
 DEPS = Path("/deps")

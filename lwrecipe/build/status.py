@@ -11,12 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .recipes.keys import Sha256
+from ..recipes.keys import Sha256
 from .plan import Planned
-from .store.store import Store
+from ..store.store import Store
 
 if TYPE_CHECKING:
-    from .remote.remote import Remotes
+    from ..remote.remote import Remotes
 
 
 class StatusOracle:

@@ -16,19 +16,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from . import faults
-from .errors import BuildFailed, StoreError
-from .inputs.gitsrc import read_member
-from .recipes.keys import Sha256
-from .store.outputs import pack, put_log
-from .inputs.patch import PatchFile, apply_series
+from .. import __version__
+from .. import faults
+from ..errors import BuildFailed, StoreError
+from ..inputs.gitsrc import read_member
+from ..recipes.keys import Sha256
+from ..store.outputs import pack, put_log
+from ..inputs.patch import PatchFile, apply_series
 from .plan import Planned
-from .recipes.recipe import FilePatch, GitSource, SourcePatch, UrlPatch
-from .remote.signing import SecretKey, sign
+from ..recipes.recipe import FilePatch, GitSource, SourcePatch, UrlPatch
+from ..remote.signing import SecretKey, sign
 from .sandbox import Job, Layout, require_sandbox, run
-from .inputs.sources import Fetch, lay_out
-from .store.store import Store
+from ..inputs.sources import Fetch, lay_out
+from ..store.store import Store
 
 TAIL_LINES = 40
 IMAGE_ENV = "LWRECIPE_BUILD_IMAGE"

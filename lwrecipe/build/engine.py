@@ -18,16 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from .builder import BuildOptions, build_one
-from .store.compare import decompress, diffoscope, tree_differences
-from .errors import IntegrityError, LwrecipeError, MissingToolError, NotReproducible
-from .recipes.graph import Graph
-from .inputs.hosttools import debian_package
-from .recipes.keys import Sha256
-from .store.outputs import restore
+from ..store.compare import decompress, diffoscope, tree_differences
+from ..errors import IntegrityError, LwrecipeError, MissingToolError, NotReproducible
+from ..recipes.graph import Graph
+from ..inputs.hosttools import debian_package
+from ..recipes.keys import Sha256
+from ..store.outputs import restore
 from .plan import Planned, plan_recipe
-from .remote.remote import Backend, Remotes
-from .inputs.sources import Fetch
-from .store.store import Store
+from ..remote.remote import Backend, Remotes
+from ..inputs.sources import Fetch
+from ..store.store import Store
 
 FINAL = ("cached", "pulled", "remote", "built", "checked", "failed", "skipped")
 
