@@ -401,7 +401,7 @@ def _transfer_reporter(ctx: Context):  # noqa: ANN202
 def cmd_cache_push(ctx: Context) -> int:
     from .errors import raise_all
     from .recipes.graph import load_graph, project_root
-    from .lockfile import LOCKFILE, pinned_ids
+    from .audit.lockfile import LOCKFILE, pinned_ids
     from .store.store import Store
     from .build.transfer import keys_to_push, push_keys
 
@@ -435,7 +435,7 @@ def cmd_cache_pull(ctx: Context) -> int:
 
 def _lockfile_path(ctx: Context, given: str | None) -> Path:
     from .recipes.graph import project_root
-    from .lockfile import LOCKFILE
+    from .audit.lockfile import LOCKFILE
 
     return Path(given) if given else project_root(Path.cwd()) / LOCKFILE
 
@@ -447,7 +447,7 @@ def _all_recipes(root: Path) -> list[str]:
 def cmd_lock(ctx: Context) -> int:
     from .errors import IntegrityError
     from .recipes.graph import load_graph, project_root
-    from .lockfile import LOCKFILE, build_entries, fetch_first_use_pins, read, render, write
+    from .audit.lockfile import LOCKFILE, build_entries, fetch_first_use_pins, read, render, write
     from .build.status import StatusOracle
     from .store.store import Store
 
@@ -475,9 +475,9 @@ def cmd_lock(ctx: Context) -> int:
 
 def cmd_why(ctx: Context) -> int:
     from .recipes.graph import load_graph
-    from .lockfile import read
+    from .audit.lockfile import read
     from .store.store import Store
-    from .why import Why
+    from .audit.why import Why
 
     graph = load_graph([ctx.args.target])
     lock_path = _lockfile_path(ctx, ctx.args.lockfile)
@@ -507,10 +507,10 @@ def _audit_graph(lock, root: Path, ctx: Context):  # noqa: ANN001, ANN202
 
 
 def cmd_audit(ctx: Context) -> int:
-    from .audit import audit, render_tree
+    from .audit.audit import audit, render_tree
     from .errors import IntegrityError
     from .recipes.graph import project_root
-    from .lockfile import read
+    from .audit.lockfile import read
     from .store.store import Store
 
     root = project_root(Path.cwd())
@@ -536,7 +536,7 @@ def cmd_audit(ctx: Context) -> int:
 def check_locked(ctx: Context, graph):  # noqa: ANN001, ANN201
     """Refuse before building when an input differs from the lockfile; returns the lock."""
     from .errors import LockDrift
-    from .lockfile import drift, read
+    from .audit.lockfile import drift, read
     from .build.status import StatusOracle
 
     lock = read(_lockfile_path(ctx, None))
@@ -549,8 +549,8 @@ def check_locked(ctx: Context, graph):  # noqa: ANN001, ANN201
 def cmd_sbom(ctx: Context) -> int:
     from .errors import LwrecipeError
     from .recipes.graph import load_graph
-    from .lockfile import build_entries
-    from .sbom import cyclonedx_json, spdx_json
+    from .audit.lockfile import build_entries
+    from .audit.sbom import cyclonedx_json, spdx_json
     from .build.status import StatusOracle
     from .store.store import Store
 
@@ -636,7 +636,7 @@ def cmd_cache_gc(ctx: Context) -> int:
     from .errors import UsageError
     from .store.gc import collect, parse_size
     from .recipes.graph import project_root
-    from .lockfile import LOCKFILE, pinned_ids
+    from .audit.lockfile import LOCKFILE, pinned_ids
     from .progress import human_size
     from .store.store import Store
 

@@ -112,7 +112,7 @@ def test_every_real_recipe_has_a_key_once_its_dependencies_are_known() -> None:
 def test_committed_lockfile_matches_the_recipes() -> None:
     """lockfile.toml is re-locked whenever a recipe changes (host tools aside: they are the machine's)."""
     from lwrecipe.recipes.graph import load_graph
-    from lwrecipe.lockfile import drift, read
+    from lwrecipe.audit.lockfile import drift, read
     from lwrecipe.store.store import file_sha256
 
     lock = read(REPO / "lockfile.toml")

@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .explain import Change, diff_documents
-from .recipes.graph import Graph
-from .recipes.keys import Sha256
+from ..recipes.graph import Graph
+from ..recipes.keys import Sha256
 from .lockfile import Lock, key_document
-from .build.plan import document_of, key_if_complete
-from .store.store import Store
+from ..build.plan import document_of, key_if_complete
+from ..store.store import Store
 
 
 @dataclass

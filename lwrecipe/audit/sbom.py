@@ -14,7 +14,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from . import __version__
+from .. import __version__
 
 NAMESPACE = "https://lwrecipe.invalid/sbom"
 

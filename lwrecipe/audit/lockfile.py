@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
-from .inputs.gitsrc import cached_tree, read_member
-from .inputs.hosttools import HostTool, target_platform
-from .recipes.keys import KEY_FORMAT, document_key, is_sha256, sha256_bytes
-from .build.plan import Planned, keyed_tool_names, patch_pins, source_pins
-from .recipes.recipe import FilePatch, GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
-from .store.store import Store
+from ..errors import UsageError
+from ..inputs.gitsrc import cached_tree, read_member
+from ..inputs.hosttools import HostTool, target_platform
+from ..recipes.keys import KEY_FORMAT, document_key, is_sha256, sha256_bytes
+from ..build.plan import Planned, keyed_tool_names, patch_pins, source_pins
+from ..recipes.recipe import FilePatch, GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
+from ..store.store import Store
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -110,7 +110,7 @@ def entry(item: Planned, store: Store, dep_outputs: dict[str, str], output_id: s
 def build_entries(graph: Any, store: Store, output_of: Any) -> dict[str, dict[str, Any]]:
     """Entries for the graph's targets and their closure, as this machine and cache
     see them; `output_of(key)` is the output id the cache holds for a key."""
-    from .build.plan import plan_graph
+    from ..build.plan import plan_graph
 
     planned = plan_graph(graph, output_of)
     outputs = {p.name: output_of(p.key) if p.key else None for p in planned}
@@ -121,8 +121,8 @@ def build_entries(graph: Any, store: Store, output_of: Any) -> dict[str, dict[st
 def fetch_first_use_pins(graph: Any, store: Store, warn: Any) -> None:
     """Fetch the git sources whose trees are not cached, so that `lock` can record
     their tree sha256 and the sha256 of patches inside them; failures are warnings."""
-    from .errors import LwrecipeError
-    from .inputs.gitsrc import fetch_tree
+    from ..errors import LwrecipeError
+    from ..inputs.gitsrc import fetch_tree
 
     for name in graph.closure(graph.targets):
         for src in graph.recipes[name].doc.sources:
@@ -137,7 +137,7 @@ def write(path: Path, text: str) -> None:
     """Replace the lockfile atomically: readers see the old one or the new one."""
     import os
 
-    from . import faults
+    from .. import faults
 
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
@@ -208,7 +208,7 @@ def drift(lock: Lock, graph: Any, output_of: Any) -> list[Any]:
     explain.Change values; `output_of(key)` gives the output id stored for a key.
     A dependency's output is compared where both the lock and the cache know it."""
     from .explain import Change, diff_documents
-    from .build.plan import document_of, key_if_complete
+    from ..build.plan import document_of, key_if_complete
 
     outputs: dict[str, Any] = {}
     changes: list[Change] = []
