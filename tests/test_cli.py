@@ -73,7 +73,7 @@ def test_plan_table(chain, cli) -> None:
 
 
 def test_cache_option_and_env(chain, cli, monkeypatch, tmp_path) -> None:
-    from lwrecipe.cli import Context
+    from lwrecipe.cli.common import Context
     monkeypatch.setenv("LWRECIPE_CACHE", str(tmp_path / "c1"))
     assert Context(build_parser().parse_args(["plan", "x"])).cache_dir == tmp_path / "c1"
     ctx = Context(build_parser().parse_args(["--cache", str(tmp_path / "c2"), "plan", "x"]))

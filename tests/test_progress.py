@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from lwrecipe.progress import BuildDisplay, DisplayReporter, human_size
+from lwrecipe.cli.progress import BuildDisplay, DisplayReporter, human_size
 
 
 def test_plain_lines_for_each_change_of_state() -> None:

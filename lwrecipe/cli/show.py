@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .build.plan import Planned
-from .recipes.recipe import FilePatch, GitSource, PathSource, SourcePatch, UrlPatch, UrlSource
+from ..build.plan import Planned
+from ..recipes.recipe import FilePatch, GitSource, PathSource, SourcePatch, UrlPatch, UrlSource
 
 
 def describe(item: Planned) -> dict[str, Any]:

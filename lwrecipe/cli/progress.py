@@ -78,7 +78,7 @@ class RichReporter:
 
 
 def make_reporter(quiet: bool = False) -> Any:
-    from .inputs.fetch import NullReporter
+    from ..inputs.fetch import NullReporter
 
     if quiet:
         return NullReporter()

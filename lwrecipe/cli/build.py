@@ -1,0 +1,181 @@
+"""`fetch`, `build` and `checkout`: getting inputs, building outputs, materialising them."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .common import EPILOG, Context, lockfile_path, open_remotes, project_settings, remote_args, table, target_args
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fetch", help="download and verify every input of the targets", epilog=EPILOG)
+    target_args(p)
+    p.add_argument("-j", "--jobs", type=int, default=4, metavar="N", help="parallel downloads (default 4)")
+    p.add_argument("--offline", action="store_true", help="never touch the network; list what is missing")
+    p.set_defaults(func=cmd_fetch)
+
+    p = sub.add_parser("build", help="build the targets and everything they depend on", epilog=EPILOG)
+    target_args(p)
+    p.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
+                   help="independent recipes built at once (default 1); each build gets LW_JOBS = CPUs / N")
+    p.add_argument("--keep-going", action="store_true", help="after a failure, build what does not depend on it")
+    p.add_argument("--rebuild", action="store_true", help="build even what is cached")
+    p.add_argument("--check", action="store_true",
+                   help="rebuild the targets even when cached and fail (exit 3) if the output differs")
+    p.add_argument("--offline", action="store_true", help="never touch the network")
+    p.add_argument("--no-sandbox", action="store_true", help="where bubblewrap cannot run, build anyway on host paths (recorded in the build record)")
+    remote_args(p)
+    p.add_argument("--push", action="store_true", help="upload what is built here to every remote")
+    p.add_argument("--locked", action="store_true",
+                   help="refuse (exit 3) to build anything whose inputs or output differ from lockfile.toml")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("checkout", help="materialise a built output in a directory", epilog=EPILOG)
+    target_args(p, many=False)
+    p.add_argument("dest", metavar="DEST", help="directory to create")
+    p.add_argument("--with-deps", action="store_true", help="also each dependency, in DEST/<name>")
+    p.set_defaults(func=cmd_checkout)
+
+
+def _fetch_inputs(ctx: Context, graph, names: list[str], jobs: int, offline: bool,  # noqa: ANN001, ANN202
+                  reporter=None):  # noqa: ANN001
+    import contextlib
+
+    from ..inputs.fetch import Downloader, make_client, user_mirrors, MIRRORS_ENV
+    from .progress import RichReporter, make_reporter
+    from ..inputs.sources import fetch_recipes
+    from ..store.store import Store
+
+    store = Store(ctx.cache_dir).ensure()
+    reporter = reporter or make_reporter(quiet=ctx.verbosity < 0)
+    with make_client() as client, (reporter if isinstance(reporter, RichReporter) else contextlib.nullcontext()):
+        downloader = Downloader(store, client, mirrors=user_mirrors(os.environ.get(MIRRORS_ENV)), reporter=reporter)
+        return fetch_recipes([graph.recipes[n] for n in names], store, downloader, jobs=jobs, offline=offline)
+
+
+def cmd_fetch(ctx: Context) -> int:
+    from ..recipes.graph import load_graph
+    from .progress import human_size
+
+    graph = load_graph(ctx.args.targets)
+    names = graph.closure(graph.targets)
+    result = _fetch_inputs(ctx, graph, names, ctx.args.jobs, ctx.args.offline)
+    rows = [(f.wanted.label, f.wanted.basename, human_size(f.size), f.wanted.sha256[:12], f.origin)
+            for f in result.files.values()]
+    rows += [(t.label, f"git {t.rev[:12]}", human_size(t.path.stat().st_size), t.sha256[:12], t.origin)
+             for t in result.trees.values()]
+    rows.sort()
+    if rows:
+        table(ctx, [("INPUT", "FILE", "SIZE", "SHA256", "FROM"), *rows])
+    for (recipe, index), sha in sorted(result.source_patches.items()):
+        ctx.out(f"{recipe}: patches[{index}]: sha256 {sha}")
+    ctx.info(f"{len(rows)} inputs verified")
+    return 0
+
+
+def cmd_build(ctx: Context) -> int:
+    from ..build.builder import BuildOptions
+    from ..build.engine import Engine
+    from ..recipes.graph import load_graph
+    from .progress import BuildDisplay, DisplayReporter
+    from ..store.store import Store
+
+    graph = load_graph(ctx.args.targets)
+    lock = check_locked(ctx, graph) if ctx.args.locked else None
+    store = Store(ctx.cache_dir)
+    parallel = max(1, ctx.args.jobs)
+    settings = project_settings(graph.recipes[graph.targets[0]].root, ctx.args.remote)
+    options = BuildOptions(jobs=max(1, (os.cpu_count() or 1) // parallel), no_sandbox=ctx.args.no_sandbox,
+                           secret=settings.secret)
+    if ctx.args.no_sandbox:
+        ctx.info("warning: --no-sandbox: builds run on host paths and may depend on this machine")
+    with BuildDisplay(quiet=ctx.verbosity < 0) as display, \
+            open_remotes(ctx, settings, not ctx.args.no_verify_signatures, ctx.args.offline,
+                          DisplayReporter(display)) as remotes:
+        def fetch(items):  # noqa: ANN001, ANN202 - called only for recipes that build
+            return _fetch_inputs(ctx, graph, [i.name for i in items], 4, ctx.args.offline,
+                                 reporter=DisplayReporter(display))
+
+        push_to = [b for b in remotes.backends if ctx.args.push or b.spec.push]
+        engine = Engine(store, fetch, options, rebuild=ctx.args.rebuild, keep_going=ctx.args.keep_going,
+                        check=ctx.args.check, parallel=parallel, on_event=display.event, remotes=remotes,
+                        push_to=push_to, warn=lambda text: display.log(f"warning: {text}"))
+        outcomes = engine.build(graph)
+    code = 0
+    for outcome in outcomes:
+        detail = f"{outcome.output_id[:12]}" if outcome.output_id else ""
+        if outcome.state == "built":
+            detail += f"  {outcome.seconds:.1f}s"
+        ctx.info(f"{outcome.name:<16} {outcome.state:<8} {detail}")
+    for outcome in outcomes:
+        if outcome.error is not None:
+            for line in outcome.error.lines():
+                print(f"error: {line}", file=sys.stderr)
+            tail, log = getattr(outcome.error, "tail", ""), getattr(outcome.error, "log_path", None)
+            if tail:
+                print(tail, file=sys.stderr)
+            if log:
+                print(f"log: {log}", file=sys.stderr)
+            code = max(code, outcome.error.exit_code)
+    if lock is not None:
+        from ..errors import LockDrift
+
+        drift = [f"{o.name}: output {lock.recipes[o.name]['output_id'][:12]}… → {o.output_id[:12]}…"
+                 for o in outcomes if o.output_id and lock.recipes[o.name]["output_id"]
+                 and o.output_id != lock.recipes[o.name]["output_id"]]
+        if drift:
+            error = LockDrift(lock.path.name, drift)
+            for line in error.lines():
+                print(f"error: {line}", file=sys.stderr)
+            code = max(code, error.exit_code)
+    counts = {s: sum(o.state == s for o in outcomes)
+              for s in ("built", "cached", "pulled", "remote", "checked", "failed", "skipped")}
+    not_started = len(graph.closure(graph.targets)) - len(outcomes)
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n or s in ("built", "cached"))
+    ctx.info(summary + (f", {not_started} not started" if not_started else ""))
+    return code
+
+
+def check_locked(ctx: Context, graph):  # noqa: ANN001, ANN201
+    """Refuse before building when an input differs from the lockfile; returns the lock."""
+    from ..errors import LockDrift
+    from ..audit.lockfile import drift, read
+    from ..build.status import StatusOracle
+
+    lock = read(lockfile_path(ctx, None))
+    changes = drift(lock, graph, StatusOracle(ctx.cache_dir).output_id)
+    if changes:
+        raise LockDrift(lock.path.name, [c.text() for c in changes])
+    return lock
+
+
+def cmd_checkout(ctx: Context) -> int:
+    from ..errors import UsageError
+    from ..recipes.graph import load_graph
+    from ..store.outputs import restore
+    from ..build.plan import plan_graph
+    from ..build.status import StatusOracle
+
+    graph = load_graph([ctx.args.target])
+    oracle = StatusOracle(ctx.cache_dir)
+    planned = {p.name: p for p in plan_graph(graph, oracle.output_id)}
+    dest = Path(ctx.args.dest)
+    if dest.exists():
+        raise UsageError(f"{dest}: already exists")
+    target = graph.targets[0]
+    names = graph.closure([target]) if ctx.args.with_deps else [target]
+    for name in names:
+        key = planned[name].key
+        record = oracle.store.read_record(key) if key else None
+        if record is None:
+            raise UsageError(f"{name}: not built (run `lwrecipe build {name}` first)")
+        where = dest / name if ctx.args.with_deps else dest
+        if not oracle.store.has("cas", record["blob"]["sha256"]):
+            raise UsageError(f"{name}: output {record['output_id'][:12]} is known but its bytes are not in this "
+                             f"cache (run `lwrecipe cache pull REMOTE {name}`)")
+        restore(oracle.store, record["blob"]["sha256"], record["output_id"], where)
+        ctx.info(f"{name}: {record['output_id'][:12]} -> {where}")
+    return 0

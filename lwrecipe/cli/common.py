@@ -1,0 +1,92 @@
+"""What every command shares: the parsed global options and their output (Context),
+the arguments several commands take, and opening remotes and planning targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EPILOG = "Exit status: 0 success; 1 a build or command failed; 2 usage or recipe error; 3 integrity failure."
+
+
+class Context:
+    """What every command gets: the parsed global options."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.verbosity = args.verbose - args.quiet
+        self.cache_dir = Path(args.cache or os.environ.get("LWRECIPE_CACHE") or "cache").absolute()
+
+    def out(self, text: str = "") -> None:
+        print(text)
+
+    def info(self, text: str) -> None:
+        if self.verbosity >= 0:
+            print(text, file=sys.stderr)
+
+
+def target_args(p: argparse.ArgumentParser, many: bool = True) -> None:
+    p.add_argument("targets" if many else "target", nargs="+" if many else None, metavar="TARGET",
+                   help="a recipe file (recipes/busybox.toml) or a recipe name (busybox)")
+
+
+def remote_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--remote", action="append", metavar="URL",
+                   help="a remote cache (repeatable; replaces LWRECIPE_REMOTES and the configured ones)")
+    p.add_argument("--no-verify-signatures", action="store_true",
+                   help="use remote records no trusted key signed (said in the output)")
+
+
+def project_settings(root: Path, remotes: list[str] | None = None):  # noqa: ANN202
+    from ..remote.config import load_settings
+
+    return load_settings(root, remotes)
+
+
+def open_remotes(ctx: Context, settings, verify: bool, offline: bool = False, reporter=None):  # noqa: ANN001, ANN202
+    from ..remote.remote import Remotes
+    from ..store.store import Store
+
+    if not verify:
+        for spec in settings.remotes:
+            ctx.info(f"warning: --no-verify-signatures: records from {spec.name} are used without signature checks")
+    return Remotes.open(Store(ctx.cache_dir), settings, verify_signatures=verify, reporter=reporter,
+                        offline=offline)
+
+
+def plan_targets(ctx: Context, targets: Sequence[str]):  # noqa: ANN202 - returns (graph, planned)
+    from ..recipes.graph import load_graph
+    from ..build.plan import plan_graph
+    from ..build.status import StatusOracle
+
+    graph = load_graph(targets)
+    remote_urls = getattr(ctx.args, "remote", None)
+    remotes = None
+    if hasattr(ctx.args, "no_verify_signatures"):
+        settings = project_settings(graph.recipes[graph.targets[0]].root, remote_urls)
+        if settings.remotes:
+            remotes = open_remotes(ctx, settings, not ctx.args.no_verify_signatures)
+    oracle = StatusOracle(ctx.cache_dir, remotes, warn=lambda text: ctx.info(f"warning: {text}"))
+    try:
+        return graph, plan_graph(graph, oracle.output_id), oracle
+    finally:
+        if remotes is not None:
+            remotes.close()
+
+
+def table(ctx: Context, rows: list[tuple[str, ...]]) -> None:
+    """Left-aligned columns; the last one is not padded."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        ctx.out("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+
+
+def lockfile_path(ctx: Context, given: str | None) -> Path:
+    from ..recipes.graph import project_root
+    from ..audit.lockfile import LOCKFILE
+
+    return Path(given) if given else project_root(Path.cwd()) / LOCKFILE

@@ -1,0 +1,52 @@
+"""The command line: argument parsing and output only.
+
+Each command calls the library and formats what it returns; errors arrive as
+LwrecipeError and leave as one `error: <where>: <what>` line per problem with
+the documented exit status. One module per command group adds its parsers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import LwrecipeError
+from . import build, cache, keys, plan, release, serve
+from .common import EPILOG, Context
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lwrecipe", epilog=EPILOG,
+                                     description="Pinned, reproducible recipes for Linux on WebAssembly.")
+    parser.add_argument("--version", action="version", version=f"lwrecipe {__version__}")
+    parser.add_argument("--cache", metavar="DIR", help="local cache directory (default: $LWRECIPE_CACHE or ./cache)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="say more")
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="say less")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    for group in (plan, build, cache, release, serve, keys):
+        group.add_parsers(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    ctx = Context(args)
+    try:
+        return args.func(ctx)
+    except LwrecipeError as exc:
+        for line in exc.lines():
+            print(f"error: {line}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:  # a file system failure outside the paths that report their own
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 1

@@ -1,0 +1,153 @@
+"""`lock`, `why`, `audit` and `sbom`: what a release is made of and whether it holds."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .common import EPILOG, Context, lockfile_path, project_settings, target_args
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("lock", help="write lockfile.toml: every input of the release", epilog=EPILOG)
+    p.add_argument("targets", nargs="*", metavar="TARGET", help="recipes to lock (default: every recipe)")
+    p.add_argument("--check", action="store_true", help="exit 3 if the lockfile would change; write nothing")
+    p.add_argument("--offline", action="store_true", help="do not fetch git sources to fill first-use pins")
+    p.set_defaults(func=cmd_lock)
+
+    p = sub.add_parser("why", help="why a recipe is not cached or differs from the lock or its last build",
+                       epilog=EPILOG)
+    target_args(p, many=False)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--lockfile", metavar="F", help="compare with this lockfile (default: the project's, if any)")
+    p.set_defaults(func=cmd_why)
+
+    p = sub.add_parser("audit", help="check the checkout and cache against the lockfile; print the input tree",
+                       epilog=EPILOG)
+    p.add_argument("--lockfile", metavar="F", help="the lockfile (default: the project's)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("sbom", help="a software bill of materials for a target", epilog=EPILOG)
+    target_args(p, many=False)
+    p.add_argument("--format", required=True, choices=("spdx-json", "cyclonedx-json"))
+    p.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    p.set_defaults(func=cmd_sbom)
+
+
+def _all_recipes(root: Path) -> list[str]:
+    return sorted(str(p) for p in (root / "recipes").glob("*.toml"))
+
+
+def cmd_lock(ctx: Context) -> int:
+    from ..errors import IntegrityError
+    from ..recipes.graph import load_graph, project_root
+    from ..audit.lockfile import LOCKFILE, build_entries, fetch_first_use_pins, read, render, write
+    from ..build.status import StatusOracle
+    from ..store.store import Store
+
+    root = project_root(Path.cwd())
+    graph = load_graph(ctx.args.targets or _all_recipes(root))
+    if not ctx.args.offline:
+        fetch_first_use_pins(graph, Store(ctx.cache_dir), lambda text: ctx.info(f"warning: {text}"))
+    path = root / LOCKFILE
+    entries = dict(read(path).recipes) if path.exists() and ctx.args.targets else {}
+    entries.update(build_entries(graph, Store(ctx.cache_dir), StatusOracle(ctx.cache_dir).output_id))
+    text = render(entries)
+    old = path.read_text() if path.exists() else None
+    if ctx.args.check:
+        if old != text:
+            before = read(path).recipes if old is not None else {}
+            changed = sorted(n for n in entries if before.get(n) != entries[n]) or ["(format)"]
+            raise IntegrityError(f"{path}: out of date for {', '.join(changed)} (run `lwrecipe lock`)")
+        ctx.info(f"{path}: up to date ({len(entries)} recipes)")
+        return 0
+    if old != text:
+        write(path, text)
+    ctx.info(f"{path}: {'unchanged' if old == text else 'written'} ({len(entries)} recipes)")
+    return 0
+
+
+def cmd_why(ctx: Context) -> int:
+    from ..recipes.graph import load_graph
+    from ..audit.lockfile import read
+    from ..store.store import Store
+    from ..audit.why import Why
+
+    graph = load_graph([ctx.args.target])
+    lock_path = lockfile_path(ctx, ctx.args.lockfile)
+    lock = read(lock_path) if ctx.args.lockfile or lock_path.is_file() else None
+    reason = Why(graph, Store(ctx.cache_dir), lock).explain(graph.targets[0])
+    if ctx.args.json:
+        ctx.out(json.dumps(reason.document(), indent=2))
+    else:
+        for line in reason.lines():
+            ctx.out(line)
+        if reason.cached and not reason.against:
+            ctx.info("nothing differs")
+    return 0
+
+
+def _audit_graph(lock, root: Path, ctx: Context):  # noqa: ANN001, ANN202
+    """The lock's recipes as the checkout has them, or None where they cannot be loaded."""
+    from ..errors import LwrecipeError
+    from ..recipes.graph import load_graph
+
+    paths = [str(root / e["recipe"]) for e in lock.recipes.values() if (root / e["recipe"]).is_file()]
+    try:
+        return load_graph(paths) if paths else None
+    except LwrecipeError as exc:
+        ctx.info(f"warning: recipes cannot be loaded, inputs not compared: {exc}")
+        return None
+
+
+def cmd_audit(ctx: Context) -> int:
+    from ..audit.audit import audit, render_tree
+    from ..errors import IntegrityError
+    from ..recipes.graph import project_root
+    from ..audit.lockfile import read
+    from ..store.store import Store
+
+    root = project_root(Path.cwd())
+    lock = read(lockfile_path(ctx, ctx.args.lockfile))
+    settings = project_settings(root)
+    report = audit(lock, root, Store(ctx.cache_dir), settings.trusted, _audit_graph(lock, root, ctx))
+    if ctx.args.json:
+        ctx.out(json.dumps({"lockfile": str(lock.path), "ok": not report.mismatches,
+                            "mismatches": [f.text() for f in report.mismatches],
+                            "flags": [f.text() for f in report.flags], "inputs": report.tree}, indent=2))
+    else:
+        for line in render_tree(report):
+            ctx.out(line)
+        for finding in report.flags:
+            ctx.out(f"flag: {finding.text()}")
+    if report.mismatches:
+        raise IntegrityError(f"{lock.path}: {len(report.mismatches)} mismatches: "
+                             + "; ".join(f.text() for f in report.mismatches))
+    ctx.info(f"{lock.path}: {len(report.tree)} recipes match; {len(report.flags)} flags")
+    return 0
+
+
+def cmd_sbom(ctx: Context) -> int:
+    from ..errors import LwrecipeError
+    from ..recipes.graph import load_graph
+    from ..audit.lockfile import build_entries
+    from ..audit.sbom import cyclonedx_json, spdx_json
+    from ..build.status import StatusOracle
+    from ..store.store import Store
+
+    graph = load_graph([ctx.args.target])
+    entries = build_entries(graph, Store(ctx.cache_dir), StatusOracle(ctx.cache_dir).output_id)
+    render = spdx_json if ctx.args.format == "spdx-json" else cyclonedx_json
+    try:
+        text = render(graph.targets[0], entries)
+    except ValueError as exc:
+        raise LwrecipeError(f"sbom: {graph.targets[0]}: {exc}") from None
+    if ctx.args.out:
+        Path(ctx.args.out).write_text(text)
+        ctx.info(f"{ctx.args.out}: {ctx.args.format}, {len(entries)} recipes")
+    else:
+        sys.stdout.write(text)
+    return 0
