@@ -139,3 +139,17 @@ def test_a_cycle_is_found(shaped) -> None:
     root = shaped({"recipes/recipe.py": "def load():\n    from . import recipecache\n",
                    "recipes/recipecache.py": "from .recipe import Doc\n"})
     assert cycles(import_graph(root)) == [["pkg.recipes.recipe", "pkg.recipes.recipecache", "pkg.recipes.recipe"]]
+
+
+def test_the_distribution_ships_every_package() -> None:
+    """`packages = ["lwrecipe"]` built a wheel without the stage packages: the
+    editable install used here hid it, a wheel or Docker install broke."""
+    import tomllib
+
+    from setuptools import find_packages
+
+    config = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = config["packages"]
+    listed = set(find_packages(str(PACKAGE.parent), **packages["find"]) if "find" in packages else packages)
+    on_disk = {".".join(p.parent.relative_to(PACKAGE.parent).parts) for p in PACKAGE.rglob("__init__.py")}
+    assert listed == on_disk
