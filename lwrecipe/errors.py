@@ -74,10 +74,10 @@ class MissingToolError(LwrecipeError):
 
     reason = "missing-tool"
 
-    def __init__(self, recipe: str, tool: str, package: str | None) -> None:
+    def __init__(self, recipe: str, tool: str, package: str | None, where: str = "on PATH") -> None:
         self.recipe, self.tool, self.package = recipe, tool, package
         hint = f" (Debian package: {package})" if package else ""
-        super().__init__(f"{recipe}: host tool {tool!r} not found on PATH{hint}")
+        super().__init__(f"{recipe}: host tool {tool!r} not found {where}{hint}")
 
 
 class IntegrityError(LwrecipeError):

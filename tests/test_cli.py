@@ -67,7 +67,7 @@ def test_show_text_and_json(chain, cli) -> None:
 def test_plan_table(chain, cli) -> None:
     result = cli("plan", "app")
     lines = result.out.splitlines()
-    assert lines[0].split() == ["NAME", "VERSION", "KEY", "STATUS"]
+    assert lines[0].split() == ["NAME", "VERSION", "KEY", "ON", "STATUS"]
     assert [line.split()[0] for line in lines[1:]] == ["base", "lib", "app"]
     assert "not built" in lines[1] and "after base" in lines[2]
 

@@ -19,7 +19,8 @@ from ..inputs.gitsrc import cached_tree, read_member
 from ..inputs.hosttools import HostTool, target_platform
 from ..recipes.keys import KEY_FORMAT, document_key, is_sha256, sha256_bytes
 from ..build.plan import Planned, keyed_tool_names, patch_pins, source_pins
-from ..recipes.recipe import FilePatch, GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
+from ..recipes.recipe import (DebSource, FilePatch, GitSource, PathSource, Recipe, SourcePatch, UrlPatch,
+                              UrlSource)
 from ..store.store import Store
 
 if sys.version_info >= (3, 11):
@@ -64,8 +65,11 @@ def entry(item: Planned, store: Store, dep_outputs: dict[str, str], output_id: s
     recipe, doc = item.recipe, item.recipe.doc
     sources = []
     for src, pin in zip(doc.sources, source_pins(recipe)):
-        if isinstance(src, UrlSource):
-            s: dict[str, Any] = {"kind": "url", "url": src.url, "mirrors": list(src.mirrors), "sha256": src.sha256}
+        if isinstance(src, DebSource):
+            s: dict[str, Any] = {"kind": "deb", "package": src.deb, "version": src.version, "arch": src.arch,
+                                 "url": src.url, "mirrors": list(src.mirrors), "sha256": src.sha256}
+        elif isinstance(src, UrlSource):
+            s = {"kind": "url", "url": src.url, "mirrors": list(src.mirrors), "sha256": src.sha256}
         elif isinstance(src, GitSource):
             tree = cached_tree(store, src.rev) if store.exists() else None
             s = {"kind": "git", "url": src.git, "rev": src.rev, "tree_sha256": tree or ""}
@@ -88,7 +92,7 @@ def entry(item: Planned, store: Store, dep_outputs: dict[str, str], output_id: s
                  "sha256": _source_patch_sha(recipe, patch, store)}
         p["strip"] = patch.strip
         patches.append(p)
-    return {
+    locked = {
         "version": recipe.version,
         "license": doc.package.license,
         "recipe": _rel(recipe, recipe.path),
@@ -105,6 +109,11 @@ def entry(item: Planned, store: Store, dep_outputs: dict[str, str], output_id: s
         "sources": sources,
         "patches": patches,
     }
+    if recipe.environment:
+        locked["environment"] = recipe.environment
+    if recipe.doc.build.bootstrap:
+        locked["bootstrap"] = True
+    return locked
 
 
 def build_entries(graph: Any, store: Store, output_of: Any) -> dict[str, dict[str, Any]]:
@@ -168,12 +177,17 @@ def key_document(name: str, e: dict[str, Any]) -> dict[str, Any]:
             patches.append({"kind": "source", "in_source": f"{p['source']}:{p['path']}", "strip": p["strip"]})
         else:
             patches.append({"kind": p["origin"], "sha256": p["sha256"], "strip": p["strip"]})
-    return {
+    document = {
         "format": KEY_FORMAT, "name": name, "version": e["version"], "sources": sources, "patches": patches,
         "script": e["script"], "env": dict(e["env"]),
         "host_tools": {t: {"sha256": v["sha256"], "version": v["version"]} for t, v in e["host_tools"].items()},
         "platform": e["platform"], "source_date_epoch": e["source_date_epoch"], "deps": dict(e["dep_outputs"]),
     }
+    if e.get("environment"):
+        document["environment"] = e["environment"]
+    if e.get("bootstrap"):
+        document["bootstrap"] = True
+    return document
 
 
 def pinned_key(name: str, e: dict[str, Any]) -> str:

@@ -64,6 +64,11 @@ def spdx_json(target: str, entries: dict[str, dict[str, Any]]) -> str:
             if s["kind"] == "url":
                 pkg = Package(sid, _basename(s["url"]), s["url"], version=e["version"], files_analyzed=False,
                               checksums=[Checksum(ChecksumAlgorithm.SHA256, s["sha256"])])
+            elif s["kind"] == "deb":
+                pkg = Package(sid, s["package"], s["url"], version=s["version"], files_analyzed=False,
+                              supplier=Actor(ActorType.ORGANIZATION, "Debian"),
+                              checksums=[Checksum(ChecksumAlgorithm.SHA256, s["sha256"])],
+                              comment=f"Debian binary package ({s['arch']}), unpacked without maintainer scripts")
             elif s["kind"] == "git":
                 checksums = ([Checksum(ChecksumAlgorithm.SHA256, s["tree_sha256"])] if s.get("tree_sha256") else [])
                 pkg = Package(sid, _basename(s["url"]), f"git+{s['url']}@{s['rev']}", version=s["rev"],
@@ -117,12 +122,13 @@ def cyclonedx_json(target: str, entries: dict[str, dict[str, Any]]) -> str:
                                  hashes=[HashType(alg=HashAlgorithm.SHA_256, content=s["sha256"])])
             else:
                 url = s["url"]
-                digest = s["sha256"] if s["kind"] == "url" else s.get("tree_sha256", "")
-                comp = Component(name=_basename(url), version=e["version"] if s["kind"] == "url" else s["rev"],
+                digest = s["sha256"] if s["kind"] in ("url", "deb") else s.get("tree_sha256", "")
+                version = {"url": e["version"], "deb": s.get("version"), "git": s.get("rev")}[s["kind"]]
+                comp = Component(name=s["package"] if s["kind"] == "deb" else _basename(url), version=version,
                                  bom_ref=f"source:{name}:{i}", type=ComponentType.LIBRARY,
                                  hashes=[HashType(alg=HashAlgorithm.SHA_256, content=digest)] if digest else [],
                                  external_references=[ExternalReference(
-                                     type=ExternalReferenceType.DISTRIBUTION if s["kind"] == "url"
+                                     type=ExternalReferenceType.DISTRIBUTION if s["kind"] != "git"
                                      else ExternalReferenceType.VCS, url=XsUri(url))])
             sources[name].append(comp)
     bom = Bom(serial_number=uuid.uuid5(uuid.NAMESPACE_URL, f"{NAMESPACE}/{target}/{_identity(target, entries)}"),

@@ -8,6 +8,7 @@ exactly one planned recipe whose inputs are fetched and dependencies restored.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import tempfile
 import time
@@ -18,15 +19,15 @@ from typing import Any
 
 from .. import __version__
 from .. import faults
-from ..errors import BuildFailed, StoreError
+from ..errors import BuildFailed, MissingToolError, SandboxUnavailable, StoreError
 from ..inputs.gitsrc import read_member
 from ..recipes.keys import Sha256
 from ..store.outputs import pack, put_log
-from ..inputs.patch import PatchFile, apply_series
+from ..inputs.patch import PatchFile, apply_series, check_series, not_applied, patch_argv
 from .plan import Planned
-from ..recipes.recipe import FilePatch, GitSource, SourcePatch, UrlPatch
+from ..recipes.recipe import FilePatch, GitSource, Recipe, SourcePatch, UrlPatch
 from ..remote.signing import SecretKey, sign
-from .sandbox import Job, Layout, require_sandbox, run
+from .sandbox import BUILD, Job, Layout, require_sandbox, run
 from ..inputs.sources import Fetch, lay_out
 from ..store.store import Store
 
@@ -76,13 +77,19 @@ def build_one(store: Store, item: Planned, fetched: Fetch, deps: dict[str, Path]
         layout = Layout(work)
         layout.create()
         lay_out(recipe, fetched, layout.src)
+        root = environment_root(recipe, deps, layout, bwrap)
+        deps = {d: p for d, p in deps.items() if d != recipe.environment}
         patch_dir = work / ".lwrecipe" / "patches"
         patch_dir.mkdir(parents=True)
-        patch_tool = next((str(t.path) for t in item.tools if t.name == "patch"), "patch")
-        apply_series(recipe.name, patch_files(item, fetched, patch_dir), layout.src, patch_tool)
+        patches = patch_files(item, fetched, patch_dir)
+        if root is None:
+            patch_tool = next((str(t.path) for t in item.tools if t.name == "patch"), "patch")
+            apply_series(recipe.name, patches, layout.src, patch_tool)
+        elif patches:
+            _patch_in_environment(recipe.name, patches, layout, root, bwrap, build.source_date_epoch)
         job = Job(layout=layout, script=build.script, env=dict(build.env),
                   tools={t.name: t.path for t in item.tools}, deps=deps, jobs=opts.jobs,
-                  source_date_epoch=build.source_date_epoch)
+                  source_date_epoch=build.source_date_epoch, root=root)
         status = run(job, bwrap, log)
         if status != 0:
             kept = _keep_log(log, log_dir, recipe.name)
@@ -101,6 +108,8 @@ def build_one(store: Store, item: Planned, fetched: Fetch, deps: dict[str, Path]
             "host_tools": {t.name: {"path": str(t.path), "sha256": t.sha256, "version": t.version}
                            for t in item.tools},
             "sandbox": "bubblewrap" if bwrap else "none",
+            "environment": ({"name": recipe.environment, "output_id": dict(item.inputs.deps)[recipe.environment]}
+                            if recipe.environment else None),
             "build_image": os.environ.get(IMAGE_ENV) or None,
             "lwrecipe_version": __version__,
             "started": datetime.fromtimestamp(started, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -118,6 +127,42 @@ def build_one(store: Store, item: Planned, fetched: Fetch, deps: dict[str, Path]
         raise StoreError(f"{recipe.name}: cannot write the build or its output: {exc.strerror or exc}{where}") from None
     finally:
         _remove(work)
+
+
+def environment_root(recipe: Recipe, deps: dict[str, Path], layout: Layout, bwrap: str | None) -> Path | None:
+    """The tree a recipe builds on (its environment's output, or for a bootstrap its
+    own sources), checked to hold the tools it names; None for a host-tool build."""
+    if not recipe.pinned_root:
+        return None
+    what = f"the environment {recipe.environment!r}" if recipe.environment else "its own sources"
+    if bwrap is None:
+        raise SandboxUnavailable(f"{recipe.name}: a build on {what} needs bubblewrap (`apt-get install "
+                                 "bubblewrap`); --no-sandbox cannot give it a root file system")
+    root = deps[recipe.environment] if recipe.environment else layout.src
+    for tool in recipe.doc.build.host_tools:
+        if not any(os.path.lexists(root / d / tool) for d in ("usr/bin", "usr/sbin", "bin", "sbin")):
+            raise MissingToolError(recipe.name, tool, None, f"in {what}")
+    return root
+
+
+def _patch_in_environment(recipe: str, patches: list[PatchFile], layout: Layout, root: Path, bwrap: str,
+                          source_date_epoch: int) -> None:
+    """Apply the series with the environment's own patch, inside the sandbox, so the
+    host's patch is neither used nor keyed. Each patch is checked first, as on the host."""
+    check_series(recipe, patches)
+    inside = []
+    for i, patch in enumerate(patches):
+        name = f"{i:04d}.patch"
+        if patch.path != layout.work / ".lwrecipe" / "patches" / name:
+            shutil.copyfile(patch.path, layout.work / ".lwrecipe" / "patches" / name)
+        argv = patch_argv("patch", patch.strip, str(BUILD / "src"), str(BUILD / ".lwrecipe" / "patches" / name))
+        inside.append(f"echo 'lwrecipe: patch {i}'\n{shlex.join(argv)}\n")
+    log = layout.work / ".lwrecipe" / "patch.log"
+    status = run(Job(layout, "".join(inside), {}, {}, {}, 1, source_date_epoch, root), bwrap, log)
+    if status != 0:
+        output = log.read_text(errors="replace")
+        number, _, rest = output.rpartition("lwrecipe: patch ")[2].partition("\n")
+        raise not_applied(recipe, patches[int(number) if number.isdigit() else 0], rest)
 
 
 def _keep_log(log: Path, log_dir: Path, name: str) -> Path:

@@ -23,7 +23,7 @@ from ..errors import IntegrityError, LwrecipeError, MissingToolError, NotReprodu
 from ..recipes.graph import Graph
 from ..inputs.hosttools import debian_package
 from ..recipes.keys import Sha256
-from ..store.outputs import restore
+from ..store.outputs import publish_shared, restore, shared_tree
 from .plan import Planned, plan_recipe
 from ..remote.remote import Backend, Remotes
 from ..inputs.sources import Fetch
@@ -231,7 +231,8 @@ class Engine:
         fetched = self.fetch([item])
         self.on_event(item.name, "building")
         with tempfile.TemporaryDirectory(dir=self.store.root / "tmp", prefix="deps-") as tmp:
-            deps = {d: self._restore(d, Path(tmp) / d) for d in item.recipe.depends}
+            deps = {d: self._environment(d) if d == item.recipe.environment else self._restore(d, Path(tmp) / d)
+                    for d in item.recipe.depends}
             current = plan_recipe(item.recipe, {d: self.outputs[d] for d in item.recipe.depends})
             if current.key != item.key:
                 raise IntegrityError(f"{item.name}: a dependency rebuilt to different bytes than its "
@@ -254,6 +255,15 @@ class Engine:
         record = self.records[name]
         restore(self.store, record["blob"]["sha256"], record["output_id"], dest)
         return dest
+
+    def _environment(self, name: str) -> Path:
+        """An environment's output, unpacked once per store (envs/<output id>) and
+        shared read-only by every build on it, instead of a copy per build."""
+        shared = shared_tree(self.store, self.records[name]["output_id"])
+        if not shared.is_dir():
+            with tempfile.TemporaryDirectory(dir=self.store.root / "tmp", prefix="env-") as tmp:
+                publish_shared(self._restore(name, Path(tmp) / "root"), shared)
+        return shared
 
     def _check(self, item: Planned) -> Outcome:
         assert item.key is not None

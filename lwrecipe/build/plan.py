@@ -15,7 +15,7 @@ from ..store.archive import tree_sha256
 from ..recipes.graph import Graph
 from ..inputs.hosttools import HostTool, fingerprint, target_platform
 from ..recipes.keys import KEY_FORMAT, KeyInputs, document_key, PatchPin, Sha256, SourcePin, build_key, sha256_bytes
-from ..recipes.recipe import (FilePatch, GitSource, PathSource, Recipe, SourcePatch, UrlPatch,
+from ..recipes.recipe import (DebSource, FilePatch, GitSource, PathSource, Recipe, SourcePatch, UrlPatch,
                               UrlSource)
 
 KEYED_IMPLICIT_TOOLS = ("bash",)
@@ -39,7 +39,10 @@ class Planned:
 
 
 def keyed_tool_names(recipe: Recipe) -> list[str]:
-    """Declared host tools plus the implicit ones that shape the output."""
+    """Declared host tools plus the implicit ones that shape the output; none for a
+    recipe built on an environment, whose output id is keyed instead."""
+    if recipe.pinned_root:
+        return []
     names = list(KEYED_IMPLICIT_TOOLS)
     if recipe.doc.patches:
         names.append("patch")
@@ -61,6 +64,8 @@ def source_pins(recipe: Recipe) -> tuple[SourcePin, ...]:
     for src in recipe.doc.sources:
         if isinstance(src, UrlSource):
             pins.append(SourcePin("url", src.sha256, src.strip, src.dest, src.unpack))
+        elif isinstance(src, DebSource):
+            pins.append(SourcePin("deb", src.sha256, 0, src.dest, True))
         elif isinstance(src, GitSource):
             pins.append(SourcePin("git", src.rev, src.strip, src.dest, src.unpack))
         else:
@@ -100,6 +105,7 @@ def plan_recipe(recipe: Recipe, dep_outputs: dict[str, Sha256 | None]) -> Planne
             tools=tuple(t.pin() for t in found), platform=target_platform(),
             source_date_epoch=build.source_date_epoch,
             deps=tuple(sorted((d, dep_outputs[d]) for d in recipe.depends)),  # type: ignore[misc]
+            environment=recipe.environment, bootstrap=recipe.doc.build.bootstrap,
         )
     return Planned(recipe=recipe, key=build_key(inputs) if inputs else None, inputs=inputs,
                    tools=tuple(found), missing_tools=tuple(missing), waiting_on=waiting)
@@ -114,7 +120,7 @@ def document_of(recipe: Recipe, dep_outputs: dict[str, Sha256 | None]) -> dict[s
         tool = fingerprint(name)
         tools[name] = tool.pin().document() if tool else {"sha256": "", "version": ""}
     build = recipe.doc.build
-    return {
+    document = {
         "format": KEY_FORMAT, "name": recipe.name, "version": recipe.version,
         "sources": [s.document() for s in source_pins(recipe)],
         "patches": [p.document() for p in patch_pins(recipe)],
@@ -122,6 +128,11 @@ def document_of(recipe: Recipe, dep_outputs: dict[str, Sha256 | None]) -> dict[s
         "platform": target_platform(), "source_date_epoch": build.source_date_epoch,
         "deps": {d: dep_outputs.get(d) or "?" for d in sorted(recipe.depends)},
     }
+    if recipe.environment:
+        document["environment"] = recipe.environment
+    if recipe.doc.build.bootstrap:
+        document["bootstrap"] = True
+    return document
 
 
 def key_if_complete(document: dict[str, object]) -> Sha256 | None:

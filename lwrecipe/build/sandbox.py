@@ -2,9 +2,11 @@
 
 Inside the sandbox every machine sees the same paths: the source tree at
 /build/src, the output at /build/out, HOME and TMPDIR under /build, each
-dependency read-only at /deps/<name>, and a PATH holding only the declared host
-tools. Without bubblewrap a build runs only when the user asks for it
-(--no-sandbox), on host paths, and its record says so.
+dependency read-only at /deps/<name>. A recipe built on an environment gets that
+environment's tree as its whole root file system, read-only, and runs as a fixed
+user; the others see the host's /usr and /etc and a PATH holding only the
+declared host tools. Without bubblewrap a host-tool build runs only when the user
+asks for it (--no-sandbox), on host paths, and its record says so.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from ..errors import SandboxUnavailable
 
 BUILD = Path("/build")
 DEPS = Path("/deps")
+ENV_PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
+BUILD_USER = ("builder", 1000, 1000)  # name, uid, gid: the same on every machine, whoever runs lwrecipe
+RESERVED_ROOTS = ("build", "deps", "dev", "proc", "tmp")  # made by the sandbox, never taken from an environment
 HOST_READONLY = ("/usr", "/etc")
 HOST_TOP_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 
@@ -70,6 +75,7 @@ class Job:
     deps: Mapping[str, Path]  # dependency name -> host directory of its output
     jobs: int
     source_date_epoch: int
+    root: Path | None = None  # an environment's tree: the build's root file system
 
 
 def dep_var(name: str) -> str:
@@ -81,7 +87,7 @@ def environment(job: Job, sandboxed: bool) -> dict[str, str]:
     lay = job.layout
     root = BUILD if sandboxed else lay.work
     env = {
-        "PATH": str(root / ".lwrecipe" / "bin"),
+        "PATH": ENV_PATH if job.root is not None else str(root / ".lwrecipe" / "bin"),
         "HOME": str(root / "home"),
         "TMPDIR": str(root / "tmp"),
         "LC_ALL": "C.UTF-8",
@@ -119,9 +125,29 @@ def tool_prefixes(tools: Mapping[str, Path]) -> list[Path]:
     return sorted(p for p in prefixes if not any(p != q and p.is_relative_to(q) for q in prefixes))
 
 
+def environment_root(root: Path) -> list[str]:
+    """bubblewrap arguments that make `root` the whole file system, read-only: each
+    top-level entry bound (or linked) at /, nothing of the host's."""
+    argv = []
+    for entry in sorted(os.listdir(root)):
+        path = root / entry
+        if entry in RESERVED_ROOTS:
+            continue
+        if path.is_symlink():
+            argv += ["--symlink", os.readlink(path), f"/{entry}"]
+        else:
+            argv += ["--ro-bind", str(path), f"/{entry}"]
+    return argv
+
+
 def bwrap_argv(job: Job, bwrap: str) -> list[str]:
-    argv = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--hostname", "lwrecipe",
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    argv = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--hostname", "lwrecipe"]
+    if job.root is not None:
+        _, uid, gid = BUILD_USER
+        argv += ["--unshare-user", "--uid", str(uid), "--gid", str(gid), *environment_root(job.root)]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    if job.root is not None:
+        return _finish(argv, job)
     for path in HOST_READONLY:
         argv += ["--ro-bind", path, path]
     for path in HOST_TOP_LINKS:
@@ -131,9 +157,16 @@ def bwrap_argv(job: Job, bwrap: str) -> list[str]:
             argv += ["--ro-bind", path, path]
     for prefix in tool_prefixes(job.tools):
         argv += ["--ro-bind", str(prefix), str(prefix)]
+    return _finish(argv, job)
+
+
+def _finish(argv: list[str], job: Job) -> list[str]:
+    """The build's own directories, its environment variables and the script."""
     argv += ["--bind", str(job.layout.work), str(BUILD)]
     for name, path in sorted(job.deps.items()):
         argv += ["--ro-bind", str(path), str(DEPS / name)]
+    if job.root is not None:
+        argv += ["--remount-ro", "/"]
     argv += ["--clearenv"]
     for key, value in sorted(environment(job, True).items()):
         argv += ["--setenv", key, value]

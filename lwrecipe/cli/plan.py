@@ -38,12 +38,13 @@ def cmd_plan(ctx: Context) -> int:
     _, planned, oracle = plan_targets(ctx, ctx.args.targets)
     rows = [{"name": p.name, "version": p.recipe.version, "key": p.key, "status": oracle.status(p),
              "depends": list(p.recipe.depends), "missing_tools": list(p.missing_tools),
-             "waiting_on": list(p.waiting_on), "recipe": p.recipe.display} for p in planned]
+             "waiting_on": list(p.waiting_on), "built_on": p.recipe.built_on, "recipe": p.recipe.display}
+            for p in planned]
     if ctx.args.json:
         ctx.out(json.dumps(rows, indent=2))
         return 0
-    table(ctx, [("NAME", "VERSION", "KEY", "STATUS"),
-                 *[(r["name"], r["version"], _key_cell(p), r["status"]) for r, p in zip(rows, planned)]])
+    table(ctx, [("NAME", "VERSION", "KEY", "ON", "STATUS"),
+                *[(r["name"], r["version"], _key_cell(p), r["built_on"], r["status"]) for r, p in zip(rows, planned)]])
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..build.plan import Planned
-from ..recipes.recipe import FilePatch, GitSource, PathSource, SourcePatch, UrlPatch, UrlSource
+from ..recipes.recipe import DebSource, FilePatch, GitSource, PathSource, SourcePatch, UrlPatch, UrlSource
 
 
 def describe(item: Planned) -> dict[str, Any]:
@@ -15,7 +15,9 @@ def describe(item: Planned) -> dict[str, Any]:
         entry: dict[str, Any] = {"dest": src.dest, "unpack": src.unpack}
         if src.name:
             entry["name"] = src.name
-        if isinstance(src, UrlSource):
+        if isinstance(src, DebSource):
+            entry.update(deb=src.deb, version=src.version, arch=src.arch, url=src.url, sha256=src.sha256)
+        elif isinstance(src, UrlSource):
             entry.update(url=src.url, mirrors=list(src.mirrors), sha256=src.sha256, strip=src.strip)
         elif isinstance(src, GitSource):
             entry.update(git=src.git, rev=src.rev, strip=src.strip)
@@ -42,11 +44,20 @@ def describe(item: Planned) -> dict[str, Any]:
         "recipe": recipe.display, "recipe_sha256": recipe.file_sha256,
         "key": item.key, "waiting_on": list(item.waiting_on), "missing_tools": list(item.missing_tools),
         "sources": sources, "patches": patches, "depends": list(doc.build.depends),
+        "built_on": recipe.built_on,
         "host_tools": {t.name: {"path": str(t.path), "sha256": t.sha256, "version": t.version}
                        for t in item.tools},
         "env": dict(doc.build.env), "source_date_epoch": doc.build.source_date_epoch,
         "script": doc.build.script,
     }
+
+
+def _built_on(what: str) -> str:
+    if what == "host":
+        return "host tools (fingerprinted into the key: it differs between machines)"
+    if what == "own-sources":
+        return "its own unpacked sources (a bootstrap: no host tool)"
+    return f"the environment {what} (its output id is in the key)"
 
 
 def render_text(doc: dict[str, Any]) -> str:
@@ -60,10 +71,13 @@ def render_text(doc: dict[str, Any]) -> str:
     else:
         lines.append(f"  key:     unknown until built: {', '.join(doc['waiting_on'])}")
     lines.append(f"  depends: {', '.join(doc['depends']) or '-'}")
+    lines.append(f"  built on: {_built_on(doc['built_on'])}")
     lines.append("  sources:")
     for src in doc["sources"] or [{}]:
         if not src:
             lines.append("    -")
+        elif "deb" in src:
+            lines.append(f"    deb {src['deb']} {src['version']} {src['arch']}\n      sha256 {src['sha256']}")
         elif "url" in src:
             lines.append(f"    {src['url']}\n      sha256 {src['sha256']}  strip {src['strip']}  dest {src['dest']}")
         elif "git" in src:

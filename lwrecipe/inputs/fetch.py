@@ -8,6 +8,7 @@ it reports events to a Reporter.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import time
@@ -27,6 +28,19 @@ if TYPE_CHECKING:
 
 CHUNK = 1 << 20
 MIRRORS_ENV = "LWRECIPE_MIRRORS"
+DEBIAN_MIRRORS_ENV = "LWRECIPE_DEBIAN_MIRRORS"
+
+
+def debian_mirror_urls(url: str, value: str | None = None) -> list[str]:
+    """Other places of a Debian package: each `PREFIX=BASE` of LWRECIPE_DEBIAN_MIRRORS whose
+    PREFIX starts `url` gives BASE + the rest (snapshot.debian.org keeps every version ever
+    published, so pins outlive a point release)."""
+    found = []
+    for rule in (os.environ.get(DEBIAN_MIRRORS_ENV, "") if value is None else value).split():
+        prefix, sep, base = rule.partition("=")
+        if sep and base and url.startswith(prefix):
+            found.append(base.rstrip("/") + "/" + url[len(prefix):].lstrip("/"))
+    return found
 
 
 @dataclass(frozen=True)

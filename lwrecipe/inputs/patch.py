@@ -48,17 +48,30 @@ def check_paths(label: str, text: str, strip: int) -> None:
             raise UnsafeArchive(f"{label}: writes outside the tree through {name!r}")
 
 
+def patch_argv(patch_tool: str, strip: int, tree: str, file: str) -> list[str]:
+    """GNU patch, strictly: no fuzz, no backups, no reject files, never reversed."""
+    return [patch_tool, "--batch", "--forward", "--fuzz=0", "--no-backup-if-mismatch", "-r", "-",
+            f"-p{strip}", "-d", tree, "-i", file]
+
+
+def check_series(recipe: str, patches: list[PatchFile]) -> None:
+    for patch in patches:
+        check_paths(f"{recipe}: {patch.label}", patch.path.read_text(encoding="utf-8", errors="replace"),
+                    patch.strip)
+
+
 def apply_series(recipe: str, patches: list[PatchFile], tree: Path, patch_tool: str = "patch") -> None:
     for patch in patches:
-        text = patch.path.read_text(encoding="utf-8", errors="replace")
-        check_paths(f"{recipe}: {patch.label}", text, patch.strip)
-        proc = subprocess.run(
-            [patch_tool, "--batch", "--forward", "--fuzz=0", "--no-backup-if-mismatch", "-r", "-",
-             f"-p{patch.strip}", "-d", str(tree), "-i", str(patch.path)],
-            capture_output=True, text=True, env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"})
+        check_series(recipe, [patch])
+        proc = subprocess.run(patch_argv(patch_tool, patch.strip, str(tree), str(patch.path)),
+                              capture_output=True, text=True, env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"})
         if proc.returncode != 0:
-            raise BuildFailed(recipe, f"{patch.label} does not apply: {_failure(proc.stdout + proc.stderr)}")
+            raise not_applied(recipe, patch, proc.stdout + proc.stderr)
         faults.point("patch")
+
+
+def not_applied(recipe: str, patch: PatchFile, output: str) -> BuildFailed:
+    return BuildFailed(recipe, f"{patch.label} does not apply: {_failure(output)}")
 
 
 def _failure(output: str) -> str:

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ..errors import LwrecipeError, RecipeError, raise_all
-from .fetch import Downloader, Fetched, Wanted
+from .debs import extract_deb
+from .fetch import Downloader, Fetched, Wanted, debian_mirror_urls
 from .gitsrc import GitTree, extract_to, fetch_tree, read_member
 from ..recipes.keys import Sha256, sha256_bytes
-from ..recipes.recipe import GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
+from ..recipes.recipe import DebSource, GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
 from ..store.store import Store
 from .unpack import normalise_tree, unpack
 
@@ -27,6 +28,9 @@ def downloads(recipe: Recipe) -> list[Wanted]:
         if isinstance(src, UrlSource):
             found.append(Wanted(f"{recipe.name}: sources[{i}]", Sha256(src.sha256), (src.url, *src.mirrors),
                                 src.basename))
+        elif isinstance(src, DebSource):
+            urls = (src.url, *src.mirrors, *debian_mirror_urls(src.url))
+            found.append(Wanted(f"{recipe.name}: sources[{i}]", Sha256(src.sha256), urls, src.basename))
     for i, patch in enumerate(recipe.doc.patches):
         if isinstance(patch, UrlPatch):
             name = patch.url.rstrip("/").rsplit("/", 1)[-1]
@@ -101,7 +105,9 @@ def lay_out(recipe: Recipe, fetched: Fetch, src_tree: Path) -> None:
     for i, src in enumerate(recipe.doc.sources):
         label = f"{recipe.display}: sources[{i}]"
         target = source_dir(src_tree, src.dest) if src.unpack else src_tree.parent / (src.name or "")
-        if isinstance(src, UrlSource):
+        if isinstance(src, DebSource):
+            extract_deb(fetched.files[Sha256(src.sha256)].path, target, f"{label} ({src.deb} {src.version})")
+        elif isinstance(src, UrlSource):
             path = fetched.files[Sha256(src.sha256)].path
             if src.unpack:
                 unpack(path, target, src.strip, label)

@@ -125,18 +125,27 @@ def load_graph(targets: Iterable[str], loader: Callable[[Path], Recipe] = load_r
             continue
         seen.add(recipe.name)
         for i, dep in enumerate(recipe.depends):
-            dep_path = recipe.path.parent / f"{dep}.toml"
+            field = f"build.depends[{i}]" if i < len(recipe.doc.build.depends) else "build.environment"
+            dep_path = dependency_path(recipe, dep)
             if dep in recipes:
                 if recipes[dep].path != dep_path:
-                    raise GraphError(f"{recipe.display}: build.depends[{i}]: {dep!r} resolves to {dep_path}, "
+                    raise GraphError(f"{recipe.display}: {field}: {dep!r} resolves to {dep_path}, "
                                      f"but {recipes[dep].display} is already named {dep!r}")
                 continue
             if not dep_path.is_file():
-                raise GraphError(f"{recipe.display}: build.depends[{i}]: no recipe {dep!r} "
-                                 f"(looked for {dep_path})")
+                raise GraphError(f"{recipe.display}: {field}: no recipe {dep!r} (looked for {dep_path})")
             todo.append(_add(recipes, loader(dep_path)))
     order = topological_order({n: r.depends for n, r in recipes.items()})
     return Graph(recipes=recipes, order=tuple(order), targets=tuple(dict.fromkeys(target_names)))
+
+
+def dependency_path(recipe: Recipe, name: str) -> Path:
+    """A dependency is the recipe of that name beside the recipe. An environment is
+    shared by a project: beside the recipe if there is one, else in <root>/recipes/."""
+    beside = recipe.path.parent / f"{name}.toml"
+    if name != recipe.environment or beside.is_file():
+        return beside
+    return recipe.root / "recipes" / f"{name}.toml"
 
 
 def _add(recipes: dict[str, Recipe], recipe: Recipe) -> Recipe:

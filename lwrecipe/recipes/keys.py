@@ -98,9 +98,11 @@ class KeyInputs:
     platform: str
     source_date_epoch: int
     deps: tuple[tuple[str, Sha256], ...]  # (dependency name, its output id)
+    environment: str | None = None  # the dependency that is the build's root file system
+    bootstrap: bool = False  # the root file system is the recipe's own sources
 
     def document(self) -> dict[str, Any]:
-        return {
+        document = {
             "format": KEY_FORMAT,
             "name": self.name,
             "version": self.version,
@@ -113,6 +115,11 @@ class KeyInputs:
             "source_date_epoch": self.source_date_epoch,
             "deps": dict(self.deps),
         }
+        if self.environment is not None:  # absent otherwise, so keys of host-tool recipes stay as they were
+            document["environment"] = self.environment
+        if self.bootstrap:
+            document["bootstrap"] = True
+        return document
 
 
 def document_key(document: dict[str, Any]) -> Sha256:

@@ -184,6 +184,69 @@ class PathSource(_Model):
     unpack: bool = True
 
 
+_DEB_NAME_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+_DEB_VERSION_RE = re.compile(r"(?:[0-9]+:)?[0-9A-Za-z][A-Za-z0-9.+~-]*")
+_DEB_ARCH_RE = re.compile(r"[a-z0-9][a-z0-9-]*")
+
+
+def _deb_name(value: str) -> str:
+    if not _DEB_NAME_RE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a Debian package name")
+    return value
+
+
+def _deb_version(value: str) -> str:
+    if not _DEB_VERSION_RE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a Debian version")
+    return value
+
+
+def _deb_arch(value: str) -> str:
+    if not _DEB_ARCH_RE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a Debian architecture")
+    return value
+
+
+DebName = Annotated[str, AfterValidator(_deb_name)]
+DebArch = Annotated[str, AfterValidator(_deb_arch)]
+
+
+class DebSource(_Model):
+    """A Debian binary package, unpacked as `dpkg-deb -x` does into a merged-/usr tree."""
+
+    deb: DebName
+    version: Annotated[str, AfterValidator(_deb_version)]
+    arch: DebArch
+    url: HttpUrl
+    mirrors: list[HttpUrl] = []
+    sha256: Sha256Str
+    dest: Dest = "."
+
+    @property
+    def name(self) -> None:
+        return None  # packages merge into one tree; nothing refers to one of them
+
+    @property
+    def unpack(self) -> bool:
+        return True
+
+    @property
+    def strip(self) -> int:
+        return 0
+
+    @property
+    def basename(self) -> str:
+        """apt's own file name (an epoch's ':' as %3a): a copy of /var/cache/apt/archives is a mirror."""
+        return f"{self.deb}_{self.version.replace(':', '%3a')}_{self.arch}.deb"
+
+
+class DebianRequest(_Model):
+    """What `lwrecipe debs resolve` was asked for; `debs update` resolves it again."""
+
+    packages: list[DebName]
+    arch: DebArch | None = None
+
+
 class FilePatch(_Model):
     file: RelPath
     strip: Strip = 1
@@ -202,10 +265,14 @@ class SourcePatch(_Model):
     strip: Strip = 1
 
 
-def _tag(kinds: tuple[str, ...]) -> Any:
+def _tag(kinds: tuple[str, ...], over: dict[str, str] | None = None) -> Any:
+    """Which of `kinds` a table is; `over` names keys that decide alone (a deb source has a url too)."""
     def pick(value: Any) -> str | None:
         if not isinstance(value, dict):
             return None
+        for key, kind in (over or {}).items():
+            if key in value:
+                return kind
         present = [k for k in kinds if k in value]
         return present[0] if len(present) == 1 else None
     return pick
@@ -213,9 +280,9 @@ def _tag(kinds: tuple[str, ...]) -> Any:
 
 Source = Annotated[
     Union[Annotated[UrlSource, Tag("url")], Annotated[GitSource, Tag("git")],
-          Annotated[PathSource, Tag("path")]],
-    Discriminator(_tag(("url", "git", "path")), custom_error_type="source_kind",
-                  custom_error_message="a source needs exactly one of url, git or path"),
+          Annotated[PathSource, Tag("path")], Annotated[DebSource, Tag("deb")]],
+    Discriminator(_tag(("url", "git", "path"), over={"deb": "deb"}), custom_error_type="source_kind",
+                  custom_error_message="a source needs exactly one of url, git, path or deb"),
 ]
 Patch = Annotated[
     Union[Annotated[FilePatch, Tag("file")], Annotated[UrlPatch, Tag("url")],
@@ -223,13 +290,15 @@ Patch = Annotated[
     Discriminator(_tag(("file", "url", "source")), custom_error_type="patch_kind",
                   custom_error_message="a patch needs exactly one of file, url or source"),
 ]
-_TAGS = {"sources": {"url", "git", "path"}, "patches": {"file", "url", "source"}}
+_TAGS = {"sources": {"url", "git", "path", "deb"}, "patches": {"file", "url", "source"}}
 
 
 class Build(_Model):
     depends: list[Name] = []
     host_tools: list[ToolName] = []
     env: dict[EnvName, str] = {}
+    environment: Name | None = None  # a recipe whose output is the build's root file system
+    bootstrap: bool = False  # the build's root file system is its own unpacked sources
     script: Annotated[str, AfterValidator(_nonempty)]
     source_date_epoch: Annotated[int, Field(ge=0, le=2**32 - 1)] = DEFAULT_SOURCE_DATE_EPOCH
 
@@ -240,6 +309,7 @@ class RecipeDoc(_Model):
     sources: list[Source] = []
     patches: list[Patch] = []
     build: Build
+    debian: DebianRequest | None = None
 
 
 @dataclass(frozen=True)
@@ -262,7 +332,28 @@ class Recipe:
 
     @property
     def depends(self) -> list[str]:
-        return self.doc.build.depends
+        """The recipes whose outputs this build takes: its dependencies and its environment."""
+        build = self.doc.build
+        if build.environment and build.environment not in build.depends:
+            return [*build.depends, build.environment]
+        return build.depends
+
+    @property
+    def environment(self) -> str | None:
+        return self.doc.build.environment
+
+    @property
+    def built_on(self) -> str:
+        """What the build runs on, as plan, show and audit name it: its environment,
+        its own sources (a bootstrap), or the host (its tools fingerprinted)."""
+        if self.doc.build.environment:
+            return self.doc.build.environment
+        return "own-sources" if self.doc.build.bootstrap else "host"
+
+    @property
+    def pinned_root(self) -> bool:
+        """Built on pinned content (an environment, or its own sources), not on host tools."""
+        return bool(self.doc.build.environment or self.doc.build.bootstrap)
 
     def source_named(self, name: str) -> UrlSource | GitSource | PathSource | None:
         return next((s for s in self.doc.sources if s.name == name), None)
@@ -339,17 +430,20 @@ def cached_document(data: bytes) -> RecipeDoc | None:
 def document_fields(doc: RecipeDoc) -> dict[str, Any]:
     return {"schema": doc.schema_, "package": doc.package.model_dump(), "build": doc.build.model_dump(),
             "sources": [[type(s).__name__, s.model_dump()] for s in doc.sources],
-            "patches": [[type(p).__name__, p.model_dump()] for p in doc.patches]}
+            "patches": [[type(p).__name__, p.model_dump()] for p in doc.patches],
+            "debian": doc.debian.model_dump() if doc.debian else None}
 
 
 def _construct(fields: Any) -> RecipeDoc:
-    models = {cls.__name__: cls for cls in (UrlSource, GitSource, PathSource, FilePatch, UrlPatch, SourcePatch)}
+    models = {cls.__name__: cls for cls in (UrlSource, GitSource, PathSource, DebSource, FilePatch, UrlPatch,
+                                            SourcePatch)}
     return RecipeDoc.model_construct(
         schema_=fields["schema"],
         package=Package.model_construct(**fields["package"]),
         sources=[models[kind].model_construct(**values) for kind, values in fields["sources"]],
         patches=[models[kind].model_construct(**values) for kind, values in fields["patches"]],
-        build=Build.model_construct(**fields["build"]))
+        build=Build.model_construct(**fields["build"]),
+        debian=DebianRequest.model_construct(**fields["debian"]) if fields["debian"] else None)
 
 
 def _validate(data: bytes, shown: str) -> RecipeDoc:
@@ -433,7 +527,9 @@ def _semantic_problems(doc: RecipeDoc) -> list[Problem]:
                 problems.append(Problem(f"sources[{i}].name",
                                         f"{src.name!r} is already the name of sources[{names[src.name]}]"))
             names.setdefault(src.name, i)
-        if src.unpack:
+        if isinstance(src, DebSource):
+            pass  # packages are meant to share a tree, as dpkg lays them over one root
+        elif src.unpack:
             dest = str(PurePosixPath(src.dest))
             if dest in dests:
                 problems.append(Problem(f"sources[{i}].dest",
@@ -446,6 +542,10 @@ def _semantic_problems(doc: RecipeDoc) -> list[Problem]:
             problems.append(Problem(f"patches[{i}].source", f"no source of this recipe is named {patch.source!r}"))
     if doc.package.name in doc.build.depends:
         problems.append(Problem("build.depends", f"{doc.package.name!r} depends on itself"))
+    if doc.build.environment == doc.package.name:
+        problems.append(Problem("build.environment", f"{doc.package.name!r} cannot be its own environment"))
+    if doc.build.environment and doc.build.bootstrap:
+        problems.append(Problem("build.bootstrap", "a bootstrap build runs on its own sources, not on an environment"))
     for field in ("depends", "host_tools"):
         seen: set[str] = set()
         for j, item in enumerate(getattr(doc.build, field)):

@@ -8,6 +8,7 @@ the blob's hash and the output id while it streams.
 from __future__ import annotations
 
 import hashlib
+import os
 import queue
 import threading
 import shutil
@@ -195,3 +196,21 @@ def _archive_id(path: Path) -> str | None:
     finally:
         unpacker.stop()
     return unpacker.archive_hash.hexdigest()
+
+
+SHARED = "envs"  # beside cas/ and ac/: outputs unpacked once and shared read-only (build environments)
+
+
+def shared_tree(store: Store, output_id: str) -> Path:
+    return store.root / SHARED / output_id
+
+
+def publish_shared(restored: Path, shared: Path) -> None:
+    """Move a freshly restored tree to its shared place; a tree another process put
+    there first is as good (same output id), and ours is dropped with its staging."""
+    shared.parent.mkdir(exist_ok=True)
+    try:
+        os.rename(restored, shared)
+    except OSError:
+        if not shared.is_dir():
+            raise

@@ -1,0 +1,233 @@
+"""Debian binary packages as pinned inputs: unpacking a .deb as `dpkg-deb -x` does
+(its data archive only, no maintainer scripts) into a merged-/usr tree, and resolving
+a set of package names to pins with apt's own resolver on an empty system.
+
+A .deb is trusted no more than any download: its sha256 is pinned, and its entries
+are checked as they are unpacked (no '..', nothing written through a symlink,
+no device files). Absolute symlinks are kept as they are: they mean a path inside
+the environment the tree becomes, and nothing here ever follows them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+from urllib.parse import unquote
+
+from ..errors import LwrecipeError, UnsafeArchive, UsageError
+
+MERGED_USR = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+"""Top-level directories that are links into usr/ on a merged-/usr system (Debian 12 and later)."""
+
+_AR_MAGIC = b"!<arch>\n"
+_AR_HEADER = 60
+
+
+@dataclass(frozen=True)
+class DebPin:
+    """One resolved package: what a recipe's deb source records."""
+
+    name: str
+    version: str
+    arch: str
+    url: str
+    sha256: str
+    size: int
+
+    @property
+    def filename(self) -> str:
+        """apt's own name for the file (an epoch's ':' as %3a), as in /var/cache/apt/archives."""
+        return f"{self.name}_{self.version.replace(':', '%3a')}_{self.arch}.deb"
+
+
+def _data_member(fh: BinaryIO, label: str) -> tuple[str, int]:
+    """Finds the data archive of a .deb; leaves `fh` at its first byte and returns (name, size)."""
+    if fh.read(len(_AR_MAGIC)) != _AR_MAGIC:
+        raise UnsafeArchive(f"{label}: not a Debian package (no ar header)")
+    while True:
+        header = fh.read(_AR_HEADER)
+        if len(header) < _AR_HEADER or header[58:60] != b"`\n":
+            raise UnsafeArchive(f"{label}: not a Debian package (no data.tar member)")
+        name = header[:16].decode("ascii", "replace").strip().rstrip("/")
+        try:
+            size = int(header[48:58].decode("ascii").strip())
+        except ValueError:
+            raise UnsafeArchive(f"{label}: not a Debian package (bad ar member size)") from None
+        if name.startswith("data.tar"):
+            return name, size
+        fh.seek(size + (size & 1), os.SEEK_CUR)
+
+
+class _Slice:
+    """The `size` bytes of a file from where it stands: one ar member, read as a stream."""
+
+    def __init__(self, fh: BinaryIO, size: int) -> None:
+        self.fh, self.left = fh, size
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        data = self.fh.read(n)
+        self.left -= len(data)
+        return data
+
+
+def _decompressed(name: str, raw: _Slice, label: str) -> BinaryIO:
+    suffix = name.removeprefix("data.tar")
+    if suffix == ".xz":
+        import lzma
+
+        return lzma.LZMAFile(raw)  # type: ignore[arg-type]
+    if suffix == ".gz":
+        import gzip
+
+        return gzip.GzipFile(fileobj=raw)  # type: ignore[arg-type]
+    if suffix == ".zst":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(raw)  # type: ignore[return-value]
+    if suffix == ".bz2":
+        import bz2
+
+        return bz2.BZ2File(raw)  # type: ignore[arg-type]
+    if suffix == "":
+        return raw  # type: ignore[return-value]
+    raise UnsafeArchive(f"{label}: {name}: unknown compression")
+
+
+def _tree_name(label: str, name: str) -> str | None:
+    """An entry's path in a merged-/usr tree; None for the archive's own root."""
+    parts = [p for p in PurePosixPath(name).parts if p not in (".", "/")]
+    if name.startswith("/") or ".." in parts:
+        raise UnsafeArchive(f"{label}: {name!r}: path leaves the tree")
+    if not parts:
+        return None
+    if parts[0] in MERGED_USR:
+        parts.insert(0, "usr")
+    return "/".join(parts)
+
+
+def _check_parents(label: str, dest: Path, rel: str) -> None:
+    """Nothing is written through a symlink: every parent must be a real directory (or absent)."""
+    path = dest
+    for part in rel.split("/")[:-1]:
+        path = path / part
+        if os.path.islink(path):
+            raise UnsafeArchive(f"{label}: {rel!r}: goes through the symlink {part!r}")
+
+
+def _clear(path: Path) -> None:
+    """Make room for a later package's entry, as dpkg replaces files (never a directory)."""
+    if os.path.islink(path) or path.is_file():
+        path.unlink()
+
+
+def extract_deb(deb: Path, dest: Path, label: str | None = None) -> None:
+    """Unpack the data archive of `deb` into `dest` (created if missing), merged-/usr:
+    `bin/x` lands in `usr/bin/x` and `dest/bin` becomes a link to `usr/bin`. Entries
+    of a later package replace files of an earlier one, as dpkg does."""
+    label = label or deb.name
+    dest.mkdir(parents=True, exist_ok=True)
+    with deb.open("rb") as fh:
+        name, size = _data_member(fh, label)
+        stream = _decompressed(name, _Slice(fh, size), label)
+        try:
+            with tarfile.open(fileobj=stream, mode="r|") as tar:
+                files: set[str] = set()
+                for member in tar:
+                    _extract_member(tar, member, dest, files, label)
+        except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+            if isinstance(exc, UnsafeArchive):
+                raise
+            raise UnsafeArchive(f"{label}: cannot unpack: {exc}") from None
+    for top in MERGED_USR:
+        link = dest / top
+        if (dest / "usr" / top).is_dir() and not os.path.islink(link):
+            if link.exists():
+                raise UnsafeArchive(f"{label}: {top}/ exists as a directory in a merged-/usr tree")
+            link.symlink_to(f"usr/{top}")
+
+
+def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, files: set[str],
+                    label: str) -> None:
+    rel = _tree_name(label, member.name)
+    if rel is None:
+        return
+    _check_parents(label, dest, rel)
+    path = dest / rel
+    if member.isdir():
+        if os.path.islink(path) or (path.exists() and not path.is_dir()):
+            raise UnsafeArchive(f"{label}: {member.name!r}: a directory over another entry")
+        path.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, 0o755)
+    elif member.isreg():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _clear(path)
+        source = tar.extractfile(member)
+        assert source is not None
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(source, out, 1 << 20)
+        os.chmod(path, 0o755 if member.mode & 0o111 else 0o644)  # setuid/setgid cleared, as in every output
+        files.add(rel)
+    elif member.issym():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _clear(path)
+        os.symlink(member.linkname, path)
+    elif member.islnk():
+        target = _tree_name(label, member.linkname)
+        if target not in files:
+            raise UnsafeArchive(f"{label}: {member.name!r}: hardlink to {member.linkname!r}, not an earlier file")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _clear(path)
+        os.link(dest / target, path)
+        files.add(rel)
+    else:
+        raise UnsafeArchive(f"{label}: {member.name!r}: device or fifo entries are refused")
+
+
+_URI_LINE = re.compile(r"'(?P<url>[^']+)' (?P<file>\S+) (?P<size>\d+) SHA256:(?P<sha>[0-9a-f]{64})")
+
+
+def resolve(packages: Iterable[str], arch: str | None = None) -> list[DebPin]:
+    """Every package an install of `packages` on an empty system needs, without
+    recommends, as apt resolves it from the indices it has verified (run `apt-get
+    update` first). Sorted by name."""
+    wanted = list(packages)
+    if not wanted:
+        raise UsageError("debs: no packages given")
+    if shutil.which("apt-get") is None:
+        raise LwrecipeError("debs: apt-get is not installed; resolving packages needs Debian's apt")
+    with tempfile.TemporaryDirectory(prefix="lwrecipe-apt-") as tmp:
+        status = Path(tmp, "status")
+        status.touch()
+        Path(tmp, "archives", "partial").mkdir(parents=True)
+        argv = ["apt-get", "install", "--print-uris", "-qq", "--no-install-recommends",
+                "-o", f"Dir::State::status={status}", "-o", f"Dir::Cache::archives={tmp}/archives/",
+                "-o", "Acquire::ForceHash=SHA256", "-o", "Debug::NoLocking=1"]
+        if arch:
+            argv += ["-o", f"APT::Architecture={arch}"]
+        proc = subprocess.run(argv + wanted, capture_output=True, text=True,
+                              env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"})
+    if proc.returncode != 0:
+        reason = next((line[3:] for line in proc.stderr.splitlines() if line.startswith("E: ")),
+                      proc.stderr.strip() or f"exit status {proc.returncode}")
+        raise LwrecipeError(f"debs: apt cannot resolve {' '.join(wanted)}: {reason}")
+    pins = []
+    for line in proc.stdout.splitlines():
+        match = _URI_LINE.fullmatch(line.strip())
+        if not match:
+            continue
+        name, version, rest = match["file"].split("_", 2)
+        pins.append(DebPin(name, unquote(version), rest.removesuffix(".deb"), match["url"], match["sha"],
+                           int(match["size"])))
+    if not pins:
+        raise LwrecipeError(f"debs: apt resolved {' '.join(wanted)} to nothing: {proc.stdout.strip()[:200]}")
+    return sorted(pins, key=lambda p: p.name)
