@@ -70,3 +70,18 @@ def run_subprocess(*args: str, cwd: Path, env: dict[str, str] | None = None) -> 
     proc = subprocess.run([sys.executable, "-I", "-m", "lwrecipe", *args], cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, **(env or {})})
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+APT_ARCHIVES = Path("/var/cache/apt/archives")
+
+
+@pytest.fixture(scope="session")
+def deb_mirror(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Every package of recipes/buildenv.toml, fetched once per run (from apt's own
+    cache where it has them, else Debian's archive): a mirror directory, by sha256,
+    for the stores the tests make."""
+    cache = tmp_path_factory.mktemp("debs")
+    env = {"LWRECIPE_MIRRORS": str(APT_ARCHIVES)} if APT_ARCHIVES.is_dir() else {}
+    result = run_subprocess("--cache", str(cache), "-q", "fetch", "buildenv", cwd=REPO, env=env)
+    assert result.code == 0, result.err
+    return {"LWRECIPE_MIRRORS": str(cache / "sources")}

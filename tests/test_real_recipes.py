@@ -13,11 +13,12 @@ from lwrecipe.build.plan import plan_recipe
 from lwrecipe.recipes.recipe import GitSource, SourcePatch, UrlSource, load_recipe
 from tests.conftest import REPO, run_subprocess
 
-NAMES = ["busybox", "initramfs", "linux", "linux-headers", "llvm", "musl", "runtime"]
+COMPONENTS = ["busybox", "initramfs", "linux", "linux-headers", "llvm", "musl", "runtime"]
+NAMES = sorted([*COMPONENTS, "buildenv"])  # the seven components and the environment they build on
 LINUX_WASM_REV = "970e08b0d605e63e36a99d22596e8899a1dab8b5"
 
 
-def test_the_recipe_set_is_exactly_the_seven_components() -> None:
+def test_the_recipe_set_is_exactly_the_seven_components_and_their_environment() -> None:
     assert sorted(p.stem for p in (REPO / "recipes").glob("*.toml")) == NAMES
 
 
@@ -64,7 +65,7 @@ def test_plan_busybox_lists_its_closure_in_order(cli, monkeypatch, tmp_path) -> 
     result = cli("--cache", str(tmp_path / "cache"), "plan", "recipes/busybox.toml", "--json")
     assert result.code == 0, result.err
     names = [row["name"] for row in json.loads(result.out)]
-    assert sorted(names) == ["busybox", "linux", "linux-headers", "llvm", "musl"]
+    assert sorted(names) == ["buildenv", "busybox", "linux", "linux-headers", "llvm", "musl"]
     _assert_valid_order(names)
 
 
@@ -106,7 +107,8 @@ def test_every_real_recipe_has_a_key_once_its_dependencies_are_known() -> None:
         if item.missing_tools:
             pytest.skip(f"{name}: host tools missing here: {item.missing_tools}")
         keys[name] = item.key
-    assert len(set(keys.values())) == 7
+    assert len(set(keys.values())) == 8
+    assert all(graph.recipes[n].environment == "buildenv" for n in COMPONENTS)
 
 
 def test_committed_lockfile_matches_the_recipes() -> None:

@@ -127,6 +127,15 @@ def build_entries(graph: Any, store: Store, output_of: Any) -> dict[str, dict[st
             for p in planned}
 
 
+def locked_outputs(previous: dict[str, Any], output_of: Any) -> Any:
+    """`output_of`, falling back to the output id the lockfile already pins for the
+    same key: a lock written where the environment was built stays up to date on a
+    machine that has not built it (its own store, when it has the key, still wins)."""
+    pinned = {e["key"]: e["output_id"] for e in previous.values()
+              if isinstance(e, dict) and e.get("key") and e.get("output_id")}
+    return lambda key: output_of(key) or pinned.get(key)
+
+
 def fetch_first_use_pins(graph: Any, store: Store, warn: Any) -> None:
     """Fetch the git sources whose trees are not cached, so that `lock` can record
     their tree sha256 and the sha256 of patches inside them; failures are warnings."""

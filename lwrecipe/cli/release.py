@@ -44,7 +44,7 @@ def _all_recipes(root: Path) -> list[str]:
 def cmd_lock(ctx: Context) -> int:
     from ..errors import IntegrityError
     from ..recipes.graph import load_graph, project_root
-    from ..audit.lockfile import LOCKFILE, build_entries, fetch_first_use_pins, read, render, write
+    from ..audit.lockfile import LOCKFILE, build_entries, fetch_first_use_pins, locked_outputs, read, render, write
     from ..build.status import StatusOracle
     from ..store.store import Store
 
@@ -53,8 +53,10 @@ def cmd_lock(ctx: Context) -> int:
     if not ctx.args.offline:
         fetch_first_use_pins(graph, Store(ctx.cache_dir), lambda text: ctx.info(f"warning: {text}"))
     path = root / LOCKFILE
-    entries = dict(read(path).recipes) if path.exists() and ctx.args.targets else {}
-    entries.update(build_entries(graph, Store(ctx.cache_dir), StatusOracle(ctx.cache_dir).output_id))
+    previous = read(path).recipes if path.exists() else {}
+    entries = dict(previous) if ctx.args.targets else {}
+    entries.update(build_entries(graph, Store(ctx.cache_dir),
+                                 locked_outputs(previous, StatusOracle(ctx.cache_dir).output_id)))
     text = render(entries)
     old = path.read_text() if path.exists() else None
     if ctx.args.check:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 RECORD_LIMIT = 4 << 20  # a build record is a few KiB; anything near this is not one
 LOG_LIMIT = 1 << 30  # a compressed build log
 RECORD_FIELDS = {"key", "name", "version", "output_id", "blob", "inputs", "recipe_sha256", "host_tools", "sandbox",
-                 "build_image", "lwrecipe_version", "started", "duration_s", "log", "signatures"}
+                 "environment", "build_image", "lwrecipe_version", "started", "duration_s", "log", "signatures"}
 BLOB_FIELDS = {"sha256", "size", "uncompressed_size", "files"}
 
 

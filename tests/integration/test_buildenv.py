@@ -15,22 +15,9 @@ import pytest
 
 from tests.conftest import REPO, Project, run_subprocess
 
-APT_ARCHIVES = Path("/var/cache/apt/archives")
 HELLO = REPO / "examples" / "hello-wasm" / "hello-wasm.toml"
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap missing")
-
-
-@pytest.fixture(scope="session")
-def deb_mirror(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Every package of recipes/buildenv.toml, fetched once per run (from apt's own
-    cache where it has them, else Debian's archive): a mirror directory, by sha256,
-    for the stores the tests make."""
-    cache = tmp_path_factory.mktemp("debs")
-    env = {"LWRECIPE_MIRRORS": str(APT_ARCHIVES)} if APT_ARCHIVES.is_dir() else {}
-    result = run_subprocess("--cache", str(cache), "-q", "fetch", "buildenv", cwd=REPO, env=env)
-    assert result.code == 0, result.err
-    return {"LWRECIPE_MIRRORS": str(cache / "sources")}
 
 
 @pytest.fixture(scope="session")
@@ -115,8 +102,8 @@ def test_keys_and_outputs_do_not_change_with_the_hosts_tools(project, env_store,
     result = run_subprocess("--cache", str(env_store), "build", "probe", cwd=project.root, env=other_host_tools)
     assert result.code == 0, result.err
     first = output_id(env_store, project.root, "probe")
-    result = run_subprocess("--cache", str(env_store), "build", "--rebuild", "probe", cwd=project.root, env=system)
-    assert result.code == 0, result.err
+    result = run_subprocess("--cache", str(env_store), "build", "--check", "probe", cwd=project.root, env=system)
+    assert result.code == 0, result.err  # rebuilt with this machine's own tools first on PATH: the same bytes
     assert output_id(env_store, project.root, "probe") == first
     out = project.root / "out"
     assert run_subprocess("--cache", str(env_store), "checkout", "probe", str(out), cwd=project.root).code == 0
@@ -198,3 +185,13 @@ def test_hello_wasm_on_the_environment_reproduces_in_two_stores_and_runs(tmp_pat
     run = subprocess.run(["node", str(REPO / "examples" / "hello-wasm" / "run.mjs"), str(out / "hello.wasm")],
                          capture_output=True, text=True, check=True)
     assert run.stdout == "hello from wasm32, built by lwrecipe\nfib(10) = 55\n"
+
+
+def test_the_committed_lockfile_holds_on_any_machine(tmp_path, env_store, other_host_tools) -> None:
+    """`lock --check` passes with an empty cache, with other host tools first on PATH,
+    and with a store that built the environment here (its output id is the one locked)."""
+    for cache, env in ((tmp_path / "empty", None), (tmp_path / "empty2", other_host_tools), (env_store, None)):
+        result = run_subprocess("--cache", str(cache), "lock", "--check", "--offline", cwd=REPO, env=env)
+        assert result.code == 0, result.err
+    locked = (REPO / "lockfile.toml").read_text()
+    assert output_id(env_store, REPO, "buildenv") in locked

@@ -68,8 +68,10 @@ def git_repo(where: Path) -> str:
 
 
 @pytest.fixture
-def rehearsal(project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def rehearsal(project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deb_mirror: dict[str, str]):
     monkeypatch.setenv("LWRECIPE_CONFIG", str(tmp_path / "no-config.toml"))
+    monkeypatch.setenv("LWRECIPE_MIRRORS", deb_mirror["LWRECIPE_MIRRORS"])
+    shutil.copy(REPO / "recipes" / "buildenv.toml", project.root / "recipes" / "buildenv.toml")
     with fault_server() as server:
         pins = {}
         for name, version in TOYS.items():
@@ -115,12 +117,12 @@ class Served:
 def test_full_stack_builds_reproducibly_and_boots_in_chromium(rehearsal: Project) -> None:
     first = build(rehearsal, "runtime", "-j", "2")
     assert first.code == 0, first.err
-    assert "7 built, 0 cached" in first.err
+    assert "8 built, 0 cached" in first.err
     again = build(rehearsal, "runtime")
-    assert again.code == 0 and "0 built, 7 cached" in again.err and "building" not in again.err
+    assert again.code == 0 and "0 built, 8 cached" in again.err and "building" not in again.err
     other = build(rehearsal, "runtime", cache="cache2")
     assert other.code == 0, other.err
-    assert outputs(rehearsal) == outputs(rehearsal, "cache2") and set(outputs(rehearsal)) == set(STACK)
+    assert outputs(rehearsal) == outputs(rehearsal, "cache2") and set(outputs(rehearsal)) == {*STACK, "buildenv"}
 
     image = rehearsal.root / "initramfs-out"
     assert run_subprocess("--cache", str(rehearsal.root / "cache"), "checkout", "initramfs", str(image),
