@@ -94,3 +94,16 @@ def test_cli_gc(project, cli) -> None:
     assert result.code == 0 and "removed 0 entries" in result.err
     result = cli("cache", "gc", "--older-than", "1")
     assert result.code == 0 and f"removed ac/{key}" in result.out
+
+
+def test_an_unpacked_environment_goes_with_the_last_record_of_its_output(tmp_path: Path) -> None:
+    store = Store(tmp_path / "cache").ensure()
+    put_record(store, "old-env", b"o" * 1000, 30)
+    put_record(store, "env", b"e" * 1000, 0)
+    old, kept = hashlib.sha256(b"o" * 1000).hexdigest(), hashlib.sha256(b"e" * 1000).hexdigest()
+    for output in (old, kept):
+        (store.root / "envs" / output / "usr" / "bin").mkdir(parents=True)
+        (store.root / "envs" / output / "usr" / "bin" / "sh").write_text("#!\n")
+    assert collect(store, None, 7, dry_run=True).removed and (store.root / "envs" / old).is_dir()
+    collect(store, None, 7)
+    assert sorted(p.name for p in (store.root / "envs").iterdir()) == [kept]

@@ -69,7 +69,17 @@ def audit(lock: Lock, root: Path, store: Store, trusted: dict[str, PublicKey], g
             elif p["origin"] == "source" and not p["sha256"]:
                 add(f"patches[{i}] ({p['source']}:{p['path']}): pinned only by the git commit of {p['source']}",
                     False)
+        if not e.get("environment") and not e.get("bootstrap"):
+            add("built on host tools: its key holds this machine's tool fingerprints, not a pinned environment",
+                False)
+        absent_debs = [s for s in e["sources"] if s["kind"] == "deb"
+                       and store.exists() and store.verify_blob("sources", s["sha256"]) is None]
+        if absent_debs:
+            add(f"{len(absent_debs)} of {sum(s['kind'] == 'deb' for s in e['sources'])} Debian packages "
+                "not in the cache", False)
         for i, s in enumerate(e["sources"]):
+            if s["kind"] == "deb":
+                continue  # counted above
             if s["kind"] == "path":
                 if not (root / s["path"]).exists():
                     add(f"sources[{i}] ({s['path']}): missing", True)
@@ -113,7 +123,9 @@ def _tree_entry(e: dict[str, Any]) -> dict[str, Any]:
         "version": e["version"], "license": e["license"], "recipe": e["recipe"], "key": e["key"],
         "output_id": e["output_id"], "depends": e["depends"],
         "sources": [{k: v for k, v in s.items() if k in ("kind", "url", "mirrors", "sha256", "rev", "tree_sha256",
-                                                          "path")} for s in e["sources"]],
+                                                          "path", "package", "version", "arch")}
+                    for s in e["sources"]],
+        "built_on": e.get("environment") or ("own-sources" if e.get("bootstrap") else "host"),
         "patches": [{k: v for k, v in p.items() if k in ("origin", "file", "url", "source", "path", "sha256")}
                     for p in e["patches"]],
         "host_tools": {t: v["version"] or v["sha256"] for t, v in e["host_tools"].items()},
@@ -126,8 +138,11 @@ def render_tree(report: AuditReport) -> list[str]:
         lines.append(f"{name} {t['version']}  ({t['license']})  {t['recipe']}")
         lines.append(f"  key {t['key'] or '(unknown)'}  output {t['output_id'] or '(not built)'}")
         lines.append(f"  depends: {', '.join(t['depends']) or '-'}")
+        lines.append(f"  built on: {t['built_on']}")
         for s in t["sources"]:
-            if s["kind"] == "url":
+            if s["kind"] == "deb":
+                lines.append(f"  deb {s['package']} {s['version']} {s['arch']}  sha256 {s['sha256']}")
+            elif s["kind"] == "url":
                 lines.append(f"  source {s['url']}  sha256 {s['sha256']}")
                 lines += [f"    mirror {m}" for m in s.get("mirrors", [])]
             elif s["kind"] == "git":

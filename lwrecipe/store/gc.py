@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UsageError
 from ..recipes.keys import is_sha256
+from .outputs import SHARED
 from .store import Store
 
 SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -40,6 +42,7 @@ class Unit:
     size: int
     last_used: float
     pinned: bool = False
+    output_id: str = ""  # a record's
 
 
 @dataclass
@@ -80,7 +83,7 @@ def units(store: Store, pinned: set[str]) -> list[Unit]:
         named.update(blobs)
         keep = path.name in pinned or record.get("output_id") in pinned
         out.append(Unit(f"ac/{path.name}", files, sum(f.stat().st_size for f in files),
-                        used, keep))
+                        used, keep, str(record.get("output_id", ""))))
     for kind in ("cas", "sources"):
         for path in sorted((store.root / kind).iterdir()):
             if kind == "cas" and path.name in named:
@@ -130,9 +133,21 @@ def collect(store: Store, max_size: int | None, older_than_days: float | None,
                     path.unlink(missing_ok=True)
         _drop_dangling_git_refs(store)
         _drop_facts_without_blobs(store)
+        if not dry_run:
+            _drop_unpacked_without_records(store, {u.output_id for u in found if u.label not in gone})
         report.kept = len(found) - len(doomed)
         report.remaining = sum(u.size for u in found if u.label not in gone)
     return report
+
+
+def _drop_unpacked_without_records(store: Store, output_ids: set[str]) -> None:
+    """envs/<output id> is an environment unpacked for builds to share; once no record
+    names that output it is only space (builds hold the shared lock, gc the exclusive one)."""
+    shared = store.root / SHARED
+    if shared.is_dir():
+        for tree in shared.iterdir():
+            if tree.name not in output_ids:
+                shutil.rmtree(tree, ignore_errors=True)
 
 
 def _drop_facts_without_blobs(store: Store) -> None:
