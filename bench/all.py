@@ -17,10 +17,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import fetch, plan, store, transfer  # noqa: E402
+from bench import env, fetch, plan, store, transfer  # noqa: E402
 from bench.common import report  # noqa: E402
 
-SUITES = {"fetch": fetch, "store": store, "plan": plan, "transfer": transfer}
+SUITES = {"fetch": fetch, "store": store, "plan": plan, "transfer": transfer, "env": env}
 
 
 def main(names: list[str]) -> int:
