@@ -90,7 +90,7 @@ def test_not_a_deb_is_one_clear_error(tmp_path: Path) -> None:
 
 def test_debian_mirrors_rewrite_by_prefix() -> None:
     url = "http://deb.debian.org/debian/pool/main/b/bash/bash_5.2.15-2%2bb7_amd64.deb"
-    rules = ("http://deb.debian.org/debian/=https://snapshot.debian.org/archive/debian/20251101T000000Z "
+    rules = ("http://deb.debian.org/debian/=https://snapshot.debian.org/archive/debian/20251101T000000Z;"
              "http://deb.debian.org/debian-security/=https://snapshot.debian.org/archive/debian-security/x")
     assert debian_mirror_urls(url, rules) == [
         "https://snapshot.debian.org/archive/debian/20251101T000000Z/pool/main/b/bash/bash_5.2.15-2%2bb7_amd64.deb"]

@@ -32,11 +32,11 @@ DEBIAN_MIRRORS_ENV = "LWRECIPE_DEBIAN_MIRRORS"
 
 
 def debian_mirror_urls(url: str, value: str | None = None) -> list[str]:
-    """Other places of a Debian package: each `PREFIX=BASE` of LWRECIPE_DEBIAN_MIRRORS whose
+    """Other places of a Debian package: each `PREFIX=BASE` (`;`-separated) of LWRECIPE_DEBIAN_MIRRORS whose
     PREFIX starts `url` gives BASE + the rest (snapshot.debian.org keeps every version ever
     published, so pins outlive a point release)."""
     found = []
-    for rule in (os.environ.get(DEBIAN_MIRRORS_ENV, "") if value is None else value).split():
+    for rule in re.split(r"[;\s]+", os.environ.get(DEBIAN_MIRRORS_ENV, "") if value is None else value):
         prefix, sep, base = rule.partition("=")
         if sep and base and url.startswith(prefix):
             found.append(base.rstrip("/") + "/" + url[len(prefix):].lstrip("/"))
