@@ -10,6 +10,7 @@ the environment the tree becomes, and nothing here ever follows them.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -129,24 +130,52 @@ def _clear(path: Path) -> None:
         path.unlink()
 
 
-def extract_deb(deb: Path, dest: Path, label: str | None = None) -> None:
-    """Unpack the data archive of `deb` into `dest` (created if missing), merged-/usr:
-    `bin/x` lands in `usr/bin/x` and `dest/bin` becomes a link to `usr/bin`. Entries
-    of a later package replace files of an earlier one, as dpkg does."""
-    label = label or deb.name
-    dest.mkdir(parents=True, exist_ok=True)
+def data_tar(deb: Path, label: str) -> bytes:
+    """The data archive of `deb`, decompressed (lzma and zstd release the GIL, so
+    several packages can be decompressed at once while another is unpacked)."""
     with deb.open("rb") as fh:
         name, size = _data_member(fh, label)
-        stream = _decompressed(name, _Slice(fh, size), label)
         try:
-            with tarfile.open(fileobj=stream, mode="r|") as tar:
-                files: set[str] = set()
-                for member in tar:
-                    _extract_member(tar, member, dest, files, label)
-        except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-            if isinstance(exc, UnsafeArchive):
-                raise
+            return _decompressed(name, _Slice(fh, size), label).read()
+        except (EOFError, OSError, ValueError) as exc:
             raise UnsafeArchive(f"{label}: cannot unpack: {exc}") from None
+
+
+def extract_debs(debs: list[tuple[Path, Path, str]]) -> None:
+    """extract_deb for each (deb, dest, label) in order, decompressing up to one
+    package per CPU ahead of the one being unpacked."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ahead = max(1, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=ahead) as pool:
+        pending = [pool.submit(data_tar, deb, label) for deb, _, label in debs[:ahead]]
+        for i, (deb, dest, label) in enumerate(debs):
+            data = pending[i].result()
+            pending[i] = None  # type: ignore[call-overload]  # its bytes go once it is unpacked
+            if i + ahead < len(debs):
+                nxt, _, nxt_label = debs[i + ahead]
+                pending.append(pool.submit(data_tar, nxt, nxt_label))
+            extract_deb(deb, dest, label, data)
+
+
+def extract_deb(deb: Path, dest: Path, label: str | None = None, data: bytes | None = None) -> None:
+    """Unpack the data archive of `deb` (or `data`, that archive already decompressed)
+    into `dest` (created if missing), merged-/usr: `bin/x` lands in `usr/bin/x` and
+    `dest/bin` becomes a link to `usr/bin`. Entries of a later package replace files
+    of an earlier one, as dpkg does."""
+    label = label or deb.name
+    dest.mkdir(parents=True, exist_ok=True)
+    if data is None:
+        data = data_tar(deb, label)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            files: set[str] = set()
+            for member in tar:
+                _extract_member(tar, member, dest, files, label)
+    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        if isinstance(exc, UnsafeArchive):
+            raise
+        raise UnsafeArchive(f"{label}: cannot unpack: {exc}") from None
     for top in MERGED_USR:
         link = dest / top
         if (dest / "usr" / top).is_dir() and not os.path.islink(link):

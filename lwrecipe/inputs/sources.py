@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ..errors import LwrecipeError, RecipeError, raise_all
-from .debs import extract_deb
+from .debs import extract_debs
 from .fetch import Downloader, Fetched, Wanted, debian_mirror_urls
 from .gitsrc import GitTree, extract_to, fetch_tree, read_member
 from ..recipes.keys import Sha256, sha256_bytes
@@ -102,12 +102,16 @@ def lay_out(recipe: Recipe, fetched: Fetch, src_tree: Path) -> None:
     """Unpack every source of `recipe` in order into `src_tree` (sources kept with
     unpack = false go to `src_tree/../<name>`)."""
     src_tree.mkdir(parents=True, exist_ok=True)
+    debs: list[tuple[Path, Path, str]] = []
     for i, src in enumerate(recipe.doc.sources):
         label = f"{recipe.display}: sources[{i}]"
         target = source_dir(src_tree, src.dest) if src.unpack else src_tree.parent / (src.name or "")
-        if isinstance(src, DebSource):
-            extract_deb(fetched.files[Sha256(src.sha256)].path, target, f"{label} ({src.deb} {src.version})")
-        elif isinstance(src, UrlSource):
+        if isinstance(src, DebSource):  # consecutive packages go together: the next decompresses meanwhile
+            debs.append((fetched.files[Sha256(src.sha256)].path, target, f"{label} ({src.deb} {src.version})"))
+            continue
+        extract_debs(debs)
+        debs.clear()
+        if isinstance(src, UrlSource):
             path = fetched.files[Sha256(src.sha256)].path
             if src.unpack:
                 unpack(path, target, src.strip, label)
@@ -126,6 +130,7 @@ def lay_out(recipe: Recipe, fetched: Fetch, src_tree: Path) -> None:
                 shutil.copytree(origin, target, symlinks=True, dirs_exist_ok=True)
             else:
                 shutil.copy2(origin, target / origin.name)
+    extract_debs(debs)
     normalise_tree(src_tree)
 
 

@@ -195,3 +195,19 @@ def test_the_committed_lockfile_holds_on_any_machine(tmp_path, env_store, other_
         assert result.code == 0, result.err
     locked = (REPO / "lockfile.toml").read_text()
     assert output_id(env_store, REPO, "buildenv") in locked
+
+
+def test_a_build_on_pinned_content_refuses_to_run_without_a_sandbox(project, env_store, tmp_path) -> None:
+    """--no-sandbox cannot give a build a root file system: one error line, nothing stored."""
+    broken = tmp_path / "broken-bwrap"
+    broken.mkdir()
+    (broken / "bwrap").write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    (broken / "bwrap").chmod(0o755)
+    on_env(project, "probe", "true")
+    env = {"PATH": f"{broken}:{os.environ['PATH']}"}
+    result = run_subprocess("--cache", str(tmp_path / "c"), "build", "--no-sandbox", "probe", cwd=project.root,
+                            env={**env, "LWRECIPE_MIRRORS": str(env_store / "sources")})
+    assert result.code == 1 and "Traceback" not in result.err
+    assert ("error: buildenv: a build on its own sources needs bubblewrap (`apt-get install bubblewrap`); "
+            "--no-sandbox cannot give it a root file system") in result.err
+    assert not list((tmp_path / "c" / "ac").iterdir())
