@@ -5,7 +5,7 @@ Rows (measured in the same run; nothing passes or fails):
 - download: `lwrecipe fetch buildenv` from Debian's archive into an empty cache
   against `apt-get download` of the same package versions (both over the network,
   4 connections for lwrecipe, apt's own for apt-get; best of BENCH_ENV_RUNS, default 2);
-- unpack: every package unpacked into one tree, lwrecipe's extract_deb against
+- unpack: every package unpacked into one tree, lwrecipe's extract_debs against
   `dpkg-deb -x` per package, both from local files;
 - first creation: `lwrecipe build buildenv` from a local mirror (verify, unpack,
   the script, pack and store), against the same unpack by dpkg-deb plus `tar | zstd`
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import best, paired, row  # noqa: E402
-from lwrecipe.inputs.debs import extract_deb  # noqa: E402
+from lwrecipe.inputs.debs import extract_debs  # noqa: E402
 from lwrecipe.recipes.recipe import DebSource, load_recipe  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_ENV_RUNS", "2"))
@@ -75,8 +75,7 @@ def _measure(debs: list[DebSource], tmp: Path) -> list[dict]:
 
     def ours_unpack() -> None:
         root = fresh()
-        for deb in files:
-            extract_deb(deb, root)
+        extract_debs([(deb, root, deb.name) for deb in files])
 
     def dpkg_unpack() -> Path:
         root = fresh()
