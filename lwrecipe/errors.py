@@ -7,6 +7,7 @@ command failed, 2 usage or recipe error, 3 an integrity failure). The CLI prints
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -186,6 +187,15 @@ class ErrorGroup(LwrecipeError):
 
     def lines(self) -> list[str]:
         return [line for e in self.errors for line in e.lines()]
+
+
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^\s/@:'\"]*):[^\s/@'\"]*@")
+
+
+def redact(text: str) -> str:
+    """A message with the password of every URL in it replaced (`http://user:***@host`):
+    proxy and remote URLs may carry credentials, and messages reach logs and CI output."""
+    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
 
 
 def raise_all(errors: Sequence[LwrecipeError]) -> None:

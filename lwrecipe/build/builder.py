@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import stat
 import shutil
 import tempfile
 import time
@@ -27,7 +28,7 @@ from ..inputs.patch import PatchFile, apply_series, check_series, not_applied, p
 from .plan import Planned
 from ..recipes.recipe import FilePatch, GitSource, Recipe, SourcePatch, UrlPatch
 from ..remote.signing import SecretKey, sign
-from .sandbox import BUILD, Job, Layout, require_sandbox, run
+from .sandbox import BUILD, CONTROL, Job, Layout, require_sandbox, run
 from ..inputs.sources import Fetch, lay_out
 from ..store.store import Store
 
@@ -71,17 +72,15 @@ def build_one(store: Store, item: Planned, fetched: Fetch, deps: dict[str, Path]
     started = time.time()
     bwrap = require_sandbox(opts.no_sandbox)
     store.ensure()
-    work = Path(tempfile.mkdtemp(dir=store.root / "tmp", prefix=f"build-{recipe.name}-"))
-    log = work / "build.log"
+    top = Path(tempfile.mkdtemp(dir=store.root / "tmp", prefix=f"build-{recipe.name}-"))
+    layout = Layout(top)
+    log = layout.log
     try:
-        layout = Layout(work)
         layout.create()
         lay_out(recipe, fetched, layout.src)
         root = environment_root(recipe, deps, layout, bwrap)
         deps = {d: p for d, p in deps.items() if d != recipe.environment}
-        patch_dir = work / ".lwrecipe" / "patches"
-        patch_dir.mkdir(parents=True)
-        patches = patch_files(item, fetched, patch_dir)
+        patches = patch_files(item, fetched, layout.patches)
         if root is None:
             patch_tool = next((str(t.path) for t in item.tools if t.name == "patch"), "patch")
             apply_series(recipe.name, patches, layout.src, patch_tool)
@@ -91,11 +90,12 @@ def build_one(store: Store, item: Planned, fetched: Fetch, deps: dict[str, Path]
                   tools={t.name: t.path for t in item.tools}, deps=deps, jobs=opts.jobs,
                   source_date_epoch=build.source_date_epoch, root=root)
         status = run(job, bwrap, log)
+        text = read_log(log)
         if status != 0:
-            kept = _keep_log(log, log_dir, recipe.name)
-            raise BuildFailed(recipe.name, f"build script exited with status {status}", str(kept), _tail(kept))
-        packed = pack(store, layout.out, build.source_date_epoch)
-        log_blob = put_log(store, log)
+            kept = _keep_log(text, log_dir, recipe.name)
+            raise BuildFailed(recipe.name, f"build script exited with status {status}", str(kept), _tail(text))
+        packed = pack(store, output_dir(recipe.name, layout), build.source_date_epoch)
+        log_blob = put_log(store, text)
         record = {
             "key": item.key,
             "name": recipe.name,
@@ -126,7 +126,7 @@ def build_one(store: Store, item: Planned, fetched: Fetch, deps: dict[str, Path]
         where = f" ({exc.filename})" if exc.filename else ""
         raise StoreError(f"{recipe.name}: cannot write the build or its output: {exc.strerror or exc}{where}") from None
     finally:
-        _remove(work)
+        _remove(top)
 
 
 def environment_root(recipe: Recipe, deps: dict[str, Path], layout: Layout, bwrap: str | None) -> Path | None:
@@ -153,40 +153,69 @@ def _patch_in_environment(recipe: str, patches: list[PatchFile], layout: Layout,
     inside = []
     for i, patch in enumerate(patches):
         name = f"{i:04d}.patch"
-        if patch.path != layout.work / ".lwrecipe" / "patches" / name:
-            shutil.copyfile(patch.path, layout.work / ".lwrecipe" / "patches" / name)
-        argv = patch_argv("patch", patch.strip, str(BUILD / "src"), str(BUILD / ".lwrecipe" / "patches" / name))
+        if patch.path != layout.patches / name:
+            shutil.copyfile(patch.path, layout.patches / name)
+        argv = patch_argv("patch", patch.strip, str(BUILD / "src"), str(BUILD / CONTROL / "patches" / name))
         inside.append(f"echo 'lwrecipe: patch {i}'\n{shlex.join(argv)}\n")
-    log = layout.work / ".lwrecipe" / "patch.log"
+    log = layout.top / "patch.log"
     status = run(Job(layout, "".join(inside), {}, {}, {}, 1, source_date_epoch, root), bwrap, log)
     if status != 0:
-        output = log.read_text(errors="replace")
+        output = read_log(log).decode(errors="replace")
         number, _, rest = output.rpartition("lwrecipe: patch ")[2].partition("\n")
         raise not_applied(recipe, patches[int(number) if number.isdigit() else 0], rest)
 
 
-def _keep_log(log: Path, log_dir: Path, name: str) -> Path:
+def read_log(log: Path) -> bytes:
+    """The log lwrecipe wrote, never a file a link put in its place."""
+    try:
+        fd = os.open(log, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return b""
+    except OSError:  # ELOOP: a symlink where the log was
+        return b"(the build replaced its log with a link; not read)\n"
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            return b"(the build replaced its log; not read)\n"
+        return fh.read()
+
+
+def output_dir(recipe: str, layout: Layout) -> Path:
+    """$LW_OUT as the build left it, refused unless it is still a real directory:
+    a link there would pack whatever it points to."""
+    try:
+        mode = os.lstat(layout.out).st_mode
+    except FileNotFoundError:
+        raise BuildFailed(recipe, "the output /build/out was removed by the build") from None
+    if not stat.S_ISDIR(mode):
+        kind = "a symlink" if stat.S_ISLNK(mode) else "not a directory"
+        raise BuildFailed(recipe, f"the output /build/out is not a directory ({kind}); refused")
+    return layout.out
+
+
+def _keep_log(text: bytes, log_dir: Path, name: str) -> Path:
     log_dir.mkdir(parents=True, exist_ok=True)
     kept = log_dir / f"{name}.log"
-    if log.exists():
-        shutil.copyfile(log, kept)
-    else:
-        kept.write_text("")
+    kept.unlink(missing_ok=True)
+    kept.write_bytes(text)
     return kept
 
 
-def _tail(log: Path) -> str:
-    lines = log.read_text(errors="replace").splitlines()
+def _tail(text: bytes) -> str:
+    lines = text.decode(errors="replace").splitlines()
     return "\n".join(lines[-TAIL_LINES:])
 
 
 def _remove(path: Path) -> None:
-    """Remove a build directory, even parts a build made read-only."""
+    """Remove a build directory, even parts a build made read-only. Only real
+    directories are ever made writable again: a chmod never goes through a link
+    the build left (chmod follows links, and an ordinary user's own key would
+    otherwise become world-readable)."""
     def unlock(func: Any, p: str, _: Any) -> None:
-        try:
-            os.chmod(os.path.dirname(p), 0o755)
-            os.chmod(p, 0o755)
-        except OSError:
-            pass
+        for d in (os.path.dirname(p), p):
+            try:
+                if stat.S_ISDIR(os.lstat(d).st_mode):
+                    os.chmod(d, 0o755)
+            except OSError:
+                pass
         func(p)
     shutil.rmtree(path, onerror=unlock)

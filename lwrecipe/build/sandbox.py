@@ -23,19 +23,41 @@ from .. import faults
 from ..errors import SandboxUnavailable
 
 BUILD = Path("/build")
+CONTROL = ".lwrecipe"  # /build/.lwrecipe: lwrecipe's files, read-only inside
 DEPS = Path("/deps")
 ENV_PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
 BUILD_USER = ("builder", 1000, 1000)  # name, uid, gid: the same on every machine, whoever runs lwrecipe
 RESERVED_ROOTS = ("build", "deps", "dev", "proc", "tmp")  # made by the sandbox, never taken from an environment
-HOST_READONLY = ("/usr", "/etc")
+HOST_READONLY = ("/usr",)
 HOST_TOP_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+HOST_ETC = ("alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "perl", "magic", "magic.mime",
+            "mime.types", "ssl/certs", "protocols", "services", "locale.alias")
+"""What of the host's /etc a build on host tools sees (read-only): what host tools
+need to run (alternatives links, the dynamic linker's cache, public certificates),
+never accounts, keys or host names. passwd, group, hosts and nsswitch.conf are
+lwrecipe's own (synthetic_etc)."""
 
 
 @dataclass(frozen=True)
 class Layout:
-    """A build's directories on the host; `inside` maps them to what the build sees."""
+    """A build's directories on the host. Only `work` is writable by the build (it is
+    /build); lwrecipe's own files — the script, the tool links, the patches, the log —
+    are beside it, never in it, so nothing the build or a source leaves there is ever
+    read or written through by lwrecipe."""
 
-    work: Path  # host directory mounted at /build
+    top: Path  # the build's own directory, made by lwrecipe
+
+    @property
+    def work(self) -> Path:
+        return self.top / "work"  # bound at /build
+
+    @property
+    def control(self) -> Path:
+        return self.top / "control"  # bound read-only at /build/.lwrecipe
+
+    @property
+    def log(self) -> Path:
+        return self.top / "build.log"  # never visible inside the sandbox
 
     @property
     def src(self) -> Path:
@@ -55,14 +77,18 @@ class Layout:
 
     @property
     def tools(self) -> Path:
-        return self.work / ".lwrecipe" / "bin"
+        return self.control / "bin"
 
     @property
     def script(self) -> Path:
-        return self.work / ".lwrecipe" / "script.sh"
+        return self.control / "script.sh"
+
+    @property
+    def patches(self) -> Path:
+        return self.control / "patches"
 
     def create(self) -> None:
-        for d in (self.src, self.out, self.home, self.tmp, self.tools):
+        for d in (self.src, self.out, self.home, self.tmp, self.tools, self.patches):
             d.mkdir(parents=True, exist_ok=True)
 
 
@@ -87,7 +113,7 @@ def environment(job: Job, sandboxed: bool) -> dict[str, str]:
     lay = job.layout
     root = BUILD if sandboxed else lay.work
     env = {
-        "PATH": ENV_PATH if job.root is not None else str(root / ".lwrecipe" / "bin"),
+        "PATH": ENV_PATH if job.root is not None else str(BUILD / CONTROL / "bin" if sandboxed else lay.tools),
         "HOME": str(root / "home"),
         "TMPDIR": str(root / "tmp"),
         "LC_ALL": "C.UTF-8",
@@ -103,9 +129,24 @@ def environment(job: Job, sandboxed: bool) -> dict[str, str]:
     return env
 
 
+def synthetic_etc(uid: int) -> dict[str, str]:
+    """The accounts and names a build sees: root, nobody and the build's own user."""
+    user = "" if uid == 0 else f"builder:x:{uid}:{uid}:builder:/build/home:/bin/sh\n"
+    group = "" if uid == 0 else f"builder:x:{uid}:\n"
+    return {"passwd": f"root:x:0:0:root:/build/home:/bin/sh\n{user}nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+            "group": f"root:x:0:\n{group}nogroup:x:65534:\n",
+            "hosts": "127.0.0.1\tlocalhost lwrecipe\n::1\tlocalhost\n",
+            "nsswitch.conf": "passwd: files\ngroup: files\nhosts: files\n"}
+
+
 def prepare(job: Job) -> None:
     lay = job.layout
     lay.create()
+    if job.root is None:
+        etc = lay.control / "etc"
+        etc.mkdir(exist_ok=True)
+        for name, text in synthetic_etc(os.getuid()).items():
+            (etc / name).write_text(text)
     for name, target in job.tools.items():
         link = lay.tools / name
         link.unlink(missing_ok=True)
@@ -157,20 +198,24 @@ def bwrap_argv(job: Job, bwrap: str) -> list[str]:
             argv += ["--ro-bind", path, path]
     for prefix in tool_prefixes(job.tools):
         argv += ["--ro-bind", str(prefix), str(prefix)]
+    argv += ["--dir", "/etc"]  # the probe below runs everything before this
+    for name in HOST_ETC:
+        argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    for name in synthetic_etc(0):
+        argv += ["--ro-bind", str(job.layout.control / "etc" / name), f"/etc/{name}"]
     return _finish(argv, job)
 
 
 def _finish(argv: list[str], job: Job) -> list[str]:
     """The build's own directories, its environment variables and the script."""
-    argv += ["--bind", str(job.layout.work), str(BUILD)]
+    argv += ["--bind", str(job.layout.work), str(BUILD), "--ro-bind", str(job.layout.control), str(BUILD / CONTROL)]
     for name, path in sorted(job.deps.items()):
         argv += ["--ro-bind", str(path), str(DEPS / name)]
-    if job.root is not None:
-        argv += ["--remount-ro", "/"]
+    argv += ["--remount-ro", "/"]  # the root and what the sandbox made there (/etc, mount points) are read-only
     argv += ["--clearenv"]
     for key, value in sorted(environment(job, True).items()):
         argv += ["--setenv", key, value]
-    argv += ["--chdir", str(BUILD / "src"), "/bin/bash", "-euo", "pipefail", str(BUILD / ".lwrecipe" / "script.sh")]
+    argv += ["--chdir", str(BUILD / "src"), "/bin/bash", "-euo", "pipefail", str(BUILD / CONTROL / "script.sh")]
     return argv
 
 
@@ -200,7 +245,7 @@ def bwrap_path() -> str | None:
         return None
     probe_job = Job(Layout(Path("/nonexistent")), "", {}, {}, {}, 1, 0)
     argv = bwrap_argv(probe_job, found)
-    argv = argv[: argv.index("--bind")] + ["/usr/bin/true"]
+    argv = argv[: argv.index("--dir")] + ["/usr/bin/true"]
     probe = subprocess.run(argv, capture_output=True)
     return found if probe.returncode == 0 else None
 

@@ -7,7 +7,9 @@ import os
 import sys
 from pathlib import Path
 
-from .common import EPILOG, Context, lockfile_path, open_remotes, project_settings, remote_args, table, target_args
+from ..errors import redact
+from .common import (EPILOG, Context, lockfile_path, open_remotes, project_settings, remote_args, say_error, table,
+                     target_args)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -102,7 +104,7 @@ def cmd_build(ctx: Context) -> int:
         push_to = [b for b in remotes.backends if ctx.args.push or b.spec.push]
         engine = Engine(store, fetch, options, rebuild=ctx.args.rebuild, keep_going=ctx.args.keep_going,
                         check=ctx.args.check, parallel=parallel, on_event=display.event, remotes=remotes,
-                        push_to=push_to, warn=lambda text: display.log(f"warning: {text}"))
+                        push_to=push_to, warn=lambda text: display.log(redact(f"warning: {text}")))
         outcomes = engine.build(graph)
     code = 0
     for outcome in outcomes:
@@ -113,7 +115,7 @@ def cmd_build(ctx: Context) -> int:
     for outcome in outcomes:
         if outcome.error is not None:
             for line in outcome.error.lines():
-                print(f"error: {line}", file=sys.stderr)
+                say_error(line)
             tail, log = getattr(outcome.error, "tail", ""), getattr(outcome.error, "log_path", None)
             if tail:
                 print(tail, file=sys.stderr)
@@ -129,7 +131,7 @@ def cmd_build(ctx: Context) -> int:
         if drift:
             error = LockDrift(lock.path.name, drift)
             for line in error.lines():
-                print(f"error: {line}", file=sys.stderr)
+                say_error(line)
             code = max(code, error.exit_code)
     counts = {s: sum(o.state == s for o in outcomes)
               for s in ("built", "cached", "pulled", "remote", "checked", "failed", "skipped")}

@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..errors import redact
+
 EPILOG = "Exit status: 0 success; 1 a build or command failed; 2 usage or recipe error; 3 integrity failure."
 
 
@@ -26,7 +28,12 @@ class Context:
 
     def info(self, text: str) -> None:
         if self.verbosity >= 0:
-            print(text, file=sys.stderr)
+            print(redact(text), file=sys.stderr)
+
+
+def say_error(line: str) -> None:
+    """One `error: <where>: <what>` line on stderr, never with a password in it."""
+    print(f"error: {redact(line)}", file=sys.stderr)
 
 
 def target_args(p: argparse.ArgumentParser, many: bool = True) -> None:

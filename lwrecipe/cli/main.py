@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import LwrecipeError
 from . import build, cache, debs, keys, plan, release, serve
-from .common import EPILOG, Context
+from .common import EPILOG, Context, say_error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,14 +39,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(ctx)
     except LwrecipeError as exc:
         for line in exc.lines():
-            print(f"error: {line}", file=sys.stderr)
+            say_error(line)
         return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
     except OSError as exc:  # a file system failure outside the paths that report their own
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        say_error(f"{where}{exc.strerror or exc}")
         return 1
     except BrokenPipeError:
         return 1

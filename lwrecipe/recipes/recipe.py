@@ -32,7 +32,7 @@ DEFAULT_SOURCE_DATE_EPOCH = 315532800
 
 PROJECT_MARKERS = ("lwrecipe.toml", ".git")
 RESERVED_ENV = frozenset({"PATH", "HOME", "TMPDIR", "SOURCE_DATE_EPOCH", "LC_ALL", "TZ"})
-RESERVED_DEST_ROOTS = frozenset({"src", "out", "home", "tmp", "deps"})
+RESERVED_DEST_ROOTS = frozenset({"src", "out", "home", "tmp", "deps", ".lwrecipe", "build.log"})
 
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]*")
 _ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -58,8 +58,8 @@ def pack(store: Store, tree: Path, mtime: int) -> Packed:
     return Packed(output_id, blob, archive.size, blob_size, len(entries))
 
 
-def put_log(store: Store, log: Path) -> Sha256:
-    data = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(log.read_bytes())
+def put_log(store: Store, text: bytes) -> Sha256:
+    data = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(text)
     store.put_bytes("cas", data)
     return Sha256(hashlib.sha256(data).hexdigest())
 

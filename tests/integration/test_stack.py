@@ -265,7 +265,7 @@ def test_kill_during_build_leaves_no_record(project, served) -> None:
                                   'mkdir -p "$LW_OUT"\ntouch "$LW_OUT/started"\nsleep 2\necho done > "$LW_OUT/f"'))
     tmp = project.root / "cache" / "tmp"
     kill_and_recover(project, "slow",
-                     lambda: any((p / "out" / "started").exists() for p in tmp.glob("build-slow-*")))
+                     lambda: any((p / "work" / "out" / "started").exists() for p in tmp.glob("build-slow-*")))
 
 
 def test_kill_during_packing_leaves_no_record(project, served) -> None:
@@ -276,7 +276,7 @@ def test_kill_during_packing_leaves_no_record(project, served) -> None:
 
     def packing() -> bool:
         try:
-            written = any((p / "out" / "r4").stat().st_size == 50000000 for p in tmp.glob("build-big-*"))
+            written = any((p / "work" / "out" / "r4").stat().st_size == 50000000 for p in tmp.glob("build-big-*"))
             return written and any(p.stat().st_size > 0 for p in tmp.glob("stage-*"))
         except FileNotFoundError:
             return False

@@ -1,0 +1,190 @@
+"""Recipes a stranger could send: each tries to get a host file out, or to change
+one, through what lwrecipe does before and after the sandbox. No byte of the
+planted secret may appear in lwrecipe's output, the cache (blobs decompressed) or
+a checkout, and victim files keep their bytes and modes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from tests.conftest import Project, Result, run_subprocess
+
+pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+
+
+@pytest.fixture
+def secret(tmp_path: Path) -> tuple[Path, bytes]:
+    """A host file only root can read, such as a signing key named by LWRECIPE_SIGNING_KEY."""
+    value = f"HOSTSECRET-{uuid.uuid4().hex}".encode()
+    path = tmp_path / "host" / "signing.key"
+    path.parent.mkdir()
+    path.write_bytes(value + b"\n")
+    path.chmod(0o600)
+    return path, value
+
+
+def hostile(project: Project, name: str, script: str, extra: str = "") -> None:
+    project.recipe(name, f"""\
+        schema = 1
+        [package]
+        name = "{name}"
+        version = "1"
+        license = "MIT"
+        {extra}
+        [build]
+        host_tools = ["mkdir", "rm", "ln", "cat", "chmod"]
+        script = '''
+        {script}
+        '''
+        """)
+
+
+def build(project: Project, name: str) -> Result:
+    return run_subprocess("--cache", str(project.root / "cache"), "build", name, cwd=project.root)
+
+
+def assert_not_leaked(value: bytes, project: Project, *results: Result) -> None:
+    for result in results:
+        assert value.decode() not in result.out + result.err
+    for path in (project.root / "cache").rglob("*"):
+        if path.is_symlink() or not path.is_file():
+            continue
+        data = path.read_bytes()
+        assert value not in data, path
+        if data[:4] == b"\x28\xb5\x2f\xfd":
+            assert value not in zstandard.ZstdDecompressor().stream_reader(data).read(), path
+
+
+def test_a_log_swapped_for_a_symlink_is_not_read(project: Project, secret) -> None:
+    path, value = secret
+    hostile(project, "logsteal", f'mkdir -p "$LW_OUT"; rm -f /build/build.log; ln -s {path} /build/build.log')
+    result = build(project, "logsteal")
+    assert_not_leaked(value, project, result)
+    hostile(project, "logfail", f'rm -f /build/build.log; ln -s {path} /build/build.log; exit 1')
+    failed = build(project, "logfail")
+    assert failed.code == 1
+    assert_not_leaked(value, project, failed)
+
+
+def test_an_output_swapped_for_a_symlink_is_refused(project: Project, secret) -> None:
+    path, value = secret
+    hostile(project, "outsteal", f'rm -rf /build/out; ln -s {path.parent} /build/out')
+    result = build(project, "outsteal")
+    assert result.code == 1 and "Traceback" not in result.err
+    assert "outsteal: the output /build/out is not a directory (a symlink); refused" in result.err
+    assert not list((project.root / "cache" / "ac").iterdir())
+    assert_not_leaked(value, project, result)
+
+
+@pytest.mark.parametrize("dest", ["../.lwrecipe", "../build.log", "../.lwrecipe/bin"])
+def test_a_source_cannot_be_laid_over_lwrecipes_own_files(project: Project, tmp_path: Path, dest: str) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    victim.chmod(0o640)
+    planted = project.root / "plant"
+    planted.mkdir()
+    (planted / "script.sh").symlink_to(victim)
+    (planted / "build.log").symlink_to(victim)
+    hostile(project, "overlay", 'mkdir -p "$LW_OUT"', extra=f'[[sources]]\npath = "plant"\ndest = "{dest}"\n')
+    result = build(project, "overlay")
+    assert result.code == 2 and "Traceback" not in result.err
+    assert f"sources[0].dest: {dest!r} is reserved by the build sandbox" in result.err
+    assert victim.read_text() == "keep me\n" and stat.S_IMODE(victim.stat().st_mode) == 0o640
+
+
+def test_the_sandbox_shows_no_etc_secrets(project: Project) -> None:
+    """Run as root (README's set-up), a build on host tools read /etc/shadow."""
+    shadow = Path("/etc/shadow")
+    if not os.access(shadow, os.R_OK):
+        pytest.skip("needs to run as root to read /etc/shadow on the host")
+    hostile(project, "etcsteal", 'mkdir -p "$LW_OUT"; cat /etc/shadow > "$LW_OUT/shadow" 2>/dev/null || true; '
+                                 'cat /etc/gshadow > "$LW_OUT/gshadow" 2>/dev/null || true; '
+                                 'cat /etc/ssh/ssh_host_ed25519_key > "$LW_OUT/ssh" 2>/dev/null || true')
+    result = build(project, "etcsteal")
+    assert result.code == 0, result.err
+    out = project.root / "out"
+    assert run_subprocess("--cache", str(project.root / "cache"), "checkout", "etcsteal", str(out),
+                          cwd=project.root).code == 0
+    for name in ("shadow", "gshadow", "ssh"):
+        assert not (out / name).exists() or (out / name).read_bytes() == b"", name
+
+
+def test_passwords_in_proxy_urls_are_never_printed(project: Project) -> None:
+    project.recipe("fetched", 'schema = 1\n[package]\nname = "fetched"\nversion = "1"\nlicense = "MIT"\n'
+                              '[[sources]]\nurl = "https://example.invalid/x.tar.gz"\nsha256 = "' + "0" * 64 + '"\n'
+                              '[build]\nscript = "true"\n')
+    for proxy in ("socks5://alice:s3cretpw@127.0.0.1:1080", "http://alice:s3cretpw@127.0.0.1:99999"):
+        result = run_subprocess("--cache", str(project.root / "cache"), "fetch", "fetched", cwd=project.root,
+                                env={"https_proxy": proxy, "LWRECIPE_MIRRORS": ""})
+        assert result.code != 0 and "alice:***@" in result.err, result.err
+        assert "s3cretpw" not in result.out + result.err
+
+
+NOBODY = 65534
+
+
+@pytest.fixture(scope="session")
+def nobody_python() -> Iterator[Path]:
+    """A Python with lwrecipe that the user nobody can run: the tests run from a
+    Python under /root, which nobody cannot enter. A venv of the system's python3
+    with this checkout installed (dependencies from PyPI, as `pip install` gets them)."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv to run a build as nobody")
+    base = Path(tempfile.mkdtemp(prefix="lwrecipe-nobody-venv-"))  # pytest's own tmp is 0700 to others
+    base.chmod(0o755)
+    system = "/usr/bin/python3"
+    venv = base / "venv"
+    subprocess.run([system, "-m", "venv", str(venv)], check=True)
+    src = base / "src"
+    shutil.copytree(Path(__file__).resolve().parents[2], src,
+                    ignore=shutil.ignore_patterns("cache", ".git", "__pycache__", "tests", "bench", "*.egg-info"))
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", str(src)],
+                   check=True, capture_output=True)
+    for dirpath, dirnames, filenames in os.walk(base):
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            if not os.path.islink(p):
+                os.chmod(p, os.lstat(p).st_mode | 0o055)
+    yield venv / "bin" / "python3"
+    shutil.rmtree(base)
+
+
+@pytest.fixture
+def nobody_home() -> Iterator[Path]:
+    home = Path(tempfile.mkdtemp(prefix="lwrecipe-nobody-"))
+    home.chmod(0o755)
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def test_clean_up_never_changes_a_file_through_a_symlink(nobody_home: Path, nobody_python: Path) -> None:
+    """As an ordinary user, the clean-up of a build directory chmod-ed through a link
+    the build left: a 0600 key of that user became 0755."""
+    home = nobody_home
+    victim = home / "key"
+    victim.write_text("private\n")
+    victim.chmod(0o600)
+    project = Project(home / "project")
+    hostile(project, "unlock", 'mkdir -p "$LW_OUT" /build/tmp/locked; '
+                               f'ln -s {victim} /build/tmp/locked/link; chmod 0500 /build/tmp/locked')
+    for dirpath, dirnames, filenames in os.walk(home):
+        for name in [*dirnames, *filenames, "."]:
+            os.lchown(os.path.join(dirpath, name), NOBODY, NOBODY)
+    result = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                             str(nobody_python), "-I", "-m", "lwrecipe", "--cache", str(home / "cache"),
+                             "build", "unlock"], cwd=project.root, capture_output=True, text=True,
+                            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(home)})
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "unlock" in result.stderr and "built" in result.stderr, result.stderr  # it ran, as nobody
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o600 and victim.read_text() == "private\n"
+    assert not list((home / "cache" / "tmp").glob("build-*")), "the build directory was left behind"
