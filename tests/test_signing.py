@@ -87,6 +87,30 @@ def test_remote_precedence(tmp_path: Path, keys) -> None:  # noqa: ANN001
         load_settings(project, env={**env, SIGNING_KEY_ENV: str(tmp_path / "missing.key")})
 
 
+def test_two_trusted_keys_with_one_name_are_a_configuration_error(tmp_path: Path, keys) -> None:  # noqa: ANN001
+    """A signature is checked against the key its name leads to: one name for two keys
+    made which key decides a matter of precedence."""
+    (_, alice_pub), _ = keys
+    other = generate("alice", tmp_path / "alice-new.key")  # the key regenerated under the same name
+    project = tmp_path / "p"
+    project.mkdir()
+    env = {USER_CONFIG_ENV: str(tmp_path / "none.toml")}
+    (project / "lwrecipe.toml").write_text(f'trusted_keys = ["{alice_pub.text()}", "{other.text()}"]\n')
+    with pytest.raises(UsageError, match="trusted_keys: trusted key 'alice' is not the key of that name in"):
+        load_settings(project, env=env)
+    (project / "lwrecipe.toml").write_text(f'trusted_keys = ["{alice_pub.text()}"]\n')
+    with pytest.raises(UsageError, match="LWRECIPE_TRUSTED_KEYS: trusted key 'alice'"):
+        load_settings(project, env={**env, "LWRECIPE_TRUSTED_KEYS": other.text()})
+    with pytest.raises(UsageError, match="the signing key: trusted key 'alice'"):
+        load_settings(project, env={**env, SIGNING_KEY_ENV: str(tmp_path / "alice-new.key")})
+    (project / "lwrecipe.toml").write_text(f'trusted_keys = ["{alice_pub.text()}"]\n[[remote]]\nurl = "https://c.example"\n'
+                                           f'trusted_keys = ["{other.text()}"]\n')
+    with pytest.raises(UsageError, match="remote https://c.example: trusted_keys: trusted key 'alice'"):
+        load_settings(project, env=env)
+    assert set(load_settings(project, env={**env, SIGNING_KEY_ENV: str(tmp_path / "alice.key")},
+                             cli_remotes=["/mnt/c"]).trusted) == {"alice"}  # the same key twice is fine
+
+
 def test_bad_config_names_file_and_field(tmp_path: Path) -> None:
     (tmp_path / "lwrecipe.toml").write_text('[[remote]]\nurl = "x"\npush = "yes"\n')
     with pytest.raises(RecipeError) as info:

@@ -43,9 +43,11 @@ class AuditReport:
         return [f for f in self.findings if not f.mismatch]
 
 
-def audit(lock: Lock, root: Path, store: Store, trusted: dict[str, PublicKey], graph: Any = None) -> AuditReport:
+def audit(lock: Lock, root: Path, store: Store, trusted: dict[str, PublicKey], graph: Any = None,
+          strict: bool = False) -> AuditReport:
     """`graph`: the lock's recipes as loaded from the checkout, to compare every
-    keyed input (host tools and dependency outputs included) with the lock."""
+    keyed input (host tools and dependency outputs included) with the lock.
+    `strict`: a record that no trusted key signed is a mismatch, not a flag."""
     report = AuditReport()
     if graph is not None:
         for change in drift(lock, graph, store.output_id):
@@ -92,12 +94,13 @@ def audit(lock: Lock, root: Path, store: Store, trusted: dict[str, PublicKey], g
                         "(tree sha256 not yet recorded)", False)
                 elif store.exists() and store.verify_blob("sources", s["tree_sha256"]) is None:
                     add(f"sources[{i}] ({s['url']} @ {s['rev'][:12]}): tree not in the cache", False)
-        _audit_output(name, e, store, trusted, add)
+        _audit_output(name, e, store, trusted, add, strict)
         report.tree[name] = _tree_entry(e)
     return report
 
 
-def _audit_output(name: str, e: dict[str, Any], store: Store, trusted: dict[str, PublicKey], add: Any) -> None:
+def _audit_output(name: str, e: dict[str, Any], store: Store, trusted: dict[str, PublicKey], add: Any,
+                  strict: bool) -> None:
     if not e["output_id"]:
         add("not built when locked (no output id)", False)
         return
@@ -115,7 +118,7 @@ def _audit_output(name: str, e: dict[str, Any], store: Store, trusted: dict[str,
     except LwrecipeError as exc:
         unsigned = "not signed" in str(exc) or "untrusted" in str(exc)
         add(f"{exc}".replace("; refused", "").replace(" (trust it with --no-verify-signatures)", ""),
-            not unsigned)
+            strict or not unsigned)
 
 
 def _tree_entry(e: dict[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        epilog=EPILOG)
     p.add_argument("--lockfile", metavar="F", help="the lockfile (default: the project's)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--strict", action="store_true",
+                   help="a record in the cache that no trusted key signed is a failure (exit 3), not a flag")
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("sbom", help="a software bill of materials for a target", epilog=EPILOG)
@@ -115,7 +117,8 @@ def cmd_audit(ctx: Context) -> int:
     root = project_root(Path.cwd())
     lock = read(lockfile_path(ctx, ctx.args.lockfile))
     settings = project_settings(root)
-    report = audit(lock, root, Store(ctx.cache_dir), settings.trusted, _audit_graph(lock, root, ctx))
+    report = audit(lock, root, Store(ctx.cache_dir), settings.trusted, _audit_graph(lock, root, ctx),
+                   strict=ctx.args.strict)
     if ctx.args.json:
         ctx.out(json.dumps({"lockfile": str(lock.path), "ok": not report.mismatches,
                             "mismatches": [f.text() for f in report.mismatches],

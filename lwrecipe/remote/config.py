@@ -115,8 +115,22 @@ def read_config(path: Path) -> ConfigFile | _NoFile:
 
 
 def _keys(texts: list[str], where: str) -> dict[str, PublicKey]:
-    keys = [parse_public(t, where) for t in texts]
-    return {k.name: k for k in keys}
+    keys: dict[str, PublicKey] = {}
+    _add_keys(keys, {}, [parse_public(t, where) for t in texts], where)
+    return keys
+
+
+def _add_keys(into: dict[str, PublicKey], origins: dict[str, str], keys: list[PublicKey], where: str) -> None:
+    """Trust `keys` as well; one name for two different keys is refused: a signature
+    is checked against the key its name leads to, so the name must say which."""
+    for key in keys:
+        known = into.get(key.name)
+        if known is not None and known.raw != key.raw:
+            first = origins.get(key.name, where)
+            raise UsageError(f"{where}: trusted key {key.name!r} is not the key of that name in {first}; "
+                             "give each key its own name")
+        into.setdefault(key.name, key)
+        origins.setdefault(key.name, where)
 
 
 def _spec(entry: RemoteEntry, base: Path, where: str) -> RemoteSpec:
@@ -159,11 +173,16 @@ def load_settings(project: Path, cli_remotes: list[str] | None = None,
                 secret = load_secret(path.parent / os.path.expanduser(doc.signing_key))
                 break
     trusted: dict[str, PublicKey] = {}
+    origins: dict[str, str] = {}
     for path, doc in files:
-        trusted.update(_keys(doc.trusted_keys, f"{path}: trusted_keys"))
-    trusted.update(_keys(env.get(TRUSTED_KEYS_ENV, "").split(), TRUSTED_KEYS_ENV))
+        _add_keys(trusted, origins, list(_keys(doc.trusted_keys, f"{path}: trusted_keys").values()),
+                  f"{path}: trusted_keys")
+    _add_keys(trusted, origins, list(_keys(env.get(TRUSTED_KEYS_ENV, "").split(), TRUSTED_KEYS_ENV).values()),
+              TRUSTED_KEYS_ENV)
     if secret is not None:
-        trusted.setdefault(secret.name, secret.public())
+        _add_keys(trusted, origins, [secret.public()], "the signing key")
+    for spec in remotes:
+        _add_keys(dict(trusted), dict(origins), list(spec.trusted.values()), f"remote {spec.name}: trusted_keys")
     unique = {spec.url: spec for spec in reversed(remotes)}  # the first mention of a URL wins
     return Settings(tuple(s for s in remotes if unique[s.url] is s), secret, trusted)
 

@@ -231,6 +231,9 @@ def parse_record(data: bytes, key: str, where: str) -> dict[str, Any]:
         raise IntegrityError(f"{where}: record has no blob size; refused")
     if record.get("key") != key:
         raise IntegrityError(f"{where}: record is for key {str(record.get('key'))[:12]}, not {key[:12]}; refused")
+    if record.get("sandbox") != "bubblewrap":
+        raise IntegrityError(f"{where}: built without a sandbox; outputs of unsandboxed builds are never "
+                             "substituted; refused")
     return record
 
 
@@ -342,6 +345,9 @@ class Remotes:
         record = self.store.read_record(key)
         if record is None:
             raise UsageError(f"ac/{key[:12]}: not in the local cache")
+        if record.get("sandbox") != "bubblewrap":
+            raise UsageError(f"{record.get('name', key[:12])}: built without a sandbox (--no-sandbox); such "
+                             "outputs are never shared (rebuild it where bubblewrap runs)")
         if secret is not None and not any(s.get("key") == secret.name for s in record.get("signatures", [])):
             record = sign(record, secret)
             self.store.put_record(key, record)

@@ -165,7 +165,7 @@ def remote_store(tmp_path: Path):
 def record_for(key: str, blob: bytes, **extra) -> bytes:
     doc = {"key": key, "name": "x", "version": "1", "output_id": "b" * 64,
            "blob": {"sha256": hashlib.sha256(blob).hexdigest(), "size": len(blob), "uncompressed_size": 1,
-                    "files": 1}, "log": hashlib.sha256(b"log").hexdigest(), **extra}
+                    "files": 1}, "log": hashlib.sha256(b"log").hexdigest(), "sandbox": "bubblewrap", **extra}
     return json.dumps(doc).encode()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -49,6 +50,25 @@ def test_without_bubblewrap_build_refuses_unless_allowed(project: Project, no_bw
     assert built.code == 0, built.err
     records = list((project.root / "cache" / "ac").iterdir())
     assert [json.loads(r.read_text())["sandbox"] for r in records] == ["none"]
+
+
+def test_unsandboxed_outputs_are_never_shared(project: Project, no_bwrap: Path, tmp_path: Path) -> None:
+    """--no-sandbox outputs had the same key as sandboxed ones and were pushed,
+    pulled and trusted like them."""
+    project.recipe("plain", recipe("plain", 'mkdir -p "$LW_OUT"; touch "$LW_OUT/done"'))
+    assert lw(project, "build", "plain", "--no-sandbox").code == 0
+    remote = tmp_path / "remote"
+    pushed = lw(project, "cache", "push", str(remote))
+    assert pushed.code != 0 and "plain: built without a sandbox (--no-sandbox); such outputs are never shared" \
+        in pushed.err
+    assert not (remote / "ac").exists() or not list((remote / "ac").iterdir())
+    # a remote that has one anyway (written by hand, or by an older lwrecipe) is not used
+    shutil.copytree(project.root / "cache" / "ac", remote / "ac")
+    shutil.copytree(project.root / "cache" / "cas", remote / "cas")
+    other = run_subprocess("--cache", str(tmp_path / "other"), "cache", "pull", str(remote), "plain",
+                           "--no-verify-signatures", cwd=project.root)
+    assert "built without a sandbox; outputs of unsandboxed builds are never substituted; refused" in other.err
+    assert not (tmp_path / "other" / "ac").exists() or not list((tmp_path / "other" / "ac").iterdir())
 
 
 def test_killed_lwrecipe_takes_the_script_with_it(project: Project, no_bwrap: Path, tmp_path: Path) -> None:

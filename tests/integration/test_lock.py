@@ -85,6 +85,8 @@ def test_lockfile_round_trip_is_byte_stable(locked) -> None:
     assert audit.code == 0, audit.err
     assert "source src/base.txt (in repo)" in audit.out and "tool fakever: fakever 1.0" in audit.out
     assert "flag: app: output" in audit.out and "record is not signed" in audit.out  # unsigned outputs flagged
+    strict = lw(locked, "audit", "--strict")  # a release auditor's run: unsigned records fail it
+    assert strict.code == 3 and "app: output" in strict.err and "record is not signed" in strict.err
     why = lw(locked, "why", "app")
     assert why.code == 0 and why.out.startswith("app: cached")
 
