@@ -113,6 +113,8 @@ def _audit_output(name: str, e: dict[str, Any], store: Store, trusted: dict[str,
         return
     if not store.has("cas", record["blob"]["sha256"]):
         add(f"output {e['output_id'][:12]}…: record here, bytes not in the cache", False)
+    if record.get("sandbox") != "bubblewrap":
+        add(f"output {e['output_id'][:12]}…: built without a sandbox (--no-sandbox)", strict)
     try:
         check(record, trusted, f"output {e['output_id'][:12]}…")
     except LwrecipeError as exc:

@@ -43,7 +43,8 @@ class StatusOracle:
             return "missing tool"
         record = self.store.read_record(item.key) if item.key and self._exists else None
         if record is not None:
-            return "cached" if self.store.has("cas", record["blob"]["sha256"]) else "remote"
+            unsandboxed = " (no sandbox)" if record.get("sandbox") == "none" else ""
+            return ("cached" if self.store.has("cas", record["blob"]["sha256"]) else "remote") + unsandboxed
         if item.key and item.key in self.on_remote:
             return "remote"
         return "build" if self._exists else "not built"

@@ -50,6 +50,13 @@ def test_without_bubblewrap_build_refuses_unless_allowed(project: Project, no_bw
     assert built.code == 0, built.err
     records = list((project.root / "cache" / "ac").iterdir())
     assert [json.loads(r.read_text())["sandbox"] for r in records] == ["none"]
+    plan = lw(project, "plan", "plain", "--json")
+    assert [row["status"] for row in json.loads(plan.out)] == ["cached (no sandbox)"]
+    assert lw(project, "lock", "--offline").code == 0
+    audit = lw(project, "audit")
+    assert audit.code == 0 and "flag: plain: output" in audit.out and "built without a sandbox" in audit.out
+    strict = lw(project, "audit", "--strict")
+    assert strict.code == 3 and "built without a sandbox" in strict.err
 
 
 def test_unsandboxed_outputs_are_never_shared(project: Project, no_bwrap: Path, tmp_path: Path) -> None:
