@@ -133,12 +133,35 @@ def cmd_build(ctx: Context) -> int:
             for line in error.lines():
                 say_error(line)
             code = max(code, error.exit_code)
+        for problem in _unsigned(store, lock, outcomes, settings.trusted):
+            say_error(f"{lock.path.name}: --locked: {problem}")
+            code = max(code, 3)
     counts = {s: sum(o.state == s for o in outcomes)
               for s in ("built", "cached", "pulled", "remote", "checked", "failed", "skipped")}
     not_started = len(graph.closure(graph.targets)) - len(outcomes)
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n or s in ("built", "cached"))
     ctx.info(summary + (f", {not_started} not started" if not_started else ""))
     return code
+
+
+def _unsigned(store, lock, outcomes, trusted) -> list[str]:  # noqa: ANN001
+    """A release is made of records a trusted key signed: those of the locked recipes
+    that no trusted key signed (sign what you build with a signing key, docs/remote.md)."""
+    from ..errors import IntegrityError
+    from ..recipes.keys import is_sha256
+    from ..remote.signing import check
+
+    problems = []
+    for outcome in outcomes:
+        key = str(lock.recipes.get(outcome.name, {}).get("key", ""))
+        record = store.read_record(key) if outcome.output_id and is_sha256(key) and store.exists() else None
+        if record is None:
+            continue
+        try:
+            check(record, trusted, f"{outcome.name}: output {outcome.output_id[:12]}…")
+        except IntegrityError as exc:
+            problems.append(str(exc).replace(" (trust it with --no-verify-signatures)", "").replace("; refused", ""))
+    return problems
 
 
 def check_locked(ctx: Context, graph):  # noqa: ANN001, ANN201

@@ -80,7 +80,9 @@ def test_lockfile_round_trip_is_byte_stable(locked) -> None:
     assert check.code == 0 and "up to date" in check.err
     text = lock.decode()
     assert '[recipe.app]' in text and 'output_id = ""' not in text  # both built, both pinned
-    assert lw(locked, "build", "app", "--locked").code == 0
+    unsigned = lw(locked, "build", "app", "--locked")  # a release is made of signed records
+    assert unsigned.code == 3 and "lockfile.toml: --locked: app: output" in unsigned.err
+    assert "record is not signed" in unsigned.err
     audit = lw(locked, "audit")
     assert audit.code == 0, audit.err
     assert "source src/base.txt (in repo)" in audit.out and "tool fakever: fakever 1.0" in audit.out
@@ -89,6 +91,13 @@ def test_lockfile_round_trip_is_byte_stable(locked) -> None:
     assert strict.code == 3 and "app: output" in strict.err and "record is not signed" in strict.err
     why = lw(locked, "why", "app")
     assert why.code == 0 and why.out.startswith("app: cached")
+    key = locked.root / "builder.key"
+    assert lw(locked, "key", "generate", "builder", "--out", str(key)).code == 0
+    signed = run_subprocess("cache", "push", str(locked.root / "remote"), cwd=locked.root,
+                            env={"LWRECIPE_SIGNING_KEY": str(key)})  # push signs the records it sends
+    assert signed.code == 0, signed.err
+    relocked = run_subprocess("build", "app", "--locked", cwd=locked.root, env={"LWRECIPE_SIGNING_KEY": str(key)})
+    assert relocked.code == 0, relocked.err
 
 
 def expect_named(project: Project, change: str, culprit: str) -> None:
