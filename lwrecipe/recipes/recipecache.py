@@ -7,14 +7,17 @@ validated to, without validation: an entry is named by the sha256 of the
 file's bytes and of a tag the caller gives for its code (recipe.py's source and
 pydantic's version), so any change to either misses. This module stores and
 prunes the fields; what they mean belongs to recipe.py, which alone puts only
-documents that validated. A missing, unreadable or malformed entry only costs
-validating again, and the directory can be deleted at any time.
+documents that validated. Each entry carries a MAC by a private per-user key, so
+an entry someone else wrote or changed is not believed. A missing, unreadable,
+malformed or unauthenticated entry only costs validating again, and the
+directory can be deleted at any time.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import json
 import os
 from pathlib import Path
@@ -36,10 +39,49 @@ def _entry(data: bytes, tag: str) -> Path:
     return cache_dir() / (hashlib.sha256(tag.encode() + b"\0" + data).hexdigest() + ".json")
 
 
+_keys: dict[Path, bytes] = {}  # per key file, read once per process
+
+
+def _secret() -> bytes | None:
+    """This user's key for the entries (user cache/recipes.key, 0600, made on first
+    use). An entry is believed only with a valid MAC by it, so whoever else can
+    write the directory (a shared or world-writable cache) cannot plant a document
+    that skips validation. None, and no caching, when the key is not private."""
+    path = user_cache_dir() / "recipes.key"
+    if path not in _keys:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                os.write(fd, os.urandom(32))
+                os.close(fd)
+            except FileExistsError:
+                pass  # another process made it meanwhile
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if st.st_uid != os.getuid() or st.st_mode & 0o077:
+                return None
+            key = fh.read()
+        _keys[path] = key if len(key) == 32 else b""
+    return _keys[path] or None
+
+
+def _mac(key: bytes, name: str, body: bytes) -> str:
+    return hmac.new(key, name.encode() + b"\0" + body, hashlib.sha256).hexdigest()
+
+
 def get(data: bytes, tag: str) -> Any:
     """The fields stored for these bytes under this code tag, or None."""
     try:
-        return json.loads(_entry(data, tag).read_bytes())
+        key = _secret()
+        path = _entry(data, tag)
+        mac, _, body = path.read_bytes().partition(b"\n") if key else (b"", b"", b"")
+        if not key or not hmac.compare_digest(mac.decode("ascii", "replace"), _mac(key, path.name, body)):
+            return None
+        return json.loads(body)
     except (OSError, ValueError):
         return None
 
@@ -48,7 +90,11 @@ def put(data: bytes, tag: str, fields: Any) -> None:
     global _counted
     path = _entry(data, tag)
     try:
-        replace_text(path, json.dumps(fields))
+        key = _secret()
+        if key is None:
+            return
+        body = json.dumps(fields)
+        replace_text(path, _mac(key, path.name, body.encode()) + "\n" + body)
         _counted = _counted + 1 if _counted is not None else sum(1 for _ in os.scandir(path.parent))
         if _counted > LIMIT * (1 + SLACK):
             _counted = _prune(path.parent)
