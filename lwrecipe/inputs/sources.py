@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from ..errors import LwrecipeError, RecipeError, raise_all
+from ..errors import LwrecipeError, RecipeError, UnsafeArchive, raise_all
 from .debs import extract_debs
 from .fetch import Downloader, Fetched, Wanted, debian_mirror_urls
 from .gitsrc import GitTree, extract_to, fetch_tree, read_member
@@ -98,6 +98,17 @@ def source_dir(src_tree: Path, dest: str) -> Path:
     return Path(src_tree.parent, *PurePosixPath(src_tree.name, dest).parts)
 
 
+def _no_links(label: str, base: Path, target: Path) -> None:
+    """Nothing is laid out through a symlink an earlier source left (a tarball's
+    `x -> /etc`, then a source with dest = "x", would write into the host)."""
+    path = base
+    for part in target.relative_to(base).parts:
+        path = path / part
+        if path.is_symlink():
+            raise UnsafeArchive(f"{label}: its destination goes through the symlink {path.relative_to(base)} "
+                                "an earlier source made")
+
+
 def lay_out(recipe: Recipe, fetched: Fetch, src_tree: Path) -> None:
     """Unpack every source of `recipe` in order into `src_tree` (sources kept with
     unpack = false go to `src_tree/../<name>`)."""
@@ -106,6 +117,7 @@ def lay_out(recipe: Recipe, fetched: Fetch, src_tree: Path) -> None:
     for i, src in enumerate(recipe.doc.sources):
         label = f"{recipe.display}: sources[{i}]"
         target = source_dir(src_tree, src.dest) if src.unpack else src_tree.parent / (src.name or "")
+        _no_links(label, src_tree.parent, target)
         if isinstance(src, DebSource):  # consecutive packages go together: the next decompresses meanwhile
             debs.append((fetched.files[Sha256(src.sha256)].path, target, f"{label} ({src.deb} {src.version})"))
             continue

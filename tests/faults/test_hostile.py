@@ -188,3 +188,19 @@ def test_clean_up_never_changes_a_file_through_a_symlink(nobody_home: Path, nobo
     assert "unlock" in result.stderr and "built" in result.stderr, result.stderr  # it ran, as nobody
     assert stat.S_IMODE(victim.stat().st_mode) == 0o600 and victim.read_text() == "private\n"
     assert not list((home / "cache" / "tmp").glob("build-*")), "the build directory was left behind"
+
+
+def test_a_source_cannot_be_laid_out_through_a_link_an_earlier_source_made(project: Project, tmp_path: Path) -> None:
+    """A source that is a link to a host directory (a git tree or a directory in a pull
+    request may hold one), then a source laid at that name, wrote into the host."""
+    victim = tmp_path / "victim-dir"
+    victim.mkdir()
+    (project.root / "first").mkdir()
+    (project.root / "first" / "evil").symlink_to(victim)
+    project.file("second/dropped.txt", "written through the link\n")
+    hostile(project, "through", 'mkdir -p "$LW_OUT"',
+            extra='[[sources]]\npath = "first"\n[[sources]]\npath = "second"\ndest = "evil"\n')
+    result = build(project, "through")
+    assert result.code == 3 and "Traceback" not in result.err, result.err
+    assert "sources[1]: its destination goes through the symlink src/evil an earlier source made" in result.err
+    assert list(victim.iterdir()) == []
