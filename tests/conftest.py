@@ -41,6 +41,13 @@ class Project:
         return path
 
 
+def script_recipe(name: str, script: str, build: str = "", extra: str = "") -> str:
+    """A recipe that downloads nothing: `extra` goes after [package] (sources), `build`
+    into [build] before the script."""
+    return (f'schema = 1\n[package]\nname = "{name}"\nversion = "1"\nlicense = "MIT"\n{extra}\n'
+            f"[build]\n{build}\nscript = '''\n{script}\n'''\n")
+
+
 def simple_recipe(name: str, depends: list[str] | None = None, script: str = "true", extra: str = "") -> str:
     deps = ", ".join(f'"{d}"' for d in depends or [])
     return (f'schema = 1\n[package]\nname = "{name}"\nversion = "1.0"\nlicense = "MIT"\n{extra}\n'

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from tests.conftest import Project, Result, run_subprocess
+from tests.conftest import Project, Result, run_subprocess, script_recipe
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 
@@ -34,19 +34,7 @@ def secret(tmp_path: Path) -> tuple[Path, bytes]:
 
 
 def hostile(project: Project, name: str, script: str, extra: str = "") -> None:
-    project.recipe(name, f"""\
-        schema = 1
-        [package]
-        name = "{name}"
-        version = "1"
-        license = "MIT"
-        {extra}
-        [build]
-        host_tools = ["mkdir", "rm", "ln", "cat", "chmod"]
-        script = '''
-        {script}
-        '''
-        """)
+    project.recipe(name, script_recipe(name, script, 'host_tools = ["mkdir", "rm", "ln", "cat", "chmod"]', extra))
 
 
 def build(project: Project, name: str) -> Result:

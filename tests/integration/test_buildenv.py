@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, Project, run_subprocess
+from tests.conftest import REPO, Project, run_subprocess, script_recipe
 
 HELLO = REPO / "examples" / "hello-wasm" / "hello-wasm.toml"
 
@@ -31,20 +31,8 @@ def env_store(tmp_path_factory: pytest.TempPathFactory, deb_mirror: dict[str, st
 
 def on_env(project: Project, name: str, script: str, tools: str = "") -> None:
     shutil.copy(REPO / "recipes" / "buildenv.toml", project.root / "recipes" / "buildenv.toml")
-    project.recipe(name, f"""\
-        schema = 1
-        [package]
-        name = "{name}"
-        version = "1"
-        license = "MIT"
-        [build]
-        environment = "buildenv"
-        host_tools = [{tools}]
-        script = '''
-        mkdir -p "$LW_OUT"
-        {script}
-        '''
-        """)
+    project.recipe(name, script_recipe(name, f'mkdir -p "$LW_OUT"\n{script}',
+                                       f'environment = "buildenv"\nhost_tools = [{tools}]'))
 
 
 def keys(store: Path, cwd: Path, *targets: str, env: dict[str, str] | None = None) -> dict[str, str]:
