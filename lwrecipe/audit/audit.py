@@ -14,9 +14,9 @@ from typing import Any
 
 from ..errors import LwrecipeError
 from ..recipes.keys import Sha256, is_sha256
-from .lockfile import Lock, drift, pinned_key
 from ..remote.signing import PublicKey, check
 from ..store.store import Store, file_sha256
+from .lockfile import Lock, drift, pinned_key
 
 
 @dataclass

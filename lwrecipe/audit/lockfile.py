@@ -14,13 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..build.plan import Planned, keyed_tool_names, patch_pins, source_pins
 from ..errors import UsageError
 from ..inputs.gitsrc import cached_tree, read_member
 from ..inputs.hosttools import HostTool, target_platform
 from ..recipes.keys import KEY_FORMAT, document_key, is_sha256, sha256_bytes
-from ..build.plan import Planned, keyed_tool_names, patch_pins, source_pins
-from ..recipes.recipe import (DebSource, FilePatch, GitSource, PathSource, Recipe, SourcePatch, UrlPatch,
-                              UrlSource)
+from ..recipes.recipe import DebSource, FilePatch, GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
 from ..store.store import Store
 
 if sys.version_info >= (3, 11):
@@ -230,8 +229,8 @@ def drift(lock: Lock, graph: Any, output_of: Any) -> list[Any]:
     """Every keyed input of the graph's recipes that differs from the lock, as
     explain.Change values; `output_of(key)` gives the output id stored for a key.
     A dependency's output is compared where both the lock and the cache know it."""
-    from .explain import Change, diff_documents
     from ..build.plan import document_of, key_if_complete
+    from .explain import Change, diff_documents
 
     outputs: dict[str, Any] = {}
     changes: list[Change] = []

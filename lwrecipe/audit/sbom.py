@@ -39,9 +39,9 @@ def _identity(target: str, entries: dict[str, dict[str, Any]]) -> str:
 
 def spdx_json(target: str, entries: dict[str, dict[str, Any]]) -> str:
     from spdx_tools.common.spdx_licensing import spdx_licensing
-    from spdx_tools.spdx.model import (Actor, ActorType, Checksum, ChecksumAlgorithm, CreationInfo, Document,
-                                       Package, Relationship, RelationshipType, SpdxNoAssertion)
     from spdx_tools.spdx.jsonschema.document_converter import DocumentConverter
+    from spdx_tools.spdx.model import (Actor, ActorType, Checksum, ChecksumAlgorithm, CreationInfo, Document, Package,
+                                       Relationship, RelationshipType, SpdxNoAssertion)
     from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
     created = datetime.fromtimestamp(entries[target]["source_date_epoch"], timezone.utc)

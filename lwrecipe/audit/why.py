@@ -8,12 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .explain import Change, diff_documents
+from ..build.plan import document_of, key_if_complete
 from ..recipes.graph import Graph
 from ..recipes.keys import Sha256
-from .lockfile import Lock, key_document
-from ..build.plan import document_of, key_if_complete
 from ..store.store import Store
+from .explain import Change, diff_documents
+from .lockfile import Lock, key_document
 
 
 @dataclass

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import shlex
-import stat
 import shutil
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -18,19 +18,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
-from .. import faults
+from .. import __version__, faults
 from ..errors import BuildFailed, MissingToolError, SandboxUnavailable, StoreError
 from ..inputs.gitsrc import read_member
-from ..recipes.keys import Sha256
-from ..store.outputs import pack, put_log
 from ..inputs.patch import PatchFile, apply_series, check_series, not_applied, patch_argv
-from .plan import Planned
+from ..inputs.sources import Fetch, lay_out
+from ..recipes.keys import Sha256
 from ..recipes.recipe import FilePatch, GitSource, Recipe, SourcePatch, UrlPatch
 from ..remote.signing import SecretKey, sign
-from .sandbox import BUILD, CONTROL, Job, Layout, require_sandbox, run
-from ..inputs.sources import Fetch, lay_out
+from ..store.outputs import pack, put_log
 from ..store.store import Store
+from .plan import Planned
+from .sandbox import BUILD, CONTROL, Job, Layout, require_sandbox, run
 
 TAIL_LINES = 40
 IMAGE_ENV = "LWRECIPE_BUILD_IMAGE"

@@ -17,17 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .builder import BuildOptions, build_one
-from ..store.compare import decompress, diffoscope, tree_differences
 from ..errors import IntegrityError, LwrecipeError, MissingToolError, NotReproducible
-from ..recipes.graph import Graph
 from ..inputs.hosttools import debian_package
-from ..recipes.keys import Sha256
-from ..store.outputs import publish_shared, restore, shared_tree
-from .plan import Planned, plan_recipe
-from ..remote.remote import Backend, Remotes
 from ..inputs.sources import Fetch
+from ..recipes.graph import Graph
+from ..recipes.keys import Sha256
+from ..remote.remote import Backend, Remotes
+from ..store.compare import decompress, diffoscope, tree_differences
+from ..store.outputs import publish_shared, restore, shared_tree
 from ..store.store import Store
+from .builder import BuildOptions, build_one
+from .plan import Planned, plan_recipe
 
 FINAL = ("cached", "pulled", "remote", "built", "checked", "failed", "skipped")
 

@@ -11,12 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..store.archive import tree_sha256
-from ..recipes.graph import Graph
 from ..inputs.hosttools import HostTool, fingerprint, target_platform
-from ..recipes.keys import KEY_FORMAT, KeyInputs, document_key, PatchPin, Sha256, SourcePin, build_key, sha256_bytes
-from ..recipes.recipe import (DebSource, FilePatch, GitSource, PathSource, Recipe, SourcePatch, UrlPatch,
-                              UrlSource)
+from ..recipes.graph import Graph
+from ..recipes.keys import KEY_FORMAT, KeyInputs, PatchPin, Sha256, SourcePin, build_key, document_key, sha256_bytes
+from ..recipes.recipe import DebSource, FilePatch, GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
+from ..store.archive import tree_sha256
 
 KEYED_IMPLICIT_TOOLS = ("bash",)
 """Tools every build runs whether or not the recipe lists them (the script's shell)."""

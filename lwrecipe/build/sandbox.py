@@ -112,8 +112,12 @@ def environment(job: Job, sandboxed: bool) -> dict[str, str]:
     """Exactly the variables DESIGN.md lists, with in-sandbox or host paths."""
     lay = job.layout
     root = BUILD if sandboxed else lay.work
+    if job.root is not None:
+        path = ENV_PATH  # the environment's own programs
+    else:
+        path = str(BUILD / CONTROL / "bin") if sandboxed else str(lay.tools)  # the declared host tools only
     env = {
-        "PATH": ENV_PATH if job.root is not None else str(BUILD / CONTROL / "bin" if sandboxed else lay.tools),
+        "PATH": path,
         "HOME": str(root / "home"),
         "TMPDIR": str(root / "tmp"),
         "LC_ALL": "C.UTF-8",
@@ -133,7 +137,8 @@ def synthetic_etc(uid: int) -> dict[str, str]:
     """The accounts and names a build sees: root, nobody and the build's own user."""
     user = "" if uid == 0 else f"builder:x:{uid}:{uid}:builder:/build/home:/bin/sh\n"
     group = "" if uid == 0 else f"builder:x:{uid}:\n"
-    return {"passwd": f"root:x:0:0:root:/build/home:/bin/sh\n{user}nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    nobody = "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+    return {"passwd": f"root:x:0:0:root:/build/home:/bin/sh\n{user}{nobody}",
             "group": f"root:x:0:\n{group}nogroup:x:65534:\n",
             "hosts": "127.0.0.1\tlocalhost lwrecipe\n::1\tlocalhost\n",
             "nsswitch.conf": "passwd: files\ngroup: files\nhosts: files\n"}
@@ -166,7 +171,7 @@ def tool_prefixes(tools: Mapping[str, Path]) -> list[Path]:
     return sorted(p for p in prefixes if not any(p != q and p.is_relative_to(q) for q in prefixes))
 
 
-def environment_root(root: Path) -> list[str]:
+def root_binds(root: Path) -> list[str]:
     """bubblewrap arguments that make `root` the whole file system, read-only: each
     top-level entry bound (or linked) at /, nothing of the host's."""
     argv = []
@@ -185,7 +190,7 @@ def bwrap_argv(job: Job, bwrap: str) -> list[str]:
     argv = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--hostname", "lwrecipe"]
     if job.root is not None:
         _, uid, gid = BUILD_USER
-        argv += ["--unshare-user", "--uid", str(uid), "--gid", str(gid), *environment_root(job.root)]
+        argv += ["--unshare-user", "--uid", str(uid), "--gid", str(gid), *root_binds(job.root)]
     argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     if job.root is not None:
         return _finish(argv, job)

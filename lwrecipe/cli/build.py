@@ -46,10 +46,10 @@ def _fetch_inputs(ctx: Context, graph, names: list[str], jobs: int, offline: boo
                   reporter=None):  # noqa: ANN001
     import contextlib
 
-    from ..inputs.fetch import Downloader, make_client, user_mirrors, MIRRORS_ENV
-    from .progress import RichReporter, make_reporter
+    from ..inputs.fetch import MIRRORS_ENV, Downloader, make_client, user_mirrors
     from ..inputs.sources import fetch_recipes
     from ..store.store import Store
+    from .progress import RichReporter, make_reporter
 
     store = Store(ctx.cache_dir).ensure()
     reporter = reporter or make_reporter(quiet=ctx.verbosity < 0)
@@ -82,8 +82,8 @@ def cmd_build(ctx: Context) -> int:
     from ..build.builder import BuildOptions
     from ..build.engine import Engine
     from ..recipes.graph import load_graph
-    from .progress import BuildDisplay, DisplayReporter
     from ..store.store import Store
+    from .progress import BuildDisplay, DisplayReporter
 
     graph = load_graph(ctx.args.targets)
     lock = check_locked(ctx, graph) if ctx.args.locked else None
@@ -166,9 +166,9 @@ def _unsigned(store, lock, outcomes, trusted) -> list[str]:  # noqa: ANN001
 
 def check_locked(ctx: Context, graph):  # noqa: ANN001, ANN201
     """Refuse before building when an input differs from the lockfile; returns the lock."""
-    from ..errors import LockDrift
     from ..audit.lockfile import drift, read
     from ..build.status import StatusOracle
+    from ..errors import LockDrift
 
     lock = read(lockfile_path(ctx, None))
     changes = drift(lock, graph, StatusOracle(ctx.cache_dir).output_id)
@@ -178,11 +178,11 @@ def check_locked(ctx: Context, graph):  # noqa: ANN001, ANN201
 
 
 def cmd_checkout(ctx: Context) -> int:
+    from ..build.plan import plan_graph
+    from ..build.status import StatusOracle
     from ..errors import UsageError
     from ..recipes.graph import load_graph
     from ..store.outputs import restore
-    from ..build.plan import plan_graph
-    from ..build.status import StatusOracle
 
     graph = load_graph([ctx.args.target])
     oracle = StatusOracle(ctx.cache_dir)

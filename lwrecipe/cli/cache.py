@@ -66,19 +66,19 @@ def _remote_for(ctx: Context, text: str, verify: bool = True):  # noqa: ANN202
 
 
 def _transfer_reporter(ctx: Context):  # noqa: ANN202
-    from .progress import PlainReporter
     from ..inputs.fetch import NullReporter
+    from .progress import PlainReporter
 
     # Plain lines even on a terminal: transfers run in parallel and end quickly.
     return NullReporter() if ctx.verbosity < 0 else PlainReporter()
 
 
 def cmd_cache_push(ctx: Context) -> int:
+    from ..audit.lockfile import LOCKFILE, pinned_ids
+    from ..build.transfer import keys_to_push, push_keys
     from ..errors import raise_all
     from ..recipes.graph import load_graph, project_root
-    from ..audit.lockfile import LOCKFILE, pinned_ids
     from ..store.store import Store
-    from ..build.transfer import keys_to_push, push_keys
 
     lockfile = project_root(Path.cwd()) / LOCKFILE
     graph = load_graph(ctx.args.targets) if ctx.args.targets else None
@@ -93,10 +93,10 @@ def cmd_cache_push(ctx: Context) -> int:
 
 
 def cmd_cache_pull(ctx: Context) -> int:
+    from ..build.transfer import pull_closure
     from ..errors import raise_all
     from ..recipes.graph import load_graph
     from ..store.store import Store
-    from ..build.transfer import pull_closure
 
     graph = load_graph(ctx.args.targets)
     with _remote_for(ctx, ctx.args.remote, not ctx.args.no_verify_signatures) as remotes:
@@ -109,12 +109,12 @@ def cmd_cache_pull(ctx: Context) -> int:
 
 
 def cmd_cache_gc(ctx: Context) -> int:
-    from ..errors import UsageError
-    from ..store.gc import collect, parse_size
-    from ..recipes.graph import project_root
     from ..audit.lockfile import LOCKFILE, pinned_ids
-    from .progress import human_size
+    from ..errors import UsageError
+    from ..recipes.graph import project_root
+    from ..store.gc import collect, parse_size
     from ..store.store import Store
+    from .progress import human_size
 
     args = ctx.args
     if args.max_size is None and args.older_than is None:
@@ -133,8 +133,8 @@ def cmd_cache_gc(ctx: Context) -> int:
 
 
 def cmd_cache_stats(ctx: Context) -> int:
-    from .progress import human_size
     from ..store.store import Store
+    from .progress import human_size
 
     for kind, (count, size) in Store(ctx.cache_dir).stats().items():
         ctx.out(f"{kind:<8} {count:>7} entries  {human_size(size):>10}")

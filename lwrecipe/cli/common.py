@@ -66,9 +66,9 @@ def open_remotes(ctx: Context, settings, verify: bool, offline: bool = False, re
 
 
 def plan_targets(ctx: Context, targets: Sequence[str]):  # noqa: ANN202 - returns (graph, planned)
-    from ..recipes.graph import load_graph
     from ..build.plan import plan_graph
     from ..build.status import StatusOracle
+    from ..recipes.graph import load_graph
 
     graph = load_graph(targets)
     remote_urls = getattr(ctx.args, "remote", None)
@@ -93,7 +93,7 @@ def table(ctx: Context, rows: list[tuple[str, ...]]) -> None:
 
 
 def lockfile_path(ctx: Context, given: str | None) -> Path:
-    from ..recipes.graph import project_root
     from ..audit.lockfile import LOCKFILE
+    from ..recipes.graph import project_root
 
     return Path(given) if given else project_root(Path.cwd()) / LOCKFILE

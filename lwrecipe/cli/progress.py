@@ -43,8 +43,7 @@ class RichReporter:
     """One bar per file plus a total, for an interactive terminal."""
 
     def __init__(self) -> None:
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                                   TransferSpeedColumn)
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                                  TransferSpeedColumn(), transient=False)

@@ -44,10 +44,10 @@ def _all_recipes(root: Path) -> list[str]:
 
 
 def cmd_lock(ctx: Context) -> int:
-    from ..errors import IntegrityError
-    from ..recipes.graph import load_graph, project_root
     from ..audit.lockfile import LOCKFILE, build_entries, fetch_first_use_pins, locked_outputs, read, render, write
     from ..build.status import StatusOracle
+    from ..errors import IntegrityError
+    from ..recipes.graph import load_graph, project_root
     from ..store.store import Store
 
     root = project_root(Path.cwd())
@@ -75,10 +75,10 @@ def cmd_lock(ctx: Context) -> int:
 
 
 def cmd_why(ctx: Context) -> int:
-    from ..recipes.graph import load_graph
     from ..audit.lockfile import read
-    from ..store.store import Store
     from ..audit.why import Why
+    from ..recipes.graph import load_graph
+    from ..store.store import Store
 
     graph = load_graph([ctx.args.target])
     lock_path = lockfile_path(ctx, ctx.args.lockfile)
@@ -109,9 +109,9 @@ def _audit_graph(lock, root: Path, ctx: Context):  # noqa: ANN001, ANN202
 
 def cmd_audit(ctx: Context) -> int:
     from ..audit.audit import audit, render_tree
+    from ..audit.lockfile import read
     from ..errors import IntegrityError
     from ..recipes.graph import project_root
-    from ..audit.lockfile import read
     from ..store.store import Store
 
     root = project_root(Path.cwd())
@@ -136,11 +136,11 @@ def cmd_audit(ctx: Context) -> int:
 
 
 def cmd_sbom(ctx: Context) -> int:
-    from ..errors import LwrecipeError
-    from ..recipes.graph import load_graph
     from ..audit.lockfile import build_entries
     from ..audit.sbom import cyclonedx_json, spdx_json
     from ..build.status import StatusOracle
+    from ..errors import LwrecipeError
+    from ..recipes.graph import load_graph
     from ..store.store import Store
 
     graph = load_graph([ctx.args.target])

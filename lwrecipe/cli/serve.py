@@ -24,9 +24,8 @@ def cmd_serve(ctx: Context) -> int:
     import tempfile
 
     from ..errors import UsageError
-    from ..serve import make_server
-
     from ..recipes.graph import project_root
+    from ..serve import make_server
 
     given = Path(ctx.args.target)
     tmp = None
@@ -35,10 +34,10 @@ def cmd_serve(ctx: Context) -> int:
     if not is_recipe and given.is_dir():
         root, what = given.resolve(), str(given)
     else:
-        from ..recipes.graph import load_graph
-        from ..store.outputs import restore
         from ..build.plan import plan_graph
         from ..build.status import StatusOracle
+        from ..recipes.graph import load_graph
+        from ..store.outputs import restore
 
         graph = load_graph([ctx.args.target])
         oracle = StatusOracle(ctx.cache_dir)

@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-
+from .. import faults
 from ..errors import FetchError, FetchIntegrityError, OfflineMissing, StoreError
 from ..recipes.keys import Sha256, short
-from .. import faults
 from ..store.store import PipelinedWriter, Staged, Store
 
 if TYPE_CHECKING:

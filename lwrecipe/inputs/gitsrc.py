@@ -15,12 +15,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..store.archive import write_tree
 from ..errors import FetchError, IntegrityError, MissingToolError, OfflineMissing
-from .hosttools import debian_package, fingerprint
-from ..recipes.keys import Sha256, is_sha256, short
 from ..files import fsync_dir
+from ..recipes.keys import Sha256, is_sha256, short
+from ..store.archive import write_tree
 from ..store.store import Store
+from .hosttools import debian_package, fingerprint
 
 GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "LC_ALL": "C", "GIT_ADVICE": "0"}
 

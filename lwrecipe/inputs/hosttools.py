@@ -17,8 +17,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..recipes.keys import Sha256, ToolPin
 from ..files import TOOL_CACHE_ENV, replace_text, user_cache_dir
+from ..recipes.keys import Sha256, ToolPin
 from ..store.store import file_sha256
 
 COREUTILS = ("basename", "cat", "chmod", "cp", "cut", "date", "dirname", "env", "expr", "head", "install", "ln",

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ..errors import LwrecipeError, RecipeError, UnsafeArchive, raise_all
-from .debs import extract_debs
-from .fetch import Downloader, Fetched, Wanted, debian_mirror_urls
-from .gitsrc import GitTree, extract_to, fetch_tree, read_member
 from ..recipes.keys import Sha256, sha256_bytes
 from ..recipes.recipe import DebSource, GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
 from ..store.store import Store
+from .debs import extract_debs
+from .fetch import Downloader, Fetched, Wanted, debian_mirror_urls
+from .gitsrc import GitTree, extract_to, fetch_tree, read_member
 from .unpack import normalise_tree, unpack
 
 

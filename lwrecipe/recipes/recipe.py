@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag,
-                      ValidationError)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
-from . import recipecache
 from ..errors import Problem, RecipeError
+from . import recipecache
 from .keys import Sha256, is_git_rev, is_sha256, sha256_bytes
 
 if sys.version_info >= (3, 11):

@@ -20,15 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-
 from .. import faults
-from .config import RemoteSpec, Settings
 from ..errors import FetchError, FetchIntegrityError, IntegrityError, LwrecipeError, UsageError
+from ..files import fsync_dir
 from ..inputs.fetch import CHUNK, Downloader, NullReporter, Reporter, RetryPolicy, Wanted, make_client
 from ..recipes.keys import Sha256, canonical_json, is_sha256
-from .signing import SecretKey, check, sign
-from ..files import fsync_dir
 from ..store.store import Store
+from .config import RemoteSpec, Settings
+from .signing import SecretKey, check, sign
 
 if TYPE_CHECKING:
     from ..inputs.httpclient import Client

@@ -13,9 +13,9 @@ import heapq
 import os
 import stat
 import tarfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from .. import faults

@@ -10,17 +10,17 @@ from __future__ import annotations
 import hashlib
 import os
 import queue
-import threading
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import zstandard
 
-from .archive import HashingWriter, extract_canonical, write_tree
 from ..errors import IntegrityError, UnsafeArchive
 from ..recipes.keys import Sha256, is_sha256
+from .archive import HashingWriter, extract_canonical, write_tree
 from .store import PipelinedWriter, Store
 
 ZSTD_LEVEL = 3
