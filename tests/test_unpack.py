@@ -13,6 +13,7 @@ import pytest
 import zstandard
 
 from lwrecipe.errors import UnsafeArchive
+from lwrecipe.inputs import unpack as unpack_module
 from lwrecipe.inputs.unpack import archive_kind, unpack
 
 
@@ -34,6 +35,15 @@ def make_tar(path: Path, entries: list[tuple], mode: str = "w:gz") -> Path:
                 info.linkname = payload
             tar.addfile(info)
     return path
+
+
+@pytest.fixture(autouse=True, params=["native", "own"])
+def filters(request, monkeypatch) -> str:
+    """Every test twice: with tarfile's own `data` filter (Python 3.11.4 and later) and
+    with lwrecipe's checks that stand in for it where Python lacks it (Debian 12's 3.11.2)."""
+    if request.param == "own":
+        monkeypatch.setattr(unpack_module, "_NATIVE_FILTERS", False)
+    return request.param
 
 
 @pytest.fixture

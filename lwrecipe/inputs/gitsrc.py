@@ -21,6 +21,7 @@ from ..recipes.keys import Sha256, is_sha256, short
 from ..store.archive import write_tree
 from ..store.store import Store
 from .hosttools import debian_package, fingerprint
+from .unpack import data_filter, extract_all
 
 GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "LC_ALL": "C", "GIT_ADVICE": "0"}
 
@@ -129,4 +130,4 @@ def extract_to(archive: Path, dest: Path) -> None:
     """Unpack a tree archive this module wrote (trusted: made here from a verified commit)."""
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(archive, "r:") as tar:
-        tar.extractall(dest, filter="data")
+        extract_all(tar, dest, lambda member, path: data_filter(member, path, str(archive)))

@@ -9,6 +9,7 @@ raises UnsafeArchive and names the entry.
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import stat
@@ -16,6 +17,7 @@ import tarfile
 import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from .. import faults
 from ..errors import UnsafeArchive
@@ -105,11 +107,8 @@ def _unpack_tar(archive: Path, dest: Path, strip: int, label: str) -> None:
             if target not in linkable:
                 raise UnsafeArchive(f"{label}: {member.name!r}: hardlink to {target!r}, not an earlier file")
             changes["linkname"] = target
-        member = member.replace(**changes, deep=False)  # type: ignore[arg-type]
-        try:
-            member = tarfile.data_filter(member, path)
-        except tarfile.FilterError as exc:
-            raise UnsafeArchive(f"{label}: {member.name!r}: {exc}") from None
+        member = _replaced(member, changes)
+        member = data_filter(member, path, label)
         if member.isreg() or member.islnk():
             linkable.add(member.name)
         else:
@@ -118,7 +117,7 @@ def _unpack_tar(archive: Path, dest: Path, strip: int, label: str) -> None:
 
     try:
         with tarfile.open(archive, "r:*", errorlevel=2) as tar:  # an entry that cannot be made is an error,
-            tar.extractall(dest, filter=guard)                      # never silently left out
+            extract_all(tar, dest, guard)                           # never silently left out
     except (tarfile.TarError, EOFError, OSError, KeyError) as exc:  # KeyError: a hardlink to a missing member
         if isinstance(exc, UnsafeArchive):
             raise
@@ -126,6 +125,65 @@ def _unpack_tar(archive: Path, dest: Path, strip: int, label: str) -> None:
     except RecursionError:  # the fallback above, for links the checks cannot foresee (a symlink
         # that cannot be made below a file, naming itself): the archive is malformed
         raise UnsafeArchive(f"{label}: cannot unpack: link entries that lead back to themselves") from None
+
+
+# PEP 706's extraction filters came in Python 3.11.4; Debian 12's python3 is 3.11.2.
+# Where they are missing, lwrecipe applies its own version of the `data` filter, with
+# the same refusals, and extracts member by member. Both paths are tested (tests run
+# the unpacking tests under the system's Python too).
+_NATIVE_FILTERS = hasattr(tarfile, "data_filter")
+
+
+def _replaced(member: tarfile.TarInfo, changes: dict[str, object]) -> tarfile.TarInfo:
+    if _NATIVE_FILTERS:
+        return member.replace(**changes, deep=False)  # type: ignore[arg-type]
+    new = copy.copy(member)
+    for key, value in changes.items():
+        setattr(new, key, value)
+    return new
+
+
+def data_filter(member: tarfile.TarInfo, dest: str, label: str) -> tarfile.TarInfo:
+    """tarfile's `data` filter, or where this Python has none, the same checks here;
+    a refusal is UnsafeArchive naming the entry."""
+    if _NATIVE_FILTERS:
+        try:
+            return tarfile.data_filter(member, dest)
+        except tarfile.FilterError as exc:
+            raise UnsafeArchive(f"{label}: {member.name!r}: {exc}") from None
+    root = os.path.realpath(dest)
+
+    def inside(path: str) -> bool:
+        return os.path.commonpath([root, os.path.realpath(path)]) == root
+
+    name = member.name
+    if name.startswith("/") or not inside(os.path.join(root, name)):
+        raise UnsafeArchive(f"{label}: {name!r}: would be extracted outside the destination")
+    if member.islnk() or member.issym():
+        if os.path.isabs(member.linkname):
+            raise UnsafeArchive(f"{label}: {name!r}: is a link to an absolute path")
+        base = os.path.dirname(name) if member.issym() else ""
+        if not inside(os.path.join(root, base, member.linkname)):
+            raise UnsafeArchive(f"{label}: {name!r}: would link to {member.linkname!r}, outside the destination")
+    owner = {"uid": 0, "gid": 0, "uname": "", "gname": ""}  # older tarfile needs values, not None
+    if member.isreg() or member.islnk():
+        mode = member.mode & 0o755
+        mode = mode if mode & 0o100 else mode & ~0o111  # executable for others only if for the owner
+        return _replaced(member, {"mode": mode, **owner})
+    if member.isdir() or member.issym():
+        return _replaced(member, {"mode": 0o755 if member.isdir() else 0o777, **owner})
+    raise UnsafeArchive(f"{label}: {name!r}: is a special file")
+
+
+def extract_all(tar: tarfile.TarFile, dest: Path, guard: Any) -> None:
+    """TarFile.extractall with `guard` as its filter, on every Python lwrecipe runs on."""
+    if _NATIVE_FILTERS:
+        tar.extractall(dest, filter=guard)
+        return
+    for member in tar:
+        kept = guard(member, str(dest))
+        if kept is not None:
+            tar.extract(kept, dest)
 
 
 def _unpack_zip(archive: Path, dest: Path, strip: int, label: str) -> None:

@@ -122,29 +122,12 @@ NOBODY = 65534
 
 
 @pytest.fixture(scope="session")
-def nobody_python() -> Iterator[Path]:
+def nobody_python(system_python: Path) -> Path:
     """A Python with lwrecipe that the user nobody can run: the tests run from a
-    Python under /root, which nobody cannot enter. A venv of the system's python3
-    with this checkout installed (dependencies from PyPI, as `pip install` gets them)."""
+    Python under /root, which nobody cannot enter."""
     if os.geteuid() != 0 or not shutil.which("setpriv"):
         pytest.skip("needs root and setpriv to run a build as nobody")
-    base = Path(tempfile.mkdtemp(prefix="lwrecipe-nobody-venv-"))  # pytest's own tmp is 0700 to others
-    base.chmod(0o755)
-    system = "/usr/bin/python3"
-    venv = base / "venv"
-    subprocess.run([system, "-m", "venv", str(venv)], check=True)
-    src = base / "src"
-    shutil.copytree(Path(__file__).resolve().parents[2], src,
-                    ignore=shutil.ignore_patterns("cache", ".git", "__pycache__", "tests", "bench", "*.egg-info"))
-    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", str(src)],
-                   check=True, capture_output=True)
-    for dirpath, dirnames, filenames in os.walk(base):
-        for name in dirnames + filenames:
-            p = os.path.join(dirpath, name)
-            if not os.path.islink(p):
-                os.chmod(p, os.lstat(p).st_mode | 0o055)
-    yield venv / "bin" / "python3"
-    shutil.rmtree(base)
+    return system_python
 
 
 @pytest.fixture
