@@ -6,7 +6,7 @@ import pytest
 
 from lwrecipe import __version__
 from lwrecipe.cli import build_parser
-from tests.conftest import simple_recipe
+from tests.conftest import run_subprocess, simple_recipe
 
 
 def _commands() -> list[str]:
@@ -78,3 +78,20 @@ def test_cache_option_and_env(chain, cli, monkeypatch, tmp_path) -> None:
     assert Context(build_parser().parse_args(["plan", "x"])).cache_dir == tmp_path / "c1"
     ctx = Context(build_parser().parse_args(["--cache", str(tmp_path / "c2"), "plan", "x"]))
     assert ctx.cache_dir == tmp_path / "c2"
+
+
+def test_the_default_cache_is_the_projects_wherever_the_command_runs(project, tmp_path, monkeypatch) -> None:
+    """`cd recipes && lwrecipe build busybox` silently started a new, empty cache there."""
+    project.recipe("one", 'schema = 1\n[package]\nname = "one"\nversion = "1"\nlicense = "MIT"\n'
+                          '[build]\nhost_tools = ["mkdir"]\nscript = "mkdir -p $LW_OUT"\n')
+    monkeypatch.delenv("LWRECIPE_CACHE", raising=False)
+    inside = run_subprocess("build", "../recipes/one.toml", cwd=project.root / "recipes")
+    assert inside.code == 0, inside.err
+    assert not (project.root / "recipes" / "cache").exists() and (project.root / "cache" / "ac").is_dir()
+    again = run_subprocess("plan", "one", "--json", cwd=project.root)
+    assert '"status": "cached"' in again.out
+    outside = tmp_path.parent / f"{tmp_path.name}-nowhere"
+    outside.mkdir()
+    home = run_subprocess("cache", "stats", cwd=outside, env={"XDG_CACHE_HOME": str(tmp_path / "xdg")})
+    assert home.code == 0 and f"using the user cache {tmp_path / 'xdg' / 'lwrecipe' / 'store'}" in home.err
+    assert not (outside / "cache").exists()

@@ -8,10 +8,13 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 
 from ..errors import redact
 
+CACHE_ENV = "LWRECIPE_CACHE"
+PROJECT_FILE = "lwrecipe.toml"
 EPILOG = "Exit status: 0 success; 1 a build or command failed; 2 usage or recipe error; 3 integrity failure."
 
 
@@ -21,7 +24,22 @@ class Context:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.verbosity = args.verbose - args.quiet
-        self.cache_dir = Path(args.cache or os.environ.get("LWRECIPE_CACHE") or "cache").absolute()
+
+    @cached_property
+    def cache_dir(self) -> Path:
+        """--cache, else $LWRECIPE_CACHE, else cache/ of the project (wherever in it the
+        command runs), else the user's cache directory, said once."""
+        given = self.args.cache or os.environ.get(CACHE_ENV)
+        if given:
+            return Path(given).absolute()
+        project = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / PROJECT_FILE).is_file()), None)
+        if project is not None:
+            return project / "cache"
+        import platformdirs
+
+        store = platformdirs.user_cache_path("lwrecipe") / "store"
+        self.info(f"note: no {PROJECT_FILE} here or above; using the user cache {store}")
+        return store
 
     def out(self, text: str = "") -> None:
         print(text)

@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lwrecipe", epilog=EPILOG,
                                      description="Pinned, reproducible recipes for Linux on WebAssembly.")
     parser.add_argument("--version", action="version", version=f"lwrecipe {__version__}")
-    parser.add_argument("--cache", metavar="DIR", help="local cache directory (default: $LWRECIPE_CACHE or ./cache)")
+    parser.add_argument("--cache", metavar="DIR", help="local cache directory (default: $LWRECIPE_CACHE, else cache/ at the project root "
+                        "(the directory holding lwrecipe.toml), else the user cache)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="say more")
     parser.add_argument("-q", "--quiet", action="count", default=0, help="say less")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
