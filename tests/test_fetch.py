@@ -146,6 +146,21 @@ def test_local_directory_mirror_by_sha_and_by_name(tmp_path, downloader, store) 
     assert got.origin == f"file://{mirror}/pkg-1.0.tar.gz"
 
 
+def test_a_distributions_name_is_found_through_a_checksum_index(tmp_path, downloader) -> None:
+    """A mirror directory found a file only by sha256 or by the URL's name: Debian's
+    copy of the same bytes as `pkg_1.0.orig.tar.gz` was not found."""
+    mirror = tmp_path / "debian-mirror"
+    mirror.mkdir()
+    (mirror / "pkg_1.0.orig.tar.gz").write_bytes(DATA)
+    (mirror / "decoy.tar.gz").write_bytes(b"other bytes")
+    (mirror / "SHA256SUMS").write_text(f"{'0' * 64}  decoy.tar.gz\n")
+    (mirror / "debian.sha256sums").write_text(f"{hashlib.sha256(b'other bytes').hexdigest()}  decoy.tar.gz\n"
+                                              f"{SHA} *pkg_1.0.orig.tar.gz\n")
+    downloader.mirrors = user_mirrors(str(mirror))
+    got = downloader.fetch(want("http://127.0.0.1:9/nothing-listens-here"))
+    assert got.origin == f"file://{mirror}/pkg_1.0.orig.tar.gz" and got.path.read_bytes() == DATA
+
+
 def test_location_order() -> None:
     w = want("https://up/x.tgz", "https://mirror/x.tgz", name="x.tgz")
     assert locations(w, ["https://team/cache/", "/srv/mirror"]) == [

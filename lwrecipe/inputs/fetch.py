@@ -105,16 +105,43 @@ def user_mirrors(value: str | None) -> list[str]:
 
 
 def locations(wanted: Wanted, mirrors: Sequence[str]) -> list[str]:
-    """Where to look, in order: user mirrors (by sha256, then by file name), the url, its mirrors."""
+    """Where to look, in order: user mirrors (by sha256, by a name a checksum index in
+    the directory gives that sha256, then by file name), the url, its mirrors."""
     found: list[str] = []
     for mirror in mirrors:
         if mirror.startswith(("http://", "https://")):
-            base = mirror.rstrip("/")
-        else:
-            base = "file://" + str(Path(mirror.removeprefix("file://")).absolute())
-        found += [f"{base}/{wanted.sha256}", f"{base}/{wanted.basename}"]
+            found += [f"{mirror.rstrip('/')}/{wanted.sha256}", f"{mirror.rstrip('/')}/{wanted.basename}"]
+            continue
+        directory = Path(mirror.removeprefix("file://")).absolute()
+        indexed = [f"file://{directory}/{name}" for name in checksum_index(directory).get(wanted.sha256, ())]
+        found += [f"file://{directory}/{wanted.sha256}", *indexed, f"file://{directory}/{wanted.basename}"]
     found += wanted.urls
     return list(dict.fromkeys(found))
+
+
+_INDEXES: dict[Path, dict[str, list[str]]] = {}
+
+
+def checksum_index(directory: Path) -> dict[str, list[str]]:
+    """sha256 -> file names, from the directory's SHA256SUMS and *.sha256sums files
+    (`sha256sum` output), so a distribution's copy under its own name is found
+    (`musl_1.2.5.orig.tar.gz`). The names only say where to look: what is read is
+    verified against the pinned sha256 as always. Read once per process."""
+    if directory not in _INDEXES:
+        index: dict[str, list[str]] = {}
+        try:
+            files = sorted(p for p in directory.iterdir()
+                           if p.name == "SHA256SUMS" or p.name.endswith(".sha256sums"))
+        except OSError:
+            files = []
+        for path in files:
+            for line in path.read_text(errors="replace").splitlines():
+                digest, _, name = line.partition(" ")
+                name = name.strip().lstrip("*")
+                if len(digest) == 64 and name and "/" not in name and name not in (".", ".."):
+                    index.setdefault(digest.lower(), []).append(name)
+        _INDEXES[directory] = index
+    return _INDEXES[directory]
 
 
 class _Failed(Exception):
