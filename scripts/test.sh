@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
-# Runs the whole test suite; fails when no test was collected (pytest exit 5).
+# Runs the whole test suite with the Python scripts/setup.sh installed lwrecipe into
+# (.venv, the distribution's python3); fails if no test was collected (pytest exit 5).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pytest -q -p no:cacheprovider "$@"
+python=.venv/bin/python
+if [ ! -x "$python" ]; then
+  echo "error: .venv/bin/python: missing (run scripts/setup.sh first)" >&2
+  exit 1
+fi
+# as an activated venv: its python3 first on PATH (host-tool recipes in the tests call python3)
+export PATH="$PWD/.venv/bin:$PATH"
+"$python" -m pytest -q -p no:cacheprovider "$@"
 status=$?
 if [ "$status" -eq 5 ]; then
   echo "error: no tests were collected" >&2
