@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -98,3 +99,28 @@ script = "true"
     beside = tmp_path / "build" / "tools"
     assert (beside / "patches" / "fix.patch").read_bytes() == PATCH
     assert (beside / "run.sh").stat().st_mode & 0o777 == 0o755 and (beside / "link").is_symlink()
+
+
+def test_the_real_linux_wasm_source_comes_from_a_git_mirror(tmp_path, monkeypatch) -> None:
+    """An air-gapped site serves the pinned linux-wasm commit from a local bare clone
+    through LWRECIPE_GIT_MIRRORS, the real recipes unedited; every patch they name is
+    read from that tree (git ran with a cleared environment: no mirror was possible)."""
+    from lwrecipe.inputs.gitsrc import git_locations
+    from lwrecipe.recipes.graph import load_graph
+    from lwrecipe.recipes.recipe import GitSource as Git, SourcePatch
+    from tests.conftest import REPO, upstream
+
+    bare = upstream("linux-wasm.git")
+    clone = tmp_path / "linux-wasm.git"  # a copy the running user owns (git refuses others' repositories)
+    shutil.copytree(bare, clone, symlinks=True)
+    graph = load_graph([str(REPO / "recipes" / "runtime.toml")])
+    gits = {(s.git, s.rev) for r in graph.recipes.values() for s in r.doc.sources if isinstance(s, Git)}
+    assert len(gits) == 1
+    [(url, rev)] = gits
+    monkeypatch.setenv("LWRECIPE_GIT_MIRRORS", f"{url}={clone}")
+    assert git_locations(url) == [str(clone), url]
+    store = Store(tmp_path / "cache").ensure()
+    tree = fetch_tree(store, "linux-wasm", url, rev)
+    assert tree.origin == str(clone)
+    named = [(r.name, p.path) for r in graph.recipes.values() for p in r.doc.patches if isinstance(p, SourcePatch)]
+    assert named and all(read_member(tree.path, path) for _, path in named), named

@@ -9,6 +9,7 @@ inside a git source) goes through `read_member`.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tarfile
 import tempfile
@@ -72,7 +73,7 @@ def fetch_tree(store: Store, label: str, url: str, rev: str, offline: bool = Fal
         with tempfile.TemporaryDirectory(dir=store.root / "tmp", prefix="git-") as tmp:
             repo = Path(tmp) / "repo"
             repo.mkdir()
-            _checkout(repo, label, url, rev, str(tool.path))
+            origin = _checkout(repo, label, url, rev, str(tool.path))
             with store.staging() as staged:
                 write_tree(repo, staged, 0, exclude=(".git",))  # type: ignore[arg-type]
                 sha = staged.hexdigest()
@@ -83,19 +84,53 @@ def fetch_tree(store: Store, label: str, url: str, rev: str, offline: bool = Fal
         tmp_ref.write_text(sha + "\n")
         os.replace(tmp_ref, ref)
         fsync_dir(ref.parent)
-    return GitTree(label, url, rev, sha, path, url)
+    return GitTree(label, url, rev, sha, path, origin)
 
 
-def _checkout(repo: Path, label: str, url: str, rev: str, git: str) -> None:
+GIT_MIRRORS_ENV = "LWRECIPE_GIT_MIRRORS"
+
+
+def git_locations(url: str, value: str | None = None) -> list[str]:
+    """Where to fetch a git source from, in order: each `PREFIX=MIRROR` of
+    LWRECIPE_GIT_MIRRORS (`;`-separated) whose PREFIX starts `url` gives MIRROR plus
+    the rest of the url (a whole URL as PREFIX maps one repository, e.g. to a local
+    bare clone), then the url itself. The commit decides, never the place."""
+    found = []
+    for rule in re.split(r"[;\s]+", os.environ.get(GIT_MIRRORS_ENV, "") if value is None else value):
+        prefix, sep, mirror = rule.partition("=")
+        if sep and mirror and url.startswith(prefix):
+            found.append(mirror + url[len(prefix):])
+    return [*dict.fromkeys(found), url]
+
+
+def _checkout(repo: Path, label: str, url: str, rev: str, git: str) -> str:
+    """Check `rev` out in `repo`; returns where it came from."""
     attempts: list[str] = []
     _git(["init", "-q"], repo, git)
-    shallow = _git(["fetch", "-q", "--depth", "1", "--no-tags", url, rev], repo, git)
-    if shallow.returncode != 0:
-        attempts.append(f"{url}: shallow fetch of {rev}: {_last_line(shallow.stderr)}")
-        full = _git(["fetch", "-q", "--no-tags", url, "+refs/heads/*:refs/remotes/origin/*"], repo, git)
-        if full.returncode != 0:
-            attempts.append(f"{url}: full fetch: {_last_line(full.stderr)}")
-            raise FetchError(f"{label}: git {url}", attempts)
+    for where in git_locations(url):
+        if _fetch_rev(repo, where, rev, git, attempts):
+            break
+    else:
+        raise FetchError(f"{label}: git {url}", attempts)
+    _verify_checkout(repo, label, url, rev, git, attempts)
+    return where
+
+
+def _fetch_rev(repo: Path, where: str, rev: str, git: str, attempts: list[str]) -> bool:
+    """The commit fetched from `where` (shallow, else all branches); False when it could not be."""
+    shallow = _git(["fetch", "-q", "--depth", "1", "--no-tags", where, rev], repo, git)
+    if shallow.returncode == 0:
+        return True
+    attempts.append(f"{where}: shallow fetch of {rev}: {_last_line(shallow.stderr)}")
+    full = _git(["fetch", "-q", "--no-tags", where, "+refs/heads/*:refs/remotes/origin/*"], repo, git)
+    if full.returncode == 0 and _git(["rev-parse", "--verify", "-q", f"{rev}^{{commit}}"], repo, git).returncode == 0:
+        return True
+    attempts.append(f"{where}: full fetch: {_last_line(full.stderr)}" if full.returncode
+                    else f"{where}: commit {rev} is not in the repository")
+    return False
+
+
+def _verify_checkout(repo: Path, label: str, url: str, rev: str, git: str, attempts: list[str]) -> None:
     resolved = _git(["rev-parse", "--verify", "-q", f"{rev}^{{commit}}"], repo, git)
     if resolved.returncode != 0:
         attempts.append(f"{url}: commit {rev} is not in the repository")
