@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LwrecipeError
-from ..recipes.keys import Sha256, is_sha256
+from ..recipes.keys import Sha256, built_on, is_sha256
 from ..remote.signing import PublicKey, check
 from ..store.store import Store, file_sha256
 from .lockfile import Lock, drift, pinned_key
@@ -71,7 +71,7 @@ def audit(lock: Lock, root: Path, store: Store, trusted: dict[str, PublicKey], g
             elif p["origin"] == "source" and not p["sha256"]:
                 add(f"patches[{i}] ({p['source']}:{p['path']}): pinned only by the git commit of {p['source']}",
                     False)
-        if not e.get("environment") and not e.get("bootstrap"):
+        if built_on(e.get("environment"), bool(e.get("bootstrap"))) == "host":
             add("built on host tools: its key holds this machine's tool fingerprints, not a pinned environment",
                 False)
         absent_debs = [s for s in e["sources"] if s["kind"] == "deb"
@@ -130,7 +130,7 @@ def _tree_entry(e: dict[str, Any]) -> dict[str, Any]:
         "sources": [{k: v for k, v in s.items() if k in ("kind", "url", "mirrors", "sha256", "rev", "tree_sha256",
                                                           "path", "package", "version", "arch")}
                     for s in e["sources"]],
-        "built_on": e.get("environment") or ("own-sources" if e.get("bootstrap") else "host"),
+        "built_on": built_on(e.get("environment"), bool(e.get("bootstrap"))),
         "patches": [{k: v for k, v in p.items() if k in ("origin", "file", "url", "source", "path", "sha256")}
                     for p in e["patches"]],
         "host_tools": {t: v["version"] or v["sha256"] for t, v in e["host_tools"].items()},

@@ -18,7 +18,7 @@ from ..build.plan import Planned, keyed_tool_names, patch_pins, source_pins
 from ..errors import UsageError
 from ..inputs.gitsrc import cached_tree, read_member
 from ..inputs.hosttools import HostTool, target_platform
-from ..recipes.keys import KEY_FORMAT, document_key, is_sha256, sha256_bytes
+from ..recipes.keys import KEY_FORMAT, document_key, is_sha256, root_fields, sha256_bytes
 from ..recipes.recipe import DebSource, FilePatch, GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
 from ..store.store import Store
 
@@ -91,7 +91,7 @@ def entry(item: Planned, store: Store, dep_outputs: dict[str, str], output_id: s
                  "sha256": _source_patch_sha(recipe, patch, store)}
         p["strip"] = patch.strip
         patches.append(p)
-    locked = {
+    return {
         "version": recipe.version,
         "license": doc.package.license,
         "recipe": _rel(recipe, recipe.path),
@@ -107,12 +107,8 @@ def entry(item: Planned, store: Store, dep_outputs: dict[str, str], output_id: s
         "host_tools": _tools(item),
         "sources": sources,
         "patches": patches,
+        **root_fields(recipe.environment, recipe.doc.build.bootstrap),
     }
-    if recipe.environment:
-        locked["environment"] = recipe.environment
-    if recipe.doc.build.bootstrap:
-        locked["bootstrap"] = True
-    return locked
 
 
 def build_entries(graph: Any, store: Store, output_of: Any) -> dict[str, dict[str, Any]]:
@@ -185,17 +181,13 @@ def key_document(name: str, e: dict[str, Any]) -> dict[str, Any]:
             patches.append({"kind": "source", "in_source": f"{p['source']}:{p['path']}", "strip": p["strip"]})
         else:
             patches.append({"kind": p["origin"], "sha256": p["sha256"], "strip": p["strip"]})
-    document = {
+    return {
         "format": KEY_FORMAT, "name": name, "version": e["version"], "sources": sources, "patches": patches,
         "script": e["script"], "env": dict(e["env"]),
         "host_tools": {t: {"sha256": v["sha256"], "version": v["version"]} for t, v in e["host_tools"].items()},
         "platform": e["platform"], "source_date_epoch": e["source_date_epoch"], "deps": dict(e["dep_outputs"]),
+        **root_fields(e.get("environment"), bool(e.get("bootstrap"))),
     }
-    if e.get("environment"):
-        document["environment"] = e["environment"]
-    if e.get("bootstrap"):
-        document["bootstrap"] = True
-    return document
 
 
 def pinned_key(name: str, e: dict[str, Any]) -> str:

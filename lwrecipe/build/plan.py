@@ -13,7 +13,8 @@ from pathlib import Path
 
 from ..inputs.hosttools import HostTool, fingerprint, target_platform
 from ..recipes.graph import Graph
-from ..recipes.keys import KEY_FORMAT, KeyInputs, PatchPin, Sha256, SourcePin, build_key, document_key, sha256_bytes
+from ..recipes.keys import (KEY_FORMAT, KeyInputs, PatchPin, Sha256, SourcePin, build_key, document_key, root_fields,
+                             sha256_bytes)
 from ..recipes.recipe import DebSource, FilePatch, GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
 from ..store.archive import tree_sha256
 
@@ -119,19 +120,15 @@ def document_of(recipe: Recipe, dep_outputs: dict[str, Sha256 | None]) -> dict[s
         tool = fingerprint(name)
         tools[name] = tool.pin().document() if tool else {"sha256": "", "version": ""}
     build = recipe.doc.build
-    document = {
+    return {
         "format": KEY_FORMAT, "name": recipe.name, "version": recipe.version,
         "sources": [s.document() for s in source_pins(recipe)],
         "patches": [p.document() for p in patch_pins(recipe)],
         "script": build.script, "env": dict(sorted(build.env.items())), "host_tools": tools,
         "platform": target_platform(), "source_date_epoch": build.source_date_epoch,
         "deps": {d: dep_outputs.get(d) or "?" for d in sorted(recipe.depends)},
+        **root_fields(recipe.environment, build.bootstrap),
     }
-    if recipe.environment:
-        document["environment"] = recipe.environment
-    if recipe.doc.build.bootstrap:
-        document["bootstrap"] = True
-    return document
 
 
 def key_if_complete(document: dict[str, object]) -> Sha256 | None:

@@ -102,7 +102,7 @@ class KeyInputs:
     bootstrap: bool = False  # the root file system is the recipe's own sources
 
     def document(self) -> dict[str, Any]:
-        document = {
+        return {
             "format": KEY_FORMAT,
             "name": self.name,
             "version": self.version,
@@ -114,12 +114,25 @@ class KeyInputs:
             "platform": self.platform,
             "source_date_epoch": self.source_date_epoch,
             "deps": dict(self.deps),
+            **root_fields(self.environment, self.bootstrap),
         }
-        if self.environment is not None:  # absent otherwise, so keys of host-tool recipes stay as they were
-            document["environment"] = self.environment
-        if self.bootstrap:
-            document["bootstrap"] = True
-        return document
+
+
+def root_fields(environment: str | None, bootstrap: bool) -> dict[str, Any]:
+    """What a build runs on, as key documents and lockfile entries hold it: present
+    only when set, so keys of recipes on host tools stay what they were before."""
+    fields: dict[str, Any] = {}
+    if environment:
+        fields["environment"] = environment
+    if bootstrap:
+        fields["bootstrap"] = True
+    return fields
+
+
+def built_on(environment: str | None, bootstrap: bool) -> str:
+    """What plan, show and audit say a build runs on: its environment, its own
+    sources (a bootstrap), or the host (its tools fingerprinted)."""
+    return environment or ("own-sources" if bootstrap else "host")
 
 
 def document_key(document: dict[str, Any]) -> Sha256:

@@ -18,7 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field
 
 from ..errors import Problem, RecipeError
 from . import recipecache
-from .keys import Sha256, is_git_rev, is_sha256, sha256_bytes
+from .keys import Sha256, built_on, is_git_rev, is_sha256, sha256_bytes
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -343,11 +343,7 @@ class Recipe:
 
     @property
     def built_on(self) -> str:
-        """What the build runs on, as plan, show and audit name it: its environment,
-        its own sources (a bootstrap), or the host (its tools fingerprinted)."""
-        if self.doc.build.environment:
-            return self.doc.build.environment
-        return "own-sources" if self.doc.build.bootstrap else "host"
+        return built_on(self.doc.build.environment, self.doc.build.bootstrap)
 
     @property
     def pinned_root(self) -> bool:
