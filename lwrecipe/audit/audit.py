@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import LwrecipeError
 from ..recipes.keys import Sha256, built_on, is_sha256
 from ..remote.signing import PublicKey, check
-from ..store.store import Store, file_sha256
+from ..store.store import Store, file_sha256, sandboxed
 from .lockfile import Lock, drift, pinned_key
 
 
@@ -113,7 +113,7 @@ def _audit_output(name: str, e: dict[str, Any], store: Store, trusted: dict[str,
         return
     if not store.has("cas", record["blob"]["sha256"]):
         add(f"output {e['output_id'][:12]}…: record here, bytes not in the cache", False)
-    if record.get("sandbox") != "bubblewrap":
+    if not sandboxed(record):
         add(f"output {e['output_id'][:12]}…: built without a sandbox (--no-sandbox)", strict)
     try:
         check(record, trusted, f"output {e['output_id'][:12]}…")

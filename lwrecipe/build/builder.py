@@ -27,9 +27,9 @@ from ..recipes.keys import Sha256
 from ..recipes.recipe import FilePatch, GitSource, Recipe, SourcePatch, UrlPatch
 from ..remote.signing import SecretKey, sign
 from ..store.outputs import pack, put_log
-from ..store.store import Store
+from ..store.store import SANDBOXED, Store
 from .plan import Planned
-from .sandbox import BUILD, CONTROL, Job, Layout, require_sandbox, run
+from .sandbox import BUILD, CONTROL, ENV_PATH, Job, Layout, require_sandbox, run
 
 TAIL_LINES = 40
 IMAGE_ENV = "LWRECIPE_BUILD_IMAGE"
@@ -106,7 +106,7 @@ def build_one(store: Store, item: Planned, fetched: Fetch, deps: dict[str, Path]
             "recipe_sha256": recipe.file_sha256,
             "host_tools": {t.name: {"path": str(t.path), "sha256": t.sha256, "version": t.version}
                            for t in item.tools},
-            "sandbox": "bubblewrap" if bwrap else "none",
+            "sandbox": SANDBOXED if bwrap else "none",
             "environment": ({"name": recipe.environment, "output_id": dict(item.inputs.deps)[recipe.environment]}
                             if recipe.environment else None),
             "build_image": os.environ.get(IMAGE_ENV) or None,
@@ -139,7 +139,7 @@ def environment_root(recipe: Recipe, deps: dict[str, Path], layout: Layout, bwra
                                  "bubblewrap`); --no-sandbox cannot give it a root file system")
     root = deps[recipe.environment] if recipe.environment else layout.src
     for tool in recipe.doc.build.host_tools:
-        if not any(os.path.lexists(root / d / tool) for d in ("usr/bin", "usr/sbin", "bin", "sbin")):
+        if not any(os.path.lexists(root / d.lstrip("/") / tool) for d in ENV_PATH.split(":")):  # the build's PATH
             raise MissingToolError(recipe.name, tool, None, f"in {what}")
     return root
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..recipes.keys import Sha256
 from .plan import Planned
-from ..store.store import Store
+from ..store.store import Store, sandboxed
 
 if TYPE_CHECKING:
     from ..remote.remote import Remotes
@@ -43,7 +43,7 @@ class StatusOracle:
             return "missing tool"
         record = self.store.read_record(item.key) if item.key and self._exists else None
         if record is not None:
-            unsandboxed = " (no sandbox)" if record.get("sandbox") == "none" else ""
+            unsandboxed = "" if sandboxed(record) else " (no sandbox)"
             return ("cached" if self.store.has("cas", record["blob"]["sha256"]) else "remote") + unsandboxed
         if item.key and item.key in self.on_remote:
             return "remote"

@@ -25,7 +25,7 @@ from ..errors import FetchError, FetchIntegrityError, IntegrityError, LwrecipeEr
 from ..files import fsync_dir
 from ..inputs.fetch import CHUNK, Downloader, NullReporter, Reporter, RetryPolicy, Wanted, make_client
 from ..recipes.keys import Sha256, canonical_json, is_sha256
-from ..store.store import Store
+from ..store.store import Store, sandboxed
 from .config import RemoteSpec, Settings
 from .signing import SecretKey, check, sign
 
@@ -230,7 +230,7 @@ def parse_record(data: bytes, key: str, where: str) -> dict[str, Any]:
         raise IntegrityError(f"{where}: record has no blob size; refused")
     if record.get("key") != key:
         raise IntegrityError(f"{where}: record is for key {str(record.get('key'))[:12]}, not {key[:12]}; refused")
-    if record.get("sandbox") != "bubblewrap":
+    if not sandboxed(record):
         raise IntegrityError(f"{where}: built without a sandbox; outputs of unsandboxed builds are never "
                              "substituted; refused")
     return record
@@ -344,7 +344,7 @@ class Remotes:
         record = self.store.read_record(key)
         if record is None:
             raise UsageError(f"ac/{key[:12]}: not in the local cache")
-        if record.get("sandbox") != "bubblewrap":
+        if not sandboxed(record):
             raise UsageError(f"{record.get('name', key[:12])}: built without a sandbox (--no-sandbox); such "
                              "outputs are never shared (rebuild it where bubblewrap runs)")
         if secret is not None and not any(s.get("key") == secret.name for s in record.get("signatures", [])):

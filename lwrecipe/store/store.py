@@ -125,6 +125,14 @@ class VerifyReport:
 STALE_TMP_SECONDS = 24 * 3600
 
 
+SANDBOXED = "bubblewrap"  # a record's "sandbox" when the build ran in one; "none" otherwise
+
+
+def sandboxed(record: dict[str, Any]) -> bool:
+    """Whether a build record's output was built in a sandbox: only those are shared."""
+    return record.get("sandbox") == SANDBOXED
+
+
 class Store:
     def __init__(self, root: Path) -> None:
         self.root = root
