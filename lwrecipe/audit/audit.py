@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import LwrecipeError
 from ..recipes.keys import Sha256, built_on, is_sha256
-from ..remote.signing import PublicKey, check
+from ..remote.signing import PublicKey, signature_finding
 from ..store.store import Store, file_sha256, sandboxed
 from .lockfile import Lock, drift, pinned_key
 
@@ -115,12 +114,10 @@ def _audit_output(name: str, e: dict[str, Any], store: Store, trusted: dict[str,
         add(f"output {e['output_id'][:12]}…: record here, bytes not in the cache", False)
     if not sandboxed(record):
         add(f"output {e['output_id'][:12]}…: built without a sandbox (--no-sandbox)", strict)
-    try:
-        check(record, trusted, f"output {e['output_id'][:12]}…")
-    except LwrecipeError as exc:
-        unsigned = "not signed" in str(exc) or "untrusted" in str(exc)
-        add(f"{exc}".replace("; refused", "").replace(" (trust it with --no-verify-signatures)", ""),
-            strict or not unsigned)
+    finding = signature_finding(record, trusted, f"output {e['output_id'][:12]}…")
+    if finding is not None:
+        unsigned = "not signed" in finding or "untrusted" in finding
+        add(finding, strict or not unsigned)
 
 
 def _tree_entry(e: dict[str, Any]) -> dict[str, Any]:

@@ -147,20 +147,16 @@ def cmd_build(ctx: Context) -> int:
 def _unsigned(store, lock, outcomes, trusted) -> list[str]:  # noqa: ANN001
     """A release is made of records a trusted key signed: those of the locked recipes
     that no trusted key signed (sign what you build with a signing key, docs/remote.md)."""
-    from ..errors import IntegrityError
-    from ..recipes.keys import is_sha256
-    from ..remote.signing import check
+    from ..remote.signing import signature_finding
 
     problems = []
     for outcome in outcomes:
-        key = str(lock.recipes.get(outcome.name, {}).get("key", ""))
-        record = store.read_record(key) if outcome.output_id and is_sha256(key) and store.exists() else None
-        if record is None:
+        if outcome.name not in lock.recipes or not (outcome.key and outcome.output_id and store.exists()):
             continue
-        try:
-            check(record, trusted, f"{outcome.name}: output {outcome.output_id[:12]}…")
-        except IntegrityError as exc:
-            problems.append(str(exc).replace(" (trust it with --no-verify-signatures)", "").replace("; refused", ""))
+        record = store.read_record(outcome.key)
+        finding = record and signature_finding(record, trusted, f"{outcome.name}: output {outcome.output_id[:12]}…")
+        if finding:
+            problems.append(finding)
     return problems
 
 

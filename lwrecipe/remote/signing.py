@@ -116,6 +116,18 @@ def sign(record: dict[str, Any], key: SecretKey) -> dict[str, Any]:
     return {**record, "signatures": sorted([*others, signature], key=lambda s: s["key"])}
 
 
+def signature_finding(record: dict[str, Any], trusted: dict[str, PublicKey], where: str) -> str | None:
+    """What an auditor is told about a record no trusted key signed validly (check's
+    reason, without the advice for pulling), or None when one did."""
+    from ..errors import IntegrityError
+
+    try:
+        check(record, trusted, where)
+    except IntegrityError as exc:
+        return str(exc).replace("; refused", "").replace(" (trust it with --no-verify-signatures)", "")
+    return None
+
+
 def check(record: dict[str, Any], trusted: dict[str, PublicKey], where: str) -> str:
     """The name of a trusted key whose signature on `record` is valid; otherwise
     IntegrityError saying why (unsigned, signed only by untrusted keys, forged)."""
