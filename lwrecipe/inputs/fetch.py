@@ -30,16 +30,23 @@ MIRRORS_ENV = "LWRECIPE_MIRRORS"
 DEBIAN_MIRRORS_ENV = "LWRECIPE_DEBIAN_MIRRORS"
 
 
-def debian_mirror_urls(url: str, value: str | None = None) -> list[str]:
-    """Other places of a Debian package: each `PREFIX=BASE` (`;`-separated) of LWRECIPE_DEBIAN_MIRRORS whose
-    PREFIX starts `url` gives BASE + the rest (snapshot.debian.org keeps every version ever
-    published, so pins outlive a point release)."""
+def prefix_mirrors(url: str, rules: str) -> list[str]:
+    """Other places of `url`: each `PREFIX=BASE` rule (`;`-separated) whose PREFIX
+    starts `url` gives BASE followed by the rest of the url (BASE alone when the rule
+    names the whole url)."""
     found = []
-    for rule in re.split(r"[;\s]+", os.environ.get(DEBIAN_MIRRORS_ENV, "") if value is None else value):
+    for rule in re.split(r"[;\s]+", rules):
         prefix, sep, base = rule.partition("=")
         if sep and base and url.startswith(prefix):
-            found.append(base.rstrip("/") + "/" + url[len(prefix):].lstrip("/"))
-    return found
+            rest = url[len(prefix):].lstrip("/")
+            found.append(f"{base.rstrip('/')}/{rest}" if rest else base)
+    return list(dict.fromkeys(found))
+
+
+def debian_mirror_urls(url: str, value: str | None = None) -> list[str]:
+    """Other places of a Debian package, by LWRECIPE_DEBIAN_MIRRORS (snapshot.debian.org
+    keeps every version ever published, so pins outlive a point release)."""
+    return prefix_mirrors(url, os.environ.get(DEBIAN_MIRRORS_ENV, "") if value is None else value)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ inside a git source) goes through `read_member`.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import tarfile
 import tempfile
@@ -21,6 +20,7 @@ from ..files import fsync_dir
 from ..recipes.keys import Sha256, is_sha256, short
 from ..store.archive import write_tree
 from ..store.store import Store
+from .fetch import prefix_mirrors
 from .hosttools import debian_package, fingerprint
 from .unpack import data_filter, extract_all
 
@@ -95,12 +95,8 @@ def git_locations(url: str, value: str | None = None) -> list[str]:
     LWRECIPE_GIT_MIRRORS (`;`-separated) whose PREFIX starts `url` gives MIRROR plus
     the rest of the url (a whole URL as PREFIX maps one repository, e.g. to a local
     bare clone), then the url itself. The commit decides, never the place."""
-    found = []
-    for rule in re.split(r"[;\s]+", os.environ.get(GIT_MIRRORS_ENV, "") if value is None else value):
-        prefix, sep, mirror = rule.partition("=")
-        if sep and mirror and url.startswith(prefix):
-            found.append(mirror + url[len(prefix):])
-    return [*dict.fromkeys(found), url]
+    rules = os.environ.get(GIT_MIRRORS_ENV, "") if value is None else value
+    return [*prefix_mirrors(url, rules), url]
 
 
 def _checkout(repo: Path, label: str, url: str, rev: str, git: str) -> str:
