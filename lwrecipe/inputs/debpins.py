@@ -37,8 +37,8 @@ def request_of(path: Path) -> DebianRequest:
 
 
 def write_pins(path: Path, request: DebianRequest, pins: list[DebPin]) -> list[PinChange]:
-    """Replace the recipe's deb sources with `pins` (in their place, after any other
-    sources they followed) and its [debian] table with `request`; returns what changed."""
+    """Replace the recipe's deb sources with `pins` (after its other sources) and its
+    [debian] table with `request`; returns what changed."""
     import tomlkit
 
     shown = display_path(path)
@@ -64,20 +64,12 @@ def write_pins(path: Path, request: DebianRequest, pins: list[DebPin]) -> list[P
     debian["packages"].extend(request.packages)
     if request.arch:
         debian.add("arch", request.arch)
-    if "debian" in doc:
-        doc["debian"] = debian
-    else:
-        doc.add("debian", debian)
-    if "sources" in doc:
-        doc["sources"] = sources
-    else:
-        doc.add("sources", sources)
+    doc["debian"] = debian  # replaced in place, or added at the end
+    doc["sources"] = sources
     new_text = tomlkit.dumps(doc)
     parse_recipe(new_text.encode(), shown)  # never write a recipe that does not validate
     replace_text(path, new_text)
     new = {p.name: p for p in pins}
-    changes = [PinChange(name, old[name].version if name in old else None,
-                         new[name].version if name in new else None)
-               for name in sorted(set(old) | set(new))
-               if name not in old or name not in new or old[name].sha256 != new[name].sha256]
-    return changes
+    return [PinChange(name, old[name].version if name in old else None, new[name].version if name in new else None)
+            for name in sorted(set(old) | set(new))
+            if name not in old or name not in new or old[name].sha256 != new[name].sha256]

@@ -416,6 +416,8 @@ def code_tag() -> str:
 def cached_document(data: bytes) -> RecipeDoc | None:
     """The document these bytes validated to before, exactly as validation built it."""
     fields = recipecache.get(data, code_tag())
+    if fields is None:
+        return None
     try:
         return _construct(fields)
     except (KeyError, TypeError, ValueError):

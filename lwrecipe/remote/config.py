@@ -174,11 +174,9 @@ def load_settings(project: Path, cli_remotes: list[str] | None = None,
                 break
     trusted: dict[str, PublicKey] = {}
     origins: dict[str, str] = {}
-    for path, doc in files:
-        _add_keys(trusted, origins, list(_keys(doc.trusted_keys, f"{path}: trusted_keys").values()),
-                  f"{path}: trusted_keys")
-    _add_keys(trusted, origins, list(_keys(env.get(TRUSTED_KEYS_ENV, "").split(), TRUSTED_KEYS_ENV).values()),
-              TRUSTED_KEYS_ENV)
+    sources = [(doc.trusted_keys, f"{path}: trusted_keys") for path, doc in files]
+    for texts, where in [*sources, (env.get(TRUSTED_KEYS_ENV, "").split(), TRUSTED_KEYS_ENV)]:
+        _add_keys(trusted, origins, [parse_public(t, where) for t in texts], where)
     if secret is not None:
         _add_keys(trusted, origins, [secret.public()], "the signing key")
     for spec in remotes:
