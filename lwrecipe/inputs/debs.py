@@ -24,6 +24,7 @@ from typing import BinaryIO
 from urllib.parse import unquote
 
 from ..errors import LwrecipeError, UnsafeArchive, UsageError
+from .unpack import symlink_on_the_way
 
 MERGED_USR = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 """Top-level directories that are links into usr/ on a merged-/usr system (Debian 12 and later)."""
@@ -117,11 +118,9 @@ def _tree_name(label: str, name: str) -> str | None:
 
 def _check_parents(label: str, dest: Path, rel: str) -> None:
     """Nothing is written through a symlink: every parent must be a real directory (or absent)."""
-    path = dest
-    for part in rel.split("/")[:-1]:
-        path = path / part
-        if os.path.islink(path):
-            raise UnsafeArchive(f"{label}: {rel!r}: goes through the symlink {part!r}")
+    link = symlink_on_the_way(dest, rel.split("/")[:-1])
+    if link is not None:
+        raise UnsafeArchive(f"{label}: {rel!r}: goes through the symlink {link.name!r}")
 
 
 def _clear(path: Path) -> None:

@@ -19,7 +19,7 @@ from ..store.store import Store
 from .debs import extract_debs
 from .fetch import Downloader, Fetched, Wanted, debian_mirror_urls
 from .gitsrc import GitTree, extract_to, fetch_tree, read_member
-from .unpack import normalise_tree, unpack
+from .unpack import normalise_tree, symlink_on_the_way, unpack
 
 
 def downloads(recipe: Recipe) -> list[Wanted]:
@@ -101,12 +101,10 @@ def source_dir(src_tree: Path, dest: str) -> Path:
 def _no_links(label: str, base: Path, target: Path) -> None:
     """Nothing is laid out through a symlink an earlier source left (a tarball's
     `x -> /etc`, then a source with dest = "x", would write into the host)."""
-    path = base
-    for part in target.relative_to(base).parts:
-        path = path / part
-        if path.is_symlink():
-            raise UnsafeArchive(f"{label}: its destination goes through the symlink {path.relative_to(base)} "
-                                "an earlier source made")
+    link = symlink_on_the_way(base, target.relative_to(base).parts)
+    if link is not None:
+        raise UnsafeArchive(f"{label}: its destination goes through the symlink {link.relative_to(base)} "
+                            "an earlier source made")
 
 
 def lay_out(recipe: Recipe, fetched: Fetch, src_tree: Path) -> None:

@@ -16,6 +16,7 @@ import stat
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -218,6 +219,17 @@ def _unpack_zip(archive: Path, dest: Path, strip: int, label: str) -> None:
                 os.chmod(target, 0o755 if mode & 0o111 else 0o644)
     except (zipfile.BadZipFile, OSError) as exc:
         raise UnsafeArchive(f"{label}: cannot unpack: {exc}") from None
+
+
+def symlink_on_the_way(base: Path, parts: Iterable[str]) -> Path | None:
+    """The first of base/a, base/a/b, ... (for parts a, b, ...) that is a symlink, or None:
+    what would be written through a link someone else left there."""
+    path = base
+    for part in parts:
+        path = path / part
+        if path.is_symlink():
+            return path
+    return None
 
 
 def _inside(root: Path, path: Path | str) -> bool:
