@@ -76,10 +76,24 @@ def cli(capsys: pytest.CaptureFixture[str]):
     return run
 
 
-def run_subprocess(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Result:
-    proc = subprocess.run([sys.executable, "-I", "-m", "lwrecipe", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})})
+def run_subprocess(*args: str, cwd: Path, env: dict[str, str] | None = None, airgapped: bool = False) -> Result:
+    """lwrecipe in a child process; `airgapped` runs it in a network namespace of its
+    own (no interface but a down loopback: any connection fails)."""
+    command = [sys.executable, "-I", "-m", "lwrecipe", *args]
+    if airgapped:
+        command = [*no_network(), *command]
+    proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})})
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def no_network() -> list[str]:
+    """The command prefix that takes the network away (`unshare --net`, as root); CI
+    has it, so there its absence fails the test."""
+    if shutil.which("unshare") and subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode == 0:
+        return ["unshare", "--net"]
+    if os.environ.get("CI") == "true":
+        pytest.fail("`unshare --net` does not work here (CI runs as root and must have it)")
+    pytest.skip("`unshare --net` does not work here")
 
 
 APT_ARCHIVES = Path("/var/cache/apt/archives")

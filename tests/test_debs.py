@@ -17,7 +17,7 @@ import pytest
 from lwrecipe.errors import LwrecipeError, UnsafeArchive
 from lwrecipe.inputs.debpins import write_pins
 from lwrecipe.inputs.debs import DebPin, extract_deb, resolve
-from lwrecipe.inputs.fetch import debian_mirror_urls
+from lwrecipe.inputs.mirrors import Mirrors, parse_rules
 from lwrecipe.recipes.recipe import DebianRequest, DebSource, parse_recipe
 
 
@@ -92,7 +92,7 @@ def test_debian_mirrors_rewrite_by_prefix() -> None:
     url = "http://deb.debian.org/debian/pool/main/b/bash/bash_5.2.15-2%2bb7_amd64.deb"
     rules = ("http://deb.debian.org/debian/=https://snapshot.debian.org/archive/debian/20251101T000000Z;"
              "http://deb.debian.org/debian-security/=https://snapshot.debian.org/archive/debian-security/x")
-    assert debian_mirror_urls(url, rules) == [
+    assert Mirrors(debian=parse_rules(rules)).debian_urls(url) == [
         "https://snapshot.debian.org/archive/debian/20251101T000000Z/pool/main/b/bash/bash_5.2.15-2%2bb7_amd64.deb"]
 
 

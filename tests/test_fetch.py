@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from lwrecipe.errors import FetchError, FetchIntegrityError, OfflineMissing
-from lwrecipe.inputs.fetch import Downloader, RetryPolicy, Wanted, locations, make_client, user_mirrors
+from lwrecipe.inputs.fetch import Downloader, RetryPolicy, Wanted, locations, make_client
+from lwrecipe.inputs.mirrors import MIRRORS_ENV, from_env
 from lwrecipe.recipes.keys import Sha256
 from lwrecipe.store.store import Store
 from tests.servers import fault_server
@@ -141,7 +142,7 @@ def test_local_directory_mirror_by_sha_and_by_name(tmp_path, downloader, store) 
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     (mirror / "pkg-1.0.tar.gz").write_bytes(DATA)
-    downloader.mirrors = user_mirrors(f"{mirror};http://127.0.0.1:9/unused")
+    downloader.mirrors = from_env({MIRRORS_ENV: f"{mirror};http://127.0.0.1:9/unused"}).files
     got = downloader.fetch(want("http://127.0.0.1:9/nothing-listens-here"))
     assert got.origin == f"file://{mirror}/pkg-1.0.tar.gz"
 
@@ -156,7 +157,7 @@ def test_a_distributions_name_is_found_through_a_checksum_index(tmp_path, downlo
     (mirror / "SHA256SUMS").write_text(f"{'0' * 64}  decoy.tar.gz\n")
     (mirror / "debian.sha256sums").write_text(f"{hashlib.sha256(b'other bytes').hexdigest()}  decoy.tar.gz\n"
                                               f"{SHA} *pkg_1.0.orig.tar.gz\n")
-    downloader.mirrors = user_mirrors(str(mirror))
+    downloader.mirrors = from_env({MIRRORS_ENV: str(mirror)}).files
     got = downloader.fetch(want("http://127.0.0.1:9/nothing-listens-here"))
     assert got.origin == f"file://{mirror}/pkg_1.0.orig.tar.gz" and got.path.read_bytes() == DATA
 

@@ -11,9 +11,10 @@ import pytest
 
 from lwrecipe.errors import FetchError, OfflineMissing
 from lwrecipe.inputs.fetch import Downloader, make_client
-from lwrecipe.inputs.gitsrc import fetch_tree, read_member
-from lwrecipe.recipes.graph import load_graph
+from lwrecipe.inputs.gitsrc import commit_path, extract_to, fetch_tree, read_member, ref_path, tree_id
+from lwrecipe.inputs.mirrors import Mirrors
 from lwrecipe.inputs.sources import fetch_recipes, lay_out
+from lwrecipe.recipes.graph import load_graph
 from lwrecipe.store.store import Store
 
 PATCH = b"--- a/hello.c\n+++ b/hello.c\n@@ -1 +1 @@\n-old\n+new\n"
@@ -65,10 +66,137 @@ def test_unknown_commit_is_a_clear_error(tmp_path, bare) -> None:
     assert "x: sources[0]: git" in str(exc.value)
 
 
-def test_offline_git(tmp_path, bare) -> None:
+def test_offline_git_reads_only_repositories_on_this_machine(tmp_path, bare) -> None:
     url, first, _ = bare
-    with pytest.raises(OfflineMissing):
-        fetch_tree(Store(tmp_path / "c"), "x", url, first, offline=True)
+    remote = "https://127.0.0.1:9/repo.git"
+    with pytest.raises(OfflineMissing, match="--offline forbids"):
+        fetch_tree(Store(tmp_path / "c"), "x", remote, first, offline=True)
+    mirrors = Mirrors(git=((remote, url),))
+    assert fetch_tree(Store(tmp_path / "c"), "x", remote, first, offline=True, mirrors=mirrors).origin == url
+
+
+def test_tree_id_is_the_tree_git_names_in_the_commit(tmp_path, bare) -> None:
+    """The mirror archive check hashes a tree as git does: here on a commit whose names
+    sort differently as files and as directories ('a.b' before 'a/', 'a0' after)."""
+    work = tmp_path / "names"
+    work.mkdir()
+    git("init", "-q", cwd=work)
+    for rel, text in (("a.b", "1"), ("a/x", "2"), ("a0", "3"), ("a/b/c.sh", "#!/bin/sh\n"), ("é ü", "4")):
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        (work / rel).write_text(text)
+    (work / "a" / "b" / "c.sh").chmod(0o755)
+    (work / "a" / "to-x").symlink_to("x")
+    git("add", "-A", cwd=work)
+    git("commit", "-q", "-m", "names", cwd=work)
+    rev = git("rev-parse", "HEAD", cwd=work)
+    tree = fetch_tree(Store(tmp_path / "c").ensure(), "names", f"file://{work}", rev)
+    out = tmp_path / "out"
+    extract_to(tree.path, out)
+    assert tree_id(out) == git("rev-parse", "HEAD^{tree}", cwd=work)
+    url, first, _ = bare
+    fetched = fetch_tree(Store(tmp_path / "c").ensure(), "x", url, first)
+    extract_to(fetched.path, tmp_path / "out2")
+    assert tree_id(tmp_path / "out2") == git("rev-parse", f"{first}^{{tree}}", cwd=Path(url[7:]))
+
+
+def mirror_of(tmp_path: Path, url: str, rev: str) -> Path:
+    """A mirror directory holding `rev`'s tree archive and commit object, as `mirror export` writes them."""
+    store = Store(tmp_path / "exporter").ensure()
+    tree = fetch_tree(store, "x", url, rev)
+    mirror = tmp_path / "mirror"
+    mirror.mkdir(exist_ok=True)
+    shutil.copyfile(tree.path, mirror / f"git-{rev}.tar")
+    shutil.copyfile(commit_path(store, rev), mirror / f"git-{rev}.commit")
+    return mirror
+
+
+def test_a_mirror_directorys_tree_archive_is_used_offline_and_verified_by_commit(tmp_path, bare) -> None:
+    url, first, _ = bare
+    mirror = mirror_of(tmp_path, url, first)
+    mirrors = Mirrors(files=(str(mirror),))
+    nowhere = "https://127.0.0.1:9/repo.git"
+    got = fetch_tree(Store(tmp_path / "c").ensure(), "x", nowhere, first, offline=True, mirrors=mirrors)
+    assert got.origin == str(mirror)
+    assert got.sha256 == fetch_tree(Store(tmp_path / "exporter"), "x", url, first).sha256
+    assert commit_path(Store(tmp_path / "c"), first).read_bytes() == (mirror / f"git-{first}.commit").read_bytes()
+
+
+def _rewrite_tar(path: Path, change) -> None:  # noqa: ANN001
+    import io
+    import tarfile
+
+    with tarfile.open(path) as tar:
+        members = [(m, tar.extractfile(m).read() if m.isfile() else None) for m in tar.getmembers()]
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        for member, data in change(members):
+            tar.addfile(member, io.BytesIO(data) if data is not None else None)
+
+
+def _edit_patch(members):  # noqa: ANN001, ANN202
+    for member, data in members:
+        if member.name.endswith("fix.patch"):
+            data = data.replace(b"+new", b"+evil")
+            member.size = len(data)
+        yield member, data
+
+
+def _add_member(members):  # noqa: ANN001, ANN202
+    import tarfile
+
+    yield from members
+    extra = tarfile.TarInfo("extra.txt")
+    extra.size = 5
+    yield extra, b"extra"
+
+
+def _climb_out(members):  # noqa: ANN001, ANN202
+    import tarfile
+
+    yield from members
+    evil = tarfile.TarInfo("../evil")
+    evil.size = 1
+    yield evil, b"x"
+
+
+@pytest.mark.parametrize(("change", "why"), [(_edit_patch, "holds the tree"), (_add_member, "holds the tree"),
+                                             (_climb_out, "../evil")], ids=["edited", "added", "escape"])
+def test_a_tampered_tree_archive_is_refused_and_git_is_asked(tmp_path, bare, change, why) -> None:
+    url, first, _ = bare
+    mirror = mirror_of(tmp_path, url, first)
+    _rewrite_tar(mirror / f"git-{first}.tar", change)
+    mirrors = Mirrors(files=(str(mirror),))
+    with pytest.raises(FetchError) as exc:
+        fetch_tree(Store(tmp_path / "c").ensure(), "x", "https://127.0.0.1:9/r.git", first, offline=True,
+                   mirrors=mirrors)
+    [attempt] = exc.value.attempts
+    assert attempt.startswith(f"{mirror}/git-{first}.tar: ") and why in attempt, attempt
+    assert not (tmp_path / "evil").exists() and not (tmp_path / "c" / "evil").exists()
+    got = fetch_tree(Store(tmp_path / "c"), "x", url, first, mirrors=mirrors)
+    assert got.origin == url and read_member(got.path, "patches/fix.patch") == PATCH
+
+
+def test_a_commit_object_of_another_commit_is_refused(tmp_path, bare) -> None:
+    url, first, second = bare
+    mirror = mirror_of(tmp_path, url, first)
+    other = mirror_of(tmp_path / "o", url, second)
+    shutil.copyfile(other / f"git-{second}.commit", mirror / f"git-{first}.commit")
+    with pytest.raises(FetchError) as exc:
+        fetch_tree(Store(tmp_path / "c").ensure(), "x", "https://127.0.0.1:9/r.git", first, offline=True,
+                   mirrors=Mirrors(files=(str(mirror),)))
+    assert exc.value.attempts == (f"{mirror}/git-{first}.tar: git-{first}.commit is not the commit object of {first}",)
+
+
+def test_gc_drops_a_commit_object_with_its_tree(tmp_path, bare) -> None:
+    from lwrecipe.store.gc import _drop_dangling_git_refs
+
+    url, first, _ = bare
+    store = Store(tmp_path / "c").ensure()
+    tree = fetch_tree(store, "x", url, first)
+    _drop_dangling_git_refs(store)
+    assert commit_path(store, first).exists()
+    tree.path.unlink()
+    _drop_dangling_git_refs(store)
+    assert not commit_path(store, first).exists() and not ref_path(store, first).exists()
 
 
 def test_recipe_with_git_source_and_patch_inside_it(project, bare, tmp_path) -> None:
@@ -101,11 +229,11 @@ script = "true"
     assert (beside / "run.sh").stat().st_mode & 0o777 == 0o755 and (beside / "link").is_symlink()
 
 
-def test_the_real_linux_wasm_source_comes_from_a_git_mirror(tmp_path, monkeypatch) -> None:
+def test_the_real_linux_wasm_source_comes_from_a_git_mirror(tmp_path) -> None:
     """An air-gapped site serves the pinned linux-wasm commit from a local bare clone
     through LWRECIPE_GIT_MIRRORS, the real recipes unedited; every patch they name is
     read from that tree (git ran with a cleared environment: no mirror was possible)."""
-    from lwrecipe.inputs.gitsrc import git_locations
+    from lwrecipe.inputs.mirrors import GIT_MIRRORS_ENV, from_env
     from lwrecipe.recipes.graph import load_graph
     from lwrecipe.recipes.recipe import GitSource as Git, SourcePatch
     from tests.conftest import REPO, upstream
@@ -117,10 +245,10 @@ def test_the_real_linux_wasm_source_comes_from_a_git_mirror(tmp_path, monkeypatc
     gits = {(s.git, s.rev) for r in graph.recipes.values() for s in r.doc.sources if isinstance(s, Git)}
     assert len(gits) == 1
     [(url, rev)] = gits
-    monkeypatch.setenv("LWRECIPE_GIT_MIRRORS", f"{url}={clone}")
-    assert git_locations(url) == [str(clone), url]
+    mirrors = from_env({GIT_MIRRORS_ENV: f"{url}={clone}"})
+    assert mirrors.git_locations(url) == [str(clone), url]
     store = Store(tmp_path / "cache").ensure()
-    tree = fetch_tree(store, "linux-wasm", url, rev)
+    tree = fetch_tree(store, "linux-wasm", url, rev, mirrors=mirrors)
     assert tree.origin == str(clone)
     named = [(r.name, p.path) for r in graph.recipes.values() for p in r.doc.patches if isinstance(p, SourcePatch)]
     assert named and all(read_member(tree.path, path) for _, path in named), named

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -54,3 +55,25 @@ def test_a_real_tarball_builds_to_the_same_output_under_both_pythons(project: Pr
         [record] = [json.loads(p.read_text()) for p in (project.root / cache / "ac").iterdir()]
         ids.append(record["output_id"])
     assert ids[0] == ids[1]
+
+
+def test_setup_on_the_systems_path_alone_leaves_a_working_lwrecipe(tmp_path: Path) -> None:
+    """README's set-up as a new user runs it: a fresh checkout, PATH reduced to the
+    system's directories (no pyenv, no .venv): the venv is made from /usr/bin/python3
+    and `lwrecipe` runs from the link, here put in a directory of the test's own."""
+    checkout = tmp_path / "lwrecipe"
+    shutil.copytree(REPO, checkout, ignore=shutil.ignore_patterns(".venv", "cache", "__pycache__", "*.egg-info"))
+    bindir = tmp_path / "bin"
+    system_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    env = {"PATH": system_path, "HOME": os.environ.get("HOME", "/root"), "LWRECIPE_BIN_DIR": str(bindir)}
+    setup = subprocess.run(["bash", "scripts/setup.sh"], cwd=checkout, env=env, capture_output=True, text=True)
+    assert setup.returncode == 0, setup.stderr[-3000:]
+    version = subprocess.run([str(checkout / ".venv" / "bin" / "python"), "-c", "import sys; print(sys.version)"],
+                             capture_output=True, text=True, check=True).stdout
+    system = subprocess.run(["/usr/bin/python3", "-c", "import sys; print(sys.version)"],
+                            capture_output=True, text=True, check=True).stdout
+    assert version == system
+    run = subprocess.run(["lwrecipe", "plan", "examples/hello-wasm/hello-wasm.toml"], cwd=checkout,
+                         env={**env, "PATH": f"{bindir}:{system_path}"}, capture_output=True, text=True)
+    assert run.returncode == 0 and "hello-wasm" in run.stdout, run.stderr
+    assert (bindir / "lwrecipe").resolve() == (checkout / ".venv" / "bin" / "lwrecipe").resolve()

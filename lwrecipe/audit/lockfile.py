@@ -136,12 +136,14 @@ def fetch_first_use_pins(graph: Any, store: Store, warn: Any) -> None:
     their tree sha256 and the sha256 of patches inside them; failures are warnings."""
     from ..errors import LwrecipeError
     from ..inputs.gitsrc import fetch_tree
+    from ..remote.config import load_mirrors
 
+    mirrors = load_mirrors(graph.recipes[graph.targets[0]].root)
     for name in graph.closure(graph.targets):
         for src in graph.recipes[name].doc.sources:
             if isinstance(src, GitSource) and not (store.exists() and cached_tree(store, src.rev)):
                 try:
-                    fetch_tree(store.ensure(), f"{name}: git", src.git, src.rev)
+                    fetch_tree(store.ensure(), f"{name}: git", src.git, src.rev, mirrors=mirrors)
                 except LwrecipeError as exc:
                     warn(f"{exc}; its first-use pins stay empty")
 

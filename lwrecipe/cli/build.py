@@ -16,7 +16,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fetch", help="download and verify every input of the targets", epilog=EPILOG)
     target_args(p)
     p.add_argument("-j", "--jobs", type=int, default=4, metavar="N", help="parallel downloads (default 4)")
-    p.add_argument("--offline", action="store_true", help="never touch the network; list what is missing")
+    p.add_argument("--offline", action="store_true",
+                   help="never touch the network (mirror directories are read); list what is missing")
+    p.add_argument("--no-deps", action="store_true", help="only the targets' own inputs, not their dependencies'")
     p.set_defaults(func=cmd_fetch)
 
     p = sub.add_parser("build", help="build the targets and everything they depend on", epilog=EPILOG)
@@ -42,20 +44,23 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_checkout)
 
 
-def _fetch_inputs(ctx: Context, graph, names: list[str], jobs: int, offline: bool,  # noqa: ANN001, ANN202
+def fetch_inputs(ctx: Context, graph, names: list[str], jobs: int, offline: bool,  # noqa: ANN001, ANN202
                   reporter=None):  # noqa: ANN001
     import contextlib
 
-    from ..inputs.fetch import MIRRORS_ENV, Downloader, make_client, user_mirrors
+    from ..inputs.fetch import Downloader, make_client
     from ..inputs.sources import fetch_recipes
+    from ..remote.config import load_mirrors
     from ..store.store import Store
     from .progress import RichReporter, make_reporter
 
     store = Store(ctx.cache_dir).ensure()
+    mirrors = load_mirrors(graph.recipes[graph.targets[0]].root)
     reporter = reporter or make_reporter(quiet=ctx.verbosity < 0)
     with make_client() as client, (reporter if isinstance(reporter, RichReporter) else contextlib.nullcontext()):
-        downloader = Downloader(store, client, mirrors=user_mirrors(os.environ.get(MIRRORS_ENV)), reporter=reporter)
-        return fetch_recipes([graph.recipes[n] for n in names], store, downloader, jobs=jobs, offline=offline)
+        downloader = Downloader(store, client, mirrors=mirrors.files, reporter=reporter)
+        return fetch_recipes([graph.recipes[n] for n in names], store, downloader, jobs=jobs, offline=offline,
+                             mirrors=mirrors)
 
 
 def cmd_fetch(ctx: Context) -> int:
@@ -63,8 +68,8 @@ def cmd_fetch(ctx: Context) -> int:
     from .progress import human_size
 
     graph = load_graph(ctx.args.targets)
-    names = graph.closure(graph.targets)
-    result = _fetch_inputs(ctx, graph, names, ctx.args.jobs, ctx.args.offline)
+    names = graph.targets if ctx.args.no_deps else graph.closure(graph.targets)
+    result = fetch_inputs(ctx, graph, names, ctx.args.jobs, ctx.args.offline)
     rows = [(f.wanted.label, f.wanted.basename, human_size(f.size), f.wanted.sha256[:12], f.origin)
             for f in result.files.values()]
     rows += [(t.label, f"git {t.rev[:12]}", human_size(t.path.stat().st_size), t.sha256[:12], t.origin)
@@ -98,7 +103,7 @@ def cmd_build(ctx: Context) -> int:
             open_remotes(ctx, settings, not ctx.args.no_verify_signatures, ctx.args.offline,
                           DisplayReporter(display)) as remotes:
         def fetch(items):  # noqa: ANN001, ANN202 - called only for recipes that build
-            return _fetch_inputs(ctx, graph, [i.name for i in items], 4, ctx.args.offline,
+            return fetch_inputs(ctx, graph, [i.name for i in items], 4, ctx.args.offline,
                                  reporter=DisplayReporter(display))
 
         push_to = [b for b in remotes.backends if ctx.args.push or b.spec.push]

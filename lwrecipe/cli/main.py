@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import LwrecipeError
-from . import build, cache, debs, keys, plan, release, serve
+from . import build, cache, debs, keys, mirror, plan, release, serve
 from .common import EPILOG, Context, say_error
 
 
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="count", default=0, help="say less")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    for group in (plan, build, cache, release, serve, keys, debs):
+    for group in (plan, build, cache, release, serve, keys, debs, mirror):
         group.add_parsers(sub)
     return parser
 

@@ -8,7 +8,6 @@ it reports events to a Reporter.
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import time
@@ -26,29 +25,6 @@ if TYPE_CHECKING:
     from .httpclient import Client
 
 CHUNK = 1 << 20
-MIRRORS_ENV = "LWRECIPE_MIRRORS"
-DEBIAN_MIRRORS_ENV = "LWRECIPE_DEBIAN_MIRRORS"
-
-
-def prefix_mirrors(url: str, rules: str) -> list[str]:
-    """Other places of `url`: each `PREFIX=BASE` rule (`;`-separated) whose PREFIX
-    starts `url` gives BASE followed by the rest of the url (BASE alone when the rule
-    names the whole url)."""
-    found = []
-    for rule in re.split(r"[;\s]+", rules):
-        prefix, sep, base = rule.partition("=")
-        if sep and base and url.startswith(prefix):
-            rest = url[len(prefix):].lstrip("/")
-            found.append(f"{base.rstrip('/')}/{rest}" if rest else base)
-    return list(dict.fromkeys(found))
-
-
-def debian_mirror_urls(url: str, value: str | None = None) -> list[str]:
-    """Other places of a Debian package, by LWRECIPE_DEBIAN_MIRRORS (snapshot.debian.org
-    keeps every version ever published, so pins outlive a point release)."""
-    return prefix_mirrors(url, os.environ.get(DEBIAN_MIRRORS_ENV, "") if value is None else value)
-
-
 @dataclass(frozen=True)
 class Wanted:
     """One pinned download: what the recipe says of it."""
@@ -106,14 +82,10 @@ def make_client(connect_timeout: float = 15.0, read_timeout: float = 60.0) -> Cl
     return Client(connect_timeout=connect_timeout, read_timeout=read_timeout)
 
 
-def user_mirrors(value: str | None) -> list[str]:
-    """LWRECIPE_MIRRORS: `;`-separated HTTP base URLs or local directories."""
-    return [m.strip() for m in (value or "").split(";") if m.strip()]
-
-
 def locations(wanted: Wanted, mirrors: Sequence[str]) -> list[str]:
     """Where to look, in order: user mirrors (by sha256, by a name a checksum index in
-    the directory gives that sha256, then by file name), the url, its mirrors."""
+    the directory gives that sha256, then by file name), the url, its mirrors. Local
+    mirror directories are file:// locations, the only ones --offline reads."""
     found: list[str] = []
     for mirror in mirrors:
         if mirror.startswith(("http://", "https://")):
@@ -191,19 +163,22 @@ class Downloader:
         cached = self.store.verify_blob(wanted.kind, wanted.sha256)
         if cached is not None:
             return Fetched(wanted, cached, cached.stat().st_size, "cache")
+        places = locations(wanted, self.mirrors)
         if offline:
-            raise OfflineMissing(f"{wanted.label}: {wanted.basename} ({short(wanted.sha256)}) "
-                                 "is not in the cache and --offline forbids downloading it")
+            places = [where for where in places if where.startswith("file://")]
+            if not places:
+                raise OfflineMissing(f"{wanted.label}: {wanted.basename} ({short(wanted.sha256)}) "
+                                     "is not in the cache and --offline forbids downloading it")
         with self.store.lock(f"{wanted.kind}-{wanted.sha256}"):
             cached = self.store.verify_blob(wanted.kind, wanted.sha256)
             if cached is not None:
                 return Fetched(wanted, cached, cached.stat().st_size, "cache")
-            return self._download(wanted)
+            return self._download(wanted, places, offline)
 
-    def _download(self, wanted: Wanted) -> Fetched:
+    def _download(self, wanted: Wanted, places: list[str], offline: bool) -> Fetched:
         attempts: list[str] = []
         mismatches = 0
-        for where in locations(wanted, self.mirrors):
+        for where in places:
             with self.store.staging() as staged:
                 try:
                     self._get(where, staged, wanted)
@@ -224,6 +199,9 @@ class Downloader:
                 return Fetched(wanted, path, size, where)
         if attempts and mismatches == len(attempts):
             raise FetchIntegrityError(f"{wanted.label}: {wanted.basename}", attempts)
+        if offline:
+            raise OfflineMissing(f"{wanted.label}: {wanted.basename} ({short(wanted.sha256)}) is in neither "
+                                 "the cache nor a mirror directory, and --offline forbids downloading it")
         raise FetchError(f"{wanted.label}: {wanted.basename}", attempts)
 
     def _get(self, where: str, staged: Staged, wanted: Wanted) -> None:

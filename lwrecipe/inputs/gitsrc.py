@@ -2,12 +2,15 @@
 
 The exported tree is stored in sources/ under the sha256 of its canonical
 archive, and refs/git-<rev> remembers that sha256 (a first-use pin the lockfile
-records). Submodules are not followed. Reading a file of the tree (a patch
+records); refs/git-<rev>.commit keeps the commit object, which lets a mirror
+directory's tree archive (`mirror export` writes them) be verified by commit
+without git. Submodules are not followed. Reading a file of the tree (a patch
 inside a git source) goes through `read_member`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import tarfile
@@ -15,13 +18,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import FetchError, IntegrityError, MissingToolError, OfflineMissing
+from ..errors import FetchError, IntegrityError, MissingToolError, OfflineMissing, UnsafeArchive
 from ..files import fsync_dir
 from ..recipes.keys import Sha256, is_sha256, short
 from ..store.archive import write_tree
 from ..store.store import Store
-from .fetch import prefix_mirrors
 from .hosttools import debian_package, fingerprint
+from .mirrors import Mirrors, is_local_git
 from .unpack import data_filter, extract_all
 
 GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "LC_ALL": "C", "GIT_ADVICE": "0"}
@@ -56,54 +59,171 @@ def _git(args: list[str], cwd: Path, git: str) -> subprocess.CompletedProcess[st
     return subprocess.run([git, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=3600)
 
 
-def fetch_tree(store: Store, label: str, url: str, rev: str, offline: bool = False) -> GitTree:
+def commit_path(store: Store, rev: str) -> Path:
+    """The raw commit object beside the ref: what `mirror export` hands on, so a
+    mirror's tree archive can be checked against the commit id."""
+    return store.root / "refs" / f"git-{rev}.commit"
+
+
+def fetch_tree(store: Store, label: str, url: str, rev: str, offline: bool = False,
+               mirrors: Mirrors = Mirrors()) -> GitTree:
+    """The canonical tree of `rev`: from the cache, else a mirror directory's tree
+    archive of that commit, else the git mirrors and the url (with --offline, only
+    those on this machine)."""
     sha = cached_tree(store, rev)
     if sha is not None:
         return GitTree(label, url, rev, sha, store.path("sources", sha), "cache")
+    places = mirrors.git_locations(url)
+    archives = [d for d in mirrors.directories() if (d / f"git-{rev}.tar").is_file()]
     if offline:
-        raise OfflineMissing(f"{label}: git {url} @ {short(rev)} is not in the cache and --offline forbids fetching it")
-    tool = fingerprint("git")
-    if tool is None:
-        raise MissingToolError(label, "git", debian_package("git"))
+        places = [where for where in places if is_local_git(where)]
+        if not places and not archives:
+            raise OfflineMissing(f"{label}: git {url} @ {short(rev)} is in neither the cache nor a mirror, "
+                                 "and --offline forbids fetching it")
     with store.lock(f"git-{rev}"):
         sha = cached_tree(store, rev)
         if sha is not None:
             return GitTree(label, url, rev, sha, store.path("sources", sha), "cache")
         store.ensure()
+        attempts: list[str] = []
+        for directory in archives:
+            try:
+                sha = _import_archive(store, directory, rev)
+            except (UnsafeArchive, tarfile.TarError, OSError, ValueError) as exc:
+                attempts.append(f"{directory}/git-{rev}.tar: {exc}")
+                continue
+            return GitTree(label, url, rev, sha, store.path("sources", sha), str(directory))
+        if not places:
+            raise FetchError(f"{label}: git {url}", attempts)
+        tool = fingerprint("git")
+        if tool is None:
+            raise MissingToolError(label, "git", debian_package("git"))
         with tempfile.TemporaryDirectory(dir=store.root / "tmp", prefix="git-") as tmp:
             repo = Path(tmp) / "repo"
             repo.mkdir()
-            origin = _checkout(repo, label, url, rev, str(tool.path))
-            with store.staging() as staged:
-                write_tree(repo, staged, 0, exclude=(".git",))  # type: ignore[arg-type]
-                sha = staged.hexdigest()
-                path = store.commit(staged, "sources")
-        ref = ref_path(store, rev)
-        ref.parent.mkdir(exist_ok=True)
-        tmp_ref = ref.with_name(ref.name + ".tmp")
-        tmp_ref.write_text(sha + "\n")
-        os.replace(tmp_ref, ref)
-        fsync_dir(ref.parent)
-    return GitTree(label, url, rev, sha, path, origin)
+            origin = _checkout(repo, label, url, rev, str(tool.path), places, attempts)
+            commit = _commit_object(repo, rev, str(tool.path))
+            sha = _store_tree(store, repo, rev, commit)
+    return GitTree(label, url, rev, sha, store.path("sources", sha), origin)
 
 
-GIT_MIRRORS_ENV = "LWRECIPE_GIT_MIRRORS"
+def _store_tree(store: Store, tree: Path, rev: str, commit: bytes) -> Sha256:
+    """Store the canonical archive of the checked-out `tree`, then the commit object
+    and the ref to the archive (last: the ref is what marks the tree cached)."""
+    with store.staging() as staged:
+        write_tree(tree, staged, 0, exclude=(".git",))  # type: ignore[arg-type]
+        sha = staged.hexdigest()
+        store.commit(staged, "sources")
+    ref = ref_path(store, rev)
+    ref.parent.mkdir(exist_ok=True)
+    for path, data in ((commit_path(store, rev), commit), (ref, (sha + "\n").encode())):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    fsync_dir(ref.parent)
+    return Sha256(sha)
 
 
-def git_locations(url: str, value: str | None = None) -> list[str]:
-    """Where to fetch a git source from, in order: each `PREFIX=MIRROR` of
-    LWRECIPE_GIT_MIRRORS (`;`-separated) whose PREFIX starts `url` gives MIRROR plus
-    the rest of the url (a whole URL as PREFIX maps one repository, e.g. to a local
-    bare clone), then the url itself. The commit decides, never the place."""
-    rules = os.environ.get(GIT_MIRRORS_ENV, "") if value is None else value
-    return [*prefix_mirrors(url, rules), url]
+def _commit_object(repo: Path, rev: str, git: str) -> bytes:
+    env = {**GIT_ENV, "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(repo)}
+    out = subprocess.run([git, "cat-file", "commit", rev], cwd=repo, env=env, capture_output=True, timeout=600)
+    if out.returncode != 0 or object_id("commit", out.stdout) != rev:
+        raise IntegrityError(f"git {rev}: the commit object read back is not {rev}")
+    return out.stdout
 
 
-def _checkout(repo: Path, label: str, url: str, rev: str, git: str) -> str:
-    """Check `rev` out in `repo`; returns where it came from."""
-    attempts: list[str] = []
+def _import_archive(store: Store, directory: Path, rev: str) -> Sha256:
+    """A mirror directory's `git-<rev>.tar` and `git-<rev>.commit`, verified by commit
+    as a fetch is: the commit object must hash to `rev`, and the files the archive
+    holds must hash (as git hashes a tree: bytes unconverted, modes 100644, 100755 and
+    120000) to the tree that commit names. What is stored is the canonical archive of
+    that tree, the same bytes a fetch from git gives."""
+    commit = (directory / f"git-{rev}.commit").read_bytes()
+    if object_id("commit", commit) != rev:
+        raise ValueError(f"git-{rev}.commit is not the commit object of {rev}")
+    first = commit.split(b"\n", 1)[0].decode("ascii", "replace")
+    if not first.startswith("tree ") or len(first) != 45:
+        raise ValueError(f"git-{rev}.commit names no tree")
+    archive = directory / f"git-{rev}.tar"
+    with tempfile.TemporaryDirectory(dir=store.root / "tmp", prefix="gitar-") as tmp:
+        tree = Path(tmp) / "tree"
+        tree.mkdir()
+        with tarfile.open(archive, "r:") as tar:
+            extract_all(tar, tree, lambda member, path: data_filter(member, path, str(archive)))
+        found = tree_id(tree)
+        if found != first[5:]:
+            raise ValueError(f"holds the tree {found}, not {first[5:]} of commit {rev}")
+        return _store_tree(store, tree, rev, commit)
+
+
+def object_id(kind: str, data: bytes) -> str:
+    """A git object's id (SHA-1 repositories, as pinned revs are)."""
+    return hashlib.sha1(b"%s %d\0" % (kind.encode(), len(data)) + data, usedforsecurity=False).hexdigest()
+
+
+def tree_id(directory: Path) -> str:
+    """The id git gives the tree of `directory`'s files: entries sorted as git sorts
+    them (a directory as its name plus '/'), blobs hashed unconverted."""
+    entries = []
+    with os.scandir(directory) as it:
+        for entry in it:
+            name = os.fsencode(entry.name)
+            if entry.is_symlink():
+                mode, oid, key = b"120000", object_id("blob", os.fsencode(os.readlink(entry.path))), name
+            elif entry.is_dir():
+                mode, oid, key = b"40000", tree_id(Path(entry.path)), name + b"/"
+            elif entry.is_file():
+                mode = b"100755" if entry.stat().st_mode & 0o100 else b"100644"
+                oid, key = _blob_id(Path(entry.path)), name
+            else:
+                raise ValueError(f"{entry.path}: not a file, directory or symlink")
+            entries.append((key, mode + b" " + name + b"\0" + bytes.fromhex(oid)))
+    return object_id("tree", b"".join(line for _, line in sorted(entries)))
+
+
+def _blob_id(path: Path) -> str:
+    digest = hashlib.sha1(b"blob %d\0" % path.stat().st_size, usedforsecurity=False)
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def ensure_commit(store: Store, label: str, url: str, rev: str, offline: bool = False,
+                  mirrors: Mirrors = Mirrors()) -> bytes:
+    """The commit object of a cached tree; one cached before they were kept is
+    fetched again (from the git mirrors first)."""
+    path = commit_path(store, rev)
+    if path.is_file():
+        return path.read_bytes()
+    places = mirrors.git_locations(url)
+    if offline:
+        places = [where for where in places if is_local_git(where)]
+        if not places:
+            raise OfflineMissing(f"{label}: the commit object of {url} @ {short(rev)} is not in the cache "
+                                 "and --offline forbids fetching it")
+    tool = fingerprint("git")
+    if tool is None:
+        raise MissingToolError(label, "git", debian_package("git"))
+    with tempfile.TemporaryDirectory(dir=store.ensure().root / "tmp", prefix="git-") as tmp:
+        repo = Path(tmp) / "repo"
+        repo.mkdir()
+        _git(["init", "-q"], repo, str(tool.path))
+        attempts: list[str] = []
+        if not any(_fetch_rev(repo, where, rev, str(tool.path), attempts) for where in places):
+            raise FetchError(f"{label}: git {url}", attempts)
+        commit = _commit_object(repo, rev, str(tool.path))
+    tmp_path = path.with_name(path.name + ".tmp")
+    tmp_path.write_bytes(commit)
+    os.replace(tmp_path, path)
+    return commit
+
+
+def _checkout(repo: Path, label: str, url: str, rev: str, git: str, places: list[str],
+              attempts: list[str]) -> str:
+    """Check `rev` out in `repo` from the first of `places` that has it; returns which."""
     _git(["init", "-q"], repo, git)
-    for where in git_locations(url):
+    for where in places:
         if _fetch_rev(repo, where, rev, git, attempts):
             break
     else:

@@ -17,19 +17,20 @@ from ..recipes.keys import Sha256, sha256_bytes
 from ..recipes.recipe import DebSource, GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
 from ..store.store import Store
 from .debs import extract_debs
-from .fetch import Downloader, Fetched, Wanted, debian_mirror_urls
+from .fetch import Downloader, Fetched, Wanted
 from .gitsrc import GitTree, extract_to, fetch_tree, read_member
+from .mirrors import Mirrors
 from .unpack import normalise_tree, symlink_on_the_way, unpack
 
 
-def downloads(recipe: Recipe) -> list[Wanted]:
+def downloads(recipe: Recipe, mirrors: Mirrors = Mirrors()) -> list[Wanted]:
     found = []
     for i, src in enumerate(recipe.doc.sources):
         if isinstance(src, UrlSource):
             found.append(Wanted(f"{recipe.name}: sources[{i}]", Sha256(src.sha256), (src.url, *src.mirrors),
                                 src.basename))
         elif isinstance(src, DebSource):
-            urls = (src.url, *src.mirrors, *debian_mirror_urls(src.url))
+            urls = (src.url, *src.mirrors, *mirrors.debian_urls(src.url))
             found.append(Wanted(f"{recipe.name}: sources[{i}]", Sha256(src.sha256), urls, src.basename))
     for i, patch in enumerate(recipe.doc.patches):
         if isinstance(patch, UrlPatch):
@@ -53,11 +54,13 @@ class Fetch:
 
 
 def fetch_recipes(recipes: list[Recipe], store: Store, downloader: Downloader, jobs: int = 4,
-                  offline: bool = False) -> Fetch:
+                  offline: bool = False, mirrors: Mirrors = Mirrors()) -> Fetch:
+    """Every download and git tree of `recipes`; `mirrors` gives the git and Debian
+    mirrors (the downloader has the file mirrors)."""
     wanted: dict[Sha256, Wanted] = {}
     gits: dict[str, tuple[str, GitSource]] = {}
     for recipe in recipes:
-        for w in downloads(recipe):
+        for w in downloads(recipe, mirrors):
             wanted.setdefault(w.sha256, w)
         for label, src in git_sources(recipe):
             gits.setdefault(src.rev, (label, src))
@@ -65,7 +68,7 @@ def fetch_recipes(recipes: list[Recipe], store: Store, downloader: Downloader, j
     errors: list[LwrecipeError] = []
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         file_jobs = {sha: pool.submit(downloader.fetch, w, offline) for sha, w in wanted.items()}
-        git_jobs = {rev: pool.submit(fetch_tree, store, label, src.git, rev, offline)
+        git_jobs = {rev: pool.submit(fetch_tree, store, label, src.git, rev, offline, mirrors)
                     for rev, (label, src) in gits.items()}
         for sha, job in file_jobs.items():
             try:

@@ -1,5 +1,5 @@
 """Settings from the project's lwrecipe.toml, the user's config file and the
-environment: remote caches, the signing key, trusted keys.
+environment: remote caches, the signing key, trusted keys, mirrors.
 
 Precedence (documented in docs/remote.md): the remote list is `--remote` if
 given, else LWRECIPE_REMOTES, else the project's then the user's `[[remote]]`
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import RecipeError, UsageError
+from ..inputs.mirrors import Mirrors, from_env, from_table
 from .signing import PublicKey, SecretKey, load_secret, parse_public
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ class _NoFile:
     signing_key: None = None
     trusted_keys: tuple[()] = ()
     remote: tuple[()] = ()
+    mirrors: None = None
 
 
 @dataclass(frozen=True)
@@ -184,3 +186,16 @@ def load_settings(project: Path, cli_remotes: list[str] | None = None,
     unique = {spec.url: spec for spec in reversed(remotes)}  # the first mention of a URL wins
     return Settings(tuple(s for s in remotes if unique[s.url] is s), secret, trusted)
 
+
+
+def load_mirrors(project: Path, env: dict[str, str] | None = None) -> Mirrors:
+    """Every mirror setting, tried in this order: the environment's, then the
+    project's lwrecipe.toml, then the user's config file (relative directories in a
+    file are taken from that file's directory)."""
+    env = dict(os.environ) if env is None else env
+    mirrors = from_env(env)
+    for path in (project / PROJECT_FILE, user_config_path(env)):
+        table = read_config(path).mirrors
+        if table is not None:
+            mirrors += from_table(table.files, table.git, table.debian, path.parent.absolute())
+    return mirrors

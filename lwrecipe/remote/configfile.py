@@ -24,10 +24,20 @@ class RemoteEntry(_Strict):
     auth_header: str = "Authorization"
 
 
+class MirrorsEntry(_Strict):
+    """`[mirrors]`: the same settings as LWRECIPE_MIRRORS, LWRECIPE_GIT_MIRRORS and
+    LWRECIPE_DEBIAN_MIRRORS, a list of places per URL prefix instead of `PREFIX=` rules."""
+
+    files: list[str] = []
+    git: dict[str, list[str]] = {}
+    debian: dict[str, list[str]] = {}
+
+
 class ConfigFile(_Strict):
     signing_key: str | None = None
     trusted_keys: list[str] = []
     remote: list[RemoteEntry] = []
+    mirrors: MirrorsEntry | None = None
 
 
 def validate(raw: dict[str, Any], shown: str) -> ConfigFile:

@@ -164,6 +164,11 @@ def _drop_dangling_git_refs(store: Store) -> None:
     if not refs.is_dir():
         return
     for ref in refs.iterdir():
-        sha = ref.read_text().strip() if ref.is_file() else ""
+        if ref.name.endswith(".commit"):
+            continue
+        sha = ref.read_text(errors="replace").strip() if ref.is_file() else ""
         if not store.has("sources", sha):
             ref.unlink(missing_ok=True)
+    for commit in refs.glob("*.commit"):  # a tree's commit object goes with its ref
+        if not commit.with_suffix("").exists():
+            commit.unlink(missing_ok=True)

@@ -157,12 +157,22 @@ def test_plan_and_show_say_what_a_recipe_is_built_on(project, env_store) -> None
 
 def test_hello_wasm_on_the_environment_reproduces_in_two_stores_and_runs(tmp_path, deb_mirror) -> None:
     """README's main job: the environment and hello-wasm built from nothing in two
-    stores give the same output ids, and the module runs in node."""
+    stores give the same output ids, and the module runs in node. The second store
+    is an air-gapped site's: no network, --offline, every input from a directory
+    that `mirror export` wrote from the first."""
     if not shutil.which("node"):
         pytest.skip("node missing")
     ids = []
+    export = tmp_path / "mirror"
     for cache in ("c1", "c2"):
-        result = run_subprocess("--cache", str(tmp_path / cache), "build", str(HELLO), cwd=REPO, env=deb_mirror)
+        if cache == "c1":
+            result = run_subprocess("--cache", str(tmp_path / cache), "build", str(HELLO), cwd=REPO, env=deb_mirror)
+        else:
+            exported = run_subprocess("--cache", str(tmp_path / "c1"), "mirror", "export", str(export), str(HELLO),
+                                      "--offline", cwd=REPO)
+            assert exported.code == 0, exported.err
+            result = run_subprocess("--cache", str(tmp_path / cache), "build", "--offline", str(HELLO), cwd=REPO,
+                                    env={"LWRECIPE_MIRRORS": str(export)}, airgapped=True)
         assert result.code == 0, result.err
         records = [json.loads(p.read_text()) for p in (tmp_path / cache / "ac").iterdir()]
         ids.append({r["name"]: r["output_id"] for r in records})
