@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything lwrecipe and its tests need on a fresh Debian or Ubuntu machine (run as root):
 # the Debian packages, then lwrecipe into a virtual environment of the distribution's own python3
-# (.venv in this checkout; PEP 668 forbids pip in the system's Python), linked into /usr/local/bin.
+# (.venv in this checkout; PEP 668 forbids pip in the system's Python), linked into /usr/local/bin
+# (LWRECIPE_BIN_DIR names another directory for the link).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 packages=(
@@ -24,4 +25,6 @@ fi
 # that to the first import, which never writes it where PYTHONDONTWRITEBYTECODE
 # is set, and every command would then compile lwrecipe from source again.
 .venv/bin/python -m compileall -q lwrecipe
-ln -sfn "$PWD/.venv/bin/lwrecipe" /usr/local/bin/lwrecipe
+bindir="${LWRECIPE_BIN_DIR:-/usr/local/bin}"
+mkdir -p "$bindir"
+ln -sfn "$PWD/.venv/bin/lwrecipe" "$bindir/lwrecipe"
