@@ -116,9 +116,59 @@ def test_bad_device_specs(text: str) -> None:
         Device.parse(text)
 
 
-def test_init_script_parses(tmp_path: Path) -> None:
-    init = Path(__file__).resolve().parent.parent / "initramfs" / "init"
-    for shell in ("sh", "busybox"):
-        if shutil.which(shell):
-            args = [shell, "-n", str(init)] if shell == "sh" else [shell, "sh", "-n", str(init)]
-            assert subprocess.run(args, capture_output=True).returncode == 0
+def upstream_base(tmp_path: Path) -> Path:
+    """upstream's patches/initramfs/initramfs-base.cpio at the pinned commit."""
+    from tests.conftest import upstream
+
+    data = subprocess.run(["git", "--git-dir", str(upstream("linux-wasm.git")), "-c", "safe.directory=*", "show",
+                           "970e08b0d605e63e36a99d22596e8899a1dab8b5:patches/initramfs/initramfs-base.cpio"],
+                          capture_output=True, check=True).stdout
+    path = tmp_path / "initramfs-base.cpio"
+    path.write_bytes(data)
+    return path
+
+
+def listing(cpio_bytes: bytes) -> list[list[str]]:
+    """GNU cpio's long listing: mode string, links, owner, group, size or device numbers, ..., name."""
+    out = subprocess.run(["cpio", "-itv", "--quiet", "--numeric-uid-gid"], input=cpio_bytes, capture_output=True,
+                         check=True, env={**os.environ, "TZ": "UTC", "LC_ALL": "C"}).stdout.decode()
+    return [line.split() for line in out.splitlines()]
+
+
+def test_parts_are_appended_as_upstreams_cpio_dash_a_does(tmp_path: Path) -> None:
+    """The base's entries first as they are (upstream's device node included, made
+    here without root), then the tree as `find .` adds it, then the init."""
+    base = upstream_base(tmp_path)
+    root = make_root(tmp_path / "busybox", 0o022)
+    (root / "init").unlink()
+    init = tmp_path / "init"
+    init.write_text("#!/bin/sh\nexec /sbin/init -s\n")
+    init.chmod(0o755)
+    out = tmp_path / "out.cpio"
+    proc = subprocess.run([sys.executable, "-m", "lwrecipe.initramfs", "--base", str(base), "--tree", str(root),
+                           "--file", f"init={init}", "--out", str(out), "--no-gzip", "--mtime", "315532800"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    ours, theirs = listing(out.read_bytes()), listing(base.read_bytes())
+    assert [(row[0], row[-1]) for row in ours[:len(theirs)]] == [(row[0], row[-1]) for row in theirs]
+    console = next(row for row in ours if row[-1] == "dev/console")
+    assert console[0] == "crw-r--r--" and console[4:6] == ["5,", "1"]
+    assert all(row[2:4] == ["0", "0"] for row in ours)
+    rest = [(row[0][0], row[-3] if row[0][0] == "l" else row[-1]) for row in ours[len(theirs):]]
+    assert rest == [("d", "."), ("d", "bin"), ("-", "bin/busybox"), ("-", "bin/ls"), ("l", "bin/sh"), ("d", "etc"),
+                    ("-", "etc/motd"), ("-", "init")]
+    assert ours[-1][0] == "-rwxr-xr-x"
+    extracted = tmp_path / "x"
+    extracted.mkdir()
+    subprocess.run(["cpio", "-id", "--quiet", "--no-preserve-owner"], input=out.read_bytes(), cwd=extracted,
+                   check=False, capture_output=True)
+    assert (extracted / "init").read_bytes() == init.read_bytes()
+    assert os.path.samefile(extracted / "bin" / "busybox", extracted / "bin" / "ls")
+
+
+def test_a_bad_base_archive_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.cpio"
+    bad.write_bytes(b"070701" + b"Z" * 200)
+    proc = subprocess.run([sys.executable, "-m", "lwrecipe.initramfs", "--base", str(bad), "--out",
+                           str(tmp_path / "o.cpio.gz")], capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stderr == f"error: initramfs: {bad}: bad cpio header at byte 0\n"
