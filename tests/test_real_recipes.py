@@ -33,24 +33,67 @@ def test_every_real_recipe_loads(name: str) -> None:
         assert isinstance(patch, SourcePatch) and patch.source == "linux-wasm"
 
 
-def test_pinned_upstream_versions() -> None:
-    pins = {}
-    for name in ("llvm", "linux", "musl", "busybox"):
+def upstream_file(path: str) -> str:
+    """A file of linux-wasm at the pinned commit, from ../shared/upstream's clone."""
+    import subprocess
+
+    from tests.conftest import upstream
+
+    return subprocess.run(["git", "-c", "safe.directory=*", "--git-dir", str(upstream("linux-wasm.git")), "show",
+                           f"{LINUX_WASM_REV}:{path}"], capture_output=True, text=True, check=True).stdout
+
+
+UPSTREAM_DIRS = {"llvm": "llvm", "linux": "kernel", "musl": "musl", "busybox": "busybox"}
+
+
+def test_versions_are_the_ones_upstreams_script_clones() -> None:
+    """linux-wasm.sh clones llvmorg-18.1.2, v6.4.16, v1.2.5 and 1_36_1: each recipe's
+    version and tarball are of that release; musl's pin is the real tarball's sha256."""
+    import hashlib
+    import re
+
+    from tests.conftest import upstream
+
+    script = upstream_file("linux-wasm.sh")
+    tags = {c: t for t, c in re.findall(r'git clone -b (\S+) \$LW_GITFLAGS \S+ "\$LW_SRC/(\w+)"', script)}
+    assert tags == {"llvm": "llvmorg-18.1.2", "kernel": "v6.4.16", "musl": "v1.2.5", "busybox": "1_36_1"}
+    for name, component in UPSTREAM_DIRS.items():
         recipe = load_recipe(REPO / "recipes" / f"{name}.toml")
-        url_sources = [s for s in recipe.doc.sources if isinstance(s, UrlSource)]
-        pins[name] = (recipe.version, url_sources[0].sha256)
-    assert pins == {
-        "llvm": ("18.1.2", "51073febd91d1f2c3b411d022695744bda322647e76e0b4eb1918229210c48d5"),
-        "linux": ("6.4.16", "9626ec84a39ecb009bf11a271dd520941159c165d4e62f82e3a77b79d20ff27d"),
-        "musl": ("1.2.5", "a9a118bbe84d8764da0ea0d28b3ab3fae8477fc7e4085d90102b8596fc7c75e4"),
-        "busybox": ("1.36.1", "b8cc24c9574d809e7279c3be349795c5d5ceb6fdf19ca709f80cde50e47de314"),
-    }
+        version = tags[component].removeprefix("llvmorg-").removeprefix("v").replace("_", ".")
+        [tarball] = [s for s in recipe.doc.sources if isinstance(s, UrlSource)]
+        assert recipe.version == version and version in tarball.basename, (name, tarball.url)
+    musl = [s for s in load_recipe(REPO / "recipes" / "musl.toml").doc.sources if isinstance(s, UrlSource)][0]
+    real = upstream("sources/musl-1.2.5.tar.gz").read_bytes()
+    assert musl.sha256 == hashlib.sha256(real).hexdigest()
 
 
-def test_kernel_patch_series_in_order() -> None:
-    recipe = load_recipe(REPO / "recipes" / "linux.toml")
-    numbers = [Path(p.path).name[:4] for p in recipe.doc.patches]
-    assert numbers == [f"{i:04d}" for i in range(1, 13)]
+@pytest.mark.parametrize("name", sorted(UPSTREAM_DIRS))
+def test_patch_series_is_upstreams_in_upstreams_order(name: str) -> None:
+    """Each recipe's patches are exactly the files linux-wasm.sh applies with `git am`
+    to that component, in its order; every one exists at the pinned commit."""
+    import re
+
+    script = upstream_file("linux-wasm.sh")
+    component = UPSTREAM_DIRS[name]
+    theirs = re.findall(rf'git -C "\$LW_SRC/{component}" am < "\$LW_ROOT/(patches/\S+)"', script)
+    ours = [p.path for p in load_recipe(REPO / "recipes" / f"{name}.toml").doc.patches]
+    assert ours == theirs and theirs
+    for path in theirs:
+        assert upstream_file(path).startswith("From "), path  # a git format-patch file
+
+
+def test_the_headers_patch_and_initramfs_files_are_upstreams() -> None:
+    """linux-headers applies the headers patch upstream's build-busybox-kernel-headers
+    step applies, from inside the headers directory as it does; initramfs takes the
+    base archive and the init upstream's build-initramfs step takes."""
+    script = upstream_file("linux-wasm.sh")
+    headers = (REPO / "recipes" / "linux-headers.toml").read_text()
+    patch = "patches/busybox-kernel-headers/busybox-kernel-headers-for-musl.patch"
+    assert f'patch -p1 < "$LW_ROOT/{patch}"' in script and f"linux-wasm/{patch}" in headers
+    assert 'cd "$LW_INSTALL/busybox-kernel-headers"' in script and 'patch -d "$LW_OUT/include" -p1' in headers
+    initramfs = (REPO / "recipes" / "initramfs.toml").read_text()
+    assert '"$LW_ROOT/patches/initramfs/initramfs-base.cpio"' in script and "initramfs-base.cpio" in initramfs
+    assert "--file init=\"$upstream/init\"" in initramfs and 'echo "./init" | cpio' in script
 
 
 def _assert_valid_order(names: list[str]) -> None:
@@ -79,8 +122,7 @@ def test_plan_runtime_lists_all_seven(cli, monkeypatch, tmp_path) -> None:
 
 
 def _copy_checkout(dest: Path) -> Path:
-    for rel in ("recipes", "initramfs", "runtime"):
-        shutil.copytree(REPO / rel, dest / rel)
+    shutil.copytree(REPO / "recipes", dest / "recipes")
     (dest / "lwrecipe").mkdir(parents=True)
     shutil.copy(REPO / "lwrecipe" / "initramfs.py", dest / "lwrecipe" / "initramfs.py")
     shutil.copy(REPO / "lwrecipe.toml", dest / "lwrecipe.toml")

@@ -10,7 +10,7 @@ mirrors, patch origins, the recipe file's sha256, first-use pins of git trees.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +59,35 @@ def _tools(item: Planned) -> dict[str, dict[str, str]]:
     return out
 
 
-def entry(item: Planned, store: Store, dep_outputs: dict[str, str], output_id: str | None) -> dict[str, Any]:
-    """The lockfile entry of one planned recipe; `store` supplies first-use pins."""
+@dataclass(frozen=True)
+class FirstUsePins:
+    """First-use pins a lockfile already holds: each git commit's tree sha256 and the
+    sha256 of each patch read from inside one (by commit and path)."""
+
+    trees: dict[str, str] = field(default_factory=dict)
+    patches: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, previous: dict[str, Any]) -> FirstUsePins:
+        pins = cls()
+        for e in previous.values():
+            if not isinstance(e, dict):
+                continue
+            revs = {s.get("name"): s.get("rev") for s in e.get("sources", []) if s.get("kind") == "git"}
+            for s in e.get("sources", []):
+                if s.get("kind") == "git" and is_sha256(s.get("tree_sha256", "")):
+                    pins.trees[s["rev"]] = s["tree_sha256"]
+            for p in e.get("patches", []):
+                rev = revs.get(p.get("source"))
+                if p.get("origin") == "source" and rev and is_sha256(p.get("sha256", "")):
+                    pins.patches[(rev, p["path"])] = p["sha256"]
+        return pins
+
+
+def entry(item: Planned, store: Store, dep_outputs: dict[str, str], output_id: str | None,
+          pins: FirstUsePins = FirstUsePins()) -> dict[str, Any]:
+    """The lockfile entry of one planned recipe; `store` supplies first-use pins, and
+    `pins` (the lockfile's own) those of trees the store does not hold."""
     recipe, doc = item.recipe, item.recipe.doc
     sources = []
     for src, pin in zip(doc.sources, source_pins(recipe)):
@@ -71,7 +98,7 @@ def entry(item: Planned, store: Store, dep_outputs: dict[str, str], output_id: s
             s = {"kind": "url", "url": src.url, "mirrors": list(src.mirrors), "sha256": src.sha256}
         elif isinstance(src, GitSource):
             tree = cached_tree(store, src.rev) if store.exists() else None
-            s = {"kind": "git", "url": src.git, "rev": src.rev, "tree_sha256": tree or ""}
+            s = {"kind": "git", "url": src.git, "rev": src.rev, "tree_sha256": tree or pins.trees.get(src.rev, "")}
         else:
             assert isinstance(src, PathSource)
             s = {"kind": "path", "path": src.path, "sha256": pin.ident}
@@ -88,7 +115,7 @@ def entry(item: Planned, store: Store, dep_outputs: dict[str, str], output_id: s
         else:
             assert isinstance(patch, SourcePatch)
             p = {"origin": "source", "source": patch.source, "path": patch.path,
-                 "sha256": _source_patch_sha(recipe, patch, store)}
+                 "sha256": _source_patch_sha(recipe, patch, store, pins)}
         p["strip"] = patch.strip
         patches.append(p)
     return {
@@ -111,14 +138,15 @@ def entry(item: Planned, store: Store, dep_outputs: dict[str, str], output_id: s
     }
 
 
-def build_entries(graph: Any, store: Store, output_of: Any) -> dict[str, dict[str, Any]]:
+def build_entries(graph: Any, store: Store, output_of: Any,
+                  pins: FirstUsePins = FirstUsePins()) -> dict[str, dict[str, Any]]:
     """Entries for the graph's targets and their closure, as this machine and cache
     see them; `output_of(key)` is the output id the cache holds for a key."""
     from ..build.plan import plan_graph
 
     planned = plan_graph(graph, output_of)
     outputs = {p.name: output_of(p.key) if p.key else None for p in planned}
-    return {p.name: entry(p, store, {d: outputs[d] or "" for d in p.recipe.depends}, outputs[p.name])
+    return {p.name: entry(p, store, {d: outputs[d] or "" for d in p.recipe.depends}, outputs[p.name], pins)
             for p in planned}
 
 
@@ -160,13 +188,16 @@ def write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _source_patch_sha(recipe: Recipe, patch: SourcePatch, store: Store) -> str:
-    """A patch inside a git source: pinned by the commit; its own sha256 once the tree is here."""
+def _source_patch_sha(recipe: Recipe, patch: SourcePatch, store: Store, pins: FirstUsePins) -> str:
+    """A patch inside a git source: pinned by the commit; its own sha256 once the tree
+    is here, else the one the lockfile already has for that commit and path."""
     src = recipe.source_named(patch.source)
-    if not isinstance(src, GitSource) or not store.exists():
+    if not isinstance(src, GitSource):
         return ""
-    tree = cached_tree(store, src.rev)
-    data = read_member(store.path("sources", tree), patch.path) if tree else None
+    tree = cached_tree(store, src.rev) if store.exists() else None
+    if tree is None:
+        return pins.patches.get((src.rev, patch.path), "")
+    data = read_member(store.path("sources", tree), patch.path)
     return sha256_bytes(data) if data is not None else ""
 
 

@@ -44,7 +44,8 @@ def _all_recipes(root: Path) -> list[str]:
 
 
 def cmd_lock(ctx: Context) -> int:
-    from ..audit.lockfile import LOCKFILE, build_entries, fetch_first_use_pins, locked_outputs, read, render, write
+    from ..audit.lockfile import (LOCKFILE, FirstUsePins, build_entries, fetch_first_use_pins, locked_outputs, read,
+                                  render, write)
     from ..build.status import StatusOracle
     from ..errors import IntegrityError
     from ..recipes.graph import load_graph, project_root
@@ -58,7 +59,8 @@ def cmd_lock(ctx: Context) -> int:
     previous = read(path).recipes if path.exists() else {}
     entries = dict(previous) if ctx.args.targets else {}
     entries.update(build_entries(graph, Store(ctx.cache_dir),
-                                 locked_outputs(previous, StatusOracle(ctx.cache_dir).output_id)))
+                                 locked_outputs(previous, StatusOracle(ctx.cache_dir).output_id),
+                                 FirstUsePins.of(previous)))
     text = render(entries)
     old = path.read_text() if path.exists() else None
     if ctx.args.check:

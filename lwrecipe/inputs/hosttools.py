@@ -21,7 +21,7 @@ from ..files import TOOL_CACHE_ENV, replace_text, user_cache_dir
 from ..recipes.keys import Sha256, ToolPin
 from ..store.store import file_sha256
 
-COREUTILS = ("basename", "cat", "chmod", "cp", "cut", "date", "dirname", "env", "expr", "head", "install", "ln",
+COREUTILS = ("basename", "cat", "chmod", "cp", "cut", "date", "dd", "dirname", "env", "expr", "head", "install", "ln",
              "ls", "mkdir", "mv", "od", "printf", "readlink", "realpath", "rm", "sleep", "sort", "tail", "touch",
              "tr", "uname", "uniq", "wc")
 DEBIAN_PACKAGES = {
