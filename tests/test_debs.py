@@ -19,6 +19,7 @@ from lwrecipe.inputs.debpins import write_pins
 from lwrecipe.inputs.debs import DebPin, extract_deb, resolve
 from lwrecipe.inputs.mirrors import Mirrors, parse_rules
 from lwrecipe.recipes.recipe import DebianRequest, DebSource, parse_recipe
+from tests.conftest import REPO
 
 
 def member(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", mode: int = 0o644,
@@ -110,6 +111,33 @@ def test_resolve_asks_apt_for_the_closure_on_an_empty_system() -> None:
     assert f"SHA256: {libc.sha256}" in shown and libc.url.startswith("http") and libc.size > 0
     with pytest.raises(LwrecipeError, match="cannot resolve .*no-such-package-x"):
         resolve(["make", "no-such-package-x"])
+
+
+@needs_apt
+def test_resolve_on_an_environment_pins_only_what_it_lacks() -> None:
+    """`debs resolve --on buildenv`: the environment's packages count as installed,
+    so lld-19 brings its LLVM library and nothing buildenv already has."""
+    from lwrecipe.recipes.recipe import load_recipe
+
+    env = load_recipe(REPO / "recipes" / "buildenv.toml")
+    installed = [DebPin(s.deb, s.version, s.arch, s.url, s.sha256, 0) for s in env.doc.sources
+                 if isinstance(s, DebSource)]
+    alone = {p.name for p in resolve(["lld-19"])}
+    on_env = {p.name for p in resolve(["lld-19"], installed=installed)}
+    assert {"lld-19", "libllvm19"} <= on_env and "libc6" in alone and "libc6" not in on_env
+    assert not on_env & {p.name for p in installed} and on_env < alone
+
+
+def test_the_llvm_stand_in_is_pinned_on_the_environment() -> None:
+    """standins/llvm.toml says what it was resolved on, and pins none of its packages."""
+    from lwrecipe.recipes.recipe import load_recipe
+
+    standin = load_recipe(REPO / "standins" / "llvm.toml")
+    env = load_recipe(REPO / "recipes" / "buildenv.toml")
+    assert standin.doc.debian is not None and standin.doc.debian.on == "buildenv"
+    ours = {s.deb for s in standin.doc.sources if isinstance(s, DebSource)}
+    assert {"clang-19", "lld-19", "llvm-19", "libclang-rt-19-dev-wasm32", "libllvm19"} <= ours
+    assert not ours & {s.deb for s in env.doc.sources if isinstance(s, DebSource)}
 
 
 RECIPE = """\

@@ -15,6 +15,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     target_args(r, many=False)
     r.add_argument("packages", nargs="+", metavar="PKG", help="Debian package names")
     r.add_argument("--arch", metavar="ARCH", help="Debian architecture (default: apt's own)")
+    r.add_argument("--on", metavar="ENV", help="an environment recipe whose packages count as installed: only "
+                   "what it lacks is pinned (a recipe built on that environment)")
     r.set_defaults(func=cmd_debs_resolve)
     u = debs_sub.add_parser("update", help="resolve the recipe's [debian] packages again with the current "
                             "indices (run `apt-get update` first)", epilog=EPILOG)
@@ -23,13 +25,23 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _pin(ctx: Context, target: str, request) -> int:  # noqa: ANN001
+    from ..errors import UsageError
     from ..inputs.debpins import write_pins
-    from ..inputs.debs import resolve
-    from ..recipes.graph import load_graph
+    from ..inputs.debs import DebPin, resolve
+    from ..recipes.graph import dependency_path, load_graph
 
     graph = load_graph([target])
     recipe = graph.recipes[graph.targets[0]]
-    pins = resolve(request.packages, request.arch)
+    installed = []
+    if request.on:
+        from ..recipes.recipe import DebSource
+
+        env = load_graph([str(dependency_path(recipe, request.on))]).recipes[request.on]
+        installed = [DebPin(s.deb, s.version, s.arch, s.url, s.sha256, 0) for s in env.doc.sources
+                     if isinstance(s, DebSource)]
+        if not installed:
+            raise UsageError(f"{recipe.display}: debian.on: {env.display} pins no Debian packages")
+    pins = resolve(request.packages, request.arch, installed)
     changes = write_pins(recipe.path, request, pins)
     for change in changes:
         ctx.out(change.text())
@@ -41,7 +53,7 @@ def _pin(ctx: Context, target: str, request) -> int:  # noqa: ANN001
 def cmd_debs_resolve(ctx: Context) -> int:
     from ..recipes.recipe import DebianRequest
 
-    return _pin(ctx, ctx.args.target, DebianRequest(packages=ctx.args.packages, arch=ctx.args.arch))
+    return _pin(ctx, ctx.args.target, DebianRequest(packages=ctx.args.packages, arch=ctx.args.arch, on=ctx.args.on))
 
 
 def cmd_debs_update(ctx: Context) -> int:

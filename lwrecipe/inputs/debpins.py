@@ -64,6 +64,8 @@ def write_pins(path: Path, request: DebianRequest, pins: list[DebPin]) -> list[P
     debian["packages"].extend(request.packages)
     if request.arch:
         debian.add("arch", request.arch)
+    if request.on:
+        debian.add("on", request.on)
     doc["debian"] = debian  # replaced in place, or added at the end
     doc["sources"] = sources
     new_text = tomlkit.dumps(doc)

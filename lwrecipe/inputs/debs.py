@@ -224,10 +224,11 @@ def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, f
 _URI_LINE = re.compile(r"'(?P<url>[^']+)' (?P<file>\S+) (?P<size>\d+) SHA256:(?P<sha>[0-9a-f]{64})")
 
 
-def resolve(packages: Iterable[str], arch: str | None = None) -> list[DebPin]:
-    """Every package an install of `packages` on an empty system needs, without
-    recommends, as apt resolves it from the indices it has verified (run `apt-get
-    update` first). Sorted by name."""
+def resolve(packages: Iterable[str], arch: str | None = None, installed: Iterable[DebPin] = ()) -> list[DebPin]:
+    """Every package an install of `packages` needs, without recommends, as apt
+    resolves it from the indices it has verified (run `apt-get update` first), on a
+    system where only `installed` is (an environment's packages; none: an empty
+    system). Sorted by name."""
     wanted = list(packages)
     if not wanted:
         raise UsageError("debs: no packages given")
@@ -235,7 +236,8 @@ def resolve(packages: Iterable[str], arch: str | None = None) -> list[DebPin]:
         raise LwrecipeError("debs: apt-get is not installed; resolving packages needs Debian's apt")
     with tempfile.TemporaryDirectory(prefix="lwrecipe-apt-") as tmp:
         status = Path(tmp, "status")
-        status.touch()
+        status.write_text("".join(f"Package: {p.name}\nStatus: install ok installed\nVersion: {p.version}\n"
+                                  f"Architecture: {p.arch}\n\n" for p in installed))
         Path(tmp, "archives", "partial").mkdir(parents=True)
         argv = ["apt-get", "install", "--print-uris", "-qq", "--no-install-recommends",
                 "-o", f"Dir::State::status={status}", "-o", f"Dir::Cache::archives={tmp}/archives/",

@@ -244,6 +244,7 @@ class DebianRequest(_Model):
 
     packages: list[DebName]
     arch: DebArch | None = None
+    on: Name | None = None  # an environment recipe whose packages count as installed
 
 
 class FilePatch(_Model):
