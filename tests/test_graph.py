@@ -82,3 +82,50 @@ def test_diamond_loads_each_recipe_once(project) -> None:
 
     load_graph(["top", "recipes/l.toml"], loader=loader)
     assert sorted(calls) == ["base.toml", "l.toml", "r.toml", "top.toml"]
+
+
+def test_with_recipe_swaps_a_dependency_and_its_own_deps_are_the_projects(project, cli, tmp_path) -> None:
+    """--with-recipe NAME=FILE: FILE is used wherever the graph names NAME; a
+    substitute kept outside the project finds its dependencies in the project."""
+    project.recipe("lib", simple_recipe("lib"))
+    project.recipe("tool", simple_recipe("tool"))
+    project.recipe("app", simple_recipe("app", ["tool", "lib"]))
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-standins"
+    elsewhere.mkdir()
+    (elsewhere / "tool.toml").write_text(simple_recipe("tool", ["lib"], script="echo stand-in"))
+    result = cli("plan", "app", "--with-recipe", f"tool={elsewhere / 'tool.toml'}")
+    assert result.code == 0, result.err
+    rows = [line.split()[0] for line in result.out.splitlines()[1:]]
+    assert rows[:3] == ["lib", "tool*", "app"]
+    assert f"* tool: from {elsewhere / 'tool.toml'} (--with-recipe), not the project's recipe" in result.out
+    graph = load_graph(["app"], substitutes={"tool": elsewhere / "tool.toml"})
+    assert graph.recipes["tool"].path == elsewhere / "tool.toml" and graph.recipes["tool"].depends == ["lib"]
+    assert set(graph.substitutions("app")) == {"tool"} and graph.substitutions("lib") == {}
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("tool", "--with-recipe tool: expected NAME=FILE"),
+    ("tool=nowhere.toml", "--with-recipe tool=nowhere.toml: nowhere.toml: no such recipe file"),
+    ("tool=recipes/lib.toml", "that recipe is named 'lib', not 'tool'"),
+])
+def test_a_bad_with_recipe_is_one_line(project, cli, spec, message) -> None:
+    project.recipe("lib", simple_recipe("lib"))
+    project.recipe("tool", simple_recipe("tool"))
+    project.recipe("app", simple_recipe("app", ["tool", "lib"]))
+    result = cli("plan", "app", "--with-recipe", spec)
+    assert result.code == 2 and message in result.err and result.err.count("\n") == 1, result.err
+
+
+def test_a_with_recipe_the_graph_does_not_have_is_said(project, cli) -> None:
+    project.recipe("lib", simple_recipe("lib"))
+    project.recipe("app", simple_recipe("app", ["lib"]))
+    result = cli("plan", "app", "--with-recipe", "other=recipes/lib.toml")
+    assert result.code == 0 and "warning: --with-recipe other: no recipe of the targets is or depends on 'other'" \
+        in result.err
+
+
+def test_locked_builds_refuse_stand_ins(project, cli) -> None:
+    project.recipe("lib", simple_recipe("lib"))
+    project.recipe("app", simple_recipe("app", ["lib"]))
+    result = cli("build", "app", "--locked", "--with-recipe", "lib=recipes/lib.toml")
+    assert result.code == 2 and "--locked with --with-recipe" in result.err

@@ -62,10 +62,13 @@ def patch_files(item: Planned, fetched: Fetch, where: Path) -> list[PatchFile]:
 
 
 def build_one(store: Store, item: Planned, fetched: Fetch, deps: dict[str, Path],
-              opts: BuildOptions, log_dir: Path, keep_record: bool = True) -> dict[str, Any]:
+              opts: BuildOptions, log_dir: Path, keep_record: bool = True,
+              substituted: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
     """Build `item` and store its output and record under its key; returns the record.
     With keep_record=False (a `--check` rebuild) the output blob is stored but the
-    record is only returned, so the cached record stays the reference."""
+    record is only returned, so the cached record stays the reference. `substituted`:
+    the --with-recipe stand-ins in its closure, noted in the record (not in the key,
+    which already covers every byte of them)."""
     assert item.key is not None and item.inputs is not None
     recipe, build = item.recipe, item.recipe.doc.build
     started = time.time()
@@ -115,6 +118,8 @@ def build_one(store: Store, item: Planned, fetched: Fetch, deps: dict[str, Path]
             "duration_s": round(time.time() - started, 3),
             "log": log_blob,
         }
+        if substituted:
+            record["substituted"] = substituted
         if opts.secret is not None:
             record = sign(record, opts.secret)
         if keep_record:

@@ -71,6 +71,7 @@ class Engine:
     def build(self, graph: Graph) -> list[Outcome]:
         """Outcomes in build order. After a failure without keep_going, running
         builds finish and nothing new starts; what never started is left out."""
+        self.graph = graph
         order = graph.closure(graph.targets)
         if self.check:
             self.checked = set(graph.targets)
@@ -238,7 +239,7 @@ class Engine:
                 raise IntegrityError(f"{item.name}: a dependency rebuilt to different bytes than its "
                                      "cached output; run the build again")
             return build_one(self.store, item, fetched, deps, self.options, self.store.root / "logs",
-                             keep_record=keep_record)
+                             keep_record=keep_record, substituted=self.graph.substitutions(item.name))
 
     def _restore(self, name: str, dest: Path) -> Path:
         """Unpack a dependency's output. One known only from a remote is pulled first;

@@ -8,13 +8,14 @@ import sys
 from pathlib import Path
 
 from ..errors import redact
-from .common import (EPILOG, Context, lockfile_path, open_remotes, project_settings, remote_args, say_error, table,
-                     target_args)
+from .common import (EPILOG, Context, load_targets, lockfile_path, open_remotes, project_settings, remote_args,
+                     say_error, substitute_args, table, target_args)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fetch", help="download and verify every input of the targets", epilog=EPILOG)
     target_args(p)
+    substitute_args(p)
     p.add_argument("-j", "--jobs", type=int, default=4, metavar="N", help="parallel downloads (default 4)")
     p.add_argument("--offline", action="store_true",
                    help="never touch the network (mirror directories are read); list what is missing")
@@ -23,6 +24,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("build", help="build the targets and everything they depend on", epilog=EPILOG)
     target_args(p)
+    substitute_args(p)
     p.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
                    help="independent recipes built at once (default 1); each build gets LW_JOBS = CPUs / N")
     p.add_argument("--keep-going", action="store_true", help="after a failure, build what does not depend on it")
@@ -39,6 +41,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("checkout", help="materialise a built output in a directory", epilog=EPILOG)
     target_args(p, many=False)
+    substitute_args(p)
     p.add_argument("dest", metavar="DEST", help="directory to create")
     p.add_argument("--with-deps", action="store_true", help="also each dependency, in DEST/<name>")
     p.set_defaults(func=cmd_checkout)
@@ -64,10 +67,9 @@ def fetch_inputs(ctx: Context, graph, names: list[str], jobs: int, offline: bool
 
 
 def cmd_fetch(ctx: Context) -> int:
-    from ..recipes.graph import load_graph
     from .progress import human_size
 
-    graph = load_graph(ctx.args.targets)
+    graph = load_targets(ctx, ctx.args.targets)
     names = graph.targets if ctx.args.no_deps else graph.closure(graph.targets)
     result = fetch_inputs(ctx, graph, names, ctx.args.jobs, ctx.args.offline)
     rows = [(f.wanted.label, f.wanted.basename, human_size(f.size), f.wanted.sha256[:12], f.origin)
@@ -86,11 +88,16 @@ def cmd_fetch(ctx: Context) -> int:
 def cmd_build(ctx: Context) -> int:
     from ..build.builder import BuildOptions
     from ..build.engine import Engine
-    from ..recipes.graph import load_graph
     from ..store.store import Store
     from .progress import BuildDisplay, DisplayReporter
 
-    graph = load_graph(ctx.args.targets)
+    graph = load_targets(ctx, ctx.args.targets)
+    if ctx.args.locked and graph.substituted:
+        from ..errors import UsageError
+
+        raise UsageError("--locked with --with-recipe: the lockfile pins the project's recipes, not stand-ins")
+    for name, path in sorted(graph.substituted.items()):
+        ctx.info(f"{name}: from {graph.recipes[name].display} (--with-recipe)")
     lock = check_locked(ctx, graph) if ctx.args.locked else None
     store = Store(ctx.cache_dir)
     parallel = max(1, ctx.args.jobs)
@@ -182,10 +189,9 @@ def cmd_checkout(ctx: Context) -> int:
     from ..build.plan import plan_graph
     from ..build.status import StatusOracle
     from ..errors import UsageError
-    from ..recipes.graph import load_graph
     from ..store.outputs import restore
 
-    graph = load_graph([ctx.args.target])
+    graph = load_targets(ctx, [ctx.args.target])
     oracle = StatusOracle(ctx.cache_dir)
     planned = {p.name: p for p in plan_graph(graph, oracle.output_id)}
     dest = Path(ctx.args.dest)

@@ -59,6 +59,22 @@ def target_args(p: argparse.ArgumentParser, many: bool = True) -> None:
                    help="a recipe file (recipes/busybox.toml) or a recipe name (busybox)")
 
 
+def substitute_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--with-recipe", action="append", default=[], metavar="NAME=FILE",
+                   help="use the recipe FILE for NAME wherever the targets' graph names it, instead of the "
+                   "project's (a stand-in; plan shows it, build records note it; repeatable)")
+
+
+def load_targets(ctx: Context, targets: Sequence[str]):  # noqa: ANN202 - returns a Graph
+    """The targets' graph, with the command's --with-recipe substitutions."""
+    from ..recipes.graph import load_graph, parse_substitutes
+
+    graph = load_graph(targets, substitutes=parse_substitutes(getattr(ctx.args, "with_recipe", None) or []))
+    for name in graph.unused:
+        ctx.info(f"warning: --with-recipe {name}: no recipe of the targets is or depends on {name!r}")
+    return graph
+
+
 def remote_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--remote", action="append", metavar="URL",
                    help="a remote cache (repeatable; replaces LWRECIPE_REMOTES and the configured ones)")
@@ -86,9 +102,8 @@ def open_remotes(ctx: Context, settings, verify: bool, offline: bool = False, re
 def plan_targets(ctx: Context, targets: Sequence[str]):  # noqa: ANN202 - returns (graph, planned)
     from ..build.plan import plan_graph
     from ..build.status import StatusOracle
-    from ..recipes.graph import load_graph
 
-    graph = load_graph(targets)
+    graph = load_targets(ctx, targets)
     remote_urls = getattr(ctx.args, "remote", None)
     remotes = None
     if hasattr(ctx.args, "no_verify_signatures"):

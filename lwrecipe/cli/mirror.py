@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import EPILOG, Context, table, target_args
+from .common import EPILOG, Context, load_targets, substitute_args, table, target_args
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -15,6 +15,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                               "trees by commit) into DIR, for LWRECIPE_MIRRORS=DIR ... --offline", epilog=EPILOG)
     e.add_argument("directory", metavar="DIR", help="the mirror directory (created if missing, added to if not)")
     target_args(e)
+    substitute_args(e)
     e.add_argument("-j", "--jobs", type=int, default=4, metavar="N", help="parallel downloads (default 4)")
     e.add_argument("--offline", action="store_true", help="export only what the cache and the mirrors hold")
     e.add_argument("--no-deps", action="store_true", help="only the targets' own inputs, not their dependencies'")
@@ -23,13 +24,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def cmd_mirror_export(ctx: Context) -> int:
     from ..inputs.export import export
-    from ..recipes.graph import load_graph
     from ..remote.config import load_mirrors
     from ..store.store import Store
     from .build import fetch_inputs
     from .progress import human_size
 
-    graph = load_graph(ctx.args.targets)
+    graph = load_targets(ctx, ctx.args.targets)
     names = graph.targets if ctx.args.no_deps else graph.closure(graph.targets)
     fetched = fetch_inputs(ctx, graph, names, ctx.args.jobs, ctx.args.offline)
     directory = Path(ctx.args.directory).absolute()

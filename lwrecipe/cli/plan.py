@@ -5,23 +5,26 @@ from __future__ import annotations
 import argparse
 import json
 
-from .common import EPILOG, Context, plan_targets, remote_args, table, target_args
+from .common import EPILOG, Context, load_targets, plan_targets, remote_args, substitute_args, table, target_args
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="build order, keys and status", epilog=EPILOG)
     target_args(p)
+    substitute_args(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     remote_args(p)
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("show", help="print a resolved recipe", epilog=EPILOG)
     target_args(p, many=False)
+    substitute_args(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("graph", help="print the dependency graph", epilog=EPILOG)
     target_args(p, many=False)
+    substitute_args(p)
     p.add_argument("--dot", action="store_true", help="Graphviz output")
     p.set_defaults(func=cmd_graph)
 
@@ -35,16 +38,20 @@ def _key_cell(item) -> str:  # noqa: ANN001
 
 
 def cmd_plan(ctx: Context) -> int:
-    _, planned, oracle = plan_targets(ctx, ctx.args.targets)
+    graph, planned, oracle = plan_targets(ctx, ctx.args.targets)
     rows = [{"name": p.name, "version": p.recipe.version, "key": p.key, "status": oracle.status(p),
              "depends": list(p.recipe.depends), "missing_tools": list(p.missing_tools),
-             "waiting_on": list(p.waiting_on), "built_on": p.recipe.built_on, "recipe": p.recipe.display}
+             "waiting_on": list(p.waiting_on), "built_on": p.recipe.built_on, "recipe": p.recipe.display,
+             "substituted": p.name in graph.substituted}
             for p in planned]
     if ctx.args.json:
         ctx.out(json.dumps(rows, indent=2))
         return 0
     table(ctx, [("NAME", "VERSION", "KEY", "ON", "STATUS"),
-                *[(r["name"], r["version"], _key_cell(p), r["built_on"], r["status"]) for r, p in zip(rows, planned)]])
+                *[(r["name"] + ("*" if r["substituted"] else ""), r["version"], _key_cell(p), r["built_on"],
+                   r["status"]) for r, p in zip(rows, planned)]])
+    for name in sorted(graph.substituted):
+        ctx.out(f"* {name}: from {graph.recipes[name].display} (--with-recipe), not the project's recipe")
     return 0
 
 
@@ -63,9 +70,7 @@ def cmd_show(ctx: Context) -> int:
 
 
 def cmd_graph(ctx: Context) -> int:
-    from ..recipes.graph import load_graph
-
-    graph = load_graph([ctx.args.target])
+    graph = load_targets(ctx, [ctx.args.target])
     names = graph.closure(graph.targets)
     if ctx.args.dot:
         ctx.out("digraph lwrecipe {")

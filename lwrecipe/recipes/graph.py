@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import GraphError, UsageError
@@ -73,6 +73,14 @@ class Graph:
     recipes: Mapping[str, Recipe]
     order: tuple[str, ...]
     targets: tuple[str, ...]
+    substituted: Mapping[str, Path] = field(default_factory=dict)  # --with-recipe NAME=FILE, those in the graph
+    unused: tuple[str, ...] = ()  # --with-recipe names the graph does not have
+
+    def substitutions(self, name: str) -> dict[str, dict[str, str]]:
+        """The substituted recipes `name` is built with (itself included): what its
+        build record notes."""
+        return {n: {"recipe": self.recipes[n].display, "recipe_sha256": self.recipes[n].file_sha256}
+                for n in self.closure([name]) if n in self.substituted}
 
     def deps(self, name: str) -> list[str]:
         return list(self.recipes[name].depends)
@@ -110,14 +118,51 @@ def resolve_target(target: str, cwd: Path | None = None) -> Path:
     return path
 
 
-def load_graph(targets: Iterable[str], loader: Callable[[Path], Recipe] = load_recipe) -> Graph:
+def parse_substitutes(specs: Iterable[str], cwd: Path | None = None) -> dict[str, Path]:
+    """`--with-recipe NAME=FILE` values: NAME is built from FILE wherever the graph
+    names it, instead of the project's recipe of that name."""
+    found: dict[str, Path] = {}
+    for spec in specs:
+        name, sep, file = spec.partition("=")
+        if not sep or not name or not file:
+            raise UsageError(f"--with-recipe {spec}: expected NAME=FILE")
+        path = Path(file) if Path(file).is_absolute() else (cwd or Path.cwd()) / file
+        if not path.is_file():
+            raise UsageError(f"--with-recipe {spec}: {file}: no such recipe file")
+        if name in found and found[name] != path.absolute():
+            raise UsageError(f"--with-recipe {name}: given twice")
+        found[name] = path.absolute()
+    return found
+
+
+def load_graph(targets: Iterable[str], loader: Callable[[Path], Recipe] = load_recipe,
+               substitutes: Mapping[str, Path] | None = None) -> Graph:
+    """The targets and everything they depend on. `substitutes` (--with-recipe) gives
+    a recipe file to use for a name instead of the one the graph would find."""
+    substitutes = dict(substitutes or {})
+
+    def load(path: Path, name: str | None = None) -> Recipe:
+        recipe = loader(path)
+        if name is not None and recipe.name != name:
+            raise UsageError(f"--with-recipe {name}={path}: that recipe is named {recipe.name!r}, not {name!r}")
+        return recipe
+
     recipes: dict[str, Recipe] = {}
     target_names: list[str] = []
     todo: list[Recipe] = []
     for target in targets:
-        recipe = _add(recipes, loader(resolve_target(target)))
+        if target in substitutes:
+            recipe = load(substitutes[target], target)
+        else:
+            recipe = loader(resolve_target(target))
+            if recipe.name in substitutes:
+                recipe = load(substitutes[recipe.name], recipe.name)
+        recipe = _add(recipes, recipe)
         target_names.append(recipe.name)
         todo.append(recipe)
+    # a substitute's own dependencies are the project's recipes of those names, wherever its file lives
+    home = next((r.path.parent for r in todo if r.name not in substitutes),
+                project_root(Path.cwd()) / "recipes")
     seen: set[str] = set()
     while todo:
         recipe = todo.pop()
@@ -125,18 +170,21 @@ def load_graph(targets: Iterable[str], loader: Callable[[Path], Recipe] = load_r
             continue
         seen.add(recipe.name)
         for i, dep in enumerate(recipe.depends):
-            field = f"build.depends[{i}]" if i < len(recipe.doc.build.depends) else "build.environment"
-            dep_path = dependency_path(recipe, dep)
+            where = f"build.depends[{i}]" if i < len(recipe.doc.build.depends) else "build.environment"
+            dep_path = substitutes.get(dep) or (home / f"{dep}.toml" if recipe.name in substitutes
+                                                else dependency_path(recipe, dep))
             if dep in recipes:
                 if recipes[dep].path != dep_path:
-                    raise GraphError(f"{recipe.display}: {field}: {dep!r} resolves to {dep_path}, "
+                    raise GraphError(f"{recipe.display}: {where}: {dep!r} resolves to {dep_path}, "
                                      f"but {recipes[dep].display} is already named {dep!r}")
                 continue
             if not dep_path.is_file():
-                raise GraphError(f"{recipe.display}: {field}: no recipe {dep!r} (looked for {dep_path})")
-            todo.append(_add(recipes, loader(dep_path)))
+                raise GraphError(f"{recipe.display}: {where}: no recipe {dep!r} (looked for {dep_path})")
+            todo.append(_add(recipes, load(dep_path, dep if dep in substitutes else None)))
     order = topological_order({n: r.depends for n, r in recipes.items()})
-    return Graph(recipes=recipes, order=tuple(order), targets=tuple(dict.fromkeys(target_names)))
+    return Graph(recipes=recipes, order=tuple(order), targets=tuple(dict.fromkeys(target_names)),
+                 substituted={n: p for n, p in substitutes.items() if n in recipes},
+                 unused=tuple(sorted(set(substitutes) - set(recipes))))
 
 
 def dependency_path(recipe: Recipe, name: str) -> Path:
