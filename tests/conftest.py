@@ -101,12 +101,14 @@ APT_ARCHIVES = Path("/var/cache/apt/archives")
 
 @pytest.fixture(scope="session")
 def deb_mirror(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Every package of recipes/buildenv.toml, fetched once per run (from apt's own
-    cache where it has them, else Debian's archive): a mirror directory, by sha256,
-    for the stores the tests make."""
+    """Every package of recipes/buildenv.toml and of the LLVM stand-in
+    (standins/llvm.toml), fetched once per run (from apt's own cache where it has
+    them, else Debian's archive): a mirror directory, by sha256, for the stores the
+    tests make."""
     cache = tmp_path_factory.mktemp("debs")
     env = {"LWRECIPE_MIRRORS": str(APT_ARCHIVES)} if APT_ARCHIVES.is_dir() else {}
-    result = run_subprocess("--cache", str(cache), "-q", "fetch", "buildenv", cwd=REPO, env=env)
+    result = run_subprocess("--cache", str(cache), "-q", "fetch", "--no-deps", "buildenv", "standins/llvm.toml",
+                            cwd=REPO, env=env)
     assert result.code == 0, result.err
     return {"LWRECIPE_MIRRORS": str(cache / "sources")}
 

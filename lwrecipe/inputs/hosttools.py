@@ -21,8 +21,8 @@ from ..files import TOOL_CACHE_ENV, replace_text, user_cache_dir
 from ..recipes.keys import Sha256, ToolPin
 from ..store.store import file_sha256
 
-COREUTILS = ("basename", "cat", "chmod", "cp", "cut", "date", "dd", "dirname", "env", "expr", "head", "install", "ln",
-             "ls", "mkdir", "mv", "od", "printf", "readlink", "realpath", "rm", "sleep", "sort", "tail", "touch",
+COREUTILS = ("basename", "cat", "chmod", "cp", "cut", "date", "dd", "dirname", "echo", "env", "expr", "head", "install", "ln",
+             "ls", "mkdir", "mktemp", "mv", "od", "printf", "readlink", "realpath", "rm", "sleep", "sort", "tail", "touch",
              "tr", "uname", "uniq", "wc")
 DEBIAN_PACKAGES = {
     **{tool: "coreutils" for tool in COREUTILS},
