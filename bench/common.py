@@ -79,6 +79,7 @@ def report(rows: list[dict]) -> None:
     for r in rows:
         unit = r.get("unit", "s")
         ours = f"{r['ours_s']:>8.2f}{'s' if unit == 's' else ''}" + (f" {unit}" if unit != "s" else "")
-        ref = f"{r['ref_s']:>7.2f}s" if r["ref_s"] is not None else f"{'-':>8}"
+        ref = (f"{r['ref_s']:>7.2f}{'s' if unit == 's' else ''}" + (f" {unit}" if unit != "s" else "")
+               if r["ref_s"] is not None else f"{'-':>8}")
         ratio = f"{r['ratio']:>6.2f}x" if r["ratio"] is not None else f"{'-':>7}"
         print(f"{r['measure']:<34} {r['reference']:<26} {ours:>10} {ref} {ratio}  {r['target']}")
