@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 RECORD_LIMIT = 4 << 20  # a build record is a few KiB; anything near this is not one
 LOG_LIMIT = 1 << 30  # a compressed build log
 RECORD_FIELDS = {"key", "name", "version", "output_id", "blob", "inputs", "recipe_sha256", "host_tools", "sandbox",
-                 "environment", "build_image", "lwrecipe_version", "started", "duration_s", "log", "signatures"}
+                 "environment", "build_image", "lwrecipe_version", "started", "duration_s", "log", "signatures",
+                 "substituted"}
 BLOB_FIELDS = {"sha256", "size", "uncompressed_size", "files"}
 
 
@@ -228,6 +229,11 @@ def parse_record(data: bytes, key: str, where: str) -> dict[str, Any]:
         raise IntegrityError(f"{where}: record has fields a build record does not have ({', '.join(extra)}); refused")
     if not isinstance(blob.get("size"), int) or blob["size"] < 0:
         raise IntegrityError(f"{where}: record has no blob size; refused")
+    substituted = record.get("substituted", {})
+    if not (isinstance(substituted, dict) and all(
+            isinstance(v, dict) and set(v) == {"recipe", "recipe_sha256"} and isinstance(v["recipe"], str)
+            and is_sha256(str(v["recipe_sha256"])) for v in substituted.values())):
+        raise IntegrityError(f"{where}: record's substituted field is not name -> recipe, recipe_sha256; refused")
     if record.get("key") != key:
         raise IntegrityError(f"{where}: record is for key {str(record.get('key'))[:12]}, not {key[:12]}; refused")
     if not sandboxed(record):

@@ -109,6 +109,22 @@ def test_build_substitutes_from_a_directory_remote_and_pulls_only_what_it_needs(
     assert (out / "bin" / "app").read_text() == "base\napp\n"
 
 
+def test_records_built_with_a_stand_in_are_shared_and_say_so(project, alice, bob, tmp_path) -> None:
+    """A record noting --with-recipe stand-ins is a build record a remote accepts;
+    the note travels with it."""
+    standin = tmp_path / "standins" / "base.toml"
+    standin.parent.mkdir()
+    standin.write_text(recipe("base", [], 'mkdir -p "$LW_OUT/lib"\necho stand-in > "$LW_OUT/lib/base.txt"')
+                       .replace('path = "src/base.txt"', 'path = "src/app.txt"'))
+    remote = tmp_path / "shared"
+    ok(alice.run("build", "app", "--with-recipe", f"base={standin}", "--push", "--remote", str(remote)))
+    assert set(alice.records()["app"]["substituted"]) == {"base"}
+    err = ok(bob.run("build", "app", "--with-recipe", f"base={standin}", "--remote", f"file://{remote}"))
+    assert "0 built" in err, err
+    assert bob.records()["app"]["substituted"]["base"]["recipe"] == alice.records()["app"]["substituted"]["base"][
+        "recipe"]
+
+
 def test_tampered_blob_is_refused_and_the_target_built(project, alice, bob, tmp_path) -> None:
     ok(alice.run("build", "app"))
     app_blob = alice.records()["app"]["blob"]["sha256"]
