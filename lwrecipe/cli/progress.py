@@ -21,13 +21,13 @@ def human_size(n: int | None) -> str:
 class PlainReporter:
     """For CI logs and pipes: a line when a transfer starts and when it ends."""
 
-    def __init__(self, stream: TextIO = sys.stderr) -> None:
-        self.stream = stream
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream  # None: whatever sys.stderr is when a line is written
         self._lock = threading.Lock()
 
     def _say(self, text: str) -> None:
         with self._lock:
-            print(text, file=self.stream, flush=True)
+            print(text, file=self.stream or sys.stderr, flush=True)
 
     def begin(self, label: str, name: str, total: int | None) -> None:
         self._say(f"{label}: {name} ({human_size(total)})")
@@ -92,9 +92,10 @@ class BuildDisplay:
     On a terminal the lines are redrawn in place with rich; elsewhere each change
     of state is printed once. `log` prints a message above the live lines."""
 
-    def __init__(self, stream: TextIO = sys.stderr, live: bool | None = None, quiet: bool = False) -> None:
+    def __init__(self, stream: TextIO | None = None, live: bool | None = None, quiet: bool = False) -> None:
         import time
 
+        stream = stream or sys.stderr  # the one of now, not of when this module was imported
         self._clock = time.monotonic
         self.stream, self.quiet = stream, quiet
         self.live_mode = (stream.isatty() if live is None else live) and not quiet
