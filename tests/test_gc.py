@@ -74,7 +74,7 @@ def test_collect_removes_records_with_their_blobs_and_keeps_shared_ones(tmp_path
     assert not store.has("ac", old_key) and not store.has("cas", old_blob)
     assert not store.has("ac", twin_key)
     assert store.has("ac", new_key) and store.has("cas", new_blob)
-    assert store.verify_all().removed == []
+    assert store.verify_all().quarantined == []
 
 
 def test_collect_keep_locked_and_dry_run(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """`lwrecipe audit`: a release checked against its lockfile.
 
 Checks the checkout (recipe files, in-repo patches and path sources), the
-cache (sources, outputs, record signatures) and the lockfile's own
+cache (every source, tree, patch, record, output and log re-hashed; what does
+not match is quarantined and reported; record signatures) and the lockfile's own
 consistency (each key recomputed from its pinned inputs), and lists the full
 input tree with what is weakly pinned, unsigned or missing.
 """
@@ -12,8 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..recipes.keys import Sha256, built_on, is_sha256
+from ..inputs.gitsrc import read_member
+from ..recipes.keys import Sha256, built_on, is_sha256, sha256_bytes
 from ..remote.signing import PublicKey, signature_finding
+from ..store.outputs import output_finding
 from ..store.store import Store, file_sha256, sandboxed
 from .lockfile import Lock, drift, pinned_key
 
@@ -42,12 +45,56 @@ class AuditReport:
         return [f for f in self.findings if not f.mismatch]
 
 
+class _Cache:
+    """The store as an audit reads it: every entry re-hashed against its name
+    (`quick`: only whether it is there). A corrupt entry is quarantined, never
+    deleted, and reported as a mismatch naming the file, both digests and where
+    it went."""
+
+    def __init__(self, store: Store, quick: bool) -> None:
+        self.store, self.quick = store, quick
+
+    def holds(self, kind: str, sha: str, label: str, add: Any) -> bool:
+        """Whether the store holds `kind/sha` with the right bytes."""
+        if not self.store.exists() or not is_sha256(sha):
+            return False
+        path = self.store.path(kind, sha)
+        if not path.is_file():
+            return False
+        if self.quick:
+            return True
+        actual = file_sha256(path)
+        if actual == sha:
+            return True
+        moved = self.store.quarantine(path, f"sha256 {actual}, not the {sha} it is named by")
+        add(f"{label}: {kind}/{sha}: sha256 {actual}, expected {sha}; moved to {moved}", True)
+        return False
+
+    def record(self, key: str, label: str, add: Any) -> dict[str, Any] | None:
+        if not self.store.exists() or not is_sha256(key) or not self.store.path("ac", key).is_file():
+            return None
+        record = self.store.read_record(Sha256(key))
+        if record is None:  # read_record quarantined it
+            add(f"{label}: ac/{key}: not a build record for its key; moved to {self.store.root / 'quarantine'}",
+                True)
+        return record
+
+
 def audit(lock: Lock, root: Path, store: Store, trusted: dict[str, PublicKey], graph: Any = None,
-          strict: bool = False) -> AuditReport:
+          strict: bool = False, quick: bool = False) -> AuditReport:
     """`graph`: the lock's recipes as loaded from the checkout, to compare every
     keyed input (host tools and dependency outputs included) with the lock.
-    `strict`: a record that no trusted key signed is a mismatch, not a flag."""
+    `strict`: a record that no trusted key signed is a mismatch, not a flag.
+    Every cached source, patch, tree, record, output and log the lock names is
+    re-hashed (`quick`: only looked for); what does not match is quarantined."""
     report = AuditReport()
+    cache = _Cache(store, quick)
+    records = {}  # read first: comparing the checkout with the lock reads them too, and would drop a broken one
+    for name, e in sorted(lock.recipes.items()):
+        if e["output_id"]:
+            records[name] = cache.record(e["key"], f"output {e['output_id'][:12]}…",
+                                         lambda what, mismatch, name=name: report.findings.append(
+                                             Finding(name, what, mismatch)))
     if graph is not None:
         for change in drift(lock, graph, store.output_id):
             report.findings.append(Finding(change.recipe, f"{change.field}: {change.old} → {change.new}", True))
@@ -64,17 +111,28 @@ def audit(lock: Lock, root: Path, store: Store, trusted: dict[str, PublicKey], g
         recomputed = pinned_key(name, e)
         if e["key"] and recomputed and recomputed != e["key"]:
             add(f"key {e['key'][:12]}… does not follow from the pinned inputs ({recomputed[:12]}…)", True)
+        trees = {s.get("name"): s for s in e["sources"] if s["kind"] == "git"}
         for i, p in enumerate(e["patches"]):
             if p["origin"] == "file" and not (root / p["file"]).is_file():
                 add(f"patches[{i}] ({p['file']}): missing", True)
+            elif p["origin"] == "url":
+                cache.holds("sources", p["sha256"], f"patches[{i}] ({p['url']})", add)
             elif p["origin"] == "source" and not p["sha256"]:
                 add(f"patches[{i}] ({p['source']}:{p['path']}): pinned only by the git commit of {p['source']}",
                     False)
+            elif p["origin"] == "source" and not quick:
+                tree = trees.get(p["source"], {}).get("tree_sha256", "")
+                if cache.holds("sources", tree, f"patches[{i}] ({p['source']}:{p['path']})", add):
+                    data = read_member(store.path("sources", tree), p["path"])
+                    actual = sha256_bytes(data) if data is not None else "(not in the tree)"
+                    if actual != p["sha256"]:
+                        add(f"patches[{i}] ({p['source']}:{p['path']}): sha256 {actual}, locked {p['sha256']}",
+                            True)
         if built_on(e.get("environment"), bool(e.get("bootstrap"))) == "host":
             add("built on host tools: its key holds this machine's tool fingerprints, not a pinned environment",
                 False)
-        absent_debs = [s for s in e["sources"] if s["kind"] == "deb"
-                       and store.exists() and store.verify_blob("sources", s["sha256"]) is None]
+        absent_debs = [s for i, s in enumerate(e["sources"]) if s["kind"] == "deb" and store.exists()
+                       and not cache.holds("sources", s["sha256"], f"sources[{i}] (deb {s['package']})", add)]
         if absent_debs:
             add(f"{len(absent_debs)} of {sum(s['kind'] == 'deb' for s in e['sources'])} Debian packages "
                 "not in the cache", False)
@@ -85,33 +143,41 @@ def audit(lock: Lock, root: Path, store: Store, trusted: dict[str, PublicKey], g
                 if not (root / s["path"]).exists():
                     add(f"sources[{i}] ({s['path']}): missing", True)
             elif s["kind"] == "url":
-                if store.exists() and store.verify_blob("sources", s["sha256"]) is None:
-                    add(f"sources[{i}] ({s['url']}): not in the cache", False)
+                label = f"sources[{i}] ({s['url']})"
+                if store.exists() and not cache.holds("sources", s["sha256"], label, add):
+                    add(f"{label}: not in the cache", False)
             else:
+                label = f"sources[{i}] ({s['url']} @ {s['rev'][:12]})"
                 if not s.get("tree_sha256"):
-                    add(f"sources[{i}] ({s['url']} @ {s['rev'][:12]}): pinned only by a git commit "
-                        "(tree sha256 not yet recorded)", False)
-                elif store.exists() and store.verify_blob("sources", s["tree_sha256"]) is None:
-                    add(f"sources[{i}] ({s['url']} @ {s['rev'][:12]}): tree not in the cache", False)
-        _audit_output(name, e, store, trusted, add, strict)
+                    add(f"{label}: pinned only by a git commit (tree sha256 not yet recorded)", False)
+                elif store.exists() and not cache.holds("sources", s["tree_sha256"], label, add):
+                    add(f"{label}: tree not in the cache", False)
+        _audit_output(e, records.get(name), cache, trusted, add, strict)
         report.tree[name] = _tree_entry(e)
     return report
 
 
-def _audit_output(name: str, e: dict[str, Any], store: Store, trusted: dict[str, PublicKey], add: Any,
-                  strict: bool) -> None:
+def _audit_output(e: dict[str, Any], record: dict[str, Any] | None, cache: _Cache, trusted: dict[str, PublicKey],
+                  add: Any, strict: bool) -> None:
     if not e["output_id"]:
         add("not built when locked (no output id)", False)
         return
-    record = store.read_record(Sha256(e["key"])) if store.exists() and is_sha256(e["key"]) else None
+    where = f"output {e['output_id'][:12]}…"
     if record is None:
-        add(f"output {e['output_id'][:12]}…: not in the cache", False)
+        add(f"{where}: not in the cache", False)
         return
     if record["output_id"] != e["output_id"]:
-        add(f"output {e['output_id'][:12]}… → {record['output_id'][:12]}… (the cache built it differently)", True)
+        add(f"{where} → {record['output_id'][:12]}… (the cache built it differently)", True)
         return
-    if not store.has("cas", record["blob"]["sha256"]):
-        add(f"output {e['output_id'][:12]}…: record here, bytes not in the cache", False)
+    blob = record["blob"]["sha256"]
+    if not cache.store.has("cas", blob):
+        add(f"{where}: record here, bytes not in the cache", False)
+    elif not cache.quick:
+        why = output_finding(cache.store, Sha256(blob), Sha256(e["output_id"]))
+        if why is not None:
+            add(f"{where}: cas/{blob}: {why}", True)
+    if cache.store.has("cas", record["log"]) and not cache.quick:
+        cache.holds("cas", record["log"], f"{where}: its build log", add)
     if not sandboxed(record):
         add(f"output {e['output_id'][:12]}…: built without a sandbox (--no-sandbox)", strict)
     finding = signature_finding(record, trusted, f"output {e['output_id'][:12]}…")

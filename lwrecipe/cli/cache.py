@@ -11,7 +11,10 @@ from .common import EPILOG, Context, open_remotes, project_settings
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cache", help="inspect and maintain the local cache", epilog=EPILOG)
     cache_sub = p.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
-    v = cache_sub.add_parser("verify", help="re-hash every entry; remove corrupt ones", epilog=EPILOG)
+    v = cache_sub.add_parser("verify", help="re-hash every entry; quarantine corrupt ones (exit 3 if any)",
+                             epilog=EPILOG)
+    v.add_argument("--repair", action="store_true", help="fetch again (mirrors, URLs) or pull again (remotes) "
+                   "what was quarantined")
     v.set_defaults(func=cmd_cache_verify)
     pu = cache_sub.add_parser("push", help="upload outputs to a remote cache", epilog=EPILOG)
     pu.add_argument("remote", metavar="REMOTE", help="a URL, a directory or a configured remote's name")
@@ -42,17 +45,98 @@ def cmd_cache_verify(ctx: Context) -> int:
 
     store = Store(ctx.cache_dir)
     report = store.verify_all()
+    wrong: list[str] = []
     if store.exists():
         from ..store.outputs import recheck_facts
 
         facts, wrong = recheck_facts(store)
         report.checked += facts
-        report.removed += wrong
-    for line in report.removed:
-        ctx.out(f"removed corrupt {line}")
-    ctx.info(f"{report.checked} entries checked, {len(report.removed)} corrupt removed, "
-             f"{report.stale_tmp} stale staging files removed")
+    for entry in report.quarantined:
+        ctx.out(f"quarantined {entry.line(store.root)}")
+    for line in wrong:
+        ctx.out(f"removed {line}: the output it said the blob holds is not what it holds")
+    ctx.info(f"{report.checked} entries checked, {len(report.quarantined)} corrupt quarantined, "
+             f"{len(wrong)} wrong facts removed, {report.stale_tmp} stale staging files removed")
+    if report.quarantined or wrong:
+        from ..errors import IntegrityError
+
+        if ctx.args.repair and report.quarantined:
+            _repair(ctx, store, report.quarantined)
+        raise IntegrityError(f"{store.root}: {len(report.quarantined) + len(wrong)} corrupt entries "
+                             f"(quarantined in {store.root / 'quarantine'})")
     return 0
+
+
+def _repair(ctx: Context, store, quarantined) -> None:  # noqa: ANN001
+    """Get what was quarantined again: sources from the project's recipes (through
+    the mirrors), records and output blobs from the configured remotes. Says what
+    it got and what it could not; the exit status stays 3 (something was corrupt)."""
+    import json
+
+    from ..errors import LwrecipeError
+    from ..inputs.fetch import Downloader, make_client
+    from ..inputs.gitsrc import fetch_tree
+    from ..inputs.sources import downloads, git_sources
+    from ..recipes.graph import load_graph, project_root
+    from ..recipes.keys import Sha256, is_git_rev
+    from ..remote.config import load_mirrors
+
+    root = project_root(Path.cwd())
+    graph = load_graph([str(p) for p in sorted((root / "recipes").glob("*.toml"))])
+    mirrors = load_mirrors(root)
+    wanted = {w.sha256: w for r in graph.recipes.values() for w in downloads(r, mirrors)}
+    trees = {}
+    for ref in (store.root / "refs").glob("git-*"):
+        rev = ref.name.removeprefix("git-")
+        if is_git_rev(rev):  # not a .commit or a .tmp
+            trees.setdefault(ref.read_text().strip(), rev)
+    gits = {src.rev: (label, src.git) for r in graph.recipes.values() for label, src in git_sources(r)}
+    keys = set()
+    for entry in quarantined:
+        if entry.area == "ac":
+            keys.add(entry.name)
+        elif entry.area == "cas":
+            for path in (store.root / "ac").iterdir():
+                record = json.loads(path.read_bytes())
+                if entry.name in (record["blob"]["sha256"], record.get("log")):
+                    keys.add(path.name)
+    with make_client() as client:
+        downloader = Downloader(store, client, mirrors=mirrors.files)
+        for entry in quarantined:
+            if entry.area != "sources":
+                continue
+            try:
+                if entry.name in wanted:
+                    got = downloader.fetch(wanted[entry.name])
+                    ctx.out(f"repaired sources/{entry.name} from {got.origin}")
+                elif trees.get(entry.name) in gits:
+                    rev = trees[entry.name]
+                    label, url = gits[rev]
+                    got_tree = fetch_tree(store, label, url, rev, mirrors=mirrors)
+                    ctx.out(f"repaired sources/{entry.name} (git {rev[:12]}) from {got_tree.origin}")
+                else:
+                    ctx.out(f"not repaired: sources/{entry.name}: no recipe of {root} names it")
+            except LwrecipeError as exc:
+                ctx.out(f"not repaired: sources/{entry.name}: {exc}")
+    if not keys:
+        return
+    settings = project_settings(root)
+    if not settings.remotes:
+        for key in sorted(keys):
+            ctx.out(f"not repaired: ac/{key}: no remote is configured to pull it from")
+        return
+    with open_remotes(ctx, settings, True) as remotes:
+        for key in sorted(keys):
+            try:
+                found = remotes.find(Sha256(key))
+                if found is None:
+                    ctx.out(f"not repaired: ac/{key}: no remote has it")
+                    continue
+                record, backend = found
+                remotes.materialise(record, backend)
+                ctx.out(f"repaired ac/{key} ({record['name']}) and its blobs from {backend.spec.name}")
+            except LwrecipeError as exc:
+                ctx.out(f"not repaired: ac/{key}: {exc}")
 
 
 def _remote_for(ctx: Context, text: str, verify: bool = True):  # noqa: ANN202

@@ -135,7 +135,7 @@ class _Unpacker(threading.Thread):
 
 def restore(store: Store, blob: Sha256, output_id: Sha256, dest: Path) -> None:
     """Unpack the blob into `dest` (which must not exist). On any mismatch `dest` is
-    removed, the blob is deleted from the store, and IntegrityError is raised.
+    removed, the blob is quarantined, and IntegrityError is raised.
 
     The blob is always checked against its name. The archive inside is hashed
     too unless the store already holds the fact that this blob's archive is
@@ -153,14 +153,17 @@ def restore(store: Store, blob: Sha256, output_id: Sha256, dest: Path) -> None:
         unpacker.drain()
     except (UnsafeArchive, zstandard.ZstdError, OSError) as exc:
         shutil.rmtree(dest, ignore_errors=True)
-        path.unlink(missing_ok=True)
-        raise IntegrityError(f"cas/{blob}: unreadable ({exc}); deleted") from None
+        moved = store.quarantine(path, f"unreadable as an output ({exc})")
+        raise IntegrityError(f"cas/{blob}: unreadable ({exc}); moved to {moved}") from None
     finally:
         unpacker.stop()
-    if unpacker.blob_hash.hexdigest() != blob or (check_archive and unpacker.archive_hash.hexdigest() != output_id):
+    actual_blob, actual_id = unpacker.blob_hash.hexdigest(), unpacker.archive_hash.hexdigest()
+    if actual_blob != blob or (check_archive and actual_id != output_id):
         shutil.rmtree(dest, ignore_errors=True)
-        path.unlink(missing_ok=True)
-        raise IntegrityError(f"cas/{blob}: contents do not match (blob or output id); deleted")
+        why = (f"sha256 {actual_blob}, not the {blob} it is named by" if actual_blob != blob
+               else f"holds the output id {actual_id}, not the {output_id} its record names")
+        moved = store.quarantine(path, why)
+        raise IntegrityError(f"cas/{blob}: {why}; moved to {moved}")
     if check_archive:
         store.mark_checked(blob, output_id)
 
@@ -184,6 +187,32 @@ def recheck_facts(store: Store) -> tuple[int, list[str]]:
             fact.unlink(missing_ok=True)
             removed.append(f"checked/{fact.name}")
     return checked, removed
+
+
+def output_finding(store: Store, blob: Sha256, output_id: Sha256) -> str | None:
+    """For an audit: re-hash an output blob and the archive it decompresses to.
+    None when both are what they are named; otherwise why not (the blob is then
+    quarantined and the reason says where it went)."""
+    path = store.path("cas", blob)
+    unpacker = _Unpacker(path)
+    unpacker.start()
+    try:
+        unpacker.drain()
+        why = None
+    except (zstandard.ZstdError, OSError) as exc:
+        why = f"unreadable as an output ({exc})"
+    finally:
+        unpacker.stop()
+    if why is None:
+        actual_blob, actual_id = unpacker.blob_hash.hexdigest(), unpacker.archive_hash.hexdigest()
+        if actual_blob != blob:
+            why = f"sha256 {actual_blob}, not the {blob} it is named by"
+        elif actual_id != output_id:
+            why = f"holds the output id {actual_id}, not the {output_id} its record names"
+    if why is None:
+        return None
+    moved = store.quarantine(path, why)
+    return f"{why}; moved to {moved}"
 
 
 def _archive_id(path: Path) -> str | None:

@@ -1,8 +1,10 @@
 """The local content-addressed cache: cas/, ac/, sources/ and tmp/ (DESIGN.md "Store layout").
 
 Every write is staged in tmp/, fsynced and renamed into place; every read is
-checked against the name it is stored under, and an entry that fails is
-deleted, never used. Deciding what to build is not this module's job.
+checked against the name it is stored under, and an entry that fails is never
+used: it is moved to quarantine/ with a note of what it was and why, so the
+evidence of tampering or of a failing disk is kept. Deciding what to build is
+not this module's job.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ..recipes.keys import Sha256, canonical_json, is_sha256
 
 KINDS = ("cas", "ac", "sources")
 READ_CHUNK = 1 << 20
+QUARANTINE = "quarantine"
 
 
 def file_sha256(path: Path) -> Sha256:
@@ -115,10 +118,21 @@ class PipelinedWriter:
             raise self.error
 
 
+@dataclass(frozen=True)
+class Quarantined:
+    area: str  # cas, ac or sources
+    name: str
+    moved: Path  # where it went
+    why: str
+
+    def line(self, root: Path) -> str:
+        return f"{self.area}/{self.name} -> {self.moved.relative_to(root)}: {self.why}"
+
+
 @dataclass
 class VerifyReport:
     checked: int = 0
-    removed: list[str] = field(default_factory=list)
+    quarantined: list[Quarantined] = field(default_factory=list)
     stale_tmp: int = 0
 
 
@@ -194,13 +208,35 @@ class Store:
                 staged.write(chunk)
             return self.commit(staged, kind, name)
 
+    def quarantine(self, path: Path, reason: str) -> Path:
+        """Move a corrupt entry out of use, to quarantine/<UTC time>-<area>-<name>, with
+        `<that>.note` saying what it was and why; returns where it went. Nothing
+        corrupt is deleted where it is found: an auditor can show what was wrong."""
+        directory = self.root / QUARANTINE
+        directory.mkdir(exist_ok=True)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        dest = directory / f"{stamp}-{path.parent.name}-{path.name}"
+        n = 1
+        while dest.exists():
+            dest = directory / f"{stamp}-{path.parent.name}-{path.name}.{n}"
+            n += 1
+        try:
+            os.replace(path, dest)
+        except FileNotFoundError:  # another process moved it first
+            return dest
+        note = {"was": f"{path.parent.name}/{path.name}", "reason": reason, "when": stamp}
+        dest.with_name(dest.name + ".note").write_text(json.dumps(note, indent=1) + "\n")
+        fsync_dir(directory)
+        return dest
+
     def verify_blob(self, kind: str, name: str) -> Path | None:
-        """The entry's path if its bytes hash to its name; a corrupt entry is deleted."""
+        """The entry's path if its bytes hash to its name; a corrupt entry is quarantined."""
         path = self.path(kind, name)
         if not path.is_file():
             return None
-        if file_sha256(path) != name:
-            path.unlink(missing_ok=True)
+        actual = file_sha256(path)
+        if actual != name:
+            self.quarantine(path, f"sha256 {actual}, not the {name} it is named by")
             return None
         self.touch(kind, name)
         return path
@@ -208,9 +244,10 @@ class Store:
     def read_blob(self, kind: str, name: str) -> bytes:
         path = self.path(kind, name)
         data = path.read_bytes()
-        if hashlib.sha256(data).hexdigest() != name:
-            path.unlink(missing_ok=True)
-            raise IntegrityError(f"{path}: contents do not match their name (deleted)")
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != name:
+            moved = self.quarantine(path, f"sha256 {actual}, not the {name} it is named by")
+            raise IntegrityError(f"{path}: contents do not match their name (moved to {moved})")
         return data
 
     def put_record(self, key: Sha256, record: dict[str, Any]) -> Path:
@@ -218,7 +255,7 @@ class Store:
 
     def read_record(self, key: Sha256) -> dict[str, Any] | None:
         """The build record for `key`, or None. A record that does not parse or
-        names another key is deleted."""
+        names another key is quarantined."""
         path = self.path("ac", key)
         try:
             data = path.read_bytes()
@@ -230,7 +267,7 @@ class Store:
         except ValueError:
             ok = False
         if not ok:
-            path.unlink(missing_ok=True)
+            self.quarantine(path, "not a build record for the key it is named by")
             return None
         return record
 
@@ -291,25 +328,33 @@ class Store:
             pass
 
     def verify_all(self) -> VerifyReport:
-        """Re-hash every blob and check every record; remove what is corrupt, and
-        staging files left by processes that died more than a day ago."""
+        """Re-hash every blob and check every record; quarantine what is corrupt, and
+        remove staging files left by processes that died more than a day ago."""
         report = VerifyReport()
         if not self.exists():
             return report
+
+        def out(path: Path, why: str) -> None:
+            report.quarantined.append(Quarantined(path.parent.name, path.name, self.quarantine(path, why), why))
+
         for kind in ("cas", "sources"):
             for path in sorted((self.root / kind).iterdir()):
                 report.checked += 1
-                if not is_sha256(path.name) or file_sha256(path) != path.name:
-                    path.unlink(missing_ok=True)
-                    report.removed.append(f"{kind}/{path.name}")
+                actual = file_sha256(path)
+                if actual != path.name:
+                    out(path, f"sha256 {actual}, not the {path.name} it is named by")
         for path in sorted((self.root / "ac").iterdir()):
             report.checked += 1
             # A record whose blob is absent stays: it still says what the output is
             # (a dependency known from a remote); builds treat it as not cached.
-            record = self.read_record(Sha256(path.name)) if is_sha256(path.name) else None
-            if record is None:
-                path.unlink(missing_ok=True)
-                report.removed.append(f"ac/{path.name}")
+            try:
+                record = json.loads(path.read_bytes())
+                ok = isinstance(record, dict) and record.get("key") == path.name and is_sha256(
+                    str(record.get("output_id", "")))
+            except ValueError:
+                ok = False
+            if not ok:
+                out(path, "not a build record for the key it is named by")
         now = time.time()
         for path in (self.root / "tmp").iterdir():
             if now - path.lstat().st_mtime > STALE_TMP_SECONDS:

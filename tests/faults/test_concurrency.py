@@ -67,4 +67,4 @@ def test_overlapping_builds_with_gc_push_and_pull(project: Project, tmp_path: Pa
     for where in [cache, project.root / "shared", *(project.root / f"pull{i}" for i in range(n // 2))]:
         verify = subprocess.run([sys.executable, "-I", "-m", "lwrecipe", "--cache", str(where), "cache", "verify"],
                                 cwd=project.root, capture_output=True, text=True)
-        assert verify.returncode == 0 and "0 corrupt removed" in verify.stderr, verify.stderr
+        assert verify.returncode == 0 and "0 corrupt quarantined" in verify.stderr, verify.stderr

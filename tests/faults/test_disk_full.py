@@ -50,7 +50,7 @@ def test_store_write_on_a_full_disk(project: Project, small_fs: Path, tmp_path: 
             len(errors) == 1 and "No space left on device" in errors[0]), full.err
         assert "Traceback" not in full.err
         verify = run_subprocess("--cache", str(cache), "cache", "verify", cwd=project.root)
-        assert verify.code == 0 and "0 corrupt removed" in verify.err
+        assert verify.code == 0 and "0 corrupt quarantined" in verify.err
         assert not list((cache / "ac").iterdir()) and not list((cache / "tmp").iterdir())
         moved = tmp_path / "roomy"
         shutil.copytree(cache, moved)

@@ -77,7 +77,7 @@ def test_kill_during_build(hello: Project, point: str) -> None:
     cache = hello.root / "cache"
     assert_consistent(cache)
     verify = lw(hello, "cache", "verify")
-    assert verify.code == 0 and "0 corrupt removed" in verify.err
+    assert verify.code == 0 and "0 corrupt quarantined" in verify.err
     again = lw(hello, "build", "hello")
     assert again.code == 0, again.err
     assert_consistent(cache)

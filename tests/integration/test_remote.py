@@ -77,7 +77,7 @@ def ok(result) -> str:  # noqa: ANN001
 
 
 def verify_clean(machine: Machine) -> None:
-    assert "0 corrupt removed" in ok(machine.run("cache", "verify"))
+    assert "0 corrupt quarantined" in ok(machine.run("cache", "verify"))
 
 
 def test_push_to_nginx_pull_into_empty_cache_then_nothing_builds(project, alice, bob, tmp_path) -> None:

@@ -126,7 +126,7 @@ def records(project: Project, cache: str = "cache") -> dict[str, dict]:
 
 def verify_clean(project: Project, cache: str = "cache") -> None:
     result = run_subprocess("--cache", str(project.root / cache), "cache", "verify", cwd=project.root)
-    assert result.code == 0 and "0 corrupt removed" in result.err, result.err
+    assert result.code == 0 and "0 corrupt quarantined" in result.err, result.err
 
 
 def test_stack_builds_in_parallel_then_is_all_cache_hits(stack) -> None:
