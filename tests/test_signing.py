@@ -142,3 +142,29 @@ def test_a_missing_or_empty_config_file_is_the_schema_defaults(tmp_path: Path) -
         doc = read_config(path)
         assert (doc.signing_key, list(doc.trusted_keys), list(doc.remote)) == \
             (defaults.signing_key, defaults.trusted_keys, defaults.remote)
+
+
+def test_signatures_are_matched_by_public_key_not_by_name(tmp_path: Path, keys) -> None:  # noqa: ANN001
+    """A key regenerated under the same name has not signed what the old one did,
+    and a verifier is told which case it is: unknown key, another key with a
+    trusted name, or altered bytes."""
+    from lwrecipe.remote.signing import fingerprint, signed_by
+
+    (alice, alice_pub), (bob, bob_pub) = keys
+    generate("alice", tmp_path / "alice2.key")
+    alice2 = load_secret(tmp_path / "alice2.key")
+    old = sign(RECORD, alice)
+    assert signed_by(old, alice_pub) and not signed_by(old, alice2.public())
+    with pytest.raises(IntegrityError) as exc:
+        check(old, {"alice": alice2.public()}, "r")
+    assert str(exc.value) == (f"r: signed by a key named 'alice' ({fingerprint(alice_pub.raw)}, not the trusted "
+                              f"{fingerprint(alice2.public().raw)}): a different key with a trusted name "
+                              "(regenerated, or an impostor); refused")
+    both = sign(old, alice2)
+    assert [s["key"] for s in both["signatures"]] == ["alice", "alice"]
+    assert check(both, {"alice": alice2.public()}, "r") == "alice" == check(both, {"alice": alice_pub}, "r")
+    assert sign(both, alice2)["signatures"] == both["signatures"]  # the same key signs once
+    with pytest.raises(IntegrityError, match="untrusted key 'alice'"):
+        check(old, {"bob": bob_pub}, "r")
+    with pytest.raises(IntegrityError, match="bytes were altered"):
+        check({**both, "name": "y"}, {"alice": alice2.public()}, "r")

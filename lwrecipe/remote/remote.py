@@ -27,7 +27,7 @@ from ..inputs.fetch import CHUNK, Downloader, NullReporter, Reporter, RetryPolic
 from ..recipes.keys import Sha256, canonical_json, is_sha256
 from ..store.store import Store, sandboxed
 from .config import RemoteSpec, Settings
-from .signing import SecretKey, check, sign
+from .signing import SecretKey, check, sign, signed_by, signed_bytes
 
 if TYPE_CHECKING:
     from ..inputs.httpclient import Client
@@ -353,11 +353,11 @@ class Remotes:
         if not sandboxed(record):
             raise UsageError(f"{record.get('name', key[:12])}: built without a sandbox (--no-sandbox); such "
                              "outputs are never shared (rebuild it where bubblewrap runs)")
-        if secret is not None and not any(s.get("key") == secret.name for s in record.get("signatures", [])):
+        if secret is not None and not signed_by(record, secret.public()):
             record = sign(record, secret)
             self.store.put_record(key, record)
         if backend.exists("ac", key):
-            return False
+            return self._add_signature(backend, key, record, secret)
         for blob in (record["blob"]["sha256"], record["log"]):
             path = self.store.verify_blob("cas", blob)
             if path is None:
@@ -365,6 +365,25 @@ class Remotes:
             if not backend.exists("cas", blob):
                 backend.upload("cas", blob, path, self.reporter)
         with _temp_file(self.store, canonical_json(record)) as path:
+            backend.upload("ac", key, path, self.reporter)
+        return True
+
+
+    def _add_signature(self, backend: Backend, key: Sha256, record: dict[str, Any], secret: SecretKey | None) -> bool:
+        """The remote has a record for `key`: when our key (by public key) has not
+        signed it, upload it again with our signature added to the ones it has. A
+        remote record of other content is left alone. True when it was re-signed."""
+        if secret is None:
+            return False
+        where = f"{backend.spec.name}: ac/{key[:12]}"
+        data = backend.read_small("ac", key, RECORD_LIMIT)
+        theirs = parse_record(data, key, where) if data is not None else None
+        if theirs is None or signed_by(theirs, secret.public()) or signed_bytes(theirs) != signed_bytes(record):
+            return False
+        ours = {s.get("pub") or s.get("key"): s for s in record.get("signatures", [])}
+        merged = {**{s.get("pub") or s.get("key"): s for s in theirs.get("signatures", [])}, **ours}
+        resigned = {**theirs, "signatures": sorted(merged.values(), key=lambda s: (s.get("key", ""), s.get("pub", "")))}
+        with _temp_file(self.store, canonical_json(resigned)) as path:
             backend.upload("ac", key, path, self.reporter)
         return True
 

@@ -109,11 +109,36 @@ def signed_bytes(record: dict[str, Any]) -> bytes:
     return canonical_json({k: v for k, v in record.items() if k != "signatures"})
 
 
+def fingerprint(raw: bytes) -> str:
+    """A public key's short form for messages: SHA256: and 16 hex digits of its hash."""
+    import hashlib
+
+    return "SHA256:" + hashlib.sha256(raw).hexdigest()[:16]
+
+
+def _pub(entry: dict[str, Any]) -> bytes | None:
+    try:
+        raw = base64.b64decode(entry.get("pub", ""), validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        return None
+    return raw if len(raw) == 32 else None
+
+
+def signed_by(record: dict[str, Any], key: PublicKey) -> bool:
+    """Whether `record` carries a signature naming this very public key (by key,
+    not by name: a key regenerated under the same name has not signed it)."""
+    return any(isinstance(s, dict) and _pub(s) == key.raw for s in record.get("signatures", []))
+
+
 def sign(record: dict[str, Any], key: SecretKey) -> dict[str, Any]:
-    """The record with this key's signature added (replacing an earlier one by the same key name)."""
-    others = [s for s in record.get("signatures", []) if s.get("key") != key.name]
-    signature = {"key": key.name, "sig": base64.b64encode(key.sign(signed_bytes(record))).decode()}
-    return {**record, "signatures": sorted([*others, signature], key=lambda s: s["key"])}
+    """The record with this key's signature added. Each signature names its key's
+    name and public key; an earlier signature by the same public key is replaced,
+    one by another key of the same name is kept."""
+    public = key.public()
+    others = [s for s in record.get("signatures", []) if not (isinstance(s, dict) and _pub(s) == public.raw)]
+    signature = {"key": key.name, "pub": base64.b64encode(public.raw).decode(),
+                 "sig": base64.b64encode(key.sign(signed_bytes(record))).decode()}
+    return {**record, "signatures": sorted([*others, signature], key=lambda s: (s.get("key", ""), s.get("pub", "")))}
 
 
 def signature_finding(record: dict[str, Any], trusted: dict[str, PublicKey], where: str) -> str | None:
@@ -130,7 +155,11 @@ def signature_finding(record: dict[str, Any], trusted: dict[str, PublicKey], whe
 
 def check(record: dict[str, Any], trusted: dict[str, PublicKey], where: str) -> str:
     """The name of a trusted key whose signature on `record` is valid; otherwise
-    IntegrityError saying why (unsigned, signed only by untrusted keys, forged)."""
+    IntegrityError saying why: unsigned; signed only by keys nobody trusts; signed
+    by a key that is not the trusted key of its name (regenerated, or an
+    impostor); or signed by a trusted key over other bytes (altered). A signature
+    is matched to a trusted key by its public key; one from before signatures
+    named it (no `pub`) by the key's name."""
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -138,19 +167,30 @@ def check(record: dict[str, Any], trusted: dict[str, PublicKey], where: str) -> 
     if not isinstance(signatures, list) or not signatures:
         raise IntegrityError(f"{where}: record is not signed; refused (trust it with --no-verify-signatures)")
     data = signed_bytes(record)
-    untrusted, forged = [], []
+    by_raw = {k.raw: k for k in trusted.values()}
+    unknown, other_key, altered = [], [], []
     for entry in signatures:
-        name = entry.get("key") if isinstance(entry, dict) else None
-        key = trusted.get(name) if isinstance(name, str) else None
+        if not isinstance(entry, dict):
+            continue
+        name = entry.get("key") if isinstance(entry.get("key"), str) else "?"
+        pub = _pub(entry)
+        key = by_raw.get(pub) if pub is not None else trusted.get(name)
         if key is None:
-            untrusted.append(str(name))
+            if pub is not None and name in trusted:
+                other_key.append(f"{name!r} ({fingerprint(pub)}, not the trusted {fingerprint(trusted[name].raw)})")
+            else:
+                unknown.append(repr(name))
             continue
         try:
             Ed25519PublicKey.from_public_bytes(key.raw).verify(base64.b64decode(entry.get("sig", ""), validate=True),
                                                                data)
             return key.name
-        except (InvalidSignature, binascii.Error, ValueError):
-            forged.append(key.name)
-    if forged:
-        raise IntegrityError(f"{where}: signature by key {forged[0]!r} does not verify (forged or altered); refused")
-    raise IntegrityError(f"{where}: signed by untrusted key {', '.join(repr(u) for u in untrusted)}; refused")
+        except (InvalidSignature, binascii.Error, ValueError, TypeError):
+            altered.append(repr(key.name))
+    if altered:
+        raise IntegrityError(f"{where}: signature by trusted key {altered[0]} does not verify: the record's bytes "
+                             "were altered after signing (or the signature forged); refused")
+    if other_key:
+        raise IntegrityError(f"{where}: signed by a key named {other_key[0]}: a different key with a trusted "
+                             "name (regenerated, or an impostor); refused")
+    raise IntegrityError(f"{where}: signed by untrusted key {', '.join(unknown)}; refused")

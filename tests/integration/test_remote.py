@@ -125,6 +125,26 @@ def test_records_built_with_a_stand_in_are_shared_and_say_so(project, alice, bob
         "recipe"]
 
 
+def test_a_regenerated_key_re_signs_on_push_and_pullers_are_told_why(project, alice, bob, tmp_path) -> None:
+    """alice regenerates her key under the same name: what she pushed before is
+    signed by the old key only; bob, who now trusts the new one, is told it is a
+    different key with a trusted name; alice's next push adds her new signature."""
+    remote = tmp_path / "shared"
+    ok(alice.run("build", "app", "--push", "--remote", str(remote)))
+    alice.key.rename(project.root / "alice-old.key")
+    gen = run_subprocess("key", "generate", "alice", "--out", str(alice.key), cwd=project.root)
+    assert gen.code == 0, gen.err
+    bob.trusted = alice.trusted = [gen.out.strip()]
+    refused = bob.run("cache", "pull", str(remote), "app")
+    assert refused.code != 0 and "signed by a key named 'alice' (SHA256:" in refused.err and \
+        "a different key with a trusted name" in refused.err, refused.err
+    assert "2 pushed" in ok(alice.run("cache", "push", str(remote)))  # re-signed, blobs already there
+    assert "0 pushed, 2 already" in ok(alice.run("cache", "push", str(remote)))
+    assert "2 pulled" in ok(bob.run("cache", "pull", str(remote), "app"))
+    signers = {s["pub"] for s in json.loads((remote / "ac" / alice.records()["app"]["key"]).read_text())["signatures"]}
+    assert len(signers) == 2
+
+
 def test_tampered_blob_is_refused_and_the_target_built(project, alice, bob, tmp_path) -> None:
     ok(alice.run("build", "app"))
     app_blob = alice.records()["app"]["blob"]["sha256"]
@@ -165,7 +185,7 @@ def test_untrusted_and_forged_records_are_refused(project, alice, tmp_path) -> N
     fresh = Machine(project, "erin")
     fresh.trusted.append(mallory.public)
     forged = fresh.run("cache", "pull", str(remote), "app")
-    assert forged.code == 3 and "signature by key 'mallory' does not verify (forged or altered); refused" in forged.err
+    assert forged.code == 3 and "signature by trusted key 'mallory' does not verify: the record's bytes were altered" in forged.err
 
 
 def serve_cache(server, machine: Machine) -> None:  # noqa: ANN001
