@@ -252,3 +252,35 @@ def test_the_real_linux_wasm_source_comes_from_a_git_mirror(tmp_path) -> None:
     assert tree.origin == str(clone)
     named = [(r.name, p.path) for r in graph.recipes.values() for p in r.doc.patches if isinstance(p, SourcePatch)]
     assert named and all(read_member(tree.path, path) for _, path in named), named
+
+
+def test_lock_check_fails_while_a_fetched_git_sources_pins_are_empty(project, bare, cli) -> None:
+    """A lock written before the tree was fetched has empty first-use pins; once
+    the tree is in the cache, `lock --check` says the lock is out of date, and an
+    empty cache (offline) keeps the pins the lock has."""
+    url, first, _ = bare
+    project.recipe("demo", f'''schema = 1
+[package]
+name = "demo"
+version = "1"
+license = "MIT"
+[[sources]]
+name = "tools"
+git = "{url}"
+rev = "{first}"
+unpack = false
+[[patches]]
+source = "tools"
+path = "patches/fix.patch"
+[build]
+script = "true"
+''')
+    assert cli("--cache", "c", "lock", "--offline").code == 0
+    assert 'tree_sha256 = ""' in (project.root / "lockfile.toml").read_text()
+    assert cli("--cache", "c", "fetch", "demo").code == 0
+    stale = cli("--cache", "c", "lock", "--check")
+    assert stale.code == 3 and "out of date for demo" in stale.err
+    assert cli("--cache", "c", "lock").code == 0
+    text = (project.root / "lockfile.toml").read_text()
+    assert 'tree_sha256 = ""' not in text and hashlib.sha256(PATCH).hexdigest() in text
+    assert cli("--cache", "empty", "lock", "--check", "--offline").code == 0

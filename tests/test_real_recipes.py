@@ -186,3 +186,27 @@ def test_build_image_pins_a_package_for_every_host_tool() -> None:
             package = DEBIAN_PACKAGES.get(tool)
             assert package is not None, f"{path.name}: host tool {tool} has no Debian package in DEBIAN_PACKAGES"
             assert package in pinned or package in essential, f"{path.name}: {tool} ({package}) not in the image"
+
+
+def test_the_committed_lockfile_pins_the_real_linux_wasm_tree_and_patches(tmp_path) -> None:
+    """Every byte-level pin of the git source is in lockfile.toml: the tree sha256
+    of the pinned commit and each patch's sha256, as the real clone gives them."""
+    from lwrecipe.audit.lockfile import read
+    from lwrecipe.inputs.gitsrc import fetch_tree, read_member
+    from lwrecipe.inputs.mirrors import Mirrors
+    from lwrecipe.recipes.keys import sha256_bytes
+    from lwrecipe.store.store import Store
+    from tests.conftest import upstream
+
+    clone = tmp_path / "linux-wasm.git"
+    shutil.copytree(upstream("linux-wasm.git"), clone, symlinks=True)
+    url = "https://github.com/joelseverin/linux-wasm.git"
+    tree = fetch_tree(Store(tmp_path / "c").ensure(), "linux-wasm", url, LINUX_WASM_REV,
+                      mirrors=Mirrors(git=((url, str(clone)),)))
+    lock = read(REPO / "lockfile.toml")
+    gits = [s for e in lock.recipes.values() for s in e["sources"] if s["kind"] == "git"]
+    assert gits and all(s["tree_sha256"] == tree.sha256 for s in gits)
+    patches = [p for e in lock.recipes.values() for p in e["patches"] if p["origin"] == "source"]
+    assert len(patches) == 15
+    for p in patches:
+        assert p["sha256"] == sha256_bytes(read_member(tree.path, p["path"])), p["path"]
