@@ -210,3 +210,20 @@ def test_the_committed_lockfile_pins_the_real_linux_wasm_tree_and_patches(tmp_pa
     assert len(patches) == 15
     for p in patches:
         assert p["sha256"] == sha256_bytes(read_member(tree.path, p["path"])), p["path"]
+
+
+def test_the_sboms_say_each_recipe_was_built_on_the_environment(tmp_path) -> None:
+    """musl's SBOMs name what built it: the pinned environment (SPDX BUILD_TOOL_OF,
+    CycloneDX formulation referencing the environment's component)."""
+    spdx = json.loads(run_subprocess("--cache", str(tmp_path / "c"), "sbom", "musl", "--format", "spdx-json",
+                                     cwd=REPO).out)
+    assert {"spdxElementId": "SPDXRef-Recipe-buildenv", "relationshipType": "BUILD_TOOL_OF",
+            "relatedSpdxElement": "SPDXRef-Recipe-musl"} in spdx["relationships"]
+    assert not any(p["SPDXID"].startswith("SPDXRef-Tool-") for p in spdx["packages"])  # no host tool keyed
+    suppliers = {p["name"]: p["supplier"] for p in spdx["packages"]}
+    assert suppliers["musl-1.2.5.tar.gz"] == "Organization: musl.libc.org" and suppliers["bash"] == \
+        "Organization: Debian" and suppliers["linux-wasm.git"] == "Organization: github.com/joelseverin"
+    cdx = json.loads(run_subprocess("--cache", str(tmp_path / "c"), "sbom", "musl", "--format", "cyclonedx-json",
+                                    cwd=REPO).out)
+    [formula] = [f for f in cdx["formulation"] if f["bom-ref"] == "formula:musl"]
+    assert formula["workflows"][0]["resourceReferences"] == [{"ref": "recipe:buildenv"}]

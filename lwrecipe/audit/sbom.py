@@ -37,6 +37,66 @@ def _identity(target: str, entries: dict[str, dict[str, Any]]) -> str:
     return e["output_id"] or e["key"] or e["recipe_sha256"]
 
 
+PROJECT_SUPPLIER = "the lwrecipe project (its recipes and in-repository files)"
+
+
+def _host_supplier(url: str) -> str:
+    """Who supplies what a URL names: Debian for its archive, the owner on a code
+    host (github.com/joelseverin), else the host (musl.libc.org)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or url
+    if host.endswith("debian.org"):
+        return "Debian"
+    if host in ("github.com", "gitlab.com", "codeberg.org") and parts.path.strip("/"):
+        return f"{host}/{parts.path.strip('/').split('/')[0]}"
+    return host
+
+
+def _source_supplier(s: dict[str, Any]) -> str:
+    return PROJECT_SUPPLIER if s["kind"] == "path" else _host_supplier(s["url"])
+
+
+def _recipe_supplier(e: dict[str, Any]) -> str:
+    """A recipe's output is supplied by whoever supplies what it is built from:
+    its first downloaded source's supplier, else the project."""
+    return next((_source_supplier(s) for s in e["sources"] if s["kind"] != "path"), PROJECT_SUPPLIER)
+
+
+def _patch_supplier(e: dict[str, Any], p: dict[str, Any]) -> str:
+    if p["origin"] == "url":
+        return _host_supplier(p["url"])
+    if p["origin"] == "source":
+        return next((_source_supplier(s) for s in e["sources"] if s.get("name") == p["source"]), PROJECT_SUPPLIER)
+    return PROJECT_SUPPLIER
+
+
+def _tool_supplier(tool: str) -> str:
+    from ..inputs.hosttools import DEBIAN_PACKAGES
+
+    package = DEBIAN_PACKAGES.get(tool)
+    return f"Debian (package {package}, on the build host)" if package else "the build host"
+
+
+def _patch_version(e: dict[str, Any], p: dict[str, Any]) -> str:
+    if p["sha256"]:
+        return f"sha256:{p['sha256'][:16]}"
+    rev = next((s["rev"] for s in e["sources"] if s.get("name") == p.get("source") and s["kind"] == "git"), "")
+    return rev or e["version"]
+
+
+def _tool_version(t: dict[str, Any]) -> str:
+    return t["version"] or (f"sha256:{t['sha256'][:16]}" if t["sha256"] else "missing when locked")
+
+
+def _spdx_id(text: str) -> str:
+    """A string made fit for an SPDX identifier (letters, digits, '.' and '-')."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9.-]", lambda m: f"-{ord(m.group(0)):x}-", text)
+
+
 def spdx_json(target: str, entries: dict[str, dict[str, Any]]) -> str:
     from spdx_tools.common.spdx_licensing import spdx_licensing
     from spdx_tools.spdx.jsonschema.document_converter import DocumentConverter
@@ -54,16 +114,29 @@ def spdx_json(target: str, entries: dict[str, dict[str, Any]]) -> str:
         rid = f"SPDXRef-Recipe-{name}"
         packages.append(Package(
             rid, name, _download(e) or SpdxNoAssertion(), version=e["version"], files_analyzed=False,
+            supplier=Actor(ActorType.ORGANIZATION, _recipe_supplier(e)),
             license_declared=spdx_licensing.parse(e["license"]), license_concluded=SpdxNoAssertion(),
             copyright_text=SpdxNoAssertion(),
             comment=f"lwrecipe build key {e['key'] or '(unknown)'}; output id {e['output_id'] or '(not built)'}"))
         for dep in e["depends"]:
             relationships.append(Relationship(rid, RelationshipType.DEPENDS_ON, f"SPDXRef-Recipe-{dep}"))
+        if e.get("environment"):  # what built it: the environment's root file system
+            relationships.append(Relationship(f"SPDXRef-Recipe-{e['environment']}", RelationshipType.BUILD_TOOL_OF,
+                                              rid))
+        for tool, t in sorted(e["host_tools"].items()):  # or this machine's tools, by digest
+            tid = f"SPDXRef-Tool-{name}-{_spdx_id(tool)}"
+            packages.append(Package(
+                tid, tool, SpdxNoAssertion(), version=_tool_version(t), files_analyzed=False,
+                supplier=Actor(ActorType.ORGANIZATION, _tool_supplier(tool)),
+                checksums=[Checksum(ChecksumAlgorithm.SHA256, t["sha256"])] if t["sha256"] else [],
+                comment=f"host tool {t['path'] or tool}, fingerprinted into the build key"))
+            relationships.append(Relationship(tid, RelationshipType.BUILD_TOOL_OF, rid))
         for i, s in enumerate(e["sources"]):
             sid = f"SPDXRef-Source-{name}-{i}"
+            supplier = Actor(ActorType.ORGANIZATION, _source_supplier(s))
             if s["kind"] == "url":
                 pkg = Package(sid, _basename(s["url"]), s["url"], version=e["version"], files_analyzed=False,
-                              checksums=[Checksum(ChecksumAlgorithm.SHA256, s["sha256"])])
+                              supplier=supplier, checksums=[Checksum(ChecksumAlgorithm.SHA256, s["sha256"])])
             elif s["kind"] == "deb":
                 pkg = Package(sid, s["package"], s["url"], version=s["version"], files_analyzed=False,
                               supplier=Actor(ActorType.ORGANIZATION, "Debian"),
@@ -72,11 +145,12 @@ def spdx_json(target: str, entries: dict[str, dict[str, Any]]) -> str:
             elif s["kind"] == "git":
                 checksums = ([Checksum(ChecksumAlgorithm.SHA256, s["tree_sha256"])] if s.get("tree_sha256") else [])
                 pkg = Package(sid, _basename(s["url"]), f"git+{s['url']}@{s['rev']}", version=s["rev"],
-                              files_analyzed=False, checksums=checksums,
+                              files_analyzed=False, checksums=checksums, supplier=supplier,
                               comment="pinned by git commit" + ("; checksum of lwrecipe's canonical tree archive"
                                                                 if checksums else ""))
             else:
-                pkg = Package(sid, s["path"], SpdxNoAssertion(), files_analyzed=False,
+                pkg = Package(sid, s["path"], SpdxNoAssertion(), version=f"sha256:{s['sha256'][:16]}",
+                              files_analyzed=False, supplier=supplier,
                               checksums=[Checksum(ChecksumAlgorithm.SHA256, s["sha256"])],
                               comment="in the lwrecipe repository")
             packages.append(pkg)
@@ -85,7 +159,9 @@ def spdx_json(target: str, entries: dict[str, dict[str, Any]]) -> str:
             pid = f"SPDXRef-Patch-{name}-{i}"
             origin = p.get("file") or p.get("url") or f"{p['source']}:{p['path']}"
             checksums = [Checksum(ChecksumAlgorithm.SHA256, p["sha256"])] if p["sha256"] else []
-            packages.append(Package(pid, _basename(origin), p.get("url") or SpdxNoAssertion(), files_analyzed=False,
+            packages.append(Package(pid, _basename(origin), p.get("url") or SpdxNoAssertion(),
+                                    version=_patch_version(e, p), files_analyzed=False,
+                                    supplier=Actor(ActorType.ORGANIZATION, _patch_supplier(e, p)),
                                     checksums=checksums, comment=f"patch {origin}, applied with -p{p['strip']}"))
             relationships.append(Relationship(pid, RelationshipType.PATCH_APPLIED, rid))
     document = Document(info, packages=packages, relationships=relationships)
@@ -99,8 +175,12 @@ def cyclonedx_json(target: str, entries: dict[str, dict[str, Any]]) -> str:
     from cyclonedx.model import ExternalReference, ExternalReferenceType, HashAlgorithm, HashType, Property, XsUri
     from cyclonedx.model.bom import Bom, BomMetaData
     from cyclonedx.model.component import Component, ComponentType
+    from cyclonedx.model.contact import OrganizationalEntity
     from cyclonedx.model.license import LicenseExpression
     from cyclonedx.output.json import JsonV1Dot5
+
+    def supplier(name: str) -> OrganizationalEntity:
+        return OrganizationalEntity(name=name)
 
     created = datetime.fromtimestamp(entries[target]["source_date_epoch"], timezone.utc)
     components: dict[str, Component] = {}
@@ -114,11 +194,13 @@ def cyclonedx_json(target: str, entries: dict[str, dict[str, Any]]) -> str:
             props.append(Property(name=f"lwrecipe:patch:{i}", value=f"{origin} sha256:{p['sha256'] or '(by commit)'}"))
         components[name] = Component(name=name, version=e["version"], bom_ref=f"recipe:{name}",
                                      type=ComponentType.APPLICATION if name == target else ComponentType.LIBRARY,
+                                     supplier=supplier(_recipe_supplier(e)),
                                      licenses=[LicenseExpression(e["license"])], properties=props)
         sources[name] = []
         for i, s in enumerate(e["sources"]):
             if s["kind"] == "path":
                 comp = Component(name=s["path"], bom_ref=f"source:{name}:{i}", type=ComponentType.FILE,
+                                 version=f"sha256:{s['sha256'][:16]}", supplier=supplier(PROJECT_SUPPLIER),
                                  hashes=[HashType(alg=HashAlgorithm.SHA_256, content=s["sha256"])])
             else:
                 url = s["url"]
@@ -126,6 +208,7 @@ def cyclonedx_json(target: str, entries: dict[str, dict[str, Any]]) -> str:
                 version = {"url": e["version"], "deb": s.get("version"), "git": s.get("rev")}[s["kind"]]
                 comp = Component(name=s["package"] if s["kind"] == "deb" else _basename(url), version=version,
                                  bom_ref=f"source:{name}:{i}", type=ComponentType.LIBRARY,
+                                 supplier=supplier(_source_supplier(s)),
                                  hashes=[HashType(alg=HashAlgorithm.SHA_256, content=digest)] if digest else [],
                                  external_references=[ExternalReference(
                                      type=ExternalReferenceType.DISTRIBUTION if s["kind"] != "git"
@@ -140,11 +223,69 @@ def cyclonedx_json(target: str, entries: dict[str, dict[str, Any]]) -> str:
             bom.components.add(src)
     for name, comp in components.items():
         bom.register_dependency(comp, [components[d] for d in entries[name]["depends"]] + sources[name])
-    text = JsonV1Dot5(bom).output_as_string(indent=2)
-    from cyclonedx.schema import SchemaVersion
-    from cyclonedx.validation.json import JsonStrictValidator
-
-    problem = JsonStrictValidator(SchemaVersion.V1_5).validate_str(text)
+    doc = json.loads(JsonV1Dot5(bom).output_as_string())
+    formulation = [f for f in (_formula(name, e) for name, e in sorted(entries.items())) if f]
+    if formulation:  # cyclonedx-python-lib does not model formulation yet
+        doc["formulation"] = formulation
+    problem = _cyclonedx_problem(doc)
     if problem is not None:
-        raise ValueError(str(problem)[:500])
-    return text + "\n"
+        raise ValueError(problem[:500])
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def _formula(name: str, e: dict[str, Any]) -> dict[str, Any] | None:
+    """CycloneDX 1.5 `formulation` of one recipe: what built it. The environment it
+    was built on (a component of the BOM, referenced), or each host tool with its
+    digest (components of the formula), in one build workflow whose uid is the
+    build key."""
+    tools = [{"type": "application", "bom-ref": f"tool:{name}:{tool}", "name": tool, "version": _tool_version(t),
+              "supplier": {"name": _tool_supplier(tool)},
+              **({"hashes": [{"alg": "SHA-256", "content": t["sha256"]}]} if t["sha256"] else {}),
+              "properties": [{"name": "lwrecipe:path", "value": t["path"] or "(missing when locked)"}]}
+             for tool, t in sorted(e["host_tools"].items())]
+    used = [{"ref": f"recipe:{e['environment']}"}] if e.get("environment") else []
+    used += [{"ref": tool["bom-ref"]} for tool in tools]
+    if not used:
+        return None
+    workflow = {"bom-ref": f"build:{name}", "uid": e["key"] or f"recipe:{name}", "name": f"build {name}",
+                "taskTypes": ["build"], "resourceReferences": used,
+                "outputs": [{"resource": {"ref": f"recipe:{name}"}}]}
+    return {"bom-ref": f"formula:{name}", **({"components": tools} if tools else {}), "workflows": [workflow]}
+
+
+_VALIDATOR: Any = None
+
+
+def _cyclonedx_problem(doc: dict[str, Any]) -> str | None:
+    """The first way `doc` breaks the CycloneDX 1.5 JSON schema (the strict one, that
+    allows no unknown property), or None. Structure only: string formats (IRIs,
+    dates) are not checked here, which costs seconds on a real graph; the tests
+    check them with an independent validator."""
+    global _VALIDATOR
+    if _VALIDATOR is None:
+        import sys
+        from importlib.resources import files
+
+        # jsonschema compiles 38 grammars (2.4 s) for rfc3987-syntax's IRI format
+        # checks at import when that package is installed; they are not run here.
+        hidden = "jsonschema" not in sys.modules and "rfc3987_syntax" not in sys.modules
+        if hidden:
+            sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]
+        try:
+            from jsonschema.validators import Draft7Validator
+        finally:
+            if hidden:
+                del sys.modules["rfc3987_syntax"]
+        from referencing import Registry
+        from referencing.jsonschema import DRAFT7
+
+        res = files("cyclonedx.schema") / "_res"
+        prefix = "http://cyclonedx.org/schema/"
+        registry = Registry().with_resources(
+            (prefix + name, DRAFT7.create_resource(json.loads((res / name).read_text())))
+            for name in ("spdx.SNAPSHOT.schema.json", "jsf-0.82.SNAPSHOT.schema.json",
+                         "cryptography-defs.SNAPSHOT.schema.json") if (res / name).is_file())
+        _VALIDATOR = Draft7Validator(json.loads((res / "bom-1.5.SNAPSHOT.schema.json").read_text()),
+                                     registry=registry)
+    error = next(iter(_VALIDATOR.iter_errors(doc)), None)
+    return None if error is None else f"{'/'.join(map(str, error.absolute_path))}: {error.message}"

@@ -191,3 +191,42 @@ def test_sboms_validate_with_the_libraries_own_validators(locked, tmp_path) -> N
     bom = json.loads(cdx.out)
     assert bom["metadata"]["component"]["name"] == "app"
     assert lw(locked, "sbom", "app", "--format", "cyclonedx-json").out == cdx.out  # same inputs, same bytes
+
+
+def test_sboms_meet_ntia_minimum_elements_and_the_published_schema(locked, tmp_path) -> None:
+    """SPDX passes NTIA's conformance checker (supplier, name, version, identifiers,
+    relationships, author, timestamp); CycloneDX passes check-jsonschema against the
+    published 1.5 schema (formats included). Both say what built each component:
+    here the host tools, with their digests."""
+    import subprocess
+    import sys
+    from importlib.resources import files
+
+    bindir = Path(sys.executable).parent
+    spdx = tmp_path / "app.spdx.json"
+    assert lw(locked, "sbom", "app", "--format", "spdx-json", "--out", str(spdx)).code == 0
+    ntia = subprocess.run([str(bindir / "ntia-checker"), "-r", "json", str(spdx)], capture_output=True, text=True)
+    report = json.loads(ntia.stdout)
+    assert report["isNtiaConformant"] is True, ntia.stdout
+    doc = json.loads(spdx.read_text())
+    assert all(p.get("supplier", "NOASSERTION") != "NOASSERTION" and p.get("versionInfo") for p in doc["packages"])
+    tools = {p["SPDXID"]: p for p in doc["packages"] if p["SPDXID"].startswith("SPDXRef-Tool-base-")}
+    assert {p["name"] for p in tools.values()} >= {"mkdir", "cp", "fakever"}
+    assert all(p["checksums"][0]["algorithm"] == "SHA256" for p in tools.values())
+    built_by = {(r["spdxElementId"], r["relatedSpdxElement"]) for r in doc["relationships"]
+                if r["relationshipType"] == "BUILD_TOOL_OF"}
+    assert {(t, "SPDXRef-Recipe-base") for t in tools} <= built_by
+
+    cdx = tmp_path / "app.cdx.json"
+    assert lw(locked, "sbom", "app", "--format", "cyclonedx-json", "--out", str(cdx)).code == 0
+    schema = files("cyclonedx.schema") / "_res" / "bom-1.5.SNAPSHOT.schema.json"
+    check = subprocess.run([str(bindir / "check-jsonschema"), "--schemafile", str(schema), str(cdx)],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    bom = json.loads(cdx.read_text())
+    assert all(c.get("supplier", {}).get("name") for c in bom["components"])
+    [formula] = [f for f in bom["formulation"] if f["bom-ref"] == "formula:base"]
+    assert {c["name"] for c in formula["components"]} >= {"mkdir", "cp", "fakever"}
+    base = next(c for c in bom["components"] if c["bom-ref"] == "recipe:base")
+    key = next(p["value"] for p in base["properties"] if p["name"] == "lwrecipe:key")
+    assert formula["workflows"][0]["uid"] == key and formula["workflows"][0]["taskTypes"] == ["build"]
