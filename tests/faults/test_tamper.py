@@ -139,3 +139,17 @@ def test_cache_verify_exits_3_keeps_the_evidence_and_repairs(release: Release) -
     repaired = release.run("cache", "verify", "--repair")
     assert repaired.code == 3 and f"not repaired: ac/{release.record()['key']}: no remote is configured" in \
         repaired.out, repaired.out
+
+
+def test_cache_verify_quarantines_a_broken_record_and_a_flipped_output(release: Release) -> None:
+    record = release.record()
+    flip(release.cache / "cas" / record["blob"]["sha256"], at=40)
+    ac = release.cache / "ac" / record["key"]
+    ac.chmod(0o644)
+    ac.write_text(ac.read_text().replace('"key"', '"kee"', 1))
+    result = release.run("cache", "verify")
+    assert result.code == 3, result.err
+    assert f"quarantined cas/{record['blob']['sha256']} -> quarantine/" in result.out
+    assert f"quarantined ac/{record['key']} -> quarantine/" in result.out and "not a build record" in result.out
+    kept = release.quarantined()
+    assert any(n.endswith(f"-ac-{record['key']}") for n in kept) and not ac.exists()
