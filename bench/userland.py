@@ -21,7 +21,6 @@ BENCH_USERLAND_RUNS (default 1) sets how many times the cold pair runs.
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import subprocess
 import sys

@@ -338,3 +338,42 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
     return cert_file, key_file
+
+
+class Served:
+    """A server started as a command that prints its URL on its first line
+    (`lwrecipe serve`, or plain_server); a context manager that stops it."""
+
+    def __init__(self, argv: list[str], cwd: Path) -> None:
+        import re
+
+        self.proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()  # type: ignore[union-attr]
+        match = re.search(r"(http://\S+/)", line)
+        assert match, line + self.proc.stderr.read()  # type: ignore[union-attr]
+        self.url = match.group(1)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+    def __enter__(self) -> Served:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def plain_server(directory: Path) -> list[str]:
+    """The command of a static server without COOP/COEP (the standard library's),
+    serving .wasm as application/wasm: the control a cross-origin isolated page is
+    compared with."""
+    import sys
+
+    return [sys.executable, "-u", "-c",
+            "import http.server, functools, sys\n"
+            "h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])\n"
+            "h.func.extensions_map['.wasm'] = 'application/wasm'\n"
+            "s = http.server.ThreadingHTTPServer(('127.0.0.1', 0), h)\n"
+            "print(f'http://127.0.0.1:{s.server_address[1]}/', flush=True)\n"
+            "s.serve_forever()\n", str(directory)]

@@ -199,9 +199,9 @@ def test_gc_drops_a_commit_object_with_its_tree(tmp_path, bare) -> None:
     assert not commit_path(store, first).exists() and not ref_path(store, first).exists()
 
 
-def test_recipe_with_git_source_and_patch_inside_it(project, bare, tmp_path) -> None:
-    url, first, _ = bare
-    project.recipe("demo", f'''schema = 1
+def demo_recipe(url: str, rev: str) -> str:
+    """A recipe with a git source and a patch read from inside it."""
+    return f'''schema = 1
 [package]
 name = "demo"
 version = "1"
@@ -209,14 +209,19 @@ license = "MIT"
 [[sources]]
 name = "tools"
 git = "{url}"
-rev = "{first}"
+rev = "{rev}"
 unpack = false
 [[patches]]
 source = "tools"
 path = "patches/fix.patch"
 [build]
 script = "true"
-''')
+'''
+
+
+def test_recipe_with_git_source_and_patch_inside_it(project, bare, tmp_path) -> None:
+    url, first, _ = bare
+    project.recipe("demo", demo_recipe(url, first))
     store = Store(tmp_path / "cache").ensure()
     graph = load_graph(["demo"])
     with make_client() as client:
@@ -259,22 +264,7 @@ def test_lock_check_fails_while_a_fetched_git_sources_pins_are_empty(project, ba
     the tree is in the cache, `lock --check` says the lock is out of date, and an
     empty cache (offline) keeps the pins the lock has."""
     url, first, _ = bare
-    project.recipe("demo", f'''schema = 1
-[package]
-name = "demo"
-version = "1"
-license = "MIT"
-[[sources]]
-name = "tools"
-git = "{url}"
-rev = "{first}"
-unpack = false
-[[patches]]
-source = "tools"
-path = "patches/fix.patch"
-[build]
-script = "true"
-''')
+    project.recipe("demo", demo_recipe(url, first))
     assert cli("--cache", "c", "lock", "--offline").code == 0
     assert 'tree_sha256 = ""' in (project.root / "lockfile.toml").read_text()
     assert cli("--cache", "c", "fetch", "demo").code == 0

@@ -29,6 +29,7 @@ import pytest
 
 from tests.browser import chromium, page_result
 from tests.conftest import REPO, run_subprocess, upstream
+from tests.servers import Served, plain_server
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -324,22 +325,6 @@ def linux_with_a_stand_in_module(userland: Userland) -> Path:
     return path
 
 
-class Served:
-    def __init__(self, argv: list[str], cwd: Path) -> None:
-        self.proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()  # type: ignore[union-attr]
-        match = re.search(r"(http://\S+/)", line)
-        assert match, line + self.proc.stderr.read()  # type: ignore[union-attr]
-        self.url = match.group(1)
-
-    def __enter__(self) -> Served:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-
-
 PROBE = """<!DOCTYPE html>
 <script src="linux.js"></script>
 <pre id="result"></pre>
@@ -389,13 +374,6 @@ def test_the_runtime_site_is_upstreams_and_serve_isolates_it_in_chromium(built: 
         result = page_result(served.url + "probe.html")
     assert result == {"crossOriginIsolated": True, "linux": "function", "sab": 4,
                       "initrd": (site / "initramfs.cpio.gz").stat().st_size, "boot": "returned"}, result
-    plain = [sys.executable, "-u", "-c",
-             "import http.server, functools, sys\n"
-             "h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])\n"
-             "h.func.extensions_map['.wasm'] = 'application/wasm'\n"
-             "s = http.server.ThreadingHTTPServer(('127.0.0.1', 0), h)\n"
-             "print(f'http://127.0.0.1:{s.server_address[1]}/', flush=True)\n"
-             "s.serve_forever()\n", str(probe)]
-    with Served(plain, built.root) as served:
+    with Served(plain_server(probe), built.root) as served:
         control = page_result(served.url + "probe.html")
     assert control["crossOriginIsolated"] is False and "SharedArrayBuffer" in control.get("error", ""), control

@@ -20,7 +20,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -31,7 +30,7 @@ import pytest
 
 from tests.browser import chromium, page_result
 from tests.conftest import REPO, Project, run_subprocess
-from tests.servers import fault_server
+from tests.servers import Served, fault_server, plain_server
 
 REHEARSAL = REPO / "tests" / "rehearsal"
 TOYS = {"llvm": "18.1.2", "linux": "6.4.16", "musl": "1.2.5", "busybox": "1.36.1"}
@@ -110,19 +109,6 @@ def outputs(project: Project, cache: str = "cache") -> dict[str, str]:
     return {(r := json.loads(p.read_text()))["name"]: r["output_id"] for p in (project.root / cache / "ac").iterdir()}
 
 
-class Served:
-    def __init__(self, argv: list[str], cwd: Path) -> None:
-        self.proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()  # type: ignore[union-attr]
-        match = re.search(r"(http://\S+/)", line)
-        assert match, line + self.proc.stderr.read()  # type: ignore[union-attr]
-        self.url = match.group(1)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-
-
 def test_full_stack_builds_reproducibly_and_boots_in_chromium(rehearsal: Project) -> None:
     first = build(rehearsal, "runtime", "-j", "2")
     assert first.code == 0, first.err
@@ -159,15 +145,6 @@ def test_full_stack_builds_reproducibly_and_boots_in_chromium(rehearsal: Project
     site = rehearsal.root / "site"
     assert run_subprocess("--cache", str(rehearsal.root / "cache"), "checkout", "runtime", str(site),
                           cwd=rehearsal.root).code == 0
-    plain = Served([sys.executable, "-u", "-c",
-                    "import http.server, functools, sys\n"
-                    "h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])\n"
-                    "h.func.extensions_map['.wasm'] = 'application/wasm'\n"
-                    "s = http.server.ThreadingHTTPServer(('127.0.0.1', 0), h)\n"
-                    "print(f'http://127.0.0.1:{s.server_address[1]}/', flush=True)\n"
-                    "s.serve_forever()\n", str(site)], rehearsal.root)
-    try:
+    with Served(plain_server(site), rehearsal.root) as plain:
         control = page_result(plain.url)
-    finally:
-        plain.stop()
     assert control["crossOriginIsolated"] is False  # without COOP/COEP the same page is not isolated
