@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -30,11 +31,6 @@ import pytest
 from tests.browser import chromium, page_result
 from tests.conftest import REPO, run_subprocess, upstream
 from tests.servers import Served, plain_server
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 LINUX_WASM = "https://github.com/joelseverin/linux-wasm.git"
 REV = "970e08b0d605e63e36a99d22596e8899a1dab8b5"
