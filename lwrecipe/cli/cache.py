@@ -71,14 +71,12 @@ def _repair(ctx: Context, store, quarantined) -> None:  # noqa: ANN001
     """Get what was quarantined again: sources from the project's recipes (through
     the mirrors), records and output blobs from the configured remotes. Says what
     it got and what it could not; the exit status stays 3 (something was corrupt)."""
-    import json
-
     from ..errors import LwrecipeError
     from ..inputs.fetch import Downloader, make_client
     from ..inputs.gitsrc import fetch_tree
     from ..inputs.sources import downloads, git_sources
     from ..recipes.graph import load_graph, project_root
-    from ..recipes.keys import Sha256, is_git_rev
+    from ..recipes.keys import Sha256, is_git_rev, is_sha256
     from ..remote.config import load_mirrors
 
     root = project_root(Path.cwd())
@@ -97,8 +95,8 @@ def _repair(ctx: Context, store, quarantined) -> None:  # noqa: ANN001
             keys.add(entry.name)
         elif entry.area == "cas":
             for path in (store.root / "ac").iterdir():
-                record = json.loads(path.read_bytes())
-                if entry.name in (record["blob"]["sha256"], record.get("log")):
+                record = store.read_record(Sha256(path.name)) if is_sha256(path.name) else None
+                if record is not None and entry.name in (record["blob"].get("sha256"), record.get("log")):
                     keys.add(path.name)
     with make_client() as client:
         downloader = Downloader(store, client, mirrors=mirrors.files)
