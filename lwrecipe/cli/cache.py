@@ -96,7 +96,7 @@ def _repair(ctx: Context, store, quarantined) -> None:  # noqa: ANN001
         elif entry.area == "cas":
             for path in (store.root / "ac").iterdir():
                 record = store.read_record(Sha256(path.name)) if is_sha256(path.name) else None
-                if record is not None and entry.name in (record["blob"].get("sha256"), record.get("log")):
+                if record is not None and entry.name in ((record.get("blob") or {}).get("sha256"), record.get("log")):
                     keys.add(path.name)
     with make_client() as client:
         downloader = Downloader(store, client, mirrors=mirrors.files)
