@@ -6,8 +6,11 @@ Every stage uses these; they depend on nothing else in lwrecipe.
 from __future__ import annotations
 
 import os
+import shutil
+import stat
 import tempfile
 from pathlib import Path
+from typing import Any
 
 TOOL_CACHE_ENV = "LWRECIPE_TOOL_CACHE"  # the host-tool memo's file; the user cache is its directory
 
@@ -41,3 +44,19 @@ def user_cache_dir() -> Path:
         return Path(os.environ[TOOL_CACHE_ENV]).parent
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "lwrecipe"
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a build directory, even parts a build made read-only. Only real
+    directories are ever made writable again: a chmod never goes through a link
+    the build left (chmod follows links, and an ordinary user's own key would
+    otherwise become world-readable)."""
+    def unlock(func: Any, p: str, _: Any) -> None:
+        for d in (os.path.dirname(p), p):
+            try:
+                if stat.S_ISDIR(os.lstat(d).st_mode):
+                    os.chmod(d, 0o755)
+            except OSError:
+                pass
+        func(p)
+    shutil.rmtree(path, onerror=unlock)

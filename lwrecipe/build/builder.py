@@ -7,12 +7,15 @@ exactly one planned recipe whose inputs are fetched and dependencies restored.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
 import stat
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +23,7 @@ from typing import Any
 
 from .. import __version__, faults
 from ..errors import BuildFailed, MissingToolError, SandboxUnavailable, StoreError
+from ..files import remove_tree
 from ..inputs.gitsrc import read_member
 from ..inputs.patch import PatchFile, apply_series, check_series, not_applied, patch_argv
 from ..inputs.sources import Fetch, lay_out
@@ -40,6 +44,8 @@ class BuildOptions:
     jobs: int
     no_sandbox: bool = False  # the user allowed building without bubblewrap
     secret: SecretKey | None = None  # signs the build records made here
+    keep_failed: bool = False  # a failed build's directory is kept (cache/failed/<recipe>)
+    on_output: Callable[[str, str], None] | None = None  # (recipe, line) for each line the build writes (build -v)
 
 
 def patch_files(item: Planned, fetched: Fetch, where: Path) -> list[PatchFile]:
@@ -77,25 +83,23 @@ def build_one(store: Store, item: Planned, fetched: Fetch, deps: dict[str, Path]
     top = Path(tempfile.mkdtemp(dir=store.root / "tmp", prefix=f"build-{recipe.name}-"))
     layout = Layout(top)
     log = layout.log
+    kept_tree = False
     try:
-        layout.create()
-        lay_out(recipe, fetched, layout.src)
-        root = environment_root(recipe, deps, layout, bwrap)
-        deps = {d: p for d, p in deps.items() if d != recipe.environment}
-        patches = patch_files(item, fetched, layout.patches)
-        if root is None:
-            patch_tool = next((str(t.path) for t in item.tools if t.name == "patch"), "patch")
-            apply_series(recipe.name, patches, layout.src, patch_tool)
-        elif patches:
-            _patch_in_environment(recipe.name, patches, layout, root, bwrap, build.source_date_epoch)
-        job = Job(layout=layout, script=build.script, env=dict(build.env),
-                  tools={t.name: t.path for t in item.tools}, deps=deps, jobs=opts.jobs,
-                  source_date_epoch=build.source_date_epoch, root=root)
-        status = run(job, bwrap, log)
+        job = stage(item, fetched, deps, layout, bwrap, opts.jobs)
+        if opts.on_output is None:
+            status = run(job, bwrap, log)
+        else:
+            with _streamed(log, lambda line: opts.on_output(recipe.name, line)):  # type: ignore[misc]
+                status = run(job, bwrap, log)
         text = read_log(log)
         if status != 0:
             kept = _keep_log(text, log_dir, recipe.name)
-            raise BuildFailed(recipe.name, f"build script exited with status {status}", str(kept), _tail(text))
+            why = f"build script exited with status {status}"
+            if opts.keep_failed:
+                why += f"; its build directory is kept in {keep_failed(store, top, recipe.name)}"
+                kept_tree = True
+            raise BuildFailed(recipe.name, why, str(kept), _tail(text))
+        (log_dir / f"{recipe.name}.log").unlink(missing_ok=True)  # an earlier failure's: no longer the last build
         packed = pack(store, output_dir(recipe.name, layout), build.source_date_epoch)
         log_blob = put_log(store, text)
         record = {
@@ -130,7 +134,91 @@ def build_one(store: Store, item: Planned, fetched: Fetch, deps: dict[str, Path]
         where = f" ({exc.filename})" if exc.filename else ""
         raise StoreError(f"{recipe.name}: cannot write the build or its output: {exc.strerror or exc}{where}") from None
     finally:
-        _remove(top)
+        if not kept_tree:
+            remove_tree(top)
+
+
+@contextlib.contextmanager
+def _streamed(log: Path, say: Callable[[str], None]) -> Iterator[None]:
+    """Hand each line of `log` to `say` while the build writes it (and the rest
+    once it is done). The log is read as a file, never through a link."""
+    done = threading.Event()
+
+    def follow() -> None:
+        fh = None
+        pending = b""
+        while fh is None and not done.is_set():
+            try:
+                fh = os.fdopen(os.open(log, os.O_RDONLY | os.O_NOFOLLOW), "rb")
+            except OSError:
+                done.wait(0.1)
+        if fh is None:
+            return
+        with fh:
+            while True:
+                finished = done.is_set()
+                pending += fh.read()
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    say(line.decode(errors="replace"))
+                if finished:
+                    if pending:
+                        say(pending.decode(errors="replace"))
+                    return
+                done.wait(0.1)
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+def stage(item: Planned, fetched: Fetch, deps: dict[str, Path], layout: Layout, bwrap: str | None,
+          jobs: int) -> Job:
+    """A build directory as the build script gets it: sources laid out, patches
+    applied, and the job that runs in it. `deps` holds every dependency's output
+    (the environment's included)."""
+    recipe = item.recipe
+    layout.create()
+    lay_out(recipe, fetched, layout.src)
+    job = build_job(item, deps, layout, bwrap, jobs)
+    patches = patch_files(item, fetched, layout.patches)
+    if job.root is None:
+        patch_tool = next((str(t.path) for t in item.tools if t.name == "patch"), "patch")
+        apply_series(recipe.name, patches, layout.src, patch_tool)
+    elif patches:
+        _patch_in_environment(recipe.name, patches, layout, job.root, bwrap, recipe.doc.build.source_date_epoch)
+    return job
+
+
+def build_job(item: Planned, deps: dict[str, Path], layout: Layout, bwrap: str | None, jobs: int) -> Job:
+    """The job of a build in `layout`: script, variables, tools, dependencies and the
+    root it runs on (also what `shell` enters, over a kept or a fresh directory)."""
+    recipe, build = item.recipe, item.recipe.doc.build
+    root = environment_root(recipe, deps, layout, bwrap)
+    return Job(layout=layout, script=build.script, env=dict(build.env), tools={t.name: t.path for t in item.tools},
+               deps={d: p for d, p in deps.items() if d != recipe.environment}, jobs=jobs,
+               source_date_epoch=build.source_date_epoch, root=root)
+
+
+FAILED = "failed"  # beside cas/ and ac/: build directories kept by --keep-failed, one per recipe
+
+
+def kept_failure(store: Store, recipe: str) -> Path:
+    return store.root / FAILED / recipe
+
+
+def keep_failed(store: Store, top: Path, recipe: str) -> Path:
+    """Keep a failed build's directory (replacing the one an earlier failure left)."""
+    dest = kept_failure(store, recipe)
+    dest.parent.mkdir(exist_ok=True)
+    if dest.exists():
+        remove_tree(dest)
+    os.replace(top, dest)
+    return dest
 
 
 def environment_root(recipe: Recipe, deps: dict[str, Path], layout: Layout, bwrap: str | None) -> Path | None:
@@ -207,19 +295,3 @@ def _keep_log(text: bytes, log_dir: Path, name: str) -> Path:
 def _tail(text: bytes) -> str:
     lines = text.decode(errors="replace").splitlines()
     return "\n".join(lines[-TAIL_LINES:])
-
-
-def _remove(path: Path) -> None:
-    """Remove a build directory, even parts a build made read-only. Only real
-    directories are ever made writable again: a chmod never goes through a link
-    the build left (chmod follows links, and an ordinary user's own key would
-    otherwise become world-readable)."""
-    def unlock(func: Any, p: str, _: Any) -> None:
-        for d in (os.path.dirname(p), p):
-            try:
-                if stat.S_ISDIR(os.lstat(d).st_mode):
-                    os.chmod(d, 0o755)
-            except OSError:
-                pass
-        func(p)
-    shutil.rmtree(path, onerror=unlock)

@@ -232,14 +232,19 @@ class Engine:
         fetched = self.fetch([item])
         self.on_event(item.name, "building")
         with tempfile.TemporaryDirectory(dir=self.store.root / "tmp", prefix="deps-") as tmp:
-            deps = {d: self._environment(d) if d == item.recipe.environment else self._restore(d, Path(tmp) / d)
-                    for d in item.recipe.depends}
+            deps = self.dependencies(item, Path(tmp))
             current = plan_recipe(item.recipe, {d: self.outputs[d] for d in item.recipe.depends})
             if current.key != item.key:
                 raise IntegrityError(f"{item.name}: a dependency rebuilt to different bytes than its "
                                      "cached output; run the build again")
             return build_one(self.store, item, fetched, deps, self.options, self.store.root / "logs",
                              keep_record=keep_record, substituted=self.graph.substitutions(item.name))
+
+    def dependencies(self, item: Planned, where: Path) -> dict[str, Path]:
+        """Every dependency's output for a build of `item`: restored into `where`, the
+        environment shared (the engine must have built or found them)."""
+        return {d: self._environment(d) if d == item.recipe.environment else self._restore(d, where / d)
+                for d in item.recipe.depends}
 
     def _restore(self, name: str, dest: Path) -> Path:
         """Unpack a dependency's output. One known only from a remote is pulled first;

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -186,14 +186,15 @@ def root_binds(root: Path) -> list[str]:
     return argv
 
 
-def bwrap_argv(job: Job, bwrap: str) -> list[str]:
+def bwrap_argv(job: Job, bwrap: str, command: Sequence[str] | None = None) -> list[str]:
+    """The sandbox of a build; `command` (default: the build script) is what runs in it."""
     argv = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--hostname", "lwrecipe"]
     if job.root is not None:
         _, uid, gid = BUILD_USER
         argv += ["--unshare-user", "--uid", str(uid), "--gid", str(gid), *root_binds(job.root)]
     argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     if job.root is not None:
-        return _finish(argv, job)
+        return _finish(argv, job, command)
     for path in HOST_READONLY:
         argv += ["--ro-bind", path, path]
     for path in HOST_TOP_LINKS:
@@ -208,10 +209,10 @@ def bwrap_argv(job: Job, bwrap: str) -> list[str]:
         argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
     for name in synthetic_etc(0):
         argv += ["--ro-bind", str(job.layout.control / "etc" / name), f"/etc/{name}"]
-    return _finish(argv, job)
+    return _finish(argv, job, command)
 
 
-def _finish(argv: list[str], job: Job) -> list[str]:
+def _finish(argv: list[str], job: Job, command: Sequence[str] | None = None) -> list[str]:
     """The build's own directories, its environment variables and the script."""
     argv += ["--bind", str(job.layout.work), str(BUILD), "--ro-bind", str(job.layout.control), str(BUILD / CONTROL)]
     for name, path in sorted(job.deps.items()):
@@ -220,7 +221,8 @@ def _finish(argv: list[str], job: Job) -> list[str]:
     argv += ["--clearenv"]
     for key, value in sorted(environment(job, True).items()):
         argv += ["--setenv", key, value]
-    argv += ["--chdir", str(BUILD / "src"), "/bin/bash", "-euo", "pipefail", str(BUILD / CONTROL / "script.sh")]
+    argv += ["--chdir", str(BUILD / "src"),
+             *(command or ["/bin/bash", "-euo", "pipefail", str(BUILD / CONTROL / "script.sh")])]
     return argv
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -37,6 +38,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--push", action="store_true", help="upload what is built here to every remote")
     p.add_argument("--locked", action="store_true",
                    help="refuse (exit 3) to build anything whose inputs or output differ from lockfile.toml")
+    p.add_argument("--keep-failed", action="store_true",
+                   help="keep a failed build's directory (cache/failed/<recipe>; `shell --after-failure` enters it)")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("checkout", help="materialise a built output in a directory", epilog=EPILOG)
@@ -103,7 +106,8 @@ def cmd_build(ctx: Context) -> int:
     parallel = max(1, ctx.args.jobs)
     settings = project_settings(graph.recipes[graph.targets[0]].root, ctx.args.remote)
     options = BuildOptions(jobs=max(1, (os.cpu_count() or 1) // parallel), no_sandbox=ctx.args.no_sandbox,
-                           secret=settings.secret)
+                           secret=settings.secret, keep_failed=ctx.args.keep_failed)
+    streamed = ctx.verbosity > 0  # build -v: each line a build writes, as it writes it
     if ctx.args.no_sandbox:
         ctx.info("warning: --no-sandbox: builds run on host paths and may depend on this machine")
     with BuildDisplay(quiet=ctx.verbosity < 0) as display, \
@@ -113,6 +117,8 @@ def cmd_build(ctx: Context) -> int:
             return fetch_inputs(ctx, graph, [i.name for i in items], 4, ctx.args.offline,
                                  reporter=DisplayReporter(display))
 
+        if streamed:
+            options = dataclasses.replace(options, on_output=lambda name, line: display.log(redact(f"{name}| {line}")))
         push_to = [b for b in remotes.backends if ctx.args.push or b.spec.push]
         engine = Engine(store, fetch, options, rebuild=ctx.args.rebuild, keep_going=ctx.args.keep_going,
                         check=ctx.args.check, parallel=parallel, on_event=display.event, remotes=remotes,

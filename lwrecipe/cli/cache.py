@@ -209,6 +209,8 @@ def cmd_cache_gc(ctx: Context) -> int:
     verb = "would remove" if args.dry_run else "removed"
     for unit in report.removed:
         ctx.out(f"{verb} {unit.label} ({human_size(unit.size)})")
+    for kept in report.failed:
+        ctx.out(f"{verb} {kept} (a failed build's directory kept by --keep-failed)")
     ctx.info(f"{verb} {len(report.removed)} entries, {human_size(report.freed)}; "
              f"kept {report.kept}, {human_size(report.remaining)}")
     return 0

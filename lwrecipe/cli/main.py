@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import LwrecipeError
-from . import build, cache, debs, keys, mirror, plan, release, serve
+from . import build, cache, completion, debs, keys, mirror, plan, release, serve, shell
 from .common import EPILOG, Context, say_error
 
 
@@ -27,14 +27,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="count", default=0, help="say less")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    for group in (plan, build, cache, release, serve, keys, debs, mirror):
+    for group in (plan, build, cache, release, serve, keys, debs, mirror, shell, completion):
         group.add_parsers(sub)
+    parser.set_defaults(root_parser=parser)  # for `completion`, which is generated from it
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "takes_command", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra  # `shell TARGET -- CMD...`
     ctx = Context(args)
     try:
         return args.func(ctx)

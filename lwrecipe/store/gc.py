@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UsageError
+from ..files import remove_tree
 from ..recipes.keys import is_sha256
 from .outputs import SHARED
 from .store import Store
@@ -48,6 +49,7 @@ class Unit:
 @dataclass
 class GcReport:
     removed: list[Unit] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # kept failed builds removed
     kept: int = 0
     freed: int = 0
     remaining: int = 0
@@ -137,7 +139,25 @@ def collect(store: Store, max_size: int | None, older_than_days: float | None,
             _drop_unpacked_without_records(store, {u.output_id for u in found if u.label not in gone})
         report.kept = len(found) - len(doomed)
         report.remaining = sum(u.size for u in found if u.label not in gone)
+        report.failed = _old_failures(store, time.time(), older_than_days, dry_run)
     return report
+
+
+KEPT_FAILED_DAYS = 7.0
+
+
+def _old_failures(store: Store, now: float, older_than_days: float | None, dry_run: bool) -> list[str]:
+    """Build directories `build --keep-failed` kept (failed/<recipe>), removed once
+    untouched for a week (or for --older-than DAYS, when that is sooner)."""
+    kept = store.root / "failed"
+    days = min(KEPT_FAILED_DAYS, older_than_days) if older_than_days is not None else KEPT_FAILED_DAYS
+    gone = []
+    for tree in sorted(kept.iterdir()) if kept.is_dir() else []:
+        if now - tree.lstat().st_mtime > days * 86400:
+            gone.append(f"failed/{tree.name}")
+            if not dry_run:
+                remove_tree(tree)
+    return gone
 
 
 def _drop_unpacked_without_records(store: Store, output_ids: set[str]) -> None:

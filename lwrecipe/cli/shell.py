@@ -1,0 +1,146 @@
+"""`shell` and `log`: a recipe author's loop — enter a build's sandbox, read its log."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .common import EPILOG, Context, load_targets, substitute_args, target_args
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("shell", help="a shell (or one command) in the sandbox a build of TARGET gets",
+                       epilog=EPILOG, description="Dependencies are built or taken from the cache first; "
+                       "/build/src holds the sources with the patches applied, /deps/<name> each dependency, "
+                       "the variables and PATH are the build's, there is no network, and the build script is "
+                       "/build/.lwrecipe/script.sh. Nothing done in it enters the cache.")
+    target_args(p, many=False)
+    substitute_args(p)
+    p.add_argument("--after-failure", action="store_true",
+                   help="enter the directory a failed `build --keep-failed` left, as the build left it")
+    p.set_defaults(func=cmd_shell, takes_command=True)  # `-- CMD...` after the options: what runs instead of bash
+    p.usage = "lwrecipe shell [-h] [--with-recipe NAME=FILE] [--after-failure] TARGET [-- CMD...]"
+    g = sub.add_parser("log", help="the log of the last build of TARGET (or of the running one)", epilog=EPILOG)
+    target_args(g, many=False)
+    substitute_args(g)
+    g.add_argument("--follow", action="store_true", help="the log of a running build of TARGET as it is written")
+    g.set_defaults(func=cmd_log)
+
+
+def cmd_shell(ctx: Context) -> int:
+    import dataclasses
+    import os
+    import subprocess
+    import tempfile
+
+    from ..build.builder import BuildOptions, build_job, kept_failure, stage
+    from ..build.engine import Engine
+    from ..build.plan import plan_recipe
+    from ..build.sandbox import BUILD, Layout, bwrap_argv, prepare, require_sandbox
+    from ..errors import BuildFailed, MissingToolError, UsageError
+    from ..inputs.hosttools import debian_package
+    from ..store.store import Store
+    from .build import fetch_inputs
+
+    graph = load_targets(ctx, [ctx.args.target])
+    name = graph.targets[0]
+    command = ctx.args.extra[1:] if ctx.args.extra[:1] == ["--"] else ctx.args.extra
+    store = Store(ctx.cache_dir).ensure()
+    bwrap = require_sandbox(False)
+    kept = kept_failure(store, name)
+    if ctx.args.after_failure and not kept.is_dir():
+        raise UsageError(f"{name}: no failed build is kept (run `lwrecipe build {ctx.args.target} --keep-failed`)")
+    depends = graph.recipes[name].depends
+
+    def fetch(items):  # noqa: ANN001, ANN202
+        return fetch_inputs(ctx, graph, [i.name for i in items], 4, False)
+
+    engine = Engine(store, fetch, BuildOptions(jobs=os.cpu_count() or 1), warn=lambda t: ctx.info(f"warning: {t}"))
+    outcomes = engine.build(dataclasses.replace(graph, targets=tuple(depends))) if depends else []
+    failed = [o for o in outcomes if o.error is not None]
+    if failed:
+        raise BuildFailed(name, f"its dependency {failed[0].name} did not build: {failed[0].error}")
+    item = plan_recipe(graph.recipes[name], {d: engine.outputs[d] for d in depends})
+    if item.missing_tools:
+        raise MissingToolError(name, item.missing_tools[0], debian_package(item.missing_tools[0]))
+    with tempfile.TemporaryDirectory(dir=store.root / "tmp", prefix=f"shell-{name}-") as tmp:
+        deps = engine.dependencies(item, Path(tmp) / "deps")
+        if ctx.args.after_failure:
+            job = build_job(item, deps, Layout(kept), bwrap, os.cpu_count() or 1)
+            ctx.info(f"{name}: the build directory a failed build left ({kept})")
+        else:
+            job = stage(item, fetch([item]), deps, Layout(Path(tmp) / "build"), bwrap, os.cpu_count() or 1)
+        prepare(job)
+        shell = command or ["/bin/bash", "-i"]
+        ctx.info(f"{name}: {' '.join(shell)} in {BUILD}/src; the build script is {BUILD}/.lwrecipe/script.sh "
+                 "(nothing done here enters the cache)")
+        sys.stdout.flush()
+        return subprocess.run(bwrap_argv(job, bwrap, shell)).returncode  # type: ignore[arg-type]
+
+
+def cmd_log(ctx: Context) -> int:
+    import time
+
+    from ..build.builder import kept_failure
+    from ..errors import UsageError
+    from ..store.store import Store
+
+    graph = load_targets(ctx, [ctx.args.target])
+    name = graph.targets[0]
+    store = Store(ctx.cache_dir)
+    if ctx.args.follow:
+        return _follow(ctx, store, name)
+    record = _last_record(store, name)
+    failure = store.root / "logs" / f"{name}.log"  # kept by a failed build, removed by the next one that works
+    if failure.is_file():
+        failed_at = failure.stat().st_mtime
+        where = f"; its build directory is kept in {kept_failure(store, name)}" \
+            if kept_failure(store, name).is_dir() else ""
+        ctx.info(f"{name}: the log of the failed build of {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(failed_at))}"
+                 f" ({failure}){where}")
+        sys.stdout.buffer.write(failure.read_bytes())
+        return 0
+    if record is None:
+        raise UsageError(f"{name}: never built in {store.root} (no record and no failure log)")
+    import zstandard
+
+    data = zstandard.ZstdDecompressor().decompress(store.read_blob("cas", record["log"]), max_output_size=1 << 32)
+    ctx.info(f"{name}: the log of its build of {record['started']} (output {record['output_id'][:12]})")
+    sys.stdout.buffer.write(data)
+    return 0
+
+
+def _last_record(store, name: str):  # noqa: ANN001, ANN202
+    """The record of the last build or use of `name` here (`why` keeps the key)."""
+    key = store.last(name) if store.exists() else None
+    return store.read_record(key) if key is not None else None
+
+
+def _follow(ctx: Context, store, name: str) -> int:  # noqa: ANN001
+    """Print a running build's log as it grows, until that build's directory is gone."""
+    import time
+
+    from ..errors import UsageError
+
+    running = sorted((store.root / "tmp").glob(f"build-{name}-*/build.log"), key=lambda p: p.stat().st_mtime) \
+        if store.exists() else []
+    if not running:
+        raise UsageError(f"{name}: no build of it is running in {store.root}")
+    log = running[-1]
+    ctx.info(f"{name}: following {log}")
+    try:
+        fh = log.open("rb")  # held open: what is written before the build's directory goes is still read
+    except FileNotFoundError:
+        return 0
+    with fh:
+        while True:
+            gone = not log.parent.exists()
+            chunk = fh.read()
+            if chunk:
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+            elif gone:
+                return 0
+            else:
+                time.sleep(0.2)
