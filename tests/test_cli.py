@@ -95,3 +95,29 @@ def test_the_default_cache_is_the_projects_wherever_the_command_runs(project, tm
     home = run_subprocess("cache", "stats", cwd=outside, env={"XDG_CACHE_HOME": str(tmp_path / "xdg")})
     assert home.code == 0 and f"using the user cache {tmp_path / 'xdg' / 'lwrecipe' / 'store'}" in home.err
     assert not (outside / "cache").exists()
+
+
+def _complete(words: list[str], cwd) -> list[str]:  # noqa: ANN001
+    import subprocess
+
+    script = run_subprocess("completion", "bash", cwd=cwd).out
+    words_text = " ".join(f"'{w}'" for w in words)
+    probe = f'{script}\nCOMP_WORDS=({words_text}); COMP_CWORD={len(words) - 1}; _lwrecipe; printf "%s\\n" "${{COMPREPLY[@]}}"'
+    out = subprocess.run(["bash", "-c", probe], cwd=cwd, capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if line]
+
+
+def test_bash_completion_knows_every_command_option_and_recipe() -> None:
+    """Generated from the parser: commands, subcommands, each command's options,
+    and recipe names of the project around the current directory."""
+    from tests.conftest import REPO
+
+    top = _complete(["lwrecipe", ""], REPO)
+    assert {"plan", "build", "cache", "shell", "log", "mirror", "completion"} <= set(top)
+    assert set(_complete(["lwrecipe", "cache", ""], REPO)) == {"verify", "push", "pull", "gc", "stats"}
+    assert set(_complete(["lwrecipe", "build", "--kee"], REPO)) == {"--keep-going", "--keep-failed"}
+    assert "--repair" in _complete(["lwrecipe", "cache", "verify", "--"], REPO)
+    assert "busybox" in _complete(["lwrecipe", "--cache", "x", "build", "bus"], REPO)
+    assert _complete(["lwrecipe", "--cache", "x", "pl"], REPO) == ["plan"]
+    zsh = run_subprocess("completion", "zsh", cwd=REPO).out
+    assert zsh.startswith("#compdef lwrecipe") and "bashcompinit" in zsh and "complete -o filenames" in zsh
