@@ -1,4 +1,5 @@
-"""`shell` and `log`: a recipe author's loop — enter a build's sandbox, read its log."""
+"""`shell`, `log`, `pin` and `new`: a recipe author's loop — enter a build's sandbox,
+read its log, pin new sources, start a recipe."""
 
 from __future__ import annotations
 
@@ -26,6 +27,21 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     substitute_args(g)
     g.add_argument("--follow", action="store_true", help="the log of a running build of TARGET as it is written")
     g.set_defaults(func=cmd_log)
+    pn = sub.add_parser("pin", help="download and write the sha256 of sources marked sha256 = \"update\" (or "
+                        "without one), and the commit of git sources given a ref", epilog=EPILOG)
+    target_args(pn, many=False)
+    pn.add_argument("--version", metavar="X", help="the new version: replaced in package.version and in every URL "
+                    "that holds the old one, whose files are then pinned")
+    pn.add_argument("--ref", action="append", default=[], metavar="[NAME=]REF",
+                    help="a branch or tag whose commit the git source NAME (the only one, without NAME=) pins")
+    pn.add_argument("--dry-run", action="store_true", help="print the change, write nothing")
+    pn.set_defaults(func=cmd_pin)
+    nw = sub.add_parser("new", help="a recipe skeleton from a release archive: pinned, with a guessed build",
+                        epilog=EPILOG)
+    nw.add_argument("name", metavar="NAME", help="the recipe's name (written to recipes/NAME.toml)")
+    nw.add_argument("--url", required=True, help="the release archive")
+    nw.add_argument("--version", metavar="X", help="default: read from the archive's file name")
+    nw.set_defaults(func=cmd_new)
 
 
 def cmd_shell(ctx: Context) -> int:
@@ -144,3 +160,71 @@ def _follow(ctx: Context, store, name: str) -> int:  # noqa: ANN001
                 return 0
             else:
                 time.sleep(0.2)
+
+
+def _client_store(ctx: Context):  # noqa: ANN202
+    from ..inputs.fetch import make_client
+    from ..store.store import Store
+
+    return make_client(), Store(ctx.cache_dir).ensure()
+
+
+def cmd_pin(ctx: Context) -> int:
+    from ..files import replace_text
+    from ..inputs.pinning import pin_recipe
+    from ..recipes.graph import project_root, resolve_target
+    from ..recipes.recipe import display_path
+    from ..remote.config import load_mirrors
+
+    path = resolve_target(ctx.args.target)
+    refs = dict(r.partition("=")[::2] if "=" in r else ("", r) for r in ctx.args.ref)
+    client, store = _client_store(ctx)
+    with client:
+        result = pin_recipe(path, store, client, ctx.args.version, refs, load_mirrors(project_root(path.parent)))
+    for line in result.pinned:
+        ctx.info(line)
+    if result.new_text == result.old_text:
+        ctx.info(f"{display_path(path)}: every pin is current")
+        return 0
+    ctx.out(result.diff(display_path(path)).rstrip("\n"))
+    if not ctx.args.dry_run:
+        replace_text(path, result.new_text)
+        ctx.info(f"{display_path(path)}: written")
+    return 0
+
+
+def cmd_new(ctx: Context) -> int:
+    import re
+
+    from ..errors import UsageError
+    from ..files import replace_text
+    from ..inputs.pinning import download_unpinned, guess_version, skeleton
+    from ..recipes.graph import project_root
+    from ..recipes.recipe import display_path, load_recipe
+
+    name = ctx.args.name
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._+-]*", name):
+        raise UsageError(f"new: {name!r} is not a recipe name (lower-case letters, digits, . _ + -)")
+    root = project_root(Path.cwd())
+    path = root / "recipes" / f"{name}.toml"
+    if path.exists():
+        raise UsageError(f"{display_path(path)}: already exists")
+    version = ctx.args.version or guess_version(ctx.args.url)
+    if version is None:
+        raise UsageError(f"new: no version in the file name of {ctx.args.url}; give --version")
+    client, store = _client_store(ctx)
+    with client:
+        sha, size = download_unpinned(store, client, ctx.args.url)
+    environment = "buildenv" if (root / "recipes" / "buildenv.toml").is_file() else None
+    text, what = skeleton(name, ctx.args.url, sha, version, store.path("sources", sha), environment)
+    path.parent.mkdir(exist_ok=True)
+    replace_text(path, text)
+    try:
+        load_recipe(path)
+    except Exception:
+        path.unlink()
+        raise
+    ctx.out(text.rstrip("\n"))
+    ctx.info(f"{display_path(path)}: written ({what}; {size} bytes pinned at sha256 {sha[:12]}…"
+             + (f"; built on {environment}" if environment else "") + ")")
+    return 0

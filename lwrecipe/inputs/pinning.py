@@ -1,0 +1,229 @@
+"""`pin` and `new`: writing pins a person would otherwise compute by hand.
+
+`pin_recipe` rewrites a recipe file's pins in place, keeping every other byte
+(tomlkit): each url source or patch whose sha256 is missing, empty or "update"
+(or whose URL `--version` changed) is downloaded and hashed, each git source
+given a ref gets the commit that ref names. Everything is fetched before
+anything is written, and the result must validate: a failure writes nothing.
+
+`skeleton` makes a new recipe from one downloaded archive: the pinned source, a
+version read from its file name, and a build script for the build system its
+top-level files show.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import FetchError, LwrecipeError, UsageError, raise_all
+from ..recipes.keys import Sha256
+from ..recipes.recipe import display_path, parse_recipe
+from ..store.store import Store
+from .gitsrc import GIT_ENV
+from .mirrors import Mirrors
+
+if TYPE_CHECKING:
+    from .httpclient import Client
+
+UPDATE = "update"  # a sha256 value that asks `pin` for a new one
+
+
+def download_unpinned(store: Store, client: Client, url: str) -> tuple[Sha256, int]:
+    """Download `url`, whose sha256 is not known yet, into sources/ under the sha256
+    its bytes have (so the build that follows needs no second download)."""
+    from .httpclient import HttpError
+
+    try:
+        with store.staging() as staged:
+            with client.request("GET", url) as resp:
+                if resp.status != 200:
+                    raise FetchError(url, [f"{url}: HTTP {resp.status}"])
+                for piece in resp.iter_raw():
+                    staged.write(piece)
+            sha, size = Sha256(staged.hexdigest()), staged.size
+            store.commit(staged, "sources")
+    except HttpError as exc:
+        raise FetchError(url, [f"{url}: {exc}"]) from None
+    return sha, size
+
+
+def resolve_ref(url: str, ref: str, mirrors: Mirrors = Mirrors()) -> str:
+    """The commit a branch or tag names (an annotated tag's commit, not the tag), from
+    the git mirrors first, then the URL."""
+    attempts = []
+    for where in mirrors.git_locations(url):
+        out = subprocess.run(["git", "ls-remote", where, ref, f"{ref}^{{}}"], capture_output=True, text=True,
+                             env={**GIT_ENV, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}, timeout=300)
+        if out.returncode != 0:
+            attempts.append(f"{where}: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else 'failed'}")
+            continue
+        found = dict(reversed(line.split("\t", 1)) for line in out.stdout.splitlines() if "\t" in line)
+        for name in (f"refs/tags/{ref}^{{}}", f"{ref}^{{}}", f"refs/heads/{ref}", f"refs/tags/{ref}", ref):
+            if name in found:
+                return found[name]
+        attempts.append(f"{where}: no branch or tag {ref!r}")
+    raise FetchError(f"git {url} {ref}", attempts)
+
+
+@dataclass
+class PinResult:
+    old_text: str
+    new_text: str
+    pinned: list[str] = field(default_factory=list)  # "sources[0]: sha256 …" lines
+
+    def diff(self, shown: str) -> str:
+        return "".join(difflib.unified_diff(self.old_text.splitlines(True), self.new_text.splitlines(True),
+                                            f"a/{shown}", f"b/{shown}"))
+
+
+def pin_recipe(path: Path, store: Store, client: Client, version: str | None = None,
+               refs: dict[str, str] | None = None, mirrors: Mirrors = Mirrors()) -> PinResult:
+    """The recipe's text with new pins (see the module's docstring); nothing is written."""
+    import tomlkit
+
+    shown = display_path(path)
+    text = path.read_text()
+    doc = tomlkit.parse(text)
+    result = PinResult(text, text)
+    refs = dict(refs or {})
+    old_version = str(doc.get("package", {}).get("version", ""))
+    if version is not None:
+        if not old_version:
+            raise UsageError(f"{shown}: package.version: none to replace with {version}")
+        doc["package"]["version"] = version
+    errors: list[LwrecipeError] = []
+    gits = [t for t in doc.get("sources", []) if "git" in t]
+    for area in ("sources", "patches"):
+        for i, table in enumerate(doc.get(area, [])):
+            where = f"{area}[{i}]"
+            try:
+                if "url" in table:
+                    _pin_download(table, where, store, client, old_version, version, result)
+                elif "git" in table:
+                    name = str(table.get("name", ""))
+                    ref = refs.pop(name, None) if name in refs else (refs.pop("", None) if len(gits) == 1 else None)
+                    if ref is not None:
+                        rev = resolve_ref(str(table["git"]), ref, mirrors)
+                        if rev != table.get("rev"):
+                            table["rev"] = rev
+                            result.pinned.append(f"{where}: rev {rev} ({ref})")
+            except LwrecipeError as exc:
+                errors.append(exc)
+    if refs:
+        raise UsageError(f"{shown}: --ref {', '.join(n or '(one git source)' for n in refs)}: "
+                         "no git source of that name")
+    raise_all(errors)
+    result.new_text = tomlkit.dumps(doc)
+    parse_recipe(result.new_text.encode(), shown)  # never a recipe that does not validate
+    return result
+
+
+def _pin_download(table: Any, where: str, store: Store, client: Client, old_version: str, version: str | None,
+                  result: PinResult) -> None:
+    url = str(table["url"])
+    new_url = url.replace(old_version, version) if version and old_version else url
+    if new_url != url:
+        table["url"] = new_url
+        if "mirrors" in table:
+            table["mirrors"] = [str(m).replace(old_version, version or old_version) for m in table["mirrors"]]
+    elif str(table.get("sha256", "")) not in ("", UPDATE):
+        return
+    sha, size = download_unpinned(store, client, new_url)
+    if str(table.get("sha256", "")) != sha:
+        table["sha256"] = sha
+        result.pinned.append(f"{where}: sha256 {sha} ({new_url}, {size} bytes)")
+
+
+_ARCHIVE = re.compile(r"^(?P<name>.+?)[-_]v?(?P<version>\d[\w.+~]*?)(?:\.orig)?"
+                      r"\.(?:tar\.(?:gz|bz2|xz|zst)|tgz|tbz2|txz|zip)$")
+
+
+def guess_version(url: str) -> str | None:
+    match = _ARCHIVE.match(url.rstrip("/").rsplit("/", 1)[-1].split("?")[0])
+    return match["version"] if match else None
+
+
+BUILD_SYSTEMS = {
+    # top-level file -> (what, host tools, script)
+    "configure": ("autotools", ["sh", "make", "cc"],
+                  './configure --prefix=/usr\nmake -j"$LW_JOBS"\nmake install DESTDIR="$LW_OUT"'),
+    "CMakeLists.txt": ("CMake", ["cmake", "ninja", "cc"],
+                       'cmake -S . -B "$TMPDIR/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr\n'
+                       'cmake --build "$TMPDIR/build" -j "$LW_JOBS"\n'
+                       'DESTDIR="$LW_OUT" cmake --install "$TMPDIR/build"'),
+    "meson.build": ("Meson", ["meson", "ninja", "cc"],
+                    'meson setup "$TMPDIR/build" --prefix=/usr --buildtype=release\n'
+                    'meson compile -C "$TMPDIR/build" -j "$LW_JOBS"\n'
+                    'DESTDIR="$LW_OUT" meson install -C "$TMPDIR/build"'),
+    "Makefile": ("a Makefile", ["make", "cc"],
+                 'make -j"$LW_JOBS"\nmake install DESTDIR="$LW_OUT" PREFIX=/usr'),
+}
+
+
+def detect(top_level: set[str]) -> tuple[str, list[str], str]:
+    """The build system a source tree's top-level files show, its tools and script."""
+    for marker in ("configure", "CMakeLists.txt", "meson.build", "Makefile"):
+        if marker in top_level:
+            return BUILD_SYSTEMS[marker]
+    return ("no build system lwrecipe knows", ["mkdir", "cp"],
+            '# no configure, CMakeLists.txt, meson.build or Makefile at the top: write the build here\n'
+            'mkdir -p "$LW_OUT"\ncp -R . "$LW_OUT/"')
+
+
+def top_level(archive: Path) -> tuple[set[str], int]:
+    """The names at the top of an archive's tree, and the strip that reaches them
+    (1 when everything is under one directory, as release tarballs are)."""
+    import tarfile
+    import zipfile
+
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            names = [n.rstrip("/") for n in zf.namelist()]
+    else:
+        with tarfile.open(archive) as tar:
+            names = [m.name.lstrip("./") for m in tar.getmembers()]
+    parts = [n.split("/") for n in names if n]
+    firsts = {p[0] for p in parts}
+    if len(firsts) == 1 and any(len(p) > 1 for p in parts):
+        return {p[1] for p in parts if len(p) > 1}, 1
+    return firsts, 0
+
+
+def skeleton(name: str, url: str, sha: str, version: str, archive: Path, environment: str | None) -> tuple[str, str]:
+    """A new recipe's text and the build system it guessed."""
+    import tomlkit
+
+    names, strip = top_level(archive)
+    what, tools, script = detect(names)
+    doc = tomlkit.document()
+    doc.add(tomlkit.comment(f"Made by `lwrecipe new {name} --url …`: the build ({what}) was guessed from the "
+                            "archive's top-level files."))
+    doc.add(tomlkit.comment("Check the license (an SPDX expression) and the script, then `lwrecipe build " + name + "`."))
+    doc.add("schema", 1)
+    package = tomlkit.table()
+    package.add("name", name)
+    package.add("version", version)
+    package.add("license", "NOASSERTION")
+    package.add("description", f"{name} {version}, built from its release archive")
+    doc.add("package", package)
+    source = tomlkit.table()
+    source.add("url", url)
+    source.add("sha256", sha)
+    if strip:
+        source.add("strip", strip)
+    sources = tomlkit.aot()
+    sources.append(source)
+    doc.add("sources", sources)
+    build = tomlkit.table()
+    if environment:
+        build.add("environment", environment)
+    build.add("host_tools", tools)
+    build.add("script", tomlkit.string("\n" + script + "\n", multiline=True, literal=True))
+    doc.add("build", build)
+    return tomlkit.dumps(doc), what
