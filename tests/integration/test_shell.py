@@ -167,3 +167,13 @@ def test_log_follow_reads_a_running_build(author: Project) -> None:
     finally:
         build.wait(timeout=60)
     assert build.returncode == 0
+
+
+def test_build_verbose_streams_each_line_of_the_build(author: Project) -> None:
+    author.recipe("app", app('mkdir -p "$LW_OUT"\necho "to stdout"\necho "to stderr" >&2\nprintf "no newline"'))
+    built = lw(author, "-v", "build", "app")
+    assert built.code == 0, built.err
+    lines = built.err.splitlines()
+    assert ["app| to stdout", "app| to stderr", "app| no newline"] == [line for line in lines if line.startswith("app|")]
+    quiet = lw(author, "build", "app", "--rebuild")
+    assert quiet.code == 0 and "app|" not in quiet.err
