@@ -147,13 +147,14 @@ def _streamed(log: Path, say: Callable[[str], None]) -> Iterator[None]:
     def follow() -> None:
         fh = None
         pending = b""
-        while fh is None and not done.is_set():
+        while fh is None:
+            finished = done.is_set()  # looked at first: a build over before the log was opened is still read
             try:
                 fh = os.fdopen(os.open(log, os.O_RDONLY | os.O_NOFOLLOW), "rb")
             except OSError:
+                if finished:
+                    return
                 done.wait(0.1)
-        if fh is None:
-            return
         with fh:
             while True:
                 finished = done.is_set()
