@@ -72,7 +72,8 @@ def cmd_shell(ctx: Context) -> int:
     def fetch(items):  # noqa: ANN001, ANN202
         return fetch_inputs(ctx, graph, [i.name for i in items], 4, False)
 
-    engine = Engine(store, fetch, BuildOptions(jobs=os.cpu_count() or 1), warn=lambda t: ctx.info(f"warning: {t}"))
+    engine = Engine(store, fetch, BuildOptions(jobs=os.cpu_count() or 1), warn=lambda t: ctx.info(f"warning: {t}"),
+                    on_event=lambda dep, state: ctx.info(f"{dep}: {state}"))
     outcomes = engine.build(dataclasses.replace(graph, targets=tuple(depends))) if depends else []
     failed = [o for o in outcomes if o.error is not None]
     if failed:
@@ -80,7 +81,9 @@ def cmd_shell(ctx: Context) -> int:
     item = plan_recipe(graph.recipes[name], {d: engine.outputs[d] for d in depends})
     if item.missing_tools:
         raise MissingToolError(name, item.missing_tools[0], debian_package(item.missing_tools[0]))
-    with tempfile.TemporaryDirectory(dir=store.root / "tmp", prefix=f"shell-{name}-") as tmp:
+    # held like a build holds it: `cache gc` waits rather than remove what the shell has bound
+    with store.lock("gc", shared=True), \
+            tempfile.TemporaryDirectory(dir=store.root / "tmp", prefix=f"shell-{name}-") as tmp:
         deps = engine.dependencies(item, Path(tmp) / "deps")
         if ctx.args.after_failure:
             job = build_job(item, deps, Layout(kept), bwrap, os.cpu_count() or 1)

@@ -127,17 +127,23 @@ def pin_recipe(path: Path, store: Store, client: Client, version: str | None = N
 def _pin_download(table: Any, where: str, store: Store, client: Client, old_version: str, version: str | None,
                   result: PinResult) -> None:
     url = str(table["url"])
-    new_url = url.replace(old_version, version) if version and old_version else url
+    new_url = _with_version(url, old_version, version) if version and old_version else url
     if new_url != url:
         table["url"] = new_url
         if "mirrors" in table:
-            table["mirrors"] = [str(m).replace(old_version, version or old_version) for m in table["mirrors"]]
+            table["mirrors"] = [_with_version(str(m), old_version, version or old_version) for m in table["mirrors"]]
     elif str(table.get("sha256", "")) not in ("", UPDATE):
         return
     sha, size = download_unpinned(store, client, new_url)
     if str(table.get("sha256", "")) != sha:
         table["sha256"] = sha
         result.pinned.append(f"{where}: sha256 {sha} ({new_url}, {size} bytes)")
+
+
+def _with_version(url: str, old: str, new: str) -> str:
+    """`url` with each whole occurrence of the version `old` replaced (1.2 in
+    pkg-1.2.tar.gz and /v1.2/, not in 11.2 or 1.23)."""
+    return re.sub(rf"(?:(?<![0-9A-Za-z.])|(?<=[/_-]v)){re.escape(old)}(?![0-9A-Za-z]|\.[0-9])", new, url)
 
 
 _ARCHIVE = re.compile(r"^(?P<name>.+?)[-_]v?(?P<version>\d[\w.+~]*?)(?:\.orig)?"

@@ -172,3 +172,12 @@ def test_new_makes_recipes_that_build_an_autotools_and_a_cmake_project(project: 
         assert run.stdout == words + "\n"
     again = lw(project, "new", "hello-at", "--url", at)
     assert again.code == 2 and "already exists" in again.err
+
+
+def test_a_new_version_replaces_whole_versions_in_urls_only() -> None:
+    from lwrecipe.inputs.pinning import _with_version
+
+    assert _with_version("https://x/v1.2/pkg-1.2.tar.gz", "1.2", "1.3") == "https://x/v1.3/pkg-1.3.tar.gz"
+    assert _with_version("https://x/pkg-11.2-1.23-1.2.3.tar.gz", "1.2", "1.3") == "https://x/pkg-11.2-1.23-1.2.3.tar.gz"
+    assert _with_version("https://github.com/llvm/llvm-project/releases/download/llvmorg-18.1.2/"
+                         "llvm-project-18.1.2.src.tar.xz", "18.1.2", "18.1.8").count("18.1.8") == 2
