@@ -113,3 +113,17 @@ def test_offline_without_the_inputs_lists_each_missing_one(tmp_path) -> None:
                             cwd=REPO, env=air, airgapped=True)
     assert result.code == 1
     assert "musl-1.2.5.tar.gz" in result.err and "git https://github.com/joelseverin/linux-wasm.git" in result.err
+
+
+def test_export_never_replaces_a_file_of_another_name_owner(tmp_path) -> None:
+    """A file already in the mirror under a download's name, with other bytes, is
+    kept; the download goes in by sha256 only, and the row says so."""
+    config = musl_mirrors(tmp_path)
+    out = tmp_path / "export"
+    out.mkdir()
+    (out / "musl-1.2.5.tar.gz").write_bytes(b"someone else's file")
+    result = run_subprocess("--cache", str(tmp_path / "c1"), "mirror", "export", str(out), str(MUSL), "--no-deps",
+                            cwd=REPO, env={"LWRECIPE_CONFIG": str(config)})
+    assert result.code == 0, result.err
+    assert (out / "musl-1.2.5.tar.gz").read_bytes() == b"someone else's file"
+    assert "the name musl-1.2.5.tar.gz is another file's here; by sha256 only" in result.out

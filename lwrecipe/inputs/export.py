@@ -50,7 +50,8 @@ def export(fetched: Fetch, store: Store, directory: Path, mirrors: Mirrors = Mir
             sha, name = f.wanted.sha256, f.wanted.basename
             written = _place(f.path, directory / sha, sha)
             note = ""
-            if sums.get(name, sha) == sha and name not in (sha, SUMS) and not name.startswith("."):
+            taken = (directory / name).exists() and _sha256_of(directory / name) != sha  # a file of someone else's
+            if sums.get(name, sha) == sha and not taken and name not in (sha, SUMS) and not name.startswith("."):
                 _link(directory / sha, directory / name)
                 sums[name] = sha
             else:
