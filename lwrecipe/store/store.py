@@ -364,7 +364,7 @@ class Store:
 
     def stats(self) -> dict[str, tuple[int, int]]:
         out = {}
-        for kind in (*KINDS, "tmp"):
+        for kind in (*KINDS, "tmp", QUARANTINE, "failed"):  # failed: kept failed builds (build --keep-failed)
             files = [p for p in (self.root / kind).rglob("*") if p.is_file()] if (self.root / kind).is_dir() else []
             out[kind] = (len(files), sum(p.stat().st_size for p in files))
         return out

@@ -153,3 +153,5 @@ def test_cache_verify_quarantines_a_broken_record_and_a_flipped_output(release: 
     assert f"quarantined ac/{record['key']} -> quarantine/" in result.out and "not a build record" in result.out
     kept = release.quarantined()
     assert any(n.endswith(f"-ac-{record['key']}") for n in kept) and not ac.exists()
+    stats = {line.split()[0]: line.split()[1] for line in release.run("cache", "stats").out.splitlines()}
+    assert stats["quarantine"] == str(len(kept))  # two entries and their notes
