@@ -146,7 +146,7 @@ class NotReproducible(IntegrityError):
     reason = "not-reproducible"
 
     def __init__(self, recipe: str, first: str, second: str, report: Sequence[str]) -> None:
-        self.recipe, self.report = recipe, tuple(report)
+        self.recipe, self.report, self.first, self.second = recipe, tuple(report), first, second
         super().__init__(f"{recipe}: not reproducible: output {first[:12]} rebuilt as {second[:12]}")
 
     def lines(self) -> list[str]:

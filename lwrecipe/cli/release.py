@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from .common import EPILOG, Context, lockfile_path, project_settings, say_error, target_args
+from .common import (EPILOG, Context, load_targets, lockfile_path, open_remotes, project_settings, remote_args,
+                     say_error, table, target_args)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -33,6 +34,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true",
                    help="only look for what the lock names in the cache; re-hash nothing (for large stores)")
     p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("challenge", help="ask every builder (this cache, each remote, with --rebuild a fresh "
+                       "build) which output the same inputs made; exit 3 when they differ", epilog=EPILOG)
+    target_args(p)
+    remote_args(p)
+    p.add_argument("--rebuild", action="store_true",
+                   help="also build each recipe here again (as build --check does) and compare that too")
+    p.set_defaults(func=cmd_challenge)
 
     p = sub.add_parser("sbom", help="a software bill of materials for a target", epilog=EPILOG)
     target_args(p, many=False)
@@ -161,4 +170,53 @@ def cmd_sbom(ctx: Context) -> int:
         ctx.info(f"{ctx.args.out}: {ctx.args.format}, {len(entries)} recipes")
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def cmd_challenge(ctx: Context) -> int:
+    import dataclasses
+    import os
+
+    from ..audit.challenge import LOCAL, REBUILD, challenge
+    from ..errors import IntegrityError, NotReproducible
+    from ..recipes.keys import is_sha256
+    from ..store.store import Store
+
+    graph = load_targets(ctx, ctx.args.targets)
+    store = Store(ctx.cache_dir)
+    settings = project_settings(graph.recipes[graph.targets[0]].root, ctx.args.remote)
+    rebuilt = None
+    if ctx.args.rebuild:
+        from ..build.builder import BuildOptions
+        from ..build.engine import Engine
+        from .build import fetch_inputs
+
+        def fetch(items):  # noqa: ANN001, ANN202
+            return fetch_inputs(ctx, graph, [i.name for i in items], 4, False)
+
+        engine = Engine(store.ensure(), fetch, BuildOptions(jobs=os.cpu_count() or 1), check=True, keep_going=True,
+                        on_event=lambda name, state: ctx.info(f"{name}: {state}"))
+        outcomes = engine.build(dataclasses.replace(graph, targets=tuple(graph.closure(graph.targets))))
+        rebuilt = {o.name: (o.output_id if o.state == "checked" else
+                            o.error.second if isinstance(o.error, NotReproducible) else f"not rebuilt ({o.state})")
+                   for o in outcomes}
+    with open_remotes(ctx, settings, not ctx.args.no_verify_signatures) as remotes:
+        verdicts = challenge(graph, store, remotes if settings.remotes else None, rebuilt)
+    builders = [LOCAL, *(s.name for s in settings.remotes), *([REBUILD] if rebuilt is not None else [])]
+
+    def cell(value: str | None) -> str:
+        return value[:12] if value and is_sha256(value) else (value or "missing")
+
+    table(ctx, [("NAME", "KEY", *builders, "VERDICT"),
+                *((v.name, (v.key or "-")[:12], *(cell(v.views.get(b)) for b in builders), v.status)
+                  for v in verdicts)])
+    differ = [v for v in verdicts if v.status == "differ"]
+    for v in differ:
+        ctx.out(f"{v.name}: builders differ")
+        for line in v.explanation:
+            ctx.out(f"  {line}")
+    if differ:
+        raise IntegrityError(f"challenge: builders disagree on {', '.join(v.name for v in differ)}")
+    ctx.info(f"{sum(v.status.startswith('agree') for v in verdicts)} of {len(verdicts)} recipes agree; "
+             f"{sum(v.status == 'missing' for v in verdicts)} held by no builder")
     return 0

@@ -324,22 +324,28 @@ class Remotes:
 
     def materialise(self, record: dict[str, Any], backend: Backend) -> dict[str, Any]:
         """Download a checked record's blobs (verified by sha256), then store the record."""
-        key = Sha256(record["key"])
         for blob in (record["blob"]["sha256"], record["log"]):
-            if self.store.has("cas", blob):
-                continue
-            size = record["blob"]["size"] if blob == record["blob"]["sha256"] else None
-            wanted = Wanted(f"{record['name']}: pull", Sha256(blob), (backend.location("cas", blob),),
-                            blob[:12], kind="cas", max_size=size if isinstance(size, int) else LOG_LIMIT)
-            try:
-                self._downloader(backend).fetch(wanted)
-            except FetchIntegrityError:
-                raise IntegrityError(f"{backend.spec.name}: cas/{blob[:12]}: served bytes with another sha256; "
-                                     "refused") from None
-            except FetchError as exc:
-                raise RemoteError(f"{backend.spec.name}: cas/{blob[:12]}: {'; '.join(exc.attempts)}") from None
-        self.store.put_record(key, record)
+            self._fetch_blob(record, backend, blob)
+        self.store.put_record(Sha256(record["key"]), record)
         return record
+
+    def fetch_blob(self, record: dict[str, Any], backend: Backend) -> None:
+        """Only a record's output blob, verified by its sha256 (the record is not stored)."""
+        self._fetch_blob(record, backend, record["blob"]["sha256"])
+
+    def _fetch_blob(self, record: dict[str, Any], backend: Backend, blob: str) -> None:
+        if self.store.has("cas", blob):
+            return
+        size = record["blob"]["size"] if blob == record["blob"]["sha256"] else None
+        wanted = Wanted(f"{record['name']}: pull", Sha256(blob), (backend.location("cas", blob),),
+                        blob[:12], kind="cas", max_size=size if isinstance(size, int) else LOG_LIMIT)
+        try:
+            self._downloader(backend).fetch(wanted)
+        except FetchIntegrityError:
+            raise IntegrityError(f"{backend.spec.name}: cas/{blob[:12]}: served bytes with another sha256; "
+                                 "refused") from None
+        except FetchError as exc:
+            raise RemoteError(f"{backend.spec.name}: cas/{blob[:12]}: {'; '.join(exc.attempts)}") from None
 
     def pull(self, backend: Backend, key: Sha256) -> dict[str, Any] | None:
         record = self.record(backend, key)

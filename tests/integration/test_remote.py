@@ -266,3 +266,28 @@ def test_unreachable_remote_is_a_warning_given_once(project, alice) -> None:
     err = ok(alice.run("build", "app", "--remote", url))
     assert "2 built" in err
     assert err.count("not asked again in this run") == 1, err
+
+
+def test_challenge_says_where_builders_agree_and_shows_what_differs(project, alice, bob, tmp_path) -> None:
+    """alice and bob build the same inputs and push to their own remotes: base is
+    reproducible (agree), noisy is not (differ: exit 3, the differing file named);
+    --rebuild adds a fresh local build as one more builder."""
+    project.file("src/noisy.txt", "noisy\n")
+    project.recipe("noisy", recipe("noisy", ["base"], 'mkdir -p "$LW_OUT"\ncat /proc/sys/kernel/random/uuid '
+                                   '> "$LW_OUT/stamp"\ncp noisy.txt "$LW_OUT/"'))
+    remote_a, remote_b = tmp_path / "a", tmp_path / "b"
+    ok(alice.run("build", "noisy", "--push", "--remote", str(remote_a)))
+    ok(bob.run("build", "noisy", "--push", "--remote", str(remote_b)))
+    alice.trusted.append(bob.public)
+    result = alice.run("challenge", "noisy", "--remote", str(remote_a), "--remote", str(remote_b))
+    assert result.code == 3, result.err
+    rows = {line.split()[0]: line.split() for line in result.out.splitlines()[1:] if line and not line.startswith(" ")}
+    assert rows["base"][-1] == "agree" and rows["noisy"][-1] == "differ", result.out
+    assert "noisy: builders differ" in result.out and "stamp" in result.out, result.out
+    assert "builders disagree on noisy" in result.err
+    rebuilt = alice.run("challenge", "base", "--rebuild")
+    assert rebuilt.code == 0, rebuilt.err
+    header, row = rebuilt.out.splitlines()[:2]
+    assert header.split() == ["NAME", "KEY", "local", "rebuild", "VERDICT"] and row.split()[-1] == "agree"
+    nothing = bob.run("challenge", "base", "--remote", str(tmp_path / "empty"))
+    assert nothing.code == 0 and "agree (some missing)" in nothing.out

@@ -1,0 +1,109 @@
+"""`lwrecipe challenge`: do independent builders agree on what the same inputs make?
+
+For each recipe of the targets' closure the build key is computed here, then the
+local store, every remote (and, with --rebuild, a fresh local build) is asked
+which output id it holds for that key. One verdict per recipe: agree, differ,
+or missing. Where builders differ, both archives are fetched (verified by their
+sha256) and compared file by file, as `build --check` does. Nothing is stored:
+no record is written, a pulled archive stays only as a cas/ blob.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..build.plan import plan_recipe
+from ..errors import LwrecipeError
+from ..recipes.keys import Sha256, is_sha256
+from ..remote.remote import Backend, Remotes
+from ..store.compare import decompress, diffoscope, tree_differences
+from ..store.outputs import restore
+from ..store.store import Store
+
+LOCAL = "local"
+REBUILD = "rebuild"
+
+
+@dataclass
+class Verdict:
+    name: str
+    key: str | None
+    views: dict[str, str] = field(default_factory=dict)  # builder -> output id, "missing", or why not known
+    explanation: list[str] = field(default_factory=list)  # what differs, for a disagreement
+
+    @property
+    def status(self) -> str:
+        ids = {v for v in self.views.values() if is_sha256(v)}
+        if self.key is None:
+            return "unknown"
+        if len(ids) > 1:
+            return "differ"
+        if not ids:
+            return "missing"
+        return "agree" if all(is_sha256(v) for v in self.views.values()) else "agree (some missing)"
+
+
+def challenge(graph: Any, store: Store, remotes: Remotes | None, rebuilt: dict[str, str] | None = None,
+              explain: bool = True) -> list[Verdict]:
+    """A verdict per recipe of the closure, in build order. Keys of dependents are
+    computed from the local output of each dependency, else the first remote's."""
+    outputs: dict[str, Sha256 | None] = {}
+    verdicts = []
+    records: dict[tuple[str, str], tuple[dict[str, Any], Backend | None]] = {}
+    for name in graph.closure(graph.targets):
+        recipe = graph.recipes[name]
+        item = plan_recipe(recipe, {d: outputs.get(d) for d in recipe.depends})
+        verdict = Verdict(name, item.key)
+        verdicts.append(verdict)
+        if item.key is None:
+            why = f"missing tool {item.missing_tools[0]}" if item.missing_tools else \
+                f"no output of {', '.join(item.waiting_on)} to key it with"
+            verdict.views[LOCAL] = why
+            outputs[name] = None
+            continue
+        local = store.read_record(item.key) if store.exists() else None
+        verdict.views[LOCAL] = local["output_id"] if local else "missing"
+        if local:
+            records[(name, local["output_id"])] = (local, None)
+        for backend in remotes.backends if remotes is not None else []:
+            try:
+                record = remotes.record(backend, item.key)  # type: ignore[union-attr]
+            except LwrecipeError as exc:
+                verdict.views[backend.spec.name] = f"refused ({exc})"
+                continue
+            verdict.views[backend.spec.name] = record["output_id"] if record else "missing"
+            if record:
+                records.setdefault((name, record["output_id"]), (record, backend))
+        if rebuilt is not None:
+            verdict.views[REBUILD] = rebuilt.get(name, "not rebuilt")
+        ids = [v for v in verdict.views.values() if is_sha256(v)]
+        outputs[name] = Sha256(ids[0]) if ids else None
+        if explain and verdict.status == "differ" and remotes is not None:
+            verdict.explanation = _explain(store, remotes, name, sorted(set(ids)), records)
+    return verdicts
+
+
+def _explain(store: Store, remotes: Remotes, name: str, ids: list[str],
+             records: dict[tuple[str, str], tuple[dict[str, Any], Backend | None]]) -> list[str]:
+    """What differs between the first two outputs builders hold (files, then
+    diffoscope's view when it is installed)."""
+    pair = [records.get((name, i)) for i in ids[:2]]
+    if any(p is None for p in pair):
+        return ["(an output held only by a fresh rebuild is compared by `build --check`)"]
+    with tempfile.TemporaryDirectory(dir=store.ensure().root / "tmp", prefix="challenge-") as tmp:
+        trees, tars = [], []
+        for n, (record, backend) in enumerate(pair):  # type: ignore[misc]
+            blob = Sha256(record["blob"]["sha256"])
+            try:
+                if backend is not None and not store.has("cas", blob):
+                    remotes.fetch_blob(record, backend)
+                trees.append(Path(tmp) / f"out{n}")
+                restore(store, blob, Sha256(record["output_id"]), trees[-1])
+                tars.append(decompress(store, blob, Path(tmp) / f"out{n}.tar"))
+            except LwrecipeError as exc:
+                return [f"cannot compare: {exc}"]
+        return [f"{ids[0][:12]} against {ids[1][:12]}:", *tree_differences(trees[0], trees[1]),
+                *diffoscope(tars[0], tars[1])]
