@@ -23,14 +23,15 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def replace_text(path: Path, text: str, staging: Path | None = None) -> None:
-    """Write a small file whole: staged beside it (or in `staging`, same file
-    system) and renamed over it, so no reader ever sees it half-written."""
+def replace_text(path: Path, text: str | bytes, staging: Path | None = None) -> None:
+    """Write a small file whole (text as UTF-8, or bytes): staged beside it (or in
+    `staging`, same file system) and renamed over it, so no reader ever sees it
+    half-written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=staging or path.parent, prefix=f".{path.name}-")
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(text.encode() if isinstance(text, str) else text)
         os.chmod(tmp, 0o644)  # readable like every other store entry, not mkstemp's 0600
         os.replace(tmp, path)
     except BaseException:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import StoreError
-from ..files import fsync_dir
+from ..files import fsync_dir, replace_text
 from ..store.store import Store
 from .gitsrc import ensure_commit
 from .mirrors import Mirrors
@@ -62,10 +62,10 @@ def export(fetched: Fetch, store: Store, directory: Path, mirrors: Mirrors = Mir
             commit = ensure_commit(store, tree.label, tree.url, tree.rev, offline, mirrors)
             tar = f"git-{tree.rev}.tar"
             written = _place(tree.path, directory / tar, tree.sha256)
-            _write(directory / f"git-{tree.rev}.commit", commit)
+            replace_text(directory / f"git-{tree.rev}.commit", commit)
             sums[tar] = tree.sha256
             rows.append(Exported(tree.label, tar, tree.path.stat().st_size, written))
-        _write(directory / SUMS, "".join(f"{sha}  {name}\n" for name, sha in sorted(sums.items())).encode())
+        replace_text(directory / SUMS, "".join(f"{sha}  {name}\n" for name, sha in sorted(sums.items())))
         fsync_dir(directory)
     except OSError as exc:
         raise StoreError(f"{directory}: cannot write the mirror: {exc.strerror or exc}") from None
@@ -117,10 +117,3 @@ def _link(target: Path, name: Path) -> None:
     except OSError:
         shutil.copyfile(target, tmp)
     os.replace(tmp, name)
-
-
-def _write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.chmod(0o644)
-    os.replace(tmp, path)

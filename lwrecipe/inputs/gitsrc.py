@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import FetchError, IntegrityError, MissingToolError, OfflineMissing, UnsafeArchive
-from ..files import fsync_dir
+from ..files import fsync_dir, replace_text
 from ..recipes.keys import Sha256, is_sha256, short
 from ..store.archive import write_tree
 from ..store.store import Store
@@ -73,13 +73,11 @@ def fetch_tree(store: Store, label: str, url: str, rev: str, offline: bool = Fal
     sha = cached_tree(store, rev)
     if sha is not None:
         return GitTree(label, url, rev, sha, store.path("sources", sha), "cache")
-    places = mirrors.git_locations(url)
+    places = _reachable(mirrors, url, offline)
     archives = [d for d in mirrors.directories() if (d / f"git-{rev}.tar").is_file()]
-    if offline:
-        places = [where for where in places if is_local_git(where)]
-        if not places and not archives:
-            raise OfflineMissing(f"{label}: git {url} @ {short(rev)} is in neither the cache nor a mirror, "
-                                 "and --offline forbids fetching it")
+    if not places and not archives:  # only offline: online the url itself is a place
+        raise OfflineMissing(f"{label}: git {url} @ {short(rev)} is in neither the cache nor a mirror, "
+                             "and --offline forbids fetching it")
     with store.lock(f"git-{rev}"):
         sha = cached_tree(store, rev)
         if sha is not None:
@@ -95,14 +93,12 @@ def fetch_tree(store: Store, label: str, url: str, rev: str, offline: bool = Fal
             return GitTree(label, url, rev, sha, store.path("sources", sha), str(directory))
         if not places:
             raise FetchError(f"{label}: git {url}", attempts)
-        tool = fingerprint("git")
-        if tool is None:
-            raise MissingToolError(label, "git", debian_package("git"))
+        git = _git_tool(label)
         with tempfile.TemporaryDirectory(dir=store.root / "tmp", prefix="git-") as tmp:
             repo = Path(tmp) / "repo"
             repo.mkdir()
-            origin = _checkout(repo, label, url, rev, str(tool.path), places, attempts)
-            commit = _commit_object(repo, rev, str(tool.path))
+            origin = _checkout(repo, label, url, rev, git, places, attempts)
+            commit = _commit_object(repo, rev, git)
             sha = _store_tree(store, repo, rev, commit)
     return GitTree(label, url, rev, sha, store.path("sources", sha), origin)
 
@@ -115,11 +111,8 @@ def _store_tree(store: Store, tree: Path, rev: str, commit: bytes) -> Sha256:
         sha = staged.hexdigest()
         store.commit(staged, "sources")
     ref = ref_path(store, rev)
-    ref.parent.mkdir(exist_ok=True)
-    for path, data in ((commit_path(store, rev), commit), (ref, (sha + "\n").encode())):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+    replace_text(commit_path(store, rev), commit)
+    replace_text(ref, sha + "\n")
     fsync_dir(ref.parent)
     return Sha256(sha)
 
@@ -196,27 +189,35 @@ def ensure_commit(store: Store, label: str, url: str, rev: str, offline: bool = 
     path = commit_path(store, rev)
     if path.is_file():
         return path.read_bytes()
-    places = mirrors.git_locations(url)
-    if offline:
-        places = [where for where in places if is_local_git(where)]
-        if not places:
-            raise OfflineMissing(f"{label}: the commit object of {url} @ {short(rev)} is not in the cache "
-                                 "and --offline forbids fetching it")
-    tool = fingerprint("git")
-    if tool is None:
-        raise MissingToolError(label, "git", debian_package("git"))
+    places = _reachable(mirrors, url, offline)
+    if not places:  # only offline
+        raise OfflineMissing(f"{label}: the commit object of {url} @ {short(rev)} is not in the cache "
+                             "and --offline forbids fetching it")
+    git = _git_tool(label)
     with tempfile.TemporaryDirectory(dir=store.ensure().root / "tmp", prefix="git-") as tmp:
         repo = Path(tmp) / "repo"
         repo.mkdir()
-        _git(["init", "-q"], repo, str(tool.path))
+        _git(["init", "-q"], repo, git)
         attempts: list[str] = []
-        if not any(_fetch_rev(repo, where, rev, str(tool.path), attempts) for where in places):
+        if not any(_fetch_rev(repo, where, rev, git, attempts) for where in places):
             raise FetchError(f"{label}: git {url}", attempts)
-        commit = _commit_object(repo, rev, str(tool.path))
-    tmp_path = path.with_name(path.name + ".tmp")
-    tmp_path.write_bytes(commit)
-    os.replace(tmp_path, path)
+        commit = _commit_object(repo, rev, git)
+    replace_text(path, commit)
     return commit
+
+
+def _reachable(mirrors: Mirrors, url: str, offline: bool) -> list[str]:
+    """Where a git source may be fetched from: its mirrors, then its url; with
+    --offline only the repositories on this machine."""
+    places = mirrors.git_locations(url)
+    return [where for where in places if is_local_git(where)] if offline else places
+
+
+def _git_tool(label: str) -> str:
+    tool = fingerprint("git")
+    if tool is None:
+        raise MissingToolError(label, "git", debian_package("git"))
+    return str(tool.path)
 
 
 def _checkout(repo: Path, label: str, url: str, rev: str, git: str, places: list[str],
