@@ -17,7 +17,7 @@ from ..inputs.gitsrc import read_member
 from ..recipes.keys import Sha256, built_on, is_sha256, sha256_bytes
 from ..remote.signing import PublicKey, signature_finding
 from ..store.outputs import output_finding
-from ..store.store import Store, file_sha256, sandboxed
+from ..store.store import Store, file_sha256, misnamed, sandboxed
 from .lockfile import Lock, drift, pinned_key
 
 
@@ -66,7 +66,7 @@ class _Cache:
         actual = file_sha256(path)
         if actual == sha:
             return True
-        moved = self.store.quarantine(path, f"sha256 {actual}, not the {sha} it is named by")
+        moved = self.store.quarantine(path, misnamed(actual, sha))
         add(f"{label}: {kind}/{sha}: sha256 {actual}, expected {sha}; moved to {moved}", True)
         return False
 

@@ -21,7 +21,7 @@ import zstandard
 from ..errors import IntegrityError, UnsafeArchive
 from ..recipes.keys import Sha256, is_sha256
 from .archive import HashingWriter, extract_canonical, write_tree
-from .store import PipelinedWriter, Store
+from .store import PipelinedWriter, Store, misnamed
 
 ZSTD_LEVEL = 3
 READ_SIZE = 1 << 20
@@ -157,11 +157,9 @@ def restore(store: Store, blob: Sha256, output_id: Sha256, dest: Path) -> None:
         raise IntegrityError(f"cas/{blob}: unreadable ({exc}); moved to {moved}") from None
     finally:
         unpacker.stop()
-    actual_blob, actual_id = unpacker.blob_hash.hexdigest(), unpacker.archive_hash.hexdigest()
-    if actual_blob != blob or (check_archive and actual_id != output_id):
+    why = _mismatch(unpacker, blob, output_id, check_archive)
+    if why is not None:
         shutil.rmtree(dest, ignore_errors=True)
-        why = (f"sha256 {actual_blob}, not the {blob} it is named by" if actual_blob != blob
-               else f"holds the output id {actual_id}, not the {output_id} its record names")
         moved = store.quarantine(path, why)
         raise IntegrityError(f"cas/{blob}: {why}; moved to {moved}")
     if check_archive:
@@ -189,6 +187,16 @@ def recheck_facts(store: Store) -> tuple[int, list[str]]:
     return checked, removed
 
 
+def _mismatch(unpacker: _Unpacker, blob: str, output_id: str, check_archive: bool = True) -> str | None:
+    """Why an unpacked blob is not what its name and its record say, or None."""
+    actual_blob, actual_id = unpacker.blob_hash.hexdigest(), unpacker.archive_hash.hexdigest()
+    if actual_blob != blob:
+        return misnamed(actual_blob, blob)
+    if check_archive and actual_id != output_id:
+        return f"holds the output id {actual_id}, not the {output_id} its record names"
+    return None
+
+
 def output_finding(store: Store, blob: Sha256, output_id: Sha256) -> str | None:
     """For an audit: re-hash an output blob and the archive it decompresses to.
     None when both are what they are named; otherwise why not (the blob is then
@@ -204,11 +212,7 @@ def output_finding(store: Store, blob: Sha256, output_id: Sha256) -> str | None:
     finally:
         unpacker.stop()
     if why is None:
-        actual_blob, actual_id = unpacker.blob_hash.hexdigest(), unpacker.archive_hash.hexdigest()
-        if actual_blob != blob:
-            why = f"sha256 {actual_blob}, not the {blob} it is named by"
-        elif actual_id != output_id:
-            why = f"holds the output id {actual_id}, not the {output_id} its record names"
+        why = _mismatch(unpacker, blob, output_id)
     if why is None:
         return None
     moved = store.quarantine(path, why)

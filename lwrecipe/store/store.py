@@ -34,6 +34,11 @@ READ_CHUNK = 1 << 20
 QUARANTINE = "quarantine"
 
 
+def misnamed(actual: str, name: str) -> str:
+    """Why an entry is quarantined when its bytes do not hash to its name."""
+    return f"sha256 {actual}, not the {name} it is named by"
+
+
 def file_sha256(path: Path) -> Sha256:
     with path.open("rb") as fh:
         return Sha256(hashlib.file_digest(fh, "sha256").hexdigest())
@@ -236,7 +241,7 @@ class Store:
             return None
         actual = file_sha256(path)
         if actual != name:
-            self.quarantine(path, f"sha256 {actual}, not the {name} it is named by")
+            self.quarantine(path, misnamed(actual, name))
             return None
         self.touch(kind, name)
         return path
@@ -246,7 +251,7 @@ class Store:
         data = path.read_bytes()
         actual = hashlib.sha256(data).hexdigest()
         if actual != name:
-            moved = self.quarantine(path, f"sha256 {actual}, not the {name} it is named by")
+            moved = self.quarantine(path, misnamed(actual, name))
             raise IntegrityError(f"{path}: contents do not match their name (moved to {moved})")
         return data
 
@@ -342,7 +347,7 @@ class Store:
                 report.checked += 1
                 actual = file_sha256(path)
                 if actual != path.name:
-                    out(path, f"sha256 {actual}, not the {path.name} it is named by")
+                    out(path, misnamed(actual, path.name))
         for path in sorted((self.root / "ac").iterdir()):
             report.checked += 1
             # A record whose blob is absent stays: it still says what the output is
