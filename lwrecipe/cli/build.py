@@ -69,6 +69,11 @@ def fetch_inputs(ctx: Context, graph, names: list[str], jobs: int, offline: bool
                              mirrors=mirrors)
 
 
+def engine_fetch(ctx: Context, graph, offline: bool = False, reporter=None):  # noqa: ANN001, ANN202
+    """What an Engine is handed to fetch the inputs of the recipes it builds."""
+    return lambda items: fetch_inputs(ctx, graph, [i.name for i in items], 4, offline, reporter=reporter)
+
+
 def cmd_fetch(ctx: Context) -> int:
     from .progress import human_size
 
@@ -113,10 +118,7 @@ def cmd_build(ctx: Context) -> int:
     with BuildDisplay(quiet=ctx.verbosity < 0) as display, \
             open_remotes(ctx, settings, not ctx.args.no_verify_signatures, ctx.args.offline,
                           DisplayReporter(display)) as remotes:
-        def fetch(items):  # noqa: ANN001, ANN202 - called only for recipes that build
-            return fetch_inputs(ctx, graph, [i.name for i in items], 4, ctx.args.offline,
-                                 reporter=DisplayReporter(display))
-
+        fetch = engine_fetch(ctx, graph, ctx.args.offline, DisplayReporter(display))  # only recipes that build
         if streamed:
             options = dataclasses.replace(options, on_output=lambda name, line: display.log(redact(f"{name}| {line}")))
         push_to = [b for b in remotes.backends if ctx.args.push or b.spec.push]

@@ -189,11 +189,9 @@ def cmd_challenge(ctx: Context) -> int:
     if ctx.args.rebuild:
         from ..build.builder import BuildOptions
         from ..build.engine import Engine
-        from .build import fetch_inputs
+        from .build import engine_fetch
 
-        def fetch(items):  # noqa: ANN001, ANN202
-            return fetch_inputs(ctx, graph, [i.name for i in items], 4, False)
-
+        fetch = engine_fetch(ctx, graph)
         engine = Engine(store.ensure(), fetch, BuildOptions(jobs=os.cpu_count() or 1), check=True, keep_going=True,
                         on_event=lambda name, state: ctx.info(f"{name}: {state}"))
         outcomes = engine.build(dataclasses.replace(graph, targets=tuple(graph.closure(graph.targets))))

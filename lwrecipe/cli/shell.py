@@ -57,7 +57,7 @@ def cmd_shell(ctx: Context) -> int:
     from ..errors import BuildFailed, MissingToolError, UsageError
     from ..inputs.hosttools import debian_package
     from ..store.store import Store
-    from .build import fetch_inputs
+    from .build import engine_fetch
 
     graph = load_targets(ctx, [ctx.args.target])
     name = graph.targets[0]
@@ -69,9 +69,7 @@ def cmd_shell(ctx: Context) -> int:
         raise UsageError(f"{name}: no failed build is kept (run `lwrecipe build {ctx.args.target} --keep-failed`)")
     depends = graph.recipes[name].depends
 
-    def fetch(items):  # noqa: ANN001, ANN202
-        return fetch_inputs(ctx, graph, [i.name for i in items], 4, False)
-
+    fetch = engine_fetch(ctx, graph)
     engine = Engine(store, fetch, BuildOptions(jobs=os.cpu_count() or 1), warn=lambda t: ctx.info(f"warning: {t}"),
                     on_event=lambda dep, state: ctx.info(f"{dep}: {state}"))
     outcomes = engine.build(dataclasses.replace(graph, targets=tuple(depends))) if depends else []
