@@ -27,7 +27,7 @@ from ..inputs.fetch import CHUNK, Downloader, NullReporter, Reporter, RetryPolic
 from ..recipes.keys import Sha256, canonical_json, is_sha256
 from ..store.store import Store, sandboxed
 from .config import RemoteSpec, Settings
-from .signing import SecretKey, check, sign, signed_by, signed_bytes
+from .signing import SecretKey, check, merge_signatures, sign, signed_by, signed_bytes
 
 if TYPE_CHECKING:
     from ..inputs.httpclient import Client
@@ -386,9 +386,8 @@ class Remotes:
         theirs = parse_record(data, key, where) if data is not None else None
         if theirs is None or signed_by(theirs, secret.public()) or signed_bytes(theirs) != signed_bytes(record):
             return False
-        ours = {s.get("pub") or s.get("key"): s for s in record.get("signatures", [])}
-        merged = {**{s.get("pub") or s.get("key"): s for s in theirs.get("signatures", [])}, **ours}
-        resigned = {**theirs, "signatures": sorted(merged.values(), key=lambda s: (s.get("key", ""), s.get("pub", "")))}
+        resigned = {**theirs, "signatures": merge_signatures(theirs.get("signatures", []),
+                                                             record.get("signatures", []))}
         with _temp_file(self.store, canonical_json(resigned)) as path:
             backend.upload("ac", key, path, self.reporter)
         return True

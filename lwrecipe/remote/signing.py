@@ -130,15 +130,26 @@ def signed_by(record: dict[str, Any], key: PublicKey) -> bool:
     return any(isinstance(s, dict) and _pub(s) == key.raw for s in record.get("signatures", []))
 
 
+def merge_signatures(*lists: list[Any]) -> list[dict[str, Any]]:
+    """The signatures of several copies of one record, one per signer: a later
+    signature by the same public key (by the same name, for one without a `pub`)
+    replaces an earlier one. Sorted by name, then public key."""
+    merged: dict[str, dict[str, Any]] = {}
+    for signatures in lists:
+        for s in signatures:
+            if isinstance(s, dict):
+                merged[str(s.get("pub") or s.get("key"))] = s
+    return sorted(merged.values(), key=lambda s: (str(s.get("key", "")), str(s.get("pub", ""))))
+
+
 def sign(record: dict[str, Any], key: SecretKey) -> dict[str, Any]:
     """The record with this key's signature added. Each signature names its key's
     name and public key; an earlier signature by the same public key is replaced,
     one by another key of the same name is kept."""
     public = key.public()
-    others = [s for s in record.get("signatures", []) if not (isinstance(s, dict) and _pub(s) == public.raw)]
     signature = {"key": key.name, "pub": base64.b64encode(public.raw).decode(),
                  "sig": base64.b64encode(key.sign(signed_bytes(record))).decode()}
-    return {**record, "signatures": sorted([*others, signature], key=lambda s: (s.get("key", ""), s.get("pub", "")))}
+    return {**record, "signatures": merge_signatures(record.get("signatures", []), [signature])}
 
 
 def signature_finding(record: dict[str, Any], trusted: dict[str, PublicKey], where: str) -> str | None:
