@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import FetchError, LwrecipeError, UsageError, raise_all
+from ..errors import FetchError, LwrecipeError, RecipeError, UsageError, raise_all
 from ..recipes.keys import Sha256
 from ..recipes.recipe import display_path, parse_recipe
 from ..store.store import Store
@@ -89,7 +89,10 @@ def pin_recipe(path: Path, store: Store, client: Client, version: str | None = N
 
     shown = display_path(path)
     text = path.read_text()
-    doc = tomlkit.parse(text)
+    try:
+        doc = tomlkit.parse(text)
+    except tomlkit.exceptions.ParseError as exc:
+        raise RecipeError.one(shown, "", str(exc)) from None
     result = PinResult(text, text)
     refs = dict(refs or {})
     old_version = str(doc.get("package", {}).get("version", ""))

@@ -181,3 +181,11 @@ def test_a_new_version_replaces_whole_versions_in_urls_only() -> None:
     assert _with_version("https://x/pkg-11.2-1.23-1.2.3.tar.gz", "1.2", "1.3") == "https://x/pkg-11.2-1.23-1.2.3.tar.gz"
     assert _with_version("https://github.com/llvm/llvm-project/releases/download/llvmorg-18.1.2/"
                          "llvm-project-18.1.2.src.tar.xz", "18.1.2", "18.1.8").count("18.1.8") == 2
+
+
+def test_pin_on_a_file_that_is_not_toml_is_one_line(project: Project) -> None:
+    project.file("recipes/bad.toml", "schema = 1\n[package\n")
+    result = lw(project, "pin", "recipes/bad.toml")
+    assert result.code == 2 and result.err.startswith("error: recipes/bad.toml") and result.err.count("\n") == 1, \
+        result.err
+    assert "Traceback" not in result.err
