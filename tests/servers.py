@@ -1,5 +1,5 @@
 """Real servers on 127.0.0.1 for the tests: a file server with fault hooks (over
-TLS if asked), nginx with WebDAV PUT, and a forward proxy."""
+TLS if asked), nginx with WebDAV PUT, a forward proxy and a SOCKS5 proxy."""
 
 from __future__ import annotations
 
@@ -192,7 +192,7 @@ http {{
     scgi_temp_path {root}/scgi;
     sendfile on;
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port}{tls};
         root {root}/www;
         location / {{
             dav_methods PUT DELETE;
@@ -212,14 +212,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def nginx_server(root: str | Path) -> Iterator[str]:
-    """A real nginx with WebDAV PUT on 127.0.0.1; yields its base URL. Files live in root/www."""
+def nginx_server(root: str | Path, tls: tuple[Path, Path] | None = None) -> Iterator[str]:
+    """A real nginx with WebDAV PUT on 127.0.0.1; yields its base URL. Files live in
+    root/www. With tls (certificate, key) it speaks https, offering HTTP/2 and 1.1."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     base = Path(root)
     (base / "www").mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = base / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(root=base, port=port))
+    listen = f" ssl http2;\n        ssl_certificate {tls[0]};\n        ssl_certificate_key {tls[1]}" if tls else ""
+    conf.write_text(NGINX_CONF.format(root=base, port=port, tls=listen))
     proc = subprocess.Popen([nginx, "-c", str(conf), "-e", str(base / "error.log")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
@@ -233,7 +235,7 @@ def nginx_server(root: str | Path) -> Iterator[str]:
         proc.kill()
         raise RuntimeError(f"nginx did not start: {(base / 'error.log').read_text() if (base / 'error.log').exists() else ''}")
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -278,23 +280,13 @@ class ForwardProxy:
             do_GET = do_HEAD = do_PUT = _forward  # noqa: N815
 
             def do_CONNECT(self) -> None:  # noqa: N802
-                import selectors
-
                 proxy.seen.append((self.requestline, self.headers.get("Proxy-Authorization")))
                 host, port = self.path.rsplit(":", 1)
                 upstream = socket.create_connection((host, int(port)), timeout=10)
                 self.send_response(200)
                 self.end_headers()
                 self.close_connection = True
-                with selectors.DefaultSelector() as sel, upstream:
-                    sel.register(self.connection, selectors.EVENT_READ, upstream)
-                    sel.register(upstream, selectors.EVENT_READ, self.connection)
-                    while True:
-                        for key, _ in sel.select(timeout=10):
-                            data = key.fileobj.recv(1 << 16)  # type: ignore[union-attr]
-                            if not data:
-                                return
-                            key.data.sendall(data)
+                relay(self.connection, upstream)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -311,6 +303,98 @@ def forward_proxy() -> Iterator[ForwardProxy]:
     finally:
         proxy.httpd.shutdown()
         proxy.httpd.server_close()
+
+
+class SocksProxy:
+    """A SOCKS5 proxy (RFC 1928, CONNECT only) with optional username/password
+    authentication (RFC 1929). `seen` keeps each (user, host, port) it connected."""
+
+    def __init__(self, user: str | None = None, password: str | None = None) -> None:
+        import socketserver
+
+        self.seen: list[tuple[str | None, str, int]] = []
+        proxy = self
+
+        def exactly(conn: socket.socket, count: int) -> bytes:
+            data = b""
+            while len(data) < count:
+                piece = conn.recv(count - len(data))
+                if not piece:
+                    raise ConnectionError("client went away")
+                data += piece
+            return data
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                conn: socket.socket = self.request
+                version, count = exactly(conn, 2)
+                methods = exactly(conn, count)
+                want = 2 if user is not None else 0
+                if version != 5 or want not in methods:
+                    conn.sendall(b"\x05\xff")
+                    return
+                conn.sendall(bytes([5, want]))
+                who = None
+                if want == 2:
+                    _, size = exactly(conn, 2)
+                    name = exactly(conn, size).decode()
+                    size = exactly(conn, 1)[0]
+                    secret = exactly(conn, size).decode()
+                    ok = (name, secret) == (user, password)
+                    conn.sendall(b"\x01\x00" if ok else b"\x01\x01")
+                    if not ok:
+                        return
+                    who = name
+                _, command, _, kind = exactly(conn, 4)
+                if kind == 1:
+                    host = socket.inet_ntoa(exactly(conn, 4))
+                elif kind == 3:
+                    host = exactly(conn, exactly(conn, 1)[0]).decode()
+                else:
+                    host = socket.inet_ntop(socket.AF_INET6, exactly(conn, 16))
+                port = int.from_bytes(exactly(conn, 2), "big")
+                if command != 1:
+                    conn.sendall(b"\x05\x07\x00\x01" + bytes(6))
+                    return
+                proxy.seen.append((who, host, port))
+                try:
+                    upstream = socket.create_connection((host, port), timeout=10)
+                except OSError:
+                    conn.sendall(b"\x05\x05\x00\x01" + bytes(6))
+                    return
+                conn.sendall(b"\x05\x00\x00\x01" + bytes(6))
+                relay(conn, upstream)
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+
+
+def relay(one: socket.socket, other: socket.socket) -> None:
+    """Copies bytes both ways until either side closes; closes `other`."""
+    import selectors
+
+    with selectors.DefaultSelector() as sel, other:
+        sel.register(one, selectors.EVENT_READ, other)
+        sel.register(other, selectors.EVENT_READ, one)
+        while True:
+            for key, _ in sel.select(timeout=10):
+                data = key.fileobj.recv(1 << 16)  # type: ignore[union-attr]
+                if not data:
+                    return
+                key.data.sendall(data)
+
+
+@contextmanager
+def socks_proxy(user: str | None = None, password: str | None = None) -> Iterator[SocksProxy]:
+    proxy = SocksProxy(user, password)
+    thread = threading.Thread(target=proxy.server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield proxy
+    finally:
+        proxy.server.shutdown()
+        proxy.server.server_close()
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:

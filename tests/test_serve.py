@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from lwrecipe.inputs.httpclient import Client
+from lwrecipe.inputs.web import Client
 from lwrecipe.serve import byte_range, make_server
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
     """Status, headers (lower-case names) and body of one GET."""
-    with Client(env={}) as client, client.request("GET", url, headers) as resp:
+    with Client() as client, client.request("GET", url, headers) as resp:
         return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read(1 << 20) or b""
 
 

@@ -2,7 +2,7 @@
 
 Bytes are staged in the store's tmp/, hashed as they arrive (the raw stream, so a
 Content-Encoding cannot change what is verified) and renamed into sources/ only
-once they match. The downloader is handed its HTTP client (httpclient.py); it never prints,
+once they match. The downloader is handed its HTTP client (web.py); it never prints,
 it reports events to a Reporter.
 """
 
@@ -22,7 +22,7 @@ from ..recipes.keys import Sha256, short
 from ..store.store import PipelinedWriter, Staged, Store
 
 if TYPE_CHECKING:
-    from .httpclient import Client
+    from .web import Client
 
 CHUNK = 1 << 20
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ class RetryPolicy:
 
 
 def make_client(connect_timeout: float = 15.0, read_timeout: float = 60.0) -> Client:
-    from .httpclient import Client  # here, not at the top: a fully cached build never loads it
+    from .web import Client  # here, not at the top: a fully cached build never loads it
 
     return Client(connect_timeout=connect_timeout, read_timeout=read_timeout)
 
@@ -230,7 +230,7 @@ class Downloader:
                 self.sleep(self.policy.delay(attempt, exc.retry_after))
 
     def _http_once(self, url: str, staged: Staged, wanted: Wanted) -> None:
-        from .httpclient import HttpError
+        from .web import HttpError
 
         headers = {"Range": f"bytes={staged.size}-"} if staged.size else {}
         try:

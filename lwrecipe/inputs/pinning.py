@@ -29,7 +29,7 @@ from .gitsrc import GIT_ENV
 from .mirrors import Mirrors
 
 if TYPE_CHECKING:
-    from .httpclient import Client
+    from .web import Client
 
 UPDATE = "update"  # a sha256 value that asks `pin` for a new one
 
@@ -37,7 +37,7 @@ UPDATE = "update"  # a sha256 value that asks `pin` for a new one
 def download_unpinned(store: Store, client: Client, url: str) -> tuple[Sha256, int]:
     """Download `url`, whose sha256 is not known yet, into sources/ under the sha256
     its bytes have (so the build that follows needs no second download)."""
-    from .httpclient import HttpError
+    from .web import HttpError
 
     try:
         with store.staging() as staged:

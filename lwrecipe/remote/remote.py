@@ -30,7 +30,7 @@ from .config import RemoteSpec, Settings
 from .signing import SecretKey, check, merge_signatures, sign, signed_by, signed_bytes
 
 if TYPE_CHECKING:
-    from ..inputs.httpclient import Client
+    from ..inputs.web import Client
 
 RECORD_LIMIT = 4 << 20  # a build record is a few KiB; anything near this is not one
 LOG_LIMIT = 1 << 30  # a compressed build log
@@ -128,7 +128,7 @@ class HttpBackend:
         return f"{self.spec.url}/{kind}/{name}"
 
     def _retrying(self, what: str, attempt_once: Any) -> Any:
-        from ..inputs.httpclient import HttpError
+        from ..inputs.web import HttpError
 
         attempt = 0
         while True:

@@ -7,6 +7,7 @@ import io
 import json
 import shutil
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -196,3 +197,12 @@ def test_failed_build_prints_log_tail(project, served) -> None:
     result = build(project, "f")
     assert result.code == 1 and "exited with status 7" in result.err and "about to fail" in result.err
     assert not list((project.root / "cache" / "ac").iterdir())
+
+
+def test_a_fully_cached_build_imports_no_http_stack(hello) -> None:
+    assert build(hello, "hello").code == 0
+    code = ("import sys\nfrom lwrecipe.cli import main\n"
+            f"code = main(['--cache', {str(hello.root / 'cache')!r}, 'build', 'hello'])\n"
+            "print(code, sorted({m.split('.')[0] for m in sys.modules} & {'httpx', 'httpcore', 'h11', 'ssl'}))\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=hello.root, capture_output=True, text=True)
+    assert proc.stdout.strip() == "0 []", proc.stderr
