@@ -153,3 +153,17 @@ def test_the_distribution_ships_every_package() -> None:
     listed = set(find_packages(str(PACKAGE.parent), **packages["find"]) if "find" in packages else packages)
     on_disk = {".".join(p.parent.relative_to(PACKAGE.parent).parts) for p in PACKAGE.rglob("__init__.py")}
     assert listed == on_disk
+
+
+def test_http_goes_through_httpx_in_one_module() -> None:
+    """HTTP is httpx's (issue #20): no module speaks http.client itself, and only
+    inputs/web.py imports httpx, so what a network command loads stays in one place."""
+    speaking: dict[str, set[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            for name in names:
+                if name.split(".")[0] in ("httpx", "httpcore", "h11") or name.startswith("http.client"):
+                    speaking.setdefault(str(path.relative_to(PACKAGE)), set()).add(name.split(".")[0])
+    assert speaking == {"inputs/web.py": {"httpx", "httpcore"}}
