@@ -281,6 +281,10 @@ class Engine:
         if second["output_id"] != first["output_id"]:
             raise NotReproducible(item.name, first["output_id"], second["output_id"],
                                   self._explain(first, second))
+        # Reproduced here: a record that was pulled is now also this builder's to
+        # vouch for, and --push co-signs it on the remotes.
+        self.store.mark_reproduced(item.key)
+        self._push(item.name, item.key)
         return self._done(item, first, "checked")
 
     def _explain(self, first: dict[str, Any], second: dict[str, Any]) -> list[str]:

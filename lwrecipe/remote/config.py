@@ -43,6 +43,7 @@ class _NoFile:
     trusted_keys: tuple[()] = ()
     remote: tuple[()] = ()
     mirrors: None = None
+    min_signers: int = 1
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class RemoteSpec:
     timeout: float = 60.0
     auth_env: str | None = None
     auth_header: str = "Authorization"
+    min_signers: int | None = None  # None: the settings' min_signers
 
     def __repr__(self) -> str:
         return f"RemoteSpec({self.name!r}, {self.url!r})"
@@ -66,9 +68,13 @@ class Settings:
     remotes: tuple[RemoteSpec, ...]
     secret: SecretKey | None
     trusted: dict[str, PublicKey]
+    min_signers: int = 1  # distinct trusted signers a remote record needs, unless its remote says
 
     def trust_for(self, remote: RemoteSpec) -> dict[str, PublicKey]:
         return {**self.trusted, **remote.trusted}
+
+    def signers_for(self, remote: RemoteSpec) -> int:
+        return remote.min_signers or self.min_signers
 
 
 def user_config_path(env: dict[str, str] | None = None) -> Path:
@@ -139,7 +145,8 @@ def _spec(entry: RemoteEntry, base: Path, where: str) -> RemoteSpec:
     url = normalise_url(entry.url, base, f"{where}: remote.url")
     return RemoteSpec(url=url, name=entry.name or url, push=entry.push,
                       trusted=_keys(entry.trusted_keys, f"{where}: remote.trusted_keys"),
-                      timeout=entry.timeout, auth_env=entry.auth_env, auth_header=entry.auth_header)
+                      timeout=entry.timeout, auth_env=entry.auth_env, auth_header=entry.auth_header,
+                      min_signers=entry.min_signers)
 
 
 def load_settings(project: Path, cli_remotes: list[str] | None = None,
@@ -184,7 +191,8 @@ def load_settings(project: Path, cli_remotes: list[str] | None = None,
     for spec in remotes:
         _add_keys(dict(trusted), dict(origins), list(spec.trusted.values()), f"remote {spec.name}: trusted_keys")
     unique = {spec.url: spec for spec in reversed(remotes)}  # the first mention of a URL wins
-    return Settings(tuple(s for s in remotes if unique[s.url] is s), secret, trusted)
+    min_signers = max(doc.min_signers for _, doc in files)  # the stricter of the project's and the user's
+    return Settings(tuple(s for s in remotes if unique[s.url] is s), secret, trusted, min_signers)
 
 
 

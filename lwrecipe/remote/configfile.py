@@ -22,6 +22,9 @@ class RemoteEntry(_Strict):
     timeout: Annotated[float, Field(gt=0, strict=False)] = 60.0
     auth_env: str | None = None  # the environment variable holding the header's value
     auth_header: str = "Authorization"
+    # A record from this remote is used only when this many distinct trusted keys
+    # signed it (the record's own signatures and co-signatures beside it).
+    min_signers: Annotated[int, Field(ge=1)] | None = None
 
 
 class MirrorsEntry(_Strict):
@@ -36,6 +39,7 @@ class MirrorsEntry(_Strict):
 class ConfigFile(_Strict):
     signing_key: str | None = None
     trusted_keys: list[str] = []
+    min_signers: Annotated[int, Field(ge=1)] = 1  # for every remote that does not set its own
     remote: list[RemoteEntry] = []
     mirrors: MirrorsEntry | None = None
 

@@ -27,12 +27,14 @@ from ..inputs.fetch import CHUNK, Downloader, NullReporter, Reporter, RetryPolic
 from ..recipes.keys import Sha256, canonical_json, is_sha256
 from ..store.store import Store, sandboxed
 from .config import RemoteSpec, Settings
-from .signing import SecretKey, check, merge_signatures, sign, signed_by, signed_bytes
+from .signing import (PublicKey, SecretKey, check, cosign, cosignature_name, merge_signatures, sign, signed_by,
+                      valid_signers)
 
 if TYPE_CHECKING:
     from ..inputs.web import Client
 
 RECORD_LIMIT = 4 << 20  # a build record is a few KiB; anything near this is not one
+SIGNATURE_LIMIT = 4 << 10  # a co-signature is about 200 bytes
 LOG_LIMIT = 1 << 30  # a compressed build log
 RECORD_FIELDS = {"key", "name", "version", "output_id", "blob", "inputs", "recipe_sha256", "host_tools", "sandbox",
                  "environment", "build_image", "lwrecipe_version", "started", "duration_s", "log", "signatures",
@@ -44,6 +46,18 @@ class RemoteError(LwrecipeError):
     """A remote could not be read or written."""
 
     reason = "remote"
+
+
+class TooFewSigners(IntegrityError):
+    """A record fewer distinct trusted keys signed than the remote's min_signers."""
+
+    reason = "min-signers"
+
+
+class BuildersDisagree(IntegrityError):
+    """A remote holds another output for the key of a build made here."""
+
+    reason = "builders-disagree"
 
 
 class Backend(Protocol):
@@ -89,7 +103,7 @@ class DirBackend:
 
     def upload(self, kind: str, name: str, path: Path, reporter: Reporter) -> None:
         try:
-            (self.root / kind).mkdir(parents=True, exist_ok=True)
+            self._path(kind, name).parent.mkdir(parents=True, exist_ok=True)
             (self.root / "tmp").mkdir(exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix="put-")
             try:
@@ -104,7 +118,7 @@ class DirBackend:
                     os.fsync(out.fileno())
                 os.chmod(tmp, 0o644)
                 os.replace(tmp, self._path(kind, name))
-                fsync_dir(self.root / kind)
+                fsync_dir(self._path(kind, name).parent)
             finally:
                 Path(tmp).unlink(missing_ok=True)
         except OSError as exc:
@@ -277,16 +291,52 @@ class Remotes:
                 return b
         raise UsageError(f"remote {name_or_url!r} is not configured")
 
-    def record(self, backend: Backend, key: Sha256) -> dict[str, Any] | None:
-        """The remote's record for `key`, checked; None when it has none."""
+    def record(self, backend: Backend, key: Sha256, min_signers: int | None = None) -> dict[str, Any] | None:
+        """The remote's record for `key`, checked; None when it has none. Signed by
+        at least min_signers (default: the remote's setting) distinct trusted keys,
+        counting co-signatures kept beside it (asked for only when the record's own
+        signatures fall short); the record comes back with those co-signatures
+        among its signatures."""
         where = f"{backend.spec.name}: ac/{key[:12]}"
         data = backend.read_small("ac", key, RECORD_LIMIT)
         if data is None:
             return None
         record = parse_record(data, key, where)
-        if self.verify_signatures:
-            check(record, self.settings.trust_for(backend.spec), where)
+        if not self.verify_signatures:
+            return record
+        trusted = self.settings.trust_for(backend.spec)
+        need = min_signers or self.settings.signers_for(backend.spec)
+        signers = valid_signers(record, trusted)
+        if len(signers) < need:
+            extra = self.cosignatures(backend, key, record, trusted, signers)
+            if extra:
+                record = {**record, "signatures": merge_signatures(record.get("signatures", []), extra)}
+                signers = valid_signers(record, trusted)
+        if not signers:
+            check(record, trusted, where)  # raises, saying why no signature counts
+        if len(signers) < need:
+            raise TooFewSigners(f"{where}: output {record['output_id'][:12]} is signed by {len(signers)} of the "
+                                f"{need} trusted keys required ({', '.join(signers)}); min_signers = {need}: "
+                                "not used until another builder reproduces it and co-signs")
         return record
+
+    def cosignatures(self, backend: Backend, key: Sha256, record: dict[str, Any], trusted: dict[str, PublicKey],
+                     already: list[str] = []) -> list[dict[str, Any]]:  # noqa: B006 - never changed
+        """The valid co-signatures of `record` the remote keeps under sig/<key>/, one
+        per trusted key not among `already`; a missing, malformed or invalid one counts
+        for nothing."""
+        found = []
+        for public in trusted.values():
+            if public.name in already:
+                continue
+            data = backend.read_small("sig", cosignature_name(key, public), SIGNATURE_LIMIT)
+            try:
+                entry = json.loads(data) if data is not None else None
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and valid_signers({**record, "signatures": [entry]}, {public.name: public}):
+                found.append(entry)
+        return found
 
     def find(self, key: Sha256, warn: Any = None) -> tuple[dict[str, Any], Backend] | None:
         """The first remote (in order) holding a usable record for `key`. Refused
@@ -327,6 +377,7 @@ class Remotes:
         for blob in (record["blob"]["sha256"], record["log"]):
             self._fetch_blob(record, backend, blob)
         self.store.put_record(Sha256(record["key"]), record)
+        self.store.mark_pulled(Sha256(record["key"]), backend.spec.url)
         return record
 
     def fetch_blob(self, record: dict[str, Any], backend: Backend) -> None:
@@ -359,11 +410,16 @@ class Remotes:
         if not sandboxed(record):
             raise UsageError(f"{record.get('name', key[:12])}: built without a sandbox (--no-sandbox); such "
                              "outputs are never shared (rebuild it where bubblewrap runs)")
+        # Our key signs only what was built here: a record pulled from a remote is
+        # passed on with the signatures it came with, and co-signed by nobody here
+        # until a build here reproduces it (build --check).
+        if self.store.pulled_from(key) is not None:
+            secret = None
         if secret is not None and not signed_by(record, secret.public()):
             record = sign(record, secret)
             self.store.put_record(key, record)
         if backend.exists("ac", key):
-            return self._add_signature(backend, key, record, secret)
+            return self._cosign(backend, key, record, secret)
         for blob in (record["blob"]["sha256"], record["log"]):
             path = self.store.verify_blob("cas", blob)
             if path is None:
@@ -374,22 +430,30 @@ class Remotes:
             backend.upload("ac", key, path, self.reporter)
         return True
 
-
-    def _add_signature(self, backend: Backend, key: Sha256, record: dict[str, Any], secret: SecretKey | None) -> bool:
-        """The remote has a record for `key`: when our key (by public key) has not
-        signed it, upload it again with our signature added to the ones it has. A
-        remote record of other content is left alone. True when it was re-signed."""
-        if secret is None:
-            return False
+    def _cosign(self, backend: Backend, key: Sha256, record: dict[str, Any], secret: SecretKey | None) -> bool:
+        """The remote has a record for `key`. When it names the output this store
+        holds and our key has not signed it, add our signature beside it as
+        sig/<key>/<our public key's sha256>: an object only this signer writes, so
+        concurrent co-signers never drop each other's signatures and the record
+        itself is never rewritten. Another output for the same key is refused
+        (BuildersDisagree). True when a co-signature was written."""
         where = f"{backend.spec.name}: ac/{key[:12]}"
         data = backend.read_small("ac", key, RECORD_LIMIT)
         theirs = parse_record(data, key, where) if data is not None else None
-        if theirs is None or signed_by(theirs, secret.public()) or signed_bytes(theirs) != signed_bytes(record):
+        if theirs is None:
             return False
-        resigned = {**theirs, "signatures": merge_signatures(theirs.get("signatures", []),
-                                                             record.get("signatures", []))}
-        with _temp_file(self.store, canonical_json(resigned)) as path:
-            backend.upload("ac", key, path, self.reporter)
+        if theirs["output_id"] != record["output_id"]:
+            raise BuildersDisagree(
+                f"{where}: {record['name']}: the remote holds output {theirs['output_id'][:12]} for this key, this "
+                f"cache {record['output_id'][:12]}: builders disagree; not co-signed (see `lwrecipe challenge "
+                f"{record['name']} --remote {backend.spec.name}`)")
+        if secret is None or signed_by(theirs, secret.public()):
+            return False
+        name = cosignature_name(key, secret.public())
+        if backend.exists("sig", name):
+            return False
+        with _temp_file(self.store, canonical_json(cosign(theirs, secret))) as path:
+            backend.upload("sig", name, path, self.reporter)
         return True
 
 

@@ -15,6 +15,7 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from ..errors import IntegrityError, UsageError
@@ -146,10 +147,7 @@ def sign(record: dict[str, Any], key: SecretKey) -> dict[str, Any]:
     """The record with this key's signature added. Each signature names its key's
     name and public key; an earlier signature by the same public key is replaced,
     one by another key of the same name is kept."""
-    public = key.public()
-    signature = {"key": key.name, "pub": base64.b64encode(public.raw).decode(),
-                 "sig": base64.b64encode(key.sign(signed_bytes(record))).decode()}
-    return {**record, "signatures": merge_signatures(record.get("signatures", []), [signature])}
+    return {**record, "signatures": merge_signatures(record.get("signatures", []), [cosign(record, key)])}
 
 
 def signature_finding(record: dict[str, Any], trusted: dict[str, PublicKey], where: str) -> str | None:
@@ -164,6 +162,58 @@ def signature_finding(record: dict[str, Any], trusted: dict[str, PublicKey], whe
     return None
 
 
+def _verifies(key: PublicKey, entry: dict[str, Any], data: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        Ed25519PublicKey.from_public_bytes(key.raw).verify(base64.b64decode(entry.get("sig", ""), validate=True), data)
+        return True
+    except (InvalidSignature, binascii.Error, ValueError, TypeError):
+        return False
+
+
+def _trusted_key(entry: dict[str, Any], trusted: dict[str, PublicKey]) -> PublicKey | None:
+    """The trusted key a signature entry names: by its public key; one from before
+    signatures named it (no `pub`) by the key's name."""
+    pub = _pub(entry)
+    if pub is not None:
+        return next((k for k in trusted.values() if k.raw == pub), None)
+    name = entry.get("key")
+    return trusted.get(name) if isinstance(name, str) else None
+
+
+def valid_signers(record: dict[str, Any], trusted: dict[str, PublicKey],
+                  cosignatures: Sequence[Any] = ()) -> list[str]:
+    """The names of the distinct trusted keys whose signature over the record's
+    signed bytes verifies, from the record's own signatures and from co-signatures
+    kept beside it (one per signer, see cosignature_name)."""
+    data = signed_bytes(record)
+    found: dict[bytes, str] = {}
+    for entry in [*record.get("signatures", []), *cosignatures]:
+        if isinstance(entry, dict):
+            key = _trusted_key(entry, trusted)
+            if key is not None and key.raw not in found and _verifies(key, entry, data):
+                found[key.raw] = key.name
+    return sorted(found.values())
+
+
+def cosignature_name(key: str, public: PublicKey) -> str:
+    """Where a remote keeps one signer's co-signature of the record for `key`:
+    `sig/<key>/<sha256 of the public key>`. Each signer writes only its own object,
+    so co-signing never rewrites the record and two signers never race."""
+    import hashlib
+
+    return f"{key}/{hashlib.sha256(public.raw).hexdigest()}"
+
+
+def cosign(record: dict[str, Any], key: SecretKey) -> dict[str, Any]:
+    """This key's signature over the record's signed bytes, as a co-signature object."""
+    public = key.public()
+    return {"key": key.name, "pub": base64.b64encode(public.raw).decode(),
+            "sig": base64.b64encode(key.sign(signed_bytes(record))).decode()}
+
+
 def check(record: dict[str, Any], trusted: dict[str, PublicKey], where: str) -> str:
     """The name of a trusted key whose signature on `record` is valid; otherwise
     IntegrityError saying why: unsigned; signed only by keys nobody trusts; signed
@@ -171,9 +221,6 @@ def check(record: dict[str, Any], trusted: dict[str, PublicKey], where: str) -> 
     impostor); or signed by a trusted key over other bytes (altered). A signature
     is matched to a trusted key by its public key; one from before signatures
     named it (no `pub`) by the key's name."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
     signatures = record.get("signatures")
     if not isinstance(signatures, list) or not signatures:
         raise IntegrityError(f"{where}: record is not signed; refused (trust it with --no-verify-signatures)")
@@ -192,12 +239,9 @@ def check(record: dict[str, Any], trusted: dict[str, PublicKey], where: str) -> 
             else:
                 unknown.append(repr(name))
             continue
-        try:
-            Ed25519PublicKey.from_public_bytes(key.raw).verify(base64.b64decode(entry.get("sig", ""), validate=True),
-                                                               data)
+        if _verifies(key, entry, data):
             return key.name
-        except (InvalidSignature, binascii.Error, ValueError, TypeError):
-            altered.append(repr(key.name))
+        altered.append(repr(key.name))
     if altered:
         raise IntegrityError(f"{where}: signature by trusted key {altered[0]} does not verify: the record's bytes "
                              "were altered after signing (or the signature forged); refused")

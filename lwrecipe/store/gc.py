@@ -135,6 +135,7 @@ def collect(store: Store, max_size: int | None, older_than_days: float | None,
                     path.unlink(missing_ok=True)
         _drop_dangling_git_refs(store)
         _drop_facts_without_blobs(store)
+        _drop_pulled_marks_without_records(store)
         if not dry_run:
             _drop_unpacked_without_records(store, {u.output_id for u in found if u.label not in gone})
         report.kept = len(found) - len(doomed)
@@ -177,6 +178,15 @@ def _drop_facts_without_blobs(store: Store) -> None:
         for fact in checked.iterdir():
             if not store.has("cas", fact.name):
                 fact.unlink(missing_ok=True)
+
+
+def _drop_pulled_marks_without_records(store: Store) -> None:
+    """pulled/<key> says where a record came from; with the record gone it is clutter."""
+    pulled = store.root / "pulled"
+    if pulled.is_dir():
+        for mark in pulled.iterdir():
+            if not store.has("ac", mark.name):
+                mark.unlink(missing_ok=True)
 
 
 def _drop_dangling_git_refs(store: Store) -> None:

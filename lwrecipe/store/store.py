@@ -315,6 +315,23 @@ class Store:
         (a fact about the blob's bytes, so it stays true whatever else changes)."""
         replace_text(self.root / "checked" / blob, output_id, self.root / "tmp")
 
+    def mark_pulled(self, key: Sha256, remote: str) -> None:
+        """Record that the record for `key` came from `remote` and was not built here:
+        this store's key never co-signs what it did not reproduce."""
+        replace_text(self.root / "pulled" / key, remote, self.root / "tmp")
+
+    def pulled_from(self, key: Sha256) -> str | None:
+        """The remote the record for `key` was pulled from; None when it was built here
+        (or a build here reproduced it: see mark_reproduced)."""
+        try:
+            return (self.root / "pulled" / key).read_text()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def mark_reproduced(self, key: Sha256) -> None:
+        """A build here made the same output as the pulled record for `key`."""
+        (self.root / "pulled" / key).unlink(missing_ok=True)
+
     def checked(self, blob: Sha256) -> Sha256 | None:
         """The output id `blob` was seen to hold, by pack or by a restore that hashed it."""
         try:

@@ -128,7 +128,7 @@ def test_records_built_with_a_stand_in_are_shared_and_say_so(project, alice, bob
 def test_a_regenerated_key_re_signs_on_push_and_pullers_are_told_why(project, alice, bob, tmp_path) -> None:
     """alice regenerates her key under the same name: what she pushed before is
     signed by the old key only; bob, who now trusts the new one, is told it is a
-    different key with a trusted name; alice's next push adds her new signature."""
+    different key with a trusted name; alice's next push co-signs with the new key."""
     remote = tmp_path / "shared"
     ok(alice.run("build", "app", "--push", "--remote", str(remote)))
     alice.key.rename(project.root / "alice-old.key")
@@ -138,11 +138,13 @@ def test_a_regenerated_key_re_signs_on_push_and_pullers_are_told_why(project, al
     refused = bob.run("cache", "pull", str(remote), "app")
     assert refused.code != 0 and "signed by a key named 'alice' (SHA256:" in refused.err and \
         "a different key with a trusted name" in refused.err, refused.err
-    assert "2 pushed" in ok(alice.run("cache", "push", str(remote)))  # re-signed, blobs already there
+    assert "2 pushed" in ok(alice.run("cache", "push", str(remote)))  # co-signed, blobs already there
     assert "0 pushed, 2 already" in ok(alice.run("cache", "push", str(remote)))
     assert "2 pulled" in ok(bob.run("cache", "pull", str(remote), "app"))
-    signers = {s["pub"] for s in json.loads((remote / "ac" / alice.records()["app"]["key"]).read_text())["signatures"]}
-    assert len(signers) == 2
+    key = alice.records()["app"]["key"]
+    assert len(json.loads((remote / "ac" / key).read_text())["signatures"]) == 1  # the record is not rewritten
+    assert len(list((remote / "sig" / key).iterdir())) == 1  # the new key's signature, beside it
+    assert len({s["pub"] for s in bob.records()["app"]["signatures"]}) == 2
 
 
 def test_tampered_blob_is_refused_and_the_target_built(project, alice, bob, tmp_path) -> None:
