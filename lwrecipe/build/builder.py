@@ -29,6 +29,7 @@ from ..inputs.patch import PatchFile, apply_series, check_series, not_applied, p
 from ..inputs.sources import Fetch, lay_out
 from ..recipes.keys import Sha256
 from ..recipes.recipe import FilePatch, GitSource, Recipe, SourcePatch, UrlPatch
+from ..remote import provenance
 from ..remote.signing import SecretKey, sign
 from ..store.outputs import pack, put_log
 from ..store.store import SANDBOXED, Store
@@ -129,6 +130,7 @@ def build_one(store: Store, item: Planned, fetched: Fetch, deps: dict[str, Path]
         if keep_record:
             faults.point("record")
             store.put_record(item.key, record)
+            store.put_provenance(item.key, provenance.envelope(record, recipe, opts.secret))
         return record
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import (EPILOG, Context, load_targets, lockfile_path, open_remotes, project_settings, remote_args,
+from .common import (EPILOG, Context, plan_targets, load_targets, lockfile_path, open_remotes, project_settings, remote_args,
                      say_error, table, target_args)
 
 
@@ -42,6 +42,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rebuild", action="store_true",
                    help="also build each recipe here again (as build --check does) and compare that too")
     p.set_defaults(func=cmd_challenge)
+
+    p = sub.add_parser("provenance", help="the signed SLSA provenance of TARGET's output (an in-toto statement "
+                       "in a DSSE envelope)", epilog=EPILOG)
+    target_args(p, many=False)
+    p.add_argument("--out", metavar="F", help="write it to F (default: standard output)")
+    p.set_defaults(func=cmd_provenance)
 
     p = sub.add_parser("sbom", help="a software bill of materials for a target", epilog=EPILOG)
     target_args(p, many=False)
@@ -217,4 +223,38 @@ def cmd_challenge(ctx: Context) -> int:
         raise IntegrityError(f"challenge: builders disagree on {', '.join(v.name for v in differ)}")
     ctx.info(f"{sum(v.status.startswith('agree') for v in verdicts)} of {len(verdicts)} recipes agree; "
              f"{sum(v.status == 'missing' for v in verdicts)} held by no builder")
+    return 0
+
+
+def cmd_provenance(ctx: Context) -> int:
+    """The provenance the build here (or the remote it was pulled from) made for
+    TARGET's current output; one made now, from the record, for a record built here
+    before provenance existed."""
+    from ..errors import UsageError
+    from ..remote import provenance
+    from ..store.store import Store
+
+    graph, planned, _ = plan_targets(ctx, [ctx.args.target])
+    item = next(i for i in planned if i.name == graph.targets[0])
+    store = Store(ctx.cache_dir)
+    record = store.read_record(item.key) if item.key and store.exists() else None
+    if record is None:
+        raise UsageError(f"{item.name}: its current inputs were not built in {store.root}; run lwrecipe build "
+                         f"{item.name} first")
+    data = store.read_provenance(item.key)
+    if data is None:
+        pulled = store.pulled_from(item.key)
+        if pulled is not None:
+            raise UsageError(f"{item.name}: its output was pulled from {pulled}, which had no provenance for it; "
+                             f"rebuild it here (lwrecipe build {item.name} --check) to make one")
+        secret = project_settings(graph.recipes[item.name].root).secret
+        store.put_provenance(item.key, provenance.envelope(record, graph.recipes[item.name], secret))
+        data = store.read_provenance(item.key)
+        assert data is not None
+    text = json.dumps(json.loads(data), indent=2) + "\n"
+    if ctx.args.out:
+        Path(ctx.args.out).write_text(text)
+        ctx.info(f"{item.name}: provenance of output {record['output_id'][:12]} written to {ctx.args.out}")
+    else:
+        sys.stdout.write(text)
     return 0

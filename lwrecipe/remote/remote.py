@@ -26,6 +26,7 @@ from ..files import fsync_dir
 from ..inputs.fetch import CHUNK, Downloader, NullReporter, Reporter, RetryPolicy, Wanted, make_client
 from ..recipes.keys import Sha256, canonical_json, is_sha256
 from ..store.store import Store, sandboxed
+from . import provenance
 from .config import RemoteSpec, Settings
 from .signing import (PublicKey, SecretKey, check, cosign, cosignature_name, merge_signatures, sign, signed_by,
                       valid_signers)
@@ -376,9 +377,26 @@ class Remotes:
         """Download a checked record's blobs (verified by sha256), then store the record."""
         for blob in (record["blob"]["sha256"], record["log"]):
             self._fetch_blob(record, backend, blob)
-        self.store.put_record(Sha256(record["key"]), record)
-        self.store.mark_pulled(Sha256(record["key"]), backend.spec.url)
+        key = Sha256(record["key"])
+        self._pull_provenance(backend, key, record)
+        self.store.put_record(key, record)
+        self.store.mark_pulled(key, backend.spec.url)
         return record
+
+    def _pull_provenance(self, backend: Backend, key: Sha256, record: dict[str, Any]) -> None:
+        """The record's provenance, when the remote has one: kept when it is about this
+        record's output and a trusted key signed it (unless signatures are not
+        checked); otherwise left behind with a warning, as the record is not
+        refused for it."""
+        where = f"{backend.spec.name}: prov/{key[:12]}"
+        data = backend.read_small("prov", key, RECORD_LIMIT)
+        if data is None:
+            return
+        trusted = self.settings.trust_for(backend.spec) if self.verify_signatures else None
+        try:
+            self.store.put_provenance(key, provenance.read_envelope(data, record, trusted, where))
+        except IntegrityError as exc:
+            self.reporter.end(f"{record['name']}: provenance", False, str(exc))
 
     def fetch_blob(self, record: dict[str, Any], backend: Backend) -> None:
         """Only a record's output blob, verified by its sha256 (the record is not stored)."""
@@ -426,9 +444,25 @@ class Remotes:
                 raise IntegrityError(f"cas/{blob[:12]}: missing or corrupt in the local cache; not pushed")
             if not backend.exists("cas", blob):
                 backend.upload("cas", blob, path, self.reporter)
+        self._push_provenance(backend, key, record, secret)
         with _temp_file(self.store, canonical_json(record)) as path:
             backend.upload("ac", key, path, self.reporter)
         return True
+
+    def _push_provenance(self, backend: Backend, key: Sha256, record: dict[str, Any],
+                         secret: SecretKey | None) -> None:
+        """The record's provenance goes up before the record (prov/<key>), signed by
+        this key when it was built here: one made before a key was configured, or
+        by a key since regenerated, gets this key's signature added."""
+        data = self.store.read_provenance(key)
+        if data is None:
+            return
+        envelope = provenance.read_envelope(data, record, None, f"provenance/{key[:12]}")
+        if secret is not None and not provenance.signed_by_key(envelope, secret.public()):
+            envelope = provenance.add_signature(envelope, secret)
+            self.store.put_provenance(key, envelope)
+        with _temp_file(self.store, canonical_json(envelope)) as path:
+            backend.upload("prov", key, path, self.reporter)
 
     def _cosign(self, backend: Backend, key: Sha256, record: dict[str, Any], secret: SecretKey | None) -> bool:
         """The remote has a record for `key`. When it names the output this store

@@ -135,7 +135,7 @@ def collect(store: Store, max_size: int | None, older_than_days: float | None,
                     path.unlink(missing_ok=True)
         _drop_dangling_git_refs(store)
         _drop_facts_without_blobs(store)
-        _drop_pulled_marks_without_records(store)
+        _drop_notes_without_records(store)
         if not dry_run:
             _drop_unpacked_without_records(store, {u.output_id for u in found if u.label not in gone})
         report.kept = len(found) - len(doomed)
@@ -180,13 +180,15 @@ def _drop_facts_without_blobs(store: Store) -> None:
                 fact.unlink(missing_ok=True)
 
 
-def _drop_pulled_marks_without_records(store: Store) -> None:
-    """pulled/<key> says where a record came from; with the record gone it is clutter."""
-    pulled = store.root / "pulled"
-    if pulled.is_dir():
-        for mark in pulled.iterdir():
-            if not store.has("ac", mark.name):
-                mark.unlink(missing_ok=True)
+def _drop_notes_without_records(store: Store) -> None:
+    """pulled/<key> (where a record came from) and provenance/<key> (its signed
+    provenance) are about a record; with the record gone they are clutter."""
+    for area in ("pulled", "provenance"):
+        notes = store.root / area
+        if notes.is_dir():
+            for note in notes.iterdir():
+                if not store.has("ac", note.name):
+                    note.unlink(missing_ok=True)
 
 
 def _drop_dangling_git_refs(store: Store) -> None:

@@ -315,6 +315,16 @@ class Store:
         (a fact about the blob's bytes, so it stays true whatever else changes)."""
         replace_text(self.root / "checked" / blob, output_id, self.root / "tmp")
 
+    def put_provenance(self, key: Sha256, envelope: dict[str, Any]) -> None:
+        """The signed provenance (a DSSE envelope) of the record for `key`."""
+        replace_text(self.root / "provenance" / key, canonical_json(envelope), self.root / "tmp")
+
+    def read_provenance(self, key: Sha256) -> bytes | None:
+        try:
+            return (self.root / "provenance" / key).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
     def mark_pulled(self, key: Sha256, remote: str) -> None:
         """Record that the record for `key` came from `remote` and was not built here:
         this store's key never co-signs what it did not reproduce."""
