@@ -12,7 +12,9 @@ from datetime import datetime
 from pathlib import Path
 
 from tests.conftest import run_subprocess
-from tests.integration.test_build import hello, served  # noqa: F401 - fixtures
+from tests.integration import test_build
+
+hello, served = test_build.hello, test_build.served  # the fixtures of its builds
 
 
 def key_pair(project) -> tuple[Path, bytes]:

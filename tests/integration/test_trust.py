@@ -11,8 +11,12 @@ import sys
 
 import pytest
 
-from tests.integration.test_remote import Machine, alice, bob, ok, project, recipe  # noqa: F401 - fixtures
+from tests.integration import test_remote
+from tests.integration.test_remote import Machine, ok, recipe
 from tests.servers import nginx_server
+
+# test_remote's builders: its project (no user config, no keys from the environment), alice and bob
+project, alice, bob = test_remote.project, test_remote.alice, test_remote.bob
 
 
 def config(machine: Machine, text: str) -> None:
