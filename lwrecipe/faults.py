@@ -5,7 +5,7 @@ timing races. Unset (always, outside tests), `point` does nothing.
 
 Points: download, unpack, patch, build, pack, commit (a store file is complete
 but not yet renamed), renamed (renamed, directory not yet fsynced), record,
-push, lock.
+push, push-record (a push's blobs are on the remote, its record not yet), lock.
 """
 
 from __future__ import annotations
@@ -19,9 +19,27 @@ _wanted = int(_nth) if _nth.isdigit() else 1
 _seen: dict[str, int] = {}
 
 
+PAUSE_ENV = "LWRECIPE_TEST_PAUSE_AT"  # <point>:<gate file>
+_pause_at, _, _gate = os.environ.get(PAUSE_ENV, "").partition(":")
+
+
 def point(name: str) -> None:
+    if _pause_at and name == _pause_at:
+        _pause()
     if not _target or name != _target:
         return
     _seen[name] = _seen.get(name, 0) + 1
     if _seen[name] == _wanted:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _pause() -> None:
+    """With LWRECIPE_TEST_PAUSE_AT=<point>:<gate>, wait at the point while the gate
+    file exists, having created <gate>.reached: a test holds the process exactly
+    there (the push-record point, between a push's blob checks and its record) to
+    run something else in between."""
+    import time
+
+    open(f"{_gate}.reached", "w").close()
+    while os.path.exists(_gate):
+        time.sleep(0.02)

@@ -3,6 +3,7 @@ TLS if asked), nginx with WebDAV PUT, a forward proxy and a SOCKS5 proxy."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -177,7 +178,7 @@ def fault_server(tls: tuple[Path, Path] | None = None) -> Iterator[FaultServer]:
         server.httpd.server_close()
 
 
-NGINX_CONF = """daemon off;
+NGINX_CONF = """{modules}daemon off;
 user root root;
 worker_processes 1;
 pid {root}/nginx.pid;
@@ -195,7 +196,7 @@ http {{
         listen 127.0.0.1:{port}{tls};
         root {root}/www;
         location / {{
-            dav_methods PUT DELETE;
+            dav_methods PUT DELETE;{dav_ext}
             create_full_put_path on;
             dav_access user:rw group:r all:r;
             client_max_body_size 0;
@@ -211,17 +212,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+DAV_EXT = Path("/usr/lib/nginx/modules/ngx_http_dav_ext_module.so")  # Debian: libnginx-mod-http-dav-ext
+
+
 @contextmanager
-def nginx_server(root: str | Path, tls: tuple[Path, Path] | None = None) -> Iterator[str]:
+def nginx_server(root: str | Path, tls: tuple[Path, Path] | None = None, listing: bool = False) -> Iterator[str]:
     """A real nginx with WebDAV PUT on 127.0.0.1; yields its base URL. Files live in
-    root/www. With tls (certificate, key) it speaks https, offering HTTP/2 and 1.1."""
+    root/www. With tls (certificate, key) it speaks https, offering HTTP/2 and 1.1;
+    with listing, it answers PROPFIND too (the dav-ext module, which CI has)."""
+    if listing and not DAV_EXT.is_file():
+        import pytest
+
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{DAV_EXT} is missing (scripts/setup.sh installs libnginx-mod-http-dav-ext)")
+        pytest.skip(f"{DAV_EXT} is missing: apt-get install libnginx-mod-http-dav-ext")
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     base = Path(root)
     (base / "www").mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = base / "nginx.conf"
     listen = f" ssl http2;\n        ssl_certificate {tls[0]};\n        ssl_certificate_key {tls[1]}" if tls else ""
-    conf.write_text(NGINX_CONF.format(root=base, port=port, tls=listen))
+    conf.write_text(NGINX_CONF.format(root=base, port=port, tls=listen,
+                                      modules=f"load_module {DAV_EXT};\n" if listing else "",
+                                      dav_ext="\n            dav_ext_methods PROPFIND OPTIONS;" if listing else ""))
     proc = subprocess.Popen([nginx, "-c", str(conf), "-e", str(base / "error.log")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10

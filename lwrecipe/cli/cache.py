@@ -35,6 +35,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--keep-locked", action="store_true", help="never remove what lockfile.toml pins")
     g.add_argument("--lockfile", metavar="F", help="the lockfile for --keep-locked (default: the project's)")
     g.add_argument("--dry-run", action="store_true", help="say what would be removed")
+    g.add_argument("--remote", metavar="R", help="collect this remote (a directory, or a WebDAV server that lists: "
+                   "nginx with dav-ext) instead of the local cache; needs --keep-lockfile")
+    g.add_argument("--keep-lockfile", action="append", default=[], metavar="F",
+                   help="with --remote: keep everything these lockfiles' releases need (repeatable); the rest "
+                   "goes, oldest first")
+    g.add_argument("--grace", type=float, default=1.0, metavar="HOURS",
+                   help="with --remote: never remove what is younger (pushes in flight; default 1)")
     g.set_defaults(func=cmd_cache_gc)
     st = cache_sub.add_parser("stats", help="sizes and counts", epilog=EPILOG)
     st.set_defaults(func=cmd_cache_stats)
@@ -199,6 +206,8 @@ def cmd_cache_gc(ctx: Context) -> int:
     from .progress import human_size
 
     args = ctx.args
+    if args.remote is not None or args.keep_lockfile:
+        return _remote_gc(ctx)
     if args.max_size is None and args.older_than is None:
         raise UsageError("cache gc: give --max-size SIZE and/or --older-than DAYS")
     pinned: set[str] = set()
@@ -213,6 +222,46 @@ def cmd_cache_gc(ctx: Context) -> int:
         ctx.out(f"{verb} {kept} (a failed build's directory kept by --keep-failed)")
     ctx.info(f"{verb} {len(report.removed)} entries, {human_size(report.freed)}; "
              f"kept {report.kept}, {human_size(report.remaining)}")
+    return 0
+
+
+def _remote_gc(ctx: Context) -> int:
+    """`cache gc --remote R --keep-lockfile F...`: roots are the lockfiles' build keys."""
+    import time
+
+    from ..audit.lockfile import read
+    from ..errors import UsageError
+    from ..recipes.keys import is_sha256
+    from ..remote.gc import collect_remote
+    from ..store.gc import parse_size
+    from .progress import human_size
+
+    args = ctx.args
+    if args.remote is None or not args.keep_lockfile:
+        raise UsageError("cache gc: --remote R and --keep-lockfile F go together (the lockfiles say what the "
+                         "remote must keep)")
+    if args.keep_locked or args.lockfile:
+        raise UsageError("cache gc --remote: name the lockfiles with --keep-lockfile")
+    roots: set[str] = set()
+    for path in args.keep_lockfile:
+        if not Path(path).is_file():
+            raise UsageError(f"{path}: no such lockfile")
+        roots |= {str(e["key"]) for e in read(Path(path)).recipes.values()
+                  if isinstance(e, dict) and is_sha256(str(e.get("key", "")))}
+    max_size = parse_size(args.max_size) if args.max_size is not None else None
+    with _remote_for(ctx, args.remote) as remotes:
+        backend = remotes.backends[0]
+        report = collect_remote(backend, roots, time.time(), max_size, args.older_than, args.grace * 3600,
+                                dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for key in report.roots_missing:
+        ctx.info(f"warning: {backend.spec.name} holds no record for ac/{key[:12]}, which a lockfile names")
+    for unit in report.removed:
+        ctx.out(f"{verb} {unit.label} ({len(unit.entries)} files, {human_size(unit.size)})")
+    if report.young:
+        ctx.info(f"kept {report.young} unneeded entries younger than the grace period ({args.grace:g} h)")
+    ctx.info(f"{verb} {len(report.removed)} entries, {human_size(report.freed)} from {backend.spec.name}; "
+             f"kept {report.kept_entries} files, {human_size(report.remaining)}")
     return 0
 
 

@@ -61,6 +61,16 @@ class BuildersDisagree(IntegrityError):
     reason = "builders-disagree"
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One file a remote holds, as a listing gives it."""
+
+    kind: str  # cas, ac, sig or prov
+    name: str  # a sha256; for sig, <key>/<signer>
+    size: int
+    mtime: float  # seconds since the epoch
+
+
 class Backend(Protocol):
     spec: RemoteSpec
 
@@ -68,6 +78,8 @@ class Backend(Protocol):
     def read_small(self, kind: str, name: str, limit: int) -> bytes | None: ...
     def location(self, kind: str, name: str) -> str: ...
     def upload(self, kind: str, name: str, path: Path, reporter: Reporter) -> None: ...
+    def listing(self, kind: str) -> list[Entry]: ...
+    def delete(self, kind: str, name: str) -> None: ...
     def close(self) -> None: ...
 
 
@@ -125,6 +137,35 @@ class DirBackend:
         except OSError as exc:
             raise RemoteError(f"{self.spec.name}: cannot write {kind}/{name}: {exc.strerror}") from None
         reporter.end(f"push {kind}/{name[:12]}", True, self.spec.name)
+
+    def listing(self, kind: str) -> list[Entry]:
+        """Every file of the area (sig/ two levels deep: <key>/<signer>)."""
+        found = []
+        base = self.root / kind
+        try:
+            tops = list(os.scandir(base))
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise RemoteError(f"{self.spec.name}: cannot list {kind}/: {exc.strerror}") from None
+        for top in tops:
+            inner = list(os.scandir(top.path)) if kind == "sig" and top.is_dir() else [top]
+            for item in inner:
+                if item.is_file(follow_symlinks=False):
+                    st = item.stat(follow_symlinks=False)
+                    name = f"{top.name}/{item.name}" if kind == "sig" else item.name
+                    found.append(Entry(kind, name, st.st_size, st.st_mtime))
+        return found
+
+    def delete(self, kind: str, name: str) -> None:
+        path = self._path(kind, name)
+        try:
+            path.unlink(missing_ok=True)
+            if kind == "sig":
+                with contextlib.suppress(OSError):
+                    path.parent.rmdir()  # the key's directory, once its last co-signature is gone
+        except OSError as exc:
+            raise RemoteError(f"{self.spec.name}: cannot remove {kind}/{name}: {exc.strerror}") from None
 
     def close(self) -> None:
         pass
@@ -193,6 +234,72 @@ class HttpBackend:
 
         self._retrying(f"PUT {kind}/{name}", once)
         reporter.end(label, True, self.spec.name)
+
+    def _propfind(self, path: str) -> list[tuple[str, bool, int, float]]:
+        """(name, is a directory, size, mtime) of each member of the collection at
+        path, by WebDAV PROPFIND with Depth 1; [] when it does not exist."""
+        from email.utils import parsedate_to_datetime
+        from urllib.parse import unquote, urlsplit
+        from xml.etree import ElementTree
+
+        url = f"{self.spec.url}/{path}/"
+
+        def once() -> bytes | None:
+            with self.client.request("PROPFIND", url, headers={"Depth": "1"}) as resp:
+                if resp.status == 404:
+                    return None
+                if resp.status in (405, 501):
+                    raise RemoteError(f"{self.spec.name}: cannot list {path}/: the server does not answer WebDAV "
+                                      "PROPFIND (nginx: the dav-ext module, `dav_ext_methods PROPFIND OPTIONS;`)")
+                if resp.status == 207:
+                    data = resp.read(256 << 20)
+                    if data is None:
+                        raise RemoteError(f"{self.spec.name}: listing of {path}/ larger than 256 MiB")
+                    return data
+                _status(resp.status, resp.headers, f"PROPFIND {path}/")
+                raise RemoteError(f"{self.spec.name}: PROPFIND {path}/: HTTP {resp.status}")
+
+        data = self._retrying(f"PROPFIND {path}/", once)
+        if data is None:
+            return []
+        try:
+            tree = ElementTree.fromstring(data)
+        except ElementTree.ParseError as exc:
+            raise RemoteError(f"{self.spec.name}: PROPFIND {path}/: not a WebDAV answer ({exc})") from None
+        own = urlsplit(url).path.rstrip("/")
+        members = []
+        for response in tree.findall("{DAV:}response"):
+            href = unquote(urlsplit(response.findtext("{DAV:}href", "")).path).rstrip("/")
+            if href == own or not href:
+                continue
+            prop = response.find("{DAV:}propstat/{DAV:}prop")
+            is_dir = prop is not None and prop.find("{DAV:}resourcetype/{DAV:}collection") is not None
+            size = int(prop.findtext("{DAV:}getcontentlength", "0") or 0) if prop is not None else 0
+            modified = prop.findtext("{DAV:}getlastmodified", "") if prop is not None else ""
+            try:
+                mtime = parsedate_to_datetime(modified).timestamp()
+            except (TypeError, ValueError):
+                mtime = 0.0
+            members.append((href.rsplit("/", 1)[-1], is_dir, size, mtime))
+        return members
+
+    def listing(self, kind: str) -> list[Entry]:
+        found = []
+        for name, is_dir, size, mtime in self._propfind(kind):
+            if kind == "sig" and is_dir:
+                found += [Entry(kind, f"{name}/{inner}", s, m) for inner, d, s, m in self._propfind(f"sig/{name}")
+                          if not d]
+            elif not is_dir:
+                found.append(Entry(kind, name, size, mtime))
+        return found
+
+    def delete(self, kind: str, name: str) -> None:
+        def once() -> None:
+            code, headers = self.client.status("DELETE", self.location(kind, name))
+            if code not in (200, 204, 404) and _status(code, headers, f"DELETE {kind}/{name}") not in (200, 204, 404):
+                raise RemoteError(f"{self.spec.name}: DELETE {kind}/{name}: HTTP {code}")
+
+        self._retrying(f"DELETE {kind}/{name}", once)
 
     def close(self) -> None:
         self.client.close()
@@ -444,14 +551,24 @@ class Remotes:
                 raise IntegrityError(f"cas/{blob[:12]}: missing or corrupt in the local cache; not pushed")
             if not backend.exists("cas", blob):
                 backend.upload("cas", blob, path, self.reporter)
-        self._push_provenance(backend, key, record, secret)
+        faults.point("push-record")
         with _temp_file(self.store, canonical_json(record)) as path:
             backend.upload("ac", key, path, self.reporter)
+        # A remote collection (remote/gc.py) may have removed a blob this push found
+        # present and did not send: the record must not stay without it.
+        for blob in (record["blob"]["sha256"], record["log"]):
+            if not backend.exists("cas", blob):
+                path = self.store.verify_blob("cas", blob)
+                if path is None:
+                    raise IntegrityError(f"cas/{blob[:12]}: missing or corrupt in the local cache; not pushed")
+                backend.upload("cas", blob, path, self.reporter)
+        # After the record: provenance without its record would be a collection's orphan.
+        self._push_provenance(backend, key, record, secret)
         return True
 
     def _push_provenance(self, backend: Backend, key: Sha256, record: dict[str, Any],
                          secret: SecretKey | None) -> None:
-        """The record's provenance goes up before the record (prov/<key>), signed by
+        """The record's provenance goes up after the record (prov/<key>), signed by
         this key when it was built here: one made before a key was configured, or
         by a key since regenerated, gets this key's signature added."""
         data = self.store.read_provenance(key)
