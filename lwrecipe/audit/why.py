@@ -6,11 +6,13 @@ that actually changed (compare bitbake-diffsigs, nix-diff).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..build.plan import document_of, key_if_complete
+from ..errors import LwrecipeError
 from ..recipes.graph import Graph
 from ..recipes.keys import Sha256
+from ..remote.remote import Backend, Remotes
 from ..store.store import Store
 from .explain import Change, diff_documents
 from .lockfile import Lock, key_document
@@ -23,6 +25,7 @@ class Reason:
     cached: bool
     against: list[tuple[str, list[Change]]] = field(default_factory=list)  # ("lockfile" | "last build", changes)
     causes: list[Reason] = field(default_factory=list)  # dependencies that explain changes here
+    absent: list[str] = field(default_factory=list)  # other sides that hold no record of it
 
     @property
     def root_cause(self) -> bool:
@@ -33,6 +36,7 @@ class Reason:
         return {"recipe": self.recipe, "key": self.key, "cached": self.cached, "root_cause": self.root_cause,
                 "differences": [{"against": what, "changes": [c.document() for c in changes]}
                                 for what, changes in self.against],
+                "absent_from": self.absent,
                 "causes": [c.document() for c in self.causes]}
 
     def lines(self, depth: int = 0) -> list[str]:
@@ -48,9 +52,45 @@ class Reason:
         for what, changes in self.against:
             out.append(f"{pad}  differs from the {what}:")
             out += [f"{pad}    {c.text()}" for c in changes]
+        out += [f"{pad}  {what}: holds no record of it" for what in self.absent]
         for cause in self.causes:
             out += cause.lines(depth + 1)
         return out
+
+
+class OtherSide(Protocol):
+    """Another builder's records, read without its cache: a remote's (by its
+    names/<recipe> index) or a lockfile's."""
+
+    label: str  # "remote team", ...
+
+    def document(self, name: str, output_id: str | None) -> tuple[str, dict[str, Any]] | None:
+        """The key and key document of its record for recipe `name`: the one with
+        this output id when given, else its newest."""
+        ...
+
+
+@dataclass
+class RemoteSide:
+    """A remote's records for `why --remote`: the keys its names/<recipe> index
+    lists (newest push first), each record signature-checked as for a pull."""
+
+    remotes: Remotes
+    backend: Backend
+
+    @property
+    def label(self) -> str:
+        return f"remote {self.backend.spec.name}"
+
+    def document(self, name: str, output_id: str | None) -> tuple[str, dict[str, Any]] | None:
+        for key in self.remotes.recent_keys(self.backend, name):
+            try:
+                record = self.remotes.record(self.backend, key, min_signers=1)
+            except LwrecipeError:
+                continue  # refused (untrusted, altered, unreachable): nothing to compare with
+            if record is not None and (output_id is None or record["output_id"] == output_id):
+                return key, record["inputs"]
+        return None
 
 
 class Why:
@@ -103,4 +143,31 @@ class Why:
             cause = self.explain(dep)
             if cause.against or cause.causes or not cause.cached:
                 reason.causes.append(cause)
+        return reason
+
+    def compare(self, name: str, other: OtherSide, output_id: str | None = None) -> Reason:
+        """This machine's inputs for `name` against the record another side holds
+        (the one with `output_id`, when a dependent's record names it), walking into
+        every dependency whose output differs or is not known here."""
+        recipe = self.graph.recipes[name]
+        deps = {d: self.output(d) for d in recipe.depends}
+        doc = document_of(recipe, deps)
+        key = key_if_complete(doc)
+        reason = Reason(name, key, cached=self.output(name) is not None)
+        found = other.document(name, output_id)
+        if found is None:
+            reason.absent.append(other.label)
+            return reason
+        their_key, theirs = found
+        if their_key == key:
+            return reason
+        changes = diff_documents(name, theirs, doc)
+        if changes:
+            reason.against.append((other.label, changes))
+        their_deps = theirs.get("deps", {})
+        for dep in recipe.depends:
+            if deps[dep] is None or deps[dep] != their_deps.get(dep):
+                cause = self.compare(dep, other, their_deps.get(dep))
+                if cause.against or cause.causes or cause.absent:
+                    reason.causes.append(cause)
         return reason

@@ -23,6 +23,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     target_args(p, many=False)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--lockfile", metavar="F", help="compare with this lockfile (default: the project's, if any)")
+    remote_args(p)
     p.set_defaults(func=cmd_why)
 
     p = sub.add_parser("audit", help="check the checkout and cache against the lockfile; print the input tree",
@@ -100,6 +101,8 @@ def cmd_why(ctx: Context) -> int:
     from ..store.store import Store
 
     graph = load_graph([ctx.args.target])
+    if ctx.args.remote:
+        return _why_remote(ctx, graph)
     lock_path = lockfile_path(ctx, ctx.args.lockfile)
     lock = read(lock_path) if ctx.args.lockfile or lock_path.is_file() else None
     reason = Why(graph, Store(ctx.cache_dir), lock).explain(graph.targets[0])
@@ -110,6 +113,32 @@ def cmd_why(ctx: Context) -> int:
             ctx.out(line)
         if reason.cached and not reason.against:
             ctx.info("nothing differs")
+    return 0
+
+
+def _why_remote(ctx: Context, graph) -> int:  # noqa: ANN001
+    """`why TARGET --remote R`: this machine's inputs against each remote's newest
+    record of TARGET, and down through the dependencies its record names."""
+    from ..audit.why import RemoteSide, Why
+    from ..store.store import Store
+
+    name = graph.targets[0]
+    settings = project_settings(graph.recipes[name].root, ctx.args.remote)
+    documents = []
+    with open_remotes(ctx, settings, not ctx.args.no_verify_signatures) as remotes:
+        for backend in remotes.backends:
+            side = RemoteSide(remotes, backend)
+            reason = Why(graph, Store(ctx.cache_dir), None).compare(name, side)
+            documents.append({"remote": backend.spec.name, **reason.document()})
+            if ctx.args.json:
+                continue
+            if reason.against or reason.causes or reason.absent:
+                for line in reason.lines():
+                    ctx.out(line)
+            else:
+                ctx.out(f"{name}: the same inputs as the newest record on {side.label} (key {(reason.key or '')[:12]}…)")
+    if ctx.args.json:
+        ctx.out(json.dumps(documents, indent=2))
     return 0
 
 

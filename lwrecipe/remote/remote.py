@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -34,8 +35,10 @@ from .signing import (PublicKey, SecretKey, check, cosign, cosignature_name, mer
 if TYPE_CHECKING:
     from ..inputs.web import Client
 
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9._+-]*")  # a recipe name, safe as a file name
 RECORD_LIMIT = 4 << 20  # a build record is a few KiB; anything near this is not one
 SIGNATURE_LIMIT = 4 << 10  # a co-signature is about 200 bytes
+RECENT_KEYS = 20  # how many of a recipe's keys names/<recipe> keeps, newest first
 LOG_LIMIT = 1 << 30  # a compressed build log
 RECORD_FIELDS = {"key", "name", "version", "output_id", "blob", "inputs", "recipe_sha256", "host_tools", "sandbox",
                  "environment", "build_image", "lwrecipe_version", "started", "duration_s", "log", "signatures",
@@ -564,6 +567,7 @@ class Remotes:
                 backend.upload("cas", blob, path, self.reporter)
         # After the record: provenance without its record would be a collection's orphan.
         self._push_provenance(backend, key, record, secret)
+        self._index(backend, record)
         return True
 
     def _push_provenance(self, backend: Backend, key: Sha256, record: dict[str, Any],
@@ -606,6 +610,31 @@ class Remotes:
         with _temp_file(self.store, canonical_json(cosign(theirs, secret))) as path:
             backend.upload("sig", name, path, self.reporter)
         return True
+
+    def recent_keys(self, backend: Backend, name: str) -> list[Sha256]:
+        """The build keys the remote holds records for under the recipe name `name`,
+        newest push first, from its names/<name> index (empty when it has none)."""
+        return [Sha256(e["key"]) for e in self._recent(backend, name)]
+
+    def _recent(self, backend: Backend, name: str) -> list[dict[str, Any]]:
+        data = backend.read_small("names", name, RECORD_LIMIT) if NAME_RE.fullmatch(name) else None
+        try:
+            entries = json.loads(data)["keys"] if data is not None else []
+        except (ValueError, KeyError, TypeError):
+            return []
+        return [e for e in entries if isinstance(e, dict) and is_sha256(str(e.get("key", "")))]
+
+    def _index(self, backend: Backend, record: dict[str, Any]) -> None:
+        """Put the record's key first in names/<recipe>: what `why --remote` starts
+        from. Advisory, and rewritten whole: a push racing this one may drop its
+        key from the index, never from the cache."""
+        name = record["name"]
+        if not NAME_RE.fullmatch(name):
+            return
+        entries = [{"key": record["key"], "output_id": record["output_id"], "version": record["version"]},
+                   *(e for e in self._recent(backend, name) if e["key"] != record["key"])][:RECENT_KEYS]
+        with _temp_file(self.store, canonical_json({"name": name, "keys": entries})) as path:
+            backend.upload("names", name, path, self.reporter)
 
 
 @contextlib.contextmanager

@@ -124,3 +124,26 @@ def test_a_bad_min_signers_is_one_line(project, alice, value) -> None:
     config(alice, f"min_signers = {value}\n")
     result = alice.run("plan", "app", "--remote", "/nonexistent")
     assert result.code == 2 and "min_signers" in result.err and "Traceback" not in result.err, result.err
+
+
+def test_why_against_a_remote_names_the_first_differing_input(project, alice, bob, tmp_path) -> None:
+    """bob has built nothing; his checkout's base source differs from what alice
+    built and pushed. `why app --remote` names it from the remote's records alone
+    (its names/ index, then the records), without either cache's outputs."""
+    remote = tmp_path / "shared"
+    ok(alice.run("build", "app", "--push", "--remote", str(remote)))
+    index = json.loads((remote / "names" / "app").read_text())
+    assert index["name"] == "app" and index["keys"][0]["key"] == alice.records()["app"]["key"]
+    same = bob.run("why", "app", "--remote", str(remote))
+    assert same.code == 0 and "app: the same inputs as the newest record on remote" in same.out, same.out
+    project.file("src/base.txt", "base, changed here\n")
+    why = bob.run("why", "app", "--remote", str(remote))
+    assert why.code == 0, why.err
+    lines = why.out.splitlines()
+    assert lines[0].startswith("app: key unknown") and "  base: " in why.out, why.out
+    assert any("base: sources[0]: sha256 " in line for line in lines), why.out
+    assert "root cause" in next(line for line in lines if line.lstrip().startswith("base:")), why.out
+    doc = json.loads(bob.run("why", "app", "--remote", str(remote), "--json").out)
+    assert doc[0]["causes"][0]["recipe"] == "base" and doc[0]["causes"][0]["root_cause"]
+    empty = bob.run("why", "app", "--remote", str(tmp_path / "empty"))
+    assert empty.code == 0 and "holds no record of it" in empty.out, empty.out
