@@ -309,13 +309,8 @@ class ForwardProxy:
 @contextmanager
 def forward_proxy() -> Iterator[ForwardProxy]:
     proxy = ForwardProxy()
-    thread = threading.Thread(target=proxy.httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(proxy.httpd):
         yield proxy
-    finally:
-        proxy.httpd.shutdown()
-        proxy.httpd.server_close()
 
 
 class SocksProxy:
@@ -399,15 +394,22 @@ def relay(one: socket.socket, other: socket.socket) -> None:
 
 
 @contextmanager
-def socks_proxy(user: str | None = None, password: str | None = None) -> Iterator[SocksProxy]:
-    proxy = SocksProxy(user, password)
-    thread = threading.Thread(target=proxy.server.serve_forever, daemon=True)
+def serving(server: Any) -> Iterator[None]:
+    """A socketserver server answering on its own thread for the block."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield proxy
+        yield
     finally:
-        proxy.server.shutdown()
-        proxy.server.server_close()
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def socks_proxy(user: str | None = None, password: str | None = None) -> Iterator[SocksProxy]:
+    proxy = SocksProxy(user, password)
+    with serving(proxy.server):
+        yield proxy
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:

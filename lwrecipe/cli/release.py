@@ -200,11 +200,7 @@ def cmd_sbom(ctx: Context) -> int:
         text = render(graph.targets[0], entries)
     except ValueError as exc:
         raise LwrecipeError(f"sbom: {graph.targets[0]}: {exc}") from None
-    if ctx.args.out:
-        Path(ctx.args.out).write_text(text)
-        ctx.info(f"{ctx.args.out}: {ctx.args.format}, {len(entries)} recipes")
-    else:
-        sys.stdout.write(text)
+    _emit(ctx, text, f"{ctx.args.format}, {len(entries)} recipes,")
     return 0
 
 
@@ -280,10 +276,15 @@ def cmd_provenance(ctx: Context) -> int:
         store.put_provenance(item.key, provenance.envelope(record, graph.recipes[item.name], secret))
         data = store.read_provenance(item.key)
         assert data is not None
-    text = json.dumps(json.loads(data), indent=2) + "\n"
+    _emit(ctx, json.dumps(json.loads(data), indent=2) + "\n",
+          f"{item.name}: provenance of output {record['output_id'][:12]}")
+    return 0
+
+
+def _emit(ctx: Context, text: str, what: str) -> None:
+    """A document to --out (saying so) or to standard output."""
     if ctx.args.out:
         Path(ctx.args.out).write_text(text)
-        ctx.info(f"{item.name}: provenance of output {record['output_id'][:12]} written to {ctx.args.out}")
+        ctx.info(f"{what} written to {ctx.args.out}")
     else:
         sys.stdout.write(text)
-    return 0

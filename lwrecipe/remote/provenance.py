@@ -33,15 +33,18 @@ def _resource(name: str, digest: dict[str, str], uri: str = "", **annotations: A
     return ResourceDescriptor(name=name, uri=uri, digest=digest, annotations=annotations or None).pb
 
 
+def _declared(pinned: list[Any], declared: list[Any] | None) -> list[Any]:
+    """What the recipe declares for each pinned input, in the record's order; Nones
+    when the recipe is not at hand (or is not the one that was built)."""
+    return declared if declared is not None and len(declared) == len(pinned) else [None] * len(pinned)
+
+
 def _sources(record: dict[str, Any], recipe: Recipe | None) -> list[Any]:
     from ..recipes.recipe import DebSource, GitSource, PathSource, UrlSource
 
     pinned = record["inputs"]["sources"]
-    declared = list(recipe.doc.sources) if recipe is not None else []
-    if len(declared) != len(pinned):
-        declared = [None] * len(pinned)
     found = []
-    for i, (pin, source) in enumerate(zip(pinned, declared)):
+    for i, (pin, source) in enumerate(zip(pinned, _declared(pinned, recipe and list(recipe.doc.sources)))):
         kind = pin["kind"]
         uri, name = "", f"sources[{i}]"
         if isinstance(source, (UrlSource, DebSource)):
@@ -59,11 +62,8 @@ def _patches(record: dict[str, Any], recipe: Recipe | None) -> list[Any]:
     from ..recipes.recipe import FilePatch, UrlPatch
 
     pinned = record["inputs"]["patches"]
-    declared = list(recipe.doc.patches) if recipe is not None else []
-    if len(declared) != len(pinned):
-        declared = [None] * len(pinned)
     found = []
-    for i, (pin, patch) in enumerate(zip(pinned, declared)):
+    for i, (pin, patch) in enumerate(zip(pinned, _declared(pinned, recipe and list(recipe.doc.patches)))):
         uri, name = "", f"patches[{i}]"
         if isinstance(patch, FilePatch):
             name = str(patch.file)
