@@ -26,6 +26,7 @@ class Reason:
     against: list[tuple[str, list[Change]]] = field(default_factory=list)  # ("lockfile" | "last build", changes)
     causes: list[Reason] = field(default_factory=list)  # dependencies that explain changes here
     absent: list[str] = field(default_factory=list)  # other sides that hold no record of it
+    other_key: str | None = None  # the key of the other side's record it was compared with
 
     @property
     def root_cause(self) -> bool:
@@ -159,6 +160,7 @@ class Why:
             reason.absent.append(other.label)
             return reason
         their_key, theirs = found
+        reason.other_key = their_key
         if their_key == key:
             return reason
         changes = diff_documents(name, theirs, doc)

@@ -120,6 +120,7 @@ def _why_remote(ctx: Context, graph) -> int:  # noqa: ANN001
     """`why TARGET --remote R`: this machine's inputs against each remote's newest
     record of TARGET, and down through the dependencies its record names."""
     from ..audit.why import RemoteSide, Why
+    from ..errors import LwrecipeError
     from ..store.store import Store
 
     name = graph.targets[0]
@@ -136,7 +137,12 @@ def _why_remote(ctx: Context, graph) -> int:  # noqa: ANN001
                 for line in reason.lines():
                     ctx.out(line)
             else:
-                ctx.out(f"{name}: the same inputs as the newest record on {side.label} (key {(reason.key or '')[:12]}…)")
+                same = f"{name}: the same inputs as the newest record on {side.label} (key {reason.other_key[:12]}…)"
+                try:  # the same inputs: then why a build here does not use it, if it does not
+                    remotes.record(backend, reason.other_key)
+                except LwrecipeError as exc:
+                    same += f", which is not used here: {exc}"
+                ctx.out(same)
     if ctx.args.json:
         ctx.out(json.dumps(documents, indent=2))
     return 0

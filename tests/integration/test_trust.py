@@ -40,6 +40,9 @@ def test_a_reproduced_build_co_signs_and_then_substitutes(project, alice, bob, t
     plan = carol.run("plan", "app", "--remote", str(remote))
     assert plan.code == 0 and "is signed by 1 of the 2 trusted keys required (alice)" in plan.err, plan.err
     assert "min_signers = 2" in plan.err
+    why = carol.run("why", "app", "--remote", str(remote))
+    assert why.code == 0 and "the same inputs as the newest record on remote" in why.out, why.out
+    assert "which is not used here" in why.out and "min_signers = 2" in why.out, why.out
     # bob substitutes alice's record: pulled, not reproduced, so his key does not co-sign it
     assert "0 built" in ok(bob.run("build", "app", "--push", "--remote", str(remote)))
     assert "0 pushed" in ok(bob.run("cache", "push", str(remote)))
