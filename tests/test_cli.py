@@ -121,3 +121,15 @@ def test_bash_completion_knows_every_command_option_and_recipe() -> None:
     assert _complete(["lwrecipe", "--cache", "x", "pl"], REPO) == ["plan"]
     zsh = run_subprocess("completion", "zsh", cwd=REPO).out
     assert zsh.startswith("#compdef lwrecipe") and "bashcompinit" in zsh and "complete -o filenames" in zsh
+
+
+@pytest.mark.parametrize("url", ["grpc://127.0.0.1:1", "grpcs://cache.example:443/main", "s3://bucket/cache",
+                                 "ftp://mirror.example/cache"])
+def test_a_remote_in_a_scheme_lwrecipe_does_not_speak_is_refused(project, cli, url) -> None:
+    """Not a directory named `grpc:` made in the current directory (issue #23)."""
+    project.recipe("a", simple_recipe("a"))
+    for args in (["cache", "push", url], ["cache", "pull", url, "a"], ["plan", "a", "--remote", url]):
+        result = cli(*args)
+        assert result.code == 2 and result.err.count("\n") == 1, result.err
+        assert f"{url.split('://')[0]}://" in result.err and "does not speak" in result.err, result.err
+    assert sorted(p.name for p in project.root.iterdir()) == ["lwrecipe.toml", "recipes"]

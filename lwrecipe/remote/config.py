@@ -10,6 +10,7 @@ settings from the config entry with the same URL or name.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,9 +87,16 @@ def user_config_path(env: dict[str, str] | None = None) -> Path:
     return Path(platformdirs.user_config_dir("lwrecipe")) / "config.toml"
 
 
+SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
 def normalise_url(url: str, base: Path | None = None, where: str = "remote") -> str:
     """An http(s) URL without its trailing slash, or file:// and an absolute path.
     An http(s) URL without a host or with a bad port is a UsageError naming `where`."""
+    scheme = SCHEME_RE.match(url)
+    if scheme and scheme.group(1).lower() not in ("http", "https", "file"):
+        raise UsageError(f"{where}: {url}: lwrecipe does not speak {scheme.group(1)}:// (a remote is an http:// or "
+                         "https:// URL, a file:// URL or a directory)")
     if url.startswith(("http://", "https://")):
         from urllib.parse import urlsplit
 
