@@ -94,10 +94,16 @@ def normalise_url(url: str, base: Path | None = None, where: str = "remote") -> 
     """An http(s) URL without its trailing slash, or file:// and an absolute path.
     An http(s) URL without a host or with a bad port is a UsageError naming `where`."""
     scheme = SCHEME_RE.match(url)
-    if scheme and scheme.group(1).lower() not in ("http", "https", "file"):
+    if scheme and scheme.group(1).lower() in ("grpc", "grpcs"):
+        from .reapi import available
+
+        if not available():
+            raise UsageError(f"{where}: {url}: a REAPI remote needs grpc and the REAPI protos: "
+                             "pip install 'lwrecipe[reapi]'")
+    elif scheme and scheme.group(1).lower() not in ("http", "https", "file"):
         raise UsageError(f"{where}: {url}: lwrecipe does not speak {scheme.group(1)}:// (a remote is an http:// or "
-                         "https:// URL, a file:// URL or a directory)")
-    if url.startswith(("http://", "https://")):
+                         "https:// URL, a grpc:// or grpcs:// REAPI server, a file:// URL or a directory)")
+    if url.startswith(("http://", "https://", "grpc://", "grpcs://")):
         from urllib.parse import urlsplit
 
         parts = urlsplit(url)

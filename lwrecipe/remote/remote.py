@@ -77,7 +77,7 @@ class Entry:
 class Backend(Protocol):
     spec: RemoteSpec
 
-    def exists(self, kind: str, name: str) -> bool: ...
+    def exists(self, kind: str, name: str, size: int | None = None) -> bool: ...
     def read_small(self, kind: str, name: str, limit: int) -> bytes | None: ...
     def location(self, kind: str, name: str) -> str: ...
     def upload(self, kind: str, name: str, path: Path, reporter: Reporter) -> None: ...
@@ -99,7 +99,7 @@ class DirBackend:
     def _path(self, kind: str, name: str) -> Path:
         return self.root / kind / name
 
-    def exists(self, kind: str, name: str) -> bool:
+    def exists(self, kind: str, name: str, size: int | None = None) -> bool:
         return self._path(kind, name).is_file()
 
     def read_small(self, kind: str, name: str, limit: int) -> bytes | None:
@@ -201,7 +201,7 @@ class HttpBackend:
                     raise RemoteError(f"{self.spec.name}: {what}: {reason}{tries}") from None
                 self.sleep(self.policy.delay(attempt, getattr(exc, "retry_after", None)))
 
-    def exists(self, kind: str, name: str) -> bool:
+    def exists(self, kind: str, name: str, size: int | None = None) -> bool:
         def once() -> bool:
             code, headers = self.client.status("HEAD", self.location(kind, name))
             return _status(code, headers, f"HEAD {kind}/{name}") == 200
@@ -329,11 +329,17 @@ def _status(code: int, headers: Mapping[str, str], what: str) -> int:
 def open_backend(spec: RemoteSpec, env: dict[str, str] | None = None) -> Backend:
     if spec.url.startswith("file://"):
         return DirBackend(spec)
-    client = make_client(read_timeout=spec.timeout)
+    value = None
     if spec.auth_env:
         value = (os.environ if env is None else env).get(spec.auth_env)
         if not value:
             raise UsageError(f"remote {spec.name}: auth_env {spec.auth_env} is not set")
+    if spec.url.startswith(("grpc://", "grpcs://")):
+        from .reapi import ReapiBackend
+
+        return ReapiBackend(spec, token=value)
+    client = make_client(read_timeout=spec.timeout)
+    if value is not None:
         client.add_credential(spec.url, spec.auth_header, value)
     return HttpBackend(spec, client)
 
@@ -516,6 +522,9 @@ class Remotes:
         if self.store.has("cas", blob):
             return
         size = record["blob"]["size"] if blob == record["blob"]["sha256"] else None
+        if hasattr(backend, "download"):  # a REAPI server: ByteStream, not a URL
+            backend.download(self.store, Sha256(blob), size, size if isinstance(size, int) else LOG_LIMIT)
+            return
         wanted = Wanted(f"{record['name']}: pull", Sha256(blob), (backend.location("cas", blob),),
                         blob[:12], kind="cas", max_size=size if isinstance(size, int) else LOG_LIMIT)
         try:
@@ -552,7 +561,7 @@ class Remotes:
             path = self.store.verify_blob("cas", blob)
             if path is None:
                 raise IntegrityError(f"cas/{blob[:12]}: missing or corrupt in the local cache; not pushed")
-            if not backend.exists("cas", blob):
+            if not backend.exists("cas", blob, path.stat().st_size):
                 backend.upload("cas", blob, path, self.reporter)
         faults.point("push-record")
         with _temp_file(self.store, canonical_json(record)) as path:
@@ -560,7 +569,7 @@ class Remotes:
         # A remote collection (remote/gc.py) may have removed a blob this push found
         # present and did not send: the record must not stay without it.
         for blob in (record["blob"]["sha256"], record["log"]):
-            if not backend.exists("cas", blob):
+            if not backend.exists("cas", blob, self.store.path("cas", blob).stat().st_size):
                 path = self.store.verify_blob("cas", blob)
                 if path is None:
                     raise IntegrityError(f"cas/{blob[:12]}: missing or corrupt in the local cache; not pushed")

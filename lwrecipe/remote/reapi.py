@@ -1,0 +1,303 @@
+"""A REAPI server as a remote cache: `grpc://host:port[/instance]` or `grpcs://…`.
+
+Blobs live in the server's ContentAddressableStorage under their sha256 and size
+(FindMissingBlobs first; BatchUpdateBlobs / BatchReadBlobs for small blobs,
+ByteStream Write / Read for large ones, both resumed from where they stopped).
+Every other entry of lwrecipe's remote layout — a record (ac/<key>), a
+co-signature (sig/<key>/<signer>), provenance (prov/<key>), the names index —
+is stored in the ActionCache as the ActionResult of a real Action:
+
+    Command  { arguments: ["lwrecipe", "<kind>", "<name>"], output_paths: ["<kind>.json"] }
+    Action   { command_digest: the Command's, input_root_digest: the empty Directory's,
+               salt: "lwrecipe:<kind>:<name>", do_not_cache: false }
+    ActionResult { output_files: [{path: "<kind>.json", digest: the entry's bytes in CAS}, ...] }
+
+so the action digest is a function of the lwrecipe key alone, and every builder
+finds the same entry. A record's ActionResult also lists its output blob and log
+as output files (`output.tar.zst`, `build.log.zst`), which is how their sizes are
+known to read them. The Command and the empty Directory are uploaded to CAS too.
+Signatures stay inside the record and in their own entries, as on any remote.
+
+grpc and the REAPI protos (BuildGrid's generated modules) are imported only when
+a grpc remote is used: `pip install 'lwrecipe[reapi]'`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..errors import IntegrityError
+from ..recipes.keys import Sha256
+from ..store.store import PipelinedWriter, Store
+from .config import RemoteSpec
+
+CHUNK = 1 << 20  # bytes per ByteStream message
+BATCH = 1 << 20  # blobs up to this size go in one batch request
+
+
+def available() -> bool:
+    from importlib.util import find_spec
+
+    return find_spec("grpc") is not None and find_spec("buildgrid") is not None
+
+
+def _protos() -> Any:
+    import grpc
+    from buildgrid._protos.build.bazel.remote.execution.v2 import remote_execution_pb2 as re
+    from buildgrid._protos.build.bazel.remote.execution.v2 import remote_execution_pb2_grpc as re_grpc
+    from buildgrid._protos.google.bytestream import bytestream_pb2 as bs
+    from buildgrid._protos.google.bytestream import bytestream_pb2_grpc as bs_grpc
+
+    return grpc, re, re_grpc, bs, bs_grpc
+
+
+@dataclass
+class ReapiBackend:
+    spec: RemoteSpec
+    token: str | None = None
+    sizes: dict[str, int] = field(default_factory=dict)  # blob sha256 -> size, learned from results and uploads
+
+    def __post_init__(self) -> None:
+        grpc, self.re, re_grpc, self.bs, bs_grpc = _protos()
+        parts = urlsplit(self.spec.url)
+        self.instance = parts.path.strip("/")
+        target = parts.netloc
+        if parts.scheme == "grpcs":
+            self.channel = grpc.secure_channel(target, grpc.ssl_channel_credentials())
+        else:
+            self.channel = grpc.insecure_channel(target)
+        self.grpc = grpc
+        self.metadata = [("authorization", f"Bearer {self.token}")] if self.token else None
+        self.cas = re_grpc.ContentAddressableStorageStub(self.channel)
+        self.ac = re_grpc.ActionCacheStub(self.channel)
+        self.bytestream = bs_grpc.ByteStreamStub(self.channel)
+        self._base_uploaded = False
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+
+    def _call(self, what: str, method: Any, request: Any) -> Any:
+        from .remote import RemoteError
+
+        try:
+            return method(request, metadata=self.metadata, timeout=self.spec.timeout)
+        except self.grpc.RpcError as exc:
+            code = exc.code() if hasattr(exc, "code") else None
+            if code == self.grpc.StatusCode.NOT_FOUND:
+                raise KeyError(what) from None
+            detail = exc.details() if hasattr(exc, "details") else str(exc)
+            raise RemoteError(f"{self.spec.name}: {what}: {code.name if code else 'error'}: {detail}") from None
+
+    def _digest(self, sha: str, size: int) -> Any:
+        return self.re.Digest(hash=sha, size_bytes=size)
+
+    def _of(self, data: bytes) -> Any:
+        return self._digest(hashlib.sha256(data).hexdigest(), len(data))
+
+    def _missing(self, digests: list[Any]) -> set[str]:
+        request = self.re.FindMissingBlobsRequest(instance_name=self.instance, blob_digests=digests)
+        reply = self._call("FindMissingBlobs", self.cas.FindMissingBlobs, request)
+        return {d.hash for d in reply.missing_blob_digests}
+
+    def _put_small(self, blobs: list[bytes]) -> None:
+        digests = {self._of(b).hash: b for b in blobs}
+        missing = self._missing([self._of(b) for b in blobs])
+        if not missing:
+            return
+        request = self.re.BatchUpdateBlobsRequest(instance_name=self.instance, requests=[
+            self.re.BatchUpdateBlobsRequest.Request(digest=self._of(digests[h]), data=digests[h]) for h in missing])
+        reply = self._call("BatchUpdateBlobs", self.cas.BatchUpdateBlobs, request)
+        self._check_batch(reply.responses, "BatchUpdateBlobs")
+
+    def _check_batch(self, responses: Any, what: str) -> None:
+        from .remote import RemoteError
+
+        for response in responses:
+            if response.status.code != 0:
+                raise RemoteError(f"{self.spec.name}: {what} {response.digest.hash[:12]}: "
+                                  f"status {response.status.code}: {response.status.message}")
+
+    def _get_small(self, digest: Any) -> bytes:
+        request = self.re.BatchReadBlobsRequest(instance_name=self.instance, digests=[digest])
+        reply = self._call("BatchReadBlobs", self.cas.BatchReadBlobs, request)
+        self._check_batch(reply.responses, "BatchReadBlobs")
+        data = reply.responses[0].data
+        if hashlib.sha256(data).hexdigest() != digest.hash:
+            raise IntegrityError(f"{self.spec.name}: cas/{digest.hash[:12]}: served bytes with another sha256; "
+                                 "refused")
+        return bytes(data)
+
+    def _action(self, kind: str, name: str) -> tuple[Any, list[bytes]]:
+        """The Action digest for a layout entry, and the Command and empty Directory
+        it names (to be in CAS)."""
+        command = self.re.Command(arguments=["lwrecipe", kind, name], output_paths=[f"{kind}.json"])
+        command_bytes = command.SerializeToString(deterministic=True)
+        empty = self.re.Directory().SerializeToString(deterministic=True)
+        action = self.re.Action(command_digest=self._of(command_bytes), input_root_digest=self._of(empty),
+                                do_not_cache=False, salt=f"lwrecipe:{kind}:{name}".encode())
+        return self._of(action.SerializeToString(deterministic=True)), [command_bytes, empty,
+                                                                        action.SerializeToString(deterministic=True)]
+
+    def _result(self, kind: str, name: str) -> Any | None:
+        digest, _ = self._action(kind, name)
+        request = self.re.GetActionResultRequest(instance_name=self.instance, action_digest=digest)
+        try:
+            result = self._call(f"GetActionResult {kind}/{name[:12]}", self.ac.GetActionResult, request)
+        except KeyError:
+            return None
+        for output in result.output_files:
+            self.sizes[output.digest.hash] = output.digest.size_bytes
+        return result
+
+    # -- the Backend protocol --------------------------------------------------------------------------------
+
+    def location(self, kind: str, name: str) -> str:
+        return f"{self.spec.url}/{kind}/{name}"
+
+    def exists(self, kind: str, name: str, size: int | None = None) -> bool:
+        if kind == "cas":
+            size = size if size is not None else self.sizes.get(name)
+            if size is None:
+                return False  # unknown: an upload follows, and uploads are idempotent
+            self.sizes[name] = size
+            return not self._missing([self._digest(name, size)])
+        return self._result(kind, name) is not None
+
+    def read_small(self, kind: str, name: str, limit: int) -> bytes | None:
+        result = self._result(kind, name)
+        if result is None:
+            return None
+        entry = next((o for o in result.output_files if o.path == f"{kind}.json"), None)
+        if entry is None:
+            raise IntegrityError(f"{self.spec.name}: {kind}/{name[:12]}: the action result has no {kind}.json; "
+                                 "refused")
+        if entry.digest.size_bytes > limit:
+            raise IntegrityError(f"{self.spec.name}: {kind}/{name[:12]}: larger than {limit} bytes; refused")
+        try:
+            return self._get_small(entry.digest)
+        except KeyError:
+            return None
+
+    def upload(self, kind: str, name: str, path: Path, reporter: Any) -> None:
+        size = path.stat().st_size
+        label = f"push {kind}/{name[:12]}"
+        reporter.begin(label, name[:12], size)
+        if kind == "cas":
+            self._upload_blob(name, path, size, lambda n: reporter.advance(label, n))
+        else:
+            self._put_entry(kind, name, path.read_bytes())
+            reporter.advance(label, size)
+        reporter.end(label, True, self.spec.name)
+
+    def _put_entry(self, kind: str, name: str, data: bytes) -> None:
+        digest, base = self._action(kind, name)
+        self._put_small([data, *base])
+        outputs = [self.re.OutputFile(path=f"{kind}.json", digest=self._of(data))]
+        if kind == "ac":  # the record's blobs, with their sizes: what a reader needs to fetch them
+            record = json.loads(data)
+            outputs.append(self.re.OutputFile(path="output.tar.zst", digest=self._digest(
+                record["blob"]["sha256"], record["blob"]["size"])))
+            if record["log"] in self.sizes:
+                outputs.append(self.re.OutputFile(path="build.log.zst",
+                                                  digest=self._digest(record["log"], self.sizes[record["log"]])))
+        request = self.re.UpdateActionResultRequest(
+            instance_name=self.instance, action_digest=digest,
+            action_result=self.re.ActionResult(output_files=outputs, exit_code=0))
+        self._call(f"UpdateActionResult {kind}/{name[:12]}", self.ac.UpdateActionResult, request)
+
+    def _upload_blob(self, sha: str, path: Path, size: int, sent: Any) -> None:
+        self.sizes[sha] = size
+        if size <= BATCH:
+            self._put_small([path.read_bytes()])
+            sent(size)
+            return
+        if not self._missing([self._digest(sha, size)]):
+            return
+        resource = f"{self.instance + '/' if self.instance else ''}uploads/{uuid.uuid4()}/blobs/{sha}/{size}"
+        offset = 0
+        for _ in range(3):  # resumed where the server says it stopped
+            try:
+                self._write(resource, path, offset, size, sent)
+                return
+            except self.grpc.RpcError:
+                status = self.bytestream.QueryWriteStatus(
+                    self.bs.QueryWriteStatusRequest(resource_name=resource), metadata=self.metadata,
+                    timeout=self.spec.timeout)
+                if status.complete:
+                    return
+                offset = status.committed_size
+        self._write(resource, path, offset, size, sent)
+
+    def _write(self, resource: str, path: Path, offset: int, size: int, sent: Any) -> None:
+        def requests() -> Any:
+            with path.open("rb") as src:
+                src.seek(offset)
+                position = offset
+                while True:
+                    piece = src.read(CHUNK)
+                    last = position + len(piece) >= size
+                    yield self.bs.WriteRequest(resource_name=resource, write_offset=position, data=piece,
+                                               finish_write=last)
+                    position += len(piece)
+                    sent(len(piece))
+                    if last:
+                        return
+
+        reply = self.bytestream.Write(requests(), metadata=self.metadata, timeout=max(self.spec.timeout, size / 1e6))
+        if reply.committed_size != size:
+            from .remote import RemoteError
+
+            raise RemoteError(f"{self.spec.name}: ByteStream Write cas/{resource[-80:]}: committed "
+                              f"{reply.committed_size} of {size} bytes")
+
+    def download(self, store: Store, sha: Sha256, size: int | None, max_size: int) -> None:
+        """Read a blob into the store's cas/, verified by its sha256 (resumed from the
+        bytes already received when the stream breaks)."""
+        from .remote import RemoteError
+
+        size = size if size is not None else self.sizes.get(sha)
+        if size is None:
+            raise RemoteError(f"{self.spec.name}: cas/{sha[:12]}: its size is not known (no action result names it)")
+        if size > max_size:
+            raise IntegrityError(f"{self.spec.name}: cas/{sha[:12]}: {size} bytes, more than the expected "
+                                 f"{max_size}; refused")
+        resource = f"{self.instance + '/' if self.instance else ''}blobs/{sha}/{size}"
+        with store.staging() as staged:
+            for attempt in range(4):
+                writer = PipelinedWriter(staged)
+                try:
+                    request = self.bs.ReadRequest(resource_name=resource, read_offset=staged.size)
+                    for reply in self.bytestream.Read(request, metadata=self.metadata, timeout=max(
+                            self.spec.timeout, size / 1e6)):
+                        if writer.total + len(reply.data) > size:
+                            raise IntegrityError(f"{self.spec.name}: cas/{sha[:12]}: more than {size} bytes; "
+                                                 "refused")
+                        writer.take(reply.data)
+                    writer.close()
+                    break
+                except self.grpc.RpcError as exc:
+                    writer.close()
+                    if exc.code() == self.grpc.StatusCode.NOT_FOUND or attempt == 3:
+                        raise RemoteError(f"{self.spec.name}: cas/{sha[:12]}: {exc.code().name}: "
+                                          f"{exc.details()}") from None
+            if staged.size != size or staged.hexdigest() != sha:
+                raise IntegrityError(f"{self.spec.name}: cas/{sha[:12]}: served bytes with another sha256; "
+                                     "refused")
+            store.commit(staged, "cas", sha)
+
+    def listing(self, kind: str) -> list[Any]:
+        from .remote import RemoteError
+
+        raise RemoteError(f"{self.spec.name}: a REAPI server collects its own storage (BuildGrid: `bgd cleanup`); "
+                          "cache gc --remote works on directories and WebDAV servers")
+
+    def delete(self, kind: str, name: str) -> None:
+        self.listing(kind)
+
+    def close(self) -> None:
+        self.channel.close()
