@@ -200,9 +200,12 @@ def test_failed_build_prints_log_tail(project, served) -> None:
 
 
 def test_a_fully_cached_build_imports_no_http_stack(hello) -> None:
+    """Nor grpc and the REAPI protos, nor the provenance libraries: a no-op build
+    loads none of what only the network, REAPI remotes or new builds need."""
     assert build(hello, "hello").code == 0
     code = ("import sys\nfrom lwrecipe.cli import main\n"
             f"code = main(['--cache', {str(hello.root / 'cache')!r}, 'build', 'hello'])\n"
-            "print(code, sorted({m.split('.')[0] for m in sys.modules} & {'httpx', 'httpcore', 'h11', 'ssl'}))\n")
+            "print(code, sorted({m.split('.')[0] for m in sys.modules} & {'httpx', 'httpcore', 'h11', 'ssl', 'grpc', "
+            "'buildgrid', 'google', 'securesystemslib', 'in_toto_attestation'}))\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=hello.root, capture_output=True, text=True)
     assert proc.stdout.strip() == "0 []", proc.stderr
