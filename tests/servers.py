@@ -476,3 +476,75 @@ def plain_server(directory: Path) -> list[str]:
             "s = http.server.ThreadingHTTPServer(('127.0.0.1', 0), h)\n"
             "print(f'http://127.0.0.1:{s.server_address[1]}/', flush=True)\n"
             "s.serve_forever()\n", str(directory)]
+
+
+BUILDGRID_CONFIG = """server:
+  - !channel
+    address: "127.0.0.1:{port}"
+    insecure-mode: true
+authorization:
+  method: none
+storages:
+  - !disk-storage &cas
+    path: {root}/cas
+caches:
+  - !lru-action-cache &ac
+    storage: *cas
+    max-cached-refs: 1024
+    allow-updates: true
+    cache-failed-actions: true
+instances:
+  - name: main
+    services:
+      - !action-cache
+        cache: *ac
+      - !cas
+        storage: *cas
+      - !bytestream
+        storage: *cas
+"""
+
+
+def bgd() -> str:
+    import sys
+
+    found = shutil.which("bgd") or str(Path(sys.executable).parent / "bgd")
+    if not Path(found).is_file():
+        import pytest
+
+        if os.environ.get("CI") == "true":
+            pytest.fail("BuildGrid's bgd is not installed (the test extras install buildgrid)")
+        pytest.skip("BuildGrid's bgd is not installed: pip install 'lwrecipe[test]'")
+    return found
+
+
+@contextmanager
+def buildgrid_server(root: Path) -> Iterator[tuple[str, Path]]:
+    """BuildGrid (from PyPI) on 127.0.0.1 with a disk CAS, an LRU action cache and
+    no database; yields grpc://127.0.0.1:<port>/main and the directory of its CAS
+    (objects at cas/objects/<2 hex>/<the other 62>)."""
+    root.mkdir(parents=True)
+    port = free_port()
+    (root / "config.yml").write_text(BUILDGRID_CONFIG.format(port=port, root=root))
+    log = (root / "server.log").open("w")
+    server = subprocess.Popen([bgd(), "server", "start", str(root / "config.yml")], cwd=root, stdout=log,
+                              stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise RuntimeError(f"BuildGrid did not start: {(root / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.1)
+    try:
+        yield f"grpc://127.0.0.1:{port}/main", root / "cas"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()

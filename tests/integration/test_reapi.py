@@ -6,12 +6,6 @@ a tampered CAS blob and an action result for another key refused."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,75 +13,15 @@ import pytest
 
 from tests.integration import test_remote
 from tests.integration.test_remote import Machine, ok
-from tests.servers import free_port
+from tests.servers import buildgrid_server
 
 project, alice, bob = test_remote.project, test_remote.alice, test_remote.bob
-
-CONFIG = """server:
-  - !channel
-    address: "127.0.0.1:{port}"
-    insecure-mode: true
-authorization:
-  method: none
-storages:
-  - !disk-storage &cas
-    path: {root}/cas
-caches:
-  - !lru-action-cache &ac
-    storage: *cas
-    max-cached-refs: 1024
-    allow-updates: true
-    cache-failed-actions: true
-instances:
-  - name: main
-    services:
-      - !action-cache
-        cache: *ac
-      - !cas
-        storage: *cas
-      - !bytestream
-        storage: *cas
-"""
-
-
-def bgd() -> str:
-    found = shutil.which("bgd") or str(Path(sys.executable).parent / "bgd")
-    if not Path(found).is_file():
-        if os.environ.get("CI") == "true":
-            pytest.fail("BuildGrid's bgd is not installed (the test extras install buildgrid)")
-        pytest.skip("BuildGrid's bgd is not installed: pip install 'lwrecipe[test]'")
-    return found
-
 
 @pytest.fixture
 def buildgrid(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """grpc://127.0.0.1:<port>/main and the directory of its disk CAS."""
-    root = tmp_path / "buildgrid"
-    root.mkdir()
-    port = free_port()
-    (root / "config.yml").write_text(CONFIG.format(port=port, root=root))
-    log = (root / "server.log").open("w")
-    server = subprocess.Popen([bgd(), "server", "start", str(root / "config.yml")], cwd=root, stdout=log,
-                              stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                raise RuntimeError(f"BuildGrid did not start: {(root / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.1)
-    try:
-        yield f"grpc://127.0.0.1:{port}/main", root / "cas"
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+    with buildgrid_server(tmp_path / "buildgrid") as served:
+        yield served
 
 
 def big_recipe(project) -> None:
