@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import tempfile
 import time
 from collections.abc import Callable
@@ -83,3 +84,16 @@ def report(rows: list[dict]) -> None:
                if r["ref_s"] is not None else f"{'-':>8}")
         ratio = f"{r['ratio']:>6.2f}x" if r["ratio"] is not None else f"{'-':>7}"
         print(f"{r['measure']:<34} {r['reference']:<26} {ours:>10} {ref} {ratio}  {r['target']}")
+
+
+def random_blob(path: Path, size: int) -> str:
+    """Write `size` random bytes (whole 16 MiB pieces) to path; their sha256."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("wb") as fh:
+        for _ in range(size // (16 << 20)):
+            chunk = os.urandom(16 << 20)
+            digest.update(chunk)
+            fh.write(chunk)
+    return digest.hexdigest()

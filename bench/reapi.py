@@ -9,10 +9,8 @@ gated (issue #23 asks for the comparison).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -20,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import RUNS, row, settle  # noqa: E402
+from bench.common import RUNS, random_blob, row, settle  # noqa: E402
 from bench.transfer import PUSH, run_measured  # noqa: E402
 from tests.servers import buildgrid_server, nginx_server  # noqa: E402
 
@@ -49,13 +47,7 @@ def main() -> list[dict]:
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         root = Path(tmp)
         blob = root / "blob.bin"
-        digest = hashlib.sha256()
-        with blob.open("wb") as fh:
-            for _ in range(SIZE // (16 << 20)):
-                chunk = os.urandom(16 << 20)
-                digest.update(chunk)
-                fh.write(chunk)
-        sha = digest.hexdigest()
+        sha = random_blob(blob, SIZE)
         www = root / "nginx" / "www"
         (www / "cas").mkdir(parents=True)
         os.link(blob, www / "cas" / sha)

@@ -8,7 +8,6 @@ Targets: >= 0.8x curl throughput; < 200 MiB peak RSS.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import RUNS, row, settle, timed  # noqa: E402
+from bench.common import RUNS, random_blob, row, settle, timed  # noqa: E402
 from tests.servers import nginx_server  # noqa: E402
 
 SIZE = int(os.environ.get("BENCH_TRANSFER_MIB", "1024")) << 20
@@ -94,13 +93,7 @@ def main() -> list[dict]:
         www = root / "nginx" / "www"
         (www / "cas").mkdir(parents=True)
         blob = root / "blob.bin"
-        digest = hashlib.sha256()
-        with blob.open("wb") as fh:
-            for _ in range(SIZE // (16 << 20)):
-                chunk = os.urandom(16 << 20)
-                digest.update(chunk)
-                fh.write(chunk)
-        sha = digest.hexdigest()
+        sha = random_blob(blob, SIZE)
         os.link(blob, www / "cas" / sha)
         with nginx_server(root / "nginx") as base:
             out = root / "curl.out"
