@@ -5,7 +5,9 @@ bodies and file uploads; httpx's MockTransport for the mapping of its errors."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
 import threading
 
 import pytest
@@ -194,6 +196,14 @@ def test_tls_verified_and_tunnelled(tmp_path, monkeypatch) -> None:
             client.status("GET", url)
         assert not exc.value.retry
         monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        with Client() as client, client.request("GET", url) as resp:
+            assert resp.read(100) == b"secret bytes"
+        certs = tmp_path / "certs"  # a private CA's directory, hashed as update-ca-certificates leaves it
+        certs.mkdir()
+        shutil.copy(cert, certs / "private-ca.pem")
+        subprocess.run(["openssl", "rehash", str(certs)], check=True)
+        monkeypatch.delenv("SSL_CERT_FILE")
+        monkeypatch.setenv("SSL_CERT_DIR", str(certs))
         with Client() as client, client.request("GET", url) as resp:
             assert resp.read(100) == b"secret bytes"
         with forward_proxy() as proxy:
