@@ -166,6 +166,12 @@ class LockDrift(IntegrityError):
         return [str(self)] + list(self.changes)
 
 
+class RemoteError(LwrecipeError):
+    """A remote cache could not be read or written."""
+
+    reason = "remote"
+
+
 class StoreError(LwrecipeError):
     """The cache could not be written (disk full, permissions, ...)."""
 

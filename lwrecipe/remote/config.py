@@ -95,9 +95,9 @@ def normalise_url(url: str, base: Path | None = None, where: str = "remote") -> 
     An http(s) URL without a host or with a bad port is a UsageError naming `where`."""
     scheme = SCHEME_RE.match(url)
     if scheme and scheme.group(1).lower() in ("grpc", "grpcs"):
-        from .reapi import available
+        from importlib.util import find_spec
 
-        if not available():
+        if find_spec("grpc") is None or find_spec("buildgrid") is None:  # what remote/reapi.py imports
             raise UsageError(f"{where}: {url}: a REAPI remote needs grpc and the REAPI protos: "
                              "pip install 'lwrecipe[reapi]'")
     elif scheme and scheme.group(1).lower() not in ("http", "https", "file"):

@@ -32,19 +32,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import IntegrityError
+from ..errors import IntegrityError, RemoteError
 from ..recipes.keys import Sha256
 from ..store.store import PipelinedWriter, Store
 from .config import RemoteSpec
 
 CHUNK = 1 << 20  # bytes per ByteStream message
 BATCH = 1 << 20  # blobs up to this size go in one batch request
-
-
-def available() -> bool:
-    from importlib.util import find_spec
-
-    return find_spec("grpc") is not None and find_spec("buildgrid") is not None
 
 
 def _protos() -> Any:
@@ -82,8 +76,6 @@ class ReapiBackend:
     # -- helpers ---------------------------------------------------------------------------------------------
 
     def _call(self, what: str, method: Any, request: Any) -> Any:
-        from .remote import RemoteError
-
         try:
             return method(request, metadata=self.metadata, timeout=self.spec.timeout)
         except self.grpc.RpcError as exc:
@@ -115,8 +107,6 @@ class ReapiBackend:
         self._check_batch(reply.responses, "BatchUpdateBlobs")
 
     def _check_batch(self, responses: Any, what: str) -> None:
-        from .remote import RemoteError
-
         for response in responses:
             if response.status.code != 0:
                 raise RemoteError(f"{self.spec.name}: {what} {response.digest.hash[:12]}: "
@@ -250,16 +240,12 @@ class ReapiBackend:
 
         reply = self.bytestream.Write(requests(), metadata=self.metadata, timeout=max(self.spec.timeout, size / 1e6))
         if reply.committed_size != size:
-            from .remote import RemoteError
-
             raise RemoteError(f"{self.spec.name}: ByteStream Write cas/{resource[-80:]}: committed "
                               f"{reply.committed_size} of {size} bytes")
 
     def download(self, store: Store, sha: Sha256, size: int | None, max_size: int) -> None:
         """Read a blob into the store's cas/, verified by its sha256 (resumed from the
         bytes already received when the stream breaks)."""
-        from .remote import RemoteError
-
         size = size if size is not None else self.sizes.get(sha)
         if size is None:
             raise RemoteError(f"{self.spec.name}: cas/{sha[:12]}: its size is not known (no action result names it)")
@@ -291,8 +277,6 @@ class ReapiBackend:
             store.commit(staged, "cas", sha)
 
     def listing(self, kind: str) -> list[Any]:
-        from .remote import RemoteError
-
         raise RemoteError(f"{self.spec.name}: a REAPI server collects its own storage (BuildGrid: `bgd cleanup`); "
                           "cache gc --remote works on directories and WebDAV servers")
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import faults
-from ..errors import FetchError, FetchIntegrityError, IntegrityError, LwrecipeError, UsageError
+from ..errors import FetchError, FetchIntegrityError, IntegrityError, LwrecipeError, RemoteError, UsageError
 from ..files import fsync_dir
 from ..inputs.fetch import CHUNK, Downloader, NullReporter, Reporter, RetryPolicy, Wanted, make_client
 from ..recipes.keys import Sha256, canonical_json, is_sha256
@@ -44,12 +44,6 @@ RECORD_FIELDS = {"key", "name", "version", "output_id", "blob", "inputs", "recip
                  "environment", "build_image", "lwrecipe_version", "started", "duration_s", "log", "signatures",
                  "substituted"}
 BLOB_FIELDS = {"sha256", "size", "uncompressed_size", "files"}
-
-
-class RemoteError(LwrecipeError):
-    """A remote could not be read or written."""
-
-    reason = "remote"
 
 
 class TooFewSigners(IntegrityError):
