@@ -126,3 +126,29 @@ def test_a_push_racing_the_collection_is_left_whole(project, alice, tmp_path) ->
     record = json.loads((remote / "ac" / new["key"]).read_text())
     for blob in (record["blob"]["sha256"], record["log"]):
         assert (remote / "cas" / blob).is_file(), f"{blob[:12]} missing: the record was left without it"
+
+
+def test_max_size_removes_the_oldest_first(project, alice, tmp_path) -> None:
+    """Three releases of app; the third is kept. --max-size asks for just enough
+    room that one unneeded release must go: the older one goes, the newer stays."""
+    remote = tmp_path / "shared"
+    apps = []
+    for n, text in enumerate(["one", "two", "three"]):
+        project.file("src/app.txt", f"app, release {text}\n")
+        ok(alice.run("build", "app", "--push", "--remote", str(remote)))
+        lockfile, records = release(alice, tmp_path / f"{n}.lock")
+        apps.append(records["app"])
+    kept = {b for r in records.values() for b in (r["blob"]["sha256"], r["log"])}
+    now = time.time()
+    for age, app in ((20, apps[0]), (10, apps[1])):
+        for path in [remote / "ac" / app["key"], remote / "prov" / app["key"],
+                     *(remote / "cas" / b for b in {app["blob"]["sha256"], app["log"]} - kept)]:
+            os.utime(path, (now - age * 86400,) * 2)
+    total = sum(p.stat().st_size for area in ("ac", "cas", "prov", "sig") if (remote / area).is_dir()
+                for p in (remote / area).rglob("*") if p.is_file())
+    oldest = sum(p.stat().st_size for p in [remote / "ac" / apps[0]["key"], remote / "prov" / apps[0]["key"],
+                                            *(remote / "cas" / b for b in {apps[0]["blob"]["sha256"]} - kept)])
+    err = ok(alice.run("cache", "gc", "--remote", str(remote), "--keep-lockfile", str(lockfile), "--grace", "0",
+                       "--max-size", str(total - oldest)))
+    assert "removed 1 entries" in err, err
+    assert names(remote, "ac") == {r["key"] for r in records.values()} | {apps[1]["key"]}
