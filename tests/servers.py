@@ -481,7 +481,7 @@ def plain_server(directory: Path) -> list[str]:
 BUILDGRID_CONFIG = """server:
   - !channel
     address: "127.0.0.1:{port}"
-    insecure-mode: true
+{channel}
 authorization:
   method: none
 storages:
@@ -519,13 +519,16 @@ def bgd() -> str:
 
 
 @contextmanager
-def buildgrid_server(root: Path) -> Iterator[tuple[str, Path]]:
+def buildgrid_server(root: Path, tls: tuple[Path, Path] | None = None) -> Iterator[tuple[str, Path]]:
     """BuildGrid (from PyPI) on 127.0.0.1 with a disk CAS, an LRU action cache and
-    no database; yields grpc://127.0.0.1:<port>/main and the directory of its CAS
-    (objects at cas/objects/<2 hex>/<the other 62>)."""
+    no database; yields grpc://127.0.0.1:<port>/main (grpcs:// with tls, a
+    certificate and its key) and the directory of its CAS (objects at
+    cas/objects/<2 hex>/<the other 62>)."""
     root.mkdir(parents=True)
     port = free_port()
-    (root / "config.yml").write_text(BUILDGRID_CONFIG.format(port=port, root=root))
+    channel = ("    insecure-mode: false\n    credentials:\n"
+               f"      tls-server-key: {tls[1]}\n      tls-server-cert: {tls[0]}" if tls else "    insecure-mode: true")
+    (root / "config.yml").write_text(BUILDGRID_CONFIG.format(port=port, root=root, channel=channel))
     log = (root / "server.log").open("w")
     server = subprocess.Popen([bgd(), "server", "start", str(root / "config.yml")], cwd=root, stdout=log,
                               stderr=subprocess.STDOUT)
@@ -540,7 +543,7 @@ def buildgrid_server(root: Path) -> Iterator[tuple[str, Path]]:
                 raise RuntimeError(f"BuildGrid did not start: {(root / 'server.log').read_text()[-2000:]}")
             time.sleep(0.1)
     try:
-        yield f"grpc://127.0.0.1:{port}/main", root / "cas"
+        yield f"{'grpcs' if tls else 'grpc'}://127.0.0.1:{port}/main", root / "cas"
     finally:
         server.terminate()
         try:

@@ -42,6 +42,12 @@ BATCH = 1 << 20  # blobs up to this size go in one batch request
 
 
 def _protos() -> Any:
+    import os
+
+    # gRPC's C core logs failures (a refused TLS handshake, say) to stderr on its
+    # own; lwrecipe says each in one line of its own. GRPC_VERBOSITY set by the
+    # user is kept, for debugging.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     import grpc
     from buildgrid._protos.build.bazel.remote.execution.v2 import remote_execution_pb2 as re
     from buildgrid._protos.build.bazel.remote.execution.v2 import remote_execution_pb2_grpc as re_grpc
@@ -49,6 +55,20 @@ def _protos() -> Any:
     from buildgrid._protos.google.bytestream import bytestream_pb2_grpc as bs_grpc
 
     return grpc, re, re_grpc, bs, bs_grpc
+
+
+def _system_roots() -> bytes | None:
+    """The certificates a grpcs:// server is checked against: the same as for
+    https (SSL_CERT_FILE, else the system's bundle, where a private CA added with
+    update-ca-certificates is), not the roots grpc carries; None leaves grpc's."""
+    import os
+    import ssl
+
+    paths = ssl.get_default_verify_paths()
+    for candidate in (os.environ.get("SSL_CERT_FILE"), paths.cafile, paths.openssl_cafile):
+        if candidate and os.path.isfile(candidate):
+            return Path(candidate).read_bytes()
+    return None
 
 
 @dataclass
@@ -63,7 +83,7 @@ class ReapiBackend:
         self.instance = parts.path.strip("/")
         target = parts.netloc
         if parts.scheme == "grpcs":
-            self.channel = grpc.secure_channel(target, grpc.ssl_channel_credentials())
+            self.channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(_system_roots()))
         else:
             self.channel = grpc.insecure_channel(target)
         self.grpc = grpc

@@ -78,3 +78,23 @@ def test_a_tampered_blob_and_a_result_for_another_key_are_refused(project, alice
     refused = carol.run("cache", "pull", url, "base")
     assert refused.code == 3 and f"record is for key {record['key'][:12]}, not {base['key'][:12]}" in refused.err, \
         refused.err
+
+
+def test_grpcs_is_checked_against_the_system_trust(project, alice, tmp_path, monkeypatch) -> None:
+    """A REAPI server with a certificate of a private CA: refused until the CA is
+    trusted as for https (SSL_CERT_FILE), then pushed to and pulled from."""
+    from tests.servers import self_signed
+
+    cert, key = self_signed(tmp_path)
+    with buildgrid_server(tmp_path / "buildgrid", tls=(cert, key)) as (url, _):
+        assert url.startswith("grpcs://")
+        ok(alice.run("build", "app"))
+        refused = alice.run("cache", "push", url)
+        assert refused.code != 0 and "UNAVAILABLE" in refused.err and "Traceback" not in refused.err, refused.err
+        assert all(line.startswith(("error: ", "0 pushed")) for line in refused.err.splitlines()), refused.err
+        alice.env["SSL_CERT_FILE"] = str(cert)
+        assert "2 pushed" in ok(alice.run("cache", "push", url))
+        carol = Machine(project, "carol")
+        carol.trusted.append(alice.public)
+        carol.env["SSL_CERT_FILE"] = str(cert)
+        assert "2 pulled" in ok(carol.run("cache", "pull", url, "app"))
