@@ -117,12 +117,15 @@ class ReapiBackend:
         return {d.hash for d in reply.missing_blob_digests}
 
     def _put_small(self, blobs: list[bytes]) -> None:
-        digests = {self._of(b).hash: b for b in blobs}
+        """The blobs the server does not have yet, in one batch."""
         missing = self._missing([self._of(b) for b in blobs])
-        if not missing:
+        self._batch_update([b for b in blobs if self._of(b).hash in missing])
+
+    def _batch_update(self, blobs: list[bytes]) -> None:
+        if not blobs:
             return
         request = self.re.BatchUpdateBlobsRequest(instance_name=self.instance, requests=[
-            self.re.BatchUpdateBlobsRequest.Request(digest=self._of(digests[h]), data=digests[h]) for h in missing])
+            self.re.BatchUpdateBlobsRequest.Request(digest=self._of(b), data=b) for b in blobs])
         reply = self._call("BatchUpdateBlobs", self.cas.BatchUpdateBlobs, request)
         self._check_batch(reply.responses, "BatchUpdateBlobs")
 
@@ -221,12 +224,11 @@ class ReapiBackend:
         self._call(f"UpdateActionResult {kind}/{name[:12]}", self.ac.UpdateActionResult, request)
 
     def _upload_blob(self, sha: str, path: Path, size: int, sent: Any) -> None:
+        """Send the blob (its caller, push, asked FindMissingBlobs already)."""
         self.sizes[sha] = size
         if size <= BATCH:
-            self._put_small([path.read_bytes()])
+            self._batch_update([path.read_bytes()])
             sent(size)
-            return
-        if not self._missing([self._digest(sha, size)]):
             return
         resource = f"{self.instance + '/' if self.instance else ''}uploads/{uuid.uuid4()}/blobs/{sha}/{size}"
         offset = 0
