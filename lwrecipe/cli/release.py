@@ -126,10 +126,11 @@ def _why_remote(ctx: Context, graph) -> int:  # noqa: ANN001
     name = graph.targets[0]
     settings = project_settings(graph.recipes[name].root, ctx.args.remote)
     documents = []
+    why = Why(graph, Store(ctx.cache_dir), None)  # this machine's side, worked out once for every remote
     with open_remotes(ctx, settings, not ctx.args.no_verify_signatures) as remotes:
         for backend in remotes.backends:
             side = RemoteSide(remotes, backend)
-            reason = Why(graph, Store(ctx.cache_dir), None).compare(name, side)
+            reason = why.compare(name, side)
             documents.append({"remote": backend.spec.name, **reason.document()})
             if ctx.args.json:
                 continue
