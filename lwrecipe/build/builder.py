@@ -31,7 +31,7 @@ from ..recipes.keys import Sha256
 from ..recipes.recipe import FilePatch, GitSource, Recipe, SourcePatch, UrlPatch
 from ..remote import provenance
 from ..remote.signing import SecretKey, sign
-from ..store.outputs import pack, put_log
+from ..store.outputs import Packed, pack, put_log
 from ..store.store import SANDBOXED, Store
 from .plan import Planned
 from .sandbox import BUILD, CONTROL, ENV_PATH, Job, Layout, require_sandbox, run
@@ -94,43 +94,18 @@ def build_one(store: Store, item: Planned, fetched: Fetch, deps: dict[str, Path]
                 status = run(job, bwrap, log)
         text = read_log(log)
         if status != 0:
-            kept = _keep_log(text, log_dir, recipe.name)
+            kept = keep_log(text, log_dir, recipe.name)
             why = f"build script exited with status {status}"
             if opts.keep_failed:
                 why += f"; its build directory is kept in {keep_failed(store, top, recipe.name)}"
                 kept_tree = True
-            raise BuildFailed(recipe.name, why, str(kept), _tail(text))
+            raise BuildFailed(recipe.name, why, str(kept), log_tail(text))
         (log_dir / f"{recipe.name}.log").unlink(missing_ok=True)  # an earlier failure's: no longer the last build
         packed = pack(store, output_dir(recipe.name, layout), build.source_date_epoch)
-        log_blob = put_log(store, text)
-        record = {
-            "key": item.key,
-            "name": recipe.name,
-            "version": recipe.version,
-            "output_id": packed.output_id,
-            "blob": {"sha256": packed.blob, "size": packed.blob_size, "uncompressed_size": packed.size,
-                     "files": packed.files},
-            "inputs": item.inputs.document(),
-            "recipe_sha256": recipe.file_sha256,
-            "host_tools": {t.name: {"path": str(t.path), "sha256": t.sha256, "version": t.version}
-                           for t in item.tools},
-            "sandbox": SANDBOXED if bwrap else "none",
-            "environment": ({"name": recipe.environment, "output_id": dict(item.inputs.deps)[recipe.environment]}
-                            if recipe.environment else None),
-            "build_image": os.environ.get(IMAGE_ENV) or None,
-            "lwrecipe_version": __version__,
-            "started": datetime.fromtimestamp(started, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "duration_s": round(time.time() - started, 3),
-            "log": log_blob,
-        }
-        if substituted:
-            record["substituted"] = substituted
-        if opts.secret is not None:
-            record = sign(record, opts.secret)
+        record = make_record(item, packed, put_log(store, text), SANDBOXED if bwrap else "none", started,
+                             opts, substituted)
         if keep_record:
-            faults.point("record")
-            store.put_record(item.key, record)
-            store.put_provenance(item.key, provenance.envelope(record, recipe, opts.secret))
+            keep(store, item, record, opts)
         return record
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
@@ -138,6 +113,48 @@ def build_one(store: Store, item: Planned, fetched: Fetch, deps: dict[str, Path]
     finally:
         if not kept_tree:
             remove_tree(top)
+
+
+def make_record(item: Planned, packed: Packed, log_blob: Sha256, sandbox: str, started: float, opts: BuildOptions,
+                substituted: dict[str, dict[str, str]] | None, executor: dict[str, Any] | None = None
+                ) -> dict[str, Any]:
+    """The build record of `item` built into `packed`, signed when opts has a key."""
+    assert item.key is not None and item.inputs is not None
+    recipe = item.recipe
+    record: dict[str, Any] = {
+        "key": item.key,
+        "name": recipe.name,
+        "version": recipe.version,
+        "output_id": packed.output_id,
+        "blob": {"sha256": packed.blob, "size": packed.blob_size, "uncompressed_size": packed.size,
+                 "files": packed.files},
+        "inputs": item.inputs.document(),
+        "recipe_sha256": recipe.file_sha256,
+        "host_tools": {t.name: {"path": str(t.path), "sha256": t.sha256, "version": t.version} for t in item.tools},
+        "sandbox": sandbox,
+        "environment": ({"name": recipe.environment, "output_id": dict(item.inputs.deps)[recipe.environment]}
+                        if recipe.environment else None),
+        "build_image": os.environ.get(IMAGE_ENV) or None,
+        "lwrecipe_version": __version__,
+        "started": datetime.fromtimestamp(started, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "duration_s": round(time.time() - started, 3),
+        "log": log_blob,
+    }
+    if executor is not None:
+        record["executor"] = executor
+    if substituted:
+        record["substituted"] = substituted
+    if opts.secret is not None:
+        record = sign(record, opts.secret)
+    return record
+
+
+def keep(store: Store, item: Planned, record: dict[str, Any], opts: BuildOptions) -> None:
+    """Store the record (and its provenance) under the item's key."""
+    assert item.key is not None
+    faults.point("record")
+    store.put_record(item.key, record)
+    store.put_provenance(item.key, provenance.envelope(record, item.recipe, opts.secret))
 
 
 @contextlib.contextmanager
@@ -287,7 +304,7 @@ def output_dir(recipe: str, layout: Layout) -> Path:
     return layout.out
 
 
-def _keep_log(text: bytes, log_dir: Path, name: str) -> Path:
+def keep_log(text: bytes, log_dir: Path, name: str) -> Path:
     log_dir.mkdir(parents=True, exist_ok=True)
     kept = log_dir / f"{name}.log"
     kept.unlink(missing_ok=True)
@@ -295,6 +312,6 @@ def _keep_log(text: bytes, log_dir: Path, name: str) -> Path:
     return kept
 
 
-def _tail(text: bytes) -> str:
+def log_tail(text: bytes) -> str:
     lines = text.decode(errors="replace").splitlines()
     return "\n".join(lines[-TAIL_LINES:])

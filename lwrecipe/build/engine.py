@@ -22,11 +22,13 @@ from ..inputs.hosttools import debian_package
 from ..inputs.sources import Fetch
 from ..recipes.graph import Graph
 from ..recipes.keys import Sha256
+from ..remote.execution import Executor
 from ..remote.remote import Backend, Remotes
 from ..store.compare import decompress, diffoscope, tree_differences
 from ..store.outputs import publish_shared, restore, shared_tree
 from ..store.store import Store
 from .builder import BuildOptions, build_one
+from .remote_build import build_remote
 from .plan import Planned, plan_recipe
 
 FINAL = ("cached", "pulled", "remote", "built", "checked", "failed", "skipped")
@@ -61,6 +63,8 @@ class Engine:
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     planned: dict[str, Planned] = field(default_factory=dict)
     checked: set[str] = field(default_factory=set)
+    executor: Executor | None = None  # builds on pinned roots run there (build --executor)
+    frozen: dict[Path, Any] = field(default_factory=dict)  # environments hashed for the executor, once per run
 
     def usable_record(self, key: Sha256) -> dict[str, Any] | None:
         record = self.store.read_record(key)
@@ -78,38 +82,47 @@ class Engine:
         results: dict[str, Outcome] = {}
         self.targets = set(graph.targets)
         with self.store.ensure().lock("gc", shared=True), ThreadPoolExecutor(max(1, self.parallel)) as pool:
-            self._prefetch(graph, order)
-            running: dict[Future[Outcome], str] = {}
-            waiting = list(order)
-            stopped = False
-            while waiting or running:
-                progressed = True
-                while progressed and not stopped:
-                    progressed = False
-                    for name in list(waiting):
-                        deps = graph.recipes[name].depends
-                        if any(results[d].state in ("failed", "skipped") for d in deps if d in results):
-                            results[name] = Outcome(name, "skipped", None)
-                            self.on_event(name, "skipped")
-                        elif all(d in results for d in deps) and len(running) < max(1, self.parallel):
-                            outcome = self._start(graph, name, pool, running)
-                            if outcome is not None:
-                                results[name] = outcome
-                        else:
-                            continue
-                        waiting.remove(name)
-                        progressed = True
-                        if name in results and results[name].state == "failed" and not self.keep_going:
-                            stopped = True
-                            break
-                if not running:
-                    break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    name = running.pop(future)
-                    results[name] = future.result()
-                    if results[name].state == "failed" and not self.keep_going:
+            try:
+                return self._run(graph, order, results, pool)
+            except KeyboardInterrupt:
+                if self.executor is not None:  # what runs remotely is stopped there too
+                    self.executor.cancel_all()
+                raise
+
+    def _run(self, graph: Graph, order: list[str], results: dict[str, Outcome],
+             pool: ThreadPoolExecutor) -> list[Outcome]:
+        self._prefetch(graph, order)
+        running: dict[Future[Outcome], str] = {}
+        waiting = list(order)
+        stopped = False
+        while waiting or running:
+            progressed = True
+            while progressed and not stopped:
+                progressed = False
+                for name in list(waiting):
+                    deps = graph.recipes[name].depends
+                    if any(results[d].state in ("failed", "skipped") for d in deps if d in results):
+                        results[name] = Outcome(name, "skipped", None)
+                        self.on_event(name, "skipped")
+                    elif all(d in results for d in deps) and len(running) < max(1, self.parallel):
+                        outcome = self._start(graph, name, pool, running)
+                        if outcome is not None:
+                            results[name] = outcome
+                    else:
+                        continue
+                    waiting.remove(name)
+                    progressed = True
+                    if name in results and results[name].state == "failed" and not self.keep_going:
                         stopped = True
+                        break
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                name = running.pop(future)
+                results[name] = future.result()
+                if results[name].state == "failed" and not self.keep_going:
+                    stopped = True
         return [results[n] for n in order if n in results]
 
     def _start(self, graph: Graph, name: str, pool: ThreadPoolExecutor,
@@ -237,8 +250,16 @@ class Engine:
             if current.key != item.key:
                 raise IntegrityError(f"{item.name}: a dependency rebuilt to different bytes than its "
                                      "cached output; run the build again")
-            return build_one(self.store, item, fetched, deps, self.options, self.store.root / "logs",
-                             keep_record=keep_record, substituted=self.graph.substitutions(item.name))
+            logs, substituted = self.store.root / "logs", self.graph.substitutions(item.name)
+            if self.executor is not None and item.recipe.pinned_root:
+                return build_remote(self.store, self.executor, self.frozen, item, fetched, deps, self.options, logs,
+                                    keep_record=keep_record, substituted=substituted,
+                                    on_stage=lambda stage: self.on_event(item.name, stage))
+            if self.executor is not None:
+                self.warn(f"{item.name}: built here: a recipe on host tools has no pinned root file system "
+                          f"to send to {self.executor.name}")
+            return build_one(self.store, item, fetched, deps, self.options, logs, keep_record=keep_record,
+                             substituted=substituted)
 
     def dependencies(self, item: Planned, where: Path) -> dict[str, Path]:
         """Every dependency's output for a build of `item`: restored into `where`, the

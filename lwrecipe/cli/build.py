@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
@@ -36,6 +37,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-sandbox", action="store_true", help="where bubblewrap cannot run, build anyway on host paths (recorded in the build record)")
     remote_args(p)
     p.add_argument("--push", action="store_true", help="upload what is built here to every remote")
+    p.add_argument("--executor", metavar="URL",
+                   help="run builds on pinned roots on a REAPI executor (grpc://host:port[/instance] or a configured "
+                        "remote's name); -j is then the number of remote builds at once")
     p.add_argument("--locked", action="store_true",
                    help="refuse (exit 3) to build anything whose inputs or output differ from lockfile.toml")
     p.add_argument("--keep-failed", action="store_true",
@@ -93,6 +97,21 @@ def cmd_fetch(ctx: Context) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def open_executor(spec):  # noqa: ANN001, ANN201 - RemoteSpec | None -> Iterator[Executor | None]
+    if spec is None:
+        yield None
+        return
+    from ..remote.execution import Executor
+    from ..remote.remote import open_backend
+
+    backend = open_backend(spec)
+    try:
+        yield Executor(backend)  # type: ignore[arg-type]
+    finally:
+        backend.close()
+
+
 def cmd_build(ctx: Context) -> int:
     from ..build.builder import BuildOptions
     from ..build.engine import Engine
@@ -109,22 +128,25 @@ def cmd_build(ctx: Context) -> int:
     lock = check_locked(ctx, graph) if ctx.args.locked else None
     store = Store(ctx.cache_dir)
     parallel = max(1, ctx.args.jobs)
-    settings = project_settings(graph.recipes[graph.targets[0]].root, ctx.args.remote)
-    options = BuildOptions(jobs=max(1, (os.cpu_count() or 1) // parallel), no_sandbox=ctx.args.no_sandbox,
-                           secret=settings.secret, keep_failed=ctx.args.keep_failed)
+    settings = project_settings(graph.recipes[graph.targets[0]].root, ctx.args.remote, ctx.args.executor)
+    # Remote builds are not sharing this machine's cores: each gets LW_JOBS = its CPUs.
+    cores = (os.cpu_count() or 1) if settings.executor else max(1, (os.cpu_count() or 1) // parallel)
+    options = BuildOptions(jobs=cores, no_sandbox=ctx.args.no_sandbox, secret=settings.secret,
+                           keep_failed=ctx.args.keep_failed)
     streamed = ctx.verbosity > 0  # build -v: each line a build writes, as it writes it
     if ctx.args.no_sandbox:
         ctx.info("warning: --no-sandbox: builds run on host paths and may depend on this machine")
     with BuildDisplay(quiet=ctx.verbosity < 0) as display, \
             open_remotes(ctx, settings, not ctx.args.no_verify_signatures, ctx.args.offline,
-                          DisplayReporter(display)) as remotes:
+                          DisplayReporter(display)) as remotes, open_executor(settings.executor) as executor:
         fetch = engine_fetch(ctx, graph, ctx.args.offline, DisplayReporter(display))  # only recipes that build
         if streamed:
             options = dataclasses.replace(options, on_output=lambda name, line: display.log(redact(f"{name}| {line}")))
         push_to = [b for b in remotes.backends if ctx.args.push or b.spec.push]
         engine = Engine(store, fetch, options, rebuild=ctx.args.rebuild, keep_going=ctx.args.keep_going,
                         check=ctx.args.check, parallel=parallel, on_event=display.event, remotes=remotes,
-                        push_to=push_to, warn=lambda text: display.log(redact(f"warning: {text}")))
+                        push_to=push_to, warn=lambda text: display.log(redact(f"warning: {text}")),
+                        executor=executor)
         outcomes = engine.build(graph)
     code = 0
     for outcome in outcomes:

@@ -82,10 +82,10 @@ def remote_args(p: argparse.ArgumentParser) -> None:
                    help="use remote records no trusted key signed (said in the output)")
 
 
-def project_settings(root: Path, remotes: list[str] | None = None):  # noqa: ANN202
+def project_settings(root: Path, remotes: list[str] | None = None, executor: str | None = None):  # noqa: ANN202
     from ..remote.config import load_settings
 
-    return load_settings(root, remotes)
+    return load_settings(root, remotes, executor=executor)
 
 
 def open_remotes(ctx: Context, settings, verify: bool, offline: bool = False, reporter=None):  # noqa: ANN001, ANN202

@@ -70,6 +70,7 @@ class Settings:
     secret: SecretKey | None
     trusted: dict[str, PublicKey]
     min_signers: int = 1  # distinct trusted signers a remote record needs, unless its remote says
+    executor: RemoteSpec | None = None  # build --executor: a REAPI Execution service
 
     def trust_for(self, remote: RemoteSpec) -> dict[str, PublicKey]:
         return {**self.trusted, **remote.trusted}
@@ -164,7 +165,7 @@ def _spec(entry: RemoteEntry, base: Path, where: str) -> RemoteSpec:
 
 
 def load_settings(project: Path, cli_remotes: list[str] | None = None,
-                  env: dict[str, str] | None = None) -> Settings:
+                  env: dict[str, str] | None = None, executor: str | None = None) -> Settings:
     env = dict(os.environ) if env is None else env
     files = [(project / PROJECT_FILE, read_config(project / PROJECT_FILE))]
     user = user_config_path(env)
@@ -206,7 +207,13 @@ def load_settings(project: Path, cli_remotes: list[str] | None = None,
         _add_keys(dict(trusted), dict(origins), list(spec.trusted.values()), f"remote {spec.name}: trusted_keys")
     unique = {spec.url: spec for spec in reversed(remotes)}  # the first mention of a URL wins
     min_signers = max(doc.min_signers for _, doc in files)  # the stricter of the project's and the user's
-    return Settings(tuple(s for s in remotes if unique[s.url] is s), secret, trusted, min_signers)
+    runner = None
+    if executor is not None:
+        runner = lookup(executor)
+        if not runner.url.startswith(("grpc://", "grpcs://")):
+            raise UsageError(f"--executor {executor}: an executor is a REAPI server, grpc://host:port[/instance] "
+                             "or grpcs://…")
+    return Settings(tuple(s for s in remotes if unique[s.url] is s), secret, trusted, min_signers, runner)
 
 
 

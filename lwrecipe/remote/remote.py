@@ -42,7 +42,7 @@ RECENT_KEYS = 20  # how many of a recipe's keys names/<recipe> keeps, newest fir
 LOG_LIMIT = 1 << 30  # a compressed build log
 RECORD_FIELDS = {"key", "name", "version", "output_id", "blob", "inputs", "recipe_sha256", "host_tools", "sandbox",
                  "environment", "build_image", "lwrecipe_version", "started", "duration_s", "log", "signatures",
-                 "substituted"}
+                 "substituted", "executor"}
 BLOB_FIELDS = {"sha256", "size", "uncompressed_size", "files"}
 
 

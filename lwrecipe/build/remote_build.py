@@ -1,0 +1,169 @@
+"""Building one recipe on a REAPI executor (`build --executor grpc://…`).
+
+The build directory is staged here exactly as for a local build (sources laid
+out, patches applied), then sent as one Action whose input root is the whole
+file system the build sees locally:
+
+    /                 the environment's tree (a bootstrap recipe: its own sources),
+                      but for the names the sandbox makes (build, deps, dev, proc, tmp)
+    /build/src        the patched source tree        /build/out, home, tmp  empty
+    /build/.lwrecipe/script.sh                       the recipe's script
+    /deps/<name>      each dependency's output       /tmp                   empty
+
+The Command runs the script as a local build does (`bash -euo pipefail`, in
+/build/src, stderr into stdout so the log reads as locally) with the same
+variables, in working directory `build` with `out` its output directory;
+platform properties ask for Linux on x86-64 as uid/gid 1000 with no network.
+The result is checked as a local build's output is: the tree is written back
+from CAS (every blob checked), its hard links restored from a list the Command
+makes, and packed here, so its output id is computed from what came back. The
+log is kept as any build's. A recipe on host tools has nothing pinned to send
+and builds here (engine.py decides).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..errors import BuildFailed, StoreError
+from ..files import remove_tree
+from ..inputs.sources import Fetch
+from ..remote.execution import Executor, InputTree
+from ..store.outputs import pack, put_log
+from ..store.store import SANDBOXED, Store
+from .builder import BuildOptions, keep, keep_failed, keep_log, log_tail, make_record, stage
+from .plan import Planned
+from .sandbox import BUILD_USER, CONTROL, RESERVED_ROOTS, Layout, environment, require_sandbox
+
+LINKS = f"{CONTROL}/links"  # in the working directory: the output's hard links, as `<inode> <path>\0`
+_COMMAND = (
+    "exec 2>&1\n"
+    "cd /build/src || exit\n"
+    "unset OLDPWD SHLVL\n"  # the script sees the variables of a local build, not this shell's
+    "/bin/bash -euo pipefail /build/.lwrecipe/script.sh\n"
+    "status=$?\n"
+    "if [ -d /build/out ] && [ ! -L /build/out ] && command -v find >/dev/null; then\n"
+    "  cd /build && find out -type f -links +1 -printf '%i %P\\0' > /build/" + LINKS + "\n"
+    "fi\n"
+    "exit $status\n")
+
+
+def platform(re: Any) -> Any:
+    _, uid, gid = BUILD_USER
+    properties = {"ISA": "x86-64", "OSFamily": "linux", "unixGID": str(gid), "unixUID": str(uid)}
+    return re.Platform(properties=[re.Platform.Property(name=k, value=v) for k, v in sorted(properties.items())])
+
+
+def build_remote(store: Store, executor: Executor, frozen: dict[Path, Any], item: Planned, fetched: Fetch,
+                 deps: dict[str, Path], opts: BuildOptions, log_dir: Path, keep_record: bool = True,
+                 substituted: dict[str, dict[str, str]] | None = None,
+                 on_stage: Callable[[str], None] = lambda stage: None) -> dict[str, Any]:
+    """Build `item` on the executor and store its output and record here; as
+    builder.build_one does for a local build."""
+    assert item.key is not None
+    recipe = item.recipe
+    started = time.time()
+    bwrap = require_sandbox(False)  # patches for a build on an environment are applied in it, here
+    store.ensure()
+    top = Path(tempfile.mkdtemp(dir=store.root / "tmp", prefix=f"remote-{recipe.name}-"))
+    layout = Layout(top)
+    kept_tree = False
+    try:
+        job = stage(item, fetched, deps, layout, bwrap, opts.jobs)
+        assert job.root is not None, "engine.py builds recipes on host tools here"
+        re = executor.re
+        tree = InputTree(re, frozen)
+        work = {name: layout.work / name for name in os.listdir(layout.work)}
+        node = {"build": {**work, CONTROL: {"script.sh": job.script.encode()}},
+                "deps": {name: path for name, path in sorted(job.deps.items())},
+                "tmp": {}}
+        root = tree.root(node, base=job.root, exclude=RESERVED_ROOTS)
+        command = re.Command(
+            arguments=["/bin/bash", "-c", _COMMAND],
+            environment_variables=[re.Command.EnvironmentVariable(name=k, value=v)
+                                   for k, v in sorted(environment(job, True).items())],
+            output_files=[LINKS], output_directories=["out"], output_paths=sorted(["out", LINKS]),
+            working_directory="build",
+            platform=platform(re))
+        command_digest = tree.digest(command.SerializeToString(deterministic=True))
+        action = re.Action(command_digest=command_digest, input_root_digest=root, do_not_cache=False,
+                           platform=platform(re))
+        action_digest = tree.digest(action.SerializeToString(deterministic=True))
+        on_stage("uploading")
+        executor.upload(tree, [command_digest, action_digest])
+        response = executor.execute(action_digest, on_stage)
+        result = response.result
+        text = _log(executor, result)
+        if opts.on_output is not None:
+            for line in text.decode(errors="replace").splitlines():
+                opts.on_output(recipe.name, line)
+        worker = result.execution_metadata.worker
+        where = f" on {executor.name}" + (f" (worker {worker})" if worker else "")
+        if result.exit_code != 0:
+            kept = keep_log(text, log_dir, recipe.name)
+            why = f"build script exited with status {result.exit_code}{where}"
+            if opts.keep_failed:
+                why += f"; the build directory it was sent from is kept in {keep_failed(store, top, recipe.name)}"
+                kept_tree = True
+            raise BuildFailed(recipe.name, why, str(kept), log_tail(text))
+        (log_dir / f"{recipe.name}.log").unlink(missing_ok=True)
+        out = _output(executor, result, top / "returned", recipe.name)
+        packed = pack(store, out, recipe.doc.build.source_date_epoch)
+        record = make_record(item, packed, put_log(store, text), SANDBOXED, started, opts, substituted, executor={
+            "url": executor.backend.spec.url, "action": f"{action_digest.hash}/{action_digest.size_bytes}",
+            "worker": worker, "cached_result": response.cached_result})
+        if keep_record:
+            keep(store, item, record, opts)
+        return record
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise StoreError(f"{recipe.name}: cannot write the build or its output: {exc.strerror or exc}{where}") from None
+    finally:
+        if not kept_tree:
+            remove_tree(top)
+
+
+def _log(executor: Executor, result: Any) -> bytes:
+    out = result.stdout_raw or (executor.read(result.stdout_digest) if result.HasField("stdout_digest") else b"")
+    err = result.stderr_raw or (executor.read(result.stderr_digest) if result.HasField("stderr_digest") else b"")
+    return bytes(out) + bytes(err)
+
+
+def _output(executor: Executor, result: Any, dest: Path, recipe: str) -> Path:
+    """The output directory the result names, written into `dest`, hard links as built."""
+    dirs = [d for d in result.output_directories if d.path == "out"]
+    if not dirs:
+        if any(s.path == "out" for s in [*result.output_symlinks, *result.output_directory_symlinks]):
+            raise BuildFailed(recipe, "the output /build/out is not a directory (a symlink); refused")
+        raise BuildFailed(recipe, "the output /build/out was removed by the build")
+    executor.materialise(dirs[0].tree_digest, dest)
+    links = next((f for f in result.output_files if f.path == LINKS), None)
+    if links is not None:
+        _relink(dest, executor.read(links.digest), recipe)
+    return dest
+
+
+def _relink(root: Path, listing: bytes, recipe: str) -> None:
+    """Make the files the build had hard-linked one file again: the first path in
+    byte order stays, the others become links to it (as the archive stores them)."""
+    groups: dict[str, list[str]] = {}
+    for entry in listing.split(b"\0"):
+        if entry:
+            inode, _, rel = entry.decode("utf-8", "surrogateescape").partition(" ")
+            groups.setdefault(inode, []).append(rel)
+    for paths in groups.values():
+        paths.sort(key=os.fsencode)
+        first = root / paths[0]
+        for rel in paths[1:]:
+            path = root / rel
+            if ".." in Path(rel).parts or not path.is_file() or path.is_symlink():
+                raise BuildFailed(recipe, f"the executor's list of hard links names {shlex.quote(rel)}, "
+                                          "which is not a file of the output; refused")
+            path.unlink()
+            os.link(first, path)
