@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 packages=(
-  bubblewrap patch git cpio gzip bzip2 xz-utils zstd curl nginx-light libnginx-mod-http-dav-ext ca-certificates
+  bubblewrap patch git cpio gzip bzip2 xz-utils zstd curl nginx-light libnginx-mod-http-dav-ext ca-certificates postgresql
   clang-16 lld-16 llvm-16 nodejs chromium
   make gcc g++ cmake ninja-build python3 python3-venv perl flex bison bc rsync
 )

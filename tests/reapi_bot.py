@@ -56,7 +56,7 @@ class Bot:
 
     def serve(self) -> None:
         session = self.bots.CreateBotSession(bots.CreateBotSessionRequest(
-            parent=self.args.instance, bot_session=self.session()), timeout=POLL_SECONDS)
+            parent=self.args.instance, bot_session=self.session()), timeout=4)
         print(f"bot {self.args.name}: session {session.name}", flush=True)
         self._take(session)
         while not self.stopping.is_set():
@@ -84,7 +84,13 @@ class Bot:
             proc.kill()
 
     def _take(self, session: bots.BotSession) -> None:
-        """Start what the server assigned; stop what it cancelled."""
+        """Start what the server assigned; stop what it cancelled (BuildGrid drops a
+        cancelled job's lease from the session rather than marking it)."""
+        assigned = {lease.id for lease in session.leases}
+        with self.lock:
+            gone = [lease_id for lease_id in self.running if lease_id not in assigned]
+        for lease_id in gone:
+            self._cancel(lease_id)
         for lease in session.leases:
             if lease.state in (bots.LeaseState.PENDING, bots.LeaseState.ACTIVE) and lease.id not in self.started:
                 lease.state = bots.LeaseState.ACTIVE
@@ -145,6 +151,7 @@ class Bot:
                                        f"{output.decode(errors='replace')[-2000:]}")
                 result = re.ActionResult()
                 result.ParseFromString(result_file.read_bytes())
+                result.execution_metadata.worker = self.args.name  # as buildbox-worker names itself
                 code = code_pb2.OK
                 print(f"bot {self.args.name}: lease {lease_id} exit code {result.exit_code}", flush=True)
         except Exception as exc:  # reported on the lease: the client sees why

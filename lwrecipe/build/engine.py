@@ -64,7 +64,7 @@ class Engine:
     planned: dict[str, Planned] = field(default_factory=dict)
     checked: set[str] = field(default_factory=set)
     executor: Executor | None = None  # builds on pinned roots run there (build --executor)
-    frozen: dict[Path, Any] = field(default_factory=dict)  # environments hashed for the executor, once per run
+    frozen: dict[Any, Any] = field(default_factory=dict)  # environments hashed for the executor, once per run
 
     def usable_record(self, key: Sha256) -> dict[str, Any] | None:
         record = self.store.read_record(key)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import stat
 import tempfile
 import time
 from collections.abc import Callable
@@ -42,8 +43,13 @@ from .plan import Planned
 from .sandbox import BUILD_USER, CONTROL, RESERVED_ROOTS, Layout, environment, require_sandbox
 
 LINKS = f"{CONTROL}/links"  # in the working directory: the output's hard links, as `<inode> <path>\0`
+INPUT_LINKS = f"{CONTROL}/input-links"  # the input's hard links, as `<path>\0<path to link to it>\0`
 _COMMAND = (
     "exec 2>&1\n"
+    # CAS has no hard links: those of the sources, dependencies and environment are made again
+    "while IFS= read -r -d '' first && IFS= read -r -d '' other; do\n"
+    "  ln -f -- \"$first\" \"$other\" || exit\n"
+    "done < /build/" + INPUT_LINKS + "\n"
     "cd /build/src || exit\n"
     "unset OLDPWD SHLVL\n"  # the script sees the variables of a local build, not this shell's
     "/bin/bash -euo pipefail /build/.lwrecipe/script.sh\n"
@@ -60,7 +66,7 @@ def platform(re: Any) -> Any:
     return re.Platform(properties=[re.Platform.Property(name=k, value=v) for k, v in sorted(properties.items())])
 
 
-def build_remote(store: Store, executor: Executor, frozen: dict[Path, Any], item: Planned, fetched: Fetch,
+def build_remote(store: Store, executor: Executor, frozen: dict[Any, Any], item: Planned, fetched: Fetch,
                  deps: dict[str, Path], opts: BuildOptions, log_dir: Path, keep_record: bool = True,
                  substituted: dict[str, dict[str, str]] | None = None,
                  on_stage: Callable[[str], None] = lambda stage: None) -> dict[str, Any]:
@@ -80,7 +86,13 @@ def build_remote(store: Store, executor: Executor, frozen: dict[Path, Any], item
         re = executor.re
         tree = InputTree(re, frozen)
         work = {name: layout.work / name for name in os.listdir(layout.work)}
-        node = {"build": {**work, CONTROL: {"script.sh": job.script.encode()}},
+        links = _hard_links(layout.src, "/build/src") + [
+            pair for name, path in sorted(job.deps.items()) for pair in _hard_links(path, f"/deps/{name}")]
+        if (job.root, "links") not in frozen:
+            frozen[(job.root, "links")] = _hard_links(job.root, "", exclude=RESERVED_ROOTS)
+        links += frozen[(job.root, "links")]
+        node = {"build": {**work, CONTROL: {"script.sh": job.script.encode(),
+                                            "input-links": b"".join(os.fsencode(p) + b"\0" for p in links)}},
                 "deps": {name: path for name, path in sorted(job.deps.items())},
                 "tmp": {}}
         root = tree.root(node, base=job.root, exclude=RESERVED_ROOTS)
@@ -147,6 +159,26 @@ def _output(executor: Executor, result: Any, dest: Path, recipe: str) -> Path:
     if links is not None:
         _relink(dest, executor.read(links.digest), recipe)
     return dest
+
+
+def _hard_links(root: Path, inside: str, exclude: tuple[str, ...] = ()) -> list[str]:
+    """The files of `root` that are one file under several names, as pairs of paths
+    (where `root` is at `inside`): the first in byte order, then each other name."""
+    groups: dict[tuple[int, int], list[str]] = {}
+    for top, dirs, files in os.walk(root):
+        if top == str(root):
+            dirs[:] = [d for d in dirs if d not in exclude]
+        for name in files:
+            path = os.path.join(top, name)
+            st = os.lstat(path)
+            if st.st_nlink > 1 and stat.S_ISREG(st.st_mode):
+                groups.setdefault((st.st_dev, st.st_ino), []).append(os.path.relpath(path, root))
+    pairs = []
+    for names in groups.values():
+        names.sort(key=os.fsencode)
+        for other in names[1:]:
+            pairs += [f"{inside}/{names[0]}", f"{inside}/{other}"]
+    return pairs
 
 
 def _relink(root: Path, listing: bytes, recipe: str) -> None:
