@@ -17,11 +17,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import env, fetch, plan, reapi, sbom, store, transfer, userland  # noqa: E402
+from bench import env, execution, fetch, plan, reapi, sbom, store, transfer, userland  # noqa: E402
 from bench.common import report  # noqa: E402
 
 SUITES = {"fetch": fetch, "store": store, "plan": plan, "transfer": transfer, "env": env, "userland": userland,
-          "sbom": sbom, "reapi": reapi}
+          "sbom": sbom, "reapi": reapi, "execution": execution}
 
 
 def main(names: list[str]) -> int:

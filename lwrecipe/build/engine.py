@@ -254,7 +254,8 @@ class Engine:
             if self.executor is not None and item.recipe.pinned_root:
                 return build_remote(self.store, self.executor, self.frozen, item, fetched, deps, self.options, logs,
                                     keep_record=keep_record, substituted=substituted,
-                                    on_stage=lambda stage: self.on_event(item.name, stage))
+                                    on_stage=lambda stage: self.on_event(item.name, stage),
+                                    fresh=self.rebuild or item.name in self.checked)
             if self.executor is not None:
                 self.warn(f"{item.name}: built here: a recipe on host tools has no pinned root file system "
                           f"to send to {self.executor.name}")

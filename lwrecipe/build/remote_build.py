@@ -69,9 +69,10 @@ def platform(re: Any) -> Any:
 def build_remote(store: Store, executor: Executor, frozen: dict[Any, Any], item: Planned, fetched: Fetch,
                  deps: dict[str, Path], opts: BuildOptions, log_dir: Path, keep_record: bool = True,
                  substituted: dict[str, dict[str, str]] | None = None,
-                 on_stage: Callable[[str], None] = lambda stage: None) -> dict[str, Any]:
+                 on_stage: Callable[[str], None] = lambda stage: None, fresh: bool = False) -> dict[str, Any]:
     """Build `item` on the executor and store its output and record here; as
-    builder.build_one does for a local build."""
+    builder.build_one does for a local build. `fresh` (--rebuild, --check): the
+    server's action cache is not asked, the Action really runs again."""
     assert item.key is not None
     recipe = item.recipe
     started = time.time()
@@ -109,7 +110,7 @@ def build_remote(store: Store, executor: Executor, frozen: dict[Any, Any], item:
         action_digest = tree.digest(action.SerializeToString(deterministic=True))
         on_stage("uploading")
         executor.upload(tree, [command_digest, action_digest])
-        response = executor.execute(action_digest, on_stage)
+        response = executor.execute(action_digest, on_stage, fresh=fresh)
         result = response.result
         text = _log(executor, result)
         if opts.on_output is not None:

@@ -260,10 +260,12 @@ class Executor:
 
     # -- execution -------------------------------------------------------------------------------------------
 
-    def execute(self, action_digest: Any, on_stage: Callable[[str], None] = lambda stage: None) -> Any:
-        """Run the Action; the ExecuteResponse once its operation is done."""
+    def execute(self, action_digest: Any, on_stage: Callable[[str], None] = lambda stage: None,
+                fresh: bool = False) -> Any:
+        """Run the Action; the ExecuteResponse once its operation is done. `fresh`:
+        really run it, never answer from the server's action cache."""
         request = self.re.ExecuteRequest(instance_name=self.backend.instance, action_digest=action_digest,
-                                         skip_cache_lookup=False)
+                                         skip_cache_lookup=fresh)
         name = ""
         call = None
         for _ in range(5):  # a broken stream is picked up again with WaitExecution

@@ -97,6 +97,11 @@ def test_a_graph_builds_remotely_with_the_same_output_ids_as_here(project, env_s
     # built once: a second run is cached, nothing is sent
     again = remote_build(project, remote, env_store, url, "top")
     assert again.code == 0 and "0 built, 3 cached" in again.err, again.err
+    # --check really runs the Action again: the server's action cache would only repeat itself
+    mark = len(bot_log.read_text())
+    check = remote_build(project, remote, env_store, url, "--check", "base")
+    assert check.code == 0 and "base             checked" in check.err, check.err
+    assert re.search(r"lease \S+ running", bot_log.read_text()[mark:])
 
 
 def test_a_failing_remote_build_reports_its_log(project, env_store, farm, tmp_path) -> None:
