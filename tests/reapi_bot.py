@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -134,11 +135,15 @@ class Bot:
                 raise RuntimeError(f"lease payload is {payload.type_url}, not an Action")
             with tempfile.TemporaryDirectory(dir=self.args.work, prefix="lease-") as tmp:
                 action_file, result_file = Path(tmp) / "action", Path(tmp) / "result"
+                (Path(tmp) / "stage").mkdir()  # the runner stages into an empty directory
                 action_file.write_bytes(action.SerializeToString())
-                argv = [self.args.runner, f"--remote={self.args.remote.replace('grpc://', 'http://')}",
-                        f"--instance={self.args.instance}", "--disable-localcas",
-                        f"--action={action_file}", f"--action-result={result_file}",
-                        f"--workspace-path={tmp}", "--log-level=warning"]
+                if self.args.casd:  # inputs staged from the worker's local CAS, outputs sent through it
+                    cas = [f"--remote=unix:{self.args.casd}/casd.sock"]
+                else:
+                    cas = [f"--remote={self.args.remote.replace('grpc://', 'http://')}",
+                           f"--instance={self.args.instance}", "--disable-localcas"]
+                argv = [self.args.runner, *cas, f"--action={action_file}", f"--action-result={result_file}",
+                        f"--workspace-path={Path(tmp) / 'stage'}", "--log-level=warning"]
                 print(f"bot {self.args.name}: lease {lease_id} running", flush=True)
                 with self.lock:
                     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -170,11 +175,27 @@ def main() -> int:
     parser.add_argument("--work", required=True)
     parser.add_argument("--capacity", type=int, default=1)
     parser.add_argument("--name", default=f"lwrecipe-test-bot-{uuid.uuid4().hex[:8]}")
+    parser.add_argument("--casd", metavar="DIR",
+                        help="run buildbox-casd (beside the runner) in DIR as this worker's CAS cache")
     args = parser.parse_args()
     os.makedirs(args.work, exist_ok=True)
+    casd = None
+    if args.casd:
+        casd = subprocess.Popen([str(Path(args.runner).with_name("buildbox-casd")),
+                                 f"--cas-remote={args.remote.replace('grpc://', 'http://')}",
+                                 f"--cas-instance={args.instance}", "--log-level=warning", args.casd])
+        while not Path(args.casd, "casd.sock").exists():
+            if casd.poll() is not None:
+                raise SystemExit(f"buildbox-casd exited with {casd.returncode}")
+            time.sleep(0.05)
     bot = Bot(args)
     signal.signal(signal.SIGTERM, lambda *_: bot.stopping.set())
-    bot.serve()
+    try:
+        bot.serve()
+    finally:
+        if casd is not None:
+            casd.terminate()
+            casd.wait()
     return 0
 
 

@@ -685,8 +685,9 @@ def buildbox_run() -> Path:
 
 
 @contextmanager
-def reapi_bot(url: str, work: Path, capacity: int = 2, name: str = "bot") -> Iterator[Path]:
-    """tests/reapi_bot.py serving BuildGrid at `url`; yields its log."""
+def reapi_bot(url: str, work: Path, capacity: int = 2, name: str = "bot", casd: bool = True) -> Iterator[Path]:
+    """tests/reapi_bot.py serving BuildGrid at `url` (with buildbox-casd as its
+    local CAS cache, as a farm's workers run, unless casd is False); yields its log."""
     import sys
 
     server, _, instance = url.removeprefix("grpc://").partition("/")
@@ -695,7 +696,8 @@ def reapi_bot(url: str, work: Path, capacity: int = 2, name: str = "bot") -> Ite
     with log_path.open("w") as log:
         bot = subprocess.Popen([sys.executable, str(Path(__file__).parent / "reapi_bot.py"), "--remote",
                                 f"grpc://{server}", "--instance", instance, "--runner", str(buildbox_run()),
-                                "--work", str(work), "--capacity", str(capacity), "--name", name],
+                                "--work", str(work), "--capacity", str(capacity), "--name", name,
+                                *(["--casd", str(work.parent / f"{work.name}-casd")] if casd else [])],
                                stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while "session" not in log_path.read_text():
