@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,9 +39,12 @@ license = "MIT"
 environment = "buildenv"
 script = '''
 date +%s.%N > "$LW_OUT/started"
-: run {n}
+: run {n} of {token}
 '''
 """
+
+
+TOKEN = uuid.uuid4().hex  # no run of this bench finds an earlier one's build cached
 
 
 def lwrecipe(*args: str, cwd: Path) -> None:
@@ -49,7 +53,7 @@ def lwrecipe(*args: str, cwd: Path) -> None:
 
 def to_first_script(project: Path, store: Path, n: int, *args: str) -> float:
     """Seconds from starting `lwrecipe build` to the build script running."""
-    (project / "recipes" / "probe.toml").write_text(RECIPE.format(n=n))
+    (project / "recipes" / "probe.toml").write_text(RECIPE.format(n=n, token=TOKEN))
     settle()
     start = time.time()
     lwrecipe("--cache", str(store), "build", *args, "probe", cwd=project)

@@ -104,7 +104,8 @@ def statement(record: dict[str, Any], recipe: Recipe | None = None, builder: str
     internal = Struct()
     internal.update({"platform": inputs["platform"], "source_date_epoch": inputs["source_date_epoch"],
                      "sandbox": record["sandbox"], "script": inputs["script"], "env": inputs["env"],
-                     **({"substituted": record["substituted"]} if record.get("substituted") else {})})
+                     **({"substituted": record["substituted"]} if record.get("substituted") else {}),
+                     **({"executor": record["executor"]} if record.get("executor") else {})})
     started = datetime.strptime(record["started"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
     metadata = slsa.BuildMetadata(invocation_id=record["key"])
     metadata.started_on.FromDatetime(started)

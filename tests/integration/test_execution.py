@@ -6,6 +6,7 @@ packages), which the input root carries."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -91,6 +92,12 @@ def test_a_graph_builds_remotely_with_the_same_output_ids_as_here(project, env_s
     assert (out / "net").read_text() == "offline\n"
     assert (out / "file").stat().st_ino == (out / "hard").stat().st_ino  # restored as the build left them
     assert (out / "soft").is_symlink() and (out / "tool").stat().st_mode & 0o111 and (out / "empty").is_dir()
+    # the provenance says where it was built
+    assert run_subprocess("--cache", str(remote), "provenance", "top", "--out", str(tmp_path / "p.json"),
+                          cwd=project.root).code == 0
+    envelope = json.loads((tmp_path / "p.json").read_text())
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    assert statement["predicate"]["buildDefinition"]["internalParameters"]["executor"]["url"] == url
     # the log is kept as a local build's
     log = run_subprocess("--cache", str(remote), "log", "base", cwd=project.root)
     assert "base built" in log.out, log.err
