@@ -40,7 +40,7 @@ from ..store.outputs import pack, put_log
 from ..store.store import SANDBOXED, Store
 from .builder import BuildOptions, keep, keep_failed, keep_log, log_tail, make_record, stage
 from .plan import Planned
-from .sandbox import BUILD_USER, CONTROL, RESERVED_ROOTS, Layout, environment, require_sandbox
+from .sandbox import BUILD_USER, CONTROL, RESERVED_ROOTS, Job, Layout, environment, require_sandbox
 
 LINKS = f"{CONTROL}/links"  # in the working directory: the output's hard links, as `<inode> <path>\0`
 INPUT_LINKS = f"{CONTROL}/input-links"  # the input's hard links, as `<path>\0<path to link to it>\0`
@@ -60,10 +60,12 @@ _COMMAND = (
     "exit $status\n")
 
 
-def platform(re: Any) -> Any:
+def platform(protos: Any) -> Any:
+    """What the worker's sandbox must be: Linux on x86-64, the build user, no network."""
     _, uid, gid = BUILD_USER
     properties = {"ISA": "x86-64", "OSFamily": "linux", "unixGID": str(gid), "unixUID": str(uid)}
-    return re.Platform(properties=[re.Platform.Property(name=k, value=v) for k, v in sorted(properties.items())])
+    return protos.Platform(properties=[protos.Platform.Property(name=k, value=v)
+                                       for k, v in sorted(properties.items())])
 
 
 def build_remote(store: Store, executor: Executor, frozen: dict[Any, Any], item: Planned, fetched: Fetch,
@@ -84,32 +86,9 @@ def build_remote(store: Store, executor: Executor, frozen: dict[Any, Any], item:
     try:
         job = stage(item, fetched, deps, layout, bwrap, opts.jobs)
         assert job.root is not None, "engine.py builds recipes on host tools here"
-        re = executor.re
-        tree = InputTree(re, frozen)
-        work = {name: layout.work / name for name in os.listdir(layout.work)}
-        links = _hard_links(layout.src, "/build/src") + [
-            pair for name, path in sorted(job.deps.items()) for pair in _hard_links(path, f"/deps/{name}")]
-        if (job.root, "links") not in frozen:
-            frozen[(job.root, "links")] = _hard_links(job.root, "", exclude=RESERVED_ROOTS)
-        links += frozen[(job.root, "links")]
-        node = {"build": {**work, CONTROL: {"script.sh": job.script.encode(),
-                                            "input-links": b"".join(os.fsencode(p) + b"\0" for p in links)}},
-                "deps": {name: path for name, path in sorted(job.deps.items())},
-                "tmp": {}}
-        root = tree.root(node, base=job.root, exclude=RESERVED_ROOTS)
-        command = re.Command(
-            arguments=["/bin/bash", "-c", _COMMAND],
-            environment_variables=[re.Command.EnvironmentVariable(name=k, value=v)
-                                   for k, v in sorted(environment(job, True).items())],
-            output_files=[LINKS], output_directories=["out"], output_paths=sorted(["out", LINKS]),
-            working_directory="build",
-            platform=platform(re))
-        command_digest = tree.digest(command.SerializeToString(deterministic=True))
-        action = re.Action(command_digest=command_digest, input_root_digest=root, do_not_cache=False,
-                           platform=platform(re))
-        action_digest = tree.digest(action.SerializeToString(deterministic=True))
+        tree, action_digest = _action(executor, frozen, job, layout)
         on_stage("uploading")
-        executor.upload(tree, [command_digest, action_digest])
+        executor.upload(tree)
         response = executor.execute(action_digest, on_stage, fresh=fresh)
         result = response.result
         text = _log(executor, result)
@@ -140,6 +119,33 @@ def build_remote(store: Store, executor: Executor, frozen: dict[Any, Any], item:
     finally:
         if not kept_tree:
             remove_tree(top)
+
+
+def _action(executor: Executor, frozen: dict[Any, Any], job: Job, layout: Layout) -> tuple[InputTree, Any]:
+    """The Action of the staged build, and the tree of every blob it names."""
+    protos = executor.re
+    tree = InputTree(protos, frozen)
+    links = _hard_links(layout.src, "/build/src") + [
+        pair for name, path in sorted(job.deps.items()) for pair in _hard_links(path, f"/deps/{name}")]
+    if (job.root, "links") not in frozen:
+        frozen[(job.root, "links")] = _hard_links(job.root, "", exclude=RESERVED_ROOTS)  # type: ignore[arg-type]
+    links += frozen[(job.root, "links")]
+    work = {name: layout.work / name for name in os.listdir(layout.work)}
+    node = {"build": {**work, CONTROL: {"script.sh": job.script.encode(),
+                                        "input-links": b"".join(os.fsencode(p) + b"\0" for p in links)}},
+            "deps": {name: path for name, path in sorted(job.deps.items())},
+            "tmp": {}}
+    root = tree.root(node, base=job.root, exclude=RESERVED_ROOTS)
+    command = protos.Command(
+        arguments=["/bin/bash", "-c", _COMMAND],
+        environment_variables=[protos.Command.EnvironmentVariable(name=k, value=v)
+                               for k, v in sorted(environment(job, True).items())],
+        output_files=[LINKS], output_directories=["out"], output_paths=sorted(["out", LINKS]),
+        working_directory="build", platform=platform(protos))
+    command_digest = tree.digest(command.SerializeToString(deterministic=True))
+    action = protos.Action(command_digest=command_digest, input_root_digest=root, do_not_cache=False,
+                           platform=platform(protos))
+    return tree, tree.digest(action.SerializeToString(deterministic=True))
 
 
 def _log(executor: Executor, result: Any) -> bytes:
@@ -190,13 +196,19 @@ def _relink(root: Path, listing: bytes, recipe: str) -> None:
         if entry:
             inode, _, rel = entry.decode("utf-8", "surrogateescape").partition(" ")
             groups.setdefault(inode, []).append(rel)
+    real_root = os.path.realpath(root)
     for paths in groups.values():
+        if len(paths) < 2:
+            continue
         paths.sort(key=os.fsencode)
-        first = root / paths[0]
-        for rel in paths[1:]:
+        for rel in paths:
             path = root / rel
-            if ".." in Path(rel).parts or not path.is_file() or path.is_symlink():
+            # a file of the tree itself: no `..`, and no symlink on the way (it could lead out of the tree)
+            if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts \
+                    or os.path.realpath(path) != os.path.join(real_root, rel) \
+                    or not path.is_file():
                 raise BuildFailed(recipe, f"the executor's list of hard links names {shlex.quote(rel)}, "
                                           "which is not a file of the output; refused")
-            path.unlink()
-            os.link(first, path)
+        for rel in paths[1:]:
+            (root / rel).unlink()
+            os.link(root / paths[0], root / rel)

@@ -177,14 +177,10 @@ class Executor:
 
     # -- CAS -------------------------------------------------------------------------------------------------
 
-    def upload(self, tree: InputTree, digests: list[Any]) -> int:
-        """Send every blob of `tree` the server lacks (and the extra messages given by
-        digest, already in tree.blobs). Returns the bytes sent."""
-        wanted = {d.hash: d for d in digests}
-        for sha, (size, _) in tree.blobs.items():
-            wanted.setdefault(sha, self.re.Digest(hash=sha, size_bytes=size))
+    def upload(self, tree: InputTree) -> int:
+        """Send every blob of `tree` the server lacks; returns the bytes sent."""
         missing: list[str] = []
-        items = list(wanted.values())
+        items = [self.re.Digest(hash=sha, size_bytes=size) for sha, (size, _) in tree.blobs.items()]
         for start in range(0, len(items), FIND_MISSING):
             missing += sorted(self.backend._missing(items[start:start + FIND_MISSING]))
         sent = 0
