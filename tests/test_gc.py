@@ -104,6 +104,9 @@ def test_an_unpacked_environment_goes_with_the_last_record_of_its_output(tmp_pat
     for output in (old, kept):
         (store.root / "envs" / output / "usr" / "bin").mkdir(parents=True)
         (store.root / "envs" / output / "usr" / "bin" / "sh").write_text("#!\n")
+        (store.root / "merkle").mkdir(exist_ok=True)
+        (store.root / "merkle" / output).write_bytes(b"its Merkle tree, kept by build --executor")
     assert collect(store, None, 7, dry_run=True).removed and (store.root / "envs" / old).is_dir()
     collect(store, None, 7)
     assert sorted(p.name for p in (store.root / "envs").iterdir()) == [kept]
+    assert sorted(p.name for p in (store.root / "merkle").iterdir()) == [kept]

@@ -36,7 +36,7 @@ from ..errors import BuildFailed, StoreError
 from ..files import remove_tree
 from ..inputs.sources import Fetch
 from ..remote.execution import Executor, InputTree
-from ..store.outputs import pack, put_log
+from ..store.outputs import MERKLE, SHARED, pack, put_log
 from ..store.store import SANDBOXED, Store
 from .builder import BuildOptions, keep, keep_failed, keep_log, log_tail, make_record, stage
 from .plan import Planned
@@ -86,7 +86,8 @@ def build_remote(store: Store, executor: Executor, frozen: dict[Any, Any], item:
     try:
         job = stage(item, fetched, deps, layout, bwrap, opts.jobs)
         assert job.root is not None, "engine.py builds recipes on host tools here"
-        tree, action_digest = _action(executor, frozen, job, layout)
+        saved = store.root / MERKLE / job.root.name if job.root.parent == store.root / SHARED else None
+        tree, action_digest = _action(executor, frozen, job, layout, saved)
         on_stage("uploading")
         executor.upload(tree)
         response = executor.execute(action_digest, on_stage, fresh=fresh)
@@ -121,8 +122,10 @@ def build_remote(store: Store, executor: Executor, frozen: dict[Any, Any], item:
             remove_tree(top)
 
 
-def _action(executor: Executor, frozen: dict[Any, Any], job: Job, layout: Layout) -> tuple[InputTree, Any]:
-    """The Action of the staged build, and the tree of every blob it names."""
+def _action(executor: Executor, frozen: dict[Any, Any], job: Job, layout: Layout,
+            saved: Path | None) -> tuple[InputTree, Any]:
+    """The Action of the staged build, and the tree of every blob it names (`saved`:
+    where the environment's Merkle tree is kept between runs)."""
     protos = executor.re
     tree = InputTree(protos, frozen)
     links = _hard_links(layout.src, "/build/src") + [
@@ -135,7 +138,8 @@ def _action(executor: Executor, frozen: dict[Any, Any], job: Job, layout: Layout
                                         "input-links": b"".join(os.fsencode(p) + b"\0" for p in links)}},
             "deps": {name: path for name, path in sorted(job.deps.items())},
             "tmp": {}}
-    root = tree.root(node, base=job.root, exclude=RESERVED_ROOTS)
+    assert job.root is not None
+    root = tree.root(node, base=job.root, exclude=RESERVED_ROOTS, saved=saved)
     command = protos.Command(
         arguments=["/bin/bash", "-c", _COMMAND],
         environment_variables=[protos.Command.EnvironmentVariable(name=k, value=v)

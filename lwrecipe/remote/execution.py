@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from ..errors import IntegrityError, RemoteError
+from ..files import replace_text
 from .reapi import BATCH, ReapiBackend
 
 Node = Union[Path, bytes, dict[str, "Node"]]
@@ -36,6 +37,7 @@ Node = Union[Path, bytes, dict[str, "Node"]]
 bytes of a file, or a synthetic directory of named nodes."""
 
 FIND_MISSING = 5000  # digests per FindMissingBlobs request
+SAVED_FORMAT = b"lwrecipe-merkle-1\n"  # then a REAPI Tree: a frozen tree's Merkle tree kept between runs
 HASH_THREADS = 4
 
 
@@ -55,13 +57,15 @@ class InputTree:
         self.blobs.setdefault(sha, (len(data), data))
         return self.re.Digest(hash=sha, size_bytes=len(data))
 
-    def root(self, node: dict[str, Node], base: Path | None = None, exclude: tuple[str, ...] = ()) -> Any:
+    def root(self, node: dict[str, Node], base: Path | None = None, exclude: tuple[str, ...] = (),
+             saved: Path | None = None) -> Any:
         """The root Directory's digest: `node`, over the top-level entries of the
-        frozen tree `base` but the names in `exclude` and those `node` gives."""
+        frozen tree `base` but the names in `exclude` and those `node` gives.
+        `saved`: where the frozen tree's Merkle tree is kept between runs."""
         self._hash_files(_regular_files(list(_paths(node))))
         directory = self.re.Directory()
         if base is not None:
-            below, blobs = self._frozen(base, exclude)
+            below, blobs = self._frozen(base, exclude, saved)
             self.blobs.update(blobs)
             for kind in ("files", "directories", "symlinks"):
                 getattr(directory, kind).extend(e for e in getattr(below, kind) if e.name not in node)
@@ -73,16 +77,58 @@ class InputTree:
             getattr(directory, kind).extend(ordered)
         return self.digest(directory.SerializeToString(deterministic=True))
 
-    def _frozen(self, base: Path, exclude: tuple[str, ...]) -> tuple[Any, dict[str, tuple[int, Path | bytes]]]:
-        if base not in self.frozen:
+    def _frozen(self, base: Path, exclude: tuple[str, ...],
+                saved: Path | None) -> tuple[Any, dict[str, tuple[int, Path | bytes]]]:
+        if base in self.frozen:
+            return self.frozen[base]
+        found = self._load(base, saved) if saved is not None else None
+        if found is None:
             sub = InputTree(self.re)
             names = [n for n in sorted(os.listdir(base)) if n not in exclude]
             sub._hash_files(_regular_files([base / n for n in names]))
             directory = self.re.Directory()
             for name in names:
                 sub._entry(directory, name, base / name)
-            self.frozen[base] = (directory, sub.blobs)
-        return self.frozen[base]
+            found = (directory, sub.blobs)
+            if saved is not None:  # every Directory below it is among the blobs, as its bytes
+                tree = self.re.Tree(root=directory, children=[
+                    self.re.Directory.FromString(b) for _, b in sub.blobs.values() if isinstance(b, bytes)])
+                replace_text(saved, SAVED_FORMAT + tree.SerializeToString(deterministic=True))
+        self.frozen[base] = found
+        return found
+
+    def _load(self, base: Path, saved: Path) -> tuple[Any, dict[str, tuple[int, Path | bytes]]] | None:
+        """The Merkle tree of `base` as an earlier run saved it (None if there is none
+        or it cannot be read): the tree is the same bytes, so its digests are too."""
+        try:
+            data = saved.read_bytes()
+            if not data.startswith(SAVED_FORMAT):
+                return None
+            tree = self.re.Tree.FromString(data[len(SAVED_FORMAT):])
+        except (OSError, ValueError, self._decode_error()):
+            return None
+        children = {}
+        blobs: dict[str, tuple[int, Path | bytes]] = {}
+        for child in tree.children:
+            raw = child.SerializeToString(deterministic=True)
+            sha = hashlib.sha256(raw).hexdigest()
+            children[sha] = child
+            blobs[sha] = (len(raw), raw)
+
+        def walk(directory: Any, where: Path) -> bool:
+            for node in directory.files:
+                blobs.setdefault(node.digest.hash, (node.digest.size_bytes, where / node.name))
+            for sub in directory.directories:
+                if sub.digest.hash not in children or not walk(children[sub.digest.hash], where / sub.name):
+                    return False
+            return True
+
+        return (tree.root, blobs) if walk(tree.root, base) else None
+
+    def _decode_error(self) -> type[Exception]:
+        from google.protobuf.message import DecodeError
+
+        return DecodeError
 
     def _hash_files(self, paths: Iterator[Path]) -> None:
         """sha256 of every file given, on a few threads (hashlib lets go of the GIL)."""

@@ -20,7 +20,7 @@ from pathlib import Path
 from ..errors import UsageError
 from ..files import remove_tree
 from ..recipes.keys import is_sha256
-from .outputs import SHARED
+from .outputs import MERKLE, SHARED
 from .store import Store
 
 SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -169,6 +169,11 @@ def _drop_unpacked_without_records(store: Store, output_ids: set[str]) -> None:
         for tree in shared.iterdir():
             if tree.name not in output_ids:
                 shutil.rmtree(tree, ignore_errors=True)
+    merkle = store.root / MERKLE  # the Merkle tree remote execution keeps of such an output
+    if merkle.is_dir():
+        for saved in merkle.iterdir():
+            if saved.name not in output_ids:
+                saved.unlink(missing_ok=True)
 
 
 def _drop_facts_without_blobs(store: Store) -> None:

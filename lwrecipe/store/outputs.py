@@ -232,6 +232,7 @@ def _archive_id(path: Path) -> str | None:
 
 
 SHARED = "envs"  # beside cas/ and ac/: outputs unpacked once and shared read-only (build environments)
+MERKLE = "merkle"  # merkle/<output id>: an unpacked environment's REAPI Merkle tree (build --executor)
 
 
 def shared_tree(store: Store, output_id: str) -> Path:

@@ -77,6 +77,17 @@ def test_a_graph_builds_remotely_with_the_same_output_ids_as_here(project, env_s
     first_finished = next(i for i, line in enumerate(events) if " exit code " in line)
     assert first_two_started[1] < first_finished, events
 
+    # The environment's Merkle tree is kept in the store; a later run that reads it
+    # back makes the same Action, which the server's action cache then answers.
+    assert len(list((remote / "merkle").iterdir())) == 1
+    first = record(remote, project, "side")
+    (remote / "ac" / first["key"]).unlink()
+    result = remote_build(project, remote, env_store, url, "side")
+    assert result.code == 0, result.err
+    second = record(remote, project, "side")
+    assert second["executor"]["action"] == first["executor"]["action"] and second["executor"]["cached_result"]
+    assert second["output_id"] == first["output_id"]
+
     local = env_store  # the same recipes built here, in the environment's own store
     result = run_subprocess("--cache", str(local), "build", "top", "side", "hosty", cwd=project.root)
     assert result.code == 0, result.err
@@ -114,8 +125,9 @@ def test_a_graph_builds_remotely_with_the_same_output_ids_as_here(project, env_s
 def test_a_failing_remote_build_reports_its_log(project, env_store, farm, tmp_path) -> None:
     url, _ = farm
     on_env(project, "broken", 'echo "compiling the thing"\necho "error: the thing is broken" >&2\nexit 7')
+    (project.root / "lwrecipe.toml").write_text(f'[[remote]]\nname = "farm"\nurl = "{url}"\n')
     store = tmp_path / "store"
-    result = remote_build(project, store, env_store, url, "broken")
+    result = remote_build(project, store, env_store, "farm", "broken")  # the executor by its remote's name
     assert result.code == 1, result.err
     assert "broken: build script exited with status 7 on " in result.err
     assert "(worker bot)" in result.err
