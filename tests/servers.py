@@ -529,28 +529,14 @@ def buildgrid_server(root: Path, tls: tuple[Path, Path] | None = None) -> Iterat
     channel = ("    insecure-mode: false\n    credentials:\n"
                f"      tls-server-key: {tls[1]}\n      tls-server-cert: {tls[0]}" if tls else "    insecure-mode: true")
     (root / "config.yml").write_text(BUILDGRID_CONFIG.format(port=port, root=root, channel=channel))
-    log = (root / "server.log").open("w")
-    server = subprocess.Popen([bgd(), "server", "start", str(root / "config.yml")], cwd=root, stdout=log,
-                              stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while True:
+    with (root / "server.log").open("w") as log:
+        server = subprocess.Popen([bgd(), "server", "start", str(root / "config.yml")], cwd=root, stdout=log,
+                                  stderr=subprocess.STDOUT)
+        _wait_for_port(port, server, root / "server.log", "BuildGrid")
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                raise RuntimeError(f"BuildGrid did not start: {(root / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.1)
-    try:
-        yield f"{'grpcs' if tls else 'grpc'}://127.0.0.1:{port}/main", root / "cas"
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+            yield f"{'grpcs' if tls else 'grpc'}://127.0.0.1:{port}/main", root / "cas"
+        finally:
+            _stop(server)
 
 
 def _postgres_bin() -> Path:

@@ -77,15 +77,12 @@ def build_one(store: Store, item: Planned, fetched: Fetch, deps: dict[str, Path]
     the --with-recipe stand-ins in its closure, noted in the record (not in the key,
     which already covers every byte of them)."""
     assert item.key is not None and item.inputs is not None
-    recipe, build = item.recipe, item.recipe.doc.build
+    recipe = item.recipe
     started = time.time()
     bwrap = require_sandbox(opts.no_sandbox)
-    store.ensure()
-    top = Path(tempfile.mkdtemp(dir=store.root / "tmp", prefix=f"build-{recipe.name}-"))
-    layout = Layout(top)
-    log = layout.log
-    kept_tree = False
-    try:
+    with build_directory(store, recipe.name, "build") as top:
+        layout = Layout(top)
+        log = layout.log
         job = stage(item, fetched, deps, layout, bwrap, opts.jobs)
         if opts.on_output is None:
             status = run(job, bwrap, log)
@@ -94,25 +91,50 @@ def build_one(store: Store, item: Planned, fetched: Fetch, deps: dict[str, Path]
                 status = run(job, bwrap, log)
         text = read_log(log)
         if status != 0:
-            kept = keep_log(text, log_dir, recipe.name)
-            why = f"build script exited with status {status}"
-            if opts.keep_failed:
-                why += f"; its build directory is kept in {keep_failed(store, top, recipe.name)}"
-                kept_tree = True
-            raise BuildFailed(recipe.name, why, str(kept), log_tail(text))
-        (log_dir / f"{recipe.name}.log").unlink(missing_ok=True)  # an earlier failure's: no longer the last build
-        packed = pack(store, output_dir(recipe.name, layout), build.source_date_epoch)
-        record = make_record(item, packed, put_log(store, text), SANDBOXED if bwrap else "none", started,
-                             opts, substituted)
-        if keep_record:
-            keep(store, item, record, opts)
-        return record
+            raise script_failed(store, top, log_dir, recipe.name, text, f"build script exited with status {status}",
+                                opts)
+        return finish(store, item, output_dir(recipe.name, layout), text, SANDBOXED if bwrap else "none", started,
+                      opts, log_dir, keep_record, substituted)
+
+
+@contextlib.contextmanager
+def build_directory(store: Store, recipe: str, prefix: str) -> Iterator[Path]:
+    """A fresh build directory in the store's tmp/, removed afterwards unless a
+    failure kept it (keep_failed moves it away); a file system error on the way is
+    one StoreError naming the recipe."""
+    store.ensure()
+    top = Path(tempfile.mkdtemp(dir=store.root / "tmp", prefix=f"{prefix}-{recipe}-"))
+    try:
+        yield top
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
-        raise StoreError(f"{recipe.name}: cannot write the build or its output: {exc.strerror or exc}{where}") from None
+        raise StoreError(f"{recipe}: cannot write the build or its output: {exc.strerror or exc}{where}") from None
     finally:
-        if not kept_tree:
+        if top.exists():
             remove_tree(top)
+
+
+def script_failed(store: Store, top: Path, log_dir: Path, recipe: str, text: bytes, why: str,
+                  opts: BuildOptions) -> BuildFailed:
+    """The failure of a build whose script failed: its log kept in log_dir, its
+    directory too with --keep-failed."""
+    kept = keep_log(text, log_dir, recipe)
+    if opts.keep_failed:
+        why += f"; its build directory is kept in {keep_failed(store, top, recipe)}"
+    return BuildFailed(recipe, why, str(kept), log_tail(text))
+
+
+def finish(store: Store, item: Planned, out: Path, text: bytes, sandbox: str, started: float, opts: BuildOptions,
+           log_dir: Path, keep_record: bool, substituted: dict[str, dict[str, str]] | None,
+           executor: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Pack a successful build's output, store it and its log, and make (and,
+    with keep_record, store) its record."""
+    (log_dir / f"{item.name}.log").unlink(missing_ok=True)  # an earlier failure's: no longer the last build
+    packed = pack(store, out, item.recipe.doc.build.source_date_epoch)
+    record = make_record(item, packed, put_log(store, text), sandbox, started, opts, substituted, executor)
+    if keep_record:
+        keep(store, item, record, opts)
+    return record
 
 
 def make_record(item: Planned, packed: Packed, log_blob: Sha256, sandbox: str, started: float, opts: BuildOptions,

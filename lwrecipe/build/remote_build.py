@@ -26,19 +26,17 @@ from __future__ import annotations
 import os
 import shlex
 import stat
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import BuildFailed, StoreError
-from ..files import remove_tree
+from ..errors import BuildFailed
 from ..inputs.sources import Fetch
 from ..remote.execution import Executor, InputTree
-from ..store.outputs import MERKLE, SHARED, pack, put_log
+from ..store.outputs import MERKLE, SHARED
 from ..store.store import SANDBOXED, Store
-from .builder import BuildOptions, keep, keep_failed, keep_log, log_tail, make_record, stage
+from .builder import BuildOptions, build_directory, finish, script_failed, stage
 from .plan import Planned
 from .sandbox import BUILD_USER, CONTROL, RESERVED_ROOTS, Job, Layout, environment, require_sandbox
 
@@ -79,11 +77,8 @@ def build_remote(store: Store, executor: Executor, frozen: dict[Any, Any], item:
     recipe = item.recipe
     started = time.time()
     bwrap = require_sandbox(False)  # patches for a build on an environment are applied in it, here
-    store.ensure()
-    top = Path(tempfile.mkdtemp(dir=store.root / "tmp", prefix=f"remote-{recipe.name}-"))
-    layout = Layout(top)
-    kept_tree = False
-    try:
+    with build_directory(store, recipe.name, "remote") as top:
+        layout = Layout(top)
         job = stage(item, fetched, deps, layout, bwrap, opts.jobs)
         assert job.root is not None, "engine.py builds recipes on host tools here"
         saved = store.root / MERKLE / job.root.name if job.root.parent == store.root / SHARED else None
@@ -97,29 +92,14 @@ def build_remote(store: Store, executor: Executor, frozen: dict[Any, Any], item:
             for line in text.decode(errors="replace").splitlines():
                 opts.on_output(recipe.name, line)
         worker = result.execution_metadata.worker
-        where = f" on {executor.name}" + (f" (worker {worker})" if worker else "")
         if result.exit_code != 0:
-            kept = keep_log(text, log_dir, recipe.name)
-            why = f"build script exited with status {result.exit_code}{where}"
-            if opts.keep_failed:
-                why += f"; the build directory it was sent from is kept in {keep_failed(store, top, recipe.name)}"
-                kept_tree = True
-            raise BuildFailed(recipe.name, why, str(kept), log_tail(text))
-        (log_dir / f"{recipe.name}.log").unlink(missing_ok=True)
+            raise script_failed(store, top, log_dir, recipe.name, text, f"build script exited with status "
+                                f"{result.exit_code} on {executor.name}" + (f" (worker {worker})" if worker else ""),
+                                opts)
         out = _output(executor, result, top / "returned", recipe.name)
-        packed = pack(store, out, recipe.doc.build.source_date_epoch)
-        record = make_record(item, packed, put_log(store, text), SANDBOXED, started, opts, substituted, executor={
+        return finish(store, item, out, text, SANDBOXED, started, opts, log_dir, keep_record, substituted, executor={
             "url": executor.backend.spec.url, "action": f"{action_digest.hash}/{action_digest.size_bytes}",
             "worker": worker, "cached_result": response.cached_result})
-        if keep_record:
-            keep(store, item, record, opts)
-        return record
-    except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename else ""
-        raise StoreError(f"{recipe.name}: cannot write the build or its output: {exc.strerror or exc}{where}") from None
-    finally:
-        if not kept_tree:
-            remove_tree(top)
 
 
 def _action(executor: Executor, frozen: dict[Any, Any], job: Job, layout: Layout,
