@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -133,7 +134,8 @@ class Bot:
             action = re.Action()
             if not payload.Unpack(action):
                 raise RuntimeError(f"lease payload is {payload.type_url}, not an Action")
-            with tempfile.TemporaryDirectory(dir=self.args.work, prefix="lease-") as tmp:
+            tmp = tempfile.mkdtemp(dir=self.args.work, prefix="lease-")
+            try:
                 action_file, result_file = Path(tmp) / "action", Path(tmp) / "result"
                 (Path(tmp) / "stage").mkdir()  # the runner stages into an empty directory
                 action_file.write_bytes(action.SerializeToString())
@@ -159,12 +161,29 @@ class Bot:
                 result.execution_metadata.worker = self.args.name  # as buildbox-worker names itself
                 code = code_pb2.OK
                 print(f"bot {self.args.name}: lease {lease_id} exit code {result.exit_code}", flush=True)
+            finally:  # casd unstages the inputs after the runner exits: not removed under its feet
+                threading.Thread(target=_remove_when_unstaged, args=(Path(tmp),), daemon=True).start()
         except Exception as exc:  # reported on the lease: the client sees why
             message = str(exc)
             print(f"bot {self.args.name}: lease {lease_id}: {message}", flush=True)
         with self.lock:
             self.done[lease_id] = (code, result, message)
             self.changed.set()
+
+
+def _remove_when_unstaged(lease: Path) -> None:
+    """Remove a lease's directory once buildbox-casd has emptied its staging
+    directory (it does so on its own after the runner ends); removing it sooner
+    races casd's unstaging, which then aborts."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if not os.listdir(lease / "stage"):
+                break
+        except FileNotFoundError:
+            break
+        time.sleep(0.2)
+    shutil.rmtree(lease, ignore_errors=True)
 
 
 def main() -> int:
