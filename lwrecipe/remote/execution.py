@@ -218,7 +218,7 @@ class Executor:
         self.ops = operations_pb2
         self.name = backend.spec.name
         self._lock = threading.Lock()
-        self._calls: dict[int, tuple[Any, list[str]]] = {}  # thread id -> (the call, its operation name)
+        self._calls: dict[int, tuple[Any, str]] = {}  # thread id -> (the call, its operation's name)
         self.cancelled = threading.Event()
 
     # -- CAS -------------------------------------------------------------------------------------------------
@@ -341,7 +341,6 @@ class Executor:
         request = self.re.ExecuteRequest(instance_name=self.backend.instance, action_digest=action_digest,
                                          skip_cache_lookup=fresh)
         name = ""
-        call = None
         for _ in range(5):  # a broken stream is picked up again with WaitExecution
             if self.cancelled.is_set():
                 raise Cancelled(f"{self.name}: cancelled")
@@ -351,12 +350,12 @@ class Executor:
                 call = self.execution.WaitExecution(self.re.WaitExecutionRequest(name=name),
                                                     metadata=self.backend.metadata)
             with self._lock:
-                self._calls[threading.get_ident()] = (call, [name])
+                self._calls[threading.get_ident()] = (call, name)
             try:
                 for operation in call:
                     name = operation.name
                     with self._lock:
-                        self._calls[threading.get_ident()] = (call, [name])
+                        self._calls[threading.get_ident()] = (call, name)
                     if self.cancelled.is_set():
                         self._cancel_operation(name)
                     metadata = self.re.ExecuteOperationMetadata()
@@ -402,7 +401,7 @@ class Executor:
         with self._lock:
             calls = list(self._calls.values())
         names = []
-        for call, (name,) in calls:
+        for call, name in calls:
             self._cancel_operation(name)
             call.cancel()
             if name:
