@@ -118,10 +118,10 @@ def script_failed(store: Store, top: Path, log_dir: Path, recipe: str, text: byt
                   opts: BuildOptions) -> BuildFailed:
     """The failure of a build whose script failed: its log kept in log_dir, its
     directory too with --keep-failed."""
-    kept = keep_log(text, log_dir, recipe)
+    kept = _keep_log(text, log_dir, recipe)
     if opts.keep_failed:
         why += f"; its build directory is kept in {keep_failed(store, top, recipe)}"
-    return BuildFailed(recipe, why, str(kept), log_tail(text))
+    return BuildFailed(recipe, why, str(kept), _tail(text))
 
 
 def finish(store: Store, item: Planned, out: Path, text: bytes, sandbox: str, started: float, opts: BuildOptions,
@@ -131,13 +131,13 @@ def finish(store: Store, item: Planned, out: Path, text: bytes, sandbox: str, st
     with keep_record, store) its record."""
     (log_dir / f"{item.name}.log").unlink(missing_ok=True)  # an earlier failure's: no longer the last build
     packed = pack(store, out, item.recipe.doc.build.source_date_epoch)
-    record = make_record(item, packed, put_log(store, text), sandbox, started, opts, substituted, executor)
+    record = _make_record(item, packed, put_log(store, text), sandbox, started, opts, substituted, executor)
     if keep_record:
-        keep(store, item, record, opts)
+        _keep(store, item, record, opts)
     return record
 
 
-def make_record(item: Planned, packed: Packed, log_blob: Sha256, sandbox: str, started: float, opts: BuildOptions,
+def _make_record(item: Planned, packed: Packed, log_blob: Sha256, sandbox: str, started: float, opts: BuildOptions,
                 substituted: dict[str, dict[str, str]] | None, executor: dict[str, Any] | None = None
                 ) -> dict[str, Any]:
     """The build record of `item` built into `packed`, signed when opts has a key."""
@@ -171,7 +171,7 @@ def make_record(item: Planned, packed: Packed, log_blob: Sha256, sandbox: str, s
     return record
 
 
-def keep(store: Store, item: Planned, record: dict[str, Any], opts: BuildOptions) -> None:
+def _keep(store: Store, item: Planned, record: dict[str, Any], opts: BuildOptions) -> None:
     """Store the record (and its provenance) under the item's key."""
     assert item.key is not None
     faults.point("record")
@@ -326,7 +326,7 @@ def output_dir(recipe: str, layout: Layout) -> Path:
     return layout.out
 
 
-def keep_log(text: bytes, log_dir: Path, name: str) -> Path:
+def _keep_log(text: bytes, log_dir: Path, name: str) -> Path:
     log_dir.mkdir(parents=True, exist_ok=True)
     kept = log_dir / f"{name}.log"
     kept.unlink(missing_ok=True)
@@ -334,6 +334,6 @@ def keep_log(text: bytes, log_dir: Path, name: str) -> Path:
     return kept
 
 
-def log_tail(text: bytes) -> str:
+def _tail(text: bytes) -> str:
     lines = text.decode(errors="replace").splitlines()
     return "\n".join(lines[-TAIL_LINES:])

@@ -106,19 +106,19 @@ def _action(executor: Executor, frozen: dict[Any, Any], job: Job, layout: Layout
             saved: Path | None) -> tuple[InputTree, Any]:
     """The Action of the staged build, and the tree of every blob it names (`saved`:
     where the environment's Merkle tree is kept between runs)."""
+    assert job.root is not None
     protos = executor.re
     tree = InputTree(protos, frozen)
     links = _hard_links(layout.src, "/build/src") + [
         pair for name, path in sorted(job.deps.items()) for pair in _hard_links(path, f"/deps/{name}")]
     if (job.root, "links") not in frozen:
-        frozen[(job.root, "links")] = _hard_links(job.root, "", exclude=RESERVED_ROOTS)  # type: ignore[arg-type]
+        frozen[(job.root, "links")] = _hard_links(job.root, "", exclude=RESERVED_ROOTS)
     links += frozen[(job.root, "links")]
     work = {name: layout.work / name for name in os.listdir(layout.work)}
     node = {"build": {**work, CONTROL: {"script.sh": job.script.encode(),
                                         "input-links": b"".join(os.fsencode(p) + b"\0" for p in links)}},
             "deps": {name: path for name, path in sorted(job.deps.items())},
             "tmp": {}}
-    assert job.root is not None
     root = tree.root(node, base=job.root, exclude=RESERVED_ROOTS, saved=saved)
     command = protos.Command(
         arguments=["/bin/bash", "-c", _COMMAND],

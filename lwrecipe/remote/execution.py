@@ -223,13 +223,12 @@ class Executor:
 
     # -- CAS -------------------------------------------------------------------------------------------------
 
-    def upload(self, tree: InputTree) -> int:
-        """Send every blob of `tree` the server lacks; returns the bytes sent."""
+    def upload(self, tree: InputTree) -> None:
+        """Send every blob of `tree` the server lacks."""
         missing: list[str] = []
         items = [self.re.Digest(hash=sha, size_bytes=size) for sha, (size, _) in tree.blobs.items()]
         for start in range(0, len(items), FIND_MISSING):
             missing += sorted(self.backend._missing(items[start:start + FIND_MISSING]))
-        sent = 0
         batch: list[bytes] = []
         batch_size = 0
         for sha in missing:
@@ -248,9 +247,7 @@ class Executor:
                     batch, batch_size = [], 0
                 batch.append(data)
                 batch_size += size
-            sent += size
         self.backend._batch_update(batch)
-        return sent
 
     def read(self, digest: Any) -> bytes:
         """A blob's bytes, checked (small ones in a batch, others by ByteStream)."""
@@ -282,19 +279,11 @@ class Executor:
         batch: list[Any] = []
         size = 0
         for digest in [*{d.hash: d for d in digests}.values(), None]:
-            if digest is None or (batch and size + digest.size_bytes > BATCH - 64 * 1024):
-                if batch:
-                    request = self.re.BatchReadBlobsRequest(instance_name=self.backend.instance, digests=batch)
-                    try:
-                        reply = self.backend._call("BatchReadBlobs", self.backend.cas.BatchReadBlobs, request)
-                    except KeyError:
-                        raise RemoteError(f"{self.name}: BatchReadBlobs: NOT_FOUND") from None
-                    self.backend._check_batch(reply.responses, "BatchReadBlobs")
-                    for response in reply.responses:
-                        if hashlib.sha256(response.data).hexdigest() != response.digest.hash:
-                            raise IntegrityError(f"{self.name}: cas/{response.digest.hash[:12]}: served bytes with "
-                                                 "another sha256; refused")
-                        found[response.digest.hash] = bytes(response.data)
+            if batch and (digest is None or size + digest.size_bytes > BATCH - 64 * 1024):
+                try:
+                    found.update(self.backend._batch_read(batch))
+                except KeyError:
+                    raise RemoteError(f"{self.name}: BatchReadBlobs: NOT_FOUND") from None
                 batch, size = [], 0
             if digest is not None:
                 batch.append(digest)

@@ -136,14 +136,22 @@ class ReapiBackend:
                                   f"status {response.status.code}: {response.status.message}")
 
     def _get_small(self, digest: Any) -> bytes:
-        request = self.re.BatchReadBlobsRequest(instance_name=self.instance, digests=[digest])
+        return self._batch_read([digest])[digest.hash]
+
+    def _batch_read(self, digests: list[Any]) -> dict[str, bytes]:
+        """Blobs by one BatchReadBlobs, each checked against its sha256."""
+        request = self.re.BatchReadBlobsRequest(instance_name=self.instance, digests=digests)
         reply = self._call("BatchReadBlobs", self.cas.BatchReadBlobs, request)
         self._check_batch(reply.responses, "BatchReadBlobs")
-        data = reply.responses[0].data
-        if hashlib.sha256(data).hexdigest() != digest.hash:
-            raise IntegrityError(f"{self.spec.name}: cas/{digest.hash[:12]}: served bytes with another sha256; "
-                                 "refused")
-        return bytes(data)
+        found = {}
+        for response in reply.responses:
+            if hashlib.sha256(response.data).hexdigest() != response.digest.hash:
+                raise IntegrityError(f"{self.spec.name}: cas/{response.digest.hash[:12]}: served bytes with another "
+                                     "sha256; refused")
+            found[response.digest.hash] = bytes(response.data)
+        if any(d.hash not in found for d in digests):
+            raise RemoteError(f"{self.spec.name}: BatchReadBlobs: the server left blobs out of its answer")
+        return found
 
     def _action(self, kind: str, name: str) -> tuple[Any, list[bytes]]:
         """The Action digest for a layout entry, and the Command and empty Directory
