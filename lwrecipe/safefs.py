@@ -1,0 +1,226 @@
+"""File operations beneath a directory that never follow a link: what lwrecipe uses
+wherever content it does not control (a source tree, a build's output, a remote's
+directory) chose the names. It depends on nothing else in lwrecipe.
+
+A `Beneath` holds its root open as a directory file descriptor; every path below it
+is resolved by the kernel with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`
+where the kernel has it (Linux 5.6), else one component at a time with
+`O_NOFOLLOW`, so no component of the path — not only the last — may be a link,
+and a name the content swaps for a link while lwrecipe works is refused as well.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import stat
+from collections.abc import Callable, Iterator
+from pathlib import Path, PurePosixPath
+
+_SYS_OPENAT2 = 437  # the same number on every architecture (added after the syscall table unification)
+_RESOLVE_NO_MAGICLINKS = 0x02
+_RESOLVE_NO_SYMLINKS = 0x04
+_RESOLVE_BENEATH = 0x08
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+class LinkRefused(OSError):
+    """A path beneath a root went through a link (or out of the root); nothing was done."""
+
+    def __init__(self, rel: str) -> None:
+        super().__init__(errno.ELOOP, "a link is in the way", rel)
+        self.rel = rel
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def _load_openat2() -> Callable[..., int] | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        syscall = libc.syscall
+    except (OSError, AttributeError):
+        return None
+    syscall.restype = ctypes.c_long
+    probe = _OpenHow(_DIR_FLAGS, 0, _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS)
+    fd = syscall(_SYS_OPENAT2, ctypes.c_int(-100), b".", ctypes.byref(probe), ctypes.c_size_t(ctypes.sizeof(probe)))
+    if fd < 0:
+        return None  # ENOSYS (an old kernel) or a seccomp filter that refuses it: walk instead
+    os.close(fd)
+    return syscall  # type: ignore[no-any-return]
+
+
+_openat2 = _load_openat2()
+
+
+def parts_of(rel: str | PurePosixPath) -> tuple[str, ...]:
+    """The components of a relative path; `..`, an absolute path and NUL are refused."""
+    text = str(rel)
+    if "\0" in text:
+        raise LinkRefused(text)
+    path = PurePosixPath(text)
+    if path.is_absolute() or ".." in path.parts:
+        raise LinkRefused(text)
+    return tuple(p for p in path.parts if p != ".")
+
+
+class Beneath:
+    """A directory held open; every path below it is reached without following a link.
+
+    The root itself is a path lwrecipe or its user chose, so it is opened as given
+    (links in it are the user's); everything below is content's.
+    """
+
+    def __init__(self, root: Path | str, create: bool = False, *, fd: int | None = None) -> None:
+        self.root = Path(root)
+        if fd is None:
+            if create:
+                self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.root, _DIR_FLAGS)
+        self.fd = fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> Beneath:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self, rel: str | PurePosixPath, flags: int, mode: int = 0o644) -> int:
+        """os.open of `rel` below the root: no link anywhere on the way or at the end."""
+        parts = parts_of(rel)
+        if not parts:
+            return os.open(".", flags | os.O_CLOEXEC, dir_fd=self.fd)
+        if _openat2 is not None:
+            how = _OpenHow(flags | os.O_CLOEXEC | os.O_NOFOLLOW, mode if flags & os.O_CREAT else 0,
+                           _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS)
+            while True:
+                fd = _openat2(_SYS_OPENAT2, ctypes.c_int(self.fd), "/".join(parts).encode(),
+                              ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
+                if fd >= 0:
+                    return int(fd)
+                err = ctypes.get_errno()
+                if err == errno.EAGAIN or err == errno.EINTR:
+                    continue  # a rename raced the lookup; the kernel asks for a retry
+                if err in (errno.ELOOP, errno.EXDEV) or (err == errno.ENOTDIR and self._is_link(parts)):
+                    raise LinkRefused("/".join(parts))
+                raise OSError(err, os.strerror(err), "/".join(parts))
+        parent = self._walk(parts[:-1], create=False)
+        try:
+            return os.open(parts[-1], flags | os.O_CLOEXEC | os.O_NOFOLLOW, mode, dir_fd=parent)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP or (exc.errno == errno.ENOTDIR and self._is_link(parts)):
+                raise LinkRefused("/".join(parts)) from None
+            raise
+        finally:
+            if parent != self.fd:
+                os.close(parent)
+
+    def _is_link(self, parts: tuple[str, ...]) -> bool:
+        """Whether the last of `parts` is a link (O_DIRECTORY on a link fails ENOTDIR, not ELOOP)."""
+        try:
+            parent = self._walk(parts[:-1], create=False)
+        except OSError:
+            return False
+        try:
+            return stat.S_ISLNK(os.stat(parts[-1], dir_fd=parent, follow_symlinks=False).st_mode)
+        except OSError:
+            return False
+        finally:
+            if parent != self.fd:
+                os.close(parent)
+
+    def _walk(self, parts: tuple[str, ...], create: bool) -> int:
+        """A directory fd for `parts` (made where missing if `create`), refusing links."""
+        fd = self.fd
+        for i, name in enumerate(parts):
+            if create:
+                try:
+                    os.mkdir(name, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass
+            try:
+                nxt = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    try:
+                        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    except OSError:
+                        st = None
+                    if st is not None and stat.S_ISLNK(st.st_mode):
+                        exc = LinkRefused("/".join(parts[: i + 1]))
+                if fd != self.fd:
+                    os.close(fd)
+                raise exc from None
+            if fd != self.fd:
+                os.close(fd)
+            fd = nxt
+        return fd
+
+    def opendir(self, rel: str | PurePosixPath, create: bool = False) -> Beneath:
+        """The directory `rel` below the root as a Beneath of its own (made, with its
+        parents, when `create`); a link on the way or at the end is refused."""
+        parts = parts_of(rel)
+        if create:
+            fd = self._walk(parts, create=True)
+            return Beneath(self.root.joinpath(*parts), fd=fd if fd != self.fd else os.dup(fd))
+        return Beneath(self.root.joinpath(*parts), fd=self.open(rel, _DIR_FLAGS))
+
+    def lstat(self, rel: str | PurePosixPath) -> os.stat_result | None:
+        """lstat of `rel` (None when it does not exist); its parents must be real directories."""
+        parts = parts_of(rel)
+        if not parts:
+            return os.stat(self.fd)
+        try:
+            with self.opendir(PurePosixPath(*parts[:-1]) if len(parts) > 1 else ".") as parent:
+                return os.stat(parts[-1], dir_fd=parent.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+
+    def read(self, rel: str | PurePosixPath, limit: int) -> bytes:
+        """A regular file's bytes, at most `limit` + 1 read (the caller decides about more)."""
+        fd = self.open(rel, os.O_RDONLY)
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file", str(rel))
+            return fh.read(limit + 1)
+
+    def entries(self, rel: str | PurePosixPath = ".") -> Iterator[os.DirEntry[str]]:
+        """The entries of a directory below the root (their is_file()/is_dir() with
+        follow_symlinks=False tell links apart)."""
+        with self.opendir(rel) as d, os.scandir(d.fd) as it:
+            yield from it
+
+    def unlink_file(self, rel: str | PurePosixPath) -> bool:
+        """Remove `rel` only if it is a regular file (False if missing or not one)."""
+        parts = parts_of(rel)
+        if not parts:
+            return False
+        with self.opendir(PurePosixPath(*parts[:-1]) if len(parts) > 1 else ".") as parent:
+            try:
+                st = os.stat(parts[-1], dir_fd=parent.fd, follow_symlinks=False)
+            except FileNotFoundError:
+                return False
+            if not stat.S_ISREG(st.st_mode):
+                return False
+            os.unlink(parts[-1], dir_fd=parent.fd)
+            return True
+
+    def replace(self, src_rel: str | PurePosixPath, dst_rel: str | PurePosixPath) -> None:
+        """rename(2) between two paths below the root, neither parent reached through a link.
+        Whatever `dst_rel` names is replaced as an entry (a link there is replaced, not followed)."""
+        src, dst = parts_of(src_rel), parts_of(dst_rel)
+        if not src or not dst:
+            raise LinkRefused(str(dst_rel))
+        with self.opendir(PurePosixPath(*src[:-1]) if len(src) > 1 else ".") as a, \
+                self.opendir(PurePosixPath(*dst[:-1]) if len(dst) > 1 else ".") as b:
+            os.replace(src[-1], dst[-1], src_dir_fd=a.fd, dst_dir_fd=b.fd)
+
+    def fsync(self) -> None:
+        os.fsync(self.fd)

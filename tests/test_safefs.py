@@ -1,0 +1,84 @@
+"""safefs: nothing below a root is reached through a link, with openat2 and without."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from lwrecipe import safefs
+from lwrecipe.safefs import Beneath, LinkRefused
+
+
+@pytest.fixture(params=["openat2", "walk"])
+def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "walk":
+        monkeypatch.setattr(safefs, "_openat2", None)  # the kernel without openat2
+    elif safefs._openat2 is None:
+        pytest.skip("this kernel has no openat2")
+    return str(request.param)
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """root/ with a real dir, a link to an outside dir, a link to an outside file, a
+    relative link that stays inside; outside/ holds the victim."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim").write_text("keep")
+    root = tmp_path / "root"
+    (root / "real").mkdir(parents=True)
+    (root / "real" / "f").write_text("inside")
+    (root / "out").symlink_to(outside)
+    (root / "file-link").symlink_to(outside / "victim")
+    (root / "inner").symlink_to("real")
+    return root
+
+
+@pytest.mark.parametrize("rel", ["out/victim", "file-link", "inner/f", "out/new", "../outside/victim",
+                                 "/etc/passwd", "real/../out/victim"])
+def test_no_link_is_followed_anywhere(mode: str, tree: Path, rel: str) -> None:
+    with Beneath(tree) as root:
+        with pytest.raises(OSError) as exc:
+            os.close(root.open(rel, os.O_WRONLY | os.O_CREAT | os.O_TRUNC))
+    assert isinstance(exc.value, LinkRefused), exc.value
+    assert (tree.parent / "outside" / "victim").read_text() == "keep"
+    assert not (tree.parent / "outside" / "new").exists()
+
+
+def test_real_paths_work(mode: str, tree: Path) -> None:
+    with Beneath(tree) as root:
+        assert root.read("real/f", 100) == b"inside"
+        with root.opendir("a/b/c", create=True) as d:
+            os.close(d.open("x", os.O_WRONLY | os.O_CREAT, 0o600))
+        assert (tree / "a/b/c/x").is_file()
+        assert root.lstat("out") is not None and root.lstat("missing") is None
+        names = {e.name: e.is_symlink() for e in root.entries()}
+        assert names["out"] and not names["real"]
+
+
+def test_opendir_create_refuses_a_link_on_the_way(mode: str, tree: Path) -> None:
+    with Beneath(tree) as root, pytest.raises(LinkRefused):
+        root.opendir("out/made", create=True)
+    assert not (tree.parent / "outside" / "made").exists()
+
+
+def test_unlink_removes_only_regular_files(mode: str, tree: Path) -> None:
+    with Beneath(tree) as root:
+        assert root.unlink_file("file-link") is False  # a link is not removed as a file
+        assert root.unlink_file("real") is False
+        with pytest.raises(LinkRefused):
+            root.unlink_file("out/victim")
+        assert root.unlink_file("real/f") is True
+    assert (tree.parent / "outside" / "victim").read_text() == "keep"
+
+
+def test_replace_replaces_a_link_rather_than_writing_through_it(mode: str, tree: Path) -> None:
+    with Beneath(tree) as root:
+        fd = root.open("staged", os.O_WRONLY | os.O_CREAT, 0o644)
+        os.write(fd, b"new")
+        os.close(fd)
+        root.replace("staged", "file-link")
+    assert (tree / "file-link").read_text() == "new" and not (tree / "file-link").is_symlink()
+    assert (tree.parent / "outside" / "victim").read_text() == "keep"
