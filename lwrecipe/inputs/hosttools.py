@@ -8,12 +8,16 @@ runs no `--version` and hashes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import selectors
 import shutil
+import signal
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +64,9 @@ def debian_package(tool: str) -> str | None:
 def fingerprint(name: str, search_path: str | None = None) -> HostTool | None:
     """The tool as found on PATH (or `search_path`), or None when it is missing."""
     search = search_path if search_path is not None else os.environ.get("PATH", "")
+    # Only absolute entries: a relative one (or an empty one, which means ".") would
+    # find a file of the project the user stands in, and its --version runs on the host.
+    search = os.pathsep.join(d for d in search.split(os.pathsep) if os.path.isabs(d))
     found = _which(name, search)
     if found is None:
         return None
@@ -139,15 +146,51 @@ class _Memo:
 _MEMO = _Memo()
 
 
+VERSION_BYTES = 64 << 10  # of each stream: a first line is in there, a flood is not read
+VERSION_SECONDS = 10
+
+
 def _version_line(path: Path) -> str:
-    """The first non-empty line of `tool --version`; tools that have no such flag give ''."""
+    """The first non-empty line of `tool --version` (stdout first), printable characters
+    only; tools that have no such flag give ''. The tool runs on the host, so it gets
+    no input, a fixed environment, at most VERSION_BYTES read of each stream and
+    VERSION_SECONDS in all; then its process group is killed."""
     try:
-        proc = subprocess.run([str(path), "--version"], stdin=subprocess.DEVNULL, capture_output=True,
-                              timeout=10, env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"})
-    except (OSError, subprocess.TimeoutExpired):
+        proc = subprocess.Popen([str(path), "--version"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"},
+                                start_new_session=True)
+    except OSError:
         return ""
-    for stream in (proc.stdout, proc.stderr):
+    try:
+        streams = _read_capped(proc, VERSION_BYTES, VERSION_SECONDS)
+    finally:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    for stream in streams:
         for line in stream.decode("utf-8", "replace").splitlines():
             if line.strip():
-                return line.strip()[:200]
+                return "".join(c for c in line.strip() if c.isprintable() or c == "\t")[:200]
     return ""
+
+
+def _read_capped(proc: subprocess.Popen[bytes], limit: int, seconds: float) -> tuple[bytes, bytes]:
+    """What the process wrote to stdout and stderr, each up to `limit` bytes, until
+    both end, both are full, stdout holds a whole non-empty line (which decides the
+    answer), or `seconds` pass."""
+    assert proc.stdout is not None and proc.stderr is not None
+    got = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
+    deadline = time.monotonic() + seconds
+    with selectors.DefaultSelector() as sel:
+        for fd in got:
+            sel.register(fd, selectors.EVENT_READ)
+        while sel.get_map() and (left := deadline - time.monotonic()) > 0:
+            for key, _ in sel.select(left):
+                chunk = os.read(key.fd, 65536)
+                got[key.fd] += chunk
+                if not chunk or len(got[key.fd]) >= limit:
+                    sel.unregister(key.fd)
+            out = got[proc.stdout.fileno()]
+            if b"\n" in out and out[: out.rindex(b"\n")].strip():
+                break
+    return bytes(got[proc.stdout.fileno()][:limit]), bytes(got[proc.stderr.fileno()][:limit])
