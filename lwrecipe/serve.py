@@ -180,20 +180,21 @@ class SiteHandler(SimpleHTTPRequestHandler):
         """An HTML index of the directory: only the names that could be served (a link
         out of the root, a dangling one, a FIFO are left out)."""
         rows = []
-        with self.root.opendir_inside("/".join(parts)) as here:
-            for entry in sorted(os.scandir(here.fd), key=lambda e: e.name):
-                try:
-                    fd = here.open_inside(entry.name, os.O_RDONLY | os.O_NONBLOCK)
-                except OSError:
-                    continue
-                try:
-                    mode = os.fstat(fd).st_mode
-                finally:
-                    os.close(fd)
-                if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
-                    shown = entry.name + ("/" if stat.S_ISDIR(mode) else "")
-                    rows.append(f'<li><a href="{quote(shown, errors="surrogateescape")}">'
-                                f"{html.escape(shown, quote=False)}</a></li>")
+        with self.root.opendir_inside("/".join(parts)) as here, os.scandir(here.fd) as it:
+            names = sorted(e.name for e in it)
+        for name in names:
+            try:  # resolved from the root, as a request for it would be
+                fd = self.root.open_inside("/".join([*parts, name]), os.O_RDONLY | os.O_NONBLOCK)
+            except OSError:
+                continue
+            try:
+                mode = os.fstat(fd).st_mode
+            finally:
+                os.close(fd)
+            if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+                shown = name + ("/" if stat.S_ISDIR(mode) else "")
+                rows.append(f'<li><a href="{quote(shown, errors="surrogateescape")}">'
+                            f"{html.escape(shown, quote=False)}</a></li>")
         title = html.escape("/" + "/".join(f"{p}/" for p in parts), quote=False)
         body = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head>"
                 f"<body><h1>{title}</h1><ul>\n{chr(10).join(rows)}\n</ul></body></html>\n").encode("utf-8",

@@ -146,6 +146,10 @@ def test_links_leaving_a_served_directory_are_refused(tmp_path: Path, secret) ->
         assert _raw(base, "/back")[0] == 403  # a path is checked at every step, not only where it ends
         assert _raw(base, "/index-link.html") == (200, b"<p>inside</p>")
         assert _raw(base, "/site/index.html") == (200, b"<p>inside</p>")
+        (root / "docs").mkdir()
+        (root / "docs" / "home.html").symlink_to("../index-link.html")  # a chain of two, both inside
+        assert _raw(base, "/docs/home.html") == (200, b"<p>inside</p>")
+        assert b"home.html" in _raw(base, "/docs/")[1]
         status, listing = _raw(base, "/")
         assert status == 200 and b"index-link.html" in listing and b"shadow" not in listing  # not listed
         assert b"passwd" not in listing and b"etc" not in listing
