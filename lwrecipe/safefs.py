@@ -122,6 +122,71 @@ class Beneath:
             if parent != self.fd:
                 os.close(parent)
 
+    def open_inside(self, rel: str | PurePosixPath, flags: int) -> int:
+        """os.open of `rel` below the root following links, but only while every step
+        of the resolution stays below the root: an absolute link, or a `..` (in a
+        link) above the root, anywhere in the chain is refused (LinkRefused) even if
+        the chain would come back in. What `serve` uses: a site's relative links work."""
+        parts = parts_of(rel)
+        if _openat2 is not None:
+            how = _OpenHow(flags | os.O_CLOEXEC, 0, _RESOLVE_BENEATH | _RESOLVE_NO_MAGICLINKS)
+            while True:
+                fd = _openat2(_SYS_OPENAT2, ctypes.c_int(self.fd), ("/".join(parts) or ".").encode(),
+                              ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
+                if fd >= 0:
+                    return int(fd)
+                err = ctypes.get_errno()
+                if err == errno.EAGAIN or err == errno.EINTR:
+                    continue
+                if err in (errno.ELOOP, errno.EXDEV):
+                    raise LinkRefused("/".join(parts))
+                raise OSError(err, os.strerror(err), "/".join(parts))
+        return self._resolve_inside(list(parts), flags)
+
+    def _resolve_inside(self, todo: list[str], flags: int) -> int:
+        """open_inside without openat2: one component at a time from held directory fds
+        (`..` pops back to the fd it came from, never above the root), links read with
+        readlink and expanded in place, every open O_NOFOLLOW."""
+        rel = "/".join(todo)
+        stack = [self.fd]
+        links = 0
+        try:
+            while todo:
+                name = todo.pop(0)
+                if name in ("", "."):
+                    continue
+                if name == "..":
+                    if len(stack) == 1:
+                        raise LinkRefused(rel)
+                    os.close(stack.pop())
+                    continue
+                try:
+                    target = os.readlink(name, dir_fd=stack[-1])
+                except OSError as exc:
+                    if exc.errno != errno.EINVAL:
+                        raise
+                else:
+                    links += 1
+                    if links > 40 or target.startswith("/"):
+                        raise LinkRefused(rel)
+                    todo[:0] = target.split("/")
+                    continue
+                last = not any(p not in ("", ".") for p in todo)
+                try:
+                    fd = os.open(name, (flags if last else _DIR_FLAGS) | os.O_CLOEXEC | os.O_NOFOLLOW,
+                                 dir_fd=stack[-1])
+                except OSError as exc:
+                    if exc.errno == errno.ELOOP:
+                        raise LinkRefused(rel) from None  # swapped for a link after readlink looked
+                    raise
+                if last:
+                    return fd
+                stack.append(fd)
+            return os.open(".", flags | os.O_CLOEXEC, dir_fd=stack[-1])
+        finally:
+            for fd in stack[1:]:
+                os.close(fd)
+
     def _is_link(self, parts: tuple[str, ...]) -> bool:
         """Whether the last of `parts` is a link (O_DIRECTORY on a link fails ENOTDIR, not ELOOP)."""
         try:
@@ -171,6 +236,11 @@ class Beneath:
             fd = self._walk(parts, create=True)
             return Beneath(self.root.joinpath(*parts), fd=fd if fd != self.fd else os.dup(fd))
         return Beneath(self.root.joinpath(*parts), fd=self.open(rel, _DIR_FLAGS))
+
+    def opendir_inside(self, rel: str | PurePosixPath) -> Beneath:
+        """The directory `rel` reached as open_inside reaches it (links that stay below
+        the root followed), as a Beneath of its own."""
+        return Beneath(self.root.joinpath(*parts_of(rel)), fd=self.open_inside(rel, _DIR_FLAGS))
 
     def lstat(self, rel: str | PurePosixPath) -> os.stat_result | None:
         """lstat of `rel` (None when it does not exist); its parents must be real directories."""

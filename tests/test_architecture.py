@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "lwrecipe"
 # Highest first: a package may import the ones after it, never those before it.
 LAYERS = ("cli", "audit", "build", "remote", "inputs", "store", "recipes")
 # Modules directly under lwrecipe/ that every layer may use; they import no package.
-BASE = {"errors", "faults", "files", "initramfs", "serve"}
+BASE = {"errors", "faults", "files", "initramfs", "safefs", "serve"}
 
 
 def module_name(path: Path, root: Path) -> str:

@@ -82,3 +82,26 @@ def test_replace_replaces_a_link_rather_than_writing_through_it(mode: str, tree:
         root.replace("staged", "file-link")
     assert (tree / "file-link").read_text() == "new" and not (tree / "file-link").is_symlink()
     assert (tree.parent / "outside" / "victim").read_text() == "keep"
+
+
+@pytest.mark.parametrize("rel", ["out/victim", "file-link", "../outside/victim", "/etc/passwd", "up/outside/victim",
+                                 "back/f", "loop"])
+def test_open_inside_follows_no_link_out_of_the_root(mode: str, tree: Path, rel: str) -> None:
+    (tree / "up").symlink_to("..")
+    (tree / "back").symlink_to(f"../{tree.name}/real")  # leaves, then comes back: refused all the same
+    (tree / "loop").symlink_to("loop")
+    with Beneath(tree) as root, pytest.raises(LinkRefused):
+        os.close(root.open_inside(rel, os.O_RDONLY))
+
+
+def test_open_inside_follows_links_that_stay_inside(mode: str, tree: Path) -> None:
+    (tree / "real" / "g").symlink_to("../inner/f")  # a chain of two links, both inside
+    (tree / "real" / "sub").mkdir()
+    (tree / "real" / "sub" / "h").symlink_to("../../real/./f")
+    with Beneath(tree) as root:
+        for rel in ("inner/f", "real/g", "real/sub/h"):
+            fd = root.open_inside(rel, os.O_RDONLY)
+            with os.fdopen(fd, "rb") as fh:
+                assert fh.read() == b"inside", rel
+        os.close(root.open_inside("inner", os.O_RDONLY | os.O_DIRECTORY))
+        os.close(root.open_inside("", os.O_RDONLY | os.O_DIRECTORY))

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 import threading
+import uuid
 from pathlib import Path
 
 import pytest
@@ -74,3 +79,121 @@ def test_serve_unbuilt_target_says_so(project, cli) -> None:  # noqa: ANN001
     project.recipe("runtime", simple_recipe("runtime"))
     result = cli("serve")
     assert result.code == 2 and "runtime: not built (run `lwrecipe build runtime` first)" in result.err
+
+
+# Links in what is served: a link whose every step stays inside the served root is
+# served; one that leaves it (absolute, `..` above the root, a chain through an
+# outside directory) is refused, and no listing shows what lies outside.
+
+def _raw(base: str, path: str) -> tuple[int, bytes]:
+    """A GET of `path` exactly as written (no client normalises `..` or %2e%2e away)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    conn = http.client.HTTPConnection(urlsplit(base).netloc, timeout=10)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def plant_links(root: Path, secret: Path) -> None:
+    """Inside `root`: links out to `secret` every way there is, and one that stays inside."""
+    outside = secret.parent
+    (root / "site").mkdir()
+    (root / "site" / "index.html").write_text("<p>inside</p>")
+    (root / "index-link.html").symlink_to("site/index.html")  # relative, stays inside: served
+    (root / "shadow").symlink_to(secret)  # absolute, to a file
+    (root / "d").symlink_to("/")  # absolute, to the host's root
+    (root / "up").symlink_to("..")  # relative, above the root
+    (root / "rel").symlink_to(os.path.relpath(secret, root))
+    (outside / "hop").symlink_to(secret.name)  # a chain: out through an outside link
+    (root / "chain").symlink_to(outside / "hop")
+    (root / "back").symlink_to(f"../{root.name}/site/index.html")  # leaves, then comes back in
+
+
+def leak_paths(secret: Path) -> list[str]:
+    host = secret.parent.name
+    return ["/shadow", f"/d{secret}", f"/up/{host}/{secret.name}", "/rel", "/chain",
+            f"/../{host}/{secret.name}", f"/%2e%2e/{host}/{secret.name}", f"/site/%2E%2E/%2e%2e/{host}/{secret.name}",
+            f"/site/..%2f..%2f{host}%2f{secret.name}", f"/d{secret.parent}/", "/d/", "/up/", "/d/etc/passwd"]
+
+
+@pytest.fixture
+def secret(tmp_path: Path) -> tuple[Path, bytes]:
+    value = f"HOSTSECRET-{uuid.uuid4().hex}".encode()
+    path = tmp_path / "host" / "shadow"
+    path.parent.mkdir()
+    path.write_bytes(value + b"\n")
+    return path, value
+
+
+def test_links_leaving_a_served_directory_are_refused(tmp_path: Path, secret) -> None:  # noqa: ANN001
+    path, value = secret
+    root = tmp_path / "served"
+    root.mkdir()
+    plant_links(root, path)
+    server = make_server(root, port=0, quiet=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        for url in leak_paths(path):
+            status, body = _raw(base, url)
+            assert value not in body and status in (403, 404), (url, status)
+            assert b"passwd" not in body and b"shadow" not in body or url in ("/", "/site/"), url
+        assert _raw(base, "/back")[0] == 403  # a path is checked at every step, not only where it ends
+        assert _raw(base, "/index-link.html") == (200, b"<p>inside</p>")
+        assert _raw(base, "/site/index.html") == (200, b"<p>inside</p>")
+        (root / "docs").mkdir()
+        (root / "docs" / "home.html").symlink_to("../index-link.html")  # a chain of two, both inside
+        assert _raw(base, "/docs/home.html") == (200, b"<p>inside</p>")
+        assert b"home.html" in _raw(base, "/docs/")[1]
+        status, listing = _raw(base, "/")
+        assert status == 200 and b"index-link.html" in listing and b"shadow" not in listing  # not listed
+        assert b"passwd" not in listing and b"etc" not in listing
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_fifo_in_a_served_directory_does_not_hang_the_server(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe")
+    server = make_server(tmp_path, port=0, quiet=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert _raw(f"http://127.0.0.1:{server.server_address[1]}", "/pipe")[0] == 404
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+def test_links_leaving_a_served_output_are_refused(project, secret) -> None:  # noqa: ANN001
+    """`serve TARGET`: a build's output is a stranger's tree; the same links, made by the build."""
+    from tests.conftest import run_subprocess, script_recipe
+
+    path, value = secret
+    out = '"$LW_OUT"'
+    script = "\n".join([
+        f"mkdir -p {out}/site", f"echo '<p>inside</p>' > {out}/site/index.html",
+        f"ln -s site/index.html {out}/index-link.html", f"ln -s {path} {out}/shadow", f"ln -s / {out}/d",
+        f"ln -s .. {out}/up", f"ln -s {path.parent}/hop {out}/chain"])
+    (path.parent / "hop").symlink_to(path.name)
+    project.recipe("site", script_recipe("site", script, 'host_tools = ["mkdir", "ln"]'))
+    cache = str(project.root / "cache")
+    built = run_subprocess("--cache", cache, "build", "site", cwd=project.root)
+    assert built.code == 0, built.err
+    proc = subprocess.Popen([sys.executable, "-m", "lwrecipe", "--cache", cache, "serve", "site", "--port", "0"],
+                            cwd=project.root, stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        base = line.split(" at ")[1].split()[0].rstrip("/")
+        for url in ["/shadow", f"/d{path}", "/chain", "/d/", "/up/", f"/up/{path.parent.name}/{path.name}"]:
+            status, body = _raw(base, url)
+            assert value not in body and status in (403, 404), (url, status)
+        assert _raw(base, "/index-link.html") == (200, b"<p>inside</p>\n")
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -1,4 +1,5 @@
-"""`serve`: a built site or a directory, with the headers SharedArrayBuffer needs."""
+"""`serve`: a built site or a directory, with the headers SharedArrayBuffer needs (no link
+out of it is followed: serve.py)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 layout (`{base}/cas/<sha256>`, `{base}/ac/<key>`), and moving entries between
 one and the local store.
 
-Blobs travel through the same verified, resumable downloader as sources and
+Blobs travel through the same verified, resumable downloader as sources (a
+directory remote's are copied by directory.py, which follows no link in it) and
 are always checked against their sha256; build records are accepted only when
 they name the key asked for and a trusted key signed them. Uploads go blobs
 first, record last, so a remote never holds a record without its outputs.
@@ -23,12 +24,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import faults
 from ..errors import FetchError, FetchIntegrityError, IntegrityError, LwrecipeError, RemoteError, UsageError
-from ..files import fsync_dir
-from ..inputs.fetch import CHUNK, Downloader, NullReporter, Reporter, RetryPolicy, Wanted, make_client
+from ..inputs.fetch import Downloader, NullReporter, Reporter, RetryPolicy, Wanted, make_client
 from ..recipes.keys import Sha256, canonical_json, is_sha256
 from ..store.store import Store, sandboxed
 from . import provenance
 from .config import RemoteSpec, Settings
+from .directory import DirBackend, Entry
 from .signing import (PublicKey, SecretKey, check, cosign, cosignature_name, merge_signatures, sign, signed_by,
                       valid_signers)
 
@@ -58,16 +59,6 @@ class BuildersDisagree(IntegrityError):
     reason = "builders-disagree"
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One file a remote holds, as a listing gives it."""
-
-    kind: str  # cas, ac, sig or prov
-    name: str  # a sha256; for sig, <key>/<signer>
-    size: int
-    mtime: float  # seconds since the epoch
-
-
 class Backend(Protocol):
     spec: RemoteSpec
 
@@ -78,94 +69,6 @@ class Backend(Protocol):
     def listing(self, kind: str) -> list[Entry]: ...
     def delete(self, kind: str, name: str) -> None: ...
     def close(self) -> None: ...
-
-
-@dataclass
-class DirBackend:
-    """A directory with the store's layout (a shared filesystem, a mounted disk)."""
-
-    spec: RemoteSpec
-
-    @property
-    def root(self) -> Path:
-        return Path(self.spec.url.removeprefix("file://"))
-
-    def _path(self, kind: str, name: str) -> Path:
-        return self.root / kind / name
-
-    def exists(self, kind: str, name: str, size: int | None = None) -> bool:
-        return self._path(kind, name).is_file()
-
-    def read_small(self, kind: str, name: str, limit: int) -> bytes | None:
-        try:
-            with self._path(kind, name).open("rb") as fh:
-                data = fh.read(limit + 1)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise RemoteError(f"{self.spec.name}: {kind}/{name}: {exc.strerror}") from None
-        if len(data) > limit:
-            raise IntegrityError(f"{self.spec.name}: {kind}/{name}: larger than {limit} bytes; refused")
-        return data
-
-    def location(self, kind: str, name: str) -> str:
-        return f"file://{self._path(kind, name)}"
-
-    def upload(self, kind: str, name: str, path: Path, reporter: Reporter) -> None:
-        try:
-            self._path(kind, name).parent.mkdir(parents=True, exist_ok=True)
-            (self.root / "tmp").mkdir(exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix="put-")
-            try:
-                size = path.stat().st_size
-                reporter.begin(f"push {kind}/{name[:12]}", name[:12], size)
-                with os.fdopen(fd, "wb") as out, path.open("rb") as src:
-                    while chunk := src.read(CHUNK):
-                        out.write(chunk)
-                        reporter.advance(f"push {kind}/{name[:12]}", len(chunk))
-                        faults.point("push")
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, self._path(kind, name))
-                fsync_dir(self._path(kind, name).parent)
-            finally:
-                Path(tmp).unlink(missing_ok=True)
-        except OSError as exc:
-            raise RemoteError(f"{self.spec.name}: cannot write {kind}/{name}: {exc.strerror}") from None
-        reporter.end(f"push {kind}/{name[:12]}", True, self.spec.name)
-
-    def listing(self, kind: str) -> list[Entry]:
-        """Every file of the area (sig/ two levels deep: <key>/<signer>)."""
-        found = []
-        base = self.root / kind
-        try:
-            tops = list(os.scandir(base))
-        except FileNotFoundError:
-            return []
-        except OSError as exc:
-            raise RemoteError(f"{self.spec.name}: cannot list {kind}/: {exc.strerror}") from None
-        for top in tops:
-            inner = list(os.scandir(top.path)) if kind == "sig" and top.is_dir() else [top]
-            for item in inner:
-                if item.is_file(follow_symlinks=False):
-                    st = item.stat(follow_symlinks=False)
-                    name = f"{top.name}/{item.name}" if kind == "sig" else item.name
-                    found.append(Entry(kind, name, st.st_size, st.st_mtime))
-        return found
-
-    def delete(self, kind: str, name: str) -> None:
-        path = self._path(kind, name)
-        try:
-            path.unlink(missing_ok=True)
-            if kind == "sig":
-                with contextlib.suppress(OSError):
-                    path.parent.rmdir()  # the key's directory, once its last co-signature is gone
-        except OSError as exc:
-            raise RemoteError(f"{self.spec.name}: cannot remove {kind}/{name}: {exc.strerror}") from None
-
-    def close(self) -> None:
-        pass
 
 
 @dataclass
