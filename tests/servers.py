@@ -24,9 +24,11 @@ class FaultServer:
     "wrong" (other bytes). `ranges` turns Range support on or off; `encoding` adds a
     Content-Encoding header without changing the bytes. HEAD and PUT work too (PUT
     stores the body); their behaviours are keyed "HEAD <path>" / "PUT <path>"
-    ("500", or "reset" for PUT). Every request's headers are kept in `seen_headers`."""
+    ("500", or "reset" for PUT; "drip:<seconds>" reads a PUT's body one byte every
+    <seconds>). Every request's headers are kept in `seen_headers`. `host` is the
+    loopback address it listens on (127.0.0.2 is another host for a redirect)."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.files: dict[str, bytes] = {}
         self.behaviour: dict[str, list[str]] = {}
         self.hits: Counter[str] = Counter()
@@ -60,6 +62,13 @@ class FaultServer:
 
             def do_PUT(self) -> None:  # noqa: N802
                 action = self._action("PUT")
+                if action.startswith("drip:"):  # a server that takes the body one byte at a time
+                    for _ in range(int(self.headers.get("Content-Length", "0"))):
+                        if not self.rfile.read(1):
+                            break
+                        time.sleep(float(action.split(":")[1]))
+                    self.close_connection = True
+                    return
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 if action == "500":
                     return self._simple(500)
@@ -111,6 +120,12 @@ class FaultServer:
                     self.connection.shutdown(socket.SHUT_RDWR)
                     self.close_connection = True
                     return
+                if action.startswith("drip:"):
+                    for byte in body:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(float(action.split(":")[1]))
+                    return
                 if action.startswith("stall:"):
                     self.wfile.write(body[:10])
                     self.wfile.flush()
@@ -142,7 +157,8 @@ class FaultServer:
                     super().handle_error(request, client_address)
 
         self.connections = 0  # accepted, over the server's life
-        self.httpd = Server(("127.0.0.1", 0), Handler)
+        self.host = host
+        self.httpd = Server((host, 0), Handler)
         self.port = self.httpd.server_address[1]
         self.scheme = "http"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -156,7 +172,7 @@ class FaultServer:
         self.scheme = "https"
 
     def url(self, path: str) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://{self.host}:{self.port}{path}"
 
     def add(self, path: str, data: bytes, *behaviour: str) -> str:
         self.files[path] = data
@@ -165,9 +181,9 @@ class FaultServer:
 
 
 @contextmanager
-def fault_server(tls: tuple[Path, Path] | None = None) -> Iterator[FaultServer]:
+def fault_server(tls: tuple[Path, Path] | None = None, host: str = "127.0.0.1") -> Iterator[FaultServer]:
     """A FaultServer; over TLS with tls = (certificate, key)."""
-    server = FaultServer()
+    server = FaultServer(host)
     if tls is not None:
         server.use_tls(*tls)
     server.thread.start()

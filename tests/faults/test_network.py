@@ -1,0 +1,170 @@
+"""Servers that fight back, as the host meets them: one that drips a body a byte at
+a time (a download or a pull must give up, not hang), and recipe URLs that point
+the host at its own loopback or at a private network, directly or by a redirect
+(refused before any request arrives, unless the user's own config allows them)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from lwrecipe.errors import FetchError, RemoteError
+from lwrecipe.inputs.fetch import Downloader, RetryPolicy, Wanted, make_client
+from lwrecipe.recipes.keys import Sha256
+from lwrecipe.remote.config import RemoteSpec, Settings
+from lwrecipe.remote.remote import Remotes, open_backend
+from lwrecipe.store.store import Store
+from tests.conftest import Project, run_subprocess
+from tests.servers import fault_server
+
+DATA = os.urandom(40)  # dripped at 4 bytes a second, it would take 10 s
+SHA = Sha256(hashlib.sha256(DATA).hexdigest())
+ALLOW = "LWRECIPE_ALLOW_PRIVATE"
+
+
+def pkg_recipe(project: Project, url: str, sha: str = SHA) -> None:
+    project.recipe("pkg", f'schema = 1\n[package]\nname = "pkg"\nversion = "1.0"\nlicense = "MIT"\n'
+                          f'[[sources]]\nurl = "{url}"\nsha256 = "{sha}"\nunpack = false\nname = "blob"\n'
+                          '[build]\nscript = "true"\n')
+
+
+def fetch(project: Project, env: dict[str, str]) -> tuple[int, str]:
+    result = run_subprocess("--cache", str(project.root / "cache"), "fetch", "pkg", cwd=project.root, env=env)
+    return result.code, result.err
+
+
+def user_config(tmp_path: Path, text: str) -> dict[str, str]:
+    path = tmp_path / "user-config.toml"
+    path.write_text(text)
+    return {"LWRECIPE_CONFIG": str(path)}
+
+
+# -- deadlines ---------------------------------------------------------------------------------------------------
+
+def test_a_dripping_source_is_abandoned_then_the_next_location(tmp_path: Path) -> None:
+    with fault_server() as server:
+        store = Store(tmp_path / "cache").ensure()
+        with make_client(read_timeout=1.0) as client:
+            downloader = Downloader(store, client, policy=RetryPolicy(attempts=3, backoff=0.01), sleep=lambda s: None)
+            got = downloader.fetch(Wanted("pkg: sources[0]", SHA, (server.add("/drip", DATA, "drip:0.25"),
+                                                                     server.add("/b", DATA)), "blob"))
+        assert got.origin.endswith("/b") and got.path.read_bytes() == DATA
+        assert server.hits["/drip"] == 1  # not tried again: a drip is not luck
+
+
+def test_a_dripping_source_fails_the_fetch_with_one_line(project: Project, tmp_path: Path) -> None:
+    with fault_server() as server:
+        pkg_recipe(project, server.add("/pkg.tar.gz", DATA, "drip:0.25"))
+        code, err = fetch(project, user_config(tmp_path, "[network]\ntimeout = 1\nmin_rate = 1000\n"))
+    assert code == 1, err
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("error: pkg: sources[0]: blob: could not be fetched"), err
+    assert "slower than 1000 B/s for 1 s; abandoned" in lines[1], err
+    assert not (project.root / "cache" / "sources" / SHA).exists()
+
+
+def test_a_dripping_remote_is_abandoned(tmp_path: Path) -> None:
+    with fault_server() as server:
+        server.add(f"/cas/{SHA}", DATA, "drip:0.25")
+        spec = RemoteSpec(url=server.url(""), name="cache", timeout=1.0)
+        store = Store(tmp_path / "cache").ensure()
+        with Remotes(store, Settings((spec,), None, {}), [open_backend(spec)], verify_signatures=False) as remotes:
+            with pytest.raises(RemoteError, match=r"cache: cas/\w{12}: .*slower than .* for 1 s; abandoned"):
+                remotes.fetch_blob({"name": "pkg", "blob": {"sha256": SHA, "size": len(DATA)}, "log": SHA},
+                                   remotes.backends[0])
+        assert not store.has("cas", SHA)
+
+
+def test_a_remote_that_reads_a_push_a_byte_at_a_time_is_abandoned(tmp_path: Path) -> None:
+    blob = tmp_path / "blob"
+    blob.write_bytes(os.urandom(64 << 10))
+    with fault_server() as server:
+        server.behaviour[f"PUT /cas/{SHA}"] = ["drip:0.5"] * 4
+        spec = RemoteSpec(url=server.url(""), name="cache", timeout=1.0)
+        backend = open_backend(spec)
+        backend.policy = RetryPolicy(attempts=1)  # type: ignore[attr-defined]
+        from lwrecipe.inputs.fetch import NullReporter
+
+        with pytest.raises(RemoteError, match="slower than .* for 1 s; abandoned"):
+            backend.upload("cas", SHA, blob, NullReporter())
+        backend.close()
+
+
+# -- private addresses -------------------------------------------------------------------------------------------
+
+def test_a_recipe_url_on_loopback_is_refused_before_any_request(project: Project, monkeypatch) -> None:
+    monkeypatch.delenv(ALLOW, raising=False)
+    with fault_server() as server:
+        pkg_recipe(project, server.add("/pkg.tar.gz", DATA))
+        code, err = fetch(project, {})
+        assert server.connections == 0 and not server.hits
+    assert code == 1, err
+    assert "127.0.0.1 is a loopback address" in err and "allow_private" in err, err
+
+
+def test_localhost_by_name_is_refused_too(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv(ALLOW, raising=False)
+    with fault_server() as server:
+        server.add("/a", DATA)
+        store = Store(tmp_path / "cache").ensure()
+        with make_client() as client, pytest.raises(FetchError) as caught:
+            Downloader(store, client).fetch(Wanted("pkg: sources[0]", SHA, (f"http://localhost:{server.port}/a",),
+                                                   "blob"))
+        assert server.connections == 0
+    assert "is a loopback address" in caught.value.attempts[0]
+
+
+def test_a_redirect_to_another_private_address_is_refused(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv(ALLOW, "127.0.0.1")  # the first hop is allowed, 127.0.0.2 is not
+    with fault_server() as first, fault_server(host="127.0.0.2") as target:
+        target.add("/secret", DATA)
+        url = first.add("/pkg.tar.gz", b"", f"redirect:{target.url('/secret')}")
+        store = Store(tmp_path / "cache").ensure()
+        with make_client() as client, pytest.raises(FetchError) as caught:
+            Downloader(store, client).fetch(Wanted("pkg: sources[0]", SHA, (url,), "blob"))
+        assert first.hits["/pkg.tar.gz"] == 1 and target.connections == 0
+    assert "127.0.0.2 is a loopback address" in caught.value.attempts[0]
+
+
+def test_the_users_config_allows_a_private_network(project: Project, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv(ALLOW, raising=False)
+    with fault_server() as server:
+        pkg_recipe(project, server.add("/pkg.tar.gz", DATA))
+        code, err = fetch(project, user_config(tmp_path, '[network]\nallow_private = ["127.0.0.0/8"]\n'))
+    assert code == 0, err
+
+
+def test_a_projects_config_cannot_allow_private_addresses(project: Project, monkeypatch) -> None:
+    monkeypatch.delenv(ALLOW, raising=False)
+    (project.root / "lwrecipe.toml").write_text('[network]\nallow_private = ["127.0.0.0/8"]\n')
+    with fault_server() as server:
+        pkg_recipe(project, server.add("/pkg.tar.gz", DATA))
+        code, err = fetch(project, {})
+        assert server.connections == 0
+    assert code == 2 and "[network] is the user's own setting" in err, err
+
+
+def test_the_users_mirror_on_a_private_address_is_used(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv(ALLOW, raising=False)
+    with fault_server() as server:
+        server.add(f"/mirror/{SHA}", DATA)
+        store = Store(tmp_path / "cache").ensure()
+        with make_client() as client:
+            got = Downloader(store, client, mirrors=[server.url("/mirror")]).fetch(
+                Wanted("pkg: sources[0]", SHA, ("http://127.0.0.1:9/pkg.tar.gz",), "blob"))
+    assert got.path.read_bytes() == DATA
+
+
+def test_a_remote_the_user_configured_on_loopback_is_used(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv(ALLOW, raising=False)
+    with fault_server() as server:
+        server.add(f"/cas/{SHA}", DATA)
+        spec = RemoteSpec(url=server.url(""), name="cache")
+        store = Store(tmp_path / "cache").ensure()
+        with Remotes(store, Settings((spec,), None, {}), [open_backend(spec)], verify_signatures=False) as remotes:
+            remotes.fetch_blob({"name": "pkg", "blob": {"sha256": SHA, "size": len(DATA)}, "log": SHA},
+                               remotes.backends[0])
+    assert store.has("cas", SHA)
