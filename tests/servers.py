@@ -25,7 +25,7 @@ class FaultServer:
     Content-Encoding header without changing the bytes. HEAD and PUT work too (PUT
     stores the body); their behaviours are keyed "HEAD <path>" / "PUT <path>"
     ("500", or "reset" for PUT; "drip:<seconds>" reads a PUT's body one byte every
-    <seconds>). Every request's headers are kept in `seen_headers`. `host` is the
+    <seconds>, or "drip:<seconds>:<n>" n bytes). Every request's headers are kept in `seen_headers`. `host` is the
     loopback address it listens on (127.0.0.2 is another host for a redirect)."""
 
     def __init__(self, host: str = "127.0.0.1") -> None:
@@ -62,11 +62,15 @@ class FaultServer:
 
             def do_PUT(self) -> None:  # noqa: N802
                 action = self._action("PUT")
-                if action.startswith("drip:"):  # a server that takes the body one byte at a time
-                    for _ in range(int(self.headers.get("Content-Length", "0"))):
-                        if not self.rfile.read(1):
+                if action.startswith("drip:"):  # a server that takes the body a few bytes at a time
+                    _, pause, *step = action.split(":")
+                    left = int(self.headers.get("Content-Length", "0"))
+                    while left > 0:
+                        got = self.connection.recv(min(left, int(step[0]) if step else 1))  # past rfile's buffer
+                        if not got:
                             break
-                        time.sleep(float(action.split(":")[1]))
+                        left -= len(got)
+                        time.sleep(float(pause))
                     self.close_connection = True
                     return
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
