@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
+import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 ALLOW_ENV = "LWRECIPE_ALLOW_PRIVATE"
 
@@ -96,3 +99,39 @@ class AddressPolicy:
 
 
 ANYTHING = AddressPolicy(anything=True)
+
+_SCP = re.compile(r"(?:[^@/]+@)?(\[[^\]/]+\]|[^:/]+):")  # git's user@host:path
+
+
+def git_host(url: str) -> tuple[str, int] | None:
+    """The host and port git connects to for url (http(s)://, git://, ssh://, or
+    user@host:path); None for a repository on this machine."""
+    parts = urlsplit(url)
+    ports = {"http": 80, "https": 443, "git": 9418, "ssh": 22, "git+ssh": 22, "ssh+git": 22}
+    if "://" in url:
+        if parts.scheme.lower() not in ports or not parts.hostname:
+            return None
+        try:
+            return parts.hostname, parts.port or ports[parts.scheme.lower()]
+        except ValueError:
+            return None
+    scp = _SCP.match(url)
+    return (scp.group(1).strip("[]"), 22) if scp and "/" not in scp.group(1) else None
+
+
+def git_refusal(policy: AddressPolicy, url: str) -> str | None:
+    """Why git may not fetch url (a name resolving to an address policy refuses), or
+    None. Git resolves the name again itself: a name answered otherwise the second
+    time is not caught (docs/security.md)."""
+    where = None if policy.anything else git_host(url)
+    if where is None:
+        return None
+    try:
+        infos = socket.getaddrinfo(where[0], where[1], type=socket.SOCK_STREAM)
+    except OSError:
+        return None  # git says it cannot resolve it
+    for info in infos:
+        reason = policy.refusal(where[0], str(info[4][0]))
+        if reason is not None:
+            return reason
+    return None

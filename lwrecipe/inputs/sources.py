@@ -69,7 +69,8 @@ def fetch_recipes(recipes: list[Recipe], store: Store, downloader: Downloader, j
     errors: list[LwrecipeError] = []
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         file_jobs = {sha: pool.submit(downloader.fetch, w, offline) for sha, w in wanted.items()}
-        git_jobs = {rev: pool.submit(fetch_tree, store, label, src.git, rev, offline, mirrors)
+        git_jobs = {rev: pool.submit(fetch_tree, store, label, src.git, rev, offline, mirrors,
+                                     downloader.client.policy)
                     for rev, (label, src) in gits.items()}
         for sha, job in file_jobs.items():
             try:

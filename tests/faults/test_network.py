@@ -168,3 +168,52 @@ def test_a_remote_the_user_configured_on_loopback_is_used(tmp_path: Path, monkey
             remotes.fetch_blob({"name": "pkg", "blob": {"sha256": SHA, "size": len(DATA)}, "log": SHA},
                                remotes.backends[0])
     assert store.has("cas", SHA)
+
+
+def test_a_git_url_on_loopback_is_refused_before_git_runs(tmp_path: Path, monkeypatch) -> None:
+    from lwrecipe.inputs.gitsrc import fetch_tree
+
+    monkeypatch.delenv(ALLOW, raising=False)
+    store = Store(tmp_path / "cache").ensure()
+    with fault_server() as server:
+        with pytest.raises(FetchError) as caught:
+            fetch_tree(store, "pkg: sources[0]", server.url("/repo.git"), "a" * 40)
+        assert server.connections == 0
+    assert caught.value.attempts == (f"{server.url('/repo.git')}: 127.0.0.1 is a loopback address; refused for a "
+                                     "recipe's URL (the user's config can allow it: [network] allow_private = "
+                                     "[\"127.0.0.1\"])",)
+
+
+def test_through_a_proxy_the_target_name_is_checked(tmp_path: Path, monkeypatch) -> None:
+    from tests.servers import forward_proxy
+
+    monkeypatch.delenv(ALLOW, raising=False)
+    with fault_server() as server, forward_proxy() as proxy:
+        monkeypatch.setenv("http_proxy", proxy.url)
+        monkeypatch.delenv("no_proxy", raising=False)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        server.add("/a", DATA)
+        store = Store(tmp_path / "cache").ensure()
+        with make_client() as client, pytest.raises(FetchError) as caught:
+            Downloader(store, client).fetch(Wanted("pkg: sources[0]", SHA, (f"http://localhost:{server.port}/a",),
+                                                   "blob"))
+        assert server.connections == 0 and not proxy.seen
+    assert "is a loopback address" in caught.value.attempts[0]
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "::1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254",
+                                     "100.64.0.1", "0.0.0.0", "0.1.2.3", "224.0.0.1", "fe80::1", "fd00::1",
+                                     "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::127.0.0.1", "64:ff9b::7f00:1",
+                                     "2002:7f00:1::", "ff02::1", "240.0.0.1", "255.255.255.255"])
+def test_private_addresses_in_every_spelling_are_refused(address: str) -> None:
+    from lwrecipe.inputs.addresses import AddressPolicy
+
+    assert AddressPolicy().refusal(address, address) is not None
+    assert AddressPolicy.from_env({ALLOW: "0.0.0.0/0 ::/0"}).refusal(address, address) is None
+
+
+@pytest.mark.parametrize("address", ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c", "1.1.1.1"])
+def test_public_addresses_are_reached(address: str) -> None:
+    from lwrecipe.inputs.addresses import AddressPolicy
+
+    assert AddressPolicy().refusal(address, address) is None
