@@ -217,3 +217,37 @@ def test_public_addresses_are_reached(address: str) -> None:
     from lwrecipe.inputs.addresses import AddressPolicy
 
     assert AddressPolicy().refusal(address, address) is None
+
+
+def test_a_reapi_server_that_stalls_a_read_is_abandoned(tmp_path: Path) -> None:
+    """It claims a blob of 1 GiB, sends one byte and stalls: the deadline that size
+    would earn is not waited for; the stream is cancelled once it falls below the pace."""
+    import time
+    from concurrent import futures
+
+    grpc = pytest.importorskip("grpc")
+    pytest.importorskip("buildgrid")
+    from buildgrid._protos.google.bytestream import bytestream_pb2, bytestream_pb2_grpc
+
+    from lwrecipe.remote.reapi import ReapiBackend
+
+    class Stalling(bytestream_pb2_grpc.ByteStreamServicer):
+        def Read(self, request, context):  # noqa: N802
+            yield bytestream_pb2.ReadResponse(data=b"x")
+            while context.is_active():
+                time.sleep(0.1)
+
+    server = grpc.server(futures.ThreadPoolExecutor(2))
+    bytestream_pb2_grpc.add_ByteStreamServicer_to_server(Stalling(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        backend = ReapiBackend(RemoteSpec(url=f"grpc://127.0.0.1:{port}", name="cache", timeout=1.0,
+                                          min_rate=1 << 20))
+        store = Store(tmp_path / "cache").ensure()
+        with pytest.raises(RemoteError, match=r"^cache: cas/\w{12}: slower than 1 MiB/s for 1 s; abandoned$"):
+            backend.download(store, SHA, 1 << 30, 1 << 30)
+        backend.close()
+        assert not store.has("cas", SHA)
+    finally:
+        server.stop(0)
