@@ -20,13 +20,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class FaultServer:
     """Serves byte strings by path. Each path has a queue of behaviours used one per
     request (then "ok"): "ok", "404", "500", "503:<retry-after>", "reset:<n>" (send n
-    bytes then drop the connection), "stall:<seconds>", "redirect:<path>",
-    "wrong" (other bytes). `ranges` turns Range support on or off; `encoding` adds a
+    bytes then drop the connection), "stall:<seconds>", "drip:<seconds>" (the head,
+    then one byte of the body every <seconds>), "redirect:<path or URL>", "wrong"
+    (other bytes). `ranges` turns Range support on or off; `encoding` adds a
     Content-Encoding header without changing the bytes. HEAD and PUT work too (PUT
     stores the body); their behaviours are keyed "HEAD <path>" / "PUT <path>"
-    ("500", or "reset" for PUT; "drip:<seconds>" reads a PUT's body one byte every
-    <seconds>, or "drip:<seconds>:<n>" n bytes). Every request's headers are kept in `seen_headers`. `host` is the
-    loopback address it listens on (127.0.0.2 is another host for a redirect)."""
+    ("500", or "reset" for PUT; "drip:<seconds>[:<n>]" takes a PUT's body n bytes,
+    default 1, every <seconds>). Every request's headers are kept in `seen_headers`.
+    `host` is the loopback address it listens on (127.0.0.2: another host)."""
 
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.files: dict[str, bytes] = {}
