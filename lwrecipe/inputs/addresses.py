@@ -3,7 +3,7 @@
 A recipe's URL must not turn the host into a client of its own loopback
 services or of the private network it sits in: loopback, link-local, private
 (RFC 1918, fc00::/7), shared (100.64.0.0/10), "this network" (0.0.0.0/8),
-multicast, reserved and unspecified addresses are refused, IPv4 addresses
+multicast, reserved (240.0.0.0/4) and unspecified addresses are refused, IPv4 addresses
 inside IPv6 ones (::ffff:a.b.c.d, ::a.b.c.d, 64:ff9b::/96, 6to4, Teredo)
 judged as the IPv4 address they carry. Only the user allows some: their own
 config's `[network] allow_private` and LWRECIPE_ALLOW_PRIVATE (addresses or
@@ -55,13 +55,24 @@ def _forms(address: Address) -> list[Address]:
     return forms
 
 
+_PRIVATE = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "fec0::/10"))  # RFC 1918, ULA, old site-local
+_SHARED = (ipaddress.ip_network("100.64.0.0/10"),)  # carrier-grade NAT (RFC 6598)
+_THIS_NETWORK = (ipaddress.ip_network("0.0.0.0/8"),)
+
+
 def kind(address: Address) -> str | None:
-    """What makes the address private ("a loopback address", …), None when it is public."""
+    """What makes the address one a recipe's URL may not reach ("a loopback
+    address", …), None when it may. Documentation and benchmarking ranges
+    (192.0.2.0/24, 198.18.0.0/15, …) are not refused: never routed, they are what
+    fake-IP resolvers (a sandbox's proxy, Clash) answer public names with."""
     for form in _forms(address):
         for test, name in ((form.is_loopback, "a loopback"), (form.is_link_local, "a link-local"),
                            (form.is_multicast, "a multicast"), (form.is_unspecified, "an unspecified"),
-                           (form.is_reserved, "a reserved"), (form.is_private, "a private"),
-                           (not form.is_global, "a non-public")):
+                           (form.is_reserved and form.version == 4, "a reserved"),
+                           (any(form in n for n in _THIS_NETWORK), "a \"this network\""),
+                           (any(form in n for n in _SHARED), "a shared (carrier-grade NAT)"),
+                           (any(form in n for n in _PRIVATE), "a private")):
             if test:
                 return f"{name} address"
     return None
