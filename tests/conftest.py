@@ -57,6 +57,14 @@ def simple_recipe(name: str, depends: list[str] | None = None, script: str = "tr
             f'[build]\ndepends = [{deps}]\nscript = "{script}"\n')
 
 
+@pytest.fixture(autouse=True)
+def allow_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests serve recipe downloads from 127.0.0.1, which a recipe's URL may reach
+    only when allowed: allowed here, for every test and the lwrecipe it starts (the
+    tests of the refusal itself, tests/faults/test_network.py, take it away)."""
+    monkeypatch.setenv("LWRECIPE_ALLOW_PRIVATE", "127.0.0.1")
+
+
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     monkeypatch.chdir(tmp_path)

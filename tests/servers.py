@@ -20,13 +20,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class FaultServer:
     """Serves byte strings by path. Each path has a queue of behaviours used one per
     request (then "ok"): "ok", "404", "500", "503:<retry-after>", "reset:<n>" (send n
-    bytes then drop the connection), "stall:<seconds>", "redirect:<path>",
-    "wrong" (other bytes). `ranges` turns Range support on or off; `encoding` adds a
+    bytes then drop the connection), "stall:<seconds>", "drip:<seconds>" (the head,
+    then one byte of the body every <seconds>), "redirect:<path or URL>", "wrong"
+    (other bytes). `ranges` turns Range support on or off; `encoding` adds a
     Content-Encoding header without changing the bytes. HEAD and PUT work too (PUT
     stores the body); their behaviours are keyed "HEAD <path>" / "PUT <path>"
-    ("500", or "reset" for PUT). Every request's headers are kept in `seen_headers`."""
+    ("500", or "reset" for PUT; "drip:<seconds>[:<n>]" takes a PUT's body n bytes,
+    default 1, every <seconds>). Every request's headers are kept in `seen_headers`.
+    `host` is the loopback address it listens on (127.0.0.2: another host)."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.files: dict[str, bytes] = {}
         self.behaviour: dict[str, list[str]] = {}
         self.hits: Counter[str] = Counter()
@@ -60,6 +63,17 @@ class FaultServer:
 
             def do_PUT(self) -> None:  # noqa: N802
                 action = self._action("PUT")
+                if action.startswith("drip:"):  # a server that takes the body a few bytes at a time
+                    _, pause, *step = action.split(":")
+                    left = int(self.headers.get("Content-Length", "0"))
+                    while left > 0:
+                        got = self.connection.recv(min(left, int(step[0]) if step else 1))  # past rfile's buffer
+                        if not got:
+                            break
+                        left -= len(got)
+                        time.sleep(float(pause))
+                    self.close_connection = True
+                    return
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 if action == "500":
                     return self._simple(500)
@@ -111,6 +125,12 @@ class FaultServer:
                     self.connection.shutdown(socket.SHUT_RDWR)
                     self.close_connection = True
                     return
+                if action.startswith("drip:"):
+                    for byte in body:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(float(action.split(":")[1]))
+                    return
                 if action.startswith("stall:"):
                     self.wfile.write(body[:10])
                     self.wfile.flush()
@@ -142,7 +162,8 @@ class FaultServer:
                     super().handle_error(request, client_address)
 
         self.connections = 0  # accepted, over the server's life
-        self.httpd = Server(("127.0.0.1", 0), Handler)
+        self.host = host
+        self.httpd = Server((host, 0), Handler)
         self.port = self.httpd.server_address[1]
         self.scheme = "http"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -156,7 +177,7 @@ class FaultServer:
         self.scheme = "https"
 
     def url(self, path: str) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://{self.host}:{self.port}{path}"
 
     def add(self, path: str, data: bytes, *behaviour: str) -> str:
         self.files[path] = data
@@ -165,9 +186,9 @@ class FaultServer:
 
 
 @contextmanager
-def fault_server(tls: tuple[Path, Path] | None = None) -> Iterator[FaultServer]:
+def fault_server(tls: tuple[Path, Path] | None = None, host: str = "127.0.0.1") -> Iterator[FaultServer]:
     """A FaultServer; over TLS with tls = (certificate, key)."""
-    server = FaultServer()
+    server = FaultServer(host)
     if tls is not None:
         server.use_tls(*tls)
     server.thread.start()

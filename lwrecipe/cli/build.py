@@ -58,16 +58,16 @@ def fetch_inputs(ctx: Context, graph, names: list[str], jobs: int, offline: bool
                   reporter=None):  # noqa: ANN001
     import contextlib
 
-    from ..inputs.fetch import Downloader, make_client
+    from ..inputs.fetch import Downloader
     from ..inputs.sources import fetch_recipes
-    from ..remote.config import load_mirrors
+    from ..remote.config import download_client, load_mirrors
     from ..store.store import Store
     from .progress import RichReporter, make_reporter
 
     store = Store(ctx.cache_dir).ensure()
     mirrors = load_mirrors(graph.recipes[graph.targets[0]].root)
     reporter = reporter or make_reporter(quiet=ctx.verbosity < 0)
-    with make_client() as client, (reporter if isinstance(reporter, RichReporter) else contextlib.nullcontext()):
+    with download_client(graph.recipes[graph.targets[0]].root) as client, (reporter if isinstance(reporter, RichReporter) else contextlib.nullcontext()):
         downloader = Downloader(store, client, mirrors=mirrors.files, reporter=reporter)
         return fetch_recipes([graph.recipes[n] for n in names], store, downloader, jobs=jobs, offline=offline,
                              mirrors=mirrors)

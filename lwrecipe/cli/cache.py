@@ -79,12 +79,12 @@ def _repair(ctx: Context, store, quarantined) -> None:  # noqa: ANN001
     the mirrors), records and output blobs from the configured remotes. Says what
     it got and what it could not; the exit status stays 3 (something was corrupt)."""
     from ..errors import LwrecipeError
-    from ..inputs.fetch import Downloader, make_client
+    from ..inputs.fetch import Downloader
     from ..inputs.gitsrc import fetch_tree
     from ..inputs.sources import downloads, git_sources
     from ..recipes.graph import load_graph, project_root
     from ..recipes.keys import Sha256, is_git_rev, is_sha256
-    from ..remote.config import load_mirrors
+    from ..remote.config import download_client, load_mirrors
 
     root = project_root(Path.cwd())
     graph = load_graph([str(p) for p in sorted((root / "recipes").glob("*.toml"))])
@@ -105,7 +105,7 @@ def _repair(ctx: Context, store, quarantined) -> None:  # noqa: ANN001
                 record = store.read_record(Sha256(path.name)) if is_sha256(path.name) else None
                 if record is not None and entry.name in ((record.get("blob") or {}).get("sha256"), record.get("log")):
                     keys.add(path.name)
-    with make_client() as client:
+    with download_client(root) as client:
         downloader = Downloader(store, client, mirrors=mirrors.files)
         for entry in quarantined:
             if entry.area != "sources":

@@ -164,10 +164,10 @@ def _follow(ctx: Context, store, name: str) -> int:  # noqa: ANN001
 
 
 def _client_store(ctx: Context):  # noqa: ANN202
-    from ..inputs.fetch import make_client
+    from ..remote.config import download_client
     from ..store.store import Store
 
-    return make_client(), Store(ctx.cache_dir).ensure()
+    return download_client(), Store(ctx.cache_dir).ensure()
 
 
 def cmd_pin(ctx: Context) -> int:

@@ -3,7 +3,9 @@
 Bytes are staged in the store's tmp/, hashed as they arrive (the raw stream, so a
 Content-Encoding cannot change what is verified) and renamed into sources/ only
 once they match. The downloader is handed its HTTP client (web.py); it never prints,
-it reports events to a Reporter.
+it reports events to a Reporter. A recipe's URLs reach only the addresses the
+client's AddressPolicy allows; the user's own mirrors (and a Wanted's `trusted`
+locations) any. A location that drips (deadlines.py) is abandoned, not retried.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from .. import faults
+from .addresses import AddressPolicy
+from .deadlines import DEFAULT_MIN_RATE, Limits
 from ..errors import FetchError, FetchIntegrityError, OfflineMissing, StoreError
 from ..recipes.keys import Sha256, short
 from ..store.store import PipelinedWriter, Staged, Store
@@ -35,6 +39,7 @@ class Wanted:
     basename: str
     kind: str = "sources"  # the store directory it goes to ("cas" for blobs from a remote cache)
     max_size: int | None = None  # when known (a blob's size in its record): more bytes are refused
+    trusted: tuple[str, ...] = ()  # locations among urls the user configured (Debian mirrors): any address
 
 
 @dataclass(frozen=True)
@@ -76,10 +81,15 @@ class RetryPolicy:
         return base * (0.5 + random.random() / 2)
 
 
-def make_client(connect_timeout: float = 15.0, read_timeout: float = 60.0) -> Client:
+def make_client(connect_timeout: float = 15.0, read_timeout: float = 60.0, min_rate: float = DEFAULT_MIN_RATE,
+                policy: AddressPolicy | None = None) -> Client:
+    """A client whose exchanges keep min_rate bytes a second over read_timeout
+    seconds; policy: the addresses a recipe's URL may reach (default: public ones
+    and LWRECIPE_ALLOW_PRIVATE's)."""
     from .web import Client  # here, not at the top: a fully cached build never loads it
 
-    return Client(connect_timeout=connect_timeout, read_timeout=read_timeout)
+    return Client(connect_timeout=connect_timeout, read_timeout=read_timeout, policy=policy,
+                  limits=Limits(timeout=read_timeout, min_rate=min_rate))
 
 
 def locations(wanted: Wanted, mirrors: Sequence[str]) -> list[str]:
@@ -178,10 +188,11 @@ class Downloader:
     def _download(self, wanted: Wanted, places: list[str], offline: bool) -> Fetched:
         attempts: list[str] = []
         mismatches = 0
+        mine = set(locations(Wanted(wanted.label, wanted.sha256, (), wanted.basename), self.mirrors))
         for where in places:
             with self.store.staging() as staged:
                 try:
-                    self._get(where, staged, wanted)
+                    self._get(where, staged, wanted, trusted=where in mine or where in wanted.trusted)
                 except _Failed as exc:
                     attempts.append(f"{where}: {exc.reason}")
                     continue
@@ -204,7 +215,7 @@ class Downloader:
                                  "the cache nor a mirror directory, and --offline forbids downloading it")
         raise FetchError(f"{wanted.label}: {wanted.basename}", attempts)
 
-    def _get(self, where: str, staged: Staged, wanted: Wanted) -> None:
+    def _get(self, where: str, staged: Staged, wanted: Wanted, trusted: bool = False) -> None:
         if where.startswith("file://"):
             path = Path(where.removeprefix("file://"))
             if not path.is_file():
@@ -222,19 +233,20 @@ class Downloader:
         while True:
             attempt += 1
             try:
-                self._http_once(where, staged, wanted)
+                self._http_once(where, staged, wanted, trusted)
                 return
             except _Failed as exc:
                 if not exc.retry or attempt >= self.policy.attempts:
                     raise _Failed(exc.reason + (f" (after {attempt} attempts)" if attempt > 1 else "")) from None
                 self.sleep(self.policy.delay(attempt, exc.retry_after))
 
-    def _http_once(self, url: str, staged: Staged, wanted: Wanted) -> None:
+    def _http_once(self, url: str, staged: Staged, wanted: Wanted, trusted: bool) -> None:
         from .web import HttpError
 
         headers = {"Range": f"bytes={staged.size}-"} if staged.size else {}
+        left = wanted.max_size - staged.size if wanted.max_size is not None else None
         try:
-            with self.client.request("GET", url, headers=headers) as resp:
+            with self.client.request("GET", url, headers=headers, trusted=trusted, size=left) as resp:
                 status = resp.status
                 if status == 429 or status >= 500:
                     raise _Failed(f"HTTP {status}", retry=True, retry_after=_retry_after(resp.headers.get("Retry-After")))

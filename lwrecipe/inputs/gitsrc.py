@@ -23,6 +23,7 @@ from ..files import fsync_dir, replace_text
 from ..recipes.keys import Sha256, is_sha256, short
 from ..store.archive import write_tree
 from ..store.store import Store
+from .addresses import AddressPolicy, git_refusal
 from .hosttools import debian_package, fingerprint
 from .mirrors import Mirrors, is_local_git
 from .unpack import data_filter, extract_all
@@ -66,10 +67,11 @@ def commit_path(store: Store, rev: str) -> Path:
 
 
 def fetch_tree(store: Store, label: str, url: str, rev: str, offline: bool = False,
-               mirrors: Mirrors = Mirrors()) -> GitTree:
+               mirrors: Mirrors = Mirrors(), policy: AddressPolicy | None = None) -> GitTree:
     """The canonical tree of `rev`: from the cache, else a mirror directory's tree
     archive of that commit, else the git mirrors and the url (with --offline, only
-    those on this machine)."""
+    those on this machine). policy: the addresses the recipe's url may reach
+    (default: public ones and LWRECIPE_ALLOW_PRIVATE's); the mirrors are the user's."""
     sha = cached_tree(store, rev)
     if sha is not None:
         return GitTree(label, url, rev, sha, store.path("sources", sha), "cache")
@@ -97,7 +99,7 @@ def fetch_tree(store: Store, label: str, url: str, rev: str, offline: bool = Fal
         with tempfile.TemporaryDirectory(dir=store.root / "tmp", prefix="git-") as tmp:
             repo = Path(tmp) / "repo"
             repo.mkdir()
-            origin = _checkout(repo, label, url, rev, git, places, attempts)
+            origin = _checkout(repo, label, url, rev, git, places, attempts, policy)
             commit = _commit_object(repo, rev, git)
             sha = _store_tree(store, repo, rev, commit)
     return GitTree(label, url, rev, sha, store.path("sources", sha), origin)
@@ -199,7 +201,8 @@ def ensure_commit(store: Store, label: str, url: str, rev: str, offline: bool = 
         repo.mkdir()
         _git(["init", "-q"], repo, git)
         attempts: list[str] = []
-        if not any(_fetch_rev(repo, where, rev, git, attempts) for where in places):
+        if not any(not _refused(where, url, None, attempts) and _fetch_rev(repo, where, rev, git, attempts)
+                   for where in places):
             raise FetchError(f"{label}: git {url}", attempts)
         commit = _commit_object(repo, rev, git)
     replace_text(path, commit)
@@ -221,16 +224,24 @@ def _git_tool(label: str) -> str:
 
 
 def _checkout(repo: Path, label: str, url: str, rev: str, git: str, places: list[str],
-              attempts: list[str]) -> str:
+              attempts: list[str], policy: AddressPolicy | None = None) -> str:
     """Check `rev` out in `repo` from the first of `places` that has it; returns which."""
     _git(["init", "-q"], repo, git)
     for where in places:
-        if _fetch_rev(repo, where, rev, git, attempts):
+        if not _refused(where, url, policy, attempts) and _fetch_rev(repo, where, rev, git, attempts):
             break
     else:
         raise FetchError(f"{label}: git {url}", attempts)
     _verify_checkout(repo, label, url, rev, git, attempts)
     return where
+
+
+def _refused(where: str, url: str, policy: AddressPolicy | None, attempts: list[str]) -> bool:
+    """Whether `where`, the recipe's own url (not a mirror), is refused before git runs."""
+    reason = git_refusal(policy or AddressPolicy.from_env(), where) if where == url else None
+    if reason is not None:
+        attempts.append(f"{where}: {reason}")
+    return reason is not None
 
 
 def _fetch_rev(repo: Path, where: str, rev: str, git: str, attempts: list[str]) -> bool:

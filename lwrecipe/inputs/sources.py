@@ -30,8 +30,9 @@ def downloads(recipe: Recipe, mirrors: Mirrors = Mirrors()) -> list[Wanted]:
             found.append(Wanted(f"{recipe.name}: sources[{i}]", Sha256(src.sha256), (src.url, *src.mirrors),
                                 src.basename))
         elif isinstance(src, DebSource):
-            urls = (src.url, *src.mirrors, *mirrors.debian_urls(src.url))
-            found.append(Wanted(f"{recipe.name}: sources[{i}]", Sha256(src.sha256), urls, src.basename))
+            users = tuple(mirrors.debian_urls(src.url))  # the user's Debian mirrors: any address
+            found.append(Wanted(f"{recipe.name}: sources[{i}]", Sha256(src.sha256), (src.url, *src.mirrors, *users),
+                                src.basename, trusted=users))
     for i, patch in enumerate(recipe.doc.patches):
         if isinstance(patch, UrlPatch):
             name = patch.url.rstrip("/").rsplit("/", 1)[-1]
@@ -68,7 +69,8 @@ def fetch_recipes(recipes: list[Recipe], store: Store, downloader: Downloader, j
     errors: list[LwrecipeError] = []
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         file_jobs = {sha: pool.submit(downloader.fetch, w, offline) for sha, w in wanted.items()}
-        git_jobs = {rev: pool.submit(fetch_tree, store, label, src.git, rev, offline, mirrors)
+        git_jobs = {rev: pool.submit(fetch_tree, store, label, src.git, rev, offline, mirrors,
+                                     downloader.client.policy)
                     for rev, (label, src) in gits.items()}
         for sha, job in file_jobs.items():
             try:

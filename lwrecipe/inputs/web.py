@@ -10,6 +10,12 @@ honoured), loaded once, on the first TLS handshake. Bodies are the raw bytes:
 no Content-Encoding is decoded, so a hash sees what the server sent. A file
 body is sent from one reused buffer, with progress reported per MiB.
 
+Every exchange keeps a pace (deadlines.py: a minimum rate over a window, and a
+deadline when the size is known) and, unless it is to a place the user chose (a
+remote, a mirror: `trusted`), connects only to addresses the AddressPolicy
+allows, after each redirect too (addresses.py, checked in sockets.py under
+httpcore; through a proxy, the target's name is resolved and checked here).
+
 Everything httpx raises leaves this module as an HttpError whose `retry` says
 whether trying again can help; credentials go only to their own origin, and a
 password in a proxy URL is never printed.
@@ -29,6 +35,9 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+from .addresses import AddressPolicy, Refused
+from .deadlines import Abandoned, Limits, Pace
 
 if TYPE_CHECKING:
     import httpx
@@ -174,8 +183,9 @@ def _file_body(path: Path, size: int, sent: Callable[[int], None] | None) -> Ite
 class Response:
     """A response whose head has arrived; the body is read from it."""
 
-    def __init__(self, raw: httpx.Response) -> None:
+    def __init__(self, raw: httpx.Response, pace: Pace | None = None) -> None:
         self.raw = raw
+        self.pace = pace
         self.status: int = raw.status_code
         self.headers: Mapping[str, str] = raw.headers  # case-insensitive get()
         self.url = str(raw.url)
@@ -191,7 +201,12 @@ class Response:
             return
         try:
             yield from self.raw.iter_raw()
+        except Abandoned as exc:
+            raise HttpError(str(exc), retry=False, timeout=True) from None
         except httpx.HTTPError as exc:
+            late = self.pace.violation() if self.pace is not None else None
+            if late is not None:
+                raise HttpError(late, retry=False, timeout=True) from None
             raise _reason(exc, while_reading=True) from None
 
     def read(self, limit: int) -> bytes | None:
@@ -206,10 +221,18 @@ class Response:
 
 class Client:
     def __init__(self, connect_timeout: float = 15.0, read_timeout: float = 60.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, policy: AddressPolicy | None = None,
+                 limits: Limits | None = None) -> None:
         """transport replaces the network (an httpx.MockTransport in tests); the
-        environment's proxies then do not apply."""
+        environment's proxies then do not apply. policy: what a request not marked
+        trusted may connect to (default: public addresses and LWRECIPE_ALLOW_PRIVATE's);
+        limits: the pace of every exchange (default: read_timeout's window, at the
+        default minimum rate)."""
         httpx = _import_httpx()
+        from . import sockets  # after _import_httpx: it imports httpcore
+
+        self.policy = AddressPolicy.from_env() if policy is None else policy
+        self.limits = Limits(timeout=read_timeout) if limits is None else limits
         self._credentials: dict[tuple[str, str, int], dict[str, str]] = {}
         self._managed: set[str] = set()  # lower-case names of every credential header
         trust = SystemTrust()
@@ -230,10 +253,12 @@ class Client:
                 tls_proxy = proxy.startswith("https://")
                 mounts[pattern] = httpx.HTTPTransport(
                     verify=trust, http2=http2, proxy=httpx.Proxy(proxy, ssl_context=trust if tls_proxy else None))
+                sockets.install(mounts[pattern])
             transport = httpx.HTTPTransport(verify=trust, http2=http2)
+            sockets.install(transport)
         self.http = httpx.Client(
             transport=transport, mounts=mounts, trust_env=False, timeout=timeout,
-            max_redirects=MAX_REDIRECTS, event_hooks={"request": [self._credentials_for]},
+            max_redirects=MAX_REDIRECTS, event_hooks={"request": [self._credentials_for, self._check_proxied]},
             headers={"User-Agent": "lwrecipe", "Accept-Encoding": "identity"})
 
     def __enter__(self) -> Client:
@@ -259,6 +284,18 @@ class Client:
         port = request.url.port or (443 if request.url.scheme == "https" else 80)
         request.headers.update(self._credentials.get((request.url.scheme, request.url.host, port), {}))
 
+    def _check_proxied(self, request: httpx.Request) -> None:
+        """Through a proxy, the connection is the proxy's: the target's name is
+        resolved here and refused when an address it has is (the proxy resolves it
+        again, and may be answered otherwise; docs/security.md)."""
+        from . import sockets
+
+        now = sockets.current()
+        if now is None or now.policy.anything or not self.proxies or self._proxy_of(str(request.url)) is None:
+            return
+        port = request.url.port or (443 if request.url.scheme == "https" else 80)
+        sockets.check_name(now.policy, request.url.host, port)
+
     def _proxy_of(self, url: str) -> str | None:
         """The proxy httpx goes through for url: the first matching pattern in
         httpx's own order (most specific first)."""
@@ -273,9 +310,22 @@ class Client:
     @contextmanager
     def request(self, method: str, url: str, headers: Mapping[str, str] | None = None,
                 body: bytes | Path | None = None, sent: Callable[[int], None] | None = None,
-                ) -> Iterator[Response]:
+                trusted: bool = False, size: int | None = None) -> Iterator[Response]:
         """One exchange; redirects are followed for GET and HEAD. The body is read
-        inside the block; a connection whose body was read whole is kept for reuse."""
+        inside the block; a connection whose body was read whole is kept for reuse.
+        trusted: a URL the user chose (a mirror), any address allowed; size: the bytes
+        expected (the body sent or the one to come), for the exchange's deadline."""
+        from . import sockets
+        from .addresses import ANYTHING
+
+        if size is None and isinstance(body, Path):
+            size = body.stat().st_size
+        pace = Pace(self.limits, size)
+        with sockets.exchange(ANYTHING if trusted else self.policy, pace):
+            yield from self._exchange(method, url, headers, body, sent, pace)
+
+    def _exchange(self, method: str, url: str, headers: Mapping[str, str] | None, body: bytes | Path | None,
+                  sent: Callable[[int], None] | None, pace: Pace) -> Iterator[Response]:
         httpx = sys.modules["httpx"]
         for attempt in (1, 2):
             all_headers = dict(headers or {})
@@ -287,16 +337,25 @@ class Client:
             try:
                 request = self.http.build_request(method, url, headers=all_headers, content=content)
                 raw = self.http.send(request, stream=True, follow_redirects=method in ("GET", "HEAD"))
+            except Refused as exc:
+                raise HttpError(str(exc), retry=False) from None
+            except Abandoned as exc:
+                raise HttpError(str(exc), retry=False, timeout=True) from None
             except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                if pace.violation() is not None:
+                    raise HttpError(str(pace.violation()), retry=False, timeout=True) from None
                 if attempt == 1:
                     # Most likely a kept-alive connection the server closed as the request
                     # went out (nothing of a response arrived): once more, on a new one.
                     continue
                 raise self._failed(exc, url) from None
             except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                late = pace.violation()
+                if late is not None:
+                    raise HttpError(late, retry=False, timeout=True) from None
                 raise self._failed(exc, url) from None
             try:
-                yield Response(raw)
+                yield Response(raw, pace)
             finally:
                 raw.close()  # a connection whose body was read whole goes back to the pool
             return
@@ -313,10 +372,10 @@ class Client:
 
     def status(self, method: str, url: str, headers: Mapping[str, str] | None = None,
                body: bytes | Path | None = None, sent: Callable[[int], None] | None = None,
-               ) -> tuple[int, Mapping[str, str]]:
+               trusted: bool = False) -> tuple[int, Mapping[str, str]]:
         """The status and headers of a request whose response body does not matter
         (read and dropped, up to 64 KiB, so the connection can be reused)."""
-        with self.request(method, url, headers, body, sent) as resp:
+        with self.request(method, url, headers, body, sent, trusted) as resp:
             resp.read(64 << 10)
             return resp.status, resp.headers
 

@@ -17,10 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import RecipeError, UsageError
+from ..inputs.addresses import AddressPolicy
+from ..inputs.deadlines import DEFAULT_MIN_RATE, DEFAULT_TIMEOUT
 from ..inputs.mirrors import Mirrors, from_env, from_table
 from .signing import PublicKey, SecretKey, load_secret, parse_public
 
 if TYPE_CHECKING:
+    from ..inputs.web import Client
     from .configfile import ConfigFile, RemoteEntry
 
 if sys.version_info >= (3, 11):
@@ -44,6 +47,7 @@ class _NoFile:
     trusted_keys: tuple[()] = ()
     remote: tuple[()] = ()
     mirrors: None = None
+    network: None = None
     min_signers: int = 1
 
 
@@ -55,7 +59,8 @@ class RemoteSpec:
     name: str
     push: bool = False
     trusted: dict[str, PublicKey] = field(default_factory=dict)  # per-remote keys, on top of the global ones
-    timeout: float = 60.0
+    timeout: float = DEFAULT_TIMEOUT  # seconds: per read, the rate check's window, the least deadline
+    min_rate: float = DEFAULT_MIN_RATE  # bytes per second over `timeout` seconds, or the transfer is abandoned
     auth_env: str | None = None
     auth_header: str = "Authorization"
     min_signers: int | None = None  # None: the settings' min_signers
@@ -137,6 +142,49 @@ def read_config(path: Path) -> ConfigFile | _NoFile:
     return validate(raw, str(path))
 
 
+def read_project(path: Path) -> ConfigFile | _NoFile:
+    """A project's lwrecipe.toml: what only the user may set is refused in it."""
+    doc = read_config(path)
+    if doc.network is not None:
+        raise UsageError(f"{path}: [network] is the user's own setting (their config file, {USER_CONFIG_ENV}); "
+                         "a project cannot set it")
+    return doc
+
+
+@dataclass(frozen=True)
+class Network:
+    """The user's `[network]`: what a recipe's URL may reach, and the pace downloads keep."""
+
+    policy: AddressPolicy
+    timeout: float = DEFAULT_TIMEOUT
+    min_rate: float = DEFAULT_MIN_RATE
+
+
+def load_network(project: Path | None = None, env: dict[str, str] | None = None) -> Network:
+    """`[network]` from the user's config file (never the project's: refused there)
+    plus LWRECIPE_ALLOW_PRIVATE."""
+    env = dict(os.environ) if env is None else env
+    if project is not None:
+        read_project(project / PROJECT_FILE)
+    path = user_config_path(env)
+    table = read_config(path).network
+    try:
+        policy = AddressPolicy.from_env(env, table.allow_private if table is not None else ())
+    except ValueError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    if table is None:
+        return Network(policy)
+    return Network(policy, table.timeout, table.min_rate)
+
+
+def download_client(project: Path | None = None, env: dict[str, str] | None = None) -> Client:
+    """The HTTP client for a recipe's downloads, as the user's `[network]` says."""
+    from ..inputs.fetch import make_client
+
+    network = load_network(project, env)
+    return make_client(read_timeout=network.timeout, min_rate=network.min_rate, policy=network.policy)
+
+
 def _keys(texts: list[str], where: str) -> dict[str, PublicKey]:
     keys: dict[str, PublicKey] = {}
     _add_keys(keys, {}, [parse_public(t, where) for t in texts], where)
@@ -160,14 +208,14 @@ def _spec(entry: RemoteEntry, base: Path, where: str) -> RemoteSpec:
     url = normalise_url(entry.url, base, f"{where}: remote.url")
     return RemoteSpec(url=url, name=entry.name or url, push=entry.push,
                       trusted=_keys(entry.trusted_keys, f"{where}: remote.trusted_keys"),
-                      timeout=entry.timeout, auth_env=entry.auth_env, auth_header=entry.auth_header,
+                      timeout=entry.timeout, min_rate=entry.min_rate, auth_env=entry.auth_env, auth_header=entry.auth_header,
                       min_signers=entry.min_signers)
 
 
 def load_settings(project: Path, cli_remotes: list[str] | None = None,
                   env: dict[str, str] | None = None, executor: str | None = None) -> Settings:
     env = dict(os.environ) if env is None else env
-    files = [(project / PROJECT_FILE, read_config(project / PROJECT_FILE))]
+    files = [(project / PROJECT_FILE, read_project(project / PROJECT_FILE))]
     user = user_config_path(env)
     files.append((user, read_config(user)))
     configured = [_spec(r, path.parent, str(path)) for path, doc in files for r in doc.remote]
@@ -223,8 +271,8 @@ def load_mirrors(project: Path, env: dict[str, str] | None = None) -> Mirrors:
     file are taken from that file's directory)."""
     env = dict(os.environ) if env is None else env
     mirrors = from_env(env)
-    for path in (project / PROJECT_FILE, user_config_path(env)):
-        table = read_config(path).mirrors
+    for path, read in ((project / PROJECT_FILE, read_project), (user_config_path(env), read_config)):
+        table = read(path).mirrors
         if table is not None:
             mirrors += from_table(table.files, table.git, table.debian, path.parent.absolute())
     return mirrors

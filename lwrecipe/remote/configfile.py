@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import RecipeError
+from ..inputs.deadlines import DEFAULT_MIN_RATE, DEFAULT_TIMEOUT
 
 
 class _Strict(BaseModel):
@@ -19,7 +20,8 @@ class RemoteEntry(_Strict):
     name: str | None = None
     push: bool = False
     trusted_keys: list[str] = []
-    timeout: Annotated[float, Field(gt=0, strict=False)] = 60.0
+    timeout: Annotated[float, Field(gt=0, strict=False)] = DEFAULT_TIMEOUT
+    min_rate: Annotated[float, Field(ge=0, strict=False)] = DEFAULT_MIN_RATE  # bytes/s over `timeout` seconds
     auth_env: str | None = None  # the environment variable holding the header's value
     auth_header: str = "Authorization"
     # A record from this remote is used only when this many distinct trusted keys
@@ -36,12 +38,21 @@ class MirrorsEntry(_Strict):
     debian: dict[str, list[str]] = {}
 
 
+class NetworkEntry(_Strict):
+    """`[network]`, the user's config only: downloads of a recipe's URLs."""
+
+    allow_private: list[str] = []  # addresses and networks a recipe's URL may reach after all
+    timeout: Annotated[float, Field(gt=0, strict=False)] = DEFAULT_TIMEOUT
+    min_rate: Annotated[float, Field(ge=0, strict=False)] = DEFAULT_MIN_RATE
+
+
 class ConfigFile(_Strict):
     signing_key: str | None = None
     trusted_keys: list[str] = []
     min_signers: Annotated[int, Field(ge=1)] = 1  # for every remote that does not set its own
     remote: list[RemoteEntry] = []
     mirrors: MirrorsEntry | None = None
+    network: NetworkEntry | None = None  # refused in a project's lwrecipe.toml (config.py)
 
 
 def validate(raw: dict[str, Any], shown: str) -> ConfigFile:

@@ -261,12 +261,23 @@ class Executor:
         resource = f"{self.backend.instance + '/' if self.backend.instance else ''}blobs/" \
                    f"{digest.hash}/{digest.size_bytes}"
         pieces = []
+        received = 0
+        call = self.backend.bytestream.Read(self.backend.bs.ReadRequest(resource_name=resource),
+                                            metadata=self.backend.metadata,
+                                            timeout=self.backend.deadline(digest.size_bytes))
         try:
-            for reply in self.backend.bytestream.Read(self.backend.bs.ReadRequest(resource_name=resource),
-                                                      metadata=self.backend.metadata,
-                                                      timeout=max(self.backend.spec.timeout, digest.size_bytes / 1e6)):
-                pieces.append(reply.data)
+            with self.backend.stream(digest.size_bytes, call) as watch:
+                for reply in call:
+                    received += len(reply.data)
+                    if received > digest.size_bytes:
+                        call.cancel()
+                        raise IntegrityError(f"{self.name}: cas/{digest.hash[:12]}: more than {digest.size_bytes} "
+                                             "bytes; refused")
+                    pieces.append(reply.data)
+                    watch.pace.moved(len(reply.data))
         except self.grpc.RpcError as exc:
+            if watch.reason is not None:
+                raise RemoteError(f"{self.name}: cas/{digest.hash[:12]}: {watch.reason}") from None
             raise RemoteError(f"{self.name}: cas/{digest.hash[:12]}: {exc.code().name}: {exc.details()}") from None
         data = b"".join(pieces)
         if hashlib.sha256(data).hexdigest() != digest.hash:

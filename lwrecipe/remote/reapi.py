@@ -18,6 +18,11 @@ as output files (`output.tar.zst`, `build.log.zst`), which is how their sizes ar
 known to read them. The Command and the empty Directory are uploaded to CAS too.
 Signatures stay inside the record and in their own entries, as on any remote.
 
+Every call has a gRPC deadline: the remote's `timeout`, or for a blob of known
+size max(timeout, size / min_rate); a ByteStream stream is also cancelled by a
+watchdog once it moves fewer than min_rate bytes a second over `timeout`
+seconds, silence included (inputs/deadlines.py), whatever size the server claims.
+
 grpc and the REAPI protos (BuildGrid's generated modules) are imported only when
 a grpc remote is used: `pip install 'lwrecipe[reapi]'`.
 """
@@ -33,6 +38,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import IntegrityError, RemoteError
+from ..inputs.deadlines import Limits, Pace, Watchdog
 from ..recipes.keys import Sha256
 from ..store.store import PipelinedWriter, Store
 from .config import RemoteSpec
@@ -91,13 +97,25 @@ class ReapiBackend:
         self.cas = re_grpc.ContentAddressableStorageStub(self.channel)
         self.ac = re_grpc.ActionCacheStub(self.channel)
         self.bytestream = bs_grpc.ByteStreamStub(self.channel)
+        self.limits = Limits(self.spec.timeout, self.spec.min_rate)
         self._base_uploaded = False
 
     # -- helpers ---------------------------------------------------------------------------------------------
 
-    def _call(self, what: str, method: Any, request: Any) -> Any:
+    def deadline(self, size: int | None = None) -> float:
+        """Seconds a call moving `size` bytes may take (the remote's timeout at least)."""
+        return self.limits.deadline(size) or self.spec.timeout
+
+    def stream(self, size: int | None, call: Any) -> Watchdog:
+        """A watchdog that cancels a streaming call falling below the minimum rate. It
+        sees bytes a message (CHUNK) at a time: its window is long enough for one."""
+        rate = self.spec.min_rate
+        window = max(self.spec.timeout, CHUNK / rate) if rate > 0 else self.spec.timeout
+        return Watchdog(Pace(Limits(window, rate), size, idle_fails=True), call.cancel)
+
+    def _call(self, what: str, method: Any, request: Any, size: int | None = None) -> Any:
         try:
-            return method(request, metadata=self.metadata, timeout=self.spec.timeout)
+            return method(request, metadata=self.metadata, timeout=self.deadline(size))
         except self.grpc.RpcError as exc:
             code = exc.code() if hasattr(exc, "code") else None
             if code == self.grpc.StatusCode.NOT_FOUND:
@@ -126,7 +144,7 @@ class ReapiBackend:
             return
         request = self.re.BatchUpdateBlobsRequest(instance_name=self.instance, requests=[
             self.re.BatchUpdateBlobsRequest.Request(digest=self._of(b), data=b) for b in blobs])
-        reply = self._call("BatchUpdateBlobs", self.cas.BatchUpdateBlobs, request)
+        reply = self._call("BatchUpdateBlobs", self.cas.BatchUpdateBlobs, request, sum(map(len, blobs)))
         self._check_batch(reply.responses, "BatchUpdateBlobs")
 
     def _check_batch(self, responses: Any, what: str) -> None:
@@ -141,7 +159,7 @@ class ReapiBackend:
     def _batch_read(self, digests: list[Any]) -> dict[str, bytes]:
         """Blobs by one BatchReadBlobs, each checked against its sha256."""
         request = self.re.BatchReadBlobsRequest(instance_name=self.instance, digests=digests)
-        reply = self._call("BatchReadBlobs", self.cas.BatchReadBlobs, request)
+        reply = self._call("BatchReadBlobs", self.cas.BatchReadBlobs, request, sum(d.size_bytes for d in digests))
         self._check_batch(reply.responses, "BatchReadBlobs")
         found = {}
         for response in reply.responses:
@@ -254,6 +272,8 @@ class ReapiBackend:
         self._write(resource, path, offset, size, sent)
 
     def _write(self, resource: str, path: Path, offset: int, size: int, sent: Any) -> None:
+        watch: Watchdog | None = None
+
         def requests() -> Any:
             with path.open("rb") as src:
                 src.seek(offset)
@@ -265,10 +285,20 @@ class ReapiBackend:
                                                finish_write=last)
                     position += len(piece)
                     sent(len(piece))
+                    if watch is not None:
+                        watch.pace.moved(len(piece), "out")
                     if last:
                         return
 
-        reply = self.bytestream.Write(requests(), metadata=self.metadata, timeout=max(self.spec.timeout, size / 1e6))
+        call = self.bytestream.Write.future(requests(), metadata=self.metadata, timeout=self.deadline(size - offset))
+        with self.stream(size - offset, call) as watch:
+            try:
+                reply = call.result()
+            except (self.grpc.FutureCancelledError, self.grpc.RpcError):
+                if watch.reason is None:
+                    raise
+                raise RemoteError(f"{self.spec.name}: cas/{resource.rsplit('/blobs/', 1)[-1][:12]}: "
+                                  f"{watch.reason}") from None
         if reply.committed_size != size:
             raise RemoteError(f"{self.spec.name}: ByteStream Write cas/{resource[-80:]}: committed "
                               f"{reply.committed_size} of {size} bytes")
@@ -288,16 +318,21 @@ class ReapiBackend:
                 writer = PipelinedWriter(staged)
                 try:
                     request = self.bs.ReadRequest(resource_name=resource, read_offset=staged.size)
-                    for reply in self.bytestream.Read(request, metadata=self.metadata, timeout=max(
-                            self.spec.timeout, size / 1e6)):
-                        if writer.total + len(reply.data) > size:
-                            raise IntegrityError(f"{self.spec.name}: cas/{sha[:12]}: more than {size} bytes; "
-                                                 "refused")
-                        writer.take(reply.data)
+                    call = self.bytestream.Read(request, metadata=self.metadata,
+                                                timeout=self.deadline(size - staged.size))
+                    with self.stream(size - staged.size, call) as watch:
+                        for reply in call:
+                            if writer.total + len(reply.data) > size:
+                                raise IntegrityError(f"{self.spec.name}: cas/{sha[:12]}: more than {size} bytes; "
+                                                     "refused")
+                            writer.take(reply.data)
+                            watch.pace.moved(len(reply.data))
                     writer.close()
                     break
                 except self.grpc.RpcError as exc:
                     writer.close()
+                    if watch.reason is not None:  # a drip is not luck: not tried again
+                        raise RemoteError(f"{self.spec.name}: cas/{sha[:12]}: {watch.reason}") from None
                     if exc.code() == self.grpc.StatusCode.NOT_FOUND or attempt == 3:
                         raise RemoteError(f"{self.spec.name}: cas/{sha[:12]}: {exc.code().name}: "
                                           f"{exc.details()}") from None

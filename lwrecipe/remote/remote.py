@@ -235,7 +235,9 @@ def open_backend(spec: RemoteSpec, env: dict[str, str] | None = None) -> Backend
         from .reapi import ReapiBackend
 
         return ReapiBackend(spec, token=value)
-    client = make_client(read_timeout=spec.timeout)
+    from ..inputs.addresses import ANYTHING  # a remote is the user's choice, wherever it is
+
+    client = make_client(read_timeout=spec.timeout, min_rate=spec.min_rate, policy=ANYTHING)
     if value is not None:
         client.add_credential(spec.url, spec.auth_header, value)
     return HttpBackend(spec, client)
