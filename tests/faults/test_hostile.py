@@ -293,6 +293,22 @@ def test_a_source_over_a_git_trees_link_is_refused(project: Project, tmp_path: P
     assert unchanged(decoy, before)
 
 
+def test_a_patch_through_a_link_is_refused(project: Project, tmp_path: Path) -> None:
+    """GNU patch (2.7.6 here) refuses links itself; lwrecipe checks first, whatever
+    patch the host has, and names the link."""
+    decoy, before = victim_dir(tmp_path)
+    (project.root / "first").mkdir()
+    (project.root / "first" / "evil").symlink_to(decoy / "victim-dir")
+    project.file("x.patch", "--- a/evil/a\n+++ b/evil/a\n@@ -1 +1 @@\n-victim a\n+patched\n"
+                            "--- /dev/null\n+++ b/evil/new\n@@ -0,0 +1 @@\n+created\n")
+    hostile(project, "patchlink", 'mkdir -p "$LW_OUT"',
+            extra='[[sources]]\npath = "first"\n[[patches]]\nfile = "x.patch"\n')
+    result = build(project, "patchlink")
+    assert result.code == 3 and "Traceback" not in result.err, result.err
+    assert "patchlink: patches[0]" in result.err and "goes through the symlink evil" in result.err, result.err
+    assert unchanged(decoy, before)
+
+
 def test_checkout_never_writes_into_an_existing_directory(project: Project, tmp_path: Path) -> None:
     """DEST is the user's, but whatever is already inside it is not followed: a DEST
     that exists is refused, links in it or not."""
