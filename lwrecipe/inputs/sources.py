@@ -13,18 +13,18 @@ import stat
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from ..errors import LwrecipeError, RecipeError, UnsafeArchive, raise_all
-from ..safefs import Beneath
 from ..recipes.keys import Sha256, sha256_bytes
 from ..recipes.recipe import DebSource, GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
+from ..safefs import Beneath
 from ..store.store import Store
 from .debs import extract_debs
 from .fetch import Downloader, Fetched, Wanted
 from .gitsrc import GitTree, extract_to, fetch_tree, read_member
-from .mirrors import Mirrors
 from .merge import BuildDir, stripped
+from .mirrors import Mirrors
 from .unpack import normalise_tree, unpack
 
 
@@ -101,11 +101,6 @@ def fetch_recipes(recipes: list[Recipe], store: Store, downloader: Downloader, j
     return result
 
 
-def source_dir(src_tree: Path, dest: str) -> Path:
-    """Where a source lands: `dest` relative to the source tree (which `../x` may leave by one level)."""
-    return Path(src_tree.parent, *PurePosixPath(src_tree.name, dest).parts)
-
-
 def lay_out(recipe: Recipe, fetched: Fetch, src_tree: Path) -> None:
     """Unpack every source of `recipe` in order into `src_tree` (sources kept with
     unpack = false go to `src_tree/../<name>`). Nothing is written through a link
@@ -137,8 +132,13 @@ def _extract_debs(top: BuildDir, debs: list[tuple[Path, Path, str]], targets: li
     """Debian packages are unpacked in place: extract_deb refuses every entry whose
     parents include a link and replaces (never writes through) a link at its name."""
     extract_debs(debs)
+    by_rel: dict[str, list[str]] = {}
     for label, rel in targets:
-        top.record(label, rel)
+        by_rel.setdefault(rel, []).append(label)
+    for rel, labels in by_rel.items():  # each tree walked once; its links are one of these packages'
+        first, last = labels[0], labels[-1].rsplit(": ", 1)[-1]
+        top.record(first if len(labels) == 1 else f"{first.rsplit(': ', 1)[0]}: one of "
+                   f"{first.rsplit(': ', 1)[-1]}…{last}", rel)
     debs.clear()
     targets.clear()
 
