@@ -8,12 +8,14 @@ needs fuzz is an error, since fuzz makes the result depend on context.
 from __future__ import annotations
 
 import re
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .. import faults
 from ..errors import BuildFailed, UnsafeArchive
+from ..safefs import Beneath, parts_of
 
 _HEADER = re.compile(r"^(?:---|\+\+\+) (\S+)", re.M)
 _GIT_HEADER = re.compile(r"^diff --git (\S+) (\S+)", re.M)
@@ -60,9 +62,32 @@ def check_series(recipe: str, patches: list[PatchFile]) -> None:
                     patch.strip)
 
 
+def check_no_links(label: str, text: str, strip: int, tree: Path) -> None:
+    """No path the patch writes is, or goes through, a link in `tree` (checked with
+    lstat below a held directory, never following one): GNU patch since 2.7.4 refuses
+    such paths itself, but the host's patch is whatever the host has."""
+    with Beneath(tree) as root:
+        for name in touched_paths(text, strip):
+            parts = parts_of(name)
+            for i in range(1, len(parts) + 1):
+                try:
+                    st = root.lstat("/".join(parts[:i]))
+                except OSError:  # a file on the way: patch fails on its own
+                    break
+                if st is None:
+                    break
+                if stat.S_ISLNK(st.st_mode):
+                    what = "is a symlink" if i == len(parts) else f"goes through the symlink {'/'.join(parts[:i])}"
+                    raise UnsafeArchive(f"{label}: {name} {what}; a patch is never applied through a link")
+
+
 def apply_series(recipe: str, patches: list[PatchFile], tree: Path, patch_tool: str = "patch") -> None:
+    """Apply `patches` on the host, each checked first against its paths and the links
+    the tree holds (after the patches before it)."""
     for patch in patches:
         check_series(recipe, [patch])
+        check_no_links(f"{recipe}: {patch.label}", patch.path.read_text(encoding="utf-8", errors="replace"),
+                       patch.strip, tree)
         proc = subprocess.run(patch_argv(patch_tool, patch.strip, str(tree), str(patch.path)),
                               capture_output=True, text=True, env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"})
         if proc.returncode != 0:

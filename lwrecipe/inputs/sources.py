@@ -7,20 +7,25 @@ one input does not hide the others: every problem of a run is reported.
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from ..errors import LwrecipeError, RecipeError, UnsafeArchive, raise_all
 from ..recipes.keys import Sha256, sha256_bytes
 from ..recipes.recipe import DebSource, GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
+from ..safefs import Beneath
 from ..store.store import Store
 from .debs import extract_debs
 from .fetch import Downloader, Fetched, Wanted
 from .gitsrc import GitTree, extract_to, fetch_tree, read_member
+from .merge import BuildDir, stripped
 from .mirrors import Mirrors
-from .unpack import normalise_tree, symlink_on_the_way, unpack
+from .unpack import normalise_tree, unpack
 
 
 def downloads(recipe: Recipe, mirrors: Mirrors = Mirrors()) -> list[Wanted]:
@@ -98,64 +103,79 @@ def fetch_recipes(recipes: list[Recipe], store: Store, downloader: Downloader, j
     return result
 
 
-def source_dir(src_tree: Path, dest: str) -> Path:
-    """Where a source lands: `dest` relative to the source tree (which `../x` may leave by one level)."""
-    return Path(src_tree.parent, *PurePosixPath(src_tree.name, dest).parts)
-
-
-def _no_links(label: str, base: Path, target: Path) -> None:
-    """Nothing is laid out through a symlink an earlier source left (a tarball's
-    `x -> /etc`, then a source with dest = "x", would write into the host)."""
-    link = symlink_on_the_way(base, target.relative_to(base).parts)
-    if link is not None:
-        raise UnsafeArchive(f"{label}: its destination goes through the symlink {link.relative_to(base)} "
-                            "an earlier source made")
-
-
 def lay_out(recipe: Recipe, fetched: Fetch, src_tree: Path) -> None:
     """Unpack every source of `recipe` in order into `src_tree` (sources kept with
-    unpack = false go to `src_tree/../<name>`)."""
+    unpack = false go to `src_tree/../<name>`). Nothing is written through a link
+    (merge.BuildDir): archives and git trees are unpacked into a staging directory
+    of their own and moved in entry by entry, path sources copied the same way."""
     src_tree.mkdir(parents=True, exist_ok=True)
+    top = BuildDir(src_tree.parent, src_tree.name)
     debs: list[tuple[Path, Path, str]] = []
-    for i, src in enumerate(recipe.doc.sources):
-        label = f"{recipe.display}: sources[{i}]"
-        target = source_dir(src_tree, src.dest) if src.unpack else src_tree.parent / (src.name or "")
-        _no_links(label, src_tree.parent, target)
-        if isinstance(src, DebSource):  # consecutive packages go together: the next decompresses meanwhile
-            debs.append((fetched.files[Sha256(src.sha256)].path, target, f"{label} ({src.deb} {src.version})"))
-            continue
-        extract_debs(debs)
-        debs.clear()
-        if isinstance(src, UrlSource):
-            path = fetched.files[Sha256(src.sha256)].path
-            if src.unpack:
-                unpack(path, target, src.strip, label)
-            else:
-                target.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, target / src.basename)
-        elif isinstance(src, GitSource):
-            staging = target.parent / f".git-{i}"
-            extract_to(fetched.trees[src.rev].path, staging)
-            _merge_stripped(staging, target, src.strip)
-        else:
-            assert isinstance(src, PathSource)
-            origin = recipe.root / src.path
-            target.mkdir(parents=True, exist_ok=True)
-            if origin.is_dir():
-                shutil.copytree(origin, target, symlinks=True, dirs_exist_ok=True)
-            else:
-                shutil.copy2(origin, target / origin.name)
-    extract_debs(debs)
+    deb_targets: list[tuple[str, str]] = []
+    try:
+        for i, src in enumerate(recipe.doc.sources):
+            label = f"{recipe.display}: sources[{i}]"
+            rel = top.rel(src.dest) if src.unpack else (src.name or "")
+            top.target(label, rel).close()
+            if isinstance(src, DebSource):  # consecutive packages go together: the next decompresses meanwhile
+                debs.append((fetched.files[Sha256(src.sha256)].path, src_tree.parent / rel,
+                             f"{label} ({src.deb} {src.version})"))
+                deb_targets.append((label, rel))
+                continue
+            _extract_debs(top, debs, deb_targets)
+            _lay_out_one(top, recipe, i, label, src, rel, fetched, src_tree.parent)
+        _extract_debs(top, debs, deb_targets)
+    finally:
+        top.close()
     normalise_tree(src_tree)
 
 
-def _merge_stripped(staging: Path, target: Path, strip: int) -> None:
-    root = staging
-    for _ in range(strip):
-        children = list(root.iterdir())
-        if len(children) != 1 or not children[0].is_dir():
-            raise RecipeError.one(str(staging), "strip", "cannot strip: the tree has more than one top entry")
-        root = children[0]
-    target.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(root, target, symlinks=True, dirs_exist_ok=True)
-    shutil.rmtree(staging)
+def _extract_debs(top: BuildDir, debs: list[tuple[Path, Path, str]], targets: list[tuple[str, str]]) -> None:
+    """Debian packages are unpacked in place: extract_deb refuses every entry whose
+    parents include a link and replaces (never writes through) a link at its name."""
+    extract_debs(debs)
+    by_rel: dict[str, list[str]] = {}
+    for label, rel in targets:
+        by_rel.setdefault(rel, []).append(label)
+    for rel, labels in by_rel.items():  # each tree walked once; its links are one of these packages'
+        first, last = labels[0], labels[-1].rsplit(": ", 1)[-1]
+        top.record(first if len(labels) == 1 else f"{first.rsplit(': ', 1)[0]}: one of "
+                   f"{first.rsplit(': ', 1)[-1]}…{last}", rel)
+    debs.clear()
+    targets.clear()
+
+
+def _lay_out_one(top: BuildDir, recipe: Recipe, i: int, label: str, src: UrlSource | GitSource | PathSource,
+                 rel: str, fetched: Fetch, build_dir: Path) -> None:
+    if isinstance(src, UrlSource) and not src.unpack:
+        with open(fetched.files[Sha256(src.sha256)].path, "rb") as fh:
+            top.put_file(label, fh.fileno(), rel, src.basename)
+    elif isinstance(src, (UrlSource, GitSource)):
+        staging = Path(tempfile.mkdtemp(dir=build_dir, prefix=f".staging-{i}-"))
+        try:
+            if isinstance(src, UrlSource):
+                unpack(fetched.files[Sha256(src.sha256)].path, staging, src.strip, label)
+                strip = 0
+            else:
+                extract_to(fetched.trees[src.rev].path, staging)
+                strip = src.strip
+            with Beneath(staging) as tree:
+                root = stripped(recipe.display, f"sources[{i}].strip", tree.fd, strip)
+                try:
+                    top.merge(label, root, rel, move=True)
+                finally:
+                    os.close(root)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    else:
+        origin = recipe.root / src.path  # checked when the recipe was read: inside the project
+        fd = os.open(origin, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                top.merge(label, fd, rel, move=False)
+            elif stat.S_ISREG(os.fstat(fd).st_mode):
+                top.put_file(label, fd, rel, origin.name)
+            else:
+                raise UnsafeArchive(f"{label}: {src.path}: not a file or a directory")
+        finally:
+            os.close(fd)

@@ -173,5 +173,151 @@ def test_a_source_cannot_be_laid_out_through_a_link_an_earlier_source_made(proje
             extra='[[sources]]\npath = "first"\n[[sources]]\npath = "second"\ndest = "evil"\n')
     result = build(project, "through")
     assert result.code == 3 and "Traceback" not in result.err, result.err
-    assert "sources[1]: its destination goes through the symlink src/evil an earlier source made" in result.err
+    assert "sources[1]: its destination evil goes through the symlink evil that sources[0] made" in result.err
     assert list(victim.iterdir()) == []
+
+
+def victim_dir(tmp_path: Path) -> tuple[Path, dict[str, tuple[str, int, bytes]]]:
+    """A host directory (and file) that a layout must not touch, with its snapshot."""
+    from tests.hostile_trees import make_decoy, snapshot
+
+    decoy = make_decoy(tmp_path / "host-decoy")
+    return decoy, snapshot(decoy)
+
+
+def unchanged(decoy: Path, before: dict[str, tuple[str, int, bytes]]) -> bool:
+    from tests.hostile_trees import snapshot
+
+    return snapshot(decoy) == before
+
+
+@pytest.mark.parametrize("first_dest, planted, dest, inside, link", [
+    (".", "d/evil", "d", "evil/dropped.txt", "d/evil"),
+    ("lib", "evil", ".", "lib/evil/dropped.txt", "lib/evil"),
+    (".", "d/evil", "d/evil/sub", "dropped.txt", "d/evil"),
+])
+def test_a_merged_source_does_not_write_through_a_link_an_earlier_source_made(
+        project: Project, tmp_path: Path, first_dest: str, planted: str, dest: str, inside: str, link: str) -> None:
+    """A directory of the repository holds an absolute link; a second path source whose
+    tree overlaps it was merged through the link, as root, before any sandbox."""
+    decoy, before = victim_dir(tmp_path)
+    (project.root / "first" / planted).parent.mkdir(parents=True)
+    (project.root / "first" / planted).symlink_to(decoy / "victim-dir")
+    project.file(f"second/{inside}", "written through the link\n")
+    hostile(project, "merged", 'mkdir -p "$LW_OUT"',
+            extra=f'[[sources]]\npath = "first"\ndest = "{first_dest}"\n'
+                  f'[[sources]]\npath = "second"\ndest = "{dest}"\n')
+    result = build(project, "merged")
+    assert result.code == 3 and "Traceback" not in result.err, result.err
+    assert "merged.toml: sources[1]:" in result.err and f"the symlink {link} that sources[0] made" in result.err
+    assert sum(line.startswith("error:") for line in result.err.splitlines()) == 1, result.err
+    assert unchanged(decoy, before)
+
+
+def test_a_file_source_replaces_a_link_an_earlier_source_left(project: Project, tmp_path: Path) -> None:
+    """A single-file path source copied onto a link to a host file overwrote that file."""
+    decoy, before = victim_dir(tmp_path)
+    (project.root / "first" / "inc").mkdir(parents=True)
+    (project.root / "first" / "inc" / "config.h").symlink_to(decoy / "victim.txt")
+    project.file("second/config.h", "#define X 1\n")
+    hostile(project, "onto", 'mkdir -p "$LW_OUT"; cat inc/config.h > "$LW_OUT/seen"',
+            extra='[[sources]]\npath = "first"\n[[sources]]\npath = "second/config.h"\ndest = "inc"\n')
+    result = build(project, "onto")
+    assert result.code == 0 and "Traceback" not in result.err, result.err
+    assert unchanged(decoy, before)
+    out = project.root / "out"
+    assert run_subprocess("--cache", str(project.root / "cache"), "checkout", "onto", str(out),
+                          cwd=project.root).code == 0
+    assert (out / "seen").read_text() == "#define X 1\n"
+
+
+def test_a_kept_download_replaces_a_link_an_earlier_source_left(project: Project, tmp_path: Path) -> None:
+    """A source kept whole (unpack = false) was copied through a link a path source left
+    at its name beside the tree."""
+    import hashlib
+
+    decoy, before = victim_dir(tmp_path)
+    data = b"plain download\n"
+    sha = hashlib.sha256(data).hexdigest()
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / sha).write_bytes(data)
+    (project.root / "first").mkdir()
+    (project.root / "first" / "x.bin").symlink_to(decoy / "victim.txt")
+    hostile(project, "kept", 'mkdir -p "$LW_OUT"; cat ../tools/x.bin > "$LW_OUT/seen"',
+            extra='[[sources]]\npath = "first"\ndest = "../tools"\n'
+                  f'[[sources]]\nurl = "https://example.invalid/x.bin"\nsha256 = "{sha}"\nname = "tools"\n'
+                  'unpack = false\n')
+    result = run_subprocess("--cache", str(project.root / "cache"), "build", "kept", cwd=project.root,
+                            env={"LWRECIPE_MIRRORS": str(mirror)})
+    assert "Traceback" not in result.err, result.err
+    assert unchanged(decoy, before)
+    assert result.code == 0, result.err
+
+
+def _git_repo(tmp_path: Path, build: object) -> tuple[str, str]:
+    from tests.test_gitsrc import git
+
+    work = tmp_path / "gitwork"
+    work.mkdir()
+    git("init", "-q", "-b", "main", cwd=work)
+    build(work)  # type: ignore[operator]
+    git("add", "-A", cwd=work)
+    git("commit", "-q", "-m", "one", cwd=work)
+    bare = tmp_path / "repo.git"
+    git("clone", "-q", "--bare", str(work), str(bare), cwd=tmp_path)
+    return f"file://{bare}", git("rev-parse", "HEAD", cwd=work)
+
+
+def test_a_source_over_a_git_trees_link_is_refused(project: Project, tmp_path: Path) -> None:
+    """A git tree's links may only point inside the tree, but `strip` moves them up:
+    `d1/…/d12/evil -> ../…/..` stays inside the unpacked tree, and with strip = 12 it
+    became `g/evil -> ../…/..`, the host's /; a second source merged through it wrote
+    anywhere, as root."""
+    decoy, before = victim_dir(tmp_path)
+    depth = 12
+
+    def plant(work: Path) -> None:
+        deep = work.joinpath(*(f"d{i}" for i in range(depth)))
+        deep.mkdir(parents=True)
+        (deep / "evil").symlink_to("/".join([".."] * depth))
+
+    url, rev = _git_repo(tmp_path, plant)
+    project.file(f"second/g/evil/{(decoy / 'victim-dir').relative_to('/')}/dropped.txt", "written through\n")
+    hostile(project, "gitlink", 'mkdir -p "$LW_OUT"',
+            extra=f'[[sources]]\ngit = "{url}"\nrev = "{rev}"\nstrip = {depth}\ndest = "g"\n'
+                  '[[sources]]\npath = "second"\n')
+    result = build(project, "gitlink")
+    assert result.code == 3 and "Traceback" not in result.err, result.err
+    assert "gitlink.toml: sources[1]:" in result.err and "the symlink g/evil that sources[0] made" in result.err
+    assert unchanged(decoy, before)
+
+
+def test_a_patch_through_a_link_is_refused(project: Project, tmp_path: Path) -> None:
+    """GNU patch (2.7.6 here) refuses links itself; lwrecipe checks first, whatever
+    patch the host has, and names the link."""
+    decoy, before = victim_dir(tmp_path)
+    (project.root / "first").mkdir()
+    (project.root / "first" / "evil").symlink_to(decoy / "victim-dir")
+    project.file("x.patch", "--- a/evil/a\n+++ b/evil/a\n@@ -1 +1 @@\n-victim a\n+patched\n"
+                            "--- /dev/null\n+++ b/evil/new\n@@ -0,0 +1 @@\n+created\n")
+    hostile(project, "patchlink", 'mkdir -p "$LW_OUT"',
+            extra='[[sources]]\npath = "first"\n[[patches]]\nfile = "x.patch"\n')
+    result = build(project, "patchlink")
+    assert result.code == 3 and "Traceback" not in result.err, result.err
+    assert "patchlink: patches[0]" in result.err and "goes through the symlink evil" in result.err, result.err
+    assert unchanged(decoy, before)
+
+
+def test_checkout_never_writes_into_an_existing_directory(project: Project, tmp_path: Path) -> None:
+    """DEST is the user's, but whatever is already inside it is not followed: a DEST
+    that exists is refused, links in it or not."""
+    decoy, before = victim_dir(tmp_path)
+    hostile(project, "plain", 'mkdir -p "$LW_OUT/victim-dir"; echo out > "$LW_OUT/victim-dir/a"')
+    assert build(project, "plain").code == 0
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "victim-dir").symlink_to(decoy / "victim-dir")
+    result = run_subprocess("--cache", str(project.root / "cache"), "checkout", "plain", str(dest), cwd=project.root)
+    assert result.code == 2 and "already exists" in result.err, result.err
+    assert unchanged(decoy, before)
