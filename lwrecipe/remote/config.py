@@ -274,5 +274,5 @@ def load_mirrors(project: Path, env: dict[str, str] | None = None) -> Mirrors:
     for path, read in ((project / PROJECT_FILE, read_project), (user_config_path(env), read_config)):
         table = read(path).mirrors
         if table is not None:
-            mirrors += from_table(table.files, table.git, table.debian, path.parent.absolute())
+            mirrors += from_table(table.files, table.git, table.debian, path.parent.absolute(), str(path))
     return mirrors
