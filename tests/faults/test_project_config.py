@@ -14,11 +14,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Project, Result, run_subprocess
+from tests.integration.test_remote import Machine, recipe
+from tests.servers import fault_server
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
 NOWHERE = "file:///nonexistent/lwrecipe-test/x.git"
 REV = "0123456789abcdef0123456789abcdef01234567"
+TOKEN = "tok-5e3c7a1b9d"
 
 
 @pytest.fixture
@@ -41,6 +44,29 @@ def run(project: Project, *args: str, env: dict[str, str] | None = None) -> Resu
 def git_recipe(project: Project) -> None:
     project.recipe("g", f'schema = 1\n[package]\nname = "g"\nversion = "1"\nlicense = "MIT"\n'
                         f'[[sources]]\ngit = "{NOWHERE}"\nrev = "{REV}"\n[build]\nscript = "true"\n')
+
+
+def option_mirrors(marker: Path) -> list[str]:
+    """Git mirror values that git would take as an option or a command to run."""
+    return [f"--upload-pack=:;touch {marker}",  # ':' before the first '/': not taken as a local path
+            f"--upload-pack=:;touch {marker}-2 #/x",
+            f"ext::sh -c touch% {marker}",
+            f"ssh://-oProxyCommand=touch%20{marker}/x.git"]
+
+
+def test_a_project_git_mirror_never_runs_a_command(project: Project, user: Path, tmp_path: Path) -> None:
+    git_recipe(project)
+    marker = tmp_path / "pwned"
+    places = ", ".join(f"'{m}'" for m in option_mirrors(marker))
+    project.file("lwrecipe.toml", f'[mirrors.git]\n"{NOWHERE}" = [{places}]\n')
+    result = run(project, "fetch", "g")
+    assert not list(tmp_path.glob("pwned*")), result.err
+    assert "warning: " in result.err and "mirrors.git" in result.err and "ignored" in result.err, result.err
+    assert result.err.count("mirrors.git") == 1, result.err
+    accepted = run(project, "--accept-project-config", "fetch", "g")
+    assert not list(tmp_path.glob("pwned*")), accepted.err
+    assert accepted.code == 2 and accepted.err.startswith("error: ") and accepted.err.count("\n") == 1, accepted.err
+    assert "lwrecipe.toml: mirrors.git" in accepted.err and "Traceback" not in accepted.err
 
 
 @pytest.mark.parametrize("where", ["env", "user"])
@@ -72,3 +98,100 @@ def test_mirror_values_are_urls_or_paths(project: Project, user: Path, value: st
         result = run(project, "fetch", "g")
         assert result.code == 2 and result.err.count("\n") == 1, (field, result.err)
         assert f"{user}: mirrors.{field}" in result.err and "\x1b" not in result.err, (field, result.err)
+
+
+def remote_recipe(project: Project) -> None:
+    project.file("src/base.txt", "base\n")
+    project.file("src/app.txt", "app\n")
+    project.recipe("base", recipe("base", [], 'mkdir -p "$LW_OUT/lib"\ncp base.txt "$LW_OUT/lib/"'))
+
+
+def test_a_project_remote_never_receives_the_users_secret(project: Project, user: Path) -> None:
+    remote_recipe(project)
+    env = {"SECRET_TOKEN": TOKEN}
+    with fault_server() as server:
+        project.file("lwrecipe.toml", f'[[remote]]\nname = "team"\nurl = "{server.url("")}"\n'
+                                      'auth_env = "SECRET_TOKEN"\nauth_header = "X-Token"\n')
+        plain = run(project, "plan", "base", env=env)
+        assert plain.code == 0, plain.err
+        assert server.seen_headers, "the plan never asked the project's remote"
+        assert not any(TOKEN in str(h) for h in server.seen_headers)
+        assert "remote[0].auth_env" in plain.err and "ignored" in plain.err and TOKEN not in plain.err
+        server.seen_headers.clear()
+        accepted = run(project, "--accept-project-config", "plan", "base", env=env)
+        assert accepted.code == 0, accepted.err
+        assert server.seen_headers and all(h.get("X-Token") == TOKEN for h in server.seen_headers)
+        assert "ignored" not in accepted.err
+        server.seen_headers.clear()
+        user.write_text(f'[accept]\nprojects = ["{project.root}"]\n')
+        listed = run(project, "plan", "base", env=env)
+        assert listed.code == 0 and "ignored" not in listed.err, listed.err
+        assert server.seen_headers and all(h.get("X-Token") == TOKEN for h in server.seen_headers)
+
+
+def test_a_project_cannot_accept_itself(project: Project, user: Path) -> None:
+    remote_recipe(project)
+    with fault_server() as server:
+        project.file("lwrecipe.toml", f'[accept]\nprojects = ["{project.root}"]\n'
+                                      f'[[remote]]\nurl = "{server.url("")}"\nauth_env = "SECRET_TOKEN"\n')
+        result = run(project, "plan", "base", env={"SECRET_TOKEN": TOKEN})
+        assert result.code == 0, result.err
+        assert not any(TOKEN in str(h) for h in server.seen_headers)
+        assert "accept" in result.err and "remote[0].auth_env" in result.err
+
+
+needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+
+
+@needs_bwrap
+def test_a_project_cannot_push_to_a_directory_outside_it(project: Project, user: Path, tmp_path: Path) -> None:
+    remote_recipe(project)
+    outside = tmp_path / "elsewhere"
+    project.file("lwrecipe.toml", f'[[remote]]\nurl = "{outside}"\npush = true\n'
+                                  '[[remote]]\nurl = "inside"\npush = true\n')
+    result = run(project, "build", "base")
+    assert result.code == 0, result.err
+    assert not outside.exists() and not (project.root / "inside" / "ac").exists(), result.err
+    assert "remote[0]" in result.err and "remote[1].push" in result.err
+
+
+@pytest.fixture
+def mallory(project: Project, user: Path) -> Machine:
+    """Someone who ships prebuilt outputs inside the project, signed with their key."""
+    remote_recipe(project)
+    machine = Machine(project, "mallory")
+    built = machine.run("build", "base", "--push", "--remote", str(project.root / "prebuilt"))
+    assert built.code == 0, built.err
+    return machine
+
+
+@needs_bwrap
+@pytest.mark.parametrize("how", ["trusted_keys", "remote.trusted_keys", "signing_key"])
+def test_a_project_cannot_make_its_own_records_trusted(project: Project, mallory: Machine, how: str) -> None:
+    carol = Machine(project, "carol")
+    text = {"trusted_keys": f'trusted_keys = ["{mallory.public}"]\n[[remote]]\nurl = "prebuilt"\n',
+            "remote.trusted_keys": f'[[remote]]\nurl = "prebuilt"\ntrusted_keys = ["{mallory.public}"]\n',
+            "signing_key": f'signing_key = "{mallory.key.name}"\n[[remote]]\nurl = "prebuilt"\n'}[how]
+    project.file("lwrecipe.toml", text)
+    result = carol.run("build", "base", env={"LWRECIPE_SIGNING_KEY": ""} if how == "signing_key" else None)
+    assert result.code == 0, result.err
+    assert "1 built" in result.err and "pulled" not in result.err.split("untrusted")[0], result.err
+    field = {"trusted_keys": "trusted_keys", "remote.trusted_keys": "remote[0].trusted_keys",
+             "signing_key": "signing_key"}[how]
+    assert f"{field}" in result.err and "ignored" in result.err, result.err
+    accepted = Machine(project, "dave")
+    opted = accepted.run("--accept-project-config", "build", "base",
+                         env={"LWRECIPE_SIGNING_KEY": ""} if how == "signing_key" else None)
+    assert opted.code == 0 and "0 built" in opted.err, opted.err
+
+
+@needs_bwrap
+def test_a_project_remote_cannot_lower_the_users_min_signers(project: Project, mallory: Machine,
+                                                             user: Path) -> None:
+    user.write_text("min_signers = 2\n")
+    project.file("lwrecipe.toml", '[[remote]]\nurl = "prebuilt"\nmin_signers = 1\n')
+    carol = Machine(project, "carol")
+    carol.trusted.append(mallory.public)
+    result = carol.run("build", "base")
+    assert result.code == 0, result.err
+    assert "1 built" in result.err and "remote[0].min_signers" in result.err, result.err
