@@ -142,7 +142,7 @@ def cmd_build(ctx: Context) -> int:
         fetch = engine_fetch(ctx, graph, ctx.args.offline, DisplayReporter(display))  # only recipes that build
         if streamed:
             options = dataclasses.replace(options, on_output=lambda name, line: display.log(redact(f"{name}| {line}")))
-        push_to = [b for b in remotes.backends if ctx.args.push or b.spec.push]
+        push_to = [b for b in remotes.backends if b.spec.push or (ctx.args.push and not b.spec.pull_only)]
         engine = Engine(store, fetch, options, rebuild=ctx.args.rebuild, keep_going=ctx.args.keep_going,
                         check=ctx.args.check, parallel=parallel, on_event=display.event, remotes=remotes,
                         push_to=push_to, warn=lambda text: display.log(redact(f"warning: {text}")),

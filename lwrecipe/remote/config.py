@@ -15,7 +15,7 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -69,6 +69,7 @@ class RemoteSpec:
     auth_env: str | None = None
     auth_header: str = "Authorization"
     min_signers: int | None = None  # None: the settings' min_signers
+    pull_only: bool = False  # a remote of a project the user did not accept: `build --push` skips it
 
     def __repr__(self) -> str:
         return f"RemoteSpec({self.name!r}, {self.url!r})"
@@ -209,12 +210,12 @@ def _add_keys(into: dict[str, PublicKey], origins: dict[str, str], keys: list[Pu
         origins.setdefault(key.name, where)
 
 
-def _spec(entry: RemoteEntry, base: Path, where: str) -> RemoteSpec:
+def _spec(entry: RemoteEntry, base: Path, where: str, pull_only: bool = False) -> RemoteSpec:
     url = normalise_url(entry.url, base, f"{where}: remote.url")
     return RemoteSpec(url=url, name=entry.name or url, push=entry.push,
                       trusted=_keys(entry.trusted_keys, f"{where}: remote.trusted_keys"),
-                      timeout=entry.timeout, min_rate=entry.min_rate, auth_env=entry.auth_env, auth_header=entry.auth_header,
-                      min_signers=entry.min_signers)
+                      timeout=entry.timeout, min_rate=entry.min_rate, auth_env=entry.auth_env,
+                      auth_header=entry.auth_header, min_signers=entry.min_signers, pull_only=pull_only)
 
 
 Warn = Callable[[str], None]
@@ -225,26 +226,29 @@ def _say(text: str) -> None:
 
 
 def config_files(project: Path, env: dict[str, str], accept: bool = False,
-                 warn: Warn = _say) -> tuple[tuple[Path, ConfigFile | _NoFile], tuple[Path, ConfigFile | _NoFile]]:
+                 warn: Warn = _say) -> tuple[list[tuple[Path, ConfigFile | _NoFile]], bool]:
     """The project's config (without what only the user may set, unless the user
-    accepted the project; `warn` is told what was ignored) and the user's."""
+    accepted the project; `warn` is told what was ignored) and the user's, and
+    whether the project was accepted."""
     user = user_config_path(env)
     user_doc = read_config(user)
     path = project / PROJECT_FILE
     doc = read_project(path)
-    if not is_accepted(project, user_doc, user, accept):
+    accepted = is_accepted(project, user_doc, user, accept)
+    if not accepted:
         doc, ignored = restrict(doc, project, user_doc.min_signers)
         if ignored:
             warn(f"{path}: {', '.join(ignored)}: ignored (a project's config cannot set these; accept with "
                  f"--accept-project-config or [accept] projects in {user})")
-    return (path, doc), (user, user_doc)
+    return [(path, doc), (user, user_doc)], accepted
 
 
 def load_settings(project: Path, cli_remotes: list[str] | None = None, env: dict[str, str] | None = None,
                   executor: str | None = None, accept: bool = False, warn: Warn = _say) -> Settings:
     env = dict(os.environ) if env is None else env
-    files = config_files(project, env, accept, warn)
-    specs = [[_spec(r, path.parent, str(path)) for r in doc.remote] for path, doc in files]
+    files, accepted = config_files(project, env, accept, warn)
+    specs = [[_spec(r, path.parent, str(path), pull_only=i == 0 and not accepted) for r in doc.remote]
+             for i, (path, doc) in enumerate(files)]
     configured = specs[0] + specs[1]
     named = specs[1] + specs[0]  # a name or URL the user configured is the user's remote
 
@@ -257,10 +261,9 @@ def load_settings(project: Path, cli_remotes: list[str] | None = None, env: dict
         url = normalise_url(text)
         return next((s for s in named if s.url == url), RemoteSpec(url=url, name=url))
 
-    if cli_remotes:
-        remotes = [lookup(r) for r in cli_remotes]
-    elif env.get(REMOTES_ENV, "").strip():
-        remotes = [lookup(r) for r in env[REMOTES_ENV].replace(",", " ").split()]
+    if cli_remotes or env.get(REMOTES_ENV, "").strip():  # named by the user: pushed to with --push
+        given = cli_remotes or env[REMOTES_ENV].replace(",", " ").split()
+        remotes = [replace(lookup(r), pull_only=False) for r in given]
     else:
         remotes = [next(s for s in named if s.url == spec.url) for spec in configured]
     secret = None
@@ -299,7 +302,7 @@ def load_mirrors(project: Path, env: dict[str, str] | None = None, accept: bool 
     config file (relative directories in a file are taken from that file's directory)."""
     env = dict(os.environ) if env is None else env
     mirrors = from_env(env)
-    for path, doc in config_files(project, env, accept, warn):
+    for path, doc in config_files(project, env, accept, warn)[0]:
         table = doc.mirrors
         if table is not None:
             mirrors += from_table(table.files, table.git, table.debian, path.parent.absolute(), str(path))

@@ -144,15 +144,22 @@ needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewr
 
 
 @needs_bwrap
-def test_a_project_cannot_push_to_a_directory_outside_it(project: Project, user: Path, tmp_path: Path) -> None:
+def test_a_project_cannot_push_to_a_directory_outside_it(project: Project, user: Path,
+                                                         tmp_path_factory: pytest.TempPathFactory) -> None:
     remote_recipe(project)
-    outside = tmp_path / "elsewhere"
+    outside = tmp_path_factory.mktemp("elsewhere") / "remote"  # the project is tmp_path: this is beside it
     project.file("lwrecipe.toml", f'[[remote]]\nurl = "{outside}"\npush = true\n'
                                   '[[remote]]\nurl = "inside"\npush = true\n')
     result = run(project, "build", "base")
     assert result.code == 0, result.err
     assert not outside.exists() and not (project.root / "inside" / "ac").exists(), result.err
-    assert "remote[0]" in result.err and "remote[1].push" in result.err
+    assert "lwrecipe.toml: remote[0], remote[1].push: ignored" in result.err, result.err
+    assert result.err.count("ignored (a project's config") == 1, result.err
+    pushed = run(project, "build", "base", "--push", "--rebuild")  # "every remote": the user's, not the project's
+    assert pushed.code == 0, pushed.err
+    assert not outside.exists() and not (project.root / "inside" / "ac").exists(), pushed.err
+    named = run(project, "build", "base", "--push", "--rebuild", "--remote", "./inside")  # named by the user: the user's choice
+    assert named.code == 0 and (project.root / "inside" / "ac").is_dir(), named.err
 
 
 @pytest.fixture
