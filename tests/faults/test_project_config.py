@@ -116,7 +116,8 @@ def test_a_project_remote_never_receives_the_users_secret(project: Project, user
         assert plain.code == 0, plain.err
         assert server.seen_headers, "the plan never asked the project's remote"
         assert not any(TOKEN in str(h) for h in server.seen_headers)
-        assert "remote[0].auth_env" in plain.err and "ignored" in plain.err and TOKEN not in plain.err
+        assert "lwrecipe.toml: remote[0].auth_env, remote[0].auth_header: ignored" in plain.err, plain.err
+        assert TOKEN not in plain.err
         server.seen_headers.clear()
         accepted = run(project, "--accept-project-config", "plan", "base", env=env)
         assert accepted.code == 0, accepted.err
@@ -137,7 +138,7 @@ def test_a_project_cannot_accept_itself(project: Project, user: Path) -> None:
         result = run(project, "plan", "base", env={"SECRET_TOKEN": TOKEN})
         assert result.code == 0, result.err
         assert not any(TOKEN in str(h) for h in server.seen_headers)
-        assert "accept" in result.err and "remote[0].auth_env" in result.err
+        assert "lwrecipe.toml: remote[0].auth_env, accept: ignored" in result.err, result.err
 
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
@@ -158,7 +159,7 @@ def test_a_project_cannot_push_to_a_directory_outside_it(project: Project, user:
     pushed = run(project, "build", "base", "--push", "--rebuild")  # "every remote": the user's, not the project's
     assert pushed.code == 0, pushed.err
     assert not outside.exists() and not (project.root / "inside" / "ac").exists(), pushed.err
-    named = run(project, "build", "base", "--push", "--rebuild", "--remote", "./inside")  # named by the user: the user's choice
+    named = run(project, "build", "base", "--push", "--rebuild", "--remote", "./inside")  # the user's own choice
     assert named.code == 0 and (project.root / "inside" / "ac").is_dir(), named.err
 
 
@@ -182,10 +183,10 @@ def test_a_project_cannot_make_its_own_records_trusted(project: Project, mallory
     project.file("lwrecipe.toml", text)
     result = carol.run("build", "base", env={"LWRECIPE_SIGNING_KEY": ""} if how == "signing_key" else None)
     assert result.code == 0, result.err
-    assert "1 built" in result.err and "pulled" not in result.err.split("untrusted")[0], result.err
+    assert "1 built" in result.err and "1 pulled" not in result.err, result.err
     field = {"trusted_keys": "trusted_keys", "remote.trusted_keys": "remote[0].trusted_keys",
              "signing_key": "signing_key"}[how]
-    assert f"{field}" in result.err and "ignored" in result.err, result.err
+    assert f"lwrecipe.toml: {field}: ignored" in result.err, result.err
     accepted = Machine(project, "dave")
     opted = accepted.run("--accept-project-config", "build", "base",
                          env={"LWRECIPE_SIGNING_KEY": ""} if how == "signing_key" else None)
