@@ -180,7 +180,8 @@ def cmd_pin(ctx: Context) -> int:
     refs = dict(r.partition("=")[::2] if "=" in r else ("", r) for r in ctx.args.ref)
     client, store = _client_store(ctx)
     with client:
-        result = pin_recipe(path, store, client, ctx.args.version, refs, project_mirrors(ctx, project_root(path.parent)))
+        mirrors = project_mirrors(ctx, project_root(path.parent))
+        result = pin_recipe(path, store, client, ctx.args.version, refs, mirrors)
     for line in result.pinned:
         ctx.info(line)
     if result.new_text == result.old_text:
