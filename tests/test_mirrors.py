@@ -44,7 +44,9 @@ files = ["~/sources", "/srv/sources"]
 ''')
     env = {"LWRECIPE_CONFIG": str(user), MIRRORS_ENV: "/env/sources", GIT_MIRRORS_ENV: f"{LINUX_WASM}=/env/lw.git",
            DEBIAN_MIRRORS_ENV: "", "HOME": str(tmp_path / "home")}
-    got = load_mirrors(project, env)
+    said: list[str] = []
+    got = load_mirrors(project, env, accept=True, warn=said.append)
+    assert not said
     assert got.files == ("/env/sources", str(project / "mirror"), "https://team.example/sources",
                          str(Path("~/sources").expanduser()), "/srv/sources")
     assert got.git_locations(LINUX_WASM) == ["/env/lw.git", str(project / "git" / "linux-wasm.git"),
@@ -52,6 +54,11 @@ files = ["~/sources", "/srv/sources"]
     assert got.debian_urls("http://deb.debian.org/debian/pool/main/m/make/make.deb") == [
         "https://snapshot.debian.org/archive/debian/20251115T000000Z/pool/main/m/make/make.deb"]
     assert load_mirrors(tmp_path, {"LWRECIPE_CONFIG": str(tmp_path / "none.toml")}) == Mirrors()
+    unaccepted = load_mirrors(project, env, warn=said.append)  # the project's git mirrors are handed to git
+    assert unaccepted.git_locations(LINUX_WASM) == ["/env/lw.git", LINUX_WASM]
+    assert unaccepted.files == got.files and said == [
+        f"{project / 'lwrecipe.toml'}: mirrors.git: ignored (a project's config cannot set these; accept with "
+        f"--accept-project-config or [accept] projects in {user})"]
 
 
 def test_a_bad_mirrors_table_is_one_line_naming_file_and_field(tmp_path) -> None:

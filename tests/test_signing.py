@@ -70,21 +70,21 @@ def test_remote_precedence(tmp_path: Path, keys) -> None:  # noqa: ANN001
     user = tmp_path / "user.toml"
     user.write_text('signing_key = "alice.key"\n[[remote]]\nurl = "shared"\n')
     env = {USER_CONFIG_ENV: str(user)}
-    configured = load_settings(project, env=env)
+    configured = load_settings(project, env=env, accept=True)
     assert [r.name for r in configured.remotes] == ["team", f"file://{tmp_path / 'shared'}"]
     team = configured.remotes[0]
     assert team.url == "https://cache.example.org/lw" and team.push and team.timeout == 5
     assert set(configured.trust_for(team)) == {"alice", "bob"}
     assert configured.secret is not None and configured.secret.name == "alice"
-    from_env = load_settings(project, env={**env, REMOTES_ENV: "team, /srv/c"})
+    from_env = load_settings(project, env={**env, REMOTES_ENV: "team, /srv/c"}, accept=True)
     assert [r.url for r in from_env.remotes] == ["https://cache.example.org/lw", "file:///srv/c"]
     assert from_env.remotes[0].push  # settings come from the config entry of the same name
-    cli = load_settings(project, ["/mnt/c"], env={**env, REMOTES_ENV: "team"})
+    cli = load_settings(project, ["/mnt/c"], env={**env, REMOTES_ENV: "team"}, accept=True)
     assert [r.url for r in cli.remotes] == ["file:///mnt/c"]
     with pytest.raises(UsageError, match="not a URL"):
-        load_settings(project, ["nosuchname"], env=env)
+        load_settings(project, ["nosuchname"], env=env, accept=True)
     with pytest.raises(UsageError):
-        load_settings(project, env={**env, SIGNING_KEY_ENV: str(tmp_path / "missing.key")})
+        load_settings(project, env={**env, SIGNING_KEY_ENV: str(tmp_path / "missing.key")}, accept=True)
 
 
 def test_two_trusted_keys_with_one_name_are_a_configuration_error(tmp_path: Path, keys) -> None:  # noqa: ANN001
@@ -97,18 +97,51 @@ def test_two_trusted_keys_with_one_name_are_a_configuration_error(tmp_path: Path
     env = {USER_CONFIG_ENV: str(tmp_path / "none.toml")}
     (project / "lwrecipe.toml").write_text(f'trusted_keys = ["{alice_pub.text()}", "{other.text()}"]\n')
     with pytest.raises(UsageError, match="trusted_keys: trusted key 'alice' is not the key of that name in"):
-        load_settings(project, env=env)
+        load_settings(project, env=env, accept=True)
     (project / "lwrecipe.toml").write_text(f'trusted_keys = ["{alice_pub.text()}"]\n')
     with pytest.raises(UsageError, match="LWRECIPE_TRUSTED_KEYS: trusted key 'alice'"):
-        load_settings(project, env={**env, "LWRECIPE_TRUSTED_KEYS": other.text()})
+        load_settings(project, env={**env, "LWRECIPE_TRUSTED_KEYS": other.text()}, accept=True)
     with pytest.raises(UsageError, match="the signing key: trusted key 'alice'"):
-        load_settings(project, env={**env, SIGNING_KEY_ENV: str(tmp_path / "alice-new.key")})
+        load_settings(project, env={**env, SIGNING_KEY_ENV: str(tmp_path / "alice-new.key")}, accept=True)
     (project / "lwrecipe.toml").write_text(f'trusted_keys = ["{alice_pub.text()}"]\n[[remote]]\nurl = "https://c.example"\n'
                                            f'trusted_keys = ["{other.text()}"]\n')
     with pytest.raises(UsageError, match="remote https://c.example: trusted_keys: trusted key 'alice'"):
-        load_settings(project, env=env)
+        load_settings(project, env=env, accept=True)
     assert set(load_settings(project, env={**env, SIGNING_KEY_ENV: str(tmp_path / "alice.key")},
-                             cli_remotes=["/mnt/c"]).trusted) == {"alice"}  # the same key twice is fine
+                             cli_remotes=["/mnt/c"], accept=True).trusted) == {"alice"}  # the same key twice is fine
+
+
+def test_an_unaccepted_project_config_keeps_only_what_it_may_set(tmp_path: Path, keys) -> None:  # noqa: ANN001
+    """Without the user's acceptance a project's remote is pulled from without
+    credentials or keys of its own, and one warning names what was ignored; a name
+    the user configured stays the user's remote."""
+    (_, alice_pub), (_, bob_pub) = keys
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "lwrecipe.toml").write_text(
+        f'trusted_keys = ["{alice_pub.text()}"]\nsigning_key = "../alice.key"\n'
+        '[[remote]]\nname = "team"\nurl = "https://cache.example.org/lw/"\npush = true\n'
+        f'trusted_keys = ["{bob_pub.text()}"]\nauth_env = "TEAM_TOKEN"\ntimeout = 5\n'
+        '[[remote]]\nname = "mine"\nurl = "https://evil.example/"\n')
+    user = tmp_path / "user.toml"
+    user.write_text('min_signers = 2\n[[remote]]\nname = "mine"\nurl = "https://mine.example/c"\nauth_env = "MINE"\n')
+    said: list[str] = []
+    env = {USER_CONFIG_ENV: str(user)}
+    settings = load_settings(project, env=env, warn=said.append)
+    assert said == [f"{project / 'lwrecipe.toml'}: signing_key, trusted_keys, remote[0].push, remote[0].auth_env, "
+                    "remote[0].trusted_keys: ignored (a project's config cannot set these; accept with "
+                    f"--accept-project-config or [accept] projects in {user})"]
+    team = settings.remotes[0]
+    assert (team.url, team.push, team.auth_env, team.trusted, team.timeout) == \
+        ("https://cache.example.org/lw", False, None, {}, 5)
+    assert settings.secret is None and settings.trusted == {} and settings.min_signers == 2
+    assert load_settings(project, ["mine"], env=env, warn=said.append).remotes[0].url == "https://mine.example/c"
+    user.write_text(f'[accept]\nprojects = ["{project}"]\n')
+    said.clear()
+    assert load_settings(project, env=env, warn=said.append).remotes[0].auth_env == "TEAM_TOKEN" and not said
+    user.write_text('[accept]\nprojects = ["p"]\n')
+    with pytest.raises(UsageError, match=r"user.toml: accept.projects\[0\]: 'p' is not an absolute directory"):
+        load_settings(project, env=env)
 
 
 def test_bad_config_names_file_and_field(tmp_path: Path) -> None:

@@ -159,14 +159,13 @@ def locked_outputs(previous: dict[str, Any], output_of: Any) -> Any:
     return lambda key: output_of(key) or pinned.get(key)
 
 
-def fetch_first_use_pins(graph: Any, store: Store, warn: Any) -> None:
-    """Fetch the git sources whose trees are not cached, so that `lock` can record
-    their tree sha256 and the sha256 of patches inside them; failures are warnings."""
+def fetch_first_use_pins(graph: Any, store: Store, mirrors: Any, warn: Any) -> None:
+    """Fetch the git sources whose trees are not cached (through `mirrors`), so that
+    `lock` can record their tree sha256 and the sha256 of patches inside them;
+    failures are warnings."""
     from ..errors import LwrecipeError
     from ..inputs.gitsrc import fetch_tree
-    from ..remote.config import load_mirrors
 
-    mirrors = load_mirrors(graph.recipes[graph.targets[0]].root)
     for name in graph.closure(graph.targets):
         for src in graph.recipes[name].doc.sources:
             if isinstance(src, GitSource) and not (store.exists() and cached_tree(store, src.rev)):

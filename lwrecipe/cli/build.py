@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from ..errors import redact
-from .common import (EPILOG, Context, load_targets, lockfile_path, open_remotes, project_settings, remote_args,
-                     say_error, substitute_args, table, target_args)
+from .common import (EPILOG, Context, load_targets, lockfile_path, open_remotes, project_mirrors, project_settings,
+                     remote_args, say_error, substitute_args, table, target_args)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -60,12 +60,12 @@ def fetch_inputs(ctx: Context, graph, names: list[str], jobs: int, offline: bool
 
     from ..inputs.fetch import Downloader
     from ..inputs.sources import fetch_recipes
-    from ..remote.config import download_client, load_mirrors
+    from ..remote.config import download_client
     from ..store.store import Store
     from .progress import RichReporter, make_reporter
 
     store = Store(ctx.cache_dir).ensure()
-    mirrors = load_mirrors(graph.recipes[graph.targets[0]].root)
+    mirrors = project_mirrors(ctx, graph.recipes[graph.targets[0]].root)
     reporter = reporter or make_reporter(quiet=ctx.verbosity < 0)
     with download_client(graph.recipes[graph.targets[0]].root) as client, (reporter if isinstance(reporter, RichReporter) else contextlib.nullcontext()):
         downloader = Downloader(store, client, mirrors=mirrors.files, reporter=reporter)
@@ -128,7 +128,7 @@ def cmd_build(ctx: Context) -> int:
     lock = check_locked(ctx, graph) if ctx.args.locked else None
     store = Store(ctx.cache_dir)
     parallel = max(1, ctx.args.jobs)
-    settings = project_settings(graph.recipes[graph.targets[0]].root, ctx.args.remote, ctx.args.executor)
+    settings = project_settings(ctx, graph.recipes[graph.targets[0]].root, ctx.args.remote, ctx.args.executor)
     # Remote builds are not sharing this machine's cores: each gets LW_JOBS = its CPUs.
     cores = (os.cpu_count() or 1) if settings.executor else max(1, (os.cpu_count() or 1) // parallel)
     options = BuildOptions(jobs=cores, no_sandbox=ctx.args.no_sandbox, secret=settings.secret,
@@ -142,7 +142,7 @@ def cmd_build(ctx: Context) -> int:
         fetch = engine_fetch(ctx, graph, ctx.args.offline, DisplayReporter(display))  # only recipes that build
         if streamed:
             options = dataclasses.replace(options, on_output=lambda name, line: display.log(redact(f"{name}| {line}")))
-        push_to = [b for b in remotes.backends if ctx.args.push or b.spec.push]
+        push_to = [b for b in remotes.backends if b.spec.push or (ctx.args.push and not b.spec.pull_only)]
         engine = Engine(store, fetch, options, rebuild=ctx.args.rebuild, keep_going=ctx.args.keep_going,
                         check=ctx.args.check, parallel=parallel, on_event=display.event, remotes=remotes,
                         push_to=push_to, warn=lambda text: display.log(redact(f"warning: {text}")),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import EPILOG, Context, open_remotes, project_settings
+from .common import EPILOG, Context, open_remotes, project_mirrors, project_settings
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -84,11 +84,11 @@ def _repair(ctx: Context, store, quarantined) -> None:  # noqa: ANN001
     from ..inputs.sources import downloads, git_sources
     from ..recipes.graph import load_graph, project_root
     from ..recipes.keys import Sha256, is_git_rev, is_sha256
-    from ..remote.config import download_client, load_mirrors
+    from ..remote.config import download_client
 
     root = project_root(Path.cwd())
     graph = load_graph([str(p) for p in sorted((root / "recipes").glob("*.toml"))])
-    mirrors = load_mirrors(root)
+    mirrors = project_mirrors(ctx, root)
     wanted = {w.sha256: w for r in graph.recipes.values() for w in downloads(r, mirrors)}
     trees = {}
     for ref in (store.root / "refs").glob("git-*"):
@@ -125,7 +125,7 @@ def _repair(ctx: Context, store, quarantined) -> None:  # noqa: ANN001
                 ctx.out(f"not repaired: sources/{entry.name}: {exc}")
     if not keys:
         return
-    settings = project_settings(root)
+    settings = project_settings(ctx, root)
     if not settings.remotes:
         for key in sorted(keys):
             ctx.out(f"not repaired: ac/{key}: no remote is configured to pull it from")
@@ -149,7 +149,7 @@ def _remote_for(ctx: Context, text: str, verify: bool = True):  # noqa: ANN202
 
     from ..recipes.graph import project_root
 
-    settings = project_settings(project_root(Path.cwd()), [text])
+    settings = project_settings(ctx, project_root(Path.cwd()), [text])
     return open_remotes(ctx, replace(settings, remotes=settings.remotes[:1]), verify,
                          reporter=_transfer_reporter(ctx))
 

@@ -24,6 +24,8 @@ class Context:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.verbosity = args.verbose - args.quiet
+        self.accept_project_config: bool = getattr(args, "accept_project_config", False)
+        self._warned: set[str] = set()
 
     @cached_property
     def cache_dir(self) -> Path:
@@ -47,6 +49,12 @@ class Context:
     def info(self, text: str) -> None:
         if self.verbosity >= 0:
             print(redact(text), file=sys.stderr)
+
+    def warn_once(self, text: str) -> None:
+        """A `warning:` line, said once however often a command meets its cause."""
+        if text not in self._warned:
+            self._warned.add(text)
+            self.info(f"warning: {text}")
 
 
 def say_error(line: str) -> None:
@@ -82,10 +90,20 @@ def remote_args(p: argparse.ArgumentParser) -> None:
                    help="use remote records no trusted key signed (said in the output)")
 
 
-def project_settings(root: Path, remotes: list[str] | None = None, executor: str | None = None):  # noqa: ANN202
+def project_settings(ctx: Context, root: Path, remotes: list[str] | None = None,  # noqa: ANN201
+                     executor: str | None = None):
+    """The remotes and keys of the project at `root` and of the user (what of the
+    project's config applies: --accept-project-config, remote/acceptance.py)."""
     from ..remote.config import load_settings
 
-    return load_settings(root, remotes, executor=executor)
+    return load_settings(root, remotes, executor=executor, accept=ctx.accept_project_config, warn=ctx.warn_once)
+
+
+def project_mirrors(ctx: Context, root: Path):  # noqa: ANN201 - returns Mirrors
+    """The mirror settings of the environment, the project at `root` and the user."""
+    from ..remote.config import load_mirrors
+
+    return load_mirrors(root, accept=ctx.accept_project_config, warn=ctx.warn_once)
 
 
 def open_remotes(ctx: Context, settings, verify: bool, offline: bool = False, reporter=None):  # noqa: ANN001, ANN202
@@ -107,7 +125,7 @@ def plan_targets(ctx: Context, targets: Sequence[str]):  # noqa: ANN202 - return
     remote_urls = getattr(ctx.args, "remote", None)
     remotes = None
     if hasattr(ctx.args, "no_verify_signatures"):
-        settings = project_settings(graph.recipes[graph.targets[0]].root, remote_urls)
+        settings = project_settings(ctx, graph.recipes[graph.targets[0]].root, remote_urls)
         if settings.remotes:
             remotes = open_remotes(ctx, settings, not ctx.args.no_verify_signatures)
     oracle = StatusOracle(ctx.cache_dir, remotes, warn=lambda text: ctx.info(f"warning: {text}"))

@@ -23,6 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lwrecipe {__version__}")
     parser.add_argument("--cache", metavar="DIR", help="local cache directory (default: $LWRECIPE_CACHE, else cache/ at the project root "
                         "(the directory holding lwrecipe.toml), else the user cache)")
+    parser.add_argument("--accept-project-config", action="store_true",
+                        help="apply every setting of the project's lwrecipe.toml, those only your own config may set "
+                        "included (credentials, keys, push, git mirrors, places outside the project); "
+                        "docs/remote.md")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="say more")
     parser.add_argument("-q", "--quiet", action="count", default=0, help="say less")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import EPILOG, Context, load_targets, substitute_args, table, target_args
+from .common import EPILOG, Context, load_targets, project_mirrors, substitute_args, table, target_args
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +24,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def cmd_mirror_export(ctx: Context) -> int:
     from ..inputs.export import export
-    from ..remote.config import load_mirrors
     from ..store.store import Store
     from .build import fetch_inputs
     from .progress import human_size
@@ -33,7 +32,7 @@ def cmd_mirror_export(ctx: Context) -> int:
     names = graph.targets if ctx.args.no_deps else graph.closure(graph.targets)
     fetched = fetch_inputs(ctx, graph, names, ctx.args.jobs, ctx.args.offline)
     directory = Path(ctx.args.directory).absolute()
-    rows = export(fetched, Store(ctx.cache_dir), directory, load_mirrors(graph.recipes[graph.targets[0]].root),
+    rows = export(fetched, Store(ctx.cache_dir), directory, project_mirrors(ctx, graph.recipes[graph.targets[0]].root),
                   ctx.args.offline)
     if rows:
         table(ctx, [("INPUT", "FILE", "SIZE", "STATE", "NOTE"),

@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from .common import (EPILOG, Context, plan_targets, load_targets, lockfile_path, open_remotes, project_settings, remote_args,
+from .common import (EPILOG, Context, plan_targets, load_targets, lockfile_path, open_remotes, project_mirrors,
+                     project_settings, remote_args,
                      say_error, table, target_args)
 
 
@@ -72,7 +73,8 @@ def cmd_lock(ctx: Context) -> int:
     root = project_root(Path.cwd())
     graph = load_graph(ctx.args.targets or _all_recipes(root))
     if not ctx.args.offline:
-        fetch_first_use_pins(graph, Store(ctx.cache_dir), lambda text: ctx.info(f"warning: {text}"))
+        fetch_first_use_pins(graph, Store(ctx.cache_dir), project_mirrors(ctx, graph.recipes[graph.targets[0]].root),
+                             lambda text: ctx.info(f"warning: {text}"))
     path = root / LOCKFILE
     previous = read(path).recipes if path.exists() else {}
     entries = dict(previous) if ctx.args.targets else {}
@@ -124,7 +126,7 @@ def _why_remote(ctx: Context, graph) -> int:  # noqa: ANN001
     from ..store.store import Store
 
     name = graph.targets[0]
-    settings = project_settings(graph.recipes[name].root, ctx.args.remote)
+    settings = project_settings(ctx, graph.recipes[name].root, ctx.args.remote)
     documents = []
     why = Why(graph, Store(ctx.cache_dir), None)  # this machine's side, worked out once for every remote
     with open_remotes(ctx, settings, not ctx.args.no_verify_signatures) as remotes:
@@ -171,7 +173,7 @@ def cmd_audit(ctx: Context) -> int:
 
     root = project_root(Path.cwd())
     lock = read(lockfile_path(ctx, ctx.args.lockfile))
-    settings = project_settings(root)
+    settings = project_settings(ctx, root)
     report = audit(lock, root, Store(ctx.cache_dir), settings.trusted, _audit_graph(lock, root, ctx),
                    strict=ctx.args.strict, quick=ctx.args.quick)
     if ctx.args.json:
@@ -222,7 +224,7 @@ def cmd_challenge(ctx: Context) -> int:
 
     graph = load_targets(ctx, ctx.args.targets)
     store = Store(ctx.cache_dir)
-    settings = project_settings(graph.recipes[graph.targets[0]].root, ctx.args.remote)
+    settings = project_settings(ctx, graph.recipes[graph.targets[0]].root, ctx.args.remote)
     rebuilt = None
     if ctx.args.rebuild:
         from ..build.builder import BuildOptions
@@ -279,7 +281,7 @@ def cmd_provenance(ctx: Context) -> int:
         if pulled is not None:
             raise UsageError(f"{item.name}: its output was pulled from {pulled}, which had no provenance for it; "
                              f"rebuild it here (lwrecipe build {item.name} --check) to make one")
-        secret = project_settings(graph.recipes[item.name].root).secret
+        secret = project_settings(ctx, graph.recipes[item.name].root).secret
         store.put_provenance(item.key, provenance.envelope(record, graph.recipes[item.name], secret))
         data = store.read_provenance(item.key)
         assert data is not None

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import EPILOG, Context, load_targets, substitute_args, target_args
+from .common import EPILOG, Context, load_targets, project_mirrors, substitute_args, target_args
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -175,13 +175,13 @@ def cmd_pin(ctx: Context) -> int:
     from ..inputs.pinning import pin_recipe
     from ..recipes.graph import project_root, resolve_target
     from ..recipes.recipe import display_path
-    from ..remote.config import load_mirrors
 
     path = resolve_target(ctx.args.target)
     refs = dict(r.partition("=")[::2] if "=" in r else ("", r) for r in ctx.args.ref)
     client, store = _client_store(ctx)
     with client:
-        result = pin_recipe(path, store, client, ctx.args.version, refs, load_mirrors(project_root(path.parent)))
+        mirrors = project_mirrors(ctx, project_root(path.parent))
+        result = pin_recipe(path, store, client, ctx.args.version, refs, mirrors)
     for line in result.pinned:
         ctx.info(line)
     if result.new_text == result.old_text:

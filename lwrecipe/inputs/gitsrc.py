@@ -25,10 +25,14 @@ from ..store.archive import write_tree
 from ..store.store import Store
 from .addresses import AddressPolicy, git_refusal
 from .hosttools import debian_package, fingerprint
-from .mirrors import Mirrors, is_local_git
+from .mirrors import SCHEMES, Mirrors, is_local_git
 from .unpack import data_filter, extract_all
 
-GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "LC_ALL": "C", "GIT_ADVICE": "0"}
+# git runs with no system config, no prompt, and only the transports a mirror may
+# name (mirrors.SCHEMES["git"]): never ext:: or another helper that runs a command.
+# Every value from a recipe or config follows `--` or `--end-of-options`.
+GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "LC_ALL": "C", "GIT_ADVICE": "0",
+           "GIT_ALLOW_PROTOCOL": ":".join(SCHEMES["git"])}
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,7 @@ def _store_tree(store: Store, tree: Path, rev: str, commit: bytes) -> Sha256:
 
 def _commit_object(repo: Path, rev: str, git: str) -> bytes:
     env = {**GIT_ENV, "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(repo)}
-    out = subprocess.run([git, "cat-file", "commit", rev], cwd=repo, env=env, capture_output=True, timeout=600)
+    out = subprocess.run([git, "cat-file", "commit", "--end-of-options", rev], cwd=repo, env=env, capture_output=True, timeout=600)
     if out.returncode != 0 or object_id("commit", out.stdout) != rev:
         raise IntegrityError(f"git {rev}: the commit object read back is not {rev}")
     return out.stdout
@@ -246,12 +250,12 @@ def _refused(where: str, url: str, policy: AddressPolicy | None, attempts: list[
 
 def _fetch_rev(repo: Path, where: str, rev: str, git: str, attempts: list[str]) -> bool:
     """The commit fetched from `where` (shallow, else all branches); False when it could not be."""
-    shallow = _git(["fetch", "-q", "--depth", "1", "--no-tags", where, rev], repo, git)
+    shallow = _git(["fetch", "-q", "--depth", "1", "--no-tags", "--", where, rev], repo, git)
     if shallow.returncode == 0:
         return True
     attempts.append(f"{where}: shallow fetch of {rev}: {_last_line(shallow.stderr)}")
-    full = _git(["fetch", "-q", "--no-tags", where, "+refs/heads/*:refs/remotes/origin/*"], repo, git)
-    if full.returncode == 0 and _git(["rev-parse", "--verify", "-q", f"{rev}^{{commit}}"], repo, git).returncode == 0:
+    full = _git(["fetch", "-q", "--no-tags", "--", where, "+refs/heads/*:refs/remotes/origin/*"], repo, git)
+    if full.returncode == 0 and _resolve(repo, rev, git).returncode == 0:
         return True
     attempts.append(f"{where}: full fetch: {_last_line(full.stderr)}" if full.returncode
                     else f"{where}: commit {rev} is not in the repository")
@@ -259,16 +263,20 @@ def _fetch_rev(repo: Path, where: str, rev: str, git: str, attempts: list[str]) 
 
 
 def _verify_checkout(repo: Path, label: str, url: str, rev: str, git: str, attempts: list[str]) -> None:
-    resolved = _git(["rev-parse", "--verify", "-q", f"{rev}^{{commit}}"], repo, git)
+    resolved = _resolve(repo, rev, git)
     if resolved.returncode != 0:
         attempts.append(f"{url}: commit {rev} is not in the repository")
         raise FetchError(f"{label}: git {url}", attempts)
     if resolved.stdout.strip() != rev:
         raise IntegrityError(f"{label}: git {url}: {rev} resolved to {resolved.stdout.strip()}")
-    out = _git(["-c", "core.autocrlf=false", "-c", "core.symlinks=true", "checkout", "-q", "--detach", rev],
-               repo, git)
+    out = _git(["-c", "core.autocrlf=false", "-c", "core.symlinks=true", "switch", "-q", "--detach",
+                "--end-of-options", rev], repo, git)
     if out.returncode != 0:
         raise FetchError(f"{label}: git {url}", [f"checkout of {rev}: {_last_line(out.stderr)}"])
+
+
+def _resolve(repo: Path, rev: str, git: str) -> subprocess.CompletedProcess[str]:
+    return _git(["rev-parse", "--verify", "-q", "--end-of-options", f"{rev}^{{commit}}"], repo, git)
 
 
 def _last_line(text: str) -> str:

@@ -10,7 +10,9 @@ those and adds them here, after the environment's):
 - debian: `PREFIX=BASE` rules for Debian package URLs (LWRECIPE_DEBIAN_MIRRORS).
 
 The fetchers are handed one Mirrors value; none of them reads the environment.
-Whatever a mirror serves is verified as if it came from the recipe's URL.
+Whatever a mirror serves is verified as if it came from the recipe's URL. Every
+value is checked on the way in (`check`): a URL of a scheme its kind is fetched
+with, or a path; never a value git or another tool could take as an option.
 """
 
 from __future__ import annotations
@@ -21,11 +23,46 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import UsageError
+
 MIRRORS_ENV = "LWRECIPE_MIRRORS"
 GIT_MIRRORS_ENV = "LWRECIPE_GIT_MIRRORS"
 DEBIAN_MIRRORS_ENV = "LWRECIPE_DEBIAN_MIRRORS"
 
 Rule = tuple[str, str]  # (prefix, mirror)
+
+# The schemes each kind of mirror is fetched with (git's own transports; the
+# downloader's). git is also run with GIT_ALLOW_PROTOCOL set to these (gitsrc.py).
+SCHEMES = {"files": ("http", "https", "file"), "debian": ("http", "https", "file"),
+           "git": ("http", "https", "git", "file", "ssh")}
+_SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check(value: str, kind: str, where: str) -> str:
+    """`value` as a mirror of `kind` ("files", "git" or "debian"), or a UsageError
+    naming `where`: a URL of one of SCHEMES[kind] whose host is no option, or (not
+    for debian, whose mirrors are URLs) a path; for git also `host:path`, as scp
+    writes it, but never a transport helper (`ext::…`). Nothing may start with '-'
+    (a tool would take it as an option) or hold a control character."""
+    if _CONTROL_RE.search(value):
+        raise UsageError(f"{where}: {value!r}: a mirror holds no control characters")
+    if value.startswith("-"):
+        raise UsageError(f"{where}: {value!r}: a mirror cannot start with '-' (a tool would take it as an option)")
+    scheme = _SCHEME_RE.match(value)
+    if scheme:
+        if scheme.group(1).lower() not in SCHEMES[kind]:
+            raise UsageError(f"{where}: {value!r}: a {kind} mirror is a URL of {', '.join(SCHEMES[kind])}"
+                             f"{' or a path' if kind != 'debian' else ''}, not {scheme.group(1)}://")
+        authority = value[scheme.end():].split("/", 1)[0]
+        if authority.startswith("-") or authority.rpartition("@")[2].startswith("-"):
+            raise UsageError(f"{where}: {value!r}: a host cannot start with '-'")
+        return value
+    if kind == "debian":
+        raise UsageError(f"{where}: {value!r}: a debian mirror is an http://, https:// or file:// URL")
+    if kind == "git" and "::" in value:
+        raise UsageError(f"{where}: {value!r}: git transport helpers (<transport>::<address>) are not mirrors")
+    return value
 
 
 def parse_rules(text: str) -> tuple[Rule, ...]:
@@ -88,25 +125,33 @@ def local_path(text: str, base: Path) -> str:
     return str(path if path.is_absolute() else (base / path).absolute())
 
 
-def file_mirrors(entries: list[str] | tuple[str, ...], base: Path) -> tuple[str, ...]:
-    return tuple(e.rstrip("/") if e.startswith(("http://", "https://")) else local_path(e, base)
-                 for e in (e.strip() for e in entries) if e)
+def file_mirrors(entries: list[str] | tuple[str, ...], base: Path, where: str) -> tuple[str, ...]:
+    checked = (check(e, "files", where) for e in (e.strip() for e in entries) if e)
+    return tuple(e.rstrip("/") if e.startswith(("http://", "https://")) else local_path(e, base) for e in checked)
+
+
+def git_rules(rules: list[Rule] | tuple[Rule, ...], base: Path, where: str) -> tuple[Rule, ...]:
+    """Checked git rules; a local repository path is made absolute (taken from `base`)."""
+    checked = ((prefix, check(m, "git", where)) for prefix, m in rules)
+    return tuple((prefix, local_path(m, base) if is_local_git(m) else m) for prefix, m in checked)
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Mirrors:
     """The environment's settings; relative directories are taken from the current one."""
     env = os.environ if env is None else env
     cwd = Path.cwd()
-    git = tuple((prefix, local_path(base, cwd) if is_local_git(base) else base)
-                for prefix, base in parse_rules(env.get(GIT_MIRRORS_ENV, "")))
-    return Mirrors(file_mirrors(env.get(MIRRORS_ENV, "").split(";"), cwd), git,
-                   parse_rules(env.get(DEBIAN_MIRRORS_ENV, "")))
+    debian = tuple((prefix, check(m, "debian", DEBIAN_MIRRORS_ENV))
+                   for prefix, m in parse_rules(env.get(DEBIAN_MIRRORS_ENV, "")))
+    return Mirrors(file_mirrors(env.get(MIRRORS_ENV, "").split(";"), cwd, MIRRORS_ENV),
+                   git_rules(parse_rules(env.get(GIT_MIRRORS_ENV, "")), cwd, GIT_MIRRORS_ENV), debian)
 
 
 def from_table(files: list[str], git: Mapping[str, list[str]], debian: Mapping[str, list[str]],
-               base: Path) -> Mirrors:
-    """A config file's `[mirrors]` table; relative directories are taken from the file's own."""
-    git_rules = tuple((prefix, local_path(m, base) if is_local_git(m) else m)
-                      for prefix, places in git.items() for m in places)
-    debian_rules = tuple((prefix, m) for prefix, places in debian.items() for m in places)
-    return Mirrors(file_mirrors(files, base), git_rules, debian_rules)
+               base: Path, shown: str) -> Mirrors:
+    """A config file's `[mirrors]` table (`shown` names the file in errors);
+    relative directories are taken from the file's own."""
+    git_found = git_rules([(prefix, m) for prefix, places in git.items() for m in places], base,
+                          f"{shown}: mirrors.git")
+    debian_rules = tuple((prefix, check(m, "debian", f"{shown}: mirrors.debian"))
+                         for prefix, places in debian.items() for m in places)
+    return Mirrors(file_mirrors(files, base, f"{shown}: mirrors.files"), git_found, debian_rules)

@@ -58,7 +58,7 @@ def resolve_ref(url: str, ref: str, mirrors: Mirrors = Mirrors()) -> str:
     the git mirrors first, then the URL."""
     attempts = []
     for where in mirrors.git_locations(url):
-        out = subprocess.run(["git", "ls-remote", where, ref, f"{ref}^{{}}"], capture_output=True, text=True,
+        out = subprocess.run(["git", "ls-remote", "--", where, ref, f"{ref}^{{}}"], capture_output=True, text=True,
                              env={**GIT_ENV, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}, timeout=300)
         if out.returncode != 0:
             attempts.append(f"{where}: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else 'failed'}")

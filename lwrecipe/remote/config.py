@@ -4,7 +4,9 @@ environment: remote caches, the signing key, trusted keys, mirrors.
 Precedence (documented in docs/remote.md): the remote list is `--remote` if
 given, else LWRECIPE_REMOTES, else the project's then the user's `[[remote]]`
 tables; a remote named on the command line or in the environment takes its
-settings from the config entry with the same URL or name.
+settings from the config entry with the same URL or name, the user's before the
+project's. The project's file is untrusted: what only the user may set applies
+from it only when the user accepted the project (acceptance.py).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from __future__ import annotations
 import os
 import re
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +23,7 @@ from ..errors import RecipeError, UsageError
 from ..inputs.addresses import AddressPolicy
 from ..inputs.deadlines import DEFAULT_MIN_RATE, DEFAULT_TIMEOUT
 from ..inputs.mirrors import Mirrors, from_env, from_table
+from .acceptance import is_accepted, restrict
 from .signing import PublicKey, SecretKey, load_secret, parse_public
 
 if TYPE_CHECKING:
@@ -49,6 +53,7 @@ class _NoFile:
     mirrors: None = None
     network: None = None
     min_signers: int = 1
+    accept: None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,7 @@ class RemoteSpec:
     auth_env: str | None = None
     auth_header: str = "Authorization"
     min_signers: int | None = None  # None: the settings' min_signers
+    pull_only: bool = False  # a remote of a project the user did not accept: `build --push` skips it
 
     def __repr__(self) -> str:
         return f"RemoteSpec({self.name!r}, {self.url!r})"
@@ -204,37 +210,62 @@ def _add_keys(into: dict[str, PublicKey], origins: dict[str, str], keys: list[Pu
         origins.setdefault(key.name, where)
 
 
-def _spec(entry: RemoteEntry, base: Path, where: str) -> RemoteSpec:
+def _spec(entry: RemoteEntry, base: Path, where: str, pull_only: bool = False) -> RemoteSpec:
     url = normalise_url(entry.url, base, f"{where}: remote.url")
     return RemoteSpec(url=url, name=entry.name or url, push=entry.push,
                       trusted=_keys(entry.trusted_keys, f"{where}: remote.trusted_keys"),
-                      timeout=entry.timeout, min_rate=entry.min_rate, auth_env=entry.auth_env, auth_header=entry.auth_header,
-                      min_signers=entry.min_signers)
+                      timeout=entry.timeout, min_rate=entry.min_rate, auth_env=entry.auth_env,
+                      auth_header=entry.auth_header, min_signers=entry.min_signers, pull_only=pull_only)
 
 
-def load_settings(project: Path, cli_remotes: list[str] | None = None,
-                  env: dict[str, str] | None = None, executor: str | None = None) -> Settings:
-    env = dict(os.environ) if env is None else env
-    files = [(project / PROJECT_FILE, read_project(project / PROJECT_FILE))]
+Warn = Callable[[str], None]
+
+
+def _say(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr)
+
+
+def config_files(project: Path, env: dict[str, str], accept: bool = False,
+                 warn: Warn = _say) -> tuple[list[tuple[Path, ConfigFile | _NoFile]], bool]:
+    """The project's config (without what only the user may set, unless the user
+    accepted the project; `warn` is told what was ignored) and the user's, and
+    whether the project was accepted."""
     user = user_config_path(env)
-    files.append((user, read_config(user)))
-    configured = [_spec(r, path.parent, str(path)) for path, doc in files for r in doc.remote]
+    user_doc = read_config(user)
+    path = project / PROJECT_FILE
+    doc = read_project(path)
+    accepted = is_accepted(project, user_doc, user, accept)
+    if not accepted:
+        doc, ignored = restrict(doc, project, user_doc.min_signers)
+        if ignored:
+            warn(f"{path}: {', '.join(ignored)}: ignored (a project's config cannot set these; accept with "
+                 f"--accept-project-config or [accept] projects in {user})")
+    return [(path, doc), (user, user_doc)], accepted
+
+
+def load_settings(project: Path, cli_remotes: list[str] | None = None, env: dict[str, str] | None = None,
+                  executor: str | None = None, accept: bool = False, warn: Warn = _say) -> Settings:
+    env = dict(os.environ) if env is None else env
+    files, accepted = config_files(project, env, accept, warn)
+    specs = [[_spec(r, path.parent, str(path), pull_only=i == 0 and not accepted) for r in doc.remote]
+             for i, (path, doc) in enumerate(files)]
+    configured = specs[0] + specs[1]
+    named = specs[1] + specs[0]  # a name or URL the user configured is the user's remote
 
     def lookup(text: str) -> RemoteSpec:
-        for spec in configured:
+        for spec in named:
             if text in (spec.name, spec.url):
                 return spec
         if not text.startswith(("http://", "https://", "file://", "/", ".", "~")) and "/" not in text:
             raise UsageError(f"remote {text!r}: not a URL, a directory or the name of a configured remote")
         url = normalise_url(text)
-        return next((s for s in configured if s.url == url), RemoteSpec(url=url, name=url))
+        return next((s for s in named if s.url == url), RemoteSpec(url=url, name=url))
 
-    if cli_remotes:
-        remotes = [lookup(r) for r in cli_remotes]
-    elif env.get(REMOTES_ENV, "").strip():
-        remotes = [lookup(r) for r in env[REMOTES_ENV].replace(",", " ").split()]
+    if cli_remotes or env.get(REMOTES_ENV, "").strip():  # named by the user: pushed to with --push
+        given = cli_remotes or env[REMOTES_ENV].replace(",", " ").split()
+        remotes = [replace(lookup(r), pull_only=False) for r in given]
     else:
-        remotes = configured
+        remotes = [next(s for s in named if s.url == spec.url) for spec in configured]
     secret = None
     key_path = env.get(SIGNING_KEY_ENV)
     if key_path:
@@ -264,15 +295,15 @@ def load_settings(project: Path, cli_remotes: list[str] | None = None,
     return Settings(tuple(s for s in remotes if unique[s.url] is s), secret, trusted, min_signers, runner)
 
 
-
-def load_mirrors(project: Path, env: dict[str, str] | None = None) -> Mirrors:
+def load_mirrors(project: Path, env: dict[str, str] | None = None, accept: bool = False,
+                 warn: Warn = _say) -> Mirrors:
     """Every mirror setting, tried in this order: the environment's, then the
-    project's lwrecipe.toml, then the user's config file (relative directories in a
-    file are taken from that file's directory)."""
+    project's lwrecipe.toml (what of it applies: config_files), then the user's
+    config file (relative directories in a file are taken from that file's directory)."""
     env = dict(os.environ) if env is None else env
     mirrors = from_env(env)
-    for path, read in ((project / PROJECT_FILE, read_project), (user_config_path(env), read_config)):
-        table = read(path).mirrors
+    for path, doc in config_files(project, env, accept, warn)[0]:
+        table = doc.mirrors
         if table is not None:
-            mirrors += from_table(table.files, table.git, table.debian, path.parent.absolute())
+            mirrors += from_table(table.files, table.git, table.debian, path.parent.absolute(), str(path))
     return mirrors

@@ -46,6 +46,13 @@ class NetworkEntry(_Strict):
     min_rate: Annotated[float, Field(ge=0, strict=False)] = DEFAULT_MIN_RATE
 
 
+class AcceptEntry(_Strict):
+    """`[accept]` (the user's config only; Nix's accept-flake-config, per project):
+    the projects whose lwrecipe.toml applies whole, what only a user may set included."""
+
+    projects: list[str] = []  # absolute directories (`~` expanded) holding that lwrecipe.toml
+
+
 class ConfigFile(_Strict):
     signing_key: str | None = None
     trusted_keys: list[str] = []
@@ -53,6 +60,7 @@ class ConfigFile(_Strict):
     remote: list[RemoteEntry] = []
     mirrors: MirrorsEntry | None = None
     network: NetworkEntry | None = None  # refused in a project's lwrecipe.toml (config.py)
+    accept: AcceptEntry | None = None
 
 
 def validate(raw: dict[str, Any], shown: str) -> ConfigFile:

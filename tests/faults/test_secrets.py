@@ -28,7 +28,8 @@ def readable(path: Path) -> bytes:
 
 
 def test_secrets_stay_secret(project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LWRECIPE_CONFIG", str(tmp_path / "no-config.toml"))
+    config = tmp_path / "user-config.toml"  # the team remote and its token are the user's own settings
+    monkeypatch.setenv("LWRECIPE_CONFIG", str(config))
     key = tmp_path / "ci.key"
     gen = run_subprocess("key", "generate", "ci", "--out", str(key), cwd=project.root)
     assert gen.code == 0
@@ -43,8 +44,8 @@ def test_secrets_stay_secret(project: Project, tmp_path: Path, monkeypatch: pyte
     env = {"TEAM_TOKEN": TOKEN, "LWRECIPE_SIGNING_KEY": str(key)}
     outputs: list[str] = []
     with fault_server() as server:
-        project.file("lwrecipe.toml", f'[[remote]]\nname = "team"\nurl = "{server.url("")}"\npush = true\n'
-                                      'auth_env = "TEAM_TOKEN"\n')
+        config.write_text(f'[[remote]]\nname = "team"\nurl = "{server.url("")}"\npush = true\n'
+                          'auth_env = "TEAM_TOKEN"\n')
         for args in (["build", "a"], ["-v", "cache", "push", "team"], ["build", "broken"], ["lock", "--offline"],
                      ["audit"], ["why", "a"], ["plan", "a"], ["sbom", "a", "--format", "spdx-json"]):
             result = run_subprocess("--cache", str(project.root / "cache"), *args, cwd=project.root, env=env)

@@ -4,6 +4,7 @@ HTTP server, signed records, and two "machines" (two caches, two users)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -236,8 +237,9 @@ def test_auth_header_is_sent_and_never_shown(project, alice, bob) -> None:
     ok(alice.run("build", "app"))
     with fault_server() as server:
         serve_cache(server, alice)
-        project.file("lwrecipe.toml", f'[[remote]]\nname = "team"\nurl = "{server.url("")}"\n'
-                                      'auth_env = "TEAM_TOKEN"\nauth_header = "X-Cache-Token"\n')
+        Path(os.environ["LWRECIPE_CONFIG"]).write_text(  # the user's own config: a project's cannot send a token
+            f'[[remote]]\nname = "team"\nurl = "{server.url("")}"\nauth_env = "TEAM_TOKEN"\n'
+            'auth_header = "X-Cache-Token"\n')
         missing = bob.run("cache", "pull", "team", "app")
         assert missing.code == 2 and "auth_env TEAM_TOKEN is not set" in missing.err
         pulled = bob.run("-v", "cache", "pull", "team", "app", env={"TEAM_TOKEN": "s3cret-value"})

@@ -1,0 +1,126 @@
+"""What a project's lwrecipe.toml may set on its own, and what applies from it only
+when the user accepted the project (Nix's `accept-flake-config`).
+
+A project's config is untrusted: a stranger's pull request edits it as easily as
+a recipe. Settings that act on the host or on credentials — git mirrors (values
+handed to git), a remote's credentials or push, keys, places on this machine
+outside the project — apply from it only with `--accept-project-config` or when
+the project's directory is in `[accept] projects` of the user's own config.
+Otherwise `restrict` drops them, and the caller says once what was ignored. The
+table of which setting is which is in docs/remote.md; harmless settings (a
+remote to pull from, whose records the user's own keys still check; download
+mirrors, whose bytes are checked by sha256) keep working.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from .configfile import MirrorsEntry, RemoteEntry
+
+NETWORK = ("http://", "https://", "grpc://", "grpcs://")
+DEFAULT_AUTH_HEADER = "Authorization"
+
+
+def accepted_projects(doc: Any, shown: str) -> list[Path]:
+    """The directories a user config's `[accept] projects` names, resolved."""
+    if doc.accept is None:
+        return []
+    found = []
+    for i, text in enumerate(doc.accept.projects):
+        path = Path(os.path.expanduser(text))
+        if not path.is_absolute():
+            raise UsageError(f"{shown}: accept.projects[{i}]: {text!r} is not an absolute directory")
+        found.append(path.resolve())
+    return found
+
+
+def is_accepted(project: Path, user_doc: Any, user_path: Path, flag: bool) -> bool:
+    """Whether the project's lwrecipe.toml applies whole: the flag, the user's
+    `[accept] projects`, or a user config that is that very file."""
+    project_file = project / "lwrecipe.toml"
+    if flag or (user_path.exists() and project_file.exists() and user_path.samefile(project_file)):
+        return True
+    return project.resolve() in accepted_projects(user_doc, str(user_path))
+
+
+def _inside(text: str, project: Path) -> bool:
+    """Whether a remote URL or mirror value names a place inside the project (a
+    network URL is not a place on this machine, and counts as inside)."""
+    if text.startswith(NETWORK) or ("://" in text and not text.startswith("file://")):
+        return True
+    path = Path(os.path.expanduser(text.strip().removeprefix("file://")))
+    return (project / path).resolve().is_relative_to(project.resolve())
+
+
+def restrict(doc: Any, project: Path, user_min_signers: int) -> tuple[Any, list[str]]:
+    """The project's config `doc` without what only the user may set, and the fields
+    dropped (`remote[0].auth_env`, `mirrors.git`, ...)."""
+    if (doc.signing_key is None and not doc.trusted_keys and not doc.remote and doc.mirrors is None
+            and doc.accept is None):
+        return doc, []  # nothing in it (a missing file too)
+    ignored: list[str] = []
+    update: dict[str, Any] = {}
+    if doc.signing_key is not None:
+        ignored.append("signing_key")
+        update["signing_key"] = None
+    if doc.trusted_keys:
+        ignored.append("trusted_keys")
+        update["trusted_keys"] = []
+    remotes = []
+    for i, entry in enumerate(doc.remote):
+        kept, dropped = _remote(entry, project, user_min_signers)
+        ignored += [f"remote[{i}]{field}" for field in dropped]
+        if kept is not None:
+            remotes.append(kept)
+    update["remote"] = remotes
+    if doc.mirrors is not None:
+        update["mirrors"], dropped = _mirrors(doc.mirrors, project)
+        ignored += dropped
+    if doc.accept is not None:
+        ignored.append("accept")
+        update["accept"] = None
+    return doc.model_copy(update=update), ignored
+
+
+def _remote(entry: RemoteEntry, project: Path, user_min_signers: int) -> tuple[RemoteEntry | None, list[str]]:
+    """A project's remote as it may be used: pulled from only, without credentials,
+    with the user's keys and no fewer signers than the user asks for. A directory
+    outside the project is not used at all ("" names the whole entry)."""
+    if not _inside(entry.url, project):
+        return None, [""]
+    dropped: list[str] = []
+    update: dict[str, Any] = {}
+    if entry.push:
+        dropped.append(".push")
+        update["push"] = False
+    if entry.auth_env is not None:
+        dropped.append(".auth_env")
+        update["auth_env"] = None
+    if entry.auth_header != DEFAULT_AUTH_HEADER:
+        dropped.append(".auth_header")
+        update["auth_header"] = DEFAULT_AUTH_HEADER
+    if entry.trusted_keys:
+        dropped.append(".trusted_keys")
+        update["trusted_keys"] = []
+    if entry.min_signers is not None and entry.min_signers < user_min_signers:
+        dropped.append(".min_signers")
+        update["min_signers"] = None
+    return entry.model_copy(update=update), dropped
+
+
+def _mirrors(table: MirrorsEntry, project: Path) -> tuple[MirrorsEntry, list[str]]:
+    """Download mirrors on the network or inside the project; never a git mirror
+    (git is handed its value) nor a directory elsewhere on this machine."""
+    files = [m for m in table.files if _inside(m, project)]
+    debian = {prefix: [m for m in places if _inside(m, project)] for prefix, places in table.debian.items()}
+    dropped = [name for name, kept, given in (
+        ("mirrors.files", len(files), len(table.files)),
+        ("mirrors.git", 0, sum(len(places) for places in table.git.values())),
+        ("mirrors.debian", sum(map(len, debian.values())), sum(map(len, table.debian.values())))) if kept < given]
+    return table.model_copy(update={"files": files, "git": {}, "debian": debian}), dropped
