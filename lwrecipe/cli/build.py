@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from ..errors import redact
-from .common import (EPILOG, Context, load_targets, lockfile_path, open_remotes, project_mirrors, project_settings,
-                     remote_args, say_error, substitute_args, table, target_args)
+from .common import (EPILOG, Context, load_targets, lockfile_path, open_remotes, project_client, project_mirrors,
+                     project_settings, remote_args, say_error, substitute_args, table, target_args)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -60,14 +60,13 @@ def fetch_inputs(ctx: Context, graph, names: list[str], jobs: int, offline: bool
 
     from ..inputs.fetch import Downloader
     from ..inputs.sources import fetch_recipes
-    from ..remote.config import download_client
     from ..store.store import Store
     from .progress import RichReporter, make_reporter
 
     store = Store(ctx.cache_dir).ensure()
     mirrors = project_mirrors(ctx, graph.recipes[graph.targets[0]].root)
     reporter = reporter or make_reporter(quiet=ctx.verbosity < 0)
-    with download_client(graph.recipes[graph.targets[0]].root) as client, (reporter if isinstance(reporter, RichReporter) else contextlib.nullcontext()):
+    with project_client(ctx, graph.recipes[graph.targets[0]].root) as client, (reporter if isinstance(reporter, RichReporter) else contextlib.nullcontext()):
         downloader = Downloader(store, client, mirrors=mirrors.files, reporter=reporter)
         return fetch_recipes([graph.recipes[n] for n in names], store, downloader, jobs=jobs, offline=offline,
                              mirrors=mirrors)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import EPILOG, Context, open_remotes, project_mirrors, project_settings
+from .common import EPILOG, Context, open_remotes, project_client, project_mirrors, project_settings
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -84,7 +84,6 @@ def _repair(ctx: Context, store, quarantined) -> None:  # noqa: ANN001
     from ..inputs.sources import downloads, git_sources
     from ..recipes.graph import load_graph, project_root
     from ..recipes.keys import Sha256, is_git_rev, is_sha256
-    from ..remote.config import download_client
 
     root = project_root(Path.cwd())
     graph = load_graph([str(p) for p in sorted((root / "recipes").glob("*.toml"))])
@@ -105,7 +104,7 @@ def _repair(ctx: Context, store, quarantined) -> None:  # noqa: ANN001
                 record = store.read_record(Sha256(path.name)) if is_sha256(path.name) else None
                 if record is not None and entry.name in ((record.get("blob") or {}).get("sha256"), record.get("log")):
                     keys.add(path.name)
-    with download_client(root) as client:
+    with project_client(ctx, root) as client:
         downloader = Downloader(store, client, mirrors=mirrors.files)
         for entry in quarantined:
             if entry.area != "sources":

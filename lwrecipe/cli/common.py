@@ -99,6 +99,14 @@ def project_settings(ctx: Context, root: Path, remotes: list[str] | None = None,
     return load_settings(root, remotes, executor=executor, accept=ctx.accept_project_config, warn=ctx.warn_once)
 
 
+def project_client(ctx: Context, root: Path | None = None):  # noqa: ANN201 - returns httpx.Client
+    """The HTTP client for a recipe's downloads (the user's `[network]`; the project's
+    at `root` only when accepted)."""
+    from ..remote.config import download_client
+
+    return download_client(root, accept=ctx.accept_project_config, warn=ctx.warn_once)
+
+
 def project_mirrors(ctx: Context, root: Path):  # noqa: ANN201 - returns Mirrors
     """The mirror settings of the environment, the project at `root` and the user."""
     from ..remote.config import load_mirrors

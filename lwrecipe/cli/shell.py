@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import EPILOG, Context, load_targets, project_mirrors, substitute_args, target_args
+from .common import EPILOG, Context, load_targets, project_client, project_mirrors, substitute_args, target_args
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -164,10 +164,9 @@ def _follow(ctx: Context, store, name: str) -> int:  # noqa: ANN001
 
 
 def _client_store(ctx: Context):  # noqa: ANN202
-    from ..remote.config import download_client
     from ..store.store import Store
 
-    return download_client(), Store(ctx.cache_dir).ensure()
+    return project_client(ctx), Store(ctx.cache_dir).ensure()
 
 
 def cmd_pin(ctx: Context) -> int:

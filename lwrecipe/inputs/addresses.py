@@ -105,7 +105,7 @@ class AddressPolicy:
                                if form.version == net.version):
             return None
         named = address if host == address else f"{host} ({address})"
-        return (f"{named} is {what}; refused for a recipe's URL (the user's config can allow it: "
+        return (f"{named} is {what}; refused for a URL a recipe or project chose (the user's config can allow it: "
                 f"[network] allow_private = [\"{address}\"])")
 
 

@@ -62,7 +62,7 @@ def restrict(doc: Any, project: Path, user_min_signers: int) -> tuple[Any, list[
     """The project's config `doc` without what only the user may set, and the fields
     dropped (`remote[0].auth_env`, `mirrors.git`, ...)."""
     if (doc.signing_key is None and not doc.trusted_keys and not doc.remote and doc.mirrors is None
-            and doc.accept is None):
+            and doc.accept is None and doc.network is None):
         return doc, []  # nothing in it (a missing file too)
     ignored: list[str] = []
     update: dict[str, Any] = {}
@@ -85,14 +85,20 @@ def restrict(doc: Any, project: Path, user_min_signers: int) -> tuple[Any, list[
     if doc.accept is not None:
         ignored.append("accept")
         update["accept"] = None
+    if doc.network is not None:  # which addresses a recipe's URL may reach
+        ignored.append("network")
+        update["network"] = None
     return doc.model_copy(update=update), ignored
 
 
 def _remote(entry: RemoteEntry, project: Path, user_min_signers: int) -> tuple[RemoteEntry | None, list[str]]:
     """A project's remote as it may be used: pulled from only, without credentials,
     with the user's keys and no fewer signers than the user asks for. A directory
-    outside the project is not used at all ("" names the whole entry)."""
-    if not _inside(entry.url, project):
+    outside the project is not used at all ("" names the whole entry), nor a gRPC
+    server: gRPC resolves its host itself, so the addresses a recipe's URL may not
+    reach (inputs/addresses.py) could not be kept from it; an http(s) remote is
+    held to them (RemoteSpec.reach)."""
+    if not _inside(entry.url, project) or entry.url.startswith(("grpc://", "grpcs://")):
         return None, [""]
     dropped: list[str] = []
     update: dict[str, Any] = {}

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import RecipeError, UsageError
 from ..inputs.addresses import AddressPolicy
@@ -70,6 +70,9 @@ class RemoteSpec:
     auth_header: str = "Authorization"
     min_signers: int | None = None  # None: the settings' min_signers
     pull_only: bool = False  # a remote of a project the user did not accept: `build --push` skips it
+    # what an http(s) remote may connect to: None, anything (the user chose it); a
+    # remote an unaccepted project chose is held to what a recipe's URL may reach
+    reach: AddressPolicy | None = None
 
     def __repr__(self) -> str:
         return f"RemoteSpec({self.name!r}, {self.url!r})"
@@ -149,12 +152,8 @@ def read_config(path: Path) -> ConfigFile | _NoFile:
 
 
 def read_project(path: Path) -> ConfigFile | _NoFile:
-    """A project's lwrecipe.toml: what only the user may set is refused in it."""
-    doc = read_config(path)
-    if doc.network is not None:
-        raise UsageError(f"{path}: [network] is the user's own setting (their config file, {USER_CONFIG_ENV}); "
-                         "a project cannot set it")
-    return doc
+    """A project's lwrecipe.toml as written; config_files() decides what of it applies."""
+    return read_config(path)
 
 
 @dataclass(frozen=True)
@@ -166,28 +165,41 @@ class Network:
     min_rate: float = DEFAULT_MIN_RATE
 
 
-def load_network(project: Path | None = None, env: dict[str, str] | None = None) -> Network:
-    """`[network]` from the user's config file (never the project's: refused there)
-    plus LWRECIPE_ALLOW_PRIVATE."""
+def load_network(project: Path | None = None, env: dict[str, str] | None = None, accept: bool = False,
+                 warn: Warn | None = None) -> Network:
+    """`[network]` from the user's config file, plus LWRECIPE_ALLOW_PRIVATE; a
+    project's own `[network]` only when the user accepted the project (and the
+    user's file has none), else `warn` is told it was ignored."""
     env = dict(os.environ) if env is None else env
-    if project is not None:
-        read_project(project / PROJECT_FILE)
     path = user_config_path(env)
-    table = read_config(path).network
-    try:
-        policy = AddressPolicy.from_env(env, table.allow_private if table is not None else ())
-    except ValueError as exc:
-        raise UsageError(f"{path}: {exc}") from None
+    table, where = read_config(path).network, path
+    if project is not None and table is None:
+        files, accepted = config_files(project, env, accept, warn or (lambda _text: None))
+        project_table = files[0][1].network
+        if accepted and project_table is not None:
+            table, where = project_table, files[0][0]
+    policy = _policy(env, table, where)
     if table is None:
         return Network(policy)
     return Network(policy, table.timeout, table.min_rate)
 
 
-def download_client(project: Path | None = None, env: dict[str, str] | None = None) -> Client:
+def _policy(env: dict[str, str], doc_or_table: Any, where: Path) -> AddressPolicy:
+    """The addresses a recipe's URL may reach: `[network] allow_private` of a config
+    (a file's document or its `[network]` table) plus LWRECIPE_ALLOW_PRIVATE."""
+    table = getattr(doc_or_table, "network", doc_or_table)
+    try:
+        return AddressPolicy.from_env(env, table.allow_private if table is not None else ())
+    except ValueError as exc:
+        raise UsageError(f"{where}: {exc}") from None
+
+
+def download_client(project: Path | None = None, env: dict[str, str] | None = None, accept: bool = False,
+                    warn: Warn | None = None) -> Client:
     """The HTTP client for a recipe's downloads, as the user's `[network]` says."""
     from ..inputs.fetch import make_client
 
-    network = load_network(project, env)
+    network = load_network(project, env, accept, warn)
     return make_client(read_timeout=network.timeout, min_rate=network.min_rate, policy=network.policy)
 
 
@@ -249,6 +261,9 @@ def load_settings(project: Path, cli_remotes: list[str] | None = None, env: dict
     files, accepted = config_files(project, env, accept, warn)
     specs = [[_spec(r, path.parent, str(path), pull_only=i == 0 and not accepted) for r in doc.remote]
              for i, (path, doc) in enumerate(files)]
+    if not accepted and specs[0]:
+        reach = _policy(env, files[1][1], files[1][0])
+        specs[0] = [replace(spec, reach=reach) for spec in specs[0]]
     configured = specs[0] + specs[1]
     named = specs[1] + specs[0]  # a name or URL the user configured is the user's remote
 
@@ -263,7 +278,7 @@ def load_settings(project: Path, cli_remotes: list[str] | None = None, env: dict
 
     if cli_remotes or env.get(REMOTES_ENV, "").strip():  # named by the user: pushed to with --push
         given = cli_remotes or env[REMOTES_ENV].replace(",", " ").split()
-        remotes = [replace(lookup(r), pull_only=False) for r in given]
+        remotes = [replace(lookup(r), pull_only=False, reach=None) for r in given]
     else:
         remotes = [next(s for s in named if s.url == spec.url) for spec in configured]
     secret = None

@@ -39,7 +39,7 @@ class MirrorsEntry(_Strict):
 
 
 class NetworkEntry(_Strict):
-    """`[network]`, the user's config only: downloads of a recipe's URLs."""
+    """`[network]`: downloads of a recipe's URLs (a project's only when accepted)."""
 
     allow_private: list[str] = []  # addresses and networks a recipe's URL may reach after all
     timeout: Annotated[float, Field(gt=0, strict=False)] = DEFAULT_TIMEOUT
@@ -59,7 +59,7 @@ class ConfigFile(_Strict):
     min_signers: Annotated[int, Field(ge=1)] = 1  # for every remote that does not set its own
     remote: list[RemoteEntry] = []
     mirrors: MirrorsEntry | None = None
-    network: NetworkEntry | None = None  # refused in a project's lwrecipe.toml (config.py)
+    network: NetworkEntry | None = None  # from a project's lwrecipe.toml only when accepted (acceptance.py)
     accept: AcceptEntry | None = None
 
 

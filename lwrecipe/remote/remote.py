@@ -235,9 +235,9 @@ def open_backend(spec: RemoteSpec, env: dict[str, str] | None = None) -> Backend
         from .reapi import ReapiBackend
 
         return ReapiBackend(spec, token=value)
-    from ..inputs.addresses import ANYTHING  # a remote is the user's choice, wherever it is
+    from ..inputs.addresses import ANYTHING  # a remote the user chose may be anywhere
 
-    client = make_client(read_timeout=spec.timeout, min_rate=spec.min_rate, policy=ANYTHING)
+    client = make_client(read_timeout=spec.timeout, min_rate=spec.min_rate, policy=spec.reach or ANYTHING)
     if value is not None:
         client.add_credential(spec.url, spec.auth_header, value)
     return HttpBackend(spec, client)

@@ -141,13 +141,17 @@ def test_the_users_config_allows_a_private_network(project: Project, tmp_path: P
 
 
 def test_a_projects_config_cannot_allow_private_addresses(project: Project, monkeypatch) -> None:
+    """A project's `[network]` is ignored with the warning unless the user accepted the project."""
     monkeypatch.delenv(ALLOW, raising=False)
     (project.root / "lwrecipe.toml").write_text('[network]\nallow_private = ["127.0.0.0/8"]\n')
     with fault_server() as server:
         pkg_recipe(project, server.add("/pkg.tar.gz", DATA))
         code, err = fetch(project, {})
         assert server.connections == 0
-    assert code == 2 and "[network] is the user's own setting" in err, err
+        assert code == 1 and "lwrecipe.toml: network: ignored (a project's config cannot set these" in err, err
+        accepted = run_subprocess("--cache", str(project.root / "cache"), "--accept-project-config", "fetch", "pkg",
+                                  cwd=project.root)
+    assert accepted.code == 0, accepted.err
 
 
 def test_the_users_mirror_on_a_private_address_is_used(tmp_path: Path, monkeypatch) -> None:

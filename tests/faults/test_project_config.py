@@ -130,6 +130,31 @@ def test_a_project_remote_never_receives_the_users_secret(project: Project, user
         assert server.seen_headers and all(h.get("X-Token") == TOKEN for h in server.seen_headers)
 
 
+def test_a_project_remote_reaches_only_what_a_recipe_url_may(project: Project, user: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A project's remote is a URL the project chose: without acceptance it may not
+    make this machine ask a loopback or private service (a recipe's URL may not)."""
+    monkeypatch.delenv("LWRECIPE_ALLOW_PRIVATE", raising=False)
+    remote_recipe(project)
+    with fault_server() as server:
+        project.file("lwrecipe.toml", f'[[remote]]\nname = "team"\nurl = "{server.url("")}"\n')
+        plain = run(project, "plan", "base")
+        assert plain.code == 0, plain.err
+        assert server.connections == 0
+        assert "127.0.0.1 is a loopback address" in plain.err, plain.err
+        accepted = run(project, "--accept-project-config", "plan", "base")
+        assert accepted.code == 0, accepted.err
+        assert server.connections > 0
+
+
+def test_a_project_grpc_remote_is_not_used(project: Project, user: Path) -> None:
+    remote_recipe(project)
+    project.file("lwrecipe.toml", '[[remote]]\nname = "farm"\nurl = "grpc://127.0.0.1:1/main"\n')
+    result = run(project, "plan", "base")
+    assert result.code == 0, result.err
+    assert "lwrecipe.toml: remote[0]: ignored" in result.err, result.err
+
+
 def test_a_project_cannot_accept_itself(project: Project, user: Path) -> None:
     remote_recipe(project)
     with fault_server() as server:
