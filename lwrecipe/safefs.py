@@ -15,6 +15,7 @@ import ctypes
 import errno
 import os
 import stat
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
@@ -294,3 +295,101 @@ class Beneath:
 
     def fsync(self) -> None:
         os.fsync(self.fd)
+
+
+class HeldDirs:
+    """The directories below a Beneath that one job (an archive being unpacked) works
+    in, opened one component at a time with O_NOFOLLOW from the nearest one already
+    open, made (mode `mode`) where missing if asked, and the most recent `limit` kept
+    open: many entries of one tree without walking from the root for each. A link
+    on the way is LinkRefused; a file on the way is NotADirectoryError."""
+
+    def __init__(self, root: Beneath, mode: int = 0o755, limit: int = 128) -> None:
+        self.root, self.mode, self.limit = root, mode, max(2, limit)
+        self._fds: OrderedDict[tuple[str, ...], int] = OrderedDict()
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def __enter__(self) -> HeldDirs:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def fd(self, parts: tuple[str, ...], create: bool = False) -> int:
+        """The directory `parts` (components, no `..`) below the root, held open; valid
+        until the next call."""
+        if not parts:
+            return self.root.fd
+        held = self._fds.get(parts)
+        if held is not None:
+            self._fds.move_to_end(parts)
+            return held
+        parent, name = self.fd(parts[:-1], create), parts[-1]
+        made = False
+        if create:
+            try:
+                os.mkdir(name, 0o700, dir_fd=parent)
+                made = True
+            except FileExistsError:
+                pass
+        try:
+            fd = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=parent)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):
+                    raise LinkRefused("/".join(parts)) from None
+                raise NotADirectoryError(errno.ENOTDIR, "not a directory", "/".join(parts)) from None
+            raise
+        if made:
+            os.fchmod(fd, self.mode)  # not the umask's
+        self._fds[parts] = fd
+        while len(self._fds) > self.limit:
+            os.close(self._fds.popitem(last=False)[1])
+        return fd
+
+    def lstat(self, parts: tuple[str, ...]) -> os.stat_result | None:
+        """lstat of `parts` (None when it or a directory on the way is missing)."""
+        try:
+            return os.stat(parts[-1], dir_fd=self.fd(parts[:-1]), follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+
+    def link_leaves(self, link: tuple[str, ...], target: str) -> bool:
+        """Whether a symlink at `link` with `target` resolves outside the root, as the
+        kernel resolves it in the tree as it is now: links on the way are followed
+        (read, never opened), `..` above the root is outside, an absolute target or a
+        chain of more than 40 links too. From a missing component on, the rest is
+        read as plain names (a dangling link is judged by where it would point)."""
+        if target.startswith("/"):
+            return True
+        todo = target.split("/")
+        at: list[str] = list(link[:-1])
+        real = len(at)  # at[:real] are directories that exist (links already replaced)
+        links = 0
+        while todo:
+            name = todo.pop(0)
+            if name in ("", "."):
+                continue
+            if name == "..":
+                if not at:
+                    return True
+                at.pop()
+                real = min(real, len(at))
+                continue
+            st = self.lstat((*at, name)) if real == len(at) else None
+            if st is not None and stat.S_ISLNK(st.st_mode):
+                links += 1
+                found = os.readlink(name, dir_fd=self.fd(tuple(at)))
+                if links > 40 or found.startswith("/"):
+                    return True
+                todo[:0] = found.split("/")
+                continue
+            at.append(name)
+            if st is not None and stat.S_ISDIR(st.st_mode):
+                real = len(at)
+        return False

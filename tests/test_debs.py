@@ -16,10 +16,11 @@ import pytest
 
 from lwrecipe.errors import LwrecipeError, UnsafeArchive
 from lwrecipe.inputs.debpins import write_pins
-from lwrecipe.inputs.debs import DebPin, extract_deb, resolve
+from lwrecipe.inputs.debs import MERGED_USR, DebPin, extract_deb, resolve
 from lwrecipe.inputs.mirrors import Mirrors, parse_rules
 from lwrecipe.recipes.recipe import DebianRequest, DebSource, parse_recipe
-from tests.conftest import REPO
+from tests.conftest import APT_ARCHIVES, REPO
+from tests.test_unpack import listing
 
 
 def member(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", mode: int = 0o644,
@@ -183,3 +184,43 @@ def test_write_pins_keeps_the_rest_of_the_file(tmp_path: Path) -> None:
     assert [(d.deb, d.version, d.sha256) for d in debs] == [("new", "2.0-1", new.sha256)]
     assert doc.debian is not None and doc.debian.packages == ["new"]
     assert doc.build.script == 'cp -a /build/src/. "$LW_OUT/"\n'
+
+
+def test_a_hardlink_to_a_name_since_made_a_link_is_refused(tmp_path: Path) -> None:
+    """`f` a file, then `f` a link to a host file, then `h` a hardlink to `f`: the old
+    code's os.link followed `f` and made `h` the host file's own inode inside the tree."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"host file\n")
+    pkg = deb(tmp_path / "x.deb", [
+        member("./usr/", tarfile.DIRTYPE), member("./usr/f", data=b"x"),
+        member("./usr/f", tarfile.SYMTYPE, link=str(victim)), member("./usr/h", tarfile.LNKTYPE, link="./usr/f")])
+    with pytest.raises(UnsafeArchive, match="x.deb: './usr/h': hardlink to './usr/f', not an earlier file"):
+        extract_deb(pkg, tmp_path / "root", "x.deb")
+    assert os.stat(victim).st_nlink == 1
+
+
+def test_an_entry_through_a_link_an_earlier_package_made_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    extract_deb(deb(tmp_path / "a.deb", [member("./usr/", tarfile.DIRTYPE),
+                                         member("./usr/lib", tarfile.SYMTYPE, link="share")]), root)
+    with pytest.raises(UnsafeArchive, match="b.deb: .*goes through the symlink"):
+        extract_deb(deb(tmp_path / "b.deb", [member("./usr/lib/x", data=b"x")]), root, "b.deb")
+    assert not (root / "usr" / "share").exists()
+
+
+@pytest.mark.skipif(not list(APT_ARCHIVES.glob("perl-base_*.deb")), reason="no perl-base in apt's cache")
+def test_a_real_package_unpacks_as_dpkg_deb_unpacks_it(tmp_path: Path) -> None:
+    """Bytes, links, hardlinks (perl and perl5.36.0 are one file) and execute bits as
+    `dpkg-deb -x` makes them; the tree merged-/usr as lwrecipe lays it out."""
+    pkg = sorted(APT_ARCHIVES.glob("perl-base_*.deb"))[-1]
+    ours, theirs = tmp_path / "ours", tmp_path / "dpkg"
+    extract_deb(pkg, ours)
+    subprocess.run(["dpkg-deb", "-x", str(pkg), str(theirs)], check=True)
+    for top in MERGED_USR:  # dpkg-deb leaves them where the package has them
+        if (theirs / top).is_dir() and not (theirs / top).is_symlink():
+            shutil.copytree(theirs / top, theirs / "usr" / top, symlinks=True, dirs_exist_ok=True)
+            shutil.rmtree(theirs / top)
+        if (theirs / "usr" / top).is_dir() and not (theirs / top).is_symlink():
+            (theirs / top).symlink_to(f"usr/{top}")
+    got, want = listing(ours), listing(theirs)
+    assert {k: v[:2] + v[3:] for k, v in got.items()} == {k: v[:2] + v[3:] for k, v in want.items()}

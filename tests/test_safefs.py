@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lwrecipe import safefs
-from lwrecipe.safefs import Beneath, LinkRefused
+from lwrecipe.safefs import Beneath, HeldDirs, LinkRefused
 
 
 @pytest.fixture(params=["openat2", "walk"])
@@ -105,3 +105,40 @@ def test_open_inside_follows_links_that_stay_inside(mode: str, tree: Path) -> No
                 assert fh.read() == b"inside", rel
         os.close(root.open_inside("inner", os.O_RDONLY | os.O_DIRECTORY))
         os.close(root.open_inside("", os.O_RDONLY | os.O_DIRECTORY))
+
+
+def test_held_dirs_make_directories_and_refuse_links_and_files(tree: Path) -> None:
+    with Beneath(tree) as root, HeldDirs(root, limit=2) as dirs:
+        for parts in [("a", "b", "c"), ("a", "x"), ("a", "b", "c"), ("d",)]:  # past the limit: opened again
+            os.close(os.open("f", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=dirs.fd(parts, create=True)))
+            assert (tree.joinpath(*parts) / "f").is_file()
+            assert oct(tree.joinpath(*parts).stat().st_mode & 0o777) == "0o755"
+        with pytest.raises(LinkRefused) as exc:
+            dirs.fd(("out", "made"), create=True)
+        assert exc.value.rel == "out"
+        with pytest.raises(LinkRefused):
+            dirs.fd(("inner",))  # a link that stays inside is refused all the same
+        with pytest.raises(NotADirectoryError):
+            dirs.fd(("real", "f", "deeper"), create=True)
+        assert dirs.lstat(("real", "missing")) is None and dirs.lstat(("nowhere", "x")) is None
+    assert not (tree.parent / "outside" / "made").exists()
+
+
+@pytest.mark.parametrize("link, target, leaves", [
+    ("x/l", "../real/f", False), ("l", "missing/../real", False), ("l", "inner/f", False),
+    ("l", "..", True), ("real/l", "../..", True), ("l", "/etc", True), ("l", "out", True),
+    ("l", "inner/../..", True),            # inner is real/: real/.. is the root, one more is out
+    ("l", "up/x/../..", False),            # up -> real/sub/.. is real/: x/../.. from there is the root
+    ("l", "deep/t/../x", True),            # lexically deep/x; deep/t -> .. is the root, and up from it
+    ("l", "self", True),                   # a loop: more than 40 links
+    ("l", "missing/x/../../..", True),     # dangling: judged by where it would point
+])
+def test_link_leaves_resolves_as_the_kernel_does(tree: Path, link: str, target: str, leaves: bool) -> None:
+    (tree / "real" / "sub").mkdir()
+    (tree / "up").symlink_to("real/sub/..")
+    (tree / "self").symlink_to("self")
+    (tree / "x").mkdir()
+    (tree / "deep").mkdir()
+    (tree / "deep" / "t").symlink_to("..")
+    with Beneath(tree) as root, HeldDirs(root) as dirs:
+        assert dirs.link_leaves(tuple(link.split("/")), target) is leaves

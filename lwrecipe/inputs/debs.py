@@ -4,7 +4,7 @@ a set of package names to pins with apt's own resolver on an empty system.
 
 A .deb is trusted no more than any download: its sha256 is pinned, and its entries
 are checked as they are unpacked (no '..', nothing written through a symlink,
-no device files). Absolute symlinks are kept as they are: they mean a path inside
+no device files), and written through directory file descriptors (entries.TreeWriter). Absolute symlinks are kept as they are: they mean a path inside
 the environment the tree becomes, and nothing here ever follows them.
 """
 
@@ -14,6 +14,7 @@ import io
 import os
 import re
 import shutil
+import stat
 import subprocess
 import tarfile
 import tempfile
@@ -24,7 +25,7 @@ from typing import BinaryIO
 from urllib.parse import unquote
 
 from ..errors import LwrecipeError, UnsafeArchive, UsageError
-from .unpack import symlink_on_the_way
+from .entries import TreeWriter
 
 MERGED_USR = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 """Top-level directories that are links into usr/ on a merged-/usr system (Debian 12 and later)."""
@@ -116,19 +117,6 @@ def _tree_name(label: str, name: str) -> str | None:
     return "/".join(parts)
 
 
-def _check_parents(label: str, dest: Path, rel: str) -> None:
-    """Nothing is written through a symlink: every parent must be a real directory (or absent)."""
-    link = symlink_on_the_way(dest, rel.split("/")[:-1])
-    if link is not None:
-        raise UnsafeArchive(f"{label}: {rel!r}: goes through the symlink {link.name!r}")
-
-
-def _clear(path: Path) -> None:
-    """Make room for a later package's entry, as dpkg replaces files (never a directory)."""
-    if os.path.islink(path) or path.is_file():
-        path.unlink()
-
-
 def data_tar(deb: Path, label: str) -> bytes:
     """The data archive of `deb`, decompressed (lzma and zstd release the GIL, so
     several packages can be decompressed at once while another is unpacked)."""
@@ -161,62 +149,44 @@ def extract_deb(deb: Path, dest: Path, label: str | None = None, data: bytes | N
     """Unpack the data archive of `deb` (or `data`, that archive already decompressed)
     into `dest` (created if missing), merged-/usr: `bin/x` lands in `usr/bin/x` and
     `dest/bin` becomes a link to `usr/bin`. Entries of a later package replace files
-    of an earlier one, as dpkg does."""
+    and links of an earlier one, as dpkg does; nothing is written through a link
+    (entries.TreeWriter), and links are kept as they are, absolute ones included."""
     label = label or deb.name
     dest.mkdir(parents=True, exist_ok=True)
     if data is None:
         data = data_tar(deb, label)
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-            files: set[str] = set()
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar, \
+                TreeWriter(dest, label, contained=False) as tree:
             for member in tar:
-                _extract_member(tar, member, dest, files, label)
+                _extract_member(tar, member, tree, label)
+            for top in MERGED_USR:
+                st, usr = tree.lstat(top), tree.lstat(f"usr/{top}")
+                if usr is not None and stat.S_ISDIR(usr.st_mode) and (st is None or not stat.S_ISLNK(st.st_mode)):
+                    if st is not None:
+                        raise UnsafeArchive(f"{label}: {top}/ exists as a directory in a merged-/usr tree")
+                    os.symlink(f"usr/{top}", top, dir_fd=tree.root.fd)
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
         if isinstance(exc, UnsafeArchive):
             raise
         raise UnsafeArchive(f"{label}: cannot unpack: {exc}") from None
-    for top in MERGED_USR:
-        link = dest / top
-        if (dest / "usr" / top).is_dir() and not os.path.islink(link):
-            if link.exists():
-                raise UnsafeArchive(f"{label}: {top}/ exists as a directory in a merged-/usr tree")
-            link.symlink_to(f"usr/{top}")
 
 
-def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path, files: set[str],
-                    label: str) -> None:
+def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, tree: TreeWriter, label: str) -> None:
     rel = _tree_name(label, member.name)
     if rel is None:
         return
-    _check_parents(label, dest, rel)
-    path = dest / rel
     if member.isdir():
-        if os.path.islink(path) or (path.exists() and not path.is_dir()):
-            raise UnsafeArchive(f"{label}: {member.name!r}: a directory over another entry")
-        path.mkdir(parents=True, exist_ok=True)
-        os.chmod(path, 0o755)
+        tree.directory(rel, member.name)
     elif member.isreg():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _clear(path)
         source = tar.extractfile(member)
         assert source is not None
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(source, out, 1 << 20)
-        os.chmod(path, 0o755 if member.mode & 0o111 else 0o644)  # setuid/setgid cleared, as in every output
-        files.add(rel)
+        tree.file(rel, member.name, source, 0o755 if member.mode & 0o111 else 0o644)  # setuid/setgid cleared
     elif member.issym():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _clear(path)
-        os.symlink(member.linkname, path)
+        tree.symlink(rel, member.name, member.linkname)
     elif member.islnk():
         target = _tree_name(label, member.linkname)
-        if target not in files:
-            raise UnsafeArchive(f"{label}: {member.name!r}: hardlink to {member.linkname!r}, not an earlier file")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _clear(path)
-        os.link(dest / target, path)
-        files.add(rel)
+        tree.hardlink(rel, member.name, target or "", member.linkname)
     else:
         raise UnsafeArchive(f"{label}: {member.name!r}: device or fifo entries are refused")
 

@@ -26,7 +26,7 @@ from ..store.store import Store
 from .addresses import AddressPolicy, git_refusal
 from .hosttools import debian_package, fingerprint
 from .mirrors import SCHEMES, Mirrors, is_local_git
-from .unpack import data_filter, extract_all
+from .unpack import extract_tar
 
 # git runs with no system config, no prompt, and only the transports a mirror may
 # name (mirrors.SCHEMES["git"]): never ext:: or another helper that runs a command.
@@ -147,8 +147,7 @@ def _import_archive(store: Store, directory: Path, rev: str) -> Sha256:
     with tempfile.TemporaryDirectory(dir=store.root / "tmp", prefix="gitar-") as tmp:
         tree = Path(tmp) / "tree"
         tree.mkdir()
-        with tarfile.open(archive, "r:") as tar:
-            extract_all(tar, tree, lambda member, path: data_filter(member, path, str(archive)))
+        extract_tar(archive, tree, str(archive))
         found = tree_id(tree)
         if found != first[5:]:
             raise ValueError(f"holds the tree {found}, not {first[5:]} of commit {rev}")
@@ -300,5 +299,4 @@ def read_member(archive: Path, member: str) -> bytes | None:
 def extract_to(archive: Path, dest: Path) -> None:
     """Unpack a tree archive this module wrote (trusted: made here from a verified commit)."""
     dest.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive, "r:") as tar:
-        extract_all(tar, dest, lambda member, path: data_filter(member, path, str(archive)))
+    extract_tar(archive, dest, str(archive))
