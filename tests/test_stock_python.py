@@ -1,6 +1,7 @@
-"""lwrecipe on the distribution's own Python (Debian 12: 3.11.2, without PEP 706's
-extraction filters), installed in a venv as a user would: unpacking refuses the same
-archives, and a real tarball gives the same output id as under the newer Python."""
+"""lwrecipe on the distribution's own Python (Debian 12: 3.11.2), installed in a venv
+as a user would: unpacking (which writes every entry itself, using tarfile only to
+read) refuses the same archives, and a real tarball gives the same output id as under
+the newer Python."""
 
 from __future__ import annotations
 
