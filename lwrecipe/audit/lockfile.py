@@ -9,23 +9,18 @@ mirrors, patch origins, the recipe file's sha256, first-use pins of git trees.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..build.plan import Planned, keyed_tool_names, patch_pins, source_pins
+from ..documents import LOCKFILE_LIMIT, read_toml_file
 from ..errors import UsageError
 from ..inputs.gitsrc import cached_tree, read_member
 from ..inputs.hosttools import HostTool, target_platform
 from ..recipes.keys import KEY_FORMAT, document_key, is_sha256, root_fields, sha256_bytes
 from ..recipes.recipe import DebSource, FilePatch, GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
 from ..store.store import Store
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 LOCKFILE = "lockfile.toml"
 LOCK_FORMAT = 1
@@ -239,14 +234,17 @@ def render(entries: dict[str, dict[str, Any]]) -> str:
 
 
 def read(path: Path) -> Lock:
+    """The lockfile at `path`, read with bounds (documents.py) and checked for shape
+    (lockmodel.py): every problem is one line naming the file and field, exit 2."""
+    from .lockmodel import check
+
     try:
-        data = tomllib.loads(path.read_text())
+        data = read_toml_file(path, LOCKFILE_LIMIT)
     except FileNotFoundError:
         raise UsageError(f"{path}: no lockfile (run `lwrecipe lock` first)") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{path}: not valid TOML: {exc}") from None
-    if data.get("lockfile") != LOCK_FORMAT or not isinstance(data.get("recipe", {}), dict):
+    if data.get("lockfile") != LOCK_FORMAT:
         raise UsageError(f"{path}: lockfile: not a version {LOCK_FORMAT} lockfile")
+    check(data, str(path))
     return Lock(path, data)
 
 

