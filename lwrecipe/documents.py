@@ -167,8 +167,9 @@ _TOML_TOKEN = re.compile(r'''"""(?:[^"\\]|\\[\s\S]|"(?!""))*"""(?:""?)?'''
 
 
 def _check_toml_depth(text: str, where: str) -> None:
-    """Refuses a document whose values nest more than MAX_DEPTH deep, counting each
-    part of a dotted key or table header, each array and each inline table. Agrees
+    """Refuses a document that nests more than MAX_DEPTH tables and arrays deep (the
+    depth of what tomllib would return), counting each part of a dotted key or
+    table header, each array, and the keys of each inline table. Agrees
     with tomllib on every valid prefix of a document, so whatever tomllib would
     reach is counted; on an invalid one it may refuse for depth instead of saying
     where the syntax breaks."""
@@ -195,6 +196,7 @@ def _check_toml_depth(text: str, where: str) -> None:
         elif token == "=":
             if mode == "key":
                 depth = base() + parts
+                check(depth)
                 mode = "value"
         elif token == "[":
             if mode == "value":
@@ -204,9 +206,8 @@ def _check_toml_depth(text: str, where: str) -> None:
             elif mode == "key" and not stack:
                 mode, parts = "header", 1
         elif token == "{":
-            if mode == "value":
-                depth += 1
-                check(depth)
+            if mode == "value":  # the table is the key's value: its own keys are the next level
+                check(depth + 1)
                 stack.append(("{", depth))
                 mode, parts = "key", 1
         elif token == ",":
@@ -217,7 +218,7 @@ def _check_toml_depth(text: str, where: str) -> None:
         elif token in "]}":
             if mode == "header" and token == "]":
                 section, mode = parts, "rest"
-                check(section)
+                check(section + 1)  # the table's own level, even while it is empty
             elif stack:
                 stack.pop()
                 mode, depth = "value", (stack[-1][1] if stack else depth)
