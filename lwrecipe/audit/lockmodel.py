@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import RecipeError
+from ..errors import Problem, RecipeError
 
 
 class _Shape(BaseModel):
@@ -123,9 +123,16 @@ def check(data: dict[str, Any], shown: str) -> None:
     except ValidationError as exc:
         from ..recipes.recipe import _problem
 
-        problems = [_problem(e) for e in exc.errors()]
-        raise RecipeError(shown, [type(p)(_field(e["loc"]), p.message) for p, e in zip(problems, exc.errors())]
-                          ) from None
+        raise RecipeError(shown, [Problem(_field(e["loc"]), _message(e, _problem(e).message))
+                                  for e in exc.errors()]) from None
+
+
+def _message(err: Any, default: str) -> str:
+    if err["type"] == "union_tag_not_found":
+        return f"no {err['ctx']['discriminator'].strip(chr(39))}"
+    if err["type"] == "union_tag_invalid":
+        return f"unknown {err['ctx']['discriminator'].strip(chr(39))} {err['ctx']['tag']!r}"
+    return default
 
 
 def _field(loc: tuple[Any, ...]) -> str:
