@@ -238,14 +238,22 @@ def read(path: Path) -> Lock:
     (lockmodel.py): every problem is one line naming the file and field, exit 2."""
     from .lockmodel import check
 
+    data = _document(path)
+    check(data, str(path))
+    return Lock(path, data)
+
+
+def _document(path: Path) -> dict[str, Any]:
+    """The lockfile's TOML, bounded, of this format, its entries not yet checked."""
     try:
         data = read_toml_file(path, LOCKFILE_LIMIT)
     except FileNotFoundError:
         raise UsageError(f"{path}: no lockfile (run `lwrecipe lock` first)") from None
     if data.get("lockfile") != LOCK_FORMAT:
         raise UsageError(f"{path}: lockfile: not a version {LOCK_FORMAT} lockfile")
-    check(data, str(path))
-    return Lock(path, data)
+    if not isinstance(data.get("recipe", {}), dict):
+        raise UsageError(f"{path}: recipe: expected a table")
+    return data
 
 
 def drift(lock: Lock, graph: Any, output_of: Any) -> list[Any]:
@@ -271,10 +279,17 @@ def drift(lock: Lock, graph: Any, output_of: Any) -> list[Any]:
 
 
 def pinned_ids(path: Path) -> set[str]:
-    """Every build key and output id the lockfile at `path` names."""
+    """Every build key and output id the lockfile at `path` names. Only those two
+    fields are read (each checked), so a lockfile trimmed to them serves `gc`."""
     ids: set[str] = set()
-    for e in read(path).recipes.values():
-        if isinstance(e, dict):
-            ids.update(v for k in ("key", "output_id") if is_sha256(v := str(e.get(k, ""))))
+    for name, e in _document(path).get("recipe", {}).items():
+        if not isinstance(e, dict):
+            raise UsageError(f"{path}: recipe.{name}: expected a table")
+        for field_name in ("key", "output_id"):
+            value = e.get(field_name, "")
+            if not isinstance(value, str):
+                raise UsageError(f"{path}: recipe.{name}.{field_name}: expected a string")
+            if is_sha256(value):
+                ids.add(value)
     return ids
 

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import faults
 from ..documents import parse_json
-from ..errors import DocumentError, FetchError, FetchIntegrityError, IntegrityError, LwrecipeError, RemoteError, UsageError
+from ..errors import (DocumentError, FetchError, FetchIntegrityError, IntegrityError, LwrecipeError, RemoteError,
+                      UsageError)
 from ..files import fsync_dir
 from ..inputs.fetch import CHUNK, Downloader, NullReporter, Reporter, RetryPolicy, Wanted, make_client
 from ..recipes.keys import Sha256, canonical_json, is_sha256
@@ -638,7 +639,7 @@ class Remotes:
         name = record["name"]
         if not NAME_RE.fullmatch(name):
             return
-        entries = [{"key": record["key"], "output_id": record["output_id"], "version": record["version"]},
+        entries = [{"key": record["key"], "output_id": record["output_id"], "version": record.get("version", "")},
                    *(e for e in self._recent(backend, name) if e["key"] != record["key"])][:RECENT_KEYS]
         with _temp_file(self.store, canonical_json({"name": name, "keys": entries})) as path:
             backend.upload("names", name, path, self.reporter)

@@ -46,13 +46,17 @@ class InputsShape(_Shape):
 
 
 class RecordShape(_Shape):
+    """What parse_record requires (key, name, output_id, blob, log), and the type of
+    every other field when it is there: a record from before a field existed, or
+    a minimal one, is still a record."""
+
     key: str
     name: str
-    version: str
     output_id: str
     blob: BlobShape
-    inputs: InputsShape
     log: str
+    version: str | None = None
+    inputs: InputsShape | None = None
     recipe_sha256: str | None = None
     host_tools: dict[str, dict[str, str | None]] = {}
     sandbox: str | None = None

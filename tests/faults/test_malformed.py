@@ -152,12 +152,30 @@ BROKEN_LOCKS = {
 }
 
 
-@pytest.mark.parametrize("command", [["audit"], ["build", "pkg", "--locked", "--offline"], ["why", "pkg"],
-                                     ["cache", "push", "REMOTE"]])
+@pytest.mark.parametrize("command", [["audit"], ["build", "pkg", "--locked", "--offline"], ["why", "pkg"]])
 @pytest.mark.parametrize("kind", sorted(BROKEN_LOCKS))
 def test_a_lockfile_with_missing_or_mistyped_fields_is_one_line_naming_the_field(
         project: Project, tmp_path: Path, command: list[str], kind: str) -> None:
     old, new, field = BROKEN_LOCKS[kind]
+    assert old in ENTRY
+    project.file("lockfile.toml", ENTRY.replace(old, new, 1))
+    result = run_capped("--cache", str(tmp_path / "cache"), *command, cwd=project.root)
+    assert_one_error(result, f"lockfile.toml: {field}")
+
+
+# `cache push` and `cache gc --keep-locked` read only each entry's key and output id.
+BROKEN_PINS = {k: BROKEN_LOCKS[k] for k in ("entry not a table", "recipe table an array")} | {
+    "key an integer": ('key = "' + "0" * 64 + '"', "key = 5", "recipe.pkg.key"),
+    "output id a table": ('output_id = ""', "output_id = {a = 1}", "recipe.pkg.output_id"),
+}
+
+
+@pytest.mark.parametrize("command", [["cache", "push", "REMOTE"],
+                                     ["cache", "gc", "--keep-locked", "--older-than", "1"]])
+@pytest.mark.parametrize("kind", sorted(BROKEN_PINS))
+def test_a_lockfile_whose_pins_are_mistyped_is_one_line_for_push_and_gc(
+        project: Project, tmp_path: Path, command: list[str], kind: str) -> None:
+    old, new, field = BROKEN_PINS[kind]
     assert old in ENTRY
     project.file("lockfile.toml", ENTRY.replace(old, new, 1))
     command = [str(tmp_path / "remote") if c == "REMOTE" else c for c in command]
