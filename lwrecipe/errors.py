@@ -63,6 +63,18 @@ class RecipeError(LwrecipeError):
         return [p.render(self.path) for p in self.problems]
 
 
+class DocumentError(LwrecipeError):
+    """A file or a remote's document that cannot be read as one: too large, not
+    UTF-8, not valid TOML or JSON, nested too deep, or lacking a field."""
+
+    exit_code = EXIT_USAGE
+    reason = "document"
+
+    def __init__(self, where: str, message: str, field: str = "") -> None:
+        self.where, self.message, self.field = where, message, field
+        super().__init__(Problem(field, message).render(where))
+
+
 class GraphError(LwrecipeError):
     """A missing dependency or a dependency cycle."""
 

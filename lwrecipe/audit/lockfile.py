@@ -9,23 +9,18 @@ mirrors, patch origins, the recipe file's sha256, first-use pins of git trees.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..build.plan import Planned, keyed_tool_names, patch_pins, source_pins
+from ..documents import LOCKFILE_LIMIT, read_toml_file
 from ..errors import UsageError
 from ..inputs.gitsrc import cached_tree, read_member
 from ..inputs.hosttools import HostTool, target_platform
 from ..recipes.keys import KEY_FORMAT, document_key, is_sha256, root_fields, sha256_bytes
 from ..recipes.recipe import DebSource, FilePatch, GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
 from ..store.store import Store
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 LOCKFILE = "lockfile.toml"
 LOCK_FORMAT = 1
@@ -238,15 +233,26 @@ def render(entries: dict[str, dict[str, Any]]) -> str:
 
 
 def read(path: Path) -> Lock:
+    """The lockfile at `path`, read with bounds (documents.py) and checked for shape
+    (lockmodel.py): every problem is one line naming the file and field, exit 2."""
+    from .lockmodel import check
+
+    data = _document(path)
+    check(data, str(path))
+    return Lock(path, data)
+
+
+def _document(path: Path) -> dict[str, Any]:
+    """The lockfile's TOML, bounded, of this format, its entries not yet checked."""
     try:
-        data = tomllib.loads(path.read_text())
+        data = read_toml_file(path, LOCKFILE_LIMIT)
     except FileNotFoundError:
         raise UsageError(f"{path}: no lockfile (run `lwrecipe lock` first)") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{path}: not valid TOML: {exc}") from None
-    if data.get("lockfile") != LOCK_FORMAT or not isinstance(data.get("recipe", {}), dict):
+    if data.get("lockfile") != LOCK_FORMAT:
         raise UsageError(f"{path}: lockfile: not a version {LOCK_FORMAT} lockfile")
-    return Lock(path, data)
+    if not isinstance(data.get("recipe", {}), dict):
+        raise UsageError(f"{path}: recipe: expected a table")
+    return data
 
 
 def drift(lock: Lock, graph: Any, output_of: Any) -> list[Any]:
@@ -272,10 +278,17 @@ def drift(lock: Lock, graph: Any, output_of: Any) -> list[Any]:
 
 
 def pinned_ids(path: Path) -> set[str]:
-    """Every build key and output id the lockfile at `path` names."""
+    """Every build key and output id the lockfile at `path` names. Only those two
+    fields are read (each checked), so a lockfile trimmed to them serves `gc`."""
     ids: set[str] = set()
-    for e in read(path).recipes.values():
-        if isinstance(e, dict):
-            ids.update(v for k in ("key", "output_id") if is_sha256(v := str(e.get(k, ""))))
+    for name, e in _document(path).get("recipe", {}).items():
+        if not isinstance(e, dict):
+            raise UsageError(f"{path}: recipe.{name}: expected a table")
+        for field_name in ("key", "output_id"):
+            value = e.get(field_name, "")
+            if not isinstance(value, str):
+                raise UsageError(f"{path}: recipe.{name}.{field_name}: expected a string")
+            if is_sha256(value):
+                ids.add(value)
     return ids
 

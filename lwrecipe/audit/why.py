@@ -89,7 +89,8 @@ class RemoteSide:
                 record = self.remotes.record(self.backend, key, min_signers=1)
             except LwrecipeError:
                 continue  # refused (untrusted, altered, unreachable): nothing to compare with
-            if record is not None and (output_id is None or record["output_id"] == output_id):
+            if record is not None and isinstance(record.get("inputs"), dict) \
+                    and (output_id is None or record["output_id"] == output_id):
                 return key, record["inputs"]
         return None
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..documents import RECIPE_LIMIT, read_file, read_toml_text
 from ..errors import RecipeError
 from ..files import replace_text
 from ..recipes.recipe import DebianRequest, DebSource, display_path, parse_recipe
@@ -30,7 +31,7 @@ class PinChange:
 
 def request_of(path: Path) -> DebianRequest:
     """The [debian] table of a recipe: what `debs update` resolves again."""
-    doc = parse_recipe(path.read_bytes(), display_path(path))
+    doc = parse_recipe(read_file(path, RECIPE_LIMIT, display_path(path)), display_path(path))
     if doc.debian is None:
         raise RecipeError.one(display_path(path), "debian", "no [debian] table: run `lwrecipe debs resolve` first")
     return doc.debian
@@ -42,7 +43,7 @@ def write_pins(path: Path, request: DebianRequest, pins: list[DebPin]) -> list[P
     import tomlkit
 
     shown = display_path(path)
-    text = path.read_text()
+    text = read_toml_text(path, RECIPE_LIMIT, shown)  # bounded and depth-checked before tomlkit recurses
     doc = tomlkit.parse(text)
     old = {s.deb: s for s in parse_recipe(text.encode(), shown).sources if isinstance(s, DebSource)}
     tables = doc.get("sources")

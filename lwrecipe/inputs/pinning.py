@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..documents import RECIPE_LIMIT, read_toml_text
 from ..errors import FetchError, LwrecipeError, RecipeError, UsageError, raise_all
 from ..recipes.keys import Sha256
 from ..recipes.recipe import display_path, parse_recipe
@@ -88,7 +89,7 @@ def pin_recipe(path: Path, store: Store, client: Client, version: str | None = N
     import tomlkit
 
     shown = display_path(path)
-    text = path.read_text()
+    text = read_toml_text(path, RECIPE_LIMIT, shown)  # bounded and depth-checked before tomlkit recurses
     try:
         doc = tomlkit.parse(text)
     except tomlkit.exceptions.ParseError as exc:

@@ -9,21 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
-from ..errors import Problem, RecipeError
+from ..documents import RECIPE_LIMIT, parse_toml, read_file
+from ..errors import DocumentError, Problem, RecipeError
 from . import recipecache
 from .keys import Sha256, built_on, is_git_rev, is_sha256, sha256_bytes
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 SCHEMA_VERSION = 1
 DEFAULT_SOURCE_DATE_EPOCH = 315532800
@@ -379,7 +374,9 @@ def load_recipe(path: Path, root: Path | None = None) -> Recipe:
     path = path.absolute()
     shown = display_path(path)
     try:
-        data = path.read_bytes()
+        data = read_file(path, RECIPE_LIMIT, shown)
+    except DocumentError as exc:
+        raise RecipeError.one(shown, exc.field, exc.message) from None
     except OSError as exc:
         raise RecipeError.one(shown, "", f"cannot read: {exc.strerror or exc}") from None
     doc = parse_recipe(data, shown)
@@ -446,26 +443,13 @@ def _construct(fields: Any) -> RecipeDoc:
 
 def _validate(data: bytes, shown: str) -> RecipeDoc:
     try:
-        raw = tomllib.loads(data.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise RecipeError.one(shown, "", f"not UTF-8 (byte {exc.start})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise RecipeError.one(shown, "", _toml_message(str(exc))) from None
+        raw = parse_toml(data, shown)
+    except DocumentError as exc:
+        raise RecipeError.one(shown, exc.field, exc.message) from None
     try:
         return RecipeDoc.model_validate(raw)
     except ValidationError as exc:
         raise RecipeError(shown, [_problem(e) for e in exc.errors()]) from None
-
-
-def _toml_message(text: str) -> str:
-    match = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", text, re.S)
-    if match:
-        what, line, col = match.groups()
-        return f"line {line}, column {col}: {what[:1].lower()}{what[1:]}"
-    match = re.fullmatch(r"(.*) \(at end of document\)", text, re.S)
-    if match:
-        return f"end of file: {match.group(1)[:1].lower()}{match.group(1)[1:]}"
-    return text
 
 
 _TOML_TYPES = {str: "string", int: "integer", float: "float", bool: "boolean",

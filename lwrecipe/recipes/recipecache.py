@@ -23,9 +23,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..documents import RECIPE_LIMIT, read_file
+from ..errors import DocumentError
 from ..files import replace_text, user_cache_dir
 
 LIMIT = 20_000  # entries kept; the least recently written go first (each is about 1 KB)
+ENTRY_LIMIT = 4 * RECIPE_LIMIT  # an entry is a validated recipe's fields: never larger than a few recipes
 SLACK = 0.1  # the directory may grow this far past LIMIT between two prunes
 _counted: int | None = None  # entries as this process last counted them, plus those it wrote since
 
@@ -78,11 +81,13 @@ def get(data: bytes, tag: str) -> Any:
     try:
         key = _secret()
         path = _entry(data, tag)
-        mac, _, body = path.read_bytes().partition(b"\n") if key else (b"", b"", b"")
+        # Read like any file someone else may have put there: bounded, and a FIFO or
+        # device is not waited on; only then is the MAC checked.
+        mac, _, body = read_file(path, ENTRY_LIMIT).partition(b"\n") if key else (b"", b"", b"")
         if not key or not hmac.compare_digest(mac.decode("ascii", "replace"), _mac(key, path.name, body)):
             return None
         return json.loads(body)
-    except (OSError, ValueError):
+    except (OSError, ValueError, DocumentError, RecursionError):
         return None
 
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import RecipeError, UsageError
+from ..documents import CONFIG_LIMIT, read_toml_file
+from ..errors import UsageError
 from ..inputs.addresses import AddressPolicy
 from ..inputs.deadlines import DEFAULT_MIN_RATE, DEFAULT_TIMEOUT
 from ..inputs.mirrors import Mirrors, from_env, from_table
@@ -29,11 +30,6 @@ from .signing import PublicKey, SecretKey, load_secret, parse_public
 if TYPE_CHECKING:
     from ..inputs.web import Client
     from .configfile import ConfigFile, RemoteEntry
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 REMOTES_ENV = "LWRECIPE_REMOTES"
 SIGNING_KEY_ENV = "LWRECIPE_SIGNING_KEY"
@@ -137,13 +133,9 @@ def normalise_url(url: str, base: Path | None = None, where: str = "remote") -> 
 
 def read_config(path: Path) -> ConfigFile | _NoFile:
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = read_toml_file(path, CONFIG_LIMIT)
     except FileNotFoundError:
         return _NoFile()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise RecipeError.one(str(path), "", str(exc)) from None
     if not raw:
         return _NoFile()
     from .configfile import validate

@@ -17,10 +17,11 @@ any that a collection removed meanwhile: remote.Remotes.push).
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from ..documents import parse_json
+from ..errors import DocumentError
 from ..recipes.keys import is_sha256
 from .remote import RECORD_LIMIT, Backend, Entry
 
@@ -53,9 +54,9 @@ class RemoteReport:
 
 def _names(record_data: bytes | None) -> tuple[str, ...]:
     try:
-        record = json.loads(record_data) if record_data is not None else None
+        record = parse_json(record_data, "record", RECORD_LIMIT) if record_data is not None else None
         blobs = (record["blob"]["sha256"], record["log"])
-    except (ValueError, KeyError, TypeError):
+    except (DocumentError, KeyError, TypeError):
         return ()  # not a record: nothing it names is kept for it
     return tuple(b for b in blobs if isinstance(b, str) and is_sha256(b))
 

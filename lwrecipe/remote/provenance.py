@@ -15,7 +15,8 @@ import json
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from ..errors import IntegrityError
+from ..documents import parse_json
+from ..errors import DocumentError, IntegrityError
 from .signing import PublicKey, SecretKey
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
+ENVELOPE_LIMIT = 4 << 20  # a signed provenance statement is a few KiB; as much as a build record
 BUILD_TYPE = "urn:lwrecipe:build-type:recipe:v1"  # what the parameters mean: docs/audit.md, "Provenance"
 BUILDER = "urn:lwrecipe:builder"  # + ":" + the signing key's name, when there is one
 
@@ -158,13 +160,20 @@ def read_envelope(data: bytes, record: dict[str, Any], trusted: dict[str, Public
     from securesystemslib.dsse import Envelope
 
     try:
-        made = Envelope.from_dict(json.loads(data))
-        stated = json.loads(made.payload)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise IntegrityError(f"{where}: not a DSSE envelope of an in-toto statement ({exc}); refused") from None
-    if made.payload_type != PAYLOAD_TYPE or stated.get("predicateType") != PREDICATE_TYPE:
+        document = parse_json(data, where, ENVELOPE_LIMIT)
+        made = Envelope.from_dict(document if isinstance(document, dict) else {})
+        stated = parse_json(made.payload, f"{where}: payload", ENVELOPE_LIMIT)
+    except DocumentError as exc:
+        raise IntegrityError(f"{where}: not a DSSE envelope of an in-toto statement ({exc.message}); refused") \
+            from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise IntegrityError(f"{where}: not a DSSE envelope of an in-toto statement ({exc!r}); refused") from None
+    if made.payload_type != PAYLOAD_TYPE or not isinstance(stated, dict) \
+            or stated.get("predicateType") != PREDICATE_TYPE:
         raise IntegrityError(f"{where}: not an in-toto statement of SLSA provenance; refused")
-    digests = {s.get("digest", {}).get("sha256") for s in stated.get("subject", [])}
+    subjects = stated.get("subject")
+    digests = {d.get("sha256") for s in (subjects if isinstance(subjects, list) else [])
+               if isinstance(s, dict) and isinstance(d := s.get("digest"), dict) and isinstance(d.get("sha256"), str)}
     if digests != {record["output_id"], record["blob"]["sha256"]}:
         raise IntegrityError(f"{where}: its subject is not output {record['output_id'][:12]}; refused")
     if trusted is not None:
@@ -173,7 +182,7 @@ def read_envelope(data: bytes, record: dict[str, Any], trusted: dict[str, Public
         keys = [_ssl_key(k) for k in trusted.values()]
         try:
             made.verify(keys, 1)
-        except (VerificationError, ValueError):
+        except (VerificationError, ValueError, TypeError):
             raise IntegrityError(f"{where}: no trusted key's signature on it verifies; refused") from None
     return made.to_dict()  # type: ignore[no-any-return]
 

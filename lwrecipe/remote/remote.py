@@ -12,7 +12,6 @@ first, record last, so a remote never holds a record without its outputs.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import tempfile
@@ -23,11 +22,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import faults
-from ..errors import FetchError, FetchIntegrityError, IntegrityError, LwrecipeError, RemoteError, UsageError
+from ..documents import parse_json
+from ..errors import (DocumentError, FetchError, FetchIntegrityError, IntegrityError, LwrecipeError, RemoteError,
+                      UsageError)
 from ..inputs.fetch import Downloader, NullReporter, Reporter, RetryPolicy, Wanted, make_client
 from ..recipes.keys import Sha256, canonical_json, is_sha256
 from ..store.store import Store, sandboxed
-from . import provenance
+from . import provenance, shapes
 from .config import RemoteSpec, Settings
 from .directory import DirBackend, Entry
 from .signing import (PublicKey, SecretKey, check, cosign, cosignature_name, merge_signatures, sign, signed_by,
@@ -246,9 +247,9 @@ def open_backend(spec: RemoteSpec, env: dict[str, str] | None = None) -> Backend
 def parse_record(data: bytes, key: str, where: str) -> dict[str, Any]:
     """A pulled build record, checked for shape and for naming the key it is stored under."""
     try:
-        record = json.loads(data)
-    except ValueError:
-        raise IntegrityError(f"{where}: not a build record (invalid JSON); refused") from None
+        record = parse_json(data, where, RECORD_LIMIT)
+    except DocumentError as exc:
+        raise IntegrityError(f"{where}: not a build record ({exc.message}); refused") from None
     blob = record.get("blob") if isinstance(record, dict) else None
     if not (isinstance(record, dict) and isinstance(blob, dict) and is_sha256(str(record.get("output_id", "")))
             and is_sha256(str(blob.get("sha256", ""))) and is_sha256(str(record.get("log", "")))
@@ -266,6 +267,9 @@ def parse_record(data: bytes, key: str, where: str) -> dict[str, Any]:
         raise IntegrityError(f"{where}: record's substituted field is not name -> recipe, recipe_sha256; refused")
     if record.get("key") != key:
         raise IntegrityError(f"{where}: record is for key {str(record.get('key'))[:12]}, not {key[:12]}; refused")
+    problem = shapes.record_problem(record)
+    if problem is not None:
+        raise IntegrityError(f"{where}: not a build record: {problem}; refused")
     if not sandboxed(record):
         raise IntegrityError(f"{where}: built without a sandbox; outputs of unsandboxed builds are never "
                              "substituted; refused")
@@ -345,10 +349,11 @@ class Remotes:
         for public in trusted.values():
             if public.name in already:
                 continue
-            data = backend.read_small("sig", cosignature_name(key, public), SIGNATURE_LIMIT)
+            name = cosignature_name(key, public)
+            data = backend.read_small("sig", name, SIGNATURE_LIMIT)
             try:
-                entry = json.loads(data) if data is not None else None
-            except ValueError:
+                entry = parse_json(data, f"{backend.spec.name}: sig/{name}", SIGNATURE_LIMIT) if data else None
+            except DocumentError:
                 continue
             if isinstance(entry, dict) and valid_signers({**record, "signatures": [entry]}, {public.name: public}):
                 found.append(entry)
@@ -527,10 +532,10 @@ class Remotes:
     def _recent(self, backend: Backend, name: str) -> list[dict[str, Any]]:
         data = backend.read_small("names", name, RECORD_LIMIT) if NAME_RE.fullmatch(name) else None
         try:
-            entries = json.loads(data)["keys"] if data is not None else []
-        except (ValueError, KeyError, TypeError):
-            return []
-        return [e for e in entries if isinstance(e, dict) and is_sha256(str(e.get("key", "")))]
+            document = parse_json(data, f"{backend.spec.name}: names/{name}", RECORD_LIMIT) if data else None
+        except DocumentError:
+            return []  # advisory: a broken index only means no keys to start from
+        return [e for e in shapes.names_entries(document) if is_sha256(e["key"])]
 
     def _index(self, backend: Backend, record: dict[str, Any]) -> None:
         """Put the record's key first in names/<recipe>: what `why --remote` starts
@@ -539,7 +544,7 @@ class Remotes:
         name = record["name"]
         if not NAME_RE.fullmatch(name):
             return
-        entries = [{"key": record["key"], "output_id": record["output_id"], "version": record["version"]},
+        entries = [{"key": record["key"], "output_id": record["output_id"], "version": record.get("version", "")},
                    *(e for e in self._recent(backend, name) if e["key"] != record["key"])][:RECENT_KEYS]
         with _temp_file(self.store, canonical_json({"name": name, "keys": entries})) as path:
             backend.upload("names", name, path, self.reporter)
