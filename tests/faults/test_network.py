@@ -187,7 +187,7 @@ def test_a_git_url_on_loopback_is_refused_before_git_runs(tmp_path: Path, monkey
             fetch_tree(store, "pkg: sources[0]", server.url("/repo.git"), "a" * 40)
         assert server.connections == 0
     assert caught.value.attempts == (f"{server.url('/repo.git')}: 127.0.0.1 is a loopback address; refused for a "
-                                     "recipe's URL (the user's config can allow it: [network] allow_private = "
+                                     "URL a recipe or project chose (the user's config can allow it: [network] allow_private = "
                                      "[\"127.0.0.1\"])",)
 
 
