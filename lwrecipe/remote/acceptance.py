@@ -23,7 +23,8 @@ from ..errors import UsageError
 if TYPE_CHECKING:
     from .configfile import MirrorsEntry, RemoteEntry
 
-NETWORK = ("http://", "https://", "grpc://", "grpcs://")
+GRPC = ("grpc://", "grpcs://")
+NETWORK = ("http://", "https://", *GRPC)
 DEFAULT_AUTH_HEADER = "Authorization"
 
 
@@ -94,13 +95,14 @@ def restrict(doc: Any, project: Path, user_min_signers: int) -> tuple[Any, list[
 def _remote(entry: RemoteEntry, project: Path, user_min_signers: int) -> tuple[RemoteEntry | None, list[str]]:
     """A project's remote as it may be used: pulled from only, without credentials,
     with the user's keys and no fewer signers than the user asks for. A directory
-    outside the project is not used at all ("" names the whole entry), nor a gRPC
-    server: gRPC resolves its host itself, so the addresses a recipe's URL may not
-    reach (inputs/addresses.py) could not be kept from it; an http(s) remote is
-    held to them (RemoteSpec.reach)."""
-    if not _inside(entry.url, project) or entry.url.startswith(("grpc://", "grpcs://")):
+    outside the project is not used at all ("" names the whole entry). A gRPC server
+    is kept only for the user to name (`--remote NAME`, `--executor NAME`;
+    load_settings leaves it out otherwise): gRPC resolves its host itself, so the
+    addresses a recipe's URL may not reach (inputs/addresses.py) could not be kept
+    from it; an http(s) remote is held to them (RemoteSpec.reach)."""
+    if not _inside(entry.url, project):
         return None, [""]
-    dropped: list[str] = []
+    dropped: list[str] = [""] if entry.url.startswith(GRPC) else []
     update: dict[str, Any] = {}
     if entry.push:
         dropped.append(".push")

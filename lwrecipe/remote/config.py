@@ -24,7 +24,7 @@ from ..errors import UsageError
 from ..inputs.addresses import AddressPolicy
 from ..inputs.deadlines import DEFAULT_MIN_RATE, DEFAULT_TIMEOUT
 from ..inputs.mirrors import Mirrors, from_env, from_table
-from .acceptance import is_accepted, restrict
+from .acceptance import GRPC, is_accepted, restrict
 from .signing import PublicKey, SecretKey, load_secret, parse_public
 
 if TYPE_CHECKING:
@@ -256,7 +256,8 @@ def load_settings(project: Path, cli_remotes: list[str] | None = None, env: dict
     if not accepted and specs[0]:
         reach = _policy(env, files[1][1], files[1][0])
         specs[0] = [replace(spec, reach=reach) for spec in specs[0]]
-    configured = specs[0] + specs[1]
+    # an unaccepted project's gRPC remote only when the user names it (acceptance.py)
+    configured = [s for s in specs[0] if not (s.pull_only and s.url.startswith(GRPC))] + specs[1]
     named = specs[1] + specs[0]  # a name or URL the user configured is the user's remote
 
     def lookup(text: str) -> RemoteSpec:

@@ -147,12 +147,14 @@ def test_a_project_remote_reaches_only_what_a_recipe_url_may(project: Project, u
         assert server.connections > 0
 
 
-def test_a_project_grpc_remote_is_not_used(project: Project, user: Path) -> None:
+def test_a_project_grpc_remote_is_used_only_when_the_user_names_it(project: Project, user: Path) -> None:
     remote_recipe(project)
     project.file("lwrecipe.toml", '[[remote]]\nname = "farm"\nurl = "grpc://127.0.0.1:1/main"\n')
     result = run(project, "plan", "base")
     assert result.code == 0, result.err
     assert "lwrecipe.toml: remote[0]: ignored" in result.err, result.err
+    named = run(project, "plan", "base", "--remote", "farm")
+    assert "not the name of a configured remote" not in named.err and "127.0.0.1:1" in named.err, named.err
 
 
 def test_a_project_cannot_accept_itself(project: Project, user: Path) -> None:
