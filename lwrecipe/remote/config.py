@@ -45,6 +45,7 @@ class _NoFile:
     remote: tuple[()] = ()
     mirrors: None = None
     min_signers: int = 1
+    build: None = None
 
 
 @dataclass(frozen=True)
