@@ -2,7 +2,8 @@
 
 Inside the sandbox every machine sees the same paths: the source tree at
 /build/src, the output at /build/out, HOME and TMPDIR under /build, each
-dependency read-only at /deps/<name>. A recipe built on an environment gets that
+dependency read-only at /deps/<name>, and /tmp is a directory on disk beside
+the build (not memory). A recipe built on an environment gets that
 environment's tree as its whole root file system, read-only, and runs as a fixed
 user; the others see the host's /usr and /etc and a PATH holding only the
 declared host tools. Without bubblewrap a host-tool build runs only when the user
@@ -78,6 +79,10 @@ class Layout:
         return self.work / "tmp"
 
     @property
+    def sandbox_tmp(self) -> Path:
+        return self.top / "tmp"  # bound at /tmp: on disk beside the build, not in memory
+
+    @property
     def tools(self) -> Path:
         return self.control / "bin"
 
@@ -92,6 +97,7 @@ class Layout:
     def create(self) -> None:
         for d in (self.src, self.out, self.home, self.tmp, self.tools, self.patches):
             d.mkdir(parents=True, exist_ok=True)
+        self.sandbox_tmp.mkdir(mode=0o755, exist_ok=True)
 
 
 @dataclass(frozen=True)
@@ -194,7 +200,7 @@ def bwrap_argv(job: Job, bwrap: str, command: Sequence[str] | None = None) -> li
     if job.root is not None:
         _, uid, gid = BUILD_USER
         argv += ["--unshare-user", "--uid", str(uid), "--gid", str(gid), *root_binds(job.root)]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    argv += ["--proc", "/proc", "--dev", "/dev"]
     if job.root is not None:
         return _finish(argv, job, command)
     for path in HOST_READONLY:
@@ -216,7 +222,8 @@ def bwrap_argv(job: Job, bwrap: str, command: Sequence[str] | None = None) -> li
 
 def _finish(argv: list[str], job: Job, command: Sequence[str] | None = None) -> list[str]:
     """The build's own directories, its environment variables and the script."""
-    argv += ["--bind", str(job.layout.work), str(BUILD), "--ro-bind", str(job.layout.control), str(BUILD / CONTROL)]
+    argv += ["--bind", str(job.layout.work), str(BUILD), "--ro-bind", str(job.layout.control), str(BUILD / CONTROL),
+             "--bind", str(job.layout.sandbox_tmp), "/tmp"]
     for name, path in sorted(job.deps.items()):
         argv += ["--ro-bind", str(path), str(DEPS / name)]
     argv += ["--remount-ro", "/"]  # the root and what the sandbox made there (/etc, mount points) are read-only

@@ -229,3 +229,12 @@ def test_where_cgroups_cannot_be_made_it_says_so_once(project: Project) -> None:
     warnings = [line for line in result.err.splitlines() if "--max-memory" in line]
     assert len(warnings) == 1 and warnings[0].startswith("warning: "), result.err
 
+
+def test_the_sandboxs_tmp_is_on_disk_in_the_build_directory(project: Project) -> None:
+    recipe(project, "tmpfs", 'stat -f -c %T /tmp > "$LW_OUT/fs"; echo x > /tmp/x; test -f /tmp/x', ["stat", "test"])
+    result = build(project, "tmpfs")
+    assert result.code == 0, result.err
+    out = project.root / "co"
+    assert run_subprocess("--cache", str(project.root / "cache"), "checkout", "tmpfs", str(out),
+                          cwd=project.root).code == 0
+    assert (out / "fs").read_text().strip() != "tmpfs"
