@@ -207,7 +207,8 @@ class ErrorGroup(LwrecipeError):
         return [line for e in self.errors for line in e.lines()]
 
 
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^\s/@:'\"]*):[^\s/@'\"]*@")
+# bounded scheme: a long run of letters (a build's output) is scanned once, not from every position
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]{0,31}://)(?P<user>[^\s/@:'\"]*):[^\s/@'\"]*@")
 
 
 def redact(text: str) -> str:

@@ -8,18 +8,18 @@ exactly one planned recipe whose inputs are fetched and dependencies restored.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shlex
 import shutil
 import stat
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .. import __version__, faults
 from ..errors import BuildFailed, MissingToolError, SandboxUnavailable, StoreError
@@ -35,6 +35,7 @@ from ..store.outputs import Packed, pack, put_log
 from ..store.store import SANDBOXED, Store
 from .plan import Planned
 from .sandbox import BUILD, CONTROL, ENV_PATH, Job, Layout, require_sandbox, run
+from .supervise import Limits, tail
 
 TAIL_LINES = 40
 IMAGE_ENV = "LWRECIPE_BUILD_IMAGE"
@@ -47,6 +48,7 @@ class BuildOptions:
     secret: SecretKey | None = None  # signs the build records made here
     keep_failed: bool = False  # a failed build's directory is kept (cache/failed/<recipe>)
     on_output: Callable[[str, str], None] | None = None  # (recipe, line) for each line the build writes (build -v)
+    limits: Limits = Limits()  # --timeout, --max-silent-time, ... (a recipe's own timeout can only lower them)
 
 
 def patch_files(item: Planned, fetched: Fetch, where: Path) -> list[PatchFile]:
@@ -82,19 +84,22 @@ def build_one(store: Store, item: Planned, fetched: Fetch, deps: dict[str, Path]
     bwrap = require_sandbox(opts.no_sandbox)
     with build_directory(store, recipe.name, "build") as top:
         layout = Layout(top)
-        log = layout.log
         job = stage(item, fetched, deps, layout, bwrap, opts.jobs)
-        if opts.on_output is None:
-            status = run(job, bwrap, log)
-        else:
-            with _streamed(log, lambda line: opts.on_output(recipe.name, line)):  # type: ignore[misc]
-                status = run(job, bwrap, log)
-        text = read_log(log)
-        if status != 0:
-            raise script_failed(store, top, log_dir, recipe.name, text, f"build script exited with status {status}",
-                                opts)
-        return finish(store, item, output_dir(recipe.name, layout), text, SANDBOXED if bwrap else "none", started,
-                      opts, log_dir, keep_record, substituted)
+        say = opts.on_output
+        on_line = None if say is None else (lambda line: say(recipe.name, line.decode(errors="replace")))
+        ended = run(job, bwrap, layout.log, build_limits(recipe, opts.limits), on_line)
+        if ended.limit is not None:
+            raise script_failed(store, top, log_dir, recipe.name, layout.log, f"build {ended.limit}", opts)
+        if ended.status != 0:
+            raise script_failed(store, top, log_dir, recipe.name, layout.log,
+                                f"build script exited with status {ended.status}", opts)
+        return finish(store, item, output_dir(recipe.name, layout), layout.log, SANDBOXED if bwrap else "none",
+                      started, opts, log_dir, keep_record, substituted)
+
+
+def build_limits(recipe: Recipe, limits: Limits) -> Limits:
+    """The user's limits with the recipe's own timeout, which can only lower them."""
+    return limits.with_timeout(recipe.doc.build.timeout, f"build.timeout in {recipe.display}")
 
 
 @contextlib.contextmanager
@@ -114,24 +119,28 @@ def build_directory(store: Store, recipe: str, prefix: str) -> Iterator[Path]:
             remove_tree(top)
 
 
-def script_failed(store: Store, top: Path, log_dir: Path, recipe: str, text: bytes, why: str,
+def script_failed(store: Store, top: Path, log_dir: Path, recipe: str, log: Path, why: str,
                   opts: BuildOptions) -> BuildFailed:
-    """The failure of a build whose script failed: its log kept in log_dir, its
-    directory too with --keep-failed."""
-    kept = _keep_log(text, log_dir, recipe)
+    """The failure of a build whose script failed or passed a limit: its log kept
+    in log_dir (copied, never read whole), its directory too with --keep-failed."""
+    with open_log(log) as fh:
+        kept = _keep_log(fh, log_dir, recipe)
+        last = tail(fh, TAIL_LINES)
     if opts.keep_failed:
         why += f"; its build directory is kept in {keep_failed(store, top, recipe)}"
-    return BuildFailed(recipe, why, str(kept), _tail(text))
+    return BuildFailed(recipe, why, str(kept), last)
 
 
-def finish(store: Store, item: Planned, out: Path, text: bytes, sandbox: str, started: float, opts: BuildOptions,
+def finish(store: Store, item: Planned, out: Path, log: Path, sandbox: str, started: float, opts: BuildOptions,
            log_dir: Path, keep_record: bool, substituted: dict[str, dict[str, str]] | None,
            executor: dict[str, Any] | None = None) -> dict[str, Any]:
     """Pack a successful build's output, store it and its log, and make (and,
     with keep_record, store) its record."""
     (log_dir / f"{item.name}.log").unlink(missing_ok=True)  # an earlier failure's: no longer the last build
     packed = pack(store, out, item.recipe.doc.build.source_date_epoch)
-    record = _make_record(item, packed, put_log(store, text), sandbox, started, opts, substituted, executor)
+    with open_log(log) as fh:
+        log_blob = put_log(store, fh)
+    record = _make_record(item, packed, log_blob, sandbox, started, opts, substituted, executor)
     if keep_record:
         _keep(store, item, record, opts)
     return record
@@ -177,45 +186,6 @@ def _keep(store: Store, item: Planned, record: dict[str, Any], opts: BuildOption
     faults.point("record")
     store.put_record(item.key, record)
     store.put_provenance(item.key, provenance.envelope(record, item.recipe, opts.secret))
-
-
-@contextlib.contextmanager
-def _streamed(log: Path, say: Callable[[str], None]) -> Iterator[None]:
-    """Hand each line of `log` to `say` while the build writes it (and the rest
-    once it is done). The log is read as a file, never through a link."""
-    done = threading.Event()
-
-    def follow() -> None:
-        fh = None
-        pending = b""
-        while fh is None:
-            finished = done.is_set()  # looked at first: a build over before the log was opened is still read
-            try:
-                fh = os.fdopen(os.open(log, os.O_RDONLY | os.O_NOFOLLOW), "rb")
-            except OSError:
-                if finished:
-                    return
-                done.wait(0.1)
-        with fh:
-            while True:
-                finished = done.is_set()
-                pending += fh.read()
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    say(line.decode(errors="replace"))
-                if finished:
-                    if pending:
-                        say(pending.decode(errors="replace"))
-                    return
-                done.wait(0.1)
-
-    thread = threading.Thread(target=follow, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join()
 
 
 def stage(item: Planned, fetched: Fetch, deps: dict[str, Path], layout: Layout, bwrap: str | None,
@@ -292,25 +262,31 @@ def _patch_in_environment(recipe: str, patches: list[PatchFile], layout: Layout,
         argv = patch_argv("patch", patch.strip, str(BUILD / "src"), str(BUILD / CONTROL / "patches" / name))
         inside.append(f"echo 'lwrecipe: patch {i}'\n{shlex.join(argv)}\n")
     log = layout.top / "patch.log"
-    status = run(Job(layout, "".join(inside), {}, {}, {}, 1, source_date_epoch, root), bwrap, log)
-    if status != 0:
-        output = read_log(log).decode(errors="replace")
+    ended = run(Job(layout, "".join(inside), {}, {}, {}, 1, source_date_epoch, root), bwrap, log)
+    if ended.status != 0:
+        with open_log(log) as fh:
+            output = tail(fh, 1 << 20)
         number, _, rest = output.rpartition("lwrecipe: patch ")[2].partition("\n")
         raise not_applied(recipe, patches[int(number) if number.isdigit() else 0], rest)
 
 
-def read_log(log: Path) -> bytes:
-    """The log lwrecipe wrote, never a file a link put in its place."""
+@contextlib.contextmanager
+def open_log(log: Path) -> Iterator[BinaryIO]:
+    """The log lwrecipe wrote, never a file a link (or anything but a regular
+    file) put in its place; read as a stream."""
     try:
         fd = os.open(log, os.O_RDONLY | os.O_NOFOLLOW)
     except FileNotFoundError:
-        return b""
+        yield io.BytesIO(b"")
+        return
     except OSError:  # ELOOP: a symlink where the log was
-        return b"(the build replaced its log with a link; not read)\n"
+        yield io.BytesIO(b"(the build replaced its log with a link; not read)\n")
+        return
     with os.fdopen(fd, "rb") as fh:
         if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-            return b"(the build replaced its log; not read)\n"
-        return fh.read()
+            yield io.BytesIO(b"(the build replaced its log; not read)\n")
+        else:
+            yield fh
 
 
 def output_dir(recipe: str, layout: Layout) -> Path:
@@ -326,14 +302,10 @@ def output_dir(recipe: str, layout: Layout) -> Path:
     return layout.out
 
 
-def _keep_log(text: bytes, log_dir: Path, name: str) -> Path:
+def _keep_log(log: BinaryIO, log_dir: Path, name: str) -> Path:
     log_dir.mkdir(parents=True, exist_ok=True)
     kept = log_dir / f"{name}.log"
     kept.unlink(missing_ok=True)
-    kept.write_bytes(text)
+    with kept.open("xb") as out:
+        shutil.copyfileobj(log, out, 1 << 20)
     return kept
-
-
-def _tail(text: bytes) -> str:
-    lines = text.decode(errors="replace").splitlines()
-    return "\n".join(lines[-TAIL_LINES:])

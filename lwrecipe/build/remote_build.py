@@ -36,9 +36,10 @@ from ..inputs.sources import Fetch
 from ..remote.execution import Executor, InputTree
 from ..store.outputs import MERKLE, SHARED
 from ..store.store import SANDBOXED, Store
-from .builder import BuildOptions, build_directory, finish, script_failed, stage
+from .builder import BuildOptions, build_directory, build_limits, finish, script_failed, stage
 from .plan import Planned
 from .sandbox import BUILD_USER, CONTROL, RESERVED_ROOTS, Job, Layout, environment, require_sandbox
+from .supervise import Limits, Lines, size_text
 
 LINKS = f"{CONTROL}/links"  # in the working directory: the output's hard links, as `<inode> <path>\0`
 INPUT_LINKS = f"{CONTROL}/input-links"  # the input's hard links, as `<path>\0<path to link to it>\0`
@@ -87,17 +88,18 @@ def build_remote(store: Store, executor: Executor, frozen: dict[Any, Any], item:
         executor.upload(tree)
         response = executor.execute(action_digest, on_stage, fresh=fresh)
         result = response.result
-        text = _log(executor, result)
-        if opts.on_output is not None:
-            for line in text.decode(errors="replace").splitlines():
-                opts.on_output(recipe.name, line)
         worker = result.execution_metadata.worker
+        on = f" on {executor.name}" + (f" (worker {worker})" if worker else "")
+        exceeded = _write_log(executor, result, layout.log, build_limits(recipe, opts.limits))
+        if exceeded is not None:
+            raise script_failed(store, top, log_dir, recipe.name, layout.log, f"build {exceeded}{on}", opts)
+        if opts.on_output is not None:
+            _say_lines(layout.log, lambda line: opts.on_output(recipe.name, line.decode(errors="replace")))  # type: ignore[misc]
         if result.exit_code != 0:
-            raise script_failed(store, top, log_dir, recipe.name, text, f"build script exited with status "
-                                f"{result.exit_code} on {executor.name}" + (f" (worker {worker})" if worker else ""),
-                                opts)
+            raise script_failed(store, top, log_dir, recipe.name, layout.log,
+                                f"build script exited with status {result.exit_code}{on}", opts)
         out = _output(executor, result, top / "returned", recipe.name)
-        return finish(store, item, out, text, SANDBOXED, started, opts, log_dir, keep_record, substituted, executor={
+        return finish(store, item, out, layout.log, SANDBOXED, started, opts, log_dir, keep_record, substituted, executor={
             "url": executor.backend.spec.url, "action": f"{action_digest.hash}/{action_digest.size_bytes}",
             "worker": worker, "cached_result": response.cached_result})
 
@@ -132,10 +134,28 @@ def _action(executor: Executor, frozen: dict[Any, Any], job: Job, layout: Layout
     return tree, tree.digest(action.SerializeToString(deterministic=True))
 
 
-def _log(executor: Executor, result: Any) -> bytes:
-    out = result.stdout_raw or (executor.read(result.stdout_digest) if result.HasField("stdout_digest") else b"")
-    err = result.stderr_raw or (executor.read(result.stderr_digest) if result.HasField("stderr_digest") else b"")
-    return bytes(out) + bytes(err)
+def _write_log(executor: Executor, result: Any, log: Path, limits: Limits) -> str | None:
+    """The build's stdout then stderr, written to `log` as a local build's; a log
+    over --max-log-size is not fetched at all (what is said instead is returned)."""
+    parts = [(result.stdout_raw, result.stdout_digest if result.HasField("stdout_digest") else None),
+             (result.stderr_raw, result.stderr_digest if result.HasField("stderr_digest") else None)]
+    size = sum(len(raw) or (digest.size_bytes if digest is not None else 0) for raw, digest in parts)
+    cap = limits.max_log_size
+    with open(log, "wb") as fh:
+        if cap is not None and size > cap.value:
+            fh.write(f"(the executor's log of {size} bytes is over {size_text(cap.value)}; not fetched)\n".encode())
+            return f"log exceeded {size_text(cap.value)} ({cap.origin})"
+        for raw, digest in parts:
+            fh.write(bytes(raw) if raw or digest is None else executor.read(digest))
+    return None
+
+
+def _say_lines(log: Path, say: Callable[[bytes], None]) -> None:
+    lines = Lines(say)
+    with open(log, "rb") as fh:
+        while data := fh.read(1 << 20):
+            lines.feed(data)
+    lines.close()
 
 
 def _output(executor: Executor, result: Any, dest: Path, recipe: str) -> Path:

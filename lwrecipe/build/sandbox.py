@@ -2,7 +2,8 @@
 
 Inside the sandbox every machine sees the same paths: the source tree at
 /build/src, the output at /build/out, HOME and TMPDIR under /build, each
-dependency read-only at /deps/<name>. A recipe built on an environment gets that
+dependency read-only at /deps/<name>, and /tmp is a directory on disk beside
+the build (not memory). A recipe built on an environment gets that
 environment's tree as its whole root file system, read-only, and runs as a fixed
 user; the others see the host's /usr and /etc and a PATH holding only the
 declared host tools. Without bubblewrap a host-tool build runs only when the user
@@ -14,13 +15,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from .. import faults
 from ..errors import SandboxUnavailable
+from .cgroups import Cgroup, probe
+from .supervise import Limit, Limits, watch
 
 BUILD = Path("/build")
 CONTROL = ".lwrecipe"  # /build/.lwrecipe: lwrecipe's files, read-only inside
@@ -76,6 +79,10 @@ class Layout:
         return self.work / "tmp"
 
     @property
+    def sandbox_tmp(self) -> Path:
+        return self.top / "tmp"  # bound at /tmp: on disk beside the build, not in memory
+
+    @property
     def tools(self) -> Path:
         return self.control / "bin"
 
@@ -90,6 +97,7 @@ class Layout:
     def create(self) -> None:
         for d in (self.src, self.out, self.home, self.tmp, self.tools, self.patches):
             d.mkdir(parents=True, exist_ok=True)
+        self.sandbox_tmp.mkdir(mode=0o755, exist_ok=True)
 
 
 @dataclass(frozen=True)
@@ -192,7 +200,7 @@ def bwrap_argv(job: Job, bwrap: str, command: Sequence[str] | None = None) -> li
     if job.root is not None:
         _, uid, gid = BUILD_USER
         argv += ["--unshare-user", "--uid", str(uid), "--gid", str(gid), *root_binds(job.root)]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    argv += ["--proc", "/proc", "--dev", "/dev"]
     if job.root is not None:
         return _finish(argv, job, command)
     for path in HOST_READONLY:
@@ -214,7 +222,8 @@ def bwrap_argv(job: Job, bwrap: str, command: Sequence[str] | None = None) -> li
 
 def _finish(argv: list[str], job: Job, command: Sequence[str] | None = None) -> list[str]:
     """The build's own directories, its environment variables and the script."""
-    argv += ["--bind", str(job.layout.work), str(BUILD), "--ro-bind", str(job.layout.control), str(BUILD / CONTROL)]
+    argv += ["--bind", str(job.layout.work), str(BUILD), "--ro-bind", str(job.layout.control), str(BUILD / CONTROL),
+             "--bind", str(job.layout.sandbox_tmp), "/tmp"]
     for name, path in sorted(job.deps.items()):
         argv += ["--ro-bind", str(path), str(DEPS / name)]
     argv += ["--remount-ro", "/"]  # the root and what the sandbox made there (/etc, mount points) are read-only
@@ -267,37 +276,69 @@ def require_sandbox(allow_none: bool) -> str | None:
     return found
 
 
-def run(job: Job, bwrap: str | None, log: Path) -> int:
-    """Run the script; stdout and stderr go to `log`. Returns the exit status."""
+@dataclass(frozen=True)
+class Ended:
+    status: int  # the script's exit status (negative: the signal that ended it)
+    limit: str | None = None  # what stopped it, if a limit did: "timed out after 5 s (--timeout)"
+
+
+def run(job: Job, bwrap: str | None, log: Path, limits: Limits = Limits(),
+        on_line: Callable[[bytes], None] | None = None) -> Ended:
+    """Run the script; stdout and stderr go through a pipe to `log` (and each line
+    to `on_line`), and the build's whole process tree is killed when it ends or
+    passes a limit. Memory and process limits apply only where probe() says a
+    cgroup can be made (the caller warns otherwise)."""
     prepare(job)
+    enforce = limits.needs_cgroup and probe().enforceable
+    cgroup = Cgroup(probe(), _int(limits.max_memory), _int(limits.max_procs)) if enforce else None
     # unsandboxed, the script's group dies when watch_write closes (with this process)
     watch_read, watch_write = (-1, -1) if bwrap else os.pipe()
+    out_read, out_write = os.pipe()
     try:
         if bwrap:
             argv, env, cwd, keep = bwrap_argv(job, bwrap), {}, None, ()
         else:
             argv, env, cwd, keep = plain_argv(job, watch_read), environment(job, False), job.layout.src, (watch_read,)
-        with log.open("wb") as fh:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, env=env,
-                                    cwd=cwd, pass_fds=keep, preexec_fn=lambda: os.umask(0o022),
-                                    start_new_session=True)
+
+        def child() -> None:
+            os.umask(0o022)
+            if cgroup is not None:
+                cgroup.join()
+
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        with os.fdopen(fd, "wb") as fh:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out_write, stderr=subprocess.STDOUT,
+                                    env=env, cwd=cwd, pass_fds=keep, preexec_fn=child, start_new_session=True)
+            os.close(out_write)  # the build's end of the pipe is the build's only
+            out_write = -1
             if watch_read >= 0:
                 os.close(watch_read)  # only the watcher reads it
                 watch_read = -1
-            faults.point("build")
             try:
-                return proc.wait()
+                faults.point("build")
+                limit = watch(proc, out_read, fh, limits, cgroup, lambda: _kill_tree(proc, cgroup), on_line)
             finally:
-                _kill_group(proc)  # what the script left running ends with it, as in the sandbox's namespace
+                _kill_tree(proc, cgroup)  # what the script left running ends with it, as in the sandbox's namespace
+            return Ended(proc.returncode, limit)
     finally:
-        for fd in (watch_read, watch_write):
+        for fd in (watch_read, watch_write, out_read, out_write):
             if fd >= 0:
                 os.close(fd)
+        if cgroup is not None:
+            cgroup.remove()
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+def _int(limit: Limit | None) -> int | None:
+    return None if limit is None else int(limit.value)
+
+
+def _kill_tree(proc: subprocess.Popen[bytes], cgroup: Cgroup | None) -> None:
+    """The build's process group (bubblewrap: its PID namespace ends with it) and,
+    with a cgroup, everything in it: a process that left the group too."""
     try:
         os.killpg(proc.pid, 9)
     except ProcessLookupError:
         pass
+    if cgroup is not None:
+        cgroup.kill()
     proc.wait()

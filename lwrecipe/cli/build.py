@@ -6,12 +6,10 @@ import argparse
 import contextlib
 import dataclasses
 import os
-import sys
 from pathlib import Path
 
-from ..errors import redact
 from .common import (EPILOG, Context, load_targets, lockfile_path, open_remotes, project_client, project_mirrors,
-                     project_settings, remote_args, say_error, substitute_args, table, target_args)
+                     project_settings, remote_args, say, say_error, substitute_args, table, target_args)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -44,6 +42,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="refuse (exit 3) to build anything whose inputs or output differ from lockfile.toml")
     p.add_argument("--keep-failed", action="store_true",
                    help="keep a failed build's directory (cache/failed/<recipe>; `shell --after-failure` enters it)")
+    limit_args(p)
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("checkout", help="materialise a built output in a directory", epilog=EPILOG)
@@ -52,6 +51,76 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dest", metavar="DEST", help="directory to create")
     p.add_argument("--with-deps", action="store_true", help="also each dependency, in DEST/<name>")
     p.set_defaults(func=cmd_checkout)
+
+
+LIMITS = ("timeout", "max_silent_time", "max_log_size", "max_memory", "max_procs")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds > 0")
+    return value
+
+
+def _size(text: str) -> int:
+    from ..errors import UsageError
+    from ..store.gc import parse_size
+
+    try:
+        value = parse_size(text)
+    except UsageError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 100M or 1G")
+    return value
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number > 0")
+    return int(text)
+
+
+def limit_args(p: argparse.ArgumentParser) -> None:
+    """Nix's build limits; each also `[build] <name>` in the user's config (docs/builds.md "Limits")."""
+    p.add_argument("--timeout", type=_seconds, metavar="S", help="stop a build that runs longer than S seconds")
+    p.add_argument("--max-silent-time", type=_seconds, metavar="S",
+                   help="stop a build that prints nothing for S seconds")
+    p.add_argument("--max-log-size", type=_size, metavar="SIZE", help="stop a build whose log passes SIZE (100M, 1G)")
+    p.add_argument("--max-memory", type=_size, metavar="SIZE",
+                   help="stop a build whose processes use more than SIZE of memory (a cgroup; where one can be made)")
+    p.add_argument("--max-procs", type=_count, metavar="N",
+                   help="stop a build that tries to run more than N processes at once (a cgroup)")
+
+
+def build_limits(ctx: Context, project: Path):  # noqa: ANN201 - returns build.supervise.Limits
+    """The limits of this run's builds: the flags, else the user's config `[build]`,
+    else an accepted project's (an unaccepted project's is ignored with the warning
+    every such setting gets: it could only be a stranger's raising them)."""
+    from ..build.cgroups import probe
+    from ..build.supervise import Limit, Limits
+    from ..remote.config import config_files
+
+    files, _ = config_files(project, dict(os.environ), ctx.accept_project_config, ctx.warn_once)
+    found: dict[str, Limit] = {}
+    for name in LIMITS:
+        flag = getattr(ctx.args, name)
+        configured = [(getattr(doc.build, name), path) for path, doc in reversed(files)
+                      if doc.build is not None and getattr(doc.build, name) is not None]
+        if flag is not None:
+            found[name] = Limit(flag, "--" + name.replace("_", "-"))
+        elif configured:
+            found[name] = Limit(configured[0][0], f"{name} in {configured[0][1]}")
+    limits = Limits(**found)
+    if limits.needs_cgroup and not probe().enforceable:
+        named = ", ".join(f.origin for f in (limits.max_memory, limits.max_procs) if f is not None)
+        ctx.info(f"warning: {named}: not enforced here: {probe().why}")
+        limits = Limits(**{k: v for k, v in found.items() if k not in ("max_memory", "max_procs")})
+    return limits
 
 
 def fetch_inputs(ctx: Context, graph, names: list[str], jobs: int, offline: bool,  # noqa: ANN001, ANN202
@@ -131,7 +200,8 @@ def cmd_build(ctx: Context) -> int:
     # Remote builds are not sharing this machine's cores: each gets LW_JOBS = its CPUs.
     cores = (os.cpu_count() or 1) if settings.executor else max(1, (os.cpu_count() or 1) // parallel)
     options = BuildOptions(jobs=cores, no_sandbox=ctx.args.no_sandbox, secret=settings.secret,
-                           keep_failed=ctx.args.keep_failed)
+                           keep_failed=ctx.args.keep_failed,
+                           limits=build_limits(ctx, graph.recipes[graph.targets[0]].root))
     streamed = ctx.verbosity > 0  # build -v: each line a build writes, as it writes it
     if ctx.args.no_sandbox:
         ctx.info("warning: --no-sandbox: builds run on host paths and may depend on this machine")
@@ -140,11 +210,11 @@ def cmd_build(ctx: Context) -> int:
                           DisplayReporter(display)) as remotes, open_executor(settings.executor) as executor:
         fetch = engine_fetch(ctx, graph, ctx.args.offline, DisplayReporter(display))  # only recipes that build
         if streamed:
-            options = dataclasses.replace(options, on_output=lambda name, line: display.log(redact(f"{name}| {line}")))
+            options = dataclasses.replace(options, on_output=lambda name, line: display.log(f"{name}| {line}"))
         push_to = [b for b in remotes.backends if b.spec.push or (ctx.args.push and not b.spec.pull_only)]
         engine = Engine(store, fetch, options, rebuild=ctx.args.rebuild, keep_going=ctx.args.keep_going,
                         check=ctx.args.check, parallel=parallel, on_event=display.event, remotes=remotes,
-                        push_to=push_to, warn=lambda text: display.log(redact(f"warning: {text}")),
+                        push_to=push_to, warn=lambda text: display.log(f"warning: {text}"),
                         executor=executor)
         outcomes = engine.build(graph)
     code = 0
@@ -159,9 +229,9 @@ def cmd_build(ctx: Context) -> int:
                 say_error(line)
             tail, log = getattr(outcome.error, "tail", ""), getattr(outcome.error, "log_path", None)
             if tail:
-                print(tail, file=sys.stderr)
+                say(tail)
             if log:
-                print(f"log: {log}", file=sys.stderr)
+                say(f"log: {log}")
             code = max(code, outcome.error.exit_code)
     if lock is not None:
         from ..errors import LockDrift

@@ -12,6 +12,7 @@ from functools import cached_property
 from pathlib import Path
 
 from ..errors import redact
+from ..terminal import printable
 
 CACHE_ENV = "LWRECIPE_CACHE"
 PROJECT_FILE = "lwrecipe.toml"
@@ -44,11 +45,11 @@ class Context:
         return store
 
     def out(self, text: str = "") -> None:
-        print(text)
+        print(printable(text))
 
     def info(self, text: str) -> None:
         if self.verbosity >= 0:
-            print(redact(text), file=sys.stderr)
+            say(text)
 
     def warn_once(self, text: str) -> None:
         """A `warning:` line, said once however often a command meets its cause."""
@@ -57,9 +58,15 @@ class Context:
             self.info(f"warning: {text}")
 
 
+def say(text: str) -> None:
+    """A message on stderr as a terminal may show it: no password of a URL, no
+    control character of a recipe, a remote or a build's output (terminal.py)."""
+    print(printable(redact(text)), file=sys.stderr)
+
+
 def say_error(line: str) -> None:
-    """One `error: <where>: <what>` line on stderr, never with a password in it."""
-    print(f"error: {redact(line)}", file=sys.stderr)
+    """One `error: <where>: <what>` line on stderr."""
+    say(f"error: {line}")
 
 
 def target_args(p: argparse.ArgumentParser, many: bool = True) -> None:

@@ -6,6 +6,9 @@ import sys
 import threading
 from typing import Any, TextIO
 
+from ..errors import redact
+from ..terminal import printable
+
 
 def human_size(n: int | None) -> str:
     if n is None:
@@ -27,7 +30,7 @@ class PlainReporter:
 
     def _say(self, text: str) -> None:
         with self._lock:
-            print(text, file=self.stream or sys.stderr, flush=True)
+            print(printable(redact(text)), file=self.stream or sys.stderr, flush=True)
 
     def begin(self, label: str, name: str, total: int | None) -> None:
         self._say(f"{label}: {name} ({human_size(total)})")
@@ -45,7 +48,7 @@ class RichReporter:
     def __init__(self) -> None:
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+        self.progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
                                  TransferSpeedColumn(), transient=False)
         self.total = self.progress.add_task("total", total=0)
         self.tasks: dict[str, Any] = {}
@@ -63,7 +66,7 @@ class RichReporter:
             if label in self.tasks:
                 self.progress.reset(self.tasks[label], total=total)
             else:
-                self.tasks[label] = self.progress.add_task(name, total=total)
+                self.tasks[label] = self.progress.add_task(printable(name), total=total)
                 grand = self.progress.tasks[self.total].total or 0
                 self.progress.update(self.total, total=grand + (total or 0))
 
@@ -73,7 +76,7 @@ class RichReporter:
 
     def end(self, label: str, ok: bool, detail: str) -> None:
         if not ok:
-            self.progress.console.print(f"{label}: failed: {detail}")
+            self.progress.console.print(printable(redact(f"{label}: failed: {detail}")), markup=False, highlight=False)
 
 
 def make_reporter(quiet: bool = False) -> Any:
@@ -131,8 +134,10 @@ class BuildDisplay:
                 print(f"{name}: {state}", file=self.stream, flush=True)
 
     def log(self, text: str) -> None:
+        """`text` above the live lines, with no password and no control character in it."""
         if self.quiet:
             return
+        text = printable(redact(text))
         if self._live is not None:
             self._live.console.print(text, markup=False, highlight=False)
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from .common import EPILOG, Context, load_targets, project_client, project_mirrors, substitute_args, target_args
@@ -116,16 +117,31 @@ def cmd_log(ctx: Context) -> int:
             if kept_failure(store, name).is_dir() else ""
         ctx.info(f"{name}: the log of the failed build of {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(failed_at))}"
                  f" ({failure}){where}")
-        sys.stdout.buffer.write(failure.read_bytes())
+        with failure.open("rb") as fh:
+            _print_log(iter(lambda: fh.read(CHUNK), b""))
         return 0
     if record is None:
         raise UsageError(f"{name}: never built in {store.root} (no record and no failure log)")
     import zstandard
 
-    data = zstandard.ZstdDecompressor().decompress(store.read_blob("cas", record["log"]), max_output_size=1 << 32)
     ctx.info(f"{name}: the log of its build of {record['started']} (output {record['output_id'][:12]})")
-    sys.stdout.buffer.write(data)
+    with store.open_blob("cas", record["log"]) as blob, \
+            zstandard.ZstdDecompressor().stream_reader(blob, read_across_frames=True) as reader:
+        _print_log(iter(lambda: reader.read(CHUNK), b""))
     return 0
+
+
+CHUNK = 1 << 20
+
+
+def _print_log(chunks: Iterator[bytes]) -> None:
+    """A log on standard output, piece by piece, as a terminal may show it: its
+    control characters escaped (terminal.py), tabs and newlines kept."""
+    from ..terminal import printable_bytes
+
+    for text in printable_bytes(chunks):
+        sys.stdout.write(text)
+        sys.stdout.flush()
 
 
 def _last_record(store, name: str):  # noqa: ANN001, ANN202
@@ -136,7 +152,7 @@ def _last_record(store, name: str):  # noqa: ANN001, ANN202
 
 def _follow(ctx: Context, store, name: str) -> int:  # noqa: ANN001
     """Print a running build's log as it grows, until that build's directory is gone."""
-    import time
+    import os
 
     from ..errors import UsageError
 
@@ -147,20 +163,28 @@ def _follow(ctx: Context, store, name: str) -> int:  # noqa: ANN001
     log = running[-1]
     ctx.info(f"{name}: following {log}")
     try:
-        fh = log.open("rb")  # held open: what is written before the build's directory goes is still read
+        # held open: what is written before the build's directory goes is still read
+        fh = os.fdopen(os.open(log, os.O_RDONLY | os.O_NOFOLLOW), "rb")
     except FileNotFoundError:
         return 0
     with fh:
-        while True:
-            gone = not log.parent.exists()
-            chunk = fh.read()
-            if chunk:
-                sys.stdout.buffer.write(chunk)
-                sys.stdout.flush()
-            elif gone:
-                return 0
-            else:
-                time.sleep(0.2)
+        _print_log(_grown(fh, log))
+    return 0
+
+
+def _grown(fh, log: Path) -> Iterator[bytes]:  # noqa: ANN001 - an open binary file
+    """What is written to `fh` until the build's directory (`log`'s) is gone."""
+    import time
+
+    while True:
+        gone = not log.parent.exists()
+        chunk = fh.read(CHUNK)
+        if chunk:
+            yield chunk
+        elif gone:
+            return
+        else:
+            time.sleep(0.2)
 
 
 def _client_store(ctx: Context):  # noqa: ANN202

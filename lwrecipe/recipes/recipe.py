@@ -296,6 +296,8 @@ class Build(_Model):
     bootstrap: bool = False  # the build's root file system is its own unpacked sources
     script: Annotated[str, AfterValidator(_nonempty)]
     source_date_epoch: Annotated[int, Field(ge=0, le=2**32 - 1)] = DEFAULT_SOURCE_DATE_EPOCH
+    # seconds the build may run; lowers `build --timeout`, never raises it; not in the key
+    timeout: Annotated[float, Field(gt=0, le=10**7, allow_inf_nan=False)] | None = None
 
 
 class RecipeDoc(_Model):

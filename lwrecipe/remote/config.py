@@ -50,6 +50,7 @@ class _NoFile:
     network: None = None
     min_signers: int = 1
     accept: None = None
+    build: None = None
 
 
 @dataclass(frozen=True)

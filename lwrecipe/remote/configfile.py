@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from ..errors import RecipeError
 from ..inputs.deadlines import DEFAULT_MIN_RATE, DEFAULT_TIMEOUT
@@ -53,6 +53,35 @@ class AcceptEntry(_Strict):
     projects: list[str] = []  # absolute directories (`~` expanded) holding that lwrecipe.toml
 
 
+def _size(value: object) -> object:
+    """`100M`, `1G`, `1.5GiB` or a number of bytes."""
+    if isinstance(value, str):
+        from ..errors import UsageError
+        from ..store.gc import parse_size
+
+        try:
+            return parse_size(value)
+        except UsageError:
+            raise ValueError(f"{value!r} is not a size such as 100M or 1G") from None
+    return value
+
+
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False, strict=False)]
+Size = Annotated[int, BeforeValidator(_size), Field(gt=0)]
+
+
+class BuildLimitsEntry(_Strict):
+    """`[build]` of the user's config: the limits of every build (docs/builds.md
+    "Limits"); the command line's flags of the same names win. A project's
+    lwrecipe.toml cannot set them."""
+
+    timeout: Seconds | None = None
+    max_silent_time: Seconds | None = None
+    max_log_size: Size | None = None
+    max_memory: Size | None = None
+    max_procs: Annotated[int, Field(gt=0)] | None = None
+
+
 class ConfigFile(_Strict):
     signing_key: str | None = None
     trusted_keys: list[str] = []
@@ -61,6 +90,7 @@ class ConfigFile(_Strict):
     mirrors: MirrorsEntry | None = None
     network: NetworkEntry | None = None  # from a project's lwrecipe.toml only when accepted (acceptance.py)
     accept: AcceptEntry | None = None
+    build: BuildLimitsEntry | None = None  # from a project's lwrecipe.toml only when accepted (acceptance.py)
 
 
 def validate(raw: dict[str, Any], shown: str) -> ConfigFile:

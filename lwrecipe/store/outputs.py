@@ -58,10 +58,12 @@ def pack(store: Store, tree: Path, mtime: int) -> Packed:
     return Packed(output_id, blob, archive.size, blob_size, len(entries))
 
 
-def put_log(store: Store, text: bytes) -> Sha256:
-    data = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(text)
-    store.put_bytes("cas", data)
-    return Sha256(hashlib.sha256(data).hexdigest())
+def put_log(store: Store, log: BinaryIO) -> Sha256:
+    """Store a build's log zstd-compressed, streamed from `log` (never held whole)."""
+    with store.staging() as staged:
+        zstandard.ZstdCompressor(level=ZSTD_LEVEL).copy_stream(log, staged, read_size=READ_SIZE, write_size=READ_SIZE)
+        store.commit(staged, "cas")
+        return staged.hexdigest()
 
 
 class _Tee:

@@ -255,6 +255,19 @@ class Store:
             raise IntegrityError(f"{path}: contents do not match their name (moved to {moved})")
         return data
 
+    @contextlib.contextmanager
+    def open_blob(self, kind: str, name: str) -> Iterator[BinaryIO]:
+        """A stored entry to stream (a log of any size), hashed before it is handed
+        out: one that does not match its name is quarantined, as by read_blob."""
+        path = self.path(kind, name)
+        with path.open("rb") as fh:
+            actual = hashlib.file_digest(fh, "sha256").hexdigest()
+            if actual != name:
+                moved = self.quarantine(path, misnamed(actual, name))
+                raise IntegrityError(f"{path}: contents do not match their name (moved to {moved})")
+            fh.seek(0)
+            yield fh
+
     def put_record(self, key: Sha256, record: dict[str, Any]) -> Path:
         return self.put_bytes("ac", canonical_json(record), name=key)
 
