@@ -22,15 +22,9 @@ from hypothesis import strategies as st
 
 from tests.conftest import Project, Result, run_subprocess
 from tests.hostile_trees import DECOY, link_targets, make_decoy, materialise, snapshot, trees
+from tests.integration.test_remote import recipe
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
-
-
-def recipe(name: str, depends: list[str], script: str) -> str:
-    deps = ", ".join(f'"{d}"' for d in depends)
-    return (f'schema = 1\n[package]\nname = "{name}"\nversion = "1.0"\nlicense = "MIT"\n'
-            f'[[sources]]\npath = "src/{name}.txt"\n'
-            f'[build]\ndepends = [{deps}]\nhost_tools = ["mkdir", "cp", "cat"]\nscript = \'\'\'\n{script}\n\'\'\'\n')
 
 
 @dataclass
