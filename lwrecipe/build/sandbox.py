@@ -200,7 +200,8 @@ def bwrap_argv(job: Job, bwrap: str, command: Sequence[str] | None = None) -> li
     if job.root is not None:
         _, uid, gid = BUILD_USER
         argv += ["--unshare-user", "--uid", str(uid), "--gid", str(gid), *root_binds(job.root)]
-    argv += ["--proc", "/proc", "--dev", "/dev"]
+    # /tmp on disk beside the build (not memory), bound before a tool's prefix that may live under it
+    argv += ["--proc", "/proc", "--dev", "/dev", "--bind", str(job.layout.sandbox_tmp), "/tmp"]
     if job.root is not None:
         return _finish(argv, job, command)
     for path in HOST_READONLY:
@@ -222,8 +223,7 @@ def bwrap_argv(job: Job, bwrap: str, command: Sequence[str] | None = None) -> li
 
 def _finish(argv: list[str], job: Job, command: Sequence[str] | None = None) -> list[str]:
     """The build's own directories, its environment variables and the script."""
-    argv += ["--bind", str(job.layout.work), str(BUILD), "--ro-bind", str(job.layout.control), str(BUILD / CONTROL),
-             "--bind", str(job.layout.sandbox_tmp), "/tmp"]
+    argv += ["--bind", str(job.layout.work), str(BUILD), "--ro-bind", str(job.layout.control), str(BUILD / CONTROL)]
     for name, path in sorted(job.deps.items()):
         argv += ["--ro-bind", str(path), str(DEPS / name)]
     argv += ["--remount-ro", "/"]  # the root and what the sandbox made there (/etc, mount points) are read-only
@@ -262,6 +262,8 @@ def bwrap_path() -> str | None:
     probe_job = Job(Layout(Path("/nonexistent")), "", {}, {}, {}, 1, 0)
     argv = bwrap_argv(probe_job, found)
     argv = argv[: argv.index("--dir")] + ["/usr/bin/true"]
+    tmp = argv.index(str(probe_job.layout.sandbox_tmp))  # the probe has no build directory to bind
+    del argv[tmp - 1: tmp + 2]
     probe = subprocess.run(argv, capture_output=True)
     return found if probe.returncode == 0 else None
 
