@@ -274,3 +274,49 @@ def test_lock_check_fails_while_a_fetched_git_sources_pins_are_empty(project, ba
     text = (project.root / "lockfile.toml").read_text()
     assert 'tree_sha256 = ""' not in text and hashlib.sha256(PATCH).hexdigest() in text
     assert cli("--cache", "empty", "lock", "--check", "--offline").code == 0
+
+
+def test_a_repositorys_own_files_never_configure_the_hosts_git(tmp_path) -> None:
+    """git runs with its global config off: a `.gitconfig` (or `.config/git/config`)
+    checked out of the repository must not configure the git lwrecipe runs, which
+    trace2 would turn into a write of attacker text to any host file."""
+    marker = tmp_path / "traced"
+    work = tmp_path / "work"
+    work.mkdir()
+    git("init", "-q", "-b", "main", cwd=work)
+    conf = f"[trace2]\n\tnormalTarget = {marker}\n"
+    (work / ".gitconfig").write_text(conf)
+    (work / ".config" / "git").mkdir(parents=True)
+    (work / ".config" / "git" / "config").write_text(conf.replace("traced", "traced-xdg"))
+    git("add", "-A", cwd=work)
+    git("commit", "-q", "-m", "one", cwd=work)
+    rev = git("rev-parse", "HEAD", cwd=work)
+    marker.unlink(missing_ok=True)  # the set-up's own git ran with HOME = the work tree
+    fetch_tree(Store(tmp_path / "c"), "x: sources[0]", f"file://{work}", rev)
+    assert not marker.exists() and not (tmp_path / "traced-xdg").exists()
+
+
+@pytest.mark.parametrize("url", ["http://%31%32%37.0.0.1:{port}/internal.git", "http://127.0.0.1%2e:{port}/x.git",
+                                 "http://LOCALHOST.:{port}/x.git"])
+def test_a_git_host_spelled_to_dodge_the_address_check_is_refused(tmp_path, monkeypatch, url: str) -> None:
+    """A host that does not resolve here as written (percent-encoded) is refused, not
+    left to git, which decodes it and connects to loopback."""
+    from tests.servers import fault_server
+
+    monkeypatch.delenv("LWRECIPE_ALLOW_PRIVATE", raising=False)
+    with fault_server() as server:
+        with pytest.raises(FetchError):
+            fetch_tree(Store(tmp_path / "c"), "x: sources[0]", url.format(port=server.port), "a" * 40)
+        assert server.connections == 0
+
+
+def test_pin_asks_no_private_address_for_a_ref(tmp_path, monkeypatch) -> None:
+    from lwrecipe.inputs.pinning import resolve_ref
+    from tests.servers import fault_server
+
+    monkeypatch.delenv("LWRECIPE_ALLOW_PRIVATE", raising=False)
+    with fault_server() as server:
+        with pytest.raises(FetchError) as caught:
+            resolve_ref(server.url("/secret-internal.git"), "main")
+        assert server.connections == 0
+    assert "127.0.0.1 is a loopback address" in caught.value.attempts[0]

@@ -111,6 +111,7 @@ class AddressPolicy:
 
 ANYTHING = AddressPolicy(anything=True)
 
+_PLAIN_HOST = re.compile(r"[A-Za-z0-9_.-]+|[0-9A-Fa-f:.]+")  # a DNS name, an IPv4 or (unbracketed) IPv6 address
 _SCP = re.compile(r"(?:[^@/]+@)?(\[[^\]/]+\]|[^:/]+):")  # git's user@host:path
 
 
@@ -137,6 +138,8 @@ def git_refusal(policy: AddressPolicy, url: str) -> str | None:
     where = None if policy.anything else git_host(url)
     if where is None:
         return None
+    if not _PLAIN_HOST.fullmatch(where[0]):  # %-escapes and the like, which git decodes and this lookup would not
+        return f"{where[0]!r} is not a plain host name or address; refused for a URL a recipe or project chose"
     try:
         infos = socket.getaddrinfo(where[0], where[1], type=socket.SOCK_STREAM)
     except OSError:

@@ -31,7 +31,11 @@ from .unpack import extract_tar
 # git runs with no system config, no prompt, and only the transports a mirror may
 # name (mirrors.SCHEMES["git"]): never ext:: or another helper that runs a command.
 # Every value from a recipe or config follows `--` or `--end-of-options`.
-GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "LC_ALL": "C", "GIT_ADVICE": "0",
+# No configuration but lwrecipe's own: not the system's, not a global one, and a HOME
+# with nothing in it (git reads $HOME/.gitconfig and $XDG_CONFIG_HOME/git/config, and
+# a checked-out tree must never be either: trace2 alone would write anywhere).
+GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
+           "HOME": "/nonexistent", "XDG_CONFIG_HOME": "/nonexistent", "LC_ALL": "C", "GIT_ADVICE": "0",
            "GIT_ALLOW_PROTOCOL": ":".join(SCHEMES["git"])}
 
 
@@ -60,7 +64,7 @@ def cached_tree(store: Store, rev: str) -> Sha256 | None:
 
 
 def _git(args: list[str], cwd: Path, git: str) -> subprocess.CompletedProcess[str]:
-    env = {**GIT_ENV, "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(cwd)}
+    env = {**GIT_ENV, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     return subprocess.run([git, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=3600)
 
 
@@ -124,7 +128,7 @@ def _store_tree(store: Store, tree: Path, rev: str, commit: bytes) -> Sha256:
 
 
 def _commit_object(repo: Path, rev: str, git: str) -> bytes:
-    env = {**GIT_ENV, "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(repo)}
+    env = {**GIT_ENV, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     out = subprocess.run([git, "cat-file", "commit", "--end-of-options", rev], cwd=repo, env=env, capture_output=True, timeout=600)
     if out.returncode != 0 or object_id("commit", out.stdout) != rev:
         raise IntegrityError(f"git {rev}: the commit object read back is not {rev}")

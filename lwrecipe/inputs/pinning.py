@@ -26,6 +26,7 @@ from ..errors import FetchError, LwrecipeError, RecipeError, UsageError, raise_a
 from ..recipes.keys import Sha256
 from ..recipes.recipe import display_path, parse_recipe
 from ..store.store import Store
+from .addresses import AddressPolicy, git_refusal
 from .gitsrc import GIT_ENV
 from .mirrors import Mirrors
 
@@ -54,11 +55,15 @@ def download_unpinned(store: Store, client: Client, url: str) -> tuple[Sha256, i
     return sha, size
 
 
-def resolve_ref(url: str, ref: str, mirrors: Mirrors = Mirrors()) -> str:
+def resolve_ref(url: str, ref: str, mirrors: Mirrors = Mirrors(), policy: AddressPolicy | None = None) -> str:
     """The commit a branch or tag names (an annotated tag's commit, not the tag), from
-    the git mirrors first, then the URL."""
+    the git mirrors first, then the URL (which must pass `policy`, as a fetch's)."""
     attempts = []
     for where in mirrors.git_locations(url):
+        refusal = git_refusal(policy or AddressPolicy.from_env(), where) if where == url else None
+        if refusal is not None:
+            attempts.append(f"{where}: {refusal}")
+            continue
         out = subprocess.run(["git", "ls-remote", "--", where, ref, f"{ref}^{{}}"], capture_output=True, text=True,
                              env={**GIT_ENV, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}, timeout=300)
         if out.returncode != 0:
@@ -113,7 +118,7 @@ def pin_recipe(path: Path, store: Store, client: Client, version: str | None = N
                     name = str(table.get("name", ""))
                     ref = refs.pop(name, None) if name in refs else (refs.pop("", None) if len(gits) == 1 else None)
                     if ref is not None:
-                        rev = resolve_ref(str(table["git"]), ref, mirrors)
+                        rev = resolve_ref(str(table["git"]), ref, mirrors, client.policy)
                         if rev != table.get("rev"):
                             table["rev"] = rev
                             result.pinned.append(f"{where}: rev {rev} ({ref})")
