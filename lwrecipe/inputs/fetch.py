@@ -23,7 +23,8 @@ from .addresses import AddressPolicy
 from .deadlines import DEFAULT_MIN_RATE, Limits
 from ..errors import FetchError, FetchIntegrityError, OfflineMissing, StoreError
 from ..recipes.keys import Sha256, short
-from ..store.store import PipelinedWriter, Staged, Store
+from ..store.staging import PipelinedWriter, Staged
+from ..store.store import Store
 
 if TYPE_CHECKING:
     from .web import Client

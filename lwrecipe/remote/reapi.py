@@ -40,7 +40,8 @@ from urllib.parse import urlsplit
 from ..errors import IntegrityError, RemoteError
 from ..inputs.deadlines import Limits, Pace, Watchdog
 from ..recipes.keys import Sha256
-from ..store.store import PipelinedWriter, Store
+from ..store.staging import PipelinedWriter
+from ..store.store import Store
 from .config import RemoteSpec
 
 CHUNK = 1 << 20  # bytes per ByteStream message

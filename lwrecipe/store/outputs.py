@@ -21,7 +21,8 @@ import zstandard
 from ..errors import IntegrityError, UnsafeArchive
 from ..recipes.keys import Sha256, is_sha256
 from .archive import HashingWriter, extract_canonical, write_tree
-from .store import PipelinedWriter, Store, misnamed
+from .staging import PipelinedWriter
+from .store import Store, misnamed
 
 ZSTD_LEVEL = 3
 READ_SIZE = 1 << 20
