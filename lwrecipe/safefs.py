@@ -67,6 +67,34 @@ def parts_of(rel: str | PurePosixPath) -> tuple[str, ...]:
     return tuple(p for p in path.parts if p != ".")
 
 
+def child_dir(parent: int, name: str, shown: str, create: bool = False, mode: int = 0o755) -> int:
+    """The directory `name` in `parent`, opened without following a link (made with
+    `mode`, not the umask's, where missing if `create`): LinkRefused if it is a link,
+    NotADirectoryError if it is something else."""
+    made = False
+    if create:
+        try:
+            os.mkdir(name, 0o700, dir_fd=parent)
+            made = True
+        except FileExistsError:
+            pass
+    try:
+        fd = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=parent)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise
+        try:
+            is_link = stat.S_ISLNK(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode)
+        except OSError:
+            raise exc from None
+        if is_link:
+            raise LinkRefused(shown) from None
+        raise NotADirectoryError(errno.ENOTDIR, "not a directory", shown) from None
+    if made:
+        os.fchmod(fd, mode)
+    return fd
+
+
 class Beneath:
     """A directory held open; every path below it is reached without following a link.
 
@@ -206,26 +234,11 @@ class Beneath:
         """A directory fd for `parts` (made where missing if `create`), refusing links."""
         fd = self.fd
         for i, name in enumerate(parts):
-            if create:
-                try:
-                    os.mkdir(name, 0o755, dir_fd=fd)
-                except FileExistsError:
-                    pass
             try:
-                nxt = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
-            except OSError as exc:
-                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    try:
-                        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                    except OSError:
-                        st = None
-                    if st is not None and stat.S_ISLNK(st.st_mode):
-                        exc = LinkRefused("/".join(parts[: i + 1]))
+                nxt = child_dir(fd, name, "/".join(parts[: i + 1]), create)
+            finally:
                 if fd != self.fd:
                     os.close(fd)
-                raise exc from None
-            if fd != self.fd:
-                os.close(fd)
             fd = nxt
         return fd
 
@@ -328,25 +341,7 @@ class HeldDirs:
         if held is not None:
             self._fds.move_to_end(parts)
             return held
-        parent, name = self.fd(parts[:-1], create), parts[-1]
-        made = False
-        if create:
-            try:
-                os.mkdir(name, 0o700, dir_fd=parent)
-                made = True
-            except FileExistsError:
-                pass
-        try:
-            fd = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=parent)
-        except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                st = os.stat(name, dir_fd=parent, follow_symlinks=False)
-                if stat.S_ISLNK(st.st_mode):
-                    raise LinkRefused("/".join(parts)) from None
-                raise NotADirectoryError(errno.ENOTDIR, "not a directory", "/".join(parts)) from None
-            raise
-        if made:
-            os.fchmod(fd, self.mode)  # not the umask's
+        fd = child_dir(self.fd(parts[:-1], create), parts[-1], "/".join(parts), create, self.mode)
         self._fds[parts] = fd
         while len(self._fds) > self.limit:
             os.close(self._fds.popitem(last=False)[1])
