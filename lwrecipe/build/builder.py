@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 from .. import __version__, faults
 from ..errors import BuildFailed, MissingToolError, SandboxUnavailable, StoreError
 from ..files import remove_tree
+from ..inputs.entries import UnpackLimits
 from ..inputs.gitsrc import read_member
 from ..inputs.patch import PatchFile, apply_series, check_series, not_applied, patch_argv
 from ..inputs.sources import Fetch, lay_out
@@ -49,6 +50,7 @@ class BuildOptions:
     keep_failed: bool = False  # a failed build's directory is kept (cache/failed/<recipe>)
     on_output: Callable[[str, str], None] | None = None  # (recipe, line) for each line the build writes (build -v)
     limits: Limits = Limits()  # --timeout, --max-silent-time, ... (a recipe's own timeout can only lower them)
+    unpack: UnpackLimits = UnpackLimits()  # the user's [unpack]: what one source archive may unpack to
 
 
 def patch_files(item: Planned, fetched: Fetch, where: Path) -> list[PatchFile]:
@@ -84,7 +86,7 @@ def build_one(store: Store, item: Planned, fetched: Fetch, deps: dict[str, Path]
     bwrap = require_sandbox(opts.no_sandbox)
     with build_directory(store, recipe.name, "build") as top:
         layout = Layout(top)
-        job = stage(item, fetched, deps, layout, bwrap, opts.jobs)
+        job = stage(item, fetched, deps, layout, bwrap, opts.jobs, opts.unpack)
         say = opts.on_output
         on_line = None if say is None else (lambda line: say(recipe.name, line.decode(errors="replace")))
         ended = run(job, bwrap, layout.log, build_limits(recipe, opts.limits), on_line)
@@ -189,13 +191,13 @@ def _keep(store: Store, item: Planned, record: dict[str, Any], opts: BuildOption
 
 
 def stage(item: Planned, fetched: Fetch, deps: dict[str, Path], layout: Layout, bwrap: str | None,
-          jobs: int) -> Job:
+          jobs: int, unpack: UnpackLimits = UnpackLimits()) -> Job:
     """A build directory as the build script gets it: sources laid out, patches
     applied, and the job that runs in it. `deps` holds every dependency's output
     (the environment's included)."""
     recipe = item.recipe
     layout.create()
-    lay_out(recipe, fetched, layout.src)
+    lay_out(recipe, fetched, layout.src, unpack)
     job = build_job(item, deps, layout, bwrap, jobs)
     patches = patch_files(item, fetched, layout.patches)
     if job.root is None:

@@ -80,7 +80,7 @@ def build_remote(store: Store, executor: Executor, frozen: dict[Any, Any], item:
     bwrap = require_sandbox(False)  # patches for a build on an environment are applied in it, here
     with build_directory(store, recipe.name, "remote") as top:
         layout = Layout(top)
-        job = stage(item, fetched, deps, layout, bwrap, opts.jobs)
+        job = stage(item, fetched, deps, layout, bwrap, opts.jobs, opts.unpack)
         assert job.root is not None, "engine.py builds recipes on host tools here"
         saved = store.root / MERKLE / job.root.name if job.root.parent == store.root / SHARED else None
         tree, action_digest = _action(executor, frozen, job, layout, saved)

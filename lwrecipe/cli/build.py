@@ -97,6 +97,23 @@ def limit_args(p: argparse.ArgumentParser) -> None:
                    help="stop a build that tries to run more than N processes at once (a cgroup)")
 
 
+def unpack_limits(ctx: Context, project: Path):  # noqa: ANN201 - returns inputs.entries.UnpackLimits
+    """What one source archive may unpack to: the user's config `[unpack]`, else an
+    accepted project's (an unaccepted project's is ignored with the usual warning),
+    else the defaults."""
+    from ..inputs.entries import UnpackLimits
+    from ..remote.config import config_files
+
+    files, _ = config_files(project, dict(os.environ), ctx.accept_project_config, ctx.warn_once)
+    found = {}
+    for name in ("max_size", "max_entries"):
+        configured = [getattr(doc.unpack, name) for _, doc in reversed(files)
+                      if doc.unpack is not None and getattr(doc.unpack, name) is not None]
+        if configured:
+            found[name] = configured[0]
+    return UnpackLimits(**found)
+
+
 def build_limits(ctx: Context, project: Path):  # noqa: ANN201 - returns build.supervise.Limits
     """The limits of this run's builds: the flags, else the user's config `[build]`,
     else an accepted project's (an unaccepted project's is ignored with the warning
@@ -201,7 +218,8 @@ def cmd_build(ctx: Context) -> int:
     cores = (os.cpu_count() or 1) if settings.executor else max(1, (os.cpu_count() or 1) // parallel)
     options = BuildOptions(jobs=cores, no_sandbox=ctx.args.no_sandbox, secret=settings.secret,
                            keep_failed=ctx.args.keep_failed,
-                           limits=build_limits(ctx, graph.recipes[graph.targets[0]].root))
+                           limits=build_limits(ctx, graph.recipes[graph.targets[0]].root),
+                           unpack=unpack_limits(ctx, graph.recipes[graph.targets[0]].root))
     streamed = ctx.verbosity > 0  # build -v: each line a build writes, as it writes it
     if ctx.args.no_sandbox:
         ctx.info("warning: --no-sandbox: builds run on host paths and may depend on this machine")

@@ -58,7 +58,7 @@ def cmd_shell(ctx: Context) -> int:
     from ..errors import BuildFailed, MissingToolError, UsageError
     from ..inputs.hosttools import debian_package
     from ..store.store import Store
-    from .build import engine_fetch
+    from .build import engine_fetch, unpack_limits
 
     graph = load_targets(ctx, [ctx.args.target])
     name = graph.targets[0]
@@ -71,8 +71,9 @@ def cmd_shell(ctx: Context) -> int:
     depends = graph.recipes[name].depends
 
     fetch = engine_fetch(ctx, graph)
-    engine = Engine(store, fetch, BuildOptions(jobs=os.cpu_count() or 1), warn=lambda t: ctx.info(f"warning: {t}"),
-                    on_event=lambda dep, state: ctx.info(f"{dep}: {state}"))
+    unpack = unpack_limits(ctx, graph.recipes[name].root)
+    engine = Engine(store, fetch, BuildOptions(jobs=os.cpu_count() or 1, unpack=unpack),
+                    warn=lambda t: ctx.info(f"warning: {t}"), on_event=lambda dep, state: ctx.info(f"{dep}: {state}"))
     outcomes = engine.build(dataclasses.replace(graph, targets=tuple(depends))) if depends else []
     failed = [o for o in outcomes if o.error is not None]
     if failed:
@@ -88,7 +89,7 @@ def cmd_shell(ctx: Context) -> int:
             job = build_job(item, deps, Layout(kept), bwrap, os.cpu_count() or 1)
             ctx.info(f"{name}: the build directory a failed build left ({kept})")
         else:
-            job = stage(item, fetch([item]), deps, Layout(Path(tmp) / "build"), bwrap, os.cpu_count() or 1)
+            job = stage(item, fetch([item]), deps, Layout(Path(tmp) / "build"), bwrap, os.cpu_count() or 1, unpack)
         prepare(job)
         shell = command or ["/bin/bash", "-i"]
         ctx.info(f"{name}: {' '.join(shell)} in {BUILD}/src; the build script is {BUILD}/.lwrecipe/script.sh "

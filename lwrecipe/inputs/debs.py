@@ -25,7 +25,7 @@ from typing import BinaryIO
 from urllib.parse import unquote
 
 from ..errors import LwrecipeError, UnsafeArchive, UsageError
-from .entries import TreeWriter
+from .entries import TreeWriter, UnpackLimits, members, too_big
 
 MERGED_USR = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 """Top-level directories that are links into usr/ on a merged-/usr system (Debian 12 and later)."""
@@ -117,35 +117,40 @@ def _tree_name(label: str, name: str) -> str | None:
     return "/".join(parts)
 
 
-def data_tar(deb: Path, label: str) -> bytes:
+def data_tar(deb: Path, label: str, limits: UnpackLimits = UnpackLimits()) -> bytes:
     """The data archive of `deb`, decompressed (lzma and zstd release the GIL, so
-    several packages can be decompressed at once while another is unpacked)."""
+    several packages can be decompressed at once while another is unpacked); one
+    that decompresses to more than `limits.max_size` is refused unread past it."""
     with deb.open("rb") as fh:
         name, size = _data_member(fh, label)
         try:
-            return _decompressed(name, _Slice(fh, size), label).read()
+            data = _decompressed(name, _Slice(fh, size), label).read(limits.max_size + 1)
         except (EOFError, OSError, ValueError) as exc:
             raise UnsafeArchive(f"{label}: cannot unpack: {exc}") from None
+    if len(data) > limits.max_size:
+        raise too_big(label, limits)
+    return data
 
 
-def extract_debs(debs: list[tuple[Path, Path, str]]) -> None:
+def extract_debs(debs: list[tuple[Path, Path, str]], limits: UnpackLimits = UnpackLimits()) -> None:
     """extract_deb for each (deb, dest, label) in order, decompressing up to one
     package per CPU ahead of the one being unpacked."""
     from concurrent.futures import ThreadPoolExecutor
 
     ahead = max(1, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=ahead) as pool:
-        pending = [pool.submit(data_tar, deb, label) for deb, _, label in debs[:ahead]]
+        pending = [pool.submit(data_tar, deb, label, limits) for deb, _, label in debs[:ahead]]
         for i, (deb, dest, label) in enumerate(debs):
             data = pending[i].result()
             pending[i] = None  # type: ignore[call-overload]  # its bytes go once it is unpacked
             if i + ahead < len(debs):
                 nxt, _, nxt_label = debs[i + ahead]
-                pending.append(pool.submit(data_tar, nxt, nxt_label))
-            extract_deb(deb, dest, label, data)
+                pending.append(pool.submit(data_tar, nxt, nxt_label, limits))
+            extract_deb(deb, dest, label, data, limits)
 
 
-def extract_deb(deb: Path, dest: Path, label: str | None = None, data: bytes | None = None) -> None:
+def extract_deb(deb: Path, dest: Path, label: str | None = None, data: bytes | None = None,
+                limits: UnpackLimits = UnpackLimits()) -> None:
     """Unpack the data archive of `deb` (or `data`, that archive already decompressed)
     into `dest` (created if missing), merged-/usr: `bin/x` lands in `usr/bin/x` and
     `dest/bin` becomes a link to `usr/bin`. Entries of a later package replace files
@@ -154,11 +159,11 @@ def extract_deb(deb: Path, dest: Path, label: str | None = None, data: bytes | N
     label = label or deb.name
     dest.mkdir(parents=True, exist_ok=True)
     if data is None:
-        data = data_tar(deb, label)
+        data = data_tar(deb, label, limits)
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar, \
-                TreeWriter(dest, label, contained=False) as tree:
-            for member in tar:
+                TreeWriter(dest, label, contained=False, limits=limits) as tree:
+            for member in members(tar):
                 _extract_member(tar, member, tree, label)
             for top in MERGED_USR:
                 st, usr = tree.lstat(top), tree.lstat(f"usr/{top}")

@@ -15,13 +15,20 @@ is judged again once the archive is complete (a later entry can turn an earlier
 link outward); resolving is done by reading links beneath the directory
 (HeldDirs.link_leaves), not by os.path.realpath, which a long chain fools
 (CVE-2025-4517). Any refusal is UnsafeArchive naming the archive and the entry.
+
+An archive is also refused, part way, once its entries pass `UnpackLimits` (the
+user's `[unpack]`): more bytes of file data or more entries than that is an
+archive bomb, not a source tree. Nothing the writer keeps grows with more than the
+entry count, and `members` reads a tar without tarfile's list of every member.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import stat
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -29,6 +36,38 @@ from ..errors import UnsafeArchive
 from ..safefs import Beneath, HeldDirs, LinkRefused
 
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class UnpackLimits:
+    """`[unpack]` of the user's config (docs/sources.md "Unpacking"): what one archive
+    may unpack to. The defaults hold every real source (the Linux kernel is ~1.4 GB
+    in ~80k files, LLVM ~1.5 GB in ~140k) with room to spare."""
+
+    max_size: int = 16 << 30  # bytes of file data
+    max_entries: int = 2_000_000  # files, directories and links
+
+
+def members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """The members of a tar as they are read, without tarfile keeping each one in
+    `tar.members` (it does, even in stream mode: 300,000 empty files cost ~130 MiB).
+    A member's data must be read before the next is asked for."""
+    while (member := tar.next()) is not None:
+        tar.members = []
+        yield member
+
+
+def too_big(label: str, limits: UnpackLimits) -> UnsafeArchive:
+    return UnsafeArchive(f"{label}: unpacks to more than {shown_size(limits.max_size)} (max_size in [unpack]); refused")
+
+
+def shown_size(n: int) -> str:
+    """16 GiB, 1 MiB, 1.5 KiB, 900 bytes."""
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{n} bytes"
 
 
 class TreeWriter:
@@ -36,8 +75,10 @@ class TreeWriter:
     relative, already checked for `..` and absolute paths; `entry` is the name as the
     archive has it, for messages."""
 
-    def __init__(self, dest: Path, label: str, contained: bool) -> None:
-        self.label, self.contained = label, contained
+    def __init__(self, dest: Path, label: str, contained: bool, limits: UnpackLimits = UnpackLimits()) -> None:
+        self.label, self.contained, self.limits = label, contained, limits
+        self.size = 0  # bytes of file data written
+        self.count = 0  # entries written
         self.root = Beneath(dest)
         self.dirs = HeldDirs(self.root)
         self.regular: set[str] = set()  # files (and hardlinks to them) this archive made, by name
@@ -56,6 +97,12 @@ class TreeWriter:
 
     def refuse(self, entry: str, why: str) -> UnsafeArchive:
         return UnsafeArchive(f"{self.label}: {entry!r}: {why}")
+
+    def _one_more(self) -> None:
+        self.count += 1
+        if self.count > self.limits.max_entries:
+            raise UnsafeArchive(f"{self.label}: has more than {self.limits.max_entries:,} entries "
+                                "(max_entries in [unpack]); refused")
 
     def _parent(self, entry: str, parts: tuple[str, ...]) -> int:
         try:
@@ -80,6 +127,7 @@ class TreeWriter:
         self.links.pop(name, None)
 
     def directory(self, name: str, entry: str, mtime: float | None = None) -> None:
+        self._one_more()
         parts = tuple(name.split("/"))
         parent = self._parent(entry, parts)
         st = _lstat(parent, parts[-1])
@@ -90,6 +138,7 @@ class TreeWriter:
             self.times[name] = mtime
 
     def file(self, name: str, entry: str, data: BinaryIO, mode: int, mtime: float | None = None) -> None:
+        self._one_more()
         parts = tuple(name.split("/"))
         parent = self._parent(entry, parts)
         try:
@@ -98,7 +147,11 @@ class TreeWriter:
             self._make_room(entry, parent, parts[-1])
             fd = os.open(parts[-1], _CREATE, 0o600, dir_fd=parent)
         with open(fd, "wb") as out:
-            shutil.copyfileobj(data, out, 1 << 20)
+            while chunk := data.read(_CHUNK):
+                self.size += len(chunk)
+                if self.size > self.limits.max_size:
+                    raise too_big(self.label, self.limits)
+                out.write(chunk)
             out.flush()  # before the time is set: a later write would move it
             os.fchmod(fd, mode)
             if mtime is not None:
@@ -107,6 +160,7 @@ class TreeWriter:
         self.regular.add(name)
 
     def symlink(self, name: str, entry: str, target: str) -> None:
+        self._one_more()
         parts = tuple(name.split("/"))
         self._parent(entry, parts)  # first: a way through a link is refused as such
         if self.contained and self.dirs_leave(parts, target):
@@ -120,6 +174,7 @@ class TreeWriter:
     def hardlink(self, name: str, entry: str, target: str, shown: str, mtime: float | None = None) -> None:
         """A hardlink `name` to the regular file `target` this archive made (`shown`:
         the target as the archive names it)."""
+        self._one_more()
         if target not in self.regular or target == name:
             raise self.refuse(entry, f"hardlink to {shown!r}, not an earlier file")
         src = tuple(target.split("/"))

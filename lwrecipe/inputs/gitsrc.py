@@ -24,6 +24,7 @@ from ..recipes.keys import Sha256, is_sha256, short
 from ..store.archive import write_tree
 from ..store.store import Store
 from .addresses import AddressPolicy, git_refusal
+from .entries import UnpackLimits
 from .hosttools import debian_package, fingerprint
 from .mirrors import SCHEMES, Mirrors, is_local_git
 from .unpack import extract_tar
@@ -300,7 +301,7 @@ def read_member(archive: Path, member: str) -> bytes | None:
         return fh.read() if fh else None
 
 
-def extract_to(archive: Path, dest: Path) -> None:
+def extract_to(archive: Path, dest: Path, limits: UnpackLimits = UnpackLimits()) -> None:
     """Unpack a tree archive this module wrote (trusted: made here from a verified commit)."""
     dest.mkdir(parents=True, exist_ok=True)
-    extract_tar(archive, dest, str(archive))
+    extract_tar(archive, dest, str(archive), limits)

@@ -21,6 +21,7 @@ from ..recipes.recipe import DebSource, GitSource, PathSource, Recipe, SourcePat
 from ..safefs import Beneath
 from ..store.store import Store
 from .debs import extract_debs
+from .entries import UnpackLimits
 from .fetch import Downloader, Fetched, Wanted
 from .gitsrc import GitTree, extract_to, fetch_tree, read_member
 from .merge import BuildDir, stripped
@@ -103,11 +104,12 @@ def fetch_recipes(recipes: list[Recipe], store: Store, downloader: Downloader, j
     return result
 
 
-def lay_out(recipe: Recipe, fetched: Fetch, src_tree: Path) -> None:
+def lay_out(recipe: Recipe, fetched: Fetch, src_tree: Path, limits: UnpackLimits = UnpackLimits()) -> None:
     """Unpack every source of `recipe` in order into `src_tree` (sources kept with
     unpack = false go to `src_tree/../<name>`). Nothing is written through a link
     (merge.BuildDir): archives and git trees are unpacked into a staging directory
-    of their own and moved in entry by entry, path sources copied the same way."""
+    of their own and moved in entry by entry, path sources copied the same way.
+    `limits` (the user's `[unpack]`) bounds each archive."""
     src_tree.mkdir(parents=True, exist_ok=True)
     top = BuildDir(src_tree.parent, src_tree.name)
     debs: list[tuple[Path, Path, str]] = []
@@ -122,18 +124,19 @@ def lay_out(recipe: Recipe, fetched: Fetch, src_tree: Path) -> None:
                              f"{label} ({src.deb} {src.version})"))
                 deb_targets.append((label, rel))
                 continue
-            _extract_debs(top, debs, deb_targets)
-            _lay_out_one(top, recipe, i, label, src, rel, fetched, src_tree.parent)
-        _extract_debs(top, debs, deb_targets)
+            _extract_debs(top, debs, deb_targets, limits)
+            _lay_out_one(top, recipe, i, label, src, rel, fetched, src_tree.parent, limits)
+        _extract_debs(top, debs, deb_targets, limits)
     finally:
         top.close()
     normalise_tree(src_tree)
 
 
-def _extract_debs(top: BuildDir, debs: list[tuple[Path, Path, str]], targets: list[tuple[str, str]]) -> None:
+def _extract_debs(top: BuildDir, debs: list[tuple[Path, Path, str]], targets: list[tuple[str, str]],
+                  limits: UnpackLimits) -> None:
     """Debian packages are unpacked in place: extract_deb refuses every entry whose
     parents include a link and replaces (never writes through) a link at its name."""
-    extract_debs(debs)
+    extract_debs(debs, limits)
     by_rel: dict[str, list[str]] = {}
     for label, rel in targets:
         by_rel.setdefault(rel, []).append(label)
@@ -146,7 +149,7 @@ def _extract_debs(top: BuildDir, debs: list[tuple[Path, Path, str]], targets: li
 
 
 def _lay_out_one(top: BuildDir, recipe: Recipe, i: int, label: str, src: UrlSource | GitSource | PathSource,
-                 rel: str, fetched: Fetch, build_dir: Path) -> None:
+                 rel: str, fetched: Fetch, build_dir: Path, limits: UnpackLimits) -> None:
     if isinstance(src, UrlSource) and not src.unpack:
         with open(fetched.files[Sha256(src.sha256)].path, "rb") as fh:
             top.put_file(label, fh.fileno(), rel, src.basename)
@@ -154,10 +157,10 @@ def _lay_out_one(top: BuildDir, recipe: Recipe, i: int, label: str, src: UrlSour
         staging = Path(tempfile.mkdtemp(dir=build_dir, prefix=f".staging-{i}-"))
         try:
             if isinstance(src, UrlSource):
-                unpack(fetched.files[Sha256(src.sha256)].path, staging, src.strip, label)
+                unpack(fetched.files[Sha256(src.sha256)].path, staging, src.strip, label, limits)
                 strip = 0
             else:
-                extract_to(fetched.trees[src.rev].path, staging)
+                extract_to(fetched.trees[src.rev].path, staging, limits)
                 strip = src.strip
             with Beneath(staging) as tree:
                 root = stripped(recipe.display, f"sources[{i}].strip", tree.fd, strip)

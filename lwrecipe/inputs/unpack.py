@@ -7,7 +7,8 @@ the archive made included). Refused: absolute paths, `..`, an entry through a li
 a symlink that resolves outside the tree (judged as the kernel resolves it, once
 made and again when the archive is complete), a hardlink to anything but an
 earlier file, device files and fifos, setuid/setgid bits. The tree does not depend
-on the host umask. Any refusal raises UnsafeArchive and names the entry.
+on the host umask. Any refusal raises UnsafeArchive and names the entry; so does
+an archive that unpacks to more bytes or entries than `UnpackLimits` allows.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import IO
 
 from .. import faults
 from ..errors import UnsafeArchive
-from .entries import TreeWriter
+from .entries import TreeWriter, UnpackLimits, members
 
 MAGIC = [(b"\x1f\x8b", "gz"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zst"),
          (b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip")]
@@ -55,7 +56,8 @@ def _check_name(label: str, name: str) -> None:
         raise UnsafeArchive(f"{label}: {name!r}: path contains '..'")
 
 
-def unpack(archive: Path, dest: Path, strip: int = 0, label: str | None = None) -> None:
+def unpack(archive: Path, dest: Path, strip: int = 0, label: str | None = None,
+           limits: UnpackLimits = UnpackLimits()) -> None:
     """Unpack `archive` into `dest` (created if missing). `label` names the source in errors."""
     label = label or archive.name
     dest.mkdir(parents=True, exist_ok=True)
@@ -63,7 +65,7 @@ def unpack(archive: Path, dest: Path, strip: int = 0, label: str | None = None) 
     if kind is None:
         raise UnsafeArchive(f"{label}: not an archive (use unpack = false for plain files)")
     try:
-        with archive.open("rb") as fh, TreeWriter(dest, label, contained=True) as tree:
+        with archive.open("rb") as fh, TreeWriter(dest, label, contained=True, limits=limits) as tree:
             if kind == "zip":
                 _unpack_zip(fh, tree, strip, label)
             elif kind == "zst":
@@ -82,11 +84,11 @@ def unpack(archive: Path, dest: Path, strip: int = 0, label: str | None = None) 
     faults.point("unpack")
 
 
-def extract_tar(archive: Path, dest: Path, label: str) -> None:
+def extract_tar(archive: Path, dest: Path, label: str, limits: UnpackLimits = UnpackLimits()) -> None:
     """An uncompressed tar (a git tree's canonical archive) into the existing `dest`,
     with unpack's checks."""
     try:
-        with archive.open("rb") as fh, TreeWriter(dest, label, contained=True) as tree:
+        with archive.open("rb") as fh, TreeWriter(dest, label, contained=True, limits=limits) as tree:
             _unpack_tar(fh, "r|", tree, 0, label)
             tree.finish()
     except UnsafeArchive:
@@ -97,7 +99,7 @@ def extract_tar(archive: Path, dest: Path, label: str) -> None:
 
 def _unpack_tar(fh: IO[bytes], mode: str, tree: TreeWriter, strip: int, label: str) -> None:
     with tarfile.open(fileobj=fh, mode=mode) as tar:
-        for member in tar:
+        for member in members(tar):
             entry = member.name
             _check_name(label, entry)
             if member.isdev() or member.isfifo():

@@ -63,7 +63,7 @@ def restrict(doc: Any, project: Path, user_min_signers: int) -> tuple[Any, list[
     """The project's config `doc` without what only the user may set, and the fields
     dropped (`remote[0].auth_env`, `mirrors.git`, ...)."""
     if (doc.signing_key is None and not doc.trusted_keys and not doc.remote and doc.mirrors is None
-            and doc.accept is None and doc.network is None and doc.build is None):
+            and doc.accept is None and doc.network is None and doc.build is None and doc.unpack is None):
         return doc, []  # nothing in it (a missing file too)
     ignored: list[str] = []
     update: dict[str, Any] = {}
@@ -92,6 +92,9 @@ def restrict(doc: Any, project: Path, user_min_signers: int) -> tuple[Any, list[
     if doc.build is not None:  # build limits: a stranger's could only raise them
         ignored.append("build")
         update["build"] = None
+    if doc.unpack is not None:  # archive limits: a stranger's could only raise them
+        ignored.append("unpack")
+        update["unpack"] = None
     return doc.model_copy(update=update), ignored
 
 

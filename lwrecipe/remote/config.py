@@ -51,6 +51,7 @@ class _NoFile:
     min_signers: int = 1
     accept: None = None
     build: None = None
+    unpack: None = None
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,14 @@ class BuildLimitsEntry(_Strict):
     max_procs: Annotated[int, Field(gt=0)] | None = None
 
 
+class UnpackEntry(_Strict):
+    """`[unpack]` of the user's config: what one source archive may unpack to
+    (docs/sources.md "Unpacking"). A project's lwrecipe.toml cannot set them."""
+
+    max_size: Size | None = None
+    max_entries: Annotated[int, Field(gt=0)] | None = None
+
+
 class ConfigFile(_Strict):
     signing_key: str | None = None
     trusted_keys: list[str] = []
@@ -91,6 +99,7 @@ class ConfigFile(_Strict):
     network: NetworkEntry | None = None  # from a project's lwrecipe.toml only when accepted (acceptance.py)
     accept: AcceptEntry | None = None
     build: BuildLimitsEntry | None = None  # from a project's lwrecipe.toml only when accepted (acceptance.py)
+    unpack: UnpackEntry | None = None  # from a project's lwrecipe.toml only when accepted (acceptance.py)
 
 
 def validate(raw: dict[str, Any], shown: str) -> ConfigFile:
