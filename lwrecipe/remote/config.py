@@ -308,11 +308,15 @@ def load_mirrors(project: Path, env: dict[str, str] | None = None, accept: bool 
                  warn: Warn = _say) -> Mirrors:
     """Every mirror setting, tried in this order: the environment's, then the
     project's lwrecipe.toml (what of it applies: config_files), then the user's
-    config file (relative directories in a file are taken from that file's directory)."""
+    config file (relative directories in a file are taken from that file's directory).
+    An unaccepted project's mirrors are `held` to the addresses a recipe's URL may reach."""
     env = dict(os.environ) if env is None else env
     mirrors = from_env(env)
-    for path, doc in config_files(project, env, accept, warn)[0]:
-        table = doc.mirrors
-        if table is not None:
-            mirrors += from_table(table.files, table.git, table.debian, path.parent.absolute(), str(path))
-    return mirrors
+    files, accepted = config_files(project, env, accept, warn)
+    found = [Mirrors() if doc.mirrors is None else
+             from_table(doc.mirrors.files, doc.mirrors.git, doc.mirrors.debian, path.parent.absolute(), str(path))
+             for path, doc in files]
+    project_mirrors, user_mirrors = found
+    if not accepted:  # the project's own choices reach only what a recipe's URL may
+        project_mirrors = project_mirrors.hold(mirrors + user_mirrors)
+    return mirrors + project_mirrors + user_mirrors

@@ -230,3 +230,41 @@ def test_a_project_remote_cannot_lower_the_users_min_signers(project: Project, m
     result = carol.run("build", "base")
     assert result.code == 0, result.err
     assert "1 built" in result.err and "remote[0].min_signers" in result.err, result.err
+
+
+SECRET_BLOB = b"internal admin page, not a download\n"
+BLOB_SHA = "0" * 63 + "1"
+
+
+def mirror_recipe(project: Project, kind: str) -> None:
+    """A recipe whose URL no request may reach (127.0.0.1:9 is refused by the policy), so
+    only a mirror could give its bytes."""
+    source = {"files": 'url = "http://127.0.0.1:9/pkg.tar.gz"\nunpack = false\nname = "blob"\n',
+              "debian": 'deb = "hello"\nversion = "1.0-1"\narch = "amd64"\n'
+                        'url = "http://127.0.0.1:9/debian/pool/h/hello_1.0-1_amd64.deb"\n'}[kind]
+    project.recipe("m", f'schema = 1\n[package]\nname = "m"\nversion = "1"\nlicense = "MIT"\n'
+                        f'[[sources]]\n{source}sha256 = "{BLOB_SHA}"\n[build]\nscript = "true"\n')
+
+
+@pytest.mark.parametrize("kind", ["files", "debian"])
+def test_a_project_mirror_reaches_only_what_a_recipe_url_may(project: Project, user: Path, kind: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A project's download mirror is a URL the project chose: without acceptance it
+    may not make this machine ask a loopback service (the user's own mirrors may)."""
+    monkeypatch.delenv("LWRECIPE_ALLOW_PRIVATE", raising=False)
+    mirror_recipe(project, kind)
+    with fault_server() as server:
+        server.add(f"/internal-admin/{BLOB_SHA}", SECRET_BLOB)
+        server.add("/internal-admin/pool/h/hello_1.0-1_amd64.deb", SECRET_BLOB)
+        table = {"files": f'[mirrors]\nfiles = ["{server.url("/internal-admin")}"]\n',
+                 "debian": f'[mirrors.debian]\n"http://127.0.0.1:9/debian" = ["{server.url("/internal-admin")}"]\n'}
+        project.file("lwrecipe.toml", table[kind])
+        plain = run(project, "fetch", "m")
+        assert server.connections == 0 and not server.hits, (server.hits, plain.err)
+        assert plain.code == 1 and "127.0.0.1 is a loopback address" in plain.err, plain.err
+        accepted = run(project, "--accept-project-config", "fetch", "m")
+        assert server.connections > 0, accepted.err  # the user's choice: any address (wrong bytes, still code 3)
+        server.hits.clear()
+        user.write_text(table[kind])  # the same mirror in the user's own config
+        mine = run(project, "fetch", "m")
+        assert server.hits, mine.err
