@@ -189,3 +189,30 @@ def test_the_sound_lockfile_fixture_is_read(project: Project, tmp_path: Path) ->
     project.file("lockfile.toml", ENTRY)
     result = run_capped("--cache", str(tmp_path / "cache"), "why", "pkg", cwd=project.root)
     assert "Traceback" not in result.err and "lockfile.toml" not in result.err, result.err
+
+
+# A number no deadline can be made of: infinite, not a number, absurdly large, or no pace at all.
+BAD_NUMBERS: dict[str, tuple[str, str]] = {
+    "remote timeout inf": ('[[remote]]\nurl = "http://127.0.0.1:1"\ntimeout = inf\n', "remote[0].timeout"),
+    "remote timeout 1e309": ('[[remote]]\nurl = "http://127.0.0.1:1"\ntimeout = 1e309\n', "remote[0].timeout"),
+    "remote timeout nan": ('[[remote]]\nurl = "http://127.0.0.1:1"\ntimeout = nan\n', "remote[0].timeout"),
+    "remote timeout a year": ('[[remote]]\nurl = "http://127.0.0.1:1"\ntimeout = 31536000\n', "remote[0].timeout"),
+    "remote min_rate 0": ('[[remote]]\nurl = "http://127.0.0.1:1"\nmin_rate = 0\n', "remote[0].min_rate"),
+    "remote min_rate inf": ('[[remote]]\nurl = "http://127.0.0.1:1"\nmin_rate = inf\n', "remote[0].min_rate"),
+    "network timeout inf": ("[network]\ntimeout = inf\n", "network.timeout"),
+    "network min_rate 0": ("[network]\nmin_rate = 0\n", "network.min_rate"),
+    "network min_rate nan": ("[network]\nmin_rate = nan\n", "network.min_rate"),
+    "build timeout 1e300": ("[build]\ntimeout = 1e300\n", "build.timeout"),
+    "build max_silent_time inf": ("[build]\nmax_silent_time = inf\n", "build.max_silent_time"),
+}
+
+
+@pytest.mark.parametrize("where", ["project config", "user config"])
+@pytest.mark.parametrize("kind", sorted(BAD_NUMBERS))
+def test_a_config_number_no_deadline_can_be_made_of_is_one_error_line(project: Project, tmp_path: Path,
+                                                                       where: str, kind: str) -> None:
+    path, command, env = place(project, tmp_path, where)
+    text, field = BAD_NUMBERS[kind]
+    path.write_text(text)
+    result = run_capped("--cache", str(tmp_path / "cache"), *command, cwd=project.root, env=env)
+    assert_one_error(result, f"{path.name}: {field}")

@@ -268,3 +268,36 @@ def test_a_project_mirror_reaches_only_what_a_recipe_url_may(project: Project, u
         user.write_text(table[kind])  # the same mirror in the user's own config
         mine = run(project, "fetch", "m")
         assert server.hits, mine.err
+
+
+@pytest.mark.parametrize("values, loosened", [
+    ("timeout = 3600\nmin_rate = 1\n", "remote[0].timeout, remote[0].min_rate"),
+    ("timeout = 3600\nmin_rate = 20480\n", "remote[0].timeout"),
+    ("timeout = 5\nmin_rate = 1\n", "remote[0].min_rate"),
+    ("timeout = 5\nmin_rate = 20480\n", None),
+])
+def test_a_project_remote_may_only_tighten_its_deadlines(project: Project, user: Path, values: str,
+                                                         loosened: str | None) -> None:
+    """A project's remote may not make this machine wait longer on it, or accept a
+    slower drip, than the user's defaults do: a looser value is ignored."""
+    from lwrecipe.inputs.deadlines import DEFAULT_MIN_RATE, DEFAULT_TIMEOUT
+    from lwrecipe.remote.config import load_settings
+
+    remote_recipe(project)
+    with fault_server() as server:
+        project.file("lwrecipe.toml", f'[[remote]]\nurl = "{server.url("")}"\n{values}')
+        plain = run(project, "plan", "base")
+        assert plain.code == 0, plain.err
+        if loosened is None:
+            assert "ignored" not in plain.err, plain.err
+        else:
+            assert f"lwrecipe.toml: {loosened}: ignored" in plain.err, plain.err
+        warned: list[str] = []
+        spec = load_settings(project.root, warn=warned.append).remotes[0]
+        asked = dict(line.split(" = ") for line in values.splitlines())
+        assert spec.timeout == min(float(asked["timeout"]), DEFAULT_TIMEOUT)
+        assert spec.min_rate == max(float(asked["min_rate"]), DEFAULT_MIN_RATE)
+        spec = load_settings(project.root, accept=True, warn=warned.append).remotes[0]
+        assert (spec.timeout, spec.min_rate) == (float(asked["timeout"]), float(asked["min_rate"]))
+        accepted = run(project, "--accept-project-config", "plan", "base")
+        assert accepted.code == 0 and "ignored" not in accepted.err, accepted.err
