@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import UsageError
+from ..urls import url_problem
 
 MIRRORS_ENV = "LWRECIPE_MIRRORS"
 GIT_MIRRORS_ENV = "LWRECIPE_GIT_MIRRORS"
@@ -60,6 +61,8 @@ def check(value: str, kind: str, where: str) -> str:
         authority = value[scheme.end():].split("/", 1)[0]
         if authority.startswith("-") or authority.rpartition("@")[2].startswith("-"):
             raise UsageError(f"{where}: {value!r}: a host cannot start with '-'")
+        if problem := url_problem(value):
+            raise UsageError(f"{where}: {value!r}: {problem}")
         return value
     if kind == "debian":
         raise UsageError(f"{where}: {value!r}: a debian mirror is an http://, https:// or file:// URL")

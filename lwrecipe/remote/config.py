@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..documents import CONFIG_LIMIT, read_toml_file
 from ..errors import UsageError
+from ..urls import url_problem
 from ..inputs.addresses import AddressPolicy
 from ..inputs.deadlines import DEFAULT_MIN_RATE, DEFAULT_TIMEOUT
 from ..inputs.mirrors import Mirrors, from_env, from_table
@@ -118,11 +119,10 @@ def normalise_url(url: str, base: Path | None = None, where: str = "remote") -> 
     if url.startswith(("http://", "https://", "grpc://", "grpcs://")):
         from urllib.parse import urlsplit
 
+        problem = url_problem(url)
+        if problem is not None:
+            raise UsageError(f"{where}: {url}: {problem}")
         parts = urlsplit(url)
-        try:
-            parts.port
-        except ValueError:
-            raise UsageError(f"{where}: {url}: bad port") from None
         if not parts.hostname:
             raise UsageError(f"{where}: {url}: no host")
         return url.rstrip("/")

@@ -216,3 +216,55 @@ def test_a_config_number_no_deadline_can_be_made_of_is_one_error_line(project: P
     path.write_text(text)
     result = run_capped("--cache", str(tmp_path / "cache"), *command, cwd=project.root, env=env)
     assert_one_error(result, f"{path.name}: {field}")
+
+
+# URLs urllib cannot split (an unclosed IPv6 bracket) or whose port is no port.
+BAD_URLS = ["http://[::1", "http://[::1/x.tar.gz", "http://[zz]/x.tar.gz", "http://example.org:99999/x.tar.gz",
+            "http://example.org:port/x.tar.gz"]
+
+
+def url_recipe(field: str, url: str) -> str:
+    source = {"url": f'url = "{url}"\n', "mirrors": f'url = "http://example.org/x.tar.gz"\nmirrors = ["{url}"]\n',
+              "git": f'git = "{url.replace(".tar.gz", ".git")}"\nrev = "{"0" * 40}"\n'}[field]
+    return (f'schema = 1\n[package]\nname = "bad"\nversion = "1"\nlicense = "MIT"\n[[sources]]\n{source}'
+            + ("" if field == "git" else f'sha256 = "{"0" * 64}"\n') + '[build]\nscript = "true"\n')
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+@pytest.mark.parametrize("field", ["url", "mirrors", "git"])
+def test_a_recipe_url_that_is_no_url_is_one_error_line(project: Project, tmp_path: Path, field: str,
+                                                       url: str) -> None:
+    project.recipe("bad", url_recipe(field, url))
+    result = run_capped("--cache", str(tmp_path / "cache"), "fetch", "bad", cwd=project.root)
+    assert_one_error(result, f"bad.toml: sources[0].{field}")
+
+
+@pytest.mark.parametrize("where", ["project config", "user config"])
+@pytest.mark.parametrize("table, url", [(table, url) for table in ("remote", "files", "debian", "git")
+                                        for url in ("http://[::1", "http://example.org:99999")]
+                         + [("remote", "grpc://[zz")])
+def test_a_config_url_that_is_no_url_is_one_error_line(project: Project, tmp_path: Path, where: str, table: str,
+                                                       url: str) -> None:
+    path, _, env = place(project, tmp_path, where)
+    text = {"remote": f'[[remote]]\nurl = "{url}"\n', "files": f'[mirrors]\nfiles = ["{url}"]\n',
+            "debian": f'[mirrors.debian]\n"http://example.org/" = ["{url}"]\n',
+            "git": f'[mirrors.git]\n"http://example.org/" = ["{url}"]\n'}[table]
+    path.write_text(text)
+    flags = ["--accept-project-config"] if where == "project config" else []  # git mirrors apply only then
+    command = "plan" if table == "remote" else "fetch"  # what reads the remotes, the mirrors
+    result = run_capped(*flags, "--cache", str(tmp_path / "cache"), command, "pkg", cwd=project.root, env=env)
+    field = "remote.url" if table == "remote" else f"mirrors.{table}"
+    assert_one_error(result, f"{path.name}: {field}")
+
+
+@pytest.mark.parametrize("how", ["--remote", "LWRECIPE_REMOTES", "LWRECIPE_MIRRORS", "LWRECIPE_DEBIAN_MIRRORS",
+                                 "LWRECIPE_GIT_MIRRORS"])
+def test_a_url_the_user_gives_that_is_no_url_is_one_error_line(project: Project, tmp_path: Path, how: str) -> None:
+    url = "http://[::1"
+    args, env = {"--remote": (["--remote", url], {}), "LWRECIPE_REMOTES": ([], {how: url}),
+                 "LWRECIPE_MIRRORS": ([], {how: url}),
+                 "LWRECIPE_DEBIAN_MIRRORS": ([], {how: f"http://example.org/={url}"}),
+                 "LWRECIPE_GIT_MIRRORS": ([], {how: f"http://example.org/={url}"})}[how]
+    command = "plan" if "REMOTE" in how.upper() else "fetch"
+    result = run_capped("--cache", str(tmp_path / "cache"), command, "pkg", *args, cwd=project.root, env=env)
+    assert_one_error(result, url)
