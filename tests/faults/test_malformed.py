@@ -268,3 +268,23 @@ def test_a_url_the_user_gives_that_is_no_url_is_one_error_line(project: Project,
     command = "plan" if "REMOTE" in how.upper() else "fetch"
     result = run_capped("--cache", str(tmp_path / "cache"), command, "pkg", *args, cwd=project.root, env=env)
     assert_one_error(result, url)
+
+
+def test_an_internal_error_is_one_line_not_a_traceback(project: Project, tmp_path: Path) -> None:
+    """The last resort: an exception lwrecipe did not expect (here the standard
+    library's os.getcwd failing, with a terminal escape in its text) is one
+    escaped line and exit 1; LWRECIPE_TRACEBACK=1 shows the traceback too."""
+    code = ("import os, sys\n"
+            "def broken(): raise RuntimeError('no cwd \\x1b[2J here')\n"
+            "os.getcwd = broken\n"
+            "from lwrecipe.cli.main import main\n"
+            "sys.exit(main(['--cache', sys.argv[1], 'plan', 'pkg']))\n")
+    command = [sys.executable, "-I", "-c", code, str(tmp_path / "cache")]
+    env = {k: v for k, v in os.environ.items() if k != "LWRECIPE_TRACEBACK"}
+    proc = subprocess.run(command, cwd=project.root, capture_output=True, text=True, env=env)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "\x1b" not in proc.stderr, proc.stderr
+    assert proc.stderr == ("error: internal error: RuntimeError: no cwd \\x1b[2J here (a bug in lwrecipe; "
+                           "LWRECIPE_TRACEBACK=1 prints the traceback)\n"), proc.stderr
+    shown = subprocess.run(command, cwd=project.root, capture_output=True, text=True,
+                           env={**env, "LWRECIPE_TRACEBACK": "1"})
+    assert shown.returncode == 1 and "Traceback" in shown.stderr and "in broken" in shown.stderr, shown.stderr
