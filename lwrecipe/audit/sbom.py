@@ -45,7 +45,10 @@ def _host_supplier(url: str) -> str:
     host (github.com/joelseverin), else the host (musl.libc.org)."""
     from urllib.parse import urlsplit
 
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a lockfile's text: recipes' URLs are checked, a hand-edited lockfile's not
+        return url
     host = parts.hostname or url
     if host.endswith("debian.org"):
         return "Debian"

@@ -153,7 +153,7 @@ def fetch_inputs(ctx: Context, graph, names: list[str], jobs: int, offline: bool
     mirrors = project_mirrors(ctx, graph.recipes[graph.targets[0]].root)
     reporter = reporter or make_reporter(quiet=ctx.verbosity < 0)
     with project_client(ctx, graph.recipes[graph.targets[0]].root) as client, (reporter if isinstance(reporter, RichReporter) else contextlib.nullcontext()):
-        downloader = Downloader(store, client, mirrors=mirrors.files, reporter=reporter)
+        downloader = Downloader(store, client, mirrors=mirrors.files, held=mirrors.held, reporter=reporter)
         return fetch_recipes([graph.recipes[n] for n in names], store, downloader, jobs=jobs, offline=offline,
                              mirrors=mirrors)
 

@@ -105,7 +105,7 @@ def _repair(ctx: Context, store, quarantined) -> None:  # noqa: ANN001
                 if record is not None and entry.name in ((record.get("blob") or {}).get("sha256"), record.get("log")):
                     keys.add(path.name)
     with project_client(ctx, root) as client:
-        downloader = Downloader(store, client, mirrors=mirrors.files)
+        downloader = Downloader(store, client, mirrors=mirrors.files, held=mirrors.held)
         for entry in quarantined:
             if entry.area != "sources":
                 continue

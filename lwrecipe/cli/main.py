@@ -2,19 +2,25 @@
 
 Each command calls the library and formats what it returns; errors arrive as
 LwrecipeError and leave as one `error: <where>: <what>` line per problem with
-the documented exit status. One module per command group adds its parsers.
+the documented exit status. Any other exception is a bug in lwrecipe: one
+`error: internal error: …` line, exit 1 (LWRECIPE_TRACEBACK=1 adds the
+traceback). One module per command group adds its parsers.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import LwrecipeError
 from . import build, cache, completion, debs, keys, mirror, plan, release, serve, shell
 from .common import EPILOG, Context, say_error
+
+TRACEBACK_ENV = "LWRECIPE_TRACEBACK"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,9 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and not getattr(args, "takes_command", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra  # `shell TARGET -- CMD...`
-    ctx = Context(args)
     try:
-        return args.func(ctx)
+        return args.func(Context(args))
     except LwrecipeError as exc:
         for line in exc.lines():
             say_error(line)
@@ -58,4 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         say_error(f"{where}{exc.strerror or exc}")
         return 1
     except BrokenPipeError:
+        return 1
+    except Exception as exc:  # the last resort: a bug in lwrecipe, one line and not a traceback
+        if os.environ.get(TRACEBACK_ENV) == "1":
+            traceback.print_exc()
+        say_error(f"internal error: {type(exc).__name__}: {exc} (a bug in lwrecipe; "
+                  f"{TRACEBACK_ENV}=1 prints the traceback)")
         return 1

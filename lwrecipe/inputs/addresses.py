@@ -117,16 +117,15 @@ _SCP = re.compile(r"(?:[^@/]+@)?(\[[^\]/]+\]|[^:/]+):")  # git's user@host:path
 
 def git_host(url: str) -> tuple[str, int] | None:
     """The host and port git connects to for url (http(s)://, git://, ssh://, or
-    user@host:path); None for a repository on this machine."""
+    user@host:path); None for a repository on this machine. A ValueError when
+    `url` is not one urllib can take apart (recipes and mirrors are checked on
+    the way in: lwrecipe.urls)."""
     parts = urlsplit(url)
     ports = {"http": 80, "https": 443, "git": 9418, "ssh": 22, "git+ssh": 22, "ssh+git": 22}
     if "://" in url:
         if parts.scheme.lower() not in ports or not parts.hostname:
             return None
-        try:
-            return parts.hostname, parts.port or ports[parts.scheme.lower()]
-        except ValueError:
-            return None
+        return parts.hostname, parts.port or ports[parts.scheme.lower()]
     scp = _SCP.match(url)
     return (scp.group(1).strip("[]"), 22) if scp and "/" not in scp.group(1) else None
 
@@ -135,7 +134,10 @@ def git_refusal(policy: AddressPolicy, url: str) -> str | None:
     """Why git may not fetch url (a name resolving to an address policy refuses), or
     None. Git resolves the name again itself: a name answered otherwise the second
     time is not caught (docs/security.md)."""
-    where = None if policy.anything else git_host(url)
+    try:
+        where = None if policy.anything else git_host(url)
+    except ValueError as exc:
+        return f"{url}: not a URL ({exc}); refused"
     if where is None:
         return None
     if not _PLAIN_HOST.fullmatch(where[0]):  # %-escapes and the like, which git decodes and this lookup would not

@@ -5,7 +5,8 @@ Content-Encoding cannot change what is verified) and renamed into sources/ only
 once they match. The downloader is handed its HTTP client (web.py); it never prints,
 it reports events to a Reporter. A recipe's URLs reach only the addresses the
 client's AddressPolicy allows; the user's own mirrors (and a Wanted's `trusted`
-locations) any. A location that drips (deadlines.py) is abandoned, not retried.
+locations) any, a mirror `held` (an unaccepted project's) only what a recipe's
+URL may. A location that drips (deadlines.py) is abandoned, not retried.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -164,6 +165,7 @@ class Downloader:
     store: Store
     client: Client
     mirrors: Sequence[str] = ()
+    held: Collection[str] = ()  # mirrors an unaccepted project chose: held to the client's AddressPolicy
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     reporter: Reporter = field(default_factory=NullReporter)
     sleep: Callable[[float], None] = time.sleep
@@ -189,7 +191,8 @@ class Downloader:
     def _download(self, wanted: Wanted, places: list[str], offline: bool) -> Fetched:
         attempts: list[str] = []
         mismatches = 0
-        mine = set(locations(Wanted(wanted.label, wanted.sha256, (), wanted.basename), self.mirrors))
+        users = [m for m in self.mirrors if m not in self.held]
+        mine = set(locations(Wanted(wanted.label, wanted.sha256, (), wanted.basename), users))
         for where in places:
             with self.store.staging() as staged:
                 try:

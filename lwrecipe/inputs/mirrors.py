@@ -10,7 +10,10 @@ those and adds them here, after the environment's):
 - debian: `PREFIX=BASE` rules for Debian package URLs (LWRECIPE_DEBIAN_MIRRORS).
 
 The fetchers are handed one Mirrors value; none of them reads the environment.
-Whatever a mirror serves is verified as if it came from the recipe's URL. Every
+Whatever a mirror serves is verified as if it came from the recipe's URL. A
+mirror the user chose (the environment, their own config, a project they
+accepted) may be at any address; one an unaccepted project chose is `held` to
+the addresses a recipe's URL may reach (addresses.py). Every
 value is checked on the way in (`check`): a URL of a scheme its kind is fetched
 with, or a path; never a value git or another tool could take as an option.
 """
@@ -20,10 +23,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import UsageError
+from ..urls import url_problem
 
 MIRRORS_ENV = "LWRECIPE_MIRRORS"
 GIT_MIRRORS_ENV = "LWRECIPE_GIT_MIRRORS"
@@ -57,6 +61,8 @@ def check(value: str, kind: str, where: str) -> str:
         authority = value[scheme.end():].split("/", 1)[0]
         if authority.startswith("-") or authority.rpartition("@")[2].startswith("-"):
             raise UsageError(f"{where}: {value!r}: a host cannot start with '-'")
+        if problem := url_problem(value):
+            raise UsageError(f"{where}: {value!r}: {problem}")
         return value
     if kind == "debian":
         raise UsageError(f"{where}: {value!r}: a debian mirror is an http://, https:// or file:// URL")
@@ -99,20 +105,32 @@ class Mirrors:
     files: tuple[str, ...] = ()  # HTTP(S) base URLs or absolute local directories
     git: tuple[Rule, ...] = ()
     debian: tuple[Rule, ...] = ()
+    # file mirrors and Debian bases a project the user did not accept chose (and the
+    # user did not): reached only where a recipe's URL may be
+    held: frozenset[str] = frozenset()
 
     def __add__(self, other: Mirrors) -> Mirrors:
         return Mirrors(tuple(dict.fromkeys(self.files + other.files)), tuple(dict.fromkeys(self.git + other.git)),
-                       tuple(dict.fromkeys(self.debian + other.debian)))
+                       tuple(dict.fromkeys(self.debian + other.debian)), self.held | other.held)
+
+    def places(self) -> frozenset[str]:
+        """Every file mirror and Debian base."""
+        return frozenset(self.files) | {base for _, base in self.debian}
+
+    def hold(self, chosen_by_user: Mirrors) -> Mirrors:
+        """These mirrors, all held to a recipe's addresses except those `chosen_by_user` names too."""
+        return replace(self, held=self.held | (self.places() - chosen_by_user.places()))
 
     def git_locations(self, url: str) -> list[str]:
         """Where to fetch a git source from, in order: the mirrors its rules give,
         then the url itself. The commit decides, never the place."""
         return [*rewrite(url, self.git), url]
 
-    def debian_urls(self, url: str) -> list[str]:
+    def debian_urls(self, url: str, users_only: bool = False) -> list[str]:
         """Other places of a Debian package (snapshot.debian.org keeps every version
-        ever published, so pins outlive a point release)."""
-        return rewrite(url, self.debian)
+        ever published, so pins outlive a point release); users_only: only those
+        of mirrors not `held`."""
+        return rewrite(url, tuple(r for r in self.debian if not (users_only and r[1] in self.held)))
 
     def directories(self) -> list[Path]:
         """The local directories among the file mirrors."""

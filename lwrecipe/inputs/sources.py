@@ -36,9 +36,10 @@ def downloads(recipe: Recipe, mirrors: Mirrors = Mirrors()) -> list[Wanted]:
             found.append(Wanted(f"{recipe.name}: sources[{i}]", Sha256(src.sha256), (src.url, *src.mirrors),
                                 src.basename))
         elif isinstance(src, DebSource):
-            users = tuple(mirrors.debian_urls(src.url))  # the user's Debian mirrors: any address
-            found.append(Wanted(f"{recipe.name}: sources[{i}]", Sha256(src.sha256), (src.url, *src.mirrors, *users),
-                                src.basename, trusted=users))
+            configured = tuple(mirrors.debian_urls(src.url))
+            users = tuple(mirrors.debian_urls(src.url, users_only=True))  # the user's Debian mirrors: any address
+            found.append(Wanted(f"{recipe.name}: sources[{i}]", Sha256(src.sha256),
+                                (src.url, *src.mirrors, *configured), src.basename, trusted=users))
     for i, patch in enumerate(recipe.doc.patches):
         if isinstance(patch, UrlPatch):
             name = patch.url.rstrip("/").rsplit("/", 1)[-1]

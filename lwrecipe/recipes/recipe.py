@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field
 
 from ..documents import RECIPE_LIMIT, parse_toml, read_file
 from ..errors import DocumentError, Problem, RecipeError
+from ..urls import url_problem
 from . import recipecache
 from .keys import Sha256, built_on, is_git_rev, is_sha256, sha256_bytes
 
@@ -58,12 +59,16 @@ def _git_rev(value: str) -> str:
 def _http_url(value: str) -> str:
     if not _URL_RE.fullmatch(value):
         raise ValueError(f"{value!r} is not an http(s) URL")
+    if problem := url_problem(value):
+        raise ValueError(f"{value!r}: {problem}")
     return value
 
 
 def _git_url(value: str) -> str:
     if not _GIT_URL_RE.fullmatch(value):
         raise ValueError(f"{value!r} is not an http(s), git or file URL")
+    if problem := url_problem(value):
+        raise ValueError(f"{value!r}: {problem}")
     return value
 
 

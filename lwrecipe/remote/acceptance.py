@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
+from ..inputs.deadlines import DEFAULT_MIN_RATE, DEFAULT_TIMEOUT
 
 if TYPE_CHECKING:
     from .configfile import MirrorsEntry, RemoteEntry
@@ -100,7 +101,8 @@ def restrict(doc: Any, project: Path, user_min_signers: int) -> tuple[Any, list[
 
 def _remote(entry: RemoteEntry, project: Path, user_min_signers: int) -> tuple[RemoteEntry | None, list[str]]:
     """A project's remote as it may be used: pulled from only, without credentials,
-    with the user's keys and no fewer signers than the user asks for. A directory
+    with the user's keys, no fewer signers than the user asks for and deadlines no
+    looser than the defaults (a smaller timeout, a larger min_rate). A directory
     outside the project is not used at all ("" names the whole entry). A gRPC server
     is kept only for the user to name (`--remote NAME`, `--executor NAME`;
     load_settings leaves it out otherwise): gRPC resolves its host itself, so the
@@ -125,6 +127,12 @@ def _remote(entry: RemoteEntry, project: Path, user_min_signers: int) -> tuple[R
     if entry.min_signers is not None and entry.min_signers < user_min_signers:
         dropped.append(".min_signers")
         update["min_signers"] = None
+    if entry.timeout > DEFAULT_TIMEOUT:  # longer waits on the project's server than the user's defaults
+        dropped.append(".timeout")
+        update["timeout"] = DEFAULT_TIMEOUT
+    if entry.min_rate < DEFAULT_MIN_RATE:  # a slower drip than the user's defaults accept
+        dropped.append(".min_rate")
+        update["min_rate"] = DEFAULT_MIN_RATE
     return entry.model_copy(update=update), dropped
 
 

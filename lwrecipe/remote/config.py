@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..documents import CONFIG_LIMIT, read_toml_file
 from ..errors import UsageError
+from ..urls import url_problem
 from ..inputs.addresses import AddressPolicy
 from ..inputs.deadlines import DEFAULT_MIN_RATE, DEFAULT_TIMEOUT
 from ..inputs.mirrors import Mirrors, from_env, from_table
@@ -119,11 +120,10 @@ def normalise_url(url: str, base: Path | None = None, where: str = "remote") -> 
     if url.startswith(("http://", "https://", "grpc://", "grpcs://")):
         from urllib.parse import urlsplit
 
+        problem = url_problem(url)
+        if problem is not None:
+            raise UsageError(f"{where}: {url}: {problem}")
         parts = urlsplit(url)
-        try:
-            parts.port
-        except ValueError:
-            raise UsageError(f"{where}: {url}: bad port") from None
         if not parts.hostname:
             raise UsageError(f"{where}: {url}: no host")
         return url.rstrip("/")
@@ -309,11 +309,15 @@ def load_mirrors(project: Path, env: dict[str, str] | None = None, accept: bool 
                  warn: Warn = _say) -> Mirrors:
     """Every mirror setting, tried in this order: the environment's, then the
     project's lwrecipe.toml (what of it applies: config_files), then the user's
-    config file (relative directories in a file are taken from that file's directory)."""
+    config file (relative directories in a file are taken from that file's directory).
+    An unaccepted project's mirrors are `held` to the addresses a recipe's URL may reach."""
     env = dict(os.environ) if env is None else env
     mirrors = from_env(env)
-    for path, doc in config_files(project, env, accept, warn)[0]:
-        table = doc.mirrors
-        if table is not None:
-            mirrors += from_table(table.files, table.git, table.debian, path.parent.absolute(), str(path))
-    return mirrors
+    files, accepted = config_files(project, env, accept, warn)
+    found = [Mirrors() if doc.mirrors is None else
+             from_table(doc.mirrors.files, doc.mirrors.git, doc.mirrors.debian, path.parent.absolute(), str(path))
+             for path, doc in files]
+    project_mirrors, user_mirrors = found
+    if not accepted:  # the project's own choices reach only what a recipe's URL may
+        project_mirrors = project_mirrors.hold(mirrors + user_mirrors)
+    return mirrors + project_mirrors + user_mirrors

@@ -15,13 +15,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True, defer_build=True)
 
 
+# Every number a deadline is made of is finite and bounded: `inf` (or 1e309) would
+# remove the deadline, or overflow the clock it is added to.
+MAX_TRANSFER_TIMEOUT = 3600.0  # seconds a transfer may go without its pace
+MAX_RATE = float(1 << 40)  # bytes per second
+MAX_BUILD_SECONDS = 30 * 86400.0
+TransferSeconds = Annotated[float, Field(gt=0, le=MAX_TRANSFER_TIMEOUT, allow_inf_nan=False, strict=False)]
+Rate = Annotated[float, Field(ge=1, le=MAX_RATE, allow_inf_nan=False, strict=False)]  # bytes/s over `timeout` s
+
+
 class RemoteEntry(_Strict):
     url: str
     name: str | None = None
     push: bool = False
     trusted_keys: list[str] = []
-    timeout: Annotated[float, Field(gt=0, strict=False)] = DEFAULT_TIMEOUT
-    min_rate: Annotated[float, Field(ge=0, strict=False)] = DEFAULT_MIN_RATE  # bytes/s over `timeout` seconds
+    timeout: TransferSeconds = DEFAULT_TIMEOUT
+    min_rate: Rate = DEFAULT_MIN_RATE
     auth_env: str | None = None  # the environment variable holding the header's value
     auth_header: str = "Authorization"
     # A record from this remote is used only when this many distinct trusted keys
@@ -42,8 +51,8 @@ class NetworkEntry(_Strict):
     """`[network]`: downloads of a recipe's URLs (a project's only when accepted)."""
 
     allow_private: list[str] = []  # addresses and networks a recipe's URL may reach after all
-    timeout: Annotated[float, Field(gt=0, strict=False)] = DEFAULT_TIMEOUT
-    min_rate: Annotated[float, Field(ge=0, strict=False)] = DEFAULT_MIN_RATE
+    timeout: TransferSeconds = DEFAULT_TIMEOUT
+    min_rate: Rate = DEFAULT_MIN_RATE
 
 
 class AcceptEntry(_Strict):
@@ -66,7 +75,7 @@ def _size(value: object) -> object:
     return value
 
 
-Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False, strict=False)]
+Seconds = Annotated[float, Field(gt=0, le=MAX_BUILD_SECONDS, allow_inf_nan=False, strict=False)]
 Size = Annotated[int, BeforeValidator(_size), Field(gt=0)]
 
 

@@ -170,7 +170,10 @@ class HttpBackend:
         own = urlsplit(url).path.rstrip("/")
         members = []
         for response in tree.findall("{DAV:}response"):
-            href = unquote(urlsplit(response.findtext("{DAV:}href", "")).path).rstrip("/")
+            try:
+                href = unquote(urlsplit(response.findtext("{DAV:}href", "")).path).rstrip("/")
+            except ValueError:  # the server's answer: an href urllib cannot take apart is no member
+                continue
             if href == own or not href:
                 continue
             prop = response.find("{DAV:}propstat/{DAV:}prop")

@@ -189,3 +189,102 @@ def test_the_sound_lockfile_fixture_is_read(project: Project, tmp_path: Path) ->
     project.file("lockfile.toml", ENTRY)
     result = run_capped("--cache", str(tmp_path / "cache"), "why", "pkg", cwd=project.root)
     assert "Traceback" not in result.err and "lockfile.toml" not in result.err, result.err
+
+
+# A number no deadline can be made of: infinite, not a number, absurdly large, or no pace at all.
+BAD_NUMBERS: dict[str, tuple[str, str]] = {
+    "remote timeout inf": ('[[remote]]\nurl = "http://127.0.0.1:1"\ntimeout = inf\n', "remote[0].timeout"),
+    "remote timeout 1e309": ('[[remote]]\nurl = "http://127.0.0.1:1"\ntimeout = 1e309\n', "remote[0].timeout"),
+    "remote timeout nan": ('[[remote]]\nurl = "http://127.0.0.1:1"\ntimeout = nan\n', "remote[0].timeout"),
+    "remote timeout a year": ('[[remote]]\nurl = "http://127.0.0.1:1"\ntimeout = 31536000\n', "remote[0].timeout"),
+    "remote min_rate 0": ('[[remote]]\nurl = "http://127.0.0.1:1"\nmin_rate = 0\n', "remote[0].min_rate"),
+    "remote min_rate inf": ('[[remote]]\nurl = "http://127.0.0.1:1"\nmin_rate = inf\n', "remote[0].min_rate"),
+    "network timeout inf": ("[network]\ntimeout = inf\n", "network.timeout"),
+    "network min_rate 0": ("[network]\nmin_rate = 0\n", "network.min_rate"),
+    "network min_rate nan": ("[network]\nmin_rate = nan\n", "network.min_rate"),
+    "build timeout 1e300": ("[build]\ntimeout = 1e300\n", "build.timeout"),
+    "build max_silent_time inf": ("[build]\nmax_silent_time = inf\n", "build.max_silent_time"),
+}
+
+
+@pytest.mark.parametrize("where", ["project config", "user config"])
+@pytest.mark.parametrize("kind", sorted(BAD_NUMBERS))
+def test_a_config_number_no_deadline_can_be_made_of_is_one_error_line(project: Project, tmp_path: Path,
+                                                                       where: str, kind: str) -> None:
+    path, command, env = place(project, tmp_path, where)
+    text, field = BAD_NUMBERS[kind]
+    path.write_text(text)
+    result = run_capped("--cache", str(tmp_path / "cache"), *command, cwd=project.root, env=env)
+    assert_one_error(result, f"{path.name}: {field}")
+
+
+# URLs urllib cannot split (an unclosed IPv6 bracket) or whose port is no port.
+BAD_URLS = ["http://[::1", "http://[::1/x.tar.gz", "http://[zz]/x.tar.gz", "http://example.org:99999/x.tar.gz",
+            "http://example.org:port/x.tar.gz"]
+
+
+def url_recipe(field: str, url: str) -> str:
+    source = {"url": f'url = "{url}"\n', "mirrors": f'url = "http://example.org/x.tar.gz"\nmirrors = ["{url}"]\n',
+              "git": f'git = "{url.replace(".tar.gz", ".git")}"\nrev = "{"0" * 40}"\n'}[field]
+    return (f'schema = 1\n[package]\nname = "bad"\nversion = "1"\nlicense = "MIT"\n[[sources]]\n{source}'
+            + ("" if field == "git" else f'sha256 = "{"0" * 64}"\n') + '[build]\nscript = "true"\n')
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+@pytest.mark.parametrize("field", ["url", "mirrors", "git"])
+def test_a_recipe_url_that_is_no_url_is_one_error_line(project: Project, tmp_path: Path, field: str,
+                                                       url: str) -> None:
+    project.recipe("bad", url_recipe(field, url))
+    result = run_capped("--cache", str(tmp_path / "cache"), "fetch", "bad", cwd=project.root)
+    assert_one_error(result, f"bad.toml: sources[0].{field}")
+
+
+@pytest.mark.parametrize("where", ["project config", "user config"])
+@pytest.mark.parametrize("table, url", [(table, url) for table in ("remote", "files", "debian", "git")
+                                        for url in ("http://[::1", "http://example.org:99999")]
+                         + [("remote", "grpc://[zz")])
+def test_a_config_url_that_is_no_url_is_one_error_line(project: Project, tmp_path: Path, where: str, table: str,
+                                                       url: str) -> None:
+    path, _, env = place(project, tmp_path, where)
+    text = {"remote": f'[[remote]]\nurl = "{url}"\n', "files": f'[mirrors]\nfiles = ["{url}"]\n',
+            "debian": f'[mirrors.debian]\n"http://example.org/" = ["{url}"]\n',
+            "git": f'[mirrors.git]\n"http://example.org/" = ["{url}"]\n'}[table]
+    path.write_text(text)
+    flags = ["--accept-project-config"] if where == "project config" else []  # git mirrors apply only then
+    command = "plan" if table == "remote" else "fetch"  # what reads the remotes, the mirrors
+    result = run_capped(*flags, "--cache", str(tmp_path / "cache"), command, "pkg", cwd=project.root, env=env)
+    field = "remote.url" if table == "remote" else f"mirrors.{table}"
+    assert_one_error(result, f"{path.name}: {field}")
+
+
+@pytest.mark.parametrize("how", ["--remote", "LWRECIPE_REMOTES", "LWRECIPE_MIRRORS", "LWRECIPE_DEBIAN_MIRRORS",
+                                 "LWRECIPE_GIT_MIRRORS"])
+def test_a_url_the_user_gives_that_is_no_url_is_one_error_line(project: Project, tmp_path: Path, how: str) -> None:
+    url = "http://[::1"
+    args, env = {"--remote": (["--remote", url], {}), "LWRECIPE_REMOTES": ([], {how: url}),
+                 "LWRECIPE_MIRRORS": ([], {how: url}),
+                 "LWRECIPE_DEBIAN_MIRRORS": ([], {how: f"http://example.org/={url}"}),
+                 "LWRECIPE_GIT_MIRRORS": ([], {how: f"http://example.org/={url}"})}[how]
+    command = "plan" if "REMOTE" in how.upper() else "fetch"
+    result = run_capped("--cache", str(tmp_path / "cache"), command, "pkg", *args, cwd=project.root, env=env)
+    assert_one_error(result, url)
+
+
+def test_an_internal_error_is_one_line_not_a_traceback(project: Project, tmp_path: Path) -> None:
+    """The last resort: an exception lwrecipe did not expect (here the standard
+    library's os.getcwd failing, with a terminal escape in its text) is one
+    escaped line and exit 1; LWRECIPE_TRACEBACK=1 shows the traceback too."""
+    code = ("import os, sys\n"
+            "def broken(): raise RuntimeError('no cwd \\x1b[2J here')\n"
+            "os.getcwd = broken\n"
+            "from lwrecipe.cli.main import main\n"
+            "sys.exit(main(['--cache', sys.argv[1], 'plan', 'pkg']))\n")
+    command = [sys.executable, "-I", "-c", code, str(tmp_path / "cache")]
+    env = {k: v for k, v in os.environ.items() if k != "LWRECIPE_TRACEBACK"}
+    proc = subprocess.run(command, cwd=project.root, capture_output=True, text=True, env=env)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "\x1b" not in proc.stderr, proc.stderr
+    assert proc.stderr == ("error: internal error: RuntimeError: no cwd \\x1b[2J here (a bug in lwrecipe; "
+                           "LWRECIPE_TRACEBACK=1 prints the traceback)\n"), proc.stderr
+    shown = subprocess.run(command, cwd=project.root, capture_output=True, text=True,
+                           env={**env, "LWRECIPE_TRACEBACK": "1"})
+    assert shown.returncode == 1 and "Traceback" in shown.stderr and "in broken" in shown.stderr, shown.stderr

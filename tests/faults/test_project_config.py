@@ -230,3 +230,74 @@ def test_a_project_remote_cannot_lower_the_users_min_signers(project: Project, m
     result = carol.run("build", "base")
     assert result.code == 0, result.err
     assert "1 built" in result.err and "remote[0].min_signers" in result.err, result.err
+
+
+SECRET_BLOB = b"internal admin page, not a download\n"
+BLOB_SHA = "0" * 63 + "1"
+
+
+def mirror_recipe(project: Project, kind: str) -> None:
+    """A recipe whose URL no request may reach (127.0.0.1:9 is refused by the policy), so
+    only a mirror could give its bytes."""
+    source = {"files": 'url = "http://127.0.0.1:9/pkg.tar.gz"\nunpack = false\nname = "blob"\n',
+              "debian": 'deb = "hello"\nversion = "1.0-1"\narch = "amd64"\n'
+                        'url = "http://127.0.0.1:9/debian/pool/h/hello_1.0-1_amd64.deb"\n'}[kind]
+    project.recipe("m", f'schema = 1\n[package]\nname = "m"\nversion = "1"\nlicense = "MIT"\n'
+                        f'[[sources]]\n{source}sha256 = "{BLOB_SHA}"\n[build]\nscript = "true"\n')
+
+
+@pytest.mark.parametrize("kind", ["files", "debian"])
+def test_a_project_mirror_reaches_only_what_a_recipe_url_may(project: Project, user: Path, kind: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A project's download mirror is a URL the project chose: without acceptance it
+    may not make this machine ask a loopback service (the user's own mirrors may)."""
+    monkeypatch.delenv("LWRECIPE_ALLOW_PRIVATE", raising=False)
+    mirror_recipe(project, kind)
+    with fault_server() as server:
+        server.add(f"/internal-admin/{BLOB_SHA}", SECRET_BLOB)
+        server.add("/internal-admin/pool/h/hello_1.0-1_amd64.deb", SECRET_BLOB)
+        table = {"files": f'[mirrors]\nfiles = ["{server.url("/internal-admin")}"]\n',
+                 "debian": f'[mirrors.debian]\n"http://127.0.0.1:9/debian" = ["{server.url("/internal-admin")}"]\n'}
+        project.file("lwrecipe.toml", table[kind])
+        plain = run(project, "fetch", "m")
+        assert server.connections == 0 and not server.hits, (server.hits, plain.err)
+        assert plain.code == 1 and "127.0.0.1 is a loopback address" in plain.err, plain.err
+        accepted = run(project, "--accept-project-config", "fetch", "m")
+        assert server.connections > 0, accepted.err  # the user's choice: any address (wrong bytes, still code 3)
+        server.hits.clear()
+        user.write_text(table[kind])  # the same mirror in the user's own config
+        mine = run(project, "fetch", "m")
+        assert server.hits, mine.err
+
+
+@pytest.mark.parametrize("values, loosened", [
+    ("timeout = 3600\nmin_rate = 1\n", "remote[0].timeout, remote[0].min_rate"),
+    ("timeout = 3600\nmin_rate = 20480\n", "remote[0].timeout"),
+    ("timeout = 5\nmin_rate = 1\n", "remote[0].min_rate"),
+    ("timeout = 5\nmin_rate = 20480\n", None),
+])
+def test_a_project_remote_may_only_tighten_its_deadlines(project: Project, user: Path, values: str,
+                                                         loosened: str | None) -> None:
+    """A project's remote may not make this machine wait longer on it, or accept a
+    slower drip, than the user's defaults do: a looser value is ignored."""
+    from lwrecipe.inputs.deadlines import DEFAULT_MIN_RATE, DEFAULT_TIMEOUT
+    from lwrecipe.remote.config import load_settings
+
+    remote_recipe(project)
+    with fault_server() as server:
+        project.file("lwrecipe.toml", f'[[remote]]\nurl = "{server.url("")}"\n{values}')
+        plain = run(project, "plan", "base")
+        assert plain.code == 0, plain.err
+        if loosened is None:
+            assert "ignored" not in plain.err, plain.err
+        else:
+            assert f"lwrecipe.toml: {loosened}: ignored" in plain.err, plain.err
+        warned: list[str] = []
+        spec = load_settings(project.root, warn=warned.append).remotes[0]
+        asked = dict(line.split(" = ") for line in values.splitlines())
+        assert spec.timeout == min(float(asked["timeout"]), DEFAULT_TIMEOUT)
+        assert spec.min_rate == max(float(asked["min_rate"]), DEFAULT_MIN_RATE)
+        spec = load_settings(project.root, accept=True, warn=warned.append).remotes[0]
+        assert (spec.timeout, spec.min_rate) == (float(asked["timeout"]), float(asked["min_rate"]))
+        accepted = run(project, "--accept-project-config", "plan", "base")
+        assert accepted.code == 0 and "ignored" not in accepted.err, accepted.err
