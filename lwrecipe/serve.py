@@ -80,9 +80,9 @@ class SiteHandler(SimpleHTTPRequestHandler):
 
     root: Beneath  # the served directory, held open (set by make_server)
 
-    def _parts(self) -> list[str] | None:
+    def _parts(self, path: str) -> list[str] | None:
         """The URL's path as names below the root; None for `..`, NUL or `/` in a name."""
-        names = [unquote(p, errors="surrogateescape") for p in urlsplit(self.path).path.split("/")]
+        names = [unquote(p, errors="surrogateescape") for p in path.split("/")]
         if any(n == ".." or "\0" in n or "/" in n for n in names):
             return None
         return [n for n in names if n not in ("", ".")]
@@ -100,7 +100,12 @@ class SiteHandler(SimpleHTTPRequestHandler):
         return None
 
     def send_head(self) -> Any:
-        parts = self._parts()
+        try:
+            url = urlsplit(self.path)
+        except ValueError:  # `//[::1`: a request target urllib cannot take apart
+            self.send_error(HTTPStatus.BAD_REQUEST, "Bad request target")
+            return None
+        parts = self._parts(url.path)
         if parts is None:
             self.send_error(HTTPStatus.NOT_FOUND, "File not found")
             return None
@@ -110,7 +115,6 @@ class SiteHandler(SimpleHTTPRequestHandler):
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
             os.close(fd)
-            url = urlsplit(self.path)
             if not url.path.endswith("/"):
                 self.send_response(HTTPStatus.MOVED_PERMANENTLY)
                 self.send_header("Location", url._replace(path=url.path + "/").geturl())
@@ -126,7 +130,7 @@ class SiteHandler(SimpleHTTPRequestHandler):
                     return self._file(fd, index)
                 os.close(fd)
             return self._listing(parts)
-        if not stat.S_ISREG(st.st_mode) or urlsplit(self.path).path.endswith("/"):
+        if not stat.S_ISREG(st.st_mode) or url.path.endswith("/"):
             os.close(fd)
             self.send_error(HTTPStatus.NOT_FOUND, "File not found")
             return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -167,6 +168,22 @@ def test_a_fifo_in_a_served_directory_does_not_hang_the_server(tmp_path: Path) -
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_request_target_urllib_cannot_split_is_a_bad_request(tmp_path: Path, capfd) -> None:  # noqa: ANN001
+    (tmp_path / "index.html").write_text("ok")
+    server = make_server(tmp_path, port=0, quiet=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        with socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=10) as conn:
+            conn.sendall(b"GET http://[::1/x HTTP/1.0\r\n\r\n")  # absolute form, as a proxy is asked
+            assert conn.recv(64).startswith(b"HTTP/1.0 400")
+        assert _raw(base, "/") == (200, b"ok")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "Traceback" not in capfd.readouterr().err
 
 
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
