@@ -25,7 +25,9 @@ def _victim(tmp_path: Path, name: str) -> Path:
     return victim
 
 
-def test_export_never_writes_or_chmods_through_a_link_in_the_directory(project: Project, tmp_path: Path) -> None:
+def _kept(project: Project, tmp_path: Path) -> tuple[Path, Path]:
+    """A recipe keeping one download (unpack = false), a mirror holding it, and an
+    empty export directory: (mirror, export directory)."""
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     (mirror / SHA).write_bytes(DATA)
@@ -33,6 +35,11 @@ def test_export_never_writes_or_chmods_through_a_link_in_the_directory(project: 
         f'[[sources]]\nurl = "https://example.invalid/{NAME}"\nsha256 = "{SHA}"\nname = "tools"\nunpack = false\n')))
     out = project.root / "export"
     out.mkdir()
+    return mirror, out
+
+
+def test_export_never_writes_or_chmods_through_a_link_in_the_directory(project: Project, tmp_path: Path) -> None:
+    mirror, out = _kept(project, tmp_path)
     planted = [f".{SHA}.tmp", f".{NAME}.tmp", ".SHA256SUMS.tmp", "SHA256SUMS"]
     victims = {name: _victim(tmp_path, f"v{i}") for i, name in enumerate(planted)}
     for name, victim in victims.items():
@@ -56,13 +63,7 @@ def test_export_never_writes_or_chmods_through_a_link_in_the_directory(project: 
 def test_export_replaces_a_link_at_a_final_name_without_reading_it(project: Project, tmp_path: Path) -> None:
     """A link at `<sha256>` is replaced by the bytes (the victim stays); a link at the
     download's name is another file's: kept, and the download listed by sha256 only."""
-    mirror = tmp_path / "mirror"
-    mirror.mkdir()
-    (mirror / SHA).write_bytes(DATA)
-    project.recipe("kept", script_recipe("kept", 'mkdir -p "$LW_OUT"', extra=(
-        f'[[sources]]\nurl = "https://example.invalid/{NAME}"\nsha256 = "{SHA}"\nname = "tools"\nunpack = false\n')))
-    out = project.root / "export"
-    out.mkdir()
+    mirror, out = _kept(project, tmp_path)
     at_sha, at_name = _victim(tmp_path, "sha"), _victim(tmp_path, "name")
     (out / SHA).symlink_to(at_sha)
     (out / NAME).symlink_to(at_name)
