@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import stat
+import sys
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -245,6 +246,12 @@ def make_server(root: Path, host: str = "127.0.0.1", port: int = 8000, quiet: bo
 
 class _Server(ThreadingHTTPServer):
     held: Beneath
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-answer is not an error of the server: no traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
     def server_close(self) -> None:
         super().server_close()
