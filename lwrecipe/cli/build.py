@@ -102,15 +102,11 @@ def unpack_limits(ctx: Context, project: Path):  # noqa: ANN201 - returns inputs
     accepted project's (an unaccepted project's is ignored with the usual warning),
     else the defaults."""
     from ..inputs.entries import UnpackLimits
-    from ..remote.config import config_files
+    from ..remote.config import setting
 
-    files, _ = config_files(project, dict(os.environ), ctx.accept_project_config, ctx.warn_once)
-    found = {}
-    for name in ("max_size", "max_entries"):
-        configured = [getattr(doc.unpack, name) for _, doc in reversed(files)
-                      if doc.unpack is not None and getattr(doc.unpack, name) is not None]
-        if configured:
-            found[name] = configured[0]
+    files = ctx.config_files(project)
+    found = {name: given[0] for name in ("max_size", "max_entries")
+             if (given := setting(files, "unpack", name)) is not None}
     return UnpackLimits(**found)
 
 
@@ -120,18 +116,17 @@ def build_limits(ctx: Context, project: Path):  # noqa: ANN201 - returns build.s
     every such setting gets: it could only be a stranger's raising them)."""
     from ..build.cgroups import probe
     from ..build.supervise import Limit, Limits
-    from ..remote.config import config_files
+    from ..remote.config import setting
 
-    files, _ = config_files(project, dict(os.environ), ctx.accept_project_config, ctx.warn_once)
+    files = ctx.config_files(project)
     found: dict[str, Limit] = {}
     for name in LIMITS:
         flag = getattr(ctx.args, name)
-        configured = [(getattr(doc.build, name), path) for path, doc in reversed(files)
-                      if doc.build is not None and getattr(doc.build, name) is not None]
+        configured = setting(files, "build", name)
         if flag is not None:
             found[name] = Limit(flag, "--" + name.replace("_", "-"))
-        elif configured:
-            found[name] = Limit(configured[0][0], f"{name} in {configured[0][1]}")
+        elif configured is not None:
+            found[name] = Limit(configured[0], f"{name} in {configured[1]}")
     limits = Limits(**found)
     if limits.needs_cgroup and not probe().enforceable:
         named = ", ".join(f.origin for f in (limits.max_memory, limits.max_procs) if f is not None)

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from ..errors import redact
 from ..terminal import printable
@@ -27,6 +28,7 @@ class Context:
         self.verbosity = args.verbose - args.quiet
         self.accept_project_config: bool = getattr(args, "accept_project_config", False)
         self._warned: set[str] = set()
+        self._configs: dict[Path, list[tuple[Path, Any]]] = {}
 
     @cached_property
     def cache_dir(self) -> Path:
@@ -50,6 +52,16 @@ class Context:
     def info(self, text: str) -> None:
         if self.verbosity >= 0:
             say(text)
+
+    def config_files(self, project: Path) -> list[tuple[Path, Any]]:
+        """The project's and the user's config (remote/config.py config_files), read
+        once per command however many settings are asked of them."""
+        if project not in self._configs:
+            from ..remote.config import config_files
+
+            self._configs[project] = config_files(project, dict(os.environ), self.accept_project_config,
+                                                  self.warn_once)[0]
+        return self._configs[project]
 
     def warn_once(self, text: str) -> None:
         """A `warning:` line, said once however often a command meets its cause."""

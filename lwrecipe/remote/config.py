@@ -249,6 +249,17 @@ def config_files(project: Path, env: dict[str, str], accept: bool = False,
     return [(path, doc), (user, user_doc)], accepted
 
 
+def setting(files: list[tuple[Path, ConfigFile | _NoFile]], table: str, name: str) -> tuple[Any, Path] | None:
+    """`[table] name` and the file it is from: the user's, else the project's (which
+    config_files left in only when the user accepted the project); None if neither
+    sets it."""
+    for path, doc in reversed(files):  # the user's file is the last
+        value = getattr(getattr(doc, table), name, None)
+        if value is not None:
+            return value, path
+    return None
+
+
 def load_settings(project: Path, cli_remotes: list[str] | None = None, env: dict[str, str] | None = None,
                   executor: str | None = None, accept: bool = False, warn: Warn = _say) -> Settings:
     env = dict(os.environ) if env is None else env
