@@ -145,11 +145,6 @@ def read_config(path: Path) -> ConfigFile | _NoFile:
     return validate(raw, str(path))
 
 
-def read_project(path: Path) -> ConfigFile | _NoFile:
-    """A project's lwrecipe.toml as written; config_files() decides what of it applies."""
-    return read_config(path)
-
-
 @dataclass(frozen=True)
 class Network:
     """The user's `[network]`: what a recipe's URL may reach, and the pace downloads keep."""
@@ -239,7 +234,7 @@ def config_files(project: Path, env: dict[str, str], accept: bool = False,
     user = user_config_path(env)
     user_doc = read_config(user)
     path = project / PROJECT_FILE
-    doc = read_project(path)
+    doc = read_config(path)  # as written: restrict() below decides what of it applies
     accepted = is_accepted(project, user_doc, user, accept)
     if not accepted:
         doc, ignored = restrict(doc, project, user_doc.min_signers)
