@@ -35,7 +35,7 @@ from ..remote.signing import SecretKey, sign
 from ..store.outputs import Packed, pack, put_log
 from ..store.store import SANDBOXED, Store
 from .plan import Planned
-from .sandbox import BUILD, CONTROL, ENV_PATH, Job, Layout, require_sandbox, run
+from .sandbox import BUILD, CONTROL, ENV_PATH, SPAWN_PAUSES, Job, Layout, SpawnRefused, require_sandbox, run
 from .supervise import Limits, tail
 
 TAIL_LINES = 40
@@ -89,7 +89,11 @@ def build_one(store: Store, item: Planned, fetched: Fetch, deps: dict[str, Path]
         job = stage(item, fetched, deps, layout, bwrap, opts.jobs, opts.unpack)
         say = opts.on_output
         on_line = None if say is None else (lambda line: say(recipe.name, line.decode(errors="replace")))
-        ended = run(job, bwrap, layout.log, build_limits(recipe, opts.limits), on_line)
+        try:
+            ended = run(job, bwrap, layout.log, build_limits(recipe, opts.limits), on_line)
+        except SpawnRefused as exc:
+            raise BuildFailed(recipe.name, f"cannot start the build: {exc.strerror} "
+                                           f"(the kernel refused it {len(SPAWN_PAUSES) + 1} times)") from None
         if ended.limit is not None:
             raise script_failed(store, top, log_dir, recipe.name, layout.log, f"build {ended.limit}", opts)
         if ended.status != 0:

@@ -112,12 +112,16 @@ class Cgroup:
                 path.rmdir()
             raise
 
-    def join(self) -> None:
-        """Put the calling process in the cgroup (run in the child before exec)."""
-        pid = str(os.getpid())
-        for path in dict.fromkeys(self.dirs.values()):
-            with open(path / "cgroup.procs", "w") as fh:
-                fh.write(pid)
+    # The shell that joins the cgroup and becomes the build: it writes its own pid
+    # into each cgroup.procs, then execs the command, so the build starts inside.
+    JOIN = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 126; shift; n=$((n - 1)); done; exec "$@"'
+
+    def command(self, argv: list[str]) -> list[str]:
+        """`argv` run inside the cgroup: a shell writes its pid into the cgroup and
+        execs it. No Python runs between fork and exec (a preexec_fn would, which is
+        unsafe with threads and makes subprocess fork instead of vfork)."""
+        procs = [str(path / "cgroup.procs") for path in dict.fromkeys(self.dirs.values())]
+        return ["/bin/sh", "-c", self.JOIN, "lwrecipe-cgroup", str(len(procs)), *procs, *argv]
 
     def _counter(self, controller: str, file: str, key: str) -> int:
         try:

@@ -12,11 +12,14 @@ asks for it (--no-sandbox), on host paths, and its record says so.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 from functools import cache
 from pathlib import Path
 
@@ -302,15 +305,14 @@ def run(job: Job, bwrap: str | None, log: Path, limits: Limits = Limits(),
         else:
             argv, env, cwd, keep = plain_argv(job, watch_read), environment(job, False), job.layout.src, (watch_read,)
 
-        def child() -> None:
-            os.umask(0o022)
-            if cgroup is not None:
-                cgroup.join()
-
+        if cgroup is not None:
+            argv = cgroup.command(argv)
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         with os.fdopen(fd, "wb") as fh:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out_write, stderr=subprocess.STDOUT,
-                                    env=env, cwd=cwd, pass_fds=keep, preexec_fn=child, start_new_session=True)
+            # no preexec_fn: the child runs no Python (safe beside the engine's threads),
+            # and subprocess can vfork rather than copy lwrecipe's memory
+            proc = _spawn(argv, stdin=subprocess.DEVNULL, stdout=out_write, stderr=subprocess.STDOUT,
+                          env=env, cwd=cwd, pass_fds=keep, umask=0o022, start_new_session=True)
             os.close(out_write)  # the build's end of the pipe is the build's only
             out_write = -1
             if watch_read >= 0:
@@ -328,6 +330,30 @@ def run(job: Job, bwrap: str | None, log: Path, limits: Limits = Limits(),
                 os.close(fd)
         if cgroup is not None:
             cgroup.remove()
+
+
+SPAWN_PAUSES = (0.25, 0.5, 1.0, 2.0)  # seconds before each try after the first
+
+
+class SpawnRefused(OSError):
+    """The kernel refused to start the build's process every time it was asked."""
+
+
+def _spawn(argv: list[str], **options: Any) -> subprocess.Popen[bytes]:
+    """Popen, tried again while the kernel refuses the fork for lack of memory or
+    processes (ENOMEM, EAGAIN): under memory pressure that passes in a moment."""
+    pauses = iter(SPAWN_PAUSES)
+    while True:
+        try:
+            faults.refuse("spawn")
+            return subprocess.Popen(argv, **options)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOMEM, errno.EAGAIN) or exc.filename is not None:
+                raise  # not a refused fork: a missing program, a bad working directory
+            pause = next(pauses, None)
+            if pause is None:
+                raise SpawnRefused(exc.errno, exc.strerror) from None
+            time.sleep(pause)
 
 
 def _int(limit: Limit | None) -> int | None:

@@ -241,3 +241,21 @@ def test_the_sandboxs_tmp_is_on_disk_in_the_build_directory(project: Project) ->
     assert run_subprocess("--cache", str(project.root / "cache"), "checkout", "tmpfs", str(out),
                           cwd=project.root).code == 0
     assert (out / "fs").read_text().strip() != "tmpfs"
+
+
+def test_a_transient_fork_refusal_is_retried(project: Project) -> None:
+    """The kernel refusing a fork for a moment (ENOMEM or EAGAIN under memory
+    pressure) is not a failed build: the spawn is tried again after a pause."""
+    recipe(project, "quick", 'echo hi > "$LW_OUT/hi"', [])
+    result = run_subprocess("--cache", str(project.root / "cache"), "build", "quick", cwd=project.root,
+                            env={"LWRECIPE_TEST_REFUSE_AT": "spawn:2:ENOMEM"})
+    assert result.code == 0, result.err
+
+
+def test_a_lasting_fork_refusal_is_one_error_line(project: Project) -> None:
+    recipe(project, "quick", 'echo hi > "$LW_OUT/hi"', [])
+    result = run_subprocess("--cache", str(project.root / "cache"), "build", "quick", cwd=project.root,
+                            env={"LWRECIPE_TEST_REFUSE_AT": "spawn:1000:EAGAIN"})
+    assert result.code == 1
+    assert one_error(result).startswith("error: quick: cannot start the build: Resource temporarily unavailable")
+    assert not list((project.root / "cache" / "tmp").iterdir())  # nothing half-made is left
