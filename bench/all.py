@@ -20,8 +20,17 @@ sys.path.insert(0, str(ROOT))
 from bench import env, execution, fetch, plan, reapi, sbom, store, transfer, userland  # noqa: E402
 from bench.common import report  # noqa: E402
 
-SUITES = {"fetch": fetch, "store": store, "plan": plan, "transfer": transfer, "env": env, "userland": userland,
-          "sbom": sbom, "reapi": reapi, "execution": execution}
+SUITES = {
+    "fetch": fetch,
+    "store": store,
+    "plan": plan,
+    "transfer": transfer,
+    "env": env,
+    "userland": userland,
+    "sbom": sbom,
+    "reapi": reapi,
+    "execution": execution,
+}
 
 
 def main(names: list[str]) -> int:
@@ -34,10 +43,21 @@ def main(names: list[str]) -> int:
             rows.append({"suite": name, **r})
     report(rows)
     out = ROOT / "bench" / "results.json"
-    out.write_text(json.dumps({"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                           "platform": platform.platform()},
-                               "rows": rows}, indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "platform": platform.platform(),
+                },
+                "rows": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {out}", file=sys.stderr)
     return 0
 

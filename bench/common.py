@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -53,8 +53,9 @@ def settle() -> None:
         os.unlink(path)
 
 
-def paired(ours: Callable[[], object], ref: Callable[[], object], runs: int = RUNS,
-           before: Callable[[], object] | None = None) -> tuple[float, float]:
+def paired(
+    ours: Callable[[], object], ref: Callable[[], object], runs: int = RUNS, before: Callable[[], object] | None = None
+) -> tuple[float, float]:
     """The fastest of `runs` timings of each, taken in turn (ref, ours, ref, ours, ...)
     so that a machine whose speed drifts during the run slows both alike; memory
     is settled before each."""
@@ -71,8 +72,7 @@ def paired(ours: Callable[[], object], ref: Callable[[], object], runs: int = RU
 def row(measure: str, reference: str, ours: float, ref: float | None, target: str, time_ratio: bool) -> dict:
     """A result row; `ratio` is ours/ref for time targets, ref/ours for throughput ones."""
     ratio = None if ref is None else (ours / ref if time_ratio else ref / ours)
-    return {"measure": measure, "reference": reference, "ours_s": ours, "ref_s": ref, "ratio": ratio,
-            "target": target}
+    return {"measure": measure, "reference": reference, "ours_s": ours, "ref_s": ref, "ratio": ratio, "target": target}
 
 
 def report(rows: list[dict]) -> None:
@@ -80,8 +80,11 @@ def report(rows: list[dict]) -> None:
     for r in rows:
         unit = r.get("unit", "s")
         ours = f"{r['ours_s']:>8.2f}{'s' if unit == 's' else ''}" + (f" {unit}" if unit != "s" else "")
-        ref = (f"{r['ref_s']:>7.2f}{'s' if unit == 's' else ''}" + (f" {unit}" if unit != "s" else "")
-               if r["ref_s"] is not None else f"{'-':>8}")
+        ref = (
+            f"{r['ref_s']:>7.2f}{'s' if unit == 's' else ''}" + (f" {unit}" if unit != "s" else "")
+            if r["ref_s"] is not None
+            else f"{'-':>8}"
+        )
         ratio = f"{r['ratio']:>6.2f}x" if r["ratio"] is not None else f"{'-':>7}"
         print(f"{r['measure']:<34} {r['reference']:<26} {ours:>10} {ref} {ratio}  {r['target']}")
 

@@ -34,8 +34,13 @@ RECIPE = ROOT / "recipes" / "buildenv.toml"
 
 
 def lwrecipe(*args: str, env: dict[str, str] | None = None) -> None:
-    subprocess.run([sys.executable, "-m", "lwrecipe", *args], cwd=ROOT, check=True, capture_output=True,
-                   env={**os.environ, **(env or {})})
+    subprocess.run(
+        [sys.executable, "-m", "lwrecipe", *args],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def main() -> list[dict]:
@@ -61,8 +66,12 @@ def _measure(debs: list[DebSource], tmp: Path) -> list[dict]:
         lwrecipe("--cache", str(fresh()), "-q", "fetch", "buildenv", env={"LWRECIPE_MIRRORS": ""})
 
     def apt_download() -> None:
-        subprocess.run(["apt-get", "download", "-qq", *[f"{d.deb}={d.version}" for d in debs]], cwd=fresh(),
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["apt-get", "download", "-qq", *[f"{d.deb}={d.version}" for d in debs]],
+            cwd=fresh(),
+            check=True,
+            capture_output=True,
+        )
 
     ours, ref = paired(ours_download, apt_download, runs=RUNS)
     # a local copy of the packages for the rest
@@ -70,8 +79,7 @@ def _measure(debs: list[DebSource], tmp: Path) -> list[dict]:
     lwrecipe("--cache", str(mirror), "-q", "fetch", "buildenv")
     files = [mirror / "sources" / d.sha256 for d in debs]
     size = sum(f.stat().st_size for f in files)
-    rows.append(row(f"env: download {len(debs)} debs, {size >> 20} MiB", "apt-get download", ours, ref,
-                    "report", True))
+    rows.append(row(f"env: download {len(debs)} debs, {size >> 20} MiB", "apt-get download", ours, ref, "report", True))
 
     def ours_unpack() -> None:
         root = fresh()
@@ -87,13 +95,11 @@ def _measure(debs: list[DebSource], tmp: Path) -> list[dict]:
     rows.append(row("env: unpack every package", "dpkg-deb -x each", ours, ref, "report", True))
 
     def ours_create() -> None:
-        lwrecipe("--cache", str(fresh()), "-q", "build", "buildenv",
-                 env={"LWRECIPE_MIRRORS": str(mirror / "sources")})
+        lwrecipe("--cache", str(fresh()), "-q", "build", "buildenv", env={"LWRECIPE_MIRRORS": str(mirror / "sources")})
 
     def dpkg_and_store() -> None:
         root = dpkg_unpack()
-        subprocess.run(f"tar --sort=name -C {root} -cf - . | zstd -3 -T0 -q -o {root}.tar.zst", shell=True,
-                       check=True)
+        subprocess.run(f"tar --sort=name -C {root} -cf - . | zstd -3 -T0 -q -o {root}.tar.zst", shell=True, check=True)
 
     ours, ref = paired(ours_create, dpkg_and_store, runs=RUNS)
     rows.append(row("env: first creation (local debs)", "dpkg-deb -x + tar|zstd", ours, ref, "report", True))

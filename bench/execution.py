@@ -71,14 +71,19 @@ def main() -> list[dict]:
         env_store = Path(os.environ.get("BENCH_ENV_STORE", root / "env-store"))
         lwrecipe("--cache", str(env_store), "build", "buildenv", cwd=project)
         local = [to_first_script(project, env_store, n) for n in range(RUNS)]
-        with postgres_server() as database, buildgrid_execution(root / "buildgrid", database) as url, \
-                reapi_bot(url, root / "bot", capacity=1):
+        with (
+            postgres_server() as database,
+            buildgrid_execution(root / "buildgrid", database) as url,
+            reapi_bot(url, root / "bot", capacity=1),
+        ):
             remote = ["--remote", str(env_store), "--no-verify-signatures", "--executor", url]
             store = root / "remote-store"  # a client's: its first run also pulls the environment's output
             cold = to_first_script(project, store, RUNS, *remote)
             warm = [to_first_script(project, store, RUNS + 1 + n, *remote) for n in range(RUNS)]
-    return [row("first action running, env in CAS", "lwrecipe build here", min(warm), min(local), "(info)", True),
-            row("first action running, empty CAS", "lwrecipe build here", cold, min(local), "(info)", True)]
+    return [
+        row("first action running, env in CAS", "lwrecipe build here", min(warm), min(local), "(info)", True),
+        row("first action running, empty CAS", "lwrecipe build here", cold, min(local), "(info)", True),
+    ]
 
 
 if __name__ == "__main__":

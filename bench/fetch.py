@@ -16,11 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import best, paired, report, row  # noqa: E402
-from lwrecipe.inputs.fetch import Downloader, Wanted, make_client  # noqa: E402
-from lwrecipe.recipes.keys import Sha256  # noqa: E402
-from lwrecipe.store.store import Store  # noqa: E402
-from tests.servers import nginx_server  # noqa: E402
+from bench.common import best, paired, report, row
+from lwrecipe.inputs.fetch import Downloader, Wanted, make_client
+from lwrecipe.recipes.keys import Sha256
+from lwrecipe.store.store import Store
+from tests.servers import nginx_server
 
 SIZE = int(os.environ.get("BENCH_FETCH_MIB", "512")) * 1024 * 1024
 
@@ -46,8 +46,9 @@ def main() -> list[dict[str, object]]:
 
         t_ours, t_hashlib = paired(lambda: store.verify_blob("sources", sha), hashlib_run)
         t_sha256sum = best(lambda: subprocess.run(["sha256sum", str(blob)], check=True, capture_output=True))
-        rows.append(row("source verification", "hashlib.file_digest", t_ours, t_hashlib,
-                        ">= 0.9x throughput", time_ratio=False))
+        rows.append(
+            row("source verification", "hashlib.file_digest", t_ours, t_hashlib, ">= 0.9x throughput", time_ratio=False)
+        )
         rows.append(row("source verification", "sha256sum", t_ours, t_sha256sum, "(info)", time_ratio=False))
 
         with nginx_server(root / "nginx") as base:

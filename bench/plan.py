@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import best, report, row  # noqa: E402
+from bench.common import best, report, row
 
 SIZES = tuple(int(n) for n in os.environ.get("BENCH_PLAN_SIZES", "100,1000,5000").split(","))
 
@@ -31,7 +31,8 @@ def make_graph(root: Path, n: int) -> None:
         (root / "recipes" / f"r{i}.toml").write_text(
             f'schema = 1\n[package]\nname = "r{i}"\nversion = "1.{i}"\nlicense = "MIT"\n'
             f'[build]\ndepends = [{dep_list}]\nhost_tools = ["mkdir"]\nenv = {{ N = "{i}" }}\n'
-            f"script = 'mkdir -p \"$LW_OUT\" && echo {i} > \"$LW_OUT/n\"'\n")
+            f'script = \'mkdir -p "$LW_OUT" && echo {i} > "$LW_OUT/n"\'\n'
+        )
 
 
 def fitted_exponent(points: list[tuple[int, float]]) -> float:
@@ -50,8 +51,9 @@ def main() -> list[dict]:
             argv = [sys.executable, "-m", "lwrecipe", "--cache", str(root / "cache"), "plan", f"r{n - 1}"]
             seconds = best(lambda: subprocess.run(argv, cwd=root, check=True, capture_output=True), runs=3)
             points.append((n, seconds))
-            rows.append(row(f"plan, {n} recipes", "-", seconds, None,
-                            "<= 2 s" if n == 1000 else "(growth)", time_ratio=True))
+            rows.append(
+                row(f"plan, {n} recipes", "-", seconds, None, "<= 2 s" if n == 1000 else "(growth)", time_ratio=True)
+            )
     if len(points) > 1:
         exponent = fitted_exponent(points)
         rows.append(row("plan growth exponent", "-", exponent, None, "close to 1 (linear)", time_ratio=True))

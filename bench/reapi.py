@@ -60,18 +60,36 @@ def main() -> list[dict]:
                 settle()
                 pushes["grpc"].append(run_measured([sys.executable, "-c", PUSH, grpc, sha, str(blob)], cwd=ROOT)[0])
                 settle()
-                pushes["http"].append(run_measured([sys.executable, "-c", PUSH, f"{http}/put-{n}", sha, str(blob)],
-                                                   cwd=ROOT)[0])
+                pushes["http"].append(
+                    run_measured([sys.executable, "-c", PUSH, f"{http}/put-{n}", sha, str(blob)], cwd=ROOT)[0]
+                )
                 shutil.rmtree(www / f"put-{n}", ignore_errors=True)
                 for kind, url in (("grpc", grpc), ("http", http)):
                     cache = root / f"pull-{kind}"
                     shutil.rmtree(cache, ignore_errors=True)
                     settle()
-                    pulls[kind].append(run_measured([sys.executable, "-c", PULL, str(cache), url, sha, str(SIZE)],
-                                                    cwd=ROOT)[0])
+                    pulls[kind].append(
+                        run_measured([sys.executable, "-c", PULL, str(cache), url, sha, str(SIZE)], cwd=ROOT)[0]
+                    )
                     shutil.rmtree(cache, ignore_errors=True)
-    rows.append(row("push 1 GiB over REAPI (BuildGrid)", "lwrecipe to nginx", min(pushes["grpc"]),
-                    min(pushes["http"]), "(info)", False))
-    rows.append(row("pull 1 GiB over REAPI (BuildGrid)", "lwrecipe from nginx", min(pulls["grpc"]),
-                    min(pulls["http"]), "(info)", False))
+    rows.append(
+        row(
+            "push 1 GiB over REAPI (BuildGrid)",
+            "lwrecipe to nginx",
+            min(pushes["grpc"]),
+            min(pushes["http"]),
+            "(info)",
+            False,
+        )
+    )
+    rows.append(
+        row(
+            "pull 1 GiB over REAPI (BuildGrid)",
+            "lwrecipe from nginx",
+            min(pulls["grpc"]),
+            min(pulls["http"]),
+            "(info)",
+            False,
+        )
+    )
     return rows

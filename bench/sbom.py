@@ -20,9 +20,24 @@ def main() -> list[dict]:
     out = Path(tempfile.mkdtemp(dir=os.environ.get("BENCH_TMP"), prefix="bench-sbom-"))
 
     def sbom(fmt: str) -> None:
-        subprocess.run([sys.executable, "-m", "lwrecipe", "--cache", str(out / "cache"), "sbom", "runtime",
-                        "--format", fmt, "--out", str(out / f"sbom.{fmt}")], cwd=ROOT, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "lwrecipe",
+                "--cache",
+                str(out / "cache"),
+                "sbom",
+                "runtime",
+                "--format",
+                fmt,
+                "--out",
+                str(out / f"sbom.{fmt}"),
+            ],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
 
     cdx = best(lambda: sbom("cyclonedx-json"), runs=5)
     spdx = best(lambda: sbom("spdx-json"), runs=5)

@@ -52,8 +52,14 @@ def make_tree(dest: Path, size: int) -> int:
 
 
 STACK = ("llvm", "linux", "musl", "linux-headers", "busybox", "initramfs", "runtime")
-DEPENDS = {"linux": ["llvm"], "musl": ["llvm"], "linux-headers": ["linux"],
-           "busybox": ["musl", "linux-headers"], "initramfs": ["busybox"], "runtime": ["linux", "initramfs"]}
+DEPENDS = {
+    "linux": ["llvm"],
+    "musl": ["llvm"],
+    "linux-headers": ["linux"],
+    "busybox": ["musl", "linux-headers"],
+    "initramfs": ["busybox"],
+    "runtime": ["linux", "initramfs"],
+}
 
 
 TOOLCHAIN_MIB = int(os.environ.get("BENCH_TOOLCHAIN_MIB", "1024"))
@@ -70,7 +76,8 @@ def cached_graph(project: Path) -> Path:
         (project / "recipes" / f"{name}.toml").write_text(
             f'schema = 1\n[package]\nname = "{name}"\nversion = "1"\nlicense = "MIT"\n'
             f'[build]\ndepends = [{deps}]\nhost_tools = ["mkdir", "head"]\n'
-            f"script = 'mkdir -p \"$LW_OUT\" && head -c {size} /dev/urandom > \"$LW_OUT/{name}\"'\n")
+            f'script = \'mkdir -p "$LW_OUT" && head -c {size} /dev/urandom > "$LW_OUT/{name}"\'\n'
+        )
     subprocess.run([sys.executable, "-m", "lwrecipe", "-q", "build", "runtime"], cwd=project, check=True)
     return project
 
@@ -85,11 +92,14 @@ def main() -> list[dict]:
         print(f"tree: {total >> 20} MiB", file=sys.stderr)
 
         ref_blob = root / "ref.tar.zst"
-        tar_cmd = (f"tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C {tree} -c . "
-                   f"| zstd -3 -T0 -q -f -o {ref_blob}")
+        tar_cmd = (
+            f"tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C {tree} -c . "
+            f"| zstd -3 -T0 -q -f -o {ref_blob}"
+        )
         packed = []
-        t_pack, t_ref = paired(lambda: packed.append(pack(store, tree, 0)),
-                               lambda: subprocess.run(tar_cmd, shell=True, check=True))
+        t_pack, t_ref = paired(
+            lambda: packed.append(pack(store, tree, 0)), lambda: subprocess.run(tar_cmd, shell=True, check=True)
+        )
         rows.append(row("pack + compress", "tar --sort=name | zstd -3", t_pack, t_ref, "<= 1.0x time", True))
 
         out_ref, out_ours = root / "restore-ref", root / "restore-ours"
@@ -100,9 +110,11 @@ def main() -> list[dict]:
             out_ref.mkdir()
 
         p = packed[-1]
-        t_restore, t_ref = paired(lambda: restore(store, p.blob, p.output_id, out_ours),
-                                  lambda: subprocess.run(f"zstd -d -c -q {ref_blob} | tar -x -C {out_ref}",
-                                                         shell=True, check=True), before=clean)
+        t_restore, t_ref = paired(
+            lambda: restore(store, p.blob, p.output_id, out_ours),
+            lambda: subprocess.run(f"zstd -d -c -q {ref_blob} | tar -x -C {out_ref}", shell=True, check=True),
+            before=clean,
+        )
         rows.append(row("restore", "zstd -d | tar -x", t_restore, t_ref, "<= 1.0x time", True))
         clean()
 
@@ -110,8 +122,16 @@ def main() -> list[dict]:
         argv = [sys.executable, "-m", "lwrecipe", "-q", "build", "runtime"]
         t_noop = best(lambda: subprocess.run(argv, cwd=project, check=True), runs=5)
         t_python = best(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), runs=5)
-        rows.append(row(f"no-op build, 7 recipes, {TOOLCHAIN_MIB} MiB toolchain", "python -c pass", t_noop,
-                        t_python, "<= 0.3 s wall", True))
+        rows.append(
+            row(
+                f"no-op build, 7 recipes, {TOOLCHAIN_MIB} MiB toolchain",
+                "python -c pass",
+                t_noop,
+                t_python,
+                "<= 0.3 s wall",
+                True,
+            )
+        )
     return rows
 
 

@@ -79,8 +79,9 @@ def run_measured(argv: list[str], cwd: Path | None = None) -> tuple[float, int]:
     """Wall seconds and peak RSS (KiB) of one child process. A small launcher
     starts it: a child forked from this (large) process would count this
     process's pages in its peak RSS."""
-    out = subprocess.run([sys.executable, "-c", LAUNCH, *argv], cwd=cwd, capture_output=True, text=True,
-                         check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", LAUNCH, *argv], cwd=cwd, capture_output=True, text=True, check=True
+    ).stdout.split()
     if out[0] != "0":
         raise RuntimeError(f"{argv[:3]} failed with {out[0]}")
     return float(out[1]), int(out[2])
@@ -109,8 +110,9 @@ def main() -> list[dict]:
             curls, pulls = [], []
             for _ in range(RUNS):  # in turn, so that drift in the machine's speed slows both alike
                 settle()
-                curls.append(timed(lambda: subprocess.run(["curl", "-sSf", "-o", str(out), f"{base}/cas/{sha}"],
-                                                          check=True)))
+                curls.append(
+                    timed(lambda: subprocess.run(["curl", "-sSf", "-o", str(out), f"{base}/cas/{sha}"], check=True))
+                )
                 settle()
                 pulls.append(pull())
             t_pull, t_curl = min(pulls), min(curls)
@@ -124,11 +126,13 @@ def main() -> list[dict]:
             curls, pushes = [], []
             for n in range(RUNS):
                 settle()
-                curls.append(timed(lambda: subprocess.run(["curl", "-sSf", "-T", str(blob),
-                                                           f"{base}/put-curl/{n}"], check=True)))
+                curls.append(
+                    timed(lambda: subprocess.run(["curl", "-sSf", "-T", str(blob), f"{base}/put-curl/{n}"], check=True))
+                )
                 settle()
-                pushes.append(run_measured([sys.executable, "-c", PUSH, f"{base}/put-ours/{n}", sha, str(blob)],
-                                           cwd=ROOT)[0])
+                pushes.append(
+                    run_measured([sys.executable, "-c", PUSH, f"{base}/put-ours/{n}", sha, str(blob)], cwd=ROOT)[0]
+                )
                 shutil.rmtree(www / "put-curl")
                 shutil.rmtree(www / "put-ours")
             t_push, t_curl_put = min(pushes), min(curls)
@@ -139,8 +143,16 @@ def main() -> list[dict]:
                 floors.append(run_measured([sys.executable, "-c", "pass"], cwd=ROOT)[0])
                 asks.append(run_measured([sys.executable, "-c", ASK, base, "0" * 64], cwd=ROOT)[0])
             rows.append(row("push 1 GiB blob to nginx", "curl -T", t_push, t_curl_put, ">= 0.8x throughput", False))
-            rows.append(row("open a remote, HEAD one key (process)", "python -c pass", min(asks) * 1000,
-                            min(floors) * 1000, "<= 60 ms over the http.client client", True))
+            rows.append(
+                row(
+                    "open a remote, HEAD one key (process)",
+                    "python -c pass",
+                    min(asks) * 1000,
+                    min(floors) * 1000,
+                    "<= 60 ms over the http.client client",
+                    True,
+                )
+            )
             rows[-1]["unit"] = "ms"
         tree = root / "tree"
         tree.mkdir()

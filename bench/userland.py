@@ -55,7 +55,7 @@ def measured(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, in
     return seconds, usage.ru_maxrss * 1024
 
 
-REFERENCE = r'''
+REFERENCE = r"""
 set -eu
 in="$1"; work="$2"; llvm="$3"; linux="$4"; lw="$work/linux-wasm"
 mkdir -p "$work/src" "$work/install"
@@ -85,7 +85,7 @@ cp "$lw/patches/initramfs/initramfs-base.cpio" "$work/install/initramfs/initramf
 (cd "$work/install/busybox" && find . -print0 | cpio --null -o --format=newc -A -O "$work/install/initramfs/initramfs.cpio" 2>/dev/null)
 (cd "$lw/patches/initramfs" && echo ./init | cpio -o --format=newc -A -O "$work/install/initramfs/initramfs.cpio" 2>/dev/null)
 gzip "$work/install/initramfs/initramfs.cpio"
-'''
+"""
 
 
 def main() -> list[dict]:
@@ -108,32 +108,57 @@ def _measure(tmp: Path) -> list[dict]:
     (tagged / "SHA256SUMS").write_text(f"{BUSYBOX_TAG_SHA256}  {BUSYBOX_TAG}\n")
     config = tmp / "config.toml"
     files = [str(APT_ARCHIVES), str(UPSTREAM / "sources"), str(tagged)]
-    config.write_text(f"[mirrors]\nfiles = {files!r}\ngit = {{ \"{LINUX_WASM}\" = [\"{clone}\"] }}\n".replace("'", '"'))
+    config.write_text(f'[mirrors]\nfiles = {files!r}\ngit = {{ "{LINUX_WASM}" = ["{clone}"] }}\n'.replace("'", '"'))
     real = (ROOT / "recipes" / "busybox.toml").read_text()
     busybox = tmp / "busybox-tag" / "busybox.toml"
     busybox.parent.mkdir()
-    busybox.write_text(real.replace("https://busybox.net/downloads/busybox-1.36.1.tar.bz2",
-                                    "https://git.busybox.net/busybox/snapshot/busybox-1_36_1.tar.bz2")
-                       .replace("b8cc24c9574d809e7279c3be349795c5d5ceb6fdf19ca709f80cde50e47de314", BUSYBOX_TAG_SHA256))
-    subs = ["--with-recipe", "llvm=standins/llvm.toml", "--with-recipe", "linux=standins/linux.toml",
-            "--with-recipe", f"busybox={busybox}"]
+    busybox.write_text(
+        real.replace(
+            "https://busybox.net/downloads/busybox-1.36.1.tar.bz2",
+            "https://git.busybox.net/busybox/snapshot/busybox-1_36_1.tar.bz2",
+        ).replace("b8cc24c9574d809e7279c3be349795c5d5ceb6fdf19ca709f80cde50e47de314", BUSYBOX_TAG_SHA256)
+    )
+    subs = [
+        "--with-recipe",
+        "llvm=standins/llvm.toml",
+        "--with-recipe",
+        "linux=standins/linux.toml",
+        "--with-recipe",
+        f"busybox={busybox}",
+    ]
     env = {**os.environ, "LWRECIPE_CONFIG": str(config)}
     base = tmp / "base"  # the environment and the stand-ins, built once: inputs of the chain
     lw = [sys.executable, "-m", "lwrecipe"]
-    subprocess.run([*lw, "--cache", str(base), "-q", "build", "llvm", "linux", *subs], cwd=ROOT, env=env,
-                   check=True, capture_output=True)
-    subprocess.run([*lw, "--cache", str(base), "-q", "fetch", "initramfs", *subs], cwd=ROOT, env=env,
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*lw, "--cache", str(base), "-q", "build", "llvm", "linux", *subs],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [*lw, "--cache", str(base), "-q", "fetch", "initramfs", *subs],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     inputs = tmp / "inputs"
     inputs.mkdir()
     for name in ("llvm", "linux"):
-        subprocess.run([*lw, "--cache", str(base), "-q", "checkout", name, str(inputs / name), *subs], cwd=ROOT,
-                       env=env, check=True, capture_output=True)
+        subprocess.run(
+            [*lw, "--cache", str(base), "-q", "checkout", name, str(inputs / name), *subs],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
     sources = base / "sources"
     tree = (base / "refs" / f"git-{REV}").read_text().strip()
     shutil.copyfile(sources / tree, inputs / "linux-wasm.tar")
-    shutil.copyfile(sources / "a9a118bbe84d8764da0ea0d28b3ab3fae8477fc7e4085d90102b8596fc7c75e4",
-                    inputs / "musl.tar.gz")
+    shutil.copyfile(
+        sources / "a9a118bbe84d8764da0ea0d28b3ab3fae8477fc7e4085d90102b8596fc7c75e4", inputs / "musl.tar.gz"
+    )
     shutil.copyfile(sources / BUSYBOX_TAG_SHA256, inputs / "busybox.tar.bz2")
 
     ours: list[tuple[float, int]] = []
@@ -142,19 +167,56 @@ def _measure(tmp: Path) -> list[dict]:
         cache = tmp / f"cache{i}"
         shutil.copytree(base, cache, symlinks=True)
         ref_work = tmp / f"ref{i}"
-        ref.append(measured(["bash", "-c", REFERENCE, "ref", str(inputs), str(ref_work), str(inputs / "llvm"),
-                             str(inputs / "linux")], ROOT, dict(os.environ)))
+        ref.append(
+            measured(
+                [
+                    "bash",
+                    "-c",
+                    REFERENCE,
+                    "ref",
+                    str(inputs),
+                    str(ref_work),
+                    str(inputs / "llvm"),
+                    str(inputs / "linux"),
+                ],
+                ROOT,
+                dict(os.environ),
+            )
+        )
         ours.append(measured([*lw, "--cache", str(cache), "-q", "build", "initramfs", *subs], ROOT, env))
     (t_ours, m_ours), (t_ref, m_ref) = min(ours), min(ref)
     rows = [row("userland: cold build (4 recipes)", "upstream's steps by hand", t_ours, t_ref, "report", True)]
-    rows.append({**row("userland: cold build peak memory", "upstream's steps by hand", m_ours / 2**20,
-                       m_ref / 2**20, "report", True), "unit": "MiB"})
+    rows.append(
+        {
+            **row(
+                "userland: cold build peak memory",
+                "upstream's steps by hand",
+                m_ours / 2**20,
+                m_ref / 2**20,
+                "report",
+                True,
+            ),
+            "unit": "MiB",
+        }
+    )
     cache = tmp / "cache0"
     noop = best(lambda: measured([*lw, "--cache", str(cache), "-q", "build", "initramfs", *subs], ROOT, env), runs=5)
-    make_noop = best(lambda: subprocess.run(
-        ["make", "-s", f"O={tmp / 'ref0' / 'build' / 'busybox'}", "ARCH=wasm",
-         f"CROSS_COMPILE={inputs / 'llvm' / 'bin'}/", f"CONFIG_SYSROOT={tmp / 'ref0' / 'install' / 'musl'}",
-         f"CONFIG_EXTRA_CFLAGS=-isystem {tmp / 'ref0' / 'install' / 'busybox-kernel-headers'} -D__linux__ -fPIC"],
-        cwd=tmp / "ref0" / "src" / "busybox", check=True, capture_output=True), runs=5)
+    make_noop = best(
+        lambda: subprocess.run(
+            [
+                "make",
+                "-s",
+                f"O={tmp / 'ref0' / 'build' / 'busybox'}",
+                "ARCH=wasm",
+                f"CROSS_COMPILE={inputs / 'llvm' / 'bin'}/",
+                f"CONFIG_SYSROOT={tmp / 'ref0' / 'install' / 'musl'}",
+                f"CONFIG_EXTRA_CFLAGS=-isystem {tmp / 'ref0' / 'install' / 'busybox-kernel-headers'} -D__linux__ -fPIC",
+            ],
+            cwd=tmp / "ref0" / "src" / "busybox",
+            check=True,
+            capture_output=True,
+        ),
+        runs=5,
+    )
     rows.append(row("userland: no-op build (all cached)", "make in built busybox", noop, make_noop, "<= 0.3 s", True))
     return rows

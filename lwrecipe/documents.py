@@ -158,12 +158,14 @@ def _check_json_depth(text: str, where: str) -> None:
 # delimiter may be followed by one or two more quotes, which belong to the
 # string), then one-line strings, comments, and the characters that shape the
 # document. Anything else (bare keys, numbers, dates, spaces) is skipped.
-_TOML_TOKEN = re.compile(r'''"""(?:[^"\\]|\\[\s\S]|"(?!""))*"""(?:""?)?'''
-                         r"""|'''[\s\S]*?'''(?:''?)?"""
-                         r'''|"(?:[^"\\\n]|\\.)*"'''
-                         r"""|'[^'\n]*'"""
-                         r"|#[^\n]*"
-                         r"|[\[\]{}=,.\n]")
+_TOML_TOKEN = re.compile(
+    r'''"""(?:[^"\\]|\\[\s\S]|"(?!""))*"""(?:""?)?'''
+    r"""|'''[\s\S]*?'''(?:''?)?"""
+    r'''|"(?:[^"\\\n]|\\.)*"'''
+    r"""|'[^'\n]*'"""
+    r"|#[^\n]*"
+    r"|[\[\]{}=,.\n]"
+)
 
 
 def _check_toml_depth(text: str, where: str) -> None:

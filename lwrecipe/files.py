@@ -52,6 +52,7 @@ def remove_tree(path: Path) -> None:
     directories are ever made writable again: a chmod never goes through a link
     the build left (chmod follows links, and an ordinary user's own key would
     otherwise become world-readable)."""
+
     def unlock(func: Any, p: str, _: Any) -> None:
         for d in (os.path.dirname(p), p):
             try:
@@ -60,4 +61,5 @@ def remove_tree(path: Path) -> None:
             except OSError:
                 pass
         func(p)
+
     shutil.rmtree(path, onerror=unlock)

@@ -127,11 +127,19 @@ class Beneath:
         if not parts:
             return os.open(".", flags | os.O_CLOEXEC, dir_fd=self.fd)
         if _openat2 is not None:
-            how = _OpenHow(flags | os.O_CLOEXEC | os.O_NOFOLLOW, mode if flags & os.O_CREAT else 0,
-                           _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS)
+            how = _OpenHow(
+                flags | os.O_CLOEXEC | os.O_NOFOLLOW,
+                mode if flags & os.O_CREAT else 0,
+                _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS,
+            )
             while True:
-                fd = _openat2(_SYS_OPENAT2, ctypes.c_int(self.fd), "/".join(parts).encode(),
-                              ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
+                fd = _openat2(
+                    _SYS_OPENAT2,
+                    ctypes.c_int(self.fd),
+                    "/".join(parts).encode(),
+                    ctypes.byref(how),
+                    ctypes.c_size_t(ctypes.sizeof(how)),
+                )
                 if fd >= 0:
                     return int(fd)
                 err = ctypes.get_errno()
@@ -160,8 +168,13 @@ class Beneath:
         if _openat2 is not None:
             how = _OpenHow(flags | os.O_CLOEXEC, 0, _RESOLVE_BENEATH | _RESOLVE_NO_MAGICLINKS)
             while True:
-                fd = _openat2(_SYS_OPENAT2, ctypes.c_int(self.fd), ("/".join(parts) or ".").encode(),
-                              ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
+                fd = _openat2(
+                    _SYS_OPENAT2,
+                    ctypes.c_int(self.fd),
+                    ("/".join(parts) or ".").encode(),
+                    ctypes.byref(how),
+                    ctypes.c_size_t(ctypes.sizeof(how)),
+                )
                 if fd >= 0:
                     return int(fd)
                 err = ctypes.get_errno()
@@ -202,8 +215,7 @@ class Beneath:
                     continue
                 last = not any(p not in ("", ".") for p in todo)
                 try:
-                    fd = os.open(name, (flags if last else _DIR_FLAGS) | os.O_CLOEXEC | os.O_NOFOLLOW,
-                                 dir_fd=stack[-1])
+                    fd = os.open(name, (flags if last else _DIR_FLAGS) | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=stack[-1])
                 except OSError as exc:
                     if exc.errno == errno.ELOOP:
                         raise LinkRefused(rel) from None  # swapped for a link after readlink looked
@@ -302,8 +314,10 @@ class Beneath:
         src, dst = parts_of(src_rel), parts_of(dst_rel)
         if not src or not dst:
             raise LinkRefused(str(dst_rel))
-        with self.opendir(PurePosixPath(*src[:-1]) if len(src) > 1 else ".") as a, \
-                self.opendir(PurePosixPath(*dst[:-1]) if len(dst) > 1 else ".") as b:
+        with (
+            self.opendir(PurePosixPath(*src[:-1]) if len(src) > 1 else ".") as a,
+            self.opendir(PurePosixPath(*dst[:-1]) if len(dst) > 1 else ".") as b,
+        ):
             os.replace(src[-1], dst[-1], src_dir_fd=a.fd, dst_dir_fd=b.fd)
 
     def fsync(self) -> None:

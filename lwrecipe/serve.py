@@ -38,8 +38,14 @@ ISOLATION_HEADERS = {
     "Cross-Origin-Embedder-Policy": "require-corp",
     "Cross-Origin-Resource-Policy": "same-origin",
 }
-TYPES = {".wasm": "application/wasm", ".js": "text/javascript", ".mjs": "text/javascript",
-         ".gz": "application/gzip", ".cpio": "application/octet-stream", ".json": "application/json"}
+TYPES = {
+    ".wasm": "application/wasm",
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".gz": "application/gzip",
+    ".cpio": "application/octet-stream",
+    ".json": "application/json",
+}
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 
 
@@ -71,7 +77,7 @@ class SiteHandler(SimpleHTTPRequestHandler):
         self.send_header("Accept-Ranges", "bytes")
         super().end_headers()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         if not self.quiet:
             super().log_message(format, *args)
 
@@ -198,12 +204,14 @@ class SiteHandler(SimpleHTTPRequestHandler):
                 os.close(fd)
             if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
                 shown = name + ("/" if stat.S_ISDIR(mode) else "")
-                rows.append(f'<li><a href="{quote(shown, errors="surrogateescape")}">'
-                            f"{html.escape(shown, quote=False)}</a></li>")
+                rows.append(
+                    f'<li><a href="{quote(shown, errors="surrogateescape")}">{html.escape(shown, quote=False)}</a></li>'
+                )
         title = html.escape("/" + "/".join(f"{p}/" for p in parts), quote=False)
-        body = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head>"
-                f"<body><h1>{title}</h1><ul>\n{chr(10).join(rows)}\n</ul></body></html>\n").encode("utf-8",
-                                                                                                  "surrogateescape")
+        body = (
+            f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title></head>'
+            f"<body><h1>{title}</h1><ul>\n{chr(10).join(rows)}\n</ul></body></html>\n"
+        ).encode("utf-8", "surrogateescape")
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))

@@ -8,8 +8,15 @@ import shutil
 import subprocess
 import tempfile
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def chromium() -> str | None:
@@ -21,8 +28,12 @@ def page_result(url: str, element: str = "result", budget_ms: int = 10000) -> di
     browser = chromium()
     assert browser is not None
     with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
-        proc = subprocess.run([browser, *FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}",
-                               "--dump-dom", url], capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [browser, *FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}", "--dump-dom", url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     match = re.search(rf'<pre id="{element}">(.*?)</pre>', proc.stdout, re.S)
     assert match is not None, f"no #{element} in the page: {proc.stdout[:500]} {proc.stderr[-500:]}"
     text = match.group(1).replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")

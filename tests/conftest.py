@@ -47,14 +47,18 @@ class Project:
 def script_recipe(name: str, script: str, build: str = "", extra: str = "") -> str:
     """A recipe that downloads nothing: `extra` goes after [package] (sources), `build`
     into [build] before the script."""
-    return (f'schema = 1\n[package]\nname = "{name}"\nversion = "1"\nlicense = "MIT"\n{extra}\n'
-            f"[build]\n{build}\nscript = '''\n{script}\n'''\n")
+    return (
+        f'schema = 1\n[package]\nname = "{name}"\nversion = "1"\nlicense = "MIT"\n{extra}\n'
+        f"[build]\n{build}\nscript = '''\n{script}\n'''\n"
+    )
 
 
 def simple_recipe(name: str, depends: list[str] | None = None, script: str = "true", extra: str = "") -> str:
     deps = ", ".join(f'"{d}"' for d in depends or [])
-    return (f'schema = 1\n[package]\nname = "{name}"\nversion = "1.0"\nlicense = "MIT"\n{extra}\n'
-            f'[build]\ndepends = [{deps}]\nscript = "{script}"\n')
+    return (
+        f'schema = 1\n[package]\nname = "{name}"\nversion = "1.0"\nlicense = "MIT"\n{extra}\n'
+        f'[build]\ndepends = [{deps}]\nscript = "{script}"\n'
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -115,8 +119,9 @@ def deb_mirror(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     tests make."""
     cache = tmp_path_factory.mktemp("debs")
     env = {"LWRECIPE_MIRRORS": str(APT_ARCHIVES)} if APT_ARCHIVES.is_dir() else {}
-    result = run_subprocess("--cache", str(cache), "-q", "fetch", "--no-deps", "buildenv", "standins/llvm.toml",
-                            cwd=REPO, env=env)
+    result = run_subprocess(
+        "--cache", str(cache), "-q", "fetch", "--no-deps", "buildenv", "standins/llvm.toml", cwd=REPO, env=env
+    )
     assert result.code == 0, result.err
     return {"LWRECIPE_MIRRORS": str(cache / "sources")}
 
@@ -146,10 +151,14 @@ def system_python() -> Iterator[Path]:
     venv = base / "venv"
     subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True)
     src = base / "src"
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns("cache", ".git", "__pycache__", "tests", "bench",
-                                                             "*.egg-info"))
-    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", f"{src}[test]"],
-                   check=True, capture_output=True)
+    shutil.copytree(
+        REPO, src, ignore=shutil.ignore_patterns("cache", ".git", "__pycache__", "tests", "bench", "*.egg-info")
+    )
+    subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", f"{src}[test]"],
+        check=True,
+        capture_output=True,
+    )
     for dirpath, dirnames, filenames in os.walk(base):
         for name in dirnames + filenames:
             p = os.path.join(dirpath, name)

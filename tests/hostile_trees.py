@@ -44,7 +44,8 @@ link_targets = st.one_of(
     rel_paths.map(lambda p: "../" + p),  # climbing out of the directory
     rel_paths.map(lambda p: "../../" + p),
     st.sampled_from(["", "victim-dir", "victim-dir/sub", "victim.txt", "missing"]).map(
-        lambda p: f"{DECOY}/{p}".rstrip("/")),  # absolute, into the decoy
+        lambda p: f"{DECOY}/{p}".rstrip("/")
+    ),  # absolute, into the decoy
     st.just("/nonexistent/absolute"),
 )
 

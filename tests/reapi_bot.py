@@ -50,21 +50,32 @@ class Bot:
         self.started: set[str] = set()  # leases taken (BuildGrid hands them out ACTIVE)
 
     def session(self) -> bots.BotSession:
-        device = worker.Device(handle=self.args.name, properties=[
-            worker.Device.Property(key="OSFamily", value="linux"),
-            worker.Device.Property(key="ISA", value="x86-64")])
-        return bots.BotSession(bot_id=self.args.name, status=bots.OK, worker=worker.Worker(
-            devices=[device], configs=[worker.Worker.Config(key="capacity", value=str(self.args.capacity))]))
+        device = worker.Device(
+            handle=self.args.name,
+            properties=[
+                worker.Device.Property(key="OSFamily", value="linux"),
+                worker.Device.Property(key="ISA", value="x86-64"),
+            ],
+        )
+        return bots.BotSession(
+            bot_id=self.args.name,
+            status=bots.OK,
+            worker=worker.Worker(
+                devices=[device], configs=[worker.Worker.Config(key="capacity", value=str(self.args.capacity))]
+            ),
+        )
 
     def serve(self) -> None:
-        session = self.bots.CreateBotSession(bots.CreateBotSessionRequest(
-            parent=self.args.instance, bot_session=self.session()), timeout=4)
+        session = self.bots.CreateBotSession(
+            bots.CreateBotSessionRequest(parent=self.args.instance, bot_session=self.session()), timeout=4
+        )
         print(f"bot {self.args.name}: session {session.name}", flush=True)
         self._take(session)
         while not self.stopping.is_set():
             self._report(session)
-            call = self.bots.UpdateBotSession.future(bots.UpdateBotSessionRequest(
-                name=session.name, bot_session=session), timeout=POLL_SECONDS)
+            call = self.bots.UpdateBotSession.future(
+                bots.UpdateBotSessionRequest(name=session.name, bot_session=session), timeout=POLL_SECONDS
+            )
             # A lease that ends is reported at once: the long poll is given up.
             while not call.done() and not self.changed.wait(0.05) and not self.stopping.is_set():
                 pass
@@ -75,8 +86,7 @@ class Bot:
                 reply = call.result()
             except grpc.RpcError as exc:
                 if exc.code() not in (grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED):
-                    print(f"bot {self.args.name}: UpdateBotSession: {exc.code().name}: {exc.details()}",
-                          flush=True)
+                    print(f"bot {self.args.name}: UpdateBotSession: {exc.code().name}: {exc.details()}", flush=True)
                     self.stopping.wait(0.5)
                 continue
             self._forget_reported(session, reply)
@@ -142,10 +152,19 @@ class Bot:
                 if self.args.casd:  # inputs staged from the worker's local CAS, outputs sent through it
                     cas = [f"--remote=unix:{self.args.casd}/casd.sock"]
                 else:
-                    cas = [f"--remote={self.args.remote.replace('grpc://', 'http://')}",
-                           f"--instance={self.args.instance}", "--disable-localcas"]
-                argv = [self.args.runner, *cas, f"--action={action_file}", f"--action-result={result_file}",
-                        f"--workspace-path={Path(tmp) / 'stage'}", "--log-level=warning"]
+                    cas = [
+                        f"--remote={self.args.remote.replace('grpc://', 'http://')}",
+                        f"--instance={self.args.instance}",
+                        "--disable-localcas",
+                    ]
+                argv = [
+                    self.args.runner,
+                    *cas,
+                    f"--action={action_file}",
+                    f"--action-result={result_file}",
+                    f"--workspace-path={Path(tmp) / 'stage'}",
+                    "--log-level=warning",
+                ]
                 print(f"bot {self.args.name}: lease {lease_id} running", flush=True)
                 with self.lock:
                     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -154,8 +173,9 @@ class Bot:
                 with self.lock:
                     self.running.pop(lease_id, None)
                 if proc.returncode != 0 or not result_file.exists():
-                    raise RuntimeError(f"buildbox-run exited with {proc.returncode}: "
-                                       f"{output.decode(errors='replace')[-2000:]}")
+                    raise RuntimeError(
+                        f"buildbox-run exited with {proc.returncode}: {output.decode(errors='replace')[-2000:]}"
+                    )
                 result = re.ActionResult()
                 result.ParseFromString(result_file.read_bytes())
                 result.execution_metadata.worker = self.args.name  # as buildbox-worker names itself
@@ -194,15 +214,22 @@ def main() -> int:
     parser.add_argument("--work", required=True)
     parser.add_argument("--capacity", type=int, default=1)
     parser.add_argument("--name", default=f"lwrecipe-test-bot-{uuid.uuid4().hex[:8]}")
-    parser.add_argument("--casd", metavar="DIR",
-                        help="run buildbox-casd (beside the runner) in DIR as this worker's CAS cache")
+    parser.add_argument(
+        "--casd", metavar="DIR", help="run buildbox-casd (beside the runner) in DIR as this worker's CAS cache"
+    )
     args = parser.parse_args()
     os.makedirs(args.work, exist_ok=True)
     casd = None
     if args.casd:
-        casd = subprocess.Popen([str(Path(args.runner).with_name("buildbox-casd")),
-                                 f"--cas-remote={args.remote.replace('grpc://', 'http://')}",
-                                 f"--cas-instance={args.instance}", "--log-level=warning", args.casd])
+        casd = subprocess.Popen(
+            [
+                str(Path(args.runner).with_name("buildbox-casd")),
+                f"--cas-remote={args.remote.replace('grpc://', 'http://')}",
+                f"--cas-instance={args.instance}",
+                "--log-level=warning",
+                args.casd,
+            ]
+        )
         while not Path(args.casd, "casd.sock").exists():
             if casd.poll() is not None:
                 raise SystemExit(f"buildbox-casd exited with {casd.returncode}")

@@ -11,10 +11,10 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
 from contextlib import contextmanager
-from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 
 
 class FaultServer:
@@ -52,7 +52,7 @@ class FaultServer:
                 queue = server.behaviour.get(f"{method} {self.path}", [])
                 return queue.pop(0) if queue else "ok"
 
-            def do_HEAD(self) -> None:  # noqa: N802
+            def do_HEAD(self) -> None:
                 action = self._action("HEAD")
                 if action in ("401", "403", "500"):
                     return self._simple(int(action))
@@ -61,7 +61,7 @@ class FaultServer:
                 self.send_header("Content-Length", str(len(data or b"")))
                 self.end_headers()
 
-            def do_PUT(self) -> None:  # noqa: N802
+            def do_PUT(self) -> None:
                 action = self._action("PUT")
                 if action.startswith("drip:"):  # a server that takes the body a few bytes at a time
                     _, pause, *step = action.split(":")
@@ -84,7 +84,7 @@ class FaultServer:
                 server.files[self.path] = body
                 self._simple(201)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 server.hits[self.path] += 1
                 server.seen_headers.append(dict(self.headers))
                 queue = server.behaviour.get(self.path, [])
@@ -253,11 +253,18 @@ def nginx_server(root: str | Path, tls: tuple[Path, Path] | None = None, listing
     port = free_port()
     conf = base / "nginx.conf"
     listen = f" ssl http2;\n        ssl_certificate {tls[0]};\n        ssl_certificate_key {tls[1]}" if tls else ""
-    conf.write_text(NGINX_CONF.format(root=base, port=port, tls=listen,
-                                      modules=f"load_module {DAV_EXT};\n" if listing else "",
-                                      dav_ext="\n            dav_ext_methods PROPFIND OPTIONS;" if listing else ""))
-    proc = subprocess.Popen([nginx, "-c", str(conf), "-e", str(base / "error.log")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    conf.write_text(
+        NGINX_CONF.format(
+            root=base,
+            port=port,
+            tls=listen,
+            modules=f"load_module {DAV_EXT};\n" if listing else "",
+            dav_ext="\n            dav_ext_methods PROPFIND OPTIONS;" if listing else "",
+        )
+    )
+    proc = subprocess.Popen(
+        [nginx, "-c", str(conf), "-e", str(base / "error.log")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
@@ -267,7 +274,9 @@ def nginx_server(root: str | Path, tls: tuple[Path, Path] | None = None, listing
             time.sleep(0.05)
     else:
         proc.kill()
-        raise RuntimeError(f"nginx did not start: {(base / 'error.log').read_text() if (base / 'error.log').exists() else ''}")
+        raise RuntimeError(
+            f"nginx did not start: {(base / 'error.log').read_text() if (base / 'error.log').exists() else ''}"
+        )
     try:
         yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
@@ -311,9 +320,9 @@ class ForwardProxy:
                     self.wfile.write(data)
                 upstream.close()
 
-            do_GET = do_HEAD = do_PUT = _forward  # noqa: N815
+            do_GET = do_HEAD = do_PUT = _forward
 
-            def do_CONNECT(self) -> None:  # noqa: N802
+            def do_CONNECT(self) -> None:
                 proxy.seen.append((self.requestline, self.headers.get("Proxy-Authorization")))
                 host, port = self.path.rsplit(":", 1)
                 upstream = socket.create_connection((host, int(port)), timeout=10)
@@ -445,18 +454,24 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lwrecipe test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     cert_file, key_file = directory / "cert.pem", directory / "key.pem"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_file, key_file
 
 
@@ -490,13 +505,18 @@ def plain_server(directory: Path) -> list[str]:
     compared with."""
     import sys
 
-    return [sys.executable, "-u", "-c",
-            "import http.server, functools, sys\n"
-            "h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])\n"
-            "h.func.extensions_map['.wasm'] = 'application/wasm'\n"
-            "s = http.server.ThreadingHTTPServer(('127.0.0.1', 0), h)\n"
-            "print(f'http://127.0.0.1:{s.server_address[1]}/', flush=True)\n"
-            "s.serve_forever()\n", str(directory)]
+    return [
+        sys.executable,
+        "-u",
+        "-c",
+        "import http.server, functools, sys\n"
+        "h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])\n"
+        "h.func.extensions_map['.wasm'] = 'application/wasm'\n"
+        "s = http.server.ThreadingHTTPServer(('127.0.0.1', 0), h)\n"
+        "print(f'http://127.0.0.1:{s.server_address[1]}/', flush=True)\n"
+        "s.serve_forever()\n",
+        str(directory),
+    ]
 
 
 BUILDGRID_CONFIG = """server:
@@ -547,12 +567,16 @@ def buildgrid_server(root: Path, tls: tuple[Path, Path] | None = None) -> Iterat
     cas/objects/<2 hex>/<the other 62>)."""
     root.mkdir(parents=True)
     port = free_port()
-    channel = ("    insecure-mode: false\n    credentials:\n"
-               f"      tls-server-key: {tls[1]}\n      tls-server-cert: {tls[0]}" if tls else "    insecure-mode: true")
+    channel = (
+        f"    insecure-mode: false\n    credentials:\n      tls-server-key: {tls[1]}\n      tls-server-cert: {tls[0]}"
+        if tls
+        else "    insecure-mode: true"
+    )
     (root / "config.yml").write_text(BUILDGRID_CONFIG.format(port=port, root=root, channel=channel))
     with (root / "server.log").open("w") as log:
-        server = subprocess.Popen([bgd(), "server", "start", str(root / "config.yml")], cwd=root, stdout=log,
-                                  stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [bgd(), "server", "start", str(root / "config.yml")], cwd=root, stdout=log, stderr=subprocess.STDOUT
+        )
         _wait_for_port(port, server, root / "server.log", "BuildGrid")
         try:
             yield f"{'grpcs' if tls else 'grpc'}://127.0.0.1:{port}/main", root / "cas"
@@ -582,18 +606,38 @@ def postgres_server() -> Iterator[str]:
         shutil.chown(top, "postgres")
     data, port = top / "data", free_port()
     try:
-        subprocess.run([*as_postgres, bin_dir / "initdb", "-D", data, "-A", "trust", "-U", "bgd", "--no-sync",
-                        "-E", "UTF8"], check=True, capture_output=True)
-        subprocess.run([*as_postgres, bin_dir / "pg_ctl", "-D", data, "-l", top / "server.log", "-w", "-o",
-                        f"-p {port} -k {top} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [*as_postgres, bin_dir / "initdb", "-D", data, "-A", "trust", "-U", "bgd", "--no-sync", "-E", "UTF8"],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                *as_postgres,
+                bin_dir / "pg_ctl",
+                "-D",
+                data,
+                "-l",
+                top / "server.log",
+                "-w",
+                "-o",
+                f"-p {port} -k {top} -c listen_addresses=127.0.0.1 -c fsync=off",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+        )
         try:
-            subprocess.run([*as_postgres, bin_dir / "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "bgd",
-                            "bgd"], check=True, capture_output=True)
+            subprocess.run(
+                [*as_postgres, bin_dir / "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "bgd", "bgd"],
+                check=True,
+                capture_output=True,
+            )
             yield f"postgresql+psycopg2://bgd@127.0.0.1:{port}/bgd"
         finally:
-            subprocess.run([*as_postgres, bin_dir / "pg_ctl", "-D", data, "-m", "immediate", "stop"],
-                           capture_output=True)
+            subprocess.run(
+                [*as_postgres, bin_dir / "pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True
+            )
     finally:
         shutil.rmtree(top, ignore_errors=True)
 
@@ -672,8 +716,9 @@ def buildgrid_execution(root: Path, database: str) -> Iterator[str]:
     port = free_port()
     (root / "config.yml").write_text(BUILDGRID_EXECUTION_CONFIG.format(port=port, root=root, database=database))
     with (root / "server.log").open("w") as log:
-        server = subprocess.Popen([bgd(), "server", "start", str(root / "config.yml")], cwd=root, stdout=log,
-                                  stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [bgd(), "server", "start", str(root / "config.yml")], cwd=root, stdout=log, stderr=subprocess.STDOUT
+        )
         _wait_for_port(port, server, root / "server.log", "BuildGrid")
         try:
             yield f"grpc://127.0.0.1:{port}/main"
@@ -701,11 +746,27 @@ def reapi_bot(url: str, work: Path, capacity: int = 2, name: str = "bot", casd: 
     work.mkdir(parents=True, exist_ok=True)
     log_path = work.parent / f"{work.name}.log"
     with log_path.open("w") as log:
-        bot = subprocess.Popen([sys.executable, str(Path(__file__).parent / "reapi_bot.py"), "--remote",
-                                f"grpc://{server}", "--instance", instance, "--runner", str(buildbox_run()),
-                                "--work", str(work), "--capacity", str(capacity), "--name", name,
-                                *(["--casd", str(work.parent / f"{work.name}-casd")] if casd else [])],
-                               stdout=log, stderr=subprocess.STDOUT)
+        bot = subprocess.Popen(
+            [
+                sys.executable,
+                str(Path(__file__).parent / "reapi_bot.py"),
+                "--remote",
+                f"grpc://{server}",
+                "--instance",
+                instance,
+                "--runner",
+                str(buildbox_run()),
+                "--work",
+                str(work),
+                "--capacity",
+                str(capacity),
+                "--name",
+                name,
+                *(["--casd", str(work.parent / f"{work.name}-casd")] if casd else []),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 60
         while "session" not in log_path.read_text():
             if bot.poll() is not None or time.monotonic() > deadline:

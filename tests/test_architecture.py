@@ -84,7 +84,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         state[module] = "open"
         for dep in sorted(graph.get(module, ())):
             if state.get(dep) == "open":
-                found.append(path[path.index(dep):] + [dep])
+                found.append(path[path.index(dep) :] + [dep])
             elif dep not in state:
                 visit(dep, [*path, dep])
         state[module] = "done"
@@ -122,22 +122,36 @@ def shaped(tmp_path: Path):
         for d in [root, *[p for p in root.rglob("*") if p.is_dir()]]:
             (d / "__init__.py").touch()
         return root
+
     return write
 
 
 def test_an_upward_import_is_found(shaped) -> None:
-    root = shaped({"errors.py": "", "recipes/recipe.py": "from ..errors import X\n",
-                   "store/store.py": "from ..recipes import recipe\n",
-                   "recipes/graph.py": "def f():\n    from ..build.plan import y\n",
-                   "build/plan.py": "from ..store.store import Store\nfrom pkg.cli import main\n",
-                   "cli/__init__.py": "", "errors2.py": "from .store import store\n"})
+    root = shaped(
+        {
+            "errors.py": "",
+            "recipes/recipe.py": "from ..errors import X\n",
+            "store/store.py": "from ..recipes import recipe\n",
+            "recipes/graph.py": "def f():\n    from ..build.plan import y\n",
+            "build/plan.py": "from ..store.store import Store\nfrom pkg.cli import main\n",
+            "cli/__init__.py": "",
+            "errors2.py": "from .store import store\n",
+        }
+    )
     assert upward_imports(import_graph(root), "pkg") == [
-        "pkg.build.plan -> pkg.cli", "pkg.errors2 -> pkg.store.store", "pkg.recipes.graph -> pkg.build.plan"]
+        "pkg.build.plan -> pkg.cli",
+        "pkg.errors2 -> pkg.store.store",
+        "pkg.recipes.graph -> pkg.build.plan",
+    ]
 
 
 def test_a_cycle_is_found(shaped) -> None:
-    root = shaped({"recipes/recipe.py": "def load():\n    from . import recipecache\n",
-                   "recipes/recipecache.py": "from .recipe import Doc\n"})
+    root = shaped(
+        {
+            "recipes/recipe.py": "def load():\n    from . import recipecache\n",
+            "recipes/recipecache.py": "from .recipe import Doc\n",
+        }
+    )
     assert cycles(import_graph(root)) == [["pkg.recipes.recipe", "pkg.recipes.recipecache", "pkg.recipes.recipe"]]
 
 
@@ -162,8 +176,13 @@ def test_http_goes_through_httpx_in_one_module() -> None:
     speaking: dict[str, set[str]] = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and not node.level
+                else []
+            )
             for name in names:
                 if name.split(".")[0] in ("httpx", "httpcore", "h11") or name.startswith("http.client"):
                     speaking.setdefault(str(path.relative_to(PACKAGE)), set()).add(name.split(".")[0])

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lwrecipe.store.archive import extract_canonical, tree_sha256, write_tree
 from lwrecipe.errors import UnsafeArchive
+from lwrecipe.store.archive import extract_canonical, tree_sha256, write_tree
 
 
 def make_tree(root: Path) -> Path:
@@ -61,11 +61,13 @@ def test_entries_come_in_byte_order_of_their_paths(tmp_path: Path) -> None:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(rel)
     (root / "a" / "x.y" / "sub").mkdir()
-    expected = sorted((os.path.relpath(os.path.join(d, n), root) for d, ds, fs in os.walk(root) for n in ds + fs),
-                      key=os.fsencode)
+    expected = sorted(
+        (os.path.relpath(os.path.join(d, n), root) for d, ds, fs in os.walk(root) for n in ds + fs), key=os.fsencode
+    )
     assert [entry.rel for entry in iter_tree(root)] == expected
-    assert [entry.rel for entry in iter_tree(root, exclude=("a",))] == [r for r in expected if not r.startswith("a/")
-                                                                       and r != "a"]
+    assert [entry.rel for entry in iter_tree(root, exclude=("a",))] == [
+        r for r in expected if not r.startswith("a/") and r != "a"
+    ]
 
 
 def test_round_trip(tmp_path: Path) -> None:
@@ -99,16 +101,19 @@ def evil(*members: tuple[str, bytes, str]) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("members, message", [
-    ([("../escape", tarfile.REGTYPE, "")], "not a plain relative path"),
-    ([("/etc/passwd", tarfile.REGTYPE, "")], "not a plain relative path"),
-    ([("a/./b", tarfile.REGTYPE, "")], "not a plain relative path"),
-    ([("up", tarfile.SYMTYPE, "/etc"), ("up/passwd", tarfile.REGTYPE, "")], "through a symlink"),
-    ([("h", tarfile.LNKTYPE, "/etc/passwd")], "not an earlier file"),
-    ([("dev", tarfile.CHRTYPE, "")], "type an output may not have"),
-    ([("fifo", tarfile.FIFOTYPE, "")], "type an output may not have"),
-])
-def test_unsafe_entries_are_refused(tmp_path: Path, members, message: str) -> None:  # noqa: ANN001
+@pytest.mark.parametrize(
+    "members, message",
+    [
+        ([("../escape", tarfile.REGTYPE, "")], "not a plain relative path"),
+        ([("/etc/passwd", tarfile.REGTYPE, "")], "not a plain relative path"),
+        ([("a/./b", tarfile.REGTYPE, "")], "not a plain relative path"),
+        ([("up", tarfile.SYMTYPE, "/etc"), ("up/passwd", tarfile.REGTYPE, "")], "through a symlink"),
+        ([("h", tarfile.LNKTYPE, "/etc/passwd")], "not an earlier file"),
+        ([("dev", tarfile.CHRTYPE, "")], "type an output may not have"),
+        ([("fifo", tarfile.FIFOTYPE, "")], "type an output may not have"),
+    ],
+)
+def test_unsafe_entries_are_refused(tmp_path: Path, members, message: str) -> None:
     dest = tmp_path / "out"
     dest.mkdir()
     with pytest.raises(UnsafeArchive, match=message):
@@ -134,22 +139,30 @@ def test_header_parser_agrees_with_tarfile(tmp_path: Path) -> None:
         members = tar.getmembers()
     blocks = data.getvalue()
     for member in members:
-        ours = parse_header(blocks[member.offset:member.offset + 512])
-        raw = tarfile.TarInfo.frombuf(blocks[member.offset:member.offset + 512], "utf-8", "surrogateescape")
-        assert (ours.name, ours.mode, ours.size, ours.mtime, ours.type, ours.linkname) == \
-            (raw.name, raw.mode, raw.size, raw.mtime, raw.type, raw.linkname)
+        ours = parse_header(blocks[member.offset : member.offset + 512])
+        raw = tarfile.TarInfo.frombuf(blocks[member.offset : member.offset + 512], "utf-8", "surrogateescape")
+        assert (ours.name, ours.mode, ours.size, ours.mtime, ours.type, ours.linkname) == (
+            raw.name,
+            raw.mode,
+            raw.size,
+            raw.mtime,
+            raw.type,
+            raw.linkname,
+        )
     with pytest.raises(UnsafeArchive, match="checksum"):
         parse_header(b"x" + blocks[1:512])
 
 
 @settings(max_examples=400, deadline=None)
-@given(rel=st.text(st.characters(codec="utf-8", exclude_characters="\0/"), min_size=1, max_size=60)
-       | st.from_regex(r"[a-z0-9._-]{1,40}(/[a-zA-Z0-9._+-]{1,40}){0,4}", fullmatch=True),
-       kind=st.sampled_from(["dir", "file", "symlink", "hardlink"]),
-       mode=st.sampled_from([0o644, 0o755]),
-       size=st.integers(0, 8 ** 11 + 5) | st.integers(0, 1 << 20),
-       target=st.text(st.characters(codec="utf-8", exclude_characters="\0"), max_size=120),
-       mtime=st.integers(0, 8 ** 11 + 5))
+@given(
+    rel=st.text(st.characters(codec="utf-8", exclude_characters="\0/"), min_size=1, max_size=60)
+    | st.from_regex(r"[a-z0-9._-]{1,40}(/[a-zA-Z0-9._+-]{1,40}){0,4}", fullmatch=True),
+    kind=st.sampled_from(["dir", "file", "symlink", "hardlink"]),
+    mode=st.sampled_from([0o644, 0o755]),
+    size=st.integers(0, 8**11 + 5) | st.integers(0, 1 << 20),
+    target=st.text(st.characters(codec="utf-8", exclude_characters="\0"), max_size=120),
+    mtime=st.integers(0, 8**11 + 5),
+)
 def test_header_matches_tarfile(rel: str, kind: str, mode: int, size: int, target: str, mtime: int) -> None:
     from lwrecipe.store.archive import Entry, _tarinfo, header
 

@@ -59,6 +59,7 @@ def test_show_text_and_json(chain, cli) -> None:
     text = cli("show", "base")
     assert text.code == 0 and "base 1.0  (MIT)" in text.out and "key:" in text.out
     import json
+
     doc = json.loads(cli("show", "app", "--json").out)
     assert doc["name"] == "app" and doc["depends"] == ["lib", "base"] and doc["key"] is None
     assert doc["waiting_on"] == ["lib", "base"] and doc["description"] == "the app"
@@ -74,6 +75,7 @@ def test_plan_table(chain, cli) -> None:
 
 def test_cache_option_and_env(chain, cli, monkeypatch, tmp_path) -> None:
     from lwrecipe.cli.common import Context
+
     monkeypatch.setenv("LWRECIPE_CACHE", str(tmp_path / "c1"))
     assert Context(build_parser().parse_args(["plan", "x"])).cache_dir == tmp_path / "c1"
     ctx = Context(build_parser().parse_args(["--cache", str(tmp_path / "c2"), "plan", "x"]))
@@ -82,8 +84,11 @@ def test_cache_option_and_env(chain, cli, monkeypatch, tmp_path) -> None:
 
 def test_the_default_cache_is_the_projects_wherever_the_command_runs(project, tmp_path, monkeypatch) -> None:
     """`cd recipes && lwrecipe build busybox` silently started a new, empty cache there."""
-    project.recipe("one", 'schema = 1\n[package]\nname = "one"\nversion = "1"\nlicense = "MIT"\n'
-                          '[build]\nhost_tools = ["mkdir"]\nscript = "mkdir -p $LW_OUT"\n')
+    project.recipe(
+        "one",
+        'schema = 1\n[package]\nname = "one"\nversion = "1"\nlicense = "MIT"\n'
+        '[build]\nhost_tools = ["mkdir"]\nscript = "mkdir -p $LW_OUT"\n',
+    )
     monkeypatch.delenv("LWRECIPE_CACHE", raising=False)
     inside = run_subprocess("build", "../recipes/one.toml", cwd=project.root / "recipes")
     assert inside.code == 0, inside.err
@@ -97,7 +102,7 @@ def test_the_default_cache_is_the_projects_wherever_the_command_runs(project, tm
     assert not (outside / "cache").exists()
 
 
-def _complete(words: list[str], cwd) -> list[str]:  # noqa: ANN001
+def _complete(words: list[str], cwd) -> list[str]:
     import subprocess
 
     script = run_subprocess("completion", "bash", cwd=cwd).out

@@ -23,8 +23,9 @@ from tests.conftest import APT_ARCHIVES, REPO
 from tests.test_unpack import listing
 
 
-def member(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", mode: int = 0o644,
-           link: str = "") -> tuple[tarfile.TarInfo, bytes]:
+def member(
+    name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", mode: int = 0o644, link: str = ""
+) -> tuple[tarfile.TarInfo, bytes]:
     info = tarfile.TarInfo(name)
     info.type, info.mode, info.linkname, info.size = kind, mode, link, len(data)
     return info, data
@@ -37,8 +38,11 @@ def deb(path: Path, entries: list[tuple[tarfile.TarInfo, bytes]], compress: str 
         for info, data in entries:
             tar.addfile(info, io.BytesIO(data) if data else None)
     data_tar = lzma.compress(raw.getvalue()) if compress == "xz" else raw.getvalue()
-    members = [("debian-binary", b"2.0\n"), ("control.tar.xz", lzma.compress(b"")),
-               (f"data.tar{'.xz' if compress == 'xz' else ''}", data_tar)]
+    members = [
+        ("debian-binary", b"2.0\n"),
+        ("control.tar.xz", lzma.compress(b"")),
+        (f"data.tar{'.xz' if compress == 'xz' else ''}", data_tar),
+    ]
     out = bytearray(b"!<arch>\n")
     for name, body in members:
         out += f"{name:<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(body):<10}`\n".encode()
@@ -48,14 +52,20 @@ def deb(path: Path, entries: list[tuple[tarfile.TarInfo, bytes]], compress: str 
 
 
 def test_unpacks_merged_usr_with_links_kept(tmp_path: Path) -> None:
-    pkg = deb(tmp_path / "a.deb", [
-        member("./", tarfile.DIRTYPE, mode=0o755), member("./bin/", tarfile.DIRTYPE, mode=0o755),
-        member("./bin/tool", data=b"#!/bin/sh\n", mode=0o4755),
-        member("./lib64/", tarfile.DIRTYPE, mode=0o755),
-        member("./lib64/ld.so", tarfile.SYMTYPE, link="/lib/x86_64-linux-gnu/ld.so"),
-        member("./usr/", tarfile.DIRTYPE), member("./usr/share/", tarfile.DIRTYPE),
-        member("./usr/share/a", data=b"same"), member("./usr/share/b", tarfile.LNKTYPE, link="./usr/share/a"),
-    ])
+    pkg = deb(
+        tmp_path / "a.deb",
+        [
+            member("./", tarfile.DIRTYPE, mode=0o755),
+            member("./bin/", tarfile.DIRTYPE, mode=0o755),
+            member("./bin/tool", data=b"#!/bin/sh\n", mode=0o4755),
+            member("./lib64/", tarfile.DIRTYPE, mode=0o755),
+            member("./lib64/ld.so", tarfile.SYMTYPE, link="/lib/x86_64-linux-gnu/ld.so"),
+            member("./usr/", tarfile.DIRTYPE),
+            member("./usr/share/", tarfile.DIRTYPE),
+            member("./usr/share/a", data=b"same"),
+            member("./usr/share/b", tarfile.LNKTYPE, link="./usr/share/a"),
+        ],
+    )
     root = tmp_path / "root"
     extract_deb(pkg, root)
     assert os.readlink(root / "bin") == "usr/bin" and os.readlink(root / "lib64") == "usr/lib64"
@@ -68,14 +78,24 @@ def test_unpacks_merged_usr_with_links_kept(tmp_path: Path) -> None:
     assert (root / "usr/bin/tool").read_bytes() == b"new"
 
 
-@pytest.mark.parametrize("entries, reason", [
-    ([member("../evil", data=b"x")], "leaves the tree"),
-    ([member("/etc/evil", data=b"x")], "leaves the tree"),
-    ([member("./usr/", tarfile.DIRTYPE), member("./usr/l", tarfile.SYMTYPE, link="/etc"),
-      member("./usr/l/passwd", data=b"x")], "goes through the symlink"),
-    ([member("./dev/null", tarfile.CHRTYPE)], "device or fifo"),
-    ([member("./x", tarfile.LNKTYPE, link="./etc/shadow")], "not an earlier file"),
-], ids=["dotdot", "absolute", "through-symlink", "device", "hardlink-out"])
+@pytest.mark.parametrize(
+    "entries, reason",
+    [
+        ([member("../evil", data=b"x")], "leaves the tree"),
+        ([member("/etc/evil", data=b"x")], "leaves the tree"),
+        (
+            [
+                member("./usr/", tarfile.DIRTYPE),
+                member("./usr/l", tarfile.SYMTYPE, link="/etc"),
+                member("./usr/l/passwd", data=b"x"),
+            ],
+            "goes through the symlink",
+        ),
+        ([member("./dev/null", tarfile.CHRTYPE)], "device or fifo"),
+        ([member("./x", tarfile.LNKTYPE, link="./etc/shadow")], "not an earlier file"),
+    ],
+    ids=["dotdot", "absolute", "through-symlink", "device", "hardlink-out"],
+)
 def test_hostile_packages_are_refused(tmp_path: Path, entries, reason: str) -> None:
     victim = tmp_path / "etc"
     victim.mkdir()
@@ -92,10 +112,13 @@ def test_not_a_deb_is_one_clear_error(tmp_path: Path) -> None:
 
 def test_debian_mirrors_rewrite_by_prefix() -> None:
     url = "http://deb.debian.org/debian/pool/main/b/bash/bash_5.2.15-2%2bb7_amd64.deb"
-    rules = ("http://deb.debian.org/debian/=https://snapshot.debian.org/archive/debian/20251101T000000Z;"
-             "http://deb.debian.org/debian-security/=https://snapshot.debian.org/archive/debian-security/x")
+    rules = (
+        "http://deb.debian.org/debian/=https://snapshot.debian.org/archive/debian/20251101T000000Z;"
+        "http://deb.debian.org/debian-security/=https://snapshot.debian.org/archive/debian-security/x"
+    )
     assert Mirrors(debian=parse_rules(rules)).debian_urls(url) == [
-        "https://snapshot.debian.org/archive/debian/20251101T000000Z/pool/main/b/bash/bash_5.2.15-2%2bb7_amd64.deb"]
+        "https://snapshot.debian.org/archive/debian/20251101T000000Z/pool/main/b/bash/bash_5.2.15-2%2bb7_amd64.deb"
+    ]
 
 
 needs_apt = pytest.mark.skipif(shutil.which("apt-get") is None, reason="apt-get missing")
@@ -106,8 +129,12 @@ def test_resolve_asks_apt_for_the_closure_on_an_empty_system() -> None:
     pins = resolve(["make"])
     names = {p.name for p in pins}
     assert {"make", "libc6"} <= names  # make's own dependency, though libc6 is installed here
-    shown = subprocess.run(["apt-cache", "show", f"libc6={next(p.version for p in pins if p.name == 'libc6')}"],
-                           capture_output=True, text=True, check=True).stdout
+    shown = subprocess.run(
+        ["apt-cache", "show", f"libc6={next(p.version for p in pins if p.name == 'libc6')}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     libc = next(p for p in pins if p.name == "libc6")
     assert f"SHA256: {libc.sha256}" in shown and libc.url.startswith("http") and libc.size > 0
     with pytest.raises(LwrecipeError, match="cannot resolve .*no-such-package-x"):
@@ -121,8 +148,9 @@ def test_resolve_on_an_environment_pins_only_what_it_lacks() -> None:
     from lwrecipe.recipes.recipe import load_recipe
 
     env = load_recipe(REPO / "recipes" / "buildenv.toml")
-    installed = [DebPin(s.deb, s.version, s.arch, s.url, s.sha256, 0) for s in env.doc.sources
-                 if isinstance(s, DebSource)]
+    installed = [
+        DebPin(s.deb, s.version, s.arch, s.url, s.sha256, 0) for s in env.doc.sources if isinstance(s, DebSource)
+    ]
     alone = {p.name for p in resolve(["lld-19"])}
     on_env = {p.name for p in resolve(["lld-19"], installed=installed)}
     assert {"lld-19", "libllvm19"} <= on_env and "libc6" in alone and "libc6" not in on_env
@@ -172,8 +200,14 @@ def test_write_pins_keeps_the_rest_of_the_file(tmp_path: Path) -> None:
     (tmp_path / "files").mkdir()
     path = tmp_path / "env.toml"
     path.write_text(RECIPE.format(sha="0" * 64))
-    new = DebPin("new", "2.0-1", "amd64", "http://deb.debian.org/debian/pool/main/n/new/new_2.0-1_amd64.deb",
-                 hashlib.sha256(b"new").hexdigest(), 3)
+    new = DebPin(
+        "new",
+        "2.0-1",
+        "amd64",
+        "http://deb.debian.org/debian/pool/main/n/new/new_2.0-1_amd64.deb",
+        hashlib.sha256(b"new").hexdigest(),
+        3,
+    )
     changes = write_pins(path, DebianRequest(packages=["new"]), [new])
     assert [c.text() for c in changes] == ["+ new 2.0-1", "- old 1:0.9"]
     text = path.read_text()
@@ -191,9 +225,15 @@ def test_a_hardlink_to_a_name_since_made_a_link_is_refused(tmp_path: Path) -> No
     code's os.link followed `f` and made `h` the host file's own inode inside the tree."""
     victim = tmp_path / "victim"
     victim.write_bytes(b"host file\n")
-    pkg = deb(tmp_path / "x.deb", [
-        member("./usr/", tarfile.DIRTYPE), member("./usr/f", data=b"x"),
-        member("./usr/f", tarfile.SYMTYPE, link=str(victim)), member("./usr/h", tarfile.LNKTYPE, link="./usr/f")])
+    pkg = deb(
+        tmp_path / "x.deb",
+        [
+            member("./usr/", tarfile.DIRTYPE),
+            member("./usr/f", data=b"x"),
+            member("./usr/f", tarfile.SYMTYPE, link=str(victim)),
+            member("./usr/h", tarfile.LNKTYPE, link="./usr/f"),
+        ],
+    )
     with pytest.raises(UnsafeArchive, match="x.deb: './usr/h': hardlink to './usr/f', not an earlier file"):
         extract_deb(pkg, tmp_path / "root", "x.deb")
     assert os.stat(victim).st_nlink == 1
@@ -201,8 +241,12 @@ def test_a_hardlink_to_a_name_since_made_a_link_is_refused(tmp_path: Path) -> No
 
 def test_an_entry_through_a_link_an_earlier_package_made_is_refused(tmp_path: Path) -> None:
     root = tmp_path / "root"
-    extract_deb(deb(tmp_path / "a.deb", [member("./usr/", tarfile.DIRTYPE),
-                                         member("./usr/lib", tarfile.SYMTYPE, link="share")]), root)
+    extract_deb(
+        deb(
+            tmp_path / "a.deb", [member("./usr/", tarfile.DIRTYPE), member("./usr/lib", tarfile.SYMTYPE, link="share")]
+        ),
+        root,
+    )
     with pytest.raises(UnsafeArchive, match="b.deb: .*goes through the symlink"):
         extract_deb(deb(tmp_path / "b.deb", [member("./usr/lib/x", data=b"x")]), root, "b.deb")
     assert not (root / "usr" / "share").exists()

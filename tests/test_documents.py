@@ -42,7 +42,7 @@ def test_nesting_up_to_the_limit_is_read_and_past_it_refused(kind: str) -> None:
 
 
 VALID = [
-    b'a = "[[[[{{{{"\nb = \'[[[\'\nc = """\n[[[\n"""\nd = \'\'\'\n{{{\n\'\'\'\n',
+    b"a = \"[[[[{{{{\"\nb = '[[['\nc = \"\"\"\n[[[\n\"\"\"\nd = '''\n{{{\n'''\n",
     b'a = """x""""\nb = [1.5, 2.5]\nc = 1979-05-27T07:32:00.999Z\n',
     b"a = ''''x'''''\n# [[[[[[ a comment\n[t] # [[[[\nb.\"c.d\".e = [ # a comment in an array\n  1,\n  [2],\n]\n",
     b'[[x.y]]\nz = {a.b = [1, {c = 2}], d = "e"}\n[[x.y]]\nz = 1\n',
@@ -50,26 +50,33 @@ VALID = [
 ]
 
 
-@pytest.mark.parametrize("doc", VALID + sorted(p.read_bytes() for p in (REPO / "recipes").glob("*.toml"))
-                         + [(REPO / "lockfile.toml").read_bytes(), (REPO / "pyproject.toml").read_bytes()])
+@pytest.mark.parametrize(
+    "doc",
+    VALID
+    + sorted(p.read_bytes() for p in (REPO / "recipes").glob("*.toml"))
+    + [(REPO / "lockfile.toml").read_bytes(), (REPO / "pyproject.toml").read_bytes()],
+)
 def test_valid_documents_read_as_tomllib_reads_them(doc: bytes) -> None:
     assert parse_toml(doc, "x") == tomllib.loads(doc.decode())
 
 
-@pytest.mark.parametrize(("data", "what"), [
-    (b"[" * 100_000, "nested more than"),
-    (b'{"a": ' * (MAX_JSON_DEPTH + 1) + b"1" + b"}" * (MAX_JSON_DEPTH + 1), "nested more than"),
-    (b'"\\ud800"', "lone surrogate"),
-    (b'{"\\udfff": 1}', "lone surrogate"),
-    (b'"\xed\xa0\x80"', "not UTF-8"),
-    (b'"\xff"', "not UTF-8"),
-    (b'{"a": 1, "a": 2}', "appears twice"),
-    (b"[NaN]", "NaN is not JSON"),
-    (b"[-Infinity]", "-Infinity is not JSON"),
-    (b"9" * 5000, "not valid JSON"),
-    (b"{", "not valid JSON"),
-    (b" " * 101, "larger than 100 bytes"),
-])
+@pytest.mark.parametrize(
+    ("data", "what"),
+    [
+        (b"[" * 100_000, "nested more than"),
+        (b'{"a": ' * (MAX_JSON_DEPTH + 1) + b"1" + b"}" * (MAX_JSON_DEPTH + 1), "nested more than"),
+        (b'"\\ud800"', "lone surrogate"),
+        (b'{"\\udfff": 1}', "lone surrogate"),
+        (b'"\xed\xa0\x80"', "not UTF-8"),
+        (b'"\xff"', "not UTF-8"),
+        (b'{"a": 1, "a": 2}', "appears twice"),
+        (b"[NaN]", "NaN is not JSON"),
+        (b"[-Infinity]", "-Infinity is not JSON"),
+        (b"9" * 5000, "not valid JSON"),
+        (b"{", "not valid JSON"),
+        (b" " * 101, "larger than 100 bytes"),
+    ],
+)
 def test_hostile_json_is_one_document_error(data: bytes, what: str) -> None:
     with pytest.raises(DocumentError, match=what) as caught:
         parse_json(data, "remote: ac/1234", 100 if len(data) == 101 else 1 << 20)
@@ -79,7 +86,7 @@ def test_hostile_json_is_one_document_error(data: bytes, what: str) -> None:
 def test_json_within_the_limits_is_read() -> None:
     deep = b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH
     assert parse_json(deep, "x", 1 << 20) is not None
-    assert parse_json('{"a": "[[[\\"", "b": "\\u00e9"}'.encode(), "x", 100) == {"a": '[[["', "b": "é"}
+    assert parse_json(b'{"a": "[[[\\"", "b": "\\u00e9"}', "x", 100) == {"a": '[[["', "b": "é"}
 
 
 def _depth(value: object) -> int:
@@ -106,7 +113,7 @@ def test_the_depth_scan_agrees_with_tomllib_on_generated_documents() -> None:
     def value(level: int) -> str:
         pick = rng.random()
         if level > 45 or pick < 0.25:
-            return rng.choice(['1', '"s[{"', "'x]'", "1.5", "true", '"""a\n]"""', "'''{'''", '"\\"]"'])
+            return rng.choice(["1", '"s[{"', "'x]'", "1.5", "true", '"""a\n]"""', "'''{'''", '"\\"]"'])
         if pick < 0.6:
             return "[" + ", ".join(value(level + 1) for _ in range(rng.randint(0, 3))) + "]"
         return "{" + ", ".join(f"{key()} = {value(level + 1)}" for _ in range(rng.randint(0, 2))) + "}"

@@ -155,8 +155,9 @@ def test_a_distributions_name_is_found_through_a_checksum_index(tmp_path, downlo
     (mirror / "pkg_1.0.orig.tar.gz").write_bytes(DATA)
     (mirror / "decoy.tar.gz").write_bytes(b"other bytes")
     (mirror / "SHA256SUMS").write_text(f"{'0' * 64}  decoy.tar.gz\n")
-    (mirror / "debian.sha256sums").write_text(f"{hashlib.sha256(b'other bytes').hexdigest()}  decoy.tar.gz\n"
-                                              f"{SHA} *pkg_1.0.orig.tar.gz\n")
+    (mirror / "debian.sha256sums").write_text(
+        f"{hashlib.sha256(b'other bytes').hexdigest()}  decoy.tar.gz\n{SHA} *pkg_1.0.orig.tar.gz\n"
+    )
     downloader.mirrors = from_env({MIRRORS_ENV: str(mirror)}).files
     got = downloader.fetch(want("http://127.0.0.1:9/nothing-listens-here"))
     assert got.origin == f"file://{mirror}/pkg_1.0.orig.tar.gz" and got.path.read_bytes() == DATA
@@ -165,8 +166,13 @@ def test_a_distributions_name_is_found_through_a_checksum_index(tmp_path, downlo
 def test_location_order() -> None:
     w = want("https://up/x.tgz", "https://mirror/x.tgz", name="x.tgz")
     assert locations(w, ["https://team/cache/", "/srv/mirror"]) == [
-        f"https://team/cache/{SHA}", "https://team/cache/x.tgz",
-        f"file:///srv/mirror/{SHA}", "file:///srv/mirror/x.tgz", "https://up/x.tgz", "https://mirror/x.tgz"]
+        f"https://team/cache/{SHA}",
+        "https://team/cache/x.tgz",
+        f"file:///srv/mirror/{SHA}",
+        "file:///srv/mirror/x.tgz",
+        "https://up/x.tgz",
+        "https://mirror/x.tgz",
+    ]
 
 
 def test_offline_never_touches_the_network(server, downloader) -> None:
@@ -179,7 +185,9 @@ def test_offline_never_touches_the_network(server, downloader) -> None:
 def test_no_network_is_one_clear_line(downloader) -> None:
     with pytest.raises(FetchError) as exc:
         downloader.fetch(want("http://127.0.0.1:9/x.tar.gz"))
-    assert exc.value.lines()[1] == "  http://127.0.0.1:9/x.tar.gz: cannot connect: connection refused (after 3 attempts)"
+    assert (
+        exc.value.lines()[1] == "  http://127.0.0.1:9/x.tar.gz: cannot connect: connection refused (after 3 attempts)"
+    )
 
 
 def test_corrupt_cached_source_is_replaced(server, downloader, store) -> None:
@@ -204,8 +212,12 @@ print(got.origin)
 def test_two_processes_download_once(server, store) -> None:
     server.delay = 1.0
     url = server.add("/a", DATA)
-    procs = [subprocess.Popen([sys.executable, "-c", FETCH_SCRIPT, str(store.root), url, SHA],
-                              stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", FETCH_SCRIPT, str(store.root), url, SHA], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     origins = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
     assert all(p.returncode == 0 for p in procs)
     assert server.hits["/a"] == 1 and origins == ["cache", url]
@@ -213,9 +225,12 @@ def test_two_processes_download_once(server, store) -> None:
 
 def test_cli_fetch_and_offline(project, cli, server) -> None:
     url = server.add("/pkg-1.0.tar.gz", DATA)
-    project.recipe("pkg", f'schema = 1\n[package]\nname = "pkg"\nversion = "1.0"\nlicense = "MIT"\n'
-                          f'[[sources]]\nurl = "{url}"\nsha256 = "{SHA}"\nunpack = false\nname = "blob"\n'
-                          '[build]\nscript = "true"\n')
+    project.recipe(
+        "pkg",
+        f'schema = 1\n[package]\nname = "pkg"\nversion = "1.0"\nlicense = "MIT"\n'
+        f'[[sources]]\nurl = "{url}"\nsha256 = "{SHA}"\nunpack = false\nname = "blob"\n'
+        '[build]\nscript = "true"\n',
+    )
     offline = cli("fetch", "pkg", "--offline")
     assert offline.code == 1 and "--offline forbids downloading" in offline.err and server.hits[url[-15:]] == 0
     online = cli("fetch", "pkg")

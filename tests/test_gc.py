@@ -10,15 +10,17 @@ from pathlib import Path
 import pytest
 
 from lwrecipe.errors import UsageError
-from lwrecipe.store.gc import Unit, collect, parse_size, select
 from lwrecipe.recipes.keys import Sha256
+from lwrecipe.store.gc import Unit, collect, parse_size, select
 from lwrecipe.store.store import Store
 
 DAY = 86400.0
 
 
-@pytest.mark.parametrize("text, size", [("123", 123), ("1K", 1024), ("500M", 500 << 20), ("10G", 10 << 30),
-                                        ("1.5GiB", 3 << 29), ("2 MB", 2 << 20)])
+@pytest.mark.parametrize(
+    "text, size",
+    [("123", 123), ("1K", 1024), ("500M", 500 << 20), ("10G", 10 << 30), ("1.5GiB", 3 << 29), ("2 MB", 2 << 20)],
+)
 def test_parse_size(text: str, size: int) -> None:
     assert parse_size(text) == size
 
@@ -55,8 +57,10 @@ def put_record(store: Store, name: str, payload: bytes, age_days: float) -> tupl
     blob = store.put_bytes("cas", payload).name
     log = store.put_bytes("cas", b"log of " + payload).name
     key = hashlib.sha256(name.encode()).hexdigest()
-    store.put_record(Sha256(key), {"key": key, "output_id": hashlib.sha256(payload).hexdigest(),
-                                   "blob": {"sha256": blob}, "log": log})
+    store.put_record(
+        Sha256(key),
+        {"key": key, "output_id": hashlib.sha256(payload).hexdigest(), "blob": {"sha256": blob}, "log": log},
+    )
     when = time.time() - age_days * DAY
     for path in (store.path("ac", key), store.path("cas", blob), store.path("cas", log)):
         os.utime(path, (when, when))

@@ -21,9 +21,16 @@ PATCH = b"--- a/hello.c\n+++ b/hello.c\n@@ -1 +1 @@\n-old\n+new\n"
 
 
 def git(*args: str, cwd: Path) -> str:
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@e", "GIT_AUTHOR_DATE": "2020-01-01T00:00:00Z",
-           "GIT_COMMITTER_DATE": "2020-01-01T00:00:00Z", "PATH": "/usr/bin:/bin", "HOME": str(cwd)}
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@e",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@e",
+        "GIT_AUTHOR_DATE": "2020-01-01T00:00:00Z",
+        "GIT_COMMITTER_DATE": "2020-01-01T00:00:00Z",
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(cwd),
+    }
     return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout.strip()
 
 
@@ -121,7 +128,7 @@ def test_a_mirror_directorys_tree_archive_is_used_offline_and_verified_by_commit
     assert commit_path(Store(tmp_path / "c"), first).read_bytes() == (mirror / f"git-{first}.commit").read_bytes()
 
 
-def _rewrite_tar(path: Path, change) -> None:  # noqa: ANN001
+def _rewrite_tar(path: Path, change) -> None:
     import io
     import tarfile
 
@@ -132,7 +139,7 @@ def _rewrite_tar(path: Path, change) -> None:  # noqa: ANN001
             tar.addfile(member, io.BytesIO(data) if data is not None else None)
 
 
-def _edit_patch(members):  # noqa: ANN001, ANN202
+def _edit_patch(members):
     for member, data in members:
         if member.name.endswith("fix.patch"):
             data = data.replace(b"+new", b"+evil")
@@ -140,7 +147,7 @@ def _edit_patch(members):  # noqa: ANN001, ANN202
         yield member, data
 
 
-def _add_member(members):  # noqa: ANN001, ANN202
+def _add_member(members):
     import tarfile
 
     yield from members
@@ -149,7 +156,7 @@ def _add_member(members):  # noqa: ANN001, ANN202
     yield extra, b"extra"
 
 
-def _climb_out(members):  # noqa: ANN001, ANN202
+def _climb_out(members):
     import tarfile
 
     yield from members
@@ -158,16 +165,20 @@ def _climb_out(members):  # noqa: ANN001, ANN202
     yield evil, b"x"
 
 
-@pytest.mark.parametrize(("change", "why"), [(_edit_patch, "holds the tree"), (_add_member, "holds the tree"),
-                                             (_climb_out, "../evil")], ids=["edited", "added", "escape"])
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [(_edit_patch, "holds the tree"), (_add_member, "holds the tree"), (_climb_out, "../evil")],
+    ids=["edited", "added", "escape"],
+)
 def test_a_tampered_tree_archive_is_refused_and_git_is_asked(tmp_path, bare, change, why) -> None:
     url, first, _ = bare
     mirror = mirror_of(tmp_path, url, first)
     _rewrite_tar(mirror / f"git-{first}.tar", change)
     mirrors = Mirrors(files=(str(mirror),))
     with pytest.raises(FetchError) as exc:
-        fetch_tree(Store(tmp_path / "c").ensure(), "x", "https://127.0.0.1:9/r.git", first, offline=True,
-                   mirrors=mirrors)
+        fetch_tree(
+            Store(tmp_path / "c").ensure(), "x", "https://127.0.0.1:9/r.git", first, offline=True, mirrors=mirrors
+        )
     [attempt] = exc.value.attempts
     assert attempt.startswith(f"{mirror}/git-{first}.tar: ") and why in attempt, attempt
     assert not (tmp_path / "evil").exists() and not (tmp_path / "c" / "evil").exists()
@@ -181,8 +192,14 @@ def test_a_commit_object_of_another_commit_is_refused(tmp_path, bare) -> None:
     other = mirror_of(tmp_path / "o", url, second)
     shutil.copyfile(other / f"git-{second}.commit", mirror / f"git-{first}.commit")
     with pytest.raises(FetchError) as exc:
-        fetch_tree(Store(tmp_path / "c").ensure(), "x", "https://127.0.0.1:9/r.git", first, offline=True,
-                   mirrors=Mirrors(files=(str(mirror),)))
+        fetch_tree(
+            Store(tmp_path / "c").ensure(),
+            "x",
+            "https://127.0.0.1:9/r.git",
+            first,
+            offline=True,
+            mirrors=Mirrors(files=(str(mirror),)),
+        )
     assert exc.value.attempts == (f"{mirror}/git-{first}.tar: git-{first}.commit is not the commit object of {first}",)
 
 
@@ -240,7 +257,8 @@ def test_the_real_linux_wasm_source_comes_from_a_git_mirror(tmp_path) -> None:
     read from that tree (git ran with a cleared environment: no mirror was possible)."""
     from lwrecipe.inputs.mirrors import GIT_MIRRORS_ENV, from_env
     from lwrecipe.recipes.graph import load_graph
-    from lwrecipe.recipes.recipe import GitSource as Git, SourcePatch
+    from lwrecipe.recipes.recipe import GitSource as Git
+    from lwrecipe.recipes.recipe import SourcePatch
     from tests.conftest import REPO, upstream
 
     bare = upstream("linux-wasm.git")
@@ -296,8 +314,14 @@ def test_a_repositorys_own_files_never_configure_the_hosts_git(tmp_path) -> None
     assert not marker.exists() and not (tmp_path / "traced-xdg").exists()
 
 
-@pytest.mark.parametrize("url", ["http://%31%32%37.0.0.1:{port}/internal.git", "http://127.0.0.1%2e:{port}/x.git",
-                                 "http://LOCALHOST.:{port}/x.git"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://%31%32%37.0.0.1:{port}/internal.git",
+        "http://127.0.0.1%2e:{port}/x.git",
+        "http://LOCALHOST.:{port}/x.git",
+    ],
+)
 def test_a_git_host_spelled_to_dodge_the_address_check_is_refused(tmp_path, monkeypatch, url: str) -> None:
     """A host that does not resolve here as written (percent-encoded) is refused, not
     left to git, which decodes it and connects to loopback."""

@@ -20,11 +20,14 @@ def test_order_is_stable_whatever_the_insertion_order() -> None:
     assert topological_order(deps) == topological_order(reordered) == ["a", "b", "c", "d"]
 
 
-@pytest.mark.parametrize("deps,cycle", [
-    ({"a": ["b"], "b": ["a"]}, ["a", "b", "a"]),
-    ({"a": ["a"]}, ["a", "a"]),
-    ({"x": ["a"], "a": ["b"], "b": ["c"], "c": ["a"]}, ["a", "b", "c", "a"]),
-])
+@pytest.mark.parametrize(
+    "deps,cycle",
+    [
+        ({"a": ["b"], "b": ["a"]}, ["a", "b", "a"]),
+        ({"a": ["a"]}, ["a", "a"]),
+        ({"x": ["a"], "a": ["b"], "b": ["c"], "c": ["a"]}, ["a", "b", "c", "a"]),
+    ],
+)
 def test_cycles_are_reported_as_paths(deps, cycle) -> None:
     assert find_cycle(deps) == cycle
     with pytest.raises(GraphError, match=" -> ".join(cycle)):
@@ -103,11 +106,14 @@ def test_with_recipe_swaps_a_dependency_and_its_own_deps_are_the_projects(projec
     assert set(graph.substitutions("app")) == {"tool"} and graph.substitutions("lib") == {}
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    ("tool", "--with-recipe tool: expected NAME=FILE"),
-    ("tool=nowhere.toml", "--with-recipe tool=nowhere.toml: nowhere.toml: no such recipe file"),
-    ("tool=recipes/lib.toml", "that recipe is named 'lib', not 'tool'"),
-])
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("tool", "--with-recipe tool: expected NAME=FILE"),
+        ("tool=nowhere.toml", "--with-recipe tool=nowhere.toml: nowhere.toml: no such recipe file"),
+        ("tool=recipes/lib.toml", "that recipe is named 'lib', not 'tool'"),
+    ],
+)
 def test_a_bad_with_recipe_is_one_line(project, cli, spec, message) -> None:
     project.recipe("lib", simple_recipe("lib"))
     project.recipe("tool", simple_recipe("tool"))
@@ -120,8 +126,10 @@ def test_a_with_recipe_the_graph_does_not_have_is_said(project, cli) -> None:
     project.recipe("lib", simple_recipe("lib"))
     project.recipe("app", simple_recipe("app", ["lib"]))
     result = cli("plan", "app", "--with-recipe", "other=recipes/lib.toml")
-    assert result.code == 0 and "warning: --with-recipe other: no recipe of the targets is or depends on 'other'" \
-        in result.err
+    assert (
+        result.code == 0
+        and "warning: --with-recipe other: no recipe of the targets is or depends on 'other'" in result.err
+    )
 
 
 def test_locked_builds_refuse_stand_ins(project, cli) -> None:

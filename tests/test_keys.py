@@ -7,18 +7,21 @@ import shutil
 
 import pytest
 
-from lwrecipe.recipes.keys import (KEY_FORMAT, KeyInputs, PatchPin, SourcePin, ToolPin, build_key, canonical_json)
 from lwrecipe.build.plan import plan_recipe
+from lwrecipe.recipes.keys import KEY_FORMAT, KeyInputs, PatchPin, SourcePin, ToolPin, build_key, canonical_json
 from lwrecipe.recipes.recipe import load_recipe
 
 A, B, C = "a" * 64, "b" * 64, "c" * 64
 BASE = KeyInputs(
-    name="demo", version="1.0",
+    name="demo",
+    version="1.0",
     sources=(SourcePin("url", A, 1, ".", True),),
     patches=(PatchPin("file", B, 1),),
-    script="make", env=(("CFLAGS", "-O2"),),
+    script="make",
+    env=(("CFLAGS", "-O2"),),
     tools=(ToolPin("make", C, "GNU Make 4.3"),),
-    platform="x86_64-linux", source_date_epoch=315532800,
+    platform="x86_64-linux",
+    source_date_epoch=315532800,
     deps=(("lib", A),),
 )
 GOLDEN = "19e7c7b1c4766ecb03065e107fba9083d70142fbc4d19a3dbff20c4c5dfeb0c9"
@@ -97,12 +100,15 @@ def keyed(project):
     return project
 
 
-@pytest.mark.parametrize("field,value", [
-    ("url", "https://mirror.example.net/other-name.tar.gz"),
-    ("mirrors", '"https://m1.example.org/d.tar.gz", "https://m2.example.org/d.tar.gz"'),
-    ("description", "another description"),
-    ("license", "GPL-2.0-only"),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("url", "https://mirror.example.net/other-name.tar.gz"),
+        ("mirrors", '"https://m1.example.org/d.tar.gz", "https://m2.example.org/d.tar.gz"'),
+        ("description", "another description"),
+        ("license", "GPL-2.0-only"),
+    ],
+)
 def test_unkeyed_fields_do_not_change_the_key(keyed, field, value) -> None:
     assert _key(keyed, **{field: value}) == _key(keyed)
 
@@ -123,6 +129,7 @@ def test_in_repo_file_metadata_other_than_exec_bit_is_ignored(keyed) -> None:
     main = keyed.root / "src" / "main.c"
     main.chmod(0o600)
     import os
+
     os.utime(main, (1, 1))
     assert _key(keyed) == before
 
@@ -137,8 +144,10 @@ def test_key_does_not_depend_on_checkout_location(keyed, tmp_path) -> None:
 
 
 def test_missing_tool_means_no_key(keyed) -> None:
-    keyed.recipe("demo", RECIPE.format(**DEFAULTS).replace('script = "make"',
-                                                           'script = "make"\nhost_tools = ["no-such-tool-xyz"]'))
+    keyed.recipe(
+        "demo",
+        RECIPE.format(**DEFAULTS).replace('script = "make"', 'script = "make"\nhost_tools = ["no-such-tool-xyz"]'),
+    )
     item = plan_recipe(load_recipe(keyed.root / "recipes" / "demo.toml"), {"lib": C})
     assert item.key is None and item.missing_tools == ("no-such-tool-xyz",)
 

@@ -24,22 +24,30 @@ from tests.hostile_trees import DECOY, NAMES, Tree, make_decoy, materialise, sna
 
 PROPS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-dests = st.one_of(st.just("."), st.lists(st.sampled_from(NAMES), min_size=1, max_size=3).map("/".join),
-                  st.sampled_from(NAMES).map(lambda n: f"../{n}"))
+dests = st.one_of(
+    st.just("."),
+    st.lists(st.sampled_from(NAMES), min_size=1, max_size=3).map("/".join),
+    st.sampled_from(NAMES).map(lambda n: f"../{n}"),
+)
 
 
 def _recipe(root: Path, dests_: list[str]) -> Recipe:
-    doc = RecipeDoc.model_validate({
-        "schema": 1, "package": {"name": "p", "version": "1", "license": "MIT"},
-        "sources": [{"path": f"p{i}", "dest": d} for i, d in enumerate(dests_)],
-        "build": {"script": "true"}})
+    doc = RecipeDoc.model_validate(
+        {
+            "schema": 1,
+            "package": {"name": "p", "version": "1", "license": "MIT"},
+            "sources": [{"path": f"p{i}", "dest": d} for i, d in enumerate(dests_)],
+            "build": {"script": "true"},
+        }
+    )
     return Recipe(root / "recipes" / "p.toml", root, "recipes/p.toml", doc, Sha256("0" * 64))
 
 
 @PROPS
 @given(st.lists(st.tuples(trees, dests), min_size=1, max_size=3))
 def test_laying_out_generated_trees_changes_nothing_outside_the_build_directory(
-        sources: list[tuple[Tree, str]]) -> None:
+    sources: list[tuple[Tree, str]],
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         top = Path(tmp)
         decoy = make_decoy(top / "decoy")
@@ -69,15 +77,21 @@ def test_checkout_of_a_generated_output_keeps_its_links_as_links(tree: Tree) -> 
         assert snapshot(top, skip=(dest, top / "cache")) == before
         got, want = snapshot(dest), snapshot(src)
         assert {k: v for k, v in got.items() if v[0] == "link"} == {k: v for k, v in want.items() if v[0] == "link"}
-        assert {k: v[2] for k, v in got.items() if v[0] == "file"} == {k: v[2] for k, v in want.items()
-                                                                        if v[0] == "file"}
+        assert {k: v[2] for k, v in got.items() if v[0] == "file"} == {
+            k: v[2] for k, v in want.items() if v[0] == "file"
+        }
 
 
-members = st.lists(st.tuples(st.lists(st.sampled_from(NAMES), min_size=1, max_size=3).map("/".join),
-                             st.sampled_from(["file", "dir", "link", "hardlink"]),
-                             st.one_of(st.sampled_from(NAMES), st.just(f"{DECOY}/victim-dir"),
-                                       st.just(f"{DECOY}/victim.txt"), st.just("../../..")),
-                   ), max_size=8)
+members = st.lists(
+    st.tuples(
+        st.lists(st.sampled_from(NAMES), min_size=1, max_size=3).map("/".join),
+        st.sampled_from(["file", "dir", "link", "hardlink"]),
+        st.one_of(
+            st.sampled_from(NAMES), st.just(f"{DECOY}/victim-dir"), st.just(f"{DECOY}/victim.txt"), st.just("../../..")
+        ),
+    ),
+    max_size=8,
+)
 
 
 def _archive(entries: list[tuple[str, str, str]], decoy: Path) -> bytes:

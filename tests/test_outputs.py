@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from lwrecipe.store.archive import tree_sha256
 from lwrecipe.errors import IntegrityError
+from lwrecipe.store.archive import tree_sha256
 from lwrecipe.store.outputs import pack, recheck_facts, restore
 from lwrecipe.store.store import Store
 
@@ -33,8 +33,9 @@ def put(store: Store, data: bytes) -> str:
 
 
 def archive_of(store: Store, blob: str) -> bytes:
-    return zstandard.ZstdDecompressor().stream_reader(store.path("cas", blob).read_bytes(),
-                                                       read_across_frames=True).read()
+    return (
+        zstandard.ZstdDecompressor().stream_reader(store.path("cas", blob).read_bytes(), read_across_frames=True).read()
+    )
 
 
 def test_round_trip(packed, tmp_path: Path) -> None:
@@ -58,8 +59,11 @@ def test_a_blob_of_several_frames_restores(packed, tmp_path: Path) -> None:
 def test_a_damaged_blob_is_refused_and_deleted(packed, tmp_path: Path, damage: str) -> None:
     store, _, p = packed
     data = store.path("cas", p.blob).read_bytes()
-    bad = {"truncated": data[:len(data) // 2], "trailing garbage": data + b"garbage",
-           "flipped byte": data[:1000] + bytes([data[1000] ^ 1]) + data[1001:]}[damage]
+    bad = {
+        "truncated": data[: len(data) // 2],
+        "trailing garbage": data + b"garbage",
+        "flipped byte": data[:1000] + bytes([data[1000] ^ 1]) + data[1001:],
+    }[damage]
     store.path("cas", p.blob).chmod(0o644)
     store.path("cas", p.blob).write_bytes(bad)  # the blob keeps its name: its bytes no longer match it
     with pytest.raises(IntegrityError, match=p.blob):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lwrecipe.recipes.graph import load_graph
 from lwrecipe.build.plan import plan_recipe
+from lwrecipe.recipes.graph import load_graph
 from lwrecipe.recipes.recipe import GitSource, SourcePatch, UrlSource, load_recipe
 from tests.conftest import REPO, run_subprocess
 
@@ -39,8 +39,20 @@ def upstream_file(path: str) -> str:
 
     from tests.conftest import upstream
 
-    return subprocess.run(["git", "-c", "safe.directory=*", "--git-dir", str(upstream("linux-wasm.git")), "show",
-                           f"{LINUX_WASM_REV}:{path}"], capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        [
+            "git",
+            "-c",
+            "safe.directory=*",
+            "--git-dir",
+            str(upstream("linux-wasm.git")),
+            "show",
+            f"{LINUX_WASM_REV}:{path}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
 
 
 UPSTREAM_DIRS = {"llvm": "llvm", "linux": "kernel", "musl": "musl", "busybox": "busybox"}
@@ -93,7 +105,7 @@ def test_the_headers_patch_and_initramfs_files_are_upstreams() -> None:
     assert 'cd "$LW_INSTALL/busybox-kernel-headers"' in script and 'patch -d "$LW_OUT/include" -p1' in headers
     initramfs = (REPO / "recipes" / "initramfs.toml").read_text()
     assert '"$LW_ROOT/patches/initramfs/initramfs-base.cpio"' in script and "initramfs-base.cpio" in initramfs
-    assert "--file init=\"$upstream/init\"" in initramfs and 'echo "./init" | cpio' in script
+    assert '--file init="$upstream/init"' in initramfs and 'echo "./init" | cpio' in script
 
 
 def _assert_valid_order(names: list[str]) -> None:
@@ -155,8 +167,8 @@ def test_every_real_recipe_has_a_key_once_its_dependencies_are_known() -> None:
 
 def test_committed_lockfile_matches_the_recipes() -> None:
     """lockfile.toml is re-locked whenever a recipe changes (host tools aside: they are the machine's)."""
-    from lwrecipe.recipes.graph import load_graph
     from lwrecipe.audit.lockfile import drift, read
+    from lwrecipe.recipes.graph import load_graph
     from lwrecipe.store.store import file_sha256
 
     lock = read(REPO / "lockfile.toml")
@@ -173,8 +185,8 @@ def test_build_image_pins_a_package_for_every_host_tool() -> None:
     import re
     import tomllib
 
-    from lwrecipe.inputs.hosttools import DEBIAN_PACKAGES
     from lwrecipe.build.plan import KEYED_IMPLICIT_TOOLS
+    from lwrecipe.inputs.hosttools import DEBIAN_PACKAGES
 
     dockerfile = (REPO / "docker" / "Dockerfile").read_text()
     pinned = dict(re.findall(r"^\s+([a-z0-9.+-]+)=(\S+) \\$", dockerfile, re.M))
@@ -201,8 +213,9 @@ def test_the_committed_lockfile_pins_the_real_linux_wasm_tree_and_patches(tmp_pa
     clone = tmp_path / "linux-wasm.git"
     shutil.copytree(upstream("linux-wasm.git"), clone, symlinks=True)
     url = "https://github.com/joelseverin/linux-wasm.git"
-    tree = fetch_tree(Store(tmp_path / "c").ensure(), "linux-wasm", url, LINUX_WASM_REV,
-                      mirrors=Mirrors(git=((url, str(clone)),)))
+    tree = fetch_tree(
+        Store(tmp_path / "c").ensure(), "linux-wasm", url, LINUX_WASM_REV, mirrors=Mirrors(git=((url, str(clone)),))
+    )
     lock = read(REPO / "lockfile.toml")
     gits = [s for e in lock.recipes.values() for s in e["sources"] if s["kind"] == "git"]
     assert gits and all(s["tree_sha256"] == tree.sha256 for s in gits)
@@ -215,15 +228,23 @@ def test_the_committed_lockfile_pins_the_real_linux_wasm_tree_and_patches(tmp_pa
 def test_the_sboms_say_each_recipe_was_built_on_the_environment(tmp_path) -> None:
     """musl's SBOMs name what built it: the pinned environment (SPDX BUILD_TOOL_OF,
     CycloneDX formulation referencing the environment's component)."""
-    spdx = json.loads(run_subprocess("--cache", str(tmp_path / "c"), "sbom", "musl", "--format", "spdx-json",
-                                     cwd=REPO).out)
-    assert {"spdxElementId": "SPDXRef-Recipe-buildenv", "relationshipType": "BUILD_TOOL_OF",
-            "relatedSpdxElement": "SPDXRef-Recipe-musl"} in spdx["relationships"]
+    spdx = json.loads(
+        run_subprocess("--cache", str(tmp_path / "c"), "sbom", "musl", "--format", "spdx-json", cwd=REPO).out
+    )
+    assert {
+        "spdxElementId": "SPDXRef-Recipe-buildenv",
+        "relationshipType": "BUILD_TOOL_OF",
+        "relatedSpdxElement": "SPDXRef-Recipe-musl",
+    } in spdx["relationships"]
     assert not any(p["SPDXID"].startswith("SPDXRef-Tool-") for p in spdx["packages"])  # no host tool keyed
     suppliers = {p["name"]: p["supplier"] for p in spdx["packages"]}
-    assert suppliers["musl-1.2.5.tar.gz"] == "Organization: musl.libc.org" and suppliers["bash"] == \
-        "Organization: Debian" and suppliers["linux-wasm.git"] == "Organization: github.com/joelseverin"
-    cdx = json.loads(run_subprocess("--cache", str(tmp_path / "c"), "sbom", "musl", "--format", "cyclonedx-json",
-                                    cwd=REPO).out)
+    assert (
+        suppliers["musl-1.2.5.tar.gz"] == "Organization: musl.libc.org"
+        and suppliers["bash"] == "Organization: Debian"
+        and suppliers["linux-wasm.git"] == "Organization: github.com/joelseverin"
+    )
+    cdx = json.loads(
+        run_subprocess("--cache", str(tmp_path / "c"), "sbom", "musl", "--format", "cyclonedx-json", cwd=REPO).out
+    )
     [formula] = [f for f in cdx["formulation"] if f["bom-ref"] == "formula:musl"]
     assert formula["workflows"][0]["resourceReferences"] == [{"ref": "recipe:buildenv"}]

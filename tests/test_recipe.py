@@ -16,8 +16,9 @@ SOURCE = f'[[sources]]\nurl = "https://example.org/demo-1.0.tar.gz"\nsha256 = "{
 BUILD = '[build]\nscript = "make"\n'
 
 
-def doc(top: str = "schema = 1\n", package: str = PACKAGE, sources: str = SOURCE, patches: str = "",
-        build: str = BUILD) -> str:
+def doc(
+    top: str = "schema = 1\n", package: str = PACKAGE, sources: str = SOURCE, patches: str = "", build: str = BUILD
+) -> str:
     return top + package + sources + patches + build
 
 
@@ -47,7 +48,12 @@ CASES = [
     ("schema-string", doc(top='schema = "1"\n'), "schema", "unsupported schema"),
     ("top-unknown-key", doc(top="schema = 1\nfoo = 1\n"), "foo", "unknown key"),
     ("package-missing", doc(package=""), "package", "required"),
-    ("package-not-table", doc(top='schema = 1\npackage = "x"\n', package=""), "package", "expected a table, got string"),
+    (
+        "package-not-table",
+        doc(top='schema = 1\npackage = "x"\n', package=""),
+        "package",
+        "expected a table, got string",
+    ),
     ("name-missing", doc(package=pkg(name=None)), "package.name", "required"),
     ("name-upper", doc(package=pkg(name='"Demo"')), "package.name", "not a valid name"),
     ("name-underscore", doc(package=pkg(name='"de_mo"')), "package.name", "not a valid name"),
@@ -73,27 +79,72 @@ CASES = [
     ("dest-escape", doc(sources=url_src(dest='"a/../../x"')), "sources[0].dest", "'..'"),
     ("dest-reserved", doc(sources=url_src(dest='"../out"')), "sources[0].dest", "reserved"),
     ("source-unknown-key", doc(sources=url_src(checksum='"x"')), "sources[0].checksum", "unknown key"),
-    ("source-url-and-git", doc(sources=url_src(git='"https://e.org/r.git"')), "sources[0]", "exactly one of url, git, path or deb"),
+    (
+        "source-url-and-git",
+        doc(sources=url_src(git='"https://e.org/r.git"')),
+        "sources[0]",
+        "exactly one of url, git, path or deb",
+    ),
     ("source-no-kind", doc(sources=src('dest = "x"')), "sources[0]", "exactly one of url, git, path or deb"),
     ("sources-not-array", doc(top="schema = 1\nsources = 3\n", sources=""), "sources", "expected an array"),
     ("git-tag", doc(sources=src('git = "https://e.org/r.git"\nrev = "v1.0"')), "sources[0].rev", "40-hex commit id"),
     ("git-short-rev", doc(sources=src(f'git = "https://e.org/r.git"\nrev = "{REV[:12]}"')), "sources[0].rev", "40-hex"),
-    ("git-ssh", doc(sources=src(f'git = "ssh://e.org/r.git"\nrev = "{REV}"')), "sources[0].git", "http(s), git or file URL"),
+    (
+        "git-ssh",
+        doc(sources=src(f'git = "ssh://e.org/r.git"\nrev = "{REV}"')),
+        "sources[0].git",
+        "http(s), git or file URL",
+    ),
     ("git-rev-missing", doc(sources=src('git = "https://e.org/r.git"')), "sources[0].rev", "required"),
     ("path-absolute", doc(sources=src('path = "/etc/passwd"')), "sources[0].path", "absolute"),
     ("path-dotdot", doc(sources=src('path = "../outside"')), "sources[0].path", "'..'"),
     ("path-missing-file", doc(sources=src('path = "nothere/x.c"')), "sources[0].path", "does not exist"),
     ("path-symlink-escape", doc(sources=src('path = "escape/passwd"')), "sources[0].path", "resolves outside"),
-    ("same-dest", doc(sources=url_src() + url_src(url='"https://e.org/b.tar"')), "sources[1].dest", "already the dest of sources[0]"),
-    ("same-name", doc(sources=url_src(name='"a"', dest='"x"') + url_src(name='"a"', dest='"y"')), "sources[1].name", "already the name"),
+    (
+        "same-dest",
+        doc(sources=url_src() + url_src(url='"https://e.org/b.tar"')),
+        "sources[1].dest",
+        "already the dest of sources[0]",
+    ),
+    (
+        "same-name",
+        doc(sources=url_src(name='"a"', dest='"x"') + url_src(name='"a"', dest='"y"')),
+        "sources[1].name",
+        "already the name",
+    ),
     ("unpack-false-no-name", doc(sources=url_src(unpack="false")), "sources[0].name", "required when unpack = false"),
     ("unpack-string", doc(sources=url_src(unpack='"no"')), "sources[0].unpack", "expected a boolean"),
-    ("patch-file-missing", doc(patches='[[patches]]\nfile = "patches/none.patch"\n'), "patches[0].file", "does not exist"),
-    ("patch-two-kinds", doc(patches=f'[[patches]]\nfile = "p.patch"\nurl = "https://e.org/p"\nsha256 = "{H}"\n'), "patches[0]", "exactly one of file, url or source"),
+    (
+        "patch-file-missing",
+        doc(patches='[[patches]]\nfile = "patches/none.patch"\n'),
+        "patches[0].file",
+        "does not exist",
+    ),
+    (
+        "patch-two-kinds",
+        doc(patches=f'[[patches]]\nfile = "p.patch"\nurl = "https://e.org/p"\nsha256 = "{H}"\n'),
+        "patches[0]",
+        "exactly one of file, url or source",
+    ),
     ("patch-url-no-sha", doc(patches='[[patches]]\nurl = "https://e.org/p.patch"\n'), "patches[0].sha256", "required"),
-    ("patch-unknown-source", doc(patches='[[patches]]\nsource = "nope"\npath = "p.patch"\n'), "patches[0].source", "no source of this recipe is named 'nope'"),
-    ("patch-strip-bool", doc(patches='[[patches]]\nurl = "https://e.org/p"\nsha256 = "' + H + '"\nstrip = true\n'), "patches[0].strip", "expected an integer, got boolean"),
-    ("patch-unknown-key", doc(patches='[[patches]]\nsource = "x"\npath = "p"\nlevel = 1\n'), "patches[0].level", "unknown key"),
+    (
+        "patch-unknown-source",
+        doc(patches='[[patches]]\nsource = "nope"\npath = "p.patch"\n'),
+        "patches[0].source",
+        "no source of this recipe is named 'nope'",
+    ),
+    (
+        "patch-strip-bool",
+        doc(patches='[[patches]]\nurl = "https://e.org/p"\nsha256 = "' + H + '"\nstrip = true\n'),
+        "patches[0].strip",
+        "expected an integer, got boolean",
+    ),
+    (
+        "patch-unknown-key",
+        doc(patches='[[patches]]\nsource = "x"\npath = "p"\nlevel = 1\n'),
+        "patches[0].level",
+        "unknown key",
+    ),
     ("build-missing", doc(build=""), "build", "required"),
     ("script-missing", doc(build="[build]\n"), "build.script", "required"),
     ("script-empty", doc(build='[build]\nscript = "  "\n'), "build.script", "must not be empty"),
@@ -130,8 +181,9 @@ def test_malformed_recipe_names_the_field(demo, cli, text: str, field: str, frag
     assert result.code == 2
     assert "Traceback" not in result.err
     lines = result.err.splitlines()
-    assert any(line.startswith(f"error: recipes/demo.toml: {field}") and fragment.lower() in line.lower()
-               for line in lines), result.err
+    assert any(
+        line.startswith(f"error: recipes/demo.toml: {field}") and fragment.lower() in line.lower() for line in lines
+    ), result.err
 
 
 def test_at_least_forty_cases() -> None:
@@ -147,13 +199,15 @@ def test_every_problem_of_a_file_is_reported(demo, cli) -> None:
 def test_valid_recipe_loads_all_kinds(demo) -> None:
     demo.file("src/hello.c", "int main(void){return 0;}\n")
     demo.file("patches/demo/0001.patch", "")
-    text = doc(sources=url_src(mirrors='["https://mirror.example.org/demo-1.0.tar.gz"]', strip="1")
-               + src(f'name = "helper"\ngit = "https://e.org/helper.git"\nrev = "{REV}"\nunpack = false')
-               + src('path = "src"\ndest = "local"'),
-               patches='[[patches]]\nfile = "patches/demo/0001.patch"\n'
-                       '[[patches]]\nsource = "helper"\npath = "patches/x.patch"\nstrip = 0\n'
-                       f'[[patches]]\nurl = "https://e.org/p.patch"\nsha256 = "{H}"\n',
-               build=build('depends = []\nhost_tools = ["make", "cc"]\nenv = { CFLAGS = "-O2" }'))
+    text = doc(
+        sources=url_src(mirrors='["https://mirror.example.org/demo-1.0.tar.gz"]', strip="1")
+        + src(f'name = "helper"\ngit = "https://e.org/helper.git"\nrev = "{REV}"\nunpack = false')
+        + src('path = "src"\ndest = "local"'),
+        patches='[[patches]]\nfile = "patches/demo/0001.patch"\n'
+        '[[patches]]\nsource = "helper"\npath = "patches/x.patch"\nstrip = 0\n'
+        f'[[patches]]\nurl = "https://e.org/p.patch"\nsha256 = "{H}"\n',
+        build=build('depends = []\nhost_tools = ["make", "cc"]\nenv = { CFLAGS = "-O2" }'),
+    )
     recipe = load_recipe(demo.recipe("demo", text))
     kinds = [type(s) for s in recipe.doc.sources]
     assert kinds == [UrlSource, GitSource, PathSource]
@@ -185,5 +239,6 @@ def test_cli_error_is_one_line_in_a_subprocess(project) -> None:
     result = run_subprocess("plan", "demo", cwd=project.root)
     assert result.code == 2
     assert result.err.strip().splitlines() == [
-        "error: recipes/demo.toml: sources[0].sha256: 'zz' is not 64 lowercase hex digits"]
+        "error: recipes/demo.toml: sources[0].sha256: 'zz' is not 64 lowercase hex digits"
+    ]
     assert os.linesep not in result.err.strip()

@@ -9,12 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from lwrecipe.recipes import recipe, recipecache
 from lwrecipe.errors import RecipeError
+from lwrecipe.recipes import recipe, recipecache
 
 ROOT = Path(__file__).resolve().parent.parent
-RECIPES = sorted([*(ROOT / "recipes").glob("*.toml"), *(ROOT / "examples").rglob("*.toml"),
-                  *(ROOT / "tests" / "rehearsal" / "recipes").glob("*.toml.in")])
+RECIPES = sorted(
+    [
+        *(ROOT / "recipes").glob("*.toml"),
+        *(ROOT / "examples").rglob("*.toml"),
+        *(ROOT / "tests" / "rehearsal" / "recipes").glob("*.toml.in"),
+    ]
+)
 
 
 @pytest.fixture(autouse=True)
@@ -89,7 +94,7 @@ def test_a_key_others_can_read_turns_the_cache_off(tmp_path: Path, monkeypatch) 
 def test_a_damaged_entry_only_costs_validation(own_cache: Path) -> None:
     data = (ROOT / "recipes" / "busybox.toml").read_bytes()
     doc = recipe.parse_recipe(data, "busybox.toml")
-    for damage in ("", "{", '{"schema": 1}', '[1, 2]'):
+    for damage in ("", "{", '{"schema": 1}', "[1, 2]"):
         for entry in own_cache.iterdir():
             entry.write_text(damage)
         assert recipe.parse_recipe(data, "busybox.toml") == doc
@@ -103,7 +108,6 @@ def test_invalid_recipes_are_never_stored(own_cache: Path) -> None:
     assert not own_cache.exists() or not list(own_cache.iterdir())
 
 
-
 def test_only_the_newest_entries_are_kept(own_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(recipecache, "LIMIT", 3)
     monkeypatch.setattr(recipecache, "SLACK", 0.0)
@@ -112,7 +116,9 @@ def test_only_the_newest_entries_are_kept(own_cache: Path, monkeypatch: pytest.M
     versions = [data.replace(b'version = "1.36.1"', f'version = "1.36.{i}"'.encode()) for i in range(5)]
     for i, version in enumerate(versions):
         recipe.parse_recipe(version, "busybox.toml")
-        os.utime(recipecache._entry(version, recipe.code_tag()), ns=(i * 10**9, i * 10**9))  # an unambiguous order of writing
+        os.utime(
+            recipecache._entry(version, recipe.code_tag()), ns=(i * 10**9, i * 10**9)
+        )  # an unambiguous order of writing
     assert len(list(own_cache.iterdir())) == 3
     assert recipe.cached_document(versions[0]) is None and recipe.cached_document(versions[1]) is None
     assert recipe.cached_document(versions[4]) is not None

@@ -36,12 +36,12 @@ def tree(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.mark.parametrize("rel", ["out/victim", "file-link", "inner/f", "out/new", "../outside/victim",
-                                 "/etc/passwd", "real/../out/victim"])
+@pytest.mark.parametrize(
+    "rel", ["out/victim", "file-link", "inner/f", "out/new", "../outside/victim", "/etc/passwd", "real/../out/victim"]
+)
 def test_no_link_is_followed_anywhere(mode: str, tree: Path, rel: str) -> None:
-    with Beneath(tree) as root:
-        with pytest.raises(OSError) as exc:
-            os.close(root.open(rel, os.O_WRONLY | os.O_CREAT | os.O_TRUNC))
+    with Beneath(tree) as root, pytest.raises(OSError) as exc:
+        os.close(root.open(rel, os.O_WRONLY | os.O_CREAT | os.O_TRUNC))
     assert isinstance(exc.value, LinkRefused), exc.value
     assert (tree.parent / "outside" / "victim").read_text() == "keep"
     assert not (tree.parent / "outside" / "new").exists()
@@ -84,8 +84,9 @@ def test_replace_replaces_a_link_rather_than_writing_through_it(mode: str, tree:
     assert (tree.parent / "outside" / "victim").read_text() == "keep"
 
 
-@pytest.mark.parametrize("rel", ["out/victim", "file-link", "../outside/victim", "/etc/passwd", "up/outside/victim",
-                                 "back/f", "loop"])
+@pytest.mark.parametrize(
+    "rel", ["out/victim", "file-link", "../outside/victim", "/etc/passwd", "up/outside/victim", "back/f", "loop"]
+)
 def test_open_inside_follows_no_link_out_of_the_root(mode: str, tree: Path, rel: str) -> None:
     (tree / "up").symlink_to("..")
     (tree / "back").symlink_to(f"../{tree.name}/real")  # leaves, then comes back: refused all the same
@@ -124,15 +125,23 @@ def test_held_dirs_make_directories_and_refuse_links_and_files(tree: Path) -> No
     assert not (tree.parent / "outside" / "made").exists()
 
 
-@pytest.mark.parametrize("link, target, leaves", [
-    ("x/l", "../real/f", False), ("l", "missing/../real", False), ("l", "inner/f", False),
-    ("l", "..", True), ("real/l", "../..", True), ("l", "/etc", True), ("l", "out", True),
-    ("l", "inner/../..", True),            # inner is real/: real/.. is the root, one more is out
-    ("l", "up/x/../..", False),            # up -> real/sub/.. is real/: x/../.. from there is the root
-    ("l", "deep/t/../x", True),            # lexically deep/x; deep/t -> .. is the root, and up from it
-    ("l", "self", True),                   # a loop: more than 40 links
-    ("l", "missing/x/../../..", True),     # dangling: judged by where it would point
-])
+@pytest.mark.parametrize(
+    "link, target, leaves",
+    [
+        ("x/l", "../real/f", False),
+        ("l", "missing/../real", False),
+        ("l", "inner/f", False),
+        ("l", "..", True),
+        ("real/l", "../..", True),
+        ("l", "/etc", True),
+        ("l", "out", True),
+        ("l", "inner/../..", True),  # inner is real/: real/.. is the root, one more is out
+        ("l", "up/x/../..", False),  # up -> real/sub/.. is real/: x/../.. from there is the root
+        ("l", "deep/t/../x", True),  # lexically deep/x; deep/t -> .. is the root, and up from it
+        ("l", "self", True),  # a loop: more than 40 links
+        ("l", "missing/x/../../..", True),  # dangling: judged by where it would point
+    ],
+)
 def test_link_leaves_resolves_as_the_kernel_does(tree: Path, link: str, target: str, leaves: bool) -> None:
     (tree / "real" / "sub").mkdir()
     (tree / "up").symlink_to("real/sub/..")

@@ -36,10 +36,13 @@ def site(tmp_path: Path):
     server.server_close()
 
 
-def test_isolation_headers_and_types(site) -> None:  # noqa: ANN001
+def test_isolation_headers_and_types(site) -> None:
     base, _ = site
-    for path, mime in (("/kernel.wasm", "application/wasm"), ("/index.html", "text/html"),
-                       ("/host.js", "text/javascript")):
+    for path, mime in (
+        ("/kernel.wasm", "application/wasm"),
+        ("/index.html", "text/html"),
+        ("/host.js", "text/javascript"),
+    ):
         status, headers, _ = get(base + path)
         assert status == 200 and headers["content-type"].startswith(mime)
         assert headers["cross-origin-opener-policy"] == "same-origin"
@@ -48,7 +51,7 @@ def test_isolation_headers_and_types(site) -> None:  # noqa: ANN001
     assert get(base + "/missing")[0] == 404
 
 
-def test_ranges(site) -> None:  # noqa: ANN001
+def test_ranges(site) -> None:
     base, root = site
     data = (root / "kernel.wasm").read_bytes()
     status, headers, body = get(base + "/kernel.wasm", {"Range": "bytes=4-9"})
@@ -60,11 +63,19 @@ def test_ranges(site) -> None:  # noqa: ANN001
     assert status == 416 and headers["content-range"] == f"bytes */{len(data)}"
 
 
-@pytest.mark.parametrize("header, size, expected", [
-    ("bytes=0-0", 10, (0, 0)), ("bytes=5-", 10, (5, 9)), ("bytes=-3", 10, (7, 9)), ("bytes=8-20", 10, (8, 9)),
-    ("bytes=10-", 10, None), ("bytes=5-4", 10, None), ("bytes=-0", 10, None),
-])
-def test_byte_range(header: str, size: int, expected) -> None:  # noqa: ANN001
+@pytest.mark.parametrize(
+    "header, size, expected",
+    [
+        ("bytes=0-0", 10, (0, 0)),
+        ("bytes=5-", 10, (5, 9)),
+        ("bytes=-3", 10, (7, 9)),
+        ("bytes=8-20", 10, (8, 9)),
+        ("bytes=10-", 10, None),
+        ("bytes=5-4", 10, None),
+        ("bytes=-0", 10, None),
+    ],
+)
+def test_byte_range(header: str, size: int, expected) -> None:
     assert byte_range(header, size) == expected
 
 
@@ -74,7 +85,7 @@ def test_unsupported_ranges(header: str) -> None:
         byte_range(header, 10)
 
 
-def test_serve_unbuilt_target_says_so(project, cli) -> None:  # noqa: ANN001
+def test_serve_unbuilt_target_says_so(project, cli) -> None:
     from tests.conftest import simple_recipe
 
     project.recipe("runtime", simple_recipe("runtime"))
@@ -85,6 +96,7 @@ def test_serve_unbuilt_target_says_so(project, cli) -> None:  # noqa: ANN001
 # Links in what is served: a link whose every step stays inside the served root is
 # served; one that leaves it (absolute, `..` above the root, a chain through an
 # outside directory) is refused, and no listing shows what lies outside.
+
 
 def _raw(base: str, path: str) -> tuple[int, bytes]:
     """A GET of `path` exactly as written (no client normalises `..` or %2e%2e away)."""
@@ -117,9 +129,21 @@ def plant_links(root: Path, secret: Path) -> None:
 
 def leak_paths(secret: Path) -> list[str]:
     host = secret.parent.name
-    return ["/shadow", f"/d{secret}", f"/up/{host}/{secret.name}", "/rel", "/chain",
-            f"/../{host}/{secret.name}", f"/%2e%2e/{host}/{secret.name}", f"/site/%2E%2E/%2e%2e/{host}/{secret.name}",
-            f"/site/..%2f..%2f{host}%2f{secret.name}", f"/d{secret.parent}/", "/d/", "/up/", "/d/etc/passwd"]
+    return [
+        "/shadow",
+        f"/d{secret}",
+        f"/up/{host}/{secret.name}",
+        "/rel",
+        "/chain",
+        f"/../{host}/{secret.name}",
+        f"/%2e%2e/{host}/{secret.name}",
+        f"/site/%2E%2E/%2e%2e/{host}/{secret.name}",
+        f"/site/..%2f..%2f{host}%2f{secret.name}",
+        f"/d{secret.parent}/",
+        "/d/",
+        "/up/",
+        "/d/etc/passwd",
+    ]
 
 
 @pytest.fixture
@@ -131,7 +155,7 @@ def secret(tmp_path: Path) -> tuple[Path, bytes]:
     return path, value
 
 
-def test_links_leaving_a_served_directory_are_refused(tmp_path: Path, secret) -> None:  # noqa: ANN001
+def test_links_leaving_a_served_directory_are_refused(tmp_path: Path, secret) -> None:
     path, value = secret
     root = tmp_path / "served"
     root.mkdir()
@@ -170,7 +194,7 @@ def test_a_fifo_in_a_served_directory_does_not_hang_the_server(tmp_path: Path) -
         server.server_close()
 
 
-def test_a_request_target_urllib_cannot_split_is_a_bad_request(tmp_path: Path, capfd) -> None:  # noqa: ANN001
+def test_a_request_target_urllib_cannot_split_is_a_bad_request(tmp_path: Path, capfd) -> None:
     (tmp_path / "index.html").write_text("ok")
     server = make_server(tmp_path, port=0, quiet=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -190,23 +214,34 @@ def test_a_request_target_urllib_cannot_split_is_a_bad_request(tmp_path: Path, c
 
 
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
-def test_links_leaving_a_served_output_are_refused(project, secret) -> None:  # noqa: ANN001
+def test_links_leaving_a_served_output_are_refused(project, secret) -> None:
     """`serve TARGET`: a build's output is a stranger's tree; the same links, made by the build."""
     from tests.conftest import run_subprocess, script_recipe
 
     path, value = secret
     out = '"$LW_OUT"'
-    script = "\n".join([
-        f"mkdir -p {out}/site", f"echo '<p>inside</p>' > {out}/site/index.html",
-        f"ln -s site/index.html {out}/index-link.html", f"ln -s {path} {out}/shadow", f"ln -s / {out}/d",
-        f"ln -s .. {out}/up", f"ln -s {path.parent}/hop {out}/chain"])
+    script = "\n".join(
+        [
+            f"mkdir -p {out}/site",
+            f"echo '<p>inside</p>' > {out}/site/index.html",
+            f"ln -s site/index.html {out}/index-link.html",
+            f"ln -s {path} {out}/shadow",
+            f"ln -s / {out}/d",
+            f"ln -s .. {out}/up",
+            f"ln -s {path.parent}/hop {out}/chain",
+        ]
+    )
     (path.parent / "hop").symlink_to(path.name)
     project.recipe("site", script_recipe("site", script, 'host_tools = ["mkdir", "ln"]'))
     cache = str(project.root / "cache")
     built = run_subprocess("--cache", cache, "build", "site", cwd=project.root)
     assert built.code == 0, built.err
-    proc = subprocess.Popen([sys.executable, "-m", "lwrecipe", "--cache", cache, "serve", "site", "--port", "0"],
-                            cwd=project.root, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lwrecipe", "--cache", cache, "serve", "site", "--port", "0"],
+        cwd=project.root,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]
         base = line.split(" at ")[1].split()[0].rstrip("/")

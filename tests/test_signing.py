@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lwrecipe.remote.config import REMOTES_ENV, SIGNING_KEY_ENV, USER_CONFIG_ENV, load_settings
 from lwrecipe.errors import IntegrityError, RecipeError, UsageError
+from lwrecipe.remote.config import REMOTES_ENV, SIGNING_KEY_ENV, USER_CONFIG_ENV, load_settings
 from lwrecipe.remote.signing import check, generate, load_secret, parse_public, sign
 
 RECORD = {"key": "a" * 64, "name": "x", "output_id": "b" * 64, "blob": {"sha256": "c" * 64}, "log": "d" * 64}
@@ -21,7 +21,7 @@ def keys(tmp_path: Path):
     return (load_secret(tmp_path / "alice.key"), pub_a), (load_secret(tmp_path / "bob.key"), pub_b)
 
 
-def test_generated_key_is_private_and_round_trips(tmp_path: Path, keys) -> None:  # noqa: ANN001
+def test_generated_key_is_private_and_round_trips(tmp_path: Path, keys) -> None:
     (secret, public), _ = keys
     assert oct((tmp_path / "alice.key").stat().st_mode & 0o777) == "0o600"
     assert parse_public(public.text()) == public == secret.public()
@@ -30,13 +30,13 @@ def test_generated_key_is_private_and_round_trips(tmp_path: Path, keys) -> None:
         generate("alice", tmp_path / "alice.key")
 
 
-def test_group_readable_secret_key_is_refused(tmp_path: Path, keys) -> None:  # noqa: ANN001
+def test_group_readable_secret_key_is_refused(tmp_path: Path, keys) -> None:
     os.chmod(tmp_path / "alice.key", 0o640)
     with pytest.raises(UsageError, match="readable by group or others.*chmod 600"):
         load_secret(tmp_path / "alice.key")
 
 
-def test_signature_checks(keys) -> None:  # noqa: ANN001
+def test_signature_checks(keys) -> None:
     (alice, alice_pub), (bob, bob_pub) = keys
     signed = sign(RECORD, alice)
     assert check(signed, {"alice": alice_pub}, "r") == "alice"
@@ -59,14 +59,15 @@ def test_bad_public_keys(text: str, message: str) -> None:
         parse_public(text)
 
 
-def test_remote_precedence(tmp_path: Path, keys) -> None:  # noqa: ANN001
+def test_remote_precedence(tmp_path: Path, keys) -> None:
     (_, alice_pub), (_, bob_pub) = keys
     project = tmp_path / "p"
     project.mkdir()
     (project / "lwrecipe.toml").write_text(
         f'trusted_keys = ["{alice_pub.text()}"]\n'
         '[[remote]]\nname = "team"\nurl = "https://cache.example.org/lw/"\npush = true\n'
-        f'trusted_keys = ["{bob_pub.text()}"]\nauth_env = "TEAM_TOKEN"\ntimeout = 5\n')
+        f'trusted_keys = ["{bob_pub.text()}"]\nauth_env = "TEAM_TOKEN"\ntimeout = 5\n'
+    )
     user = tmp_path / "user.toml"
     user.write_text('signing_key = "alice.key"\n[[remote]]\nurl = "shared"\n')
     env = {USER_CONFIG_ENV: str(user)}
@@ -87,7 +88,7 @@ def test_remote_precedence(tmp_path: Path, keys) -> None:  # noqa: ANN001
         load_settings(project, env={**env, SIGNING_KEY_ENV: str(tmp_path / "missing.key")}, accept=True)
 
 
-def test_two_trusted_keys_with_one_name_are_a_configuration_error(tmp_path: Path, keys) -> None:  # noqa: ANN001
+def test_two_trusted_keys_with_one_name_are_a_configuration_error(tmp_path: Path, keys) -> None:
     """A signature is checked against the key its name leads to: one name for two keys
     made which key decides a matter of precedence."""
     (_, alice_pub), _ = keys
@@ -103,15 +104,20 @@ def test_two_trusted_keys_with_one_name_are_a_configuration_error(tmp_path: Path
         load_settings(project, env={**env, "LWRECIPE_TRUSTED_KEYS": other.text()}, accept=True)
     with pytest.raises(UsageError, match="the signing key: trusted key 'alice'"):
         load_settings(project, env={**env, SIGNING_KEY_ENV: str(tmp_path / "alice-new.key")}, accept=True)
-    (project / "lwrecipe.toml").write_text(f'trusted_keys = ["{alice_pub.text()}"]\n[[remote]]\nurl = "https://c.example"\n'
-                                           f'trusted_keys = ["{other.text()}"]\n')
+    (project / "lwrecipe.toml").write_text(
+        f'trusted_keys = ["{alice_pub.text()}"]\n[[remote]]\nurl = "https://c.example"\n'
+        f'trusted_keys = ["{other.text()}"]\n'
+    )
     with pytest.raises(UsageError, match="remote https://c.example: trusted_keys: trusted key 'alice'"):
         load_settings(project, env=env, accept=True)
-    assert set(load_settings(project, env={**env, SIGNING_KEY_ENV: str(tmp_path / "alice.key")},
-                             cli_remotes=["/mnt/c"], accept=True).trusted) == {"alice"}  # the same key twice is fine
+    assert set(
+        load_settings(
+            project, env={**env, SIGNING_KEY_ENV: str(tmp_path / "alice.key")}, cli_remotes=["/mnt/c"], accept=True
+        ).trusted
+    ) == {"alice"}  # the same key twice is fine
 
 
-def test_an_unaccepted_project_config_keeps_only_what_it_may_set(tmp_path: Path, keys) -> None:  # noqa: ANN001
+def test_an_unaccepted_project_config_keeps_only_what_it_may_set(tmp_path: Path, keys) -> None:
     """Without the user's acceptance a project's remote is pulled from without
     credentials or keys of its own, and one warning names what was ignored; a name
     the user configured stays the user's remote."""
@@ -122,18 +128,26 @@ def test_an_unaccepted_project_config_keeps_only_what_it_may_set(tmp_path: Path,
         f'trusted_keys = ["{alice_pub.text()}"]\nsigning_key = "../alice.key"\n'
         '[[remote]]\nname = "team"\nurl = "https://cache.example.org/lw/"\npush = true\n'
         f'trusted_keys = ["{bob_pub.text()}"]\nauth_env = "TEAM_TOKEN"\ntimeout = 5\n'
-        '[[remote]]\nname = "mine"\nurl = "https://evil.example/"\n')
+        '[[remote]]\nname = "mine"\nurl = "https://evil.example/"\n'
+    )
     user = tmp_path / "user.toml"
     user.write_text('min_signers = 2\n[[remote]]\nname = "mine"\nurl = "https://mine.example/c"\nauth_env = "MINE"\n')
     said: list[str] = []
     env = {USER_CONFIG_ENV: str(user)}
     settings = load_settings(project, env=env, warn=said.append)
-    assert said == [f"{project / 'lwrecipe.toml'}: signing_key, trusted_keys, remote[0].push, remote[0].auth_env, "
-                    "remote[0].trusted_keys: ignored (a project's config cannot set these; accept with "
-                    f"--accept-project-config or [accept] projects in {user})"]
+    assert said == [
+        f"{project / 'lwrecipe.toml'}: signing_key, trusted_keys, remote[0].push, remote[0].auth_env, "
+        "remote[0].trusted_keys: ignored (a project's config cannot set these; accept with "
+        f"--accept-project-config or [accept] projects in {user})"
+    ]
     team = settings.remotes[0]
-    assert (team.url, team.push, team.auth_env, team.trusted, team.timeout) == \
-        ("https://cache.example.org/lw", False, None, {}, 5)
+    assert (team.url, team.push, team.auth_env, team.trusted, team.timeout) == (
+        "https://cache.example.org/lw",
+        False,
+        None,
+        {},
+        5,
+    )
     assert settings.secret is None and settings.trusted == {} and settings.min_signers == 2
     assert load_settings(project, ["mine"], env=env, warn=said.append).remotes[0].url == "https://mine.example/c"
     user.write_text(f'[accept]\nprojects = ["{project}"]\n')
@@ -173,11 +187,14 @@ def test_a_missing_or_empty_config_file_is_the_schema_defaults(tmp_path: Path) -
     defaults = ConfigFile()
     for path in (tmp_path / "missing.toml", tmp_path / "empty.toml"):
         doc = read_config(path)
-        assert (doc.signing_key, list(doc.trusted_keys), list(doc.remote)) == \
-            (defaults.signing_key, defaults.trusted_keys, defaults.remote)
+        assert (doc.signing_key, list(doc.trusted_keys), list(doc.remote)) == (
+            defaults.signing_key,
+            defaults.trusted_keys,
+            defaults.remote,
+        )
 
 
-def test_signatures_are_matched_by_public_key_not_by_name(tmp_path: Path, keys) -> None:  # noqa: ANN001
+def test_signatures_are_matched_by_public_key_not_by_name(tmp_path: Path, keys) -> None:
     """A key regenerated under the same name has not signed what the old one did,
     and a verifier is told which case it is: unknown key, another key with a
     trusted name, or altered bytes."""
@@ -190,9 +207,11 @@ def test_signatures_are_matched_by_public_key_not_by_name(tmp_path: Path, keys) 
     assert signed_by(old, alice_pub) and not signed_by(old, alice2.public())
     with pytest.raises(IntegrityError) as exc:
         check(old, {"alice": alice2.public()}, "r")
-    assert str(exc.value) == (f"r: signed by a key named 'alice' ({fingerprint(alice_pub.raw)}, not the trusted "
-                              f"{fingerprint(alice2.public().raw)}): a different key with a trusted name "
-                              "(regenerated, or an impostor); refused")
+    assert str(exc.value) == (
+        f"r: signed by a key named 'alice' ({fingerprint(alice_pub.raw)}, not the trusted "
+        f"{fingerprint(alice2.public().raw)}): a different key with a trusted name "
+        "(regenerated, or an impostor); refused"
+    )
     both = sign(old, alice2)
     assert [s["key"] for s in both["signatures"]] == ["alice", "alice"]
     assert check(both, {"alice": alice2.public()}, "r") == "alice" == check(both, {"alice": alice_pub}, "r")

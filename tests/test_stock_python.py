@@ -18,16 +18,35 @@ MUSL_SHA256 = "a9a118bbe84d8764da0ea0d28b3ab3fae8477fc7e4085d90102b8596fc7c75e4"
 
 
 def test_the_unpacking_tests_pass_under_the_system_python(system_python: Path) -> None:
-    version = subprocess.run([str(system_python), "-c", "import sys; print(sys.version.split()[0])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    result = subprocess.run([str(system_python), "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                             "tests/test_unpack.py", "tests/test_debs.py"], cwd=REPO, capture_output=True, text=True)
+    version = subprocess.run(
+        [str(system_python), "-c", "import sys; print(sys.version.split()[0])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    result = subprocess.run(
+        [
+            str(system_python),
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_unpack.py",
+            "tests/test_debs.py",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, f"Python {version}:\n{result.stdout[-3000:]}"
 
 
 def test_a_real_tarball_builds_to_the_same_output_under_both_pythons(project: Project, system_python: Path) -> None:
     musl = upstream(f"sources/{MUSL}")
-    project.recipe("musl-tree", f"""\
+    project.recipe(
+        "musl-tree",
+        f"""\
         schema = 1
         [package]
         name = "musl-tree"
@@ -40,7 +59,8 @@ def test_a_real_tarball_builds_to_the_same_output_under_both_pythons(project: Pr
         [build]
         host_tools = ["cp"]
         script = 'cp -R include src "$LW_OUT"/'
-        """)
+        """,
+    )
     env = {"LWRECIPE_MIRRORS": str(musl.parent)}  # an air-gapped user's mirror directory
     ids = []
     for python, cache in ((None, "newer"), (system_python, "system")):
@@ -49,8 +69,13 @@ def test_a_real_tarball_builds_to_the_same_output_under_both_pythons(project: Pr
             result = run_subprocess(*argv, cwd=project.root, env=env)
             code, err = result.code, result.err
         else:
-            proc = subprocess.run([str(python), "-I", "-m", "lwrecipe", *argv], cwd=project.root, capture_output=True,
-                                  text=True, env={**os.environ, **env})
+            proc = subprocess.run(
+                [str(python), "-I", "-m", "lwrecipe", *argv],
+                cwd=project.root,
+                capture_output=True,
+                text=True,
+                env={**os.environ, **env},
+            )
             code, err = proc.returncode, proc.stderr
         assert code == 0 and "Traceback" not in err, err
         [record] = [json.loads(p.read_text()) for p in (project.root / cache / "ac").iterdir()]
@@ -69,12 +94,22 @@ def test_setup_on_the_systems_path_alone_leaves_a_working_lwrecipe(tmp_path: Pat
     env = {"PATH": system_path, "HOME": os.environ.get("HOME", "/root"), "LWRECIPE_BIN_DIR": str(bindir)}
     setup = subprocess.run(["bash", "scripts/setup.sh"], cwd=checkout, env=env, capture_output=True, text=True)
     assert setup.returncode == 0, setup.stderr[-3000:]
-    version = subprocess.run([str(checkout / ".venv" / "bin" / "python"), "-c", "import sys; print(sys.version)"],
-                             capture_output=True, text=True, check=True).stdout
-    system = subprocess.run(["/usr/bin/python3", "-c", "import sys; print(sys.version)"],
-                            capture_output=True, text=True, check=True).stdout
+    version = subprocess.run(
+        [str(checkout / ".venv" / "bin" / "python"), "-c", "import sys; print(sys.version)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    system = subprocess.run(
+        ["/usr/bin/python3", "-c", "import sys; print(sys.version)"], capture_output=True, text=True, check=True
+    ).stdout
     assert version == system
-    run = subprocess.run(["lwrecipe", "plan", "examples/hello-wasm/hello-wasm.toml"], cwd=checkout,
-                         env={**env, "PATH": f"{bindir}:{system_path}"}, capture_output=True, text=True)
+    run = subprocess.run(
+        ["lwrecipe", "plan", "examples/hello-wasm/hello-wasm.toml"],
+        cwd=checkout,
+        env={**env, "PATH": f"{bindir}:{system_path}"},
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0 and "hello-wasm" in run.stdout, run.stderr
     assert (bindir / "lwrecipe").resolve() == (checkout / ".venv" / "bin" / "lwrecipe").resolve()

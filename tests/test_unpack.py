@@ -30,8 +30,13 @@ def make_tar(path: Path, entries: list[tuple], mode: str = "w:gz") -> Path:
                 info.size, info.mode = len(payload), rest[1] if len(rest) > 1 else 0o644
                 tar.addfile(info, io.BytesIO(payload))
                 continue
-            info.type = {"dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE, "hardlink": tarfile.LNKTYPE,
-                         "chr": tarfile.CHRTYPE, "fifo": tarfile.FIFOTYPE}[kind]
+            info.type = {
+                "dir": tarfile.DIRTYPE,
+                "symlink": tarfile.SYMTYPE,
+                "hardlink": tarfile.LNKTYPE,
+                "chr": tarfile.CHRTYPE,
+                "fifo": tarfile.FIFOTYPE,
+            }[kind]
             info.mode = 0o644 if kind == "hardlink" else 0o755
             if kind in ("symlink", "hardlink"):
                 info.linkname = payload
@@ -108,9 +113,14 @@ def test_zip_unpacks_with_modes(tmp_path, dest) -> None:
     assert (dest / "doc" / "readme").read_text() == "hi"
 
 
-GOOD = [("pkg", "dir"), ("pkg/a.txt", "file", b"a"), ("pkg/bin/run", "file", b"#!", 0o775),
-        ("pkg/sub/link", "symlink", "../a.txt"), ("pkg/hard", "hardlink", "pkg/a.txt"),
-        ("pkg/hard2", "hardlink", "pkg/hard")]
+GOOD = [
+    ("pkg", "dir"),
+    ("pkg/a.txt", "file", b"a"),
+    ("pkg/bin/run", "file", b"#!", 0o775),
+    ("pkg/sub/link", "symlink", "../a.txt"),
+    ("pkg/hard", "hardlink", "pkg/a.txt"),
+    ("pkg/hard2", "hardlink", "pkg/hard"),
+]
 
 
 @pytest.mark.parametrize("mode", ["w", "w:gz", "w:bz2", "w:xz", "zst"])
@@ -190,9 +200,11 @@ def realpath_overflow(dest: Path) -> list[tuple]:
         entries += [(os.path.join(path, component), "dir"), (os.path.join(path, step), "symlink", component)]
         path = os.path.join(path, step)
     last = os.path.join(*steps, "l" * 254)
-    entries += [(last, "symlink", os.path.join(*[".."] * len(steps))),
-                ("escape", "symlink", os.path.join(last, "..")),
-                ("escape/planted", "file", b"owned\n")]
+    entries += [
+        (last, "symlink", os.path.join(*[".."] * len(steps))),
+        ("escape", "symlink", os.path.join(last, "..")),
+        ("escape/planted", "file", b"owned\n"),
+    ]
     return entries
 
 
@@ -273,8 +285,13 @@ def listing(root: Path, modes: bool = True) -> dict[str, tuple]:
             found[rel] = ("dir",)
         else:
             mode = 0o755 if st.st_mode & 0o100 else 0o644
-            found[rel] = ("file", hashlib.sha256(path.read_bytes()).hexdigest(), int(st.st_mtime),
-                          mode if modes else None, inodes.setdefault(st.st_ino, rel))
+            found[rel] = (
+                "file",
+                hashlib.sha256(path.read_bytes()).hexdigest(),
+                int(st.st_mtime),
+                mode if modes else None,
+                inodes.setdefault(st.st_ino, rel),
+            )
     return found
 
 

@@ -10,9 +10,8 @@ import socket
 import subprocess
 import threading
 
-import pytest
-
 import httpx
+import pytest
 
 from lwrecipe.inputs.web import SEND, Client, HttpError
 from tests.servers import fault_server, forward_proxy, nginx_server, self_signed, socks_proxy
@@ -211,7 +210,8 @@ def test_tls_verified_and_tunnelled(tmp_path, monkeypatch) -> None:
             with Client() as client, client.request("GET", url) as resp:
                 assert resp.read(100) == b"secret bytes"
             assert [(line.rsplit(" ", 1)[0], auth) for line, auth in proxy.seen] == [
-                (f"CONNECT 127.0.0.1:{server.port}", None)]
+                (f"CONNECT 127.0.0.1:{server.port}", None)
+            ]
 
 
 def test_file_upload_to_nginx(tmp_path) -> None:
@@ -244,8 +244,9 @@ def one_response(raw: bytes) -> tuple[str, threading.Thread]:
 
 
 def test_chunked_bodies() -> None:
-    url, thread = one_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                               b"5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\n\r\n")
+    url, thread = one_response(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\n\r\n"
+    )
     with Client() as client, client.request("GET", url) as resp:
         assert resp.read(100) == b"hello world"
     thread.join(5)
@@ -293,18 +294,21 @@ def mock_client(handler) -> Client:
     return Client(transport=httpx.MockTransport(handler))
 
 
-@pytest.mark.parametrize("raised, reason, retry, timeout", [
-    (httpx.ConnectTimeout("connect"), "timed out", True, True),
-    (httpx.ReadTimeout("read"), "timed out", True, True),
-    (httpx.PoolTimeout("pool"), "timed out", True, True),
-    (httpx.ConnectError("[Errno 113] No route to host"), "ConnectError: [Errno 113] No route to host", True, False),
-    (httpx.ReadError("reset"), "ReadError: reset", True, False),
-    (httpx.RemoteProtocolError("illegal status line"), "RemoteProtocolError: illegal status line", True, False),
-    (httpx.ProxyError("407 Proxy Authentication Required"), "proxy: 407", False, False),
-    (httpx.ProxyError("502 Bad Gateway"), "proxy: 502", True, False),
-    (httpx.UnsupportedProtocol("Request URL has an unsupported protocol"), "not an http(s) URL", False, False),
-    (httpx.LocalProtocolError("Illegal header value"), "cannot send the request", False, False),
-])
+@pytest.mark.parametrize(
+    "raised, reason, retry, timeout",
+    [
+        (httpx.ConnectTimeout("connect"), "timed out", True, True),
+        (httpx.ReadTimeout("read"), "timed out", True, True),
+        (httpx.PoolTimeout("pool"), "timed out", True, True),
+        (httpx.ConnectError("[Errno 113] No route to host"), "ConnectError: [Errno 113] No route to host", True, False),
+        (httpx.ReadError("reset"), "ReadError: reset", True, False),
+        (httpx.RemoteProtocolError("illegal status line"), "RemoteProtocolError: illegal status line", True, False),
+        (httpx.ProxyError("407 Proxy Authentication Required"), "proxy: 407", False, False),
+        (httpx.ProxyError("502 Bad Gateway"), "proxy: 502", True, False),
+        (httpx.UnsupportedProtocol("Request URL has an unsupported protocol"), "not an http(s) URL", False, False),
+        (httpx.LocalProtocolError("Illegal header value"), "cannot send the request", False, False),
+    ],
+)
 def test_httpx_errors_become_reasons(raised, reason, retry, timeout) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise raised
@@ -328,9 +332,11 @@ def test_causes_are_named() -> None:
     def unknown_host(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("x") from socket.gaierror(-2, "Name or service not known")
 
-    for handler, reason, retry in [(refused, "cannot connect: connection refused", True),
-                                   (untrusted, "TLS certificate not trusted: self-signed certificate", False),
-                                   (unknown_host, "cannot resolve the host name: Name or service not known", True)]:
+    for handler, reason, retry in [
+        (refused, "cannot connect: connection refused", True),
+        (untrusted, "TLS certificate not trusted: self-signed certificate", False),
+        (unknown_host, "cannot resolve the host name: Name or service not known", True),
+    ]:
         with mock_client(handler) as client, pytest.raises(HttpError) as exc:
             client.status("HEAD", "https://cache.example/x")
         assert (str(exc.value), exc.value.retry) == (reason, retry)
@@ -366,8 +372,12 @@ def test_credentials_never_follow_a_redirect_elsewhere() -> None:
         with client.request("GET", "http://cache.example/a") as resp:
             assert resp.read(10) == b"done"
         assert client.status("PUT", "http://cache.example/a", body=b"x")[0] == 302  # PUT is not redirected
-    assert seen == [("http://cache.example/a", "secret"), ("http://elsewhere.example/b", None),
-                    ("http://cache.example/c", "secret"), ("http://cache.example/a", "secret")]
+    assert seen == [
+        ("http://cache.example/a", "secret"),
+        ("http://elsewhere.example/b", None),
+        ("http://cache.example/c", "secret"),
+        ("http://cache.example/a", "secret"),
+    ]
 
 
 def test_what_making_a_client_imports() -> None:
@@ -376,9 +386,11 @@ def test_what_making_a_client_imports() -> None:
     import subprocess
     import sys
 
-    code = ("import sys\nfrom lwrecipe.inputs.web import Client\nClient().close()\n"
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'httpx', 'httpcore', 'anyio', 'trio', 'click', "
-            "'pygments'}))\nimport anyio\nprint('anyio importable')\n")
+    code = (
+        "import sys\nfrom lwrecipe.inputs.web import Client\nClient().close()\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'httpx', 'httpcore', 'anyio', 'trio', 'click', "
+        "'pygments'}))\nimport anyio\nprint('anyio importable')\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.splitlines() == ["['httpcore', 'httpx']", "anyio importable"]
 

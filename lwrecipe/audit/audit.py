@@ -75,13 +75,19 @@ class _Cache:
             return None
         record = self.store.read_record(Sha256(key))
         if record is None:  # read_record quarantined it
-            add(f"{label}: ac/{key}: not a build record for its key; moved to {self.store.root / 'quarantine'}",
-                True)
+            add(f"{label}: ac/{key}: not a build record for its key; moved to {self.store.root / 'quarantine'}", True)
         return record
 
 
-def audit(lock: Lock, root: Path, store: Store, trusted: dict[str, PublicKey], graph: Any = None,
-          strict: bool = False, quick: bool = False) -> AuditReport:
+def audit(
+    lock: Lock,
+    root: Path,
+    store: Store,
+    trusted: dict[str, PublicKey],
+    graph: Any = None,
+    strict: bool = False,
+    quick: bool = False,
+) -> AuditReport:
     """`graph`: the lock's recipes as loaded from the checkout, to compare every
     keyed input (host tools and dependency outputs included) with the lock.
     `strict`: a record that no trusted key signed is a mismatch, not a flag.
@@ -92,13 +98,16 @@ def audit(lock: Lock, root: Path, store: Store, trusted: dict[str, PublicKey], g
     records = {}  # read first: comparing the checkout with the lock reads them too, and would drop a broken one
     for name, e in sorted(lock.recipes.items()):
         if e["output_id"]:
-            records[name] = cache.record(e["key"], f"output {e['output_id'][:12]}…",
-                                         lambda what, mismatch, name=name: report.findings.append(
-                                             Finding(name, what, mismatch)))
+            records[name] = cache.record(
+                e["key"],
+                f"output {e['output_id'][:12]}…",
+                lambda what, mismatch, name=name: report.findings.append(Finding(name, what, mismatch)),
+            )
     if graph is not None:
         for change in drift(lock, graph, store.output_id):
             report.findings.append(Finding(change.recipe, f"{change.field}: {change.old} → {change.new}", True))
     for name, e in sorted(lock.recipes.items()):
+
         def add(what: str, mismatch: bool, name: str = name) -> None:
             report.findings.append(Finding(name, what, mismatch))
 
@@ -106,8 +115,9 @@ def audit(lock: Lock, root: Path, store: Store, trusted: dict[str, PublicKey], g
         if not recipe_path.is_file():
             add(f"recipe file {e['recipe']} is missing", True)
         elif file_sha256(recipe_path) != e["recipe_sha256"]:
-            add(f"recipe file {e['recipe']}: sha256 {e['recipe_sha256'][:12]}… → {file_sha256(recipe_path)[:12]}…",
-                True)
+            add(
+                f"recipe file {e['recipe']}: sha256 {e['recipe_sha256'][:12]}… → {file_sha256(recipe_path)[:12]}…", True
+            )
         recomputed = pinned_key(name, e)
         if e["key"] and recomputed and recomputed != e["key"]:
             add(f"key {e['key'][:12]}… does not follow from the pinned inputs ({recomputed[:12]}…)", True)
@@ -118,24 +128,29 @@ def audit(lock: Lock, root: Path, store: Store, trusted: dict[str, PublicKey], g
             elif p["origin"] == "url":
                 cache.holds("sources", p["sha256"], f"patches[{i}] ({p['url']})", add)
             elif p["origin"] == "source" and not p["sha256"]:
-                add(f"patches[{i}] ({p['source']}:{p['path']}): pinned only by the git commit of {p['source']}",
-                    False)
+                add(f"patches[{i}] ({p['source']}:{p['path']}): pinned only by the git commit of {p['source']}", False)
             elif p["origin"] == "source" and not quick:
                 tree = trees.get(p["source"], {}).get("tree_sha256", "")
                 if cache.holds("sources", tree, f"patches[{i}] ({p['source']}:{p['path']})", add):
                     data = read_member(store.path("sources", tree), p["path"])
                     actual = sha256_bytes(data) if data is not None else "(not in the tree)"
                     if actual != p["sha256"]:
-                        add(f"patches[{i}] ({p['source']}:{p['path']}): sha256 {actual}, locked {p['sha256']}",
-                            True)
+                        add(f"patches[{i}] ({p['source']}:{p['path']}): sha256 {actual}, locked {p['sha256']}", True)
         if built_on(e.get("environment"), bool(e.get("bootstrap"))) == "host":
-            add("built on host tools: its key holds this machine's tool fingerprints, not a pinned environment",
-                False)
-        absent_debs = [s for i, s in enumerate(e["sources"]) if s["kind"] == "deb" and store.exists()
-                       and not cache.holds("sources", s["sha256"], f"sources[{i}] (deb {s['package']})", add)]
+            add("built on host tools: its key holds this machine's tool fingerprints, not a pinned environment", False)
+        absent_debs = [
+            s
+            for i, s in enumerate(e["sources"])
+            if s["kind"] == "deb"
+            and store.exists()
+            and not cache.holds("sources", s["sha256"], f"sources[{i}] (deb {s['package']})", add)
+        ]
         if absent_debs:
-            add(f"{len(absent_debs)} of {sum(s['kind'] == 'deb' for s in e['sources'])} Debian packages "
-                "not in the cache", False)
+            add(
+                f"{len(absent_debs)} of {sum(s['kind'] == 'deb' for s in e['sources'])} Debian packages "
+                "not in the cache",
+                False,
+            )
         for i, s in enumerate(e["sources"]):
             if s["kind"] == "deb":
                 continue  # counted above
@@ -157,8 +172,14 @@ def audit(lock: Lock, root: Path, store: Store, trusted: dict[str, PublicKey], g
     return report
 
 
-def _audit_output(e: dict[str, Any], record: dict[str, Any] | None, cache: _Cache, trusted: dict[str, PublicKey],
-                  add: Any, strict: bool) -> None:
+def _audit_output(
+    e: dict[str, Any],
+    record: dict[str, Any] | None,
+    cache: _Cache,
+    trusted: dict[str, PublicKey],
+    add: Any,
+    strict: bool,
+) -> None:
     if not e["output_id"]:
         add("not built when locked (no output id)", False)
         return
@@ -188,14 +209,25 @@ def _audit_output(e: dict[str, Any], record: dict[str, Any] | None, cache: _Cach
 
 def _tree_entry(e: dict[str, Any]) -> dict[str, Any]:
     return {
-        "version": e["version"], "license": e["license"], "recipe": e["recipe"], "key": e["key"],
-        "output_id": e["output_id"], "depends": e["depends"],
-        "sources": [{k: v for k, v in s.items() if k in ("kind", "url", "mirrors", "sha256", "rev", "tree_sha256",
-                                                          "path", "package", "version", "arch")}
-                    for s in e["sources"]],
+        "version": e["version"],
+        "license": e["license"],
+        "recipe": e["recipe"],
+        "key": e["key"],
+        "output_id": e["output_id"],
+        "depends": e["depends"],
+        "sources": [
+            {
+                k: v
+                for k, v in s.items()
+                if k in ("kind", "url", "mirrors", "sha256", "rev", "tree_sha256", "path", "package", "version", "arch")
+            }
+            for s in e["sources"]
+        ],
         "built_on": built_on(e.get("environment"), bool(e.get("bootstrap"))),
-        "patches": [{k: v for k, v in p.items() if k in ("origin", "file", "url", "source", "path", "sha256")}
-                    for p in e["patches"]],
+        "patches": [
+            {k: v for k, v in p.items() if k in ("origin", "file", "url", "source", "path", "sha256")}
+            for p in e["patches"]
+        ],
         "host_tools": {t: v["version"] or v["sha256"] for t, v in e["host_tools"].items()},
     }
 

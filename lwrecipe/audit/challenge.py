@@ -46,8 +46,9 @@ class Verdict:
         return "agree" if all(is_sha256(v) for v in self.views.values()) else "agree (some missing)"
 
 
-def challenge(graph: Any, store: Store, remotes: Remotes | None, rebuilt: dict[str, str] | None = None,
-              explain: bool = True) -> list[Verdict]:
+def challenge(
+    graph: Any, store: Store, remotes: Remotes | None, rebuilt: dict[str, str] | None = None, explain: bool = True
+) -> list[Verdict]:
     """A verdict per recipe of the closure, in build order. Keys of dependents are
     computed from the local output of each dependency, else the first remote's."""
     outputs: dict[str, Sha256 | None] = {}
@@ -59,8 +60,11 @@ def challenge(graph: Any, store: Store, remotes: Remotes | None, rebuilt: dict[s
         verdict = Verdict(name, item.key)
         verdicts.append(verdict)
         if item.key is None:
-            why = f"missing tool {item.missing_tools[0]}" if item.missing_tools else \
-                f"no output of {', '.join(item.waiting_on)} to key it with"
+            why = (
+                f"missing tool {item.missing_tools[0]}"
+                if item.missing_tools
+                else f"no output of {', '.join(item.waiting_on)} to key it with"
+            )
             verdict.views[LOCAL] = why
             outputs[name] = None
             continue
@@ -88,8 +92,13 @@ def challenge(graph: Any, store: Store, remotes: Remotes | None, rebuilt: dict[s
     return verdicts
 
 
-def _explain(store: Store, remotes: Remotes, name: str, ids: list[str],
-             records: dict[tuple[str, str], tuple[dict[str, Any], Backend | None]]) -> list[str]:
+def _explain(
+    store: Store,
+    remotes: Remotes,
+    name: str,
+    ids: list[str],
+    records: dict[tuple[str, str], tuple[dict[str, Any], Backend | None]],
+) -> list[str]:
     """What differs between the first two outputs builders hold (files, then
     diffoscope's view when it is installed)."""
     pair = [records.get((name, i)) for i in ids[:2]]
@@ -107,5 +116,8 @@ def _explain(store: Store, remotes: Remotes, name: str, ids: list[str],
                 tars.append(decompress(store, blob, Path(tmp) / f"out{n}.tar"))
             except LwrecipeError as exc:
                 return [f"cannot compare: {exc}"]
-        return [f"{ids[0][:12]} against {ids[1][:12]}:", *tree_differences(trees[0], trees[1]),
-                *diffoscope(tars[0], tars[1])]
+        return [
+            f"{ids[0][:12]} against {ids[1][:12]}:",
+            *tree_differences(trees[0], trees[1]),
+            *diffoscope(tars[0], tars[1]),
+        ]

@@ -30,8 +30,13 @@ class Change:
         return f"{self.recipe}: {self.field}: {self.old} → {self.new}"
 
     def document(self) -> dict[str, Any]:
-        return {"recipe": self.recipe, "input": self.field, "old": self.old, "new": self.new,
-                "dependency": self.dependency}
+        return {
+            "recipe": self.recipe,
+            "input": self.field,
+            "old": self.old,
+            "new": self.new,
+            "dependency": self.dependency,
+        }
 
 
 def _show(value: Any) -> str:
@@ -85,8 +90,10 @@ def _script(name: str, old: str, new: str) -> list[Change]:
 
 def _tool(old: dict[str, str] | None, new: dict[str, str] | None) -> tuple[str, str]:
     if old is None or new is None:
-        return (_show(old and (old.get("version") or old.get("sha256"))) if old else MISSING,
-                _show(new and (new.get("version") or new.get("sha256"))) if new else MISSING)
+        return (
+            _show(old and (old.get("version") or old.get("sha256"))) if old else MISSING,
+            _show(new and (new.get("version") or new.get("sha256"))) if new else MISSING,
+        )
     if old.get("version") != new.get("version"):
         return old.get("version") or MISSING, new.get("version") or MISSING
     return _hash_field("sha256", old.get("sha256")), _show(new.get("sha256"))
@@ -114,6 +121,13 @@ def diff_documents(name: str, old: dict[str, Any], new: dict[str, Any]) -> list[
     old_deps, new_deps = old.get("deps", {}), new.get("deps", {})
     for dep in sorted(old_deps.keys() | new_deps.keys()):
         if old_deps.get(dep) != new_deps.get(dep) and old_deps.get(dep) and new_deps.get(dep) != "?":
-            out.append(Change(name, f"dependency {dep}", _hash_field("output", old_deps.get(dep)),
-                              _show(new_deps.get(dep)) if new_deps.get(dep) else "not built", dependency=dep))
+            out.append(
+                Change(
+                    name,
+                    f"dependency {dep}",
+                    _hash_field("output", old_deps.get(dep)),
+                    _show(new_deps.get(dep)) if new_deps.get(dep) else "not built",
+                    dependency=dep,
+                )
+            )
     return out

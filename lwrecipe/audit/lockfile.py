@@ -49,8 +49,11 @@ def _tools(item: Planned) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     for name in keyed_tool_names(item.recipe):
         tool: HostTool | None = found.get(name)
-        out[name] = ({"sha256": tool.sha256, "version": tool.version, "path": str(tool.path)} if tool
-                     else {"sha256": "", "version": "", "path": ""})
+        out[name] = (
+            {"sha256": tool.sha256, "version": tool.version, "path": str(tool.path)}
+            if tool
+            else {"sha256": "", "version": "", "path": ""}
+        )
     return out
 
 
@@ -79,16 +82,24 @@ class FirstUsePins:
         return pins
 
 
-def entry(item: Planned, store: Store, dep_outputs: dict[str, str], output_id: str | None,
-          pins: FirstUsePins = FirstUsePins()) -> dict[str, Any]:
+def entry(
+    item: Planned, store: Store, dep_outputs: dict[str, str], output_id: str | None, pins: FirstUsePins = FirstUsePins()
+) -> dict[str, Any]:
     """The lockfile entry of one planned recipe; `store` supplies first-use pins, and
     `pins` (the lockfile's own) those of trees the store does not hold."""
     recipe, doc = item.recipe, item.recipe.doc
     sources = []
     for src, pin in zip(doc.sources, source_pins(recipe)):
         if isinstance(src, DebSource):
-            s: dict[str, Any] = {"kind": "deb", "package": src.deb, "version": src.version, "arch": src.arch,
-                                 "url": src.url, "mirrors": list(src.mirrors), "sha256": src.sha256}
+            s: dict[str, Any] = {
+                "kind": "deb",
+                "package": src.deb,
+                "version": src.version,
+                "arch": src.arch,
+                "url": src.url,
+                "mirrors": list(src.mirrors),
+                "sha256": src.sha256,
+            }
         elif isinstance(src, UrlSource):
             s = {"kind": "url", "url": src.url, "mirrors": list(src.mirrors), "sha256": src.sha256}
         elif isinstance(src, GitSource):
@@ -109,8 +120,12 @@ def entry(item: Planned, store: Store, dep_outputs: dict[str, str], output_id: s
             p = {"origin": "url", "url": patch.url, "sha256": patch.sha256}
         else:
             assert isinstance(patch, SourcePatch)
-            p = {"origin": "source", "source": patch.source, "path": patch.path,
-                 "sha256": _source_patch_sha(recipe, patch, store, pins)}
+            p = {
+                "origin": "source",
+                "source": patch.source,
+                "path": patch.path,
+                "sha256": _source_patch_sha(recipe, patch, store, pins),
+            }
         p["strip"] = patch.strip
         patches.append(p)
     return {
@@ -133,24 +148,29 @@ def entry(item: Planned, store: Store, dep_outputs: dict[str, str], output_id: s
     }
 
 
-def build_entries(graph: Any, store: Store, output_of: Any,
-                  pins: FirstUsePins = FirstUsePins()) -> dict[str, dict[str, Any]]:
+def build_entries(
+    graph: Any, store: Store, output_of: Any, pins: FirstUsePins = FirstUsePins()
+) -> dict[str, dict[str, Any]]:
     """Entries for the graph's targets and their closure, as this machine and cache
     see them; `output_of(key)` is the output id the cache holds for a key."""
     from ..build.plan import plan_graph
 
     planned = plan_graph(graph, output_of)
     outputs = {p.name: output_of(p.key) if p.key else None for p in planned}
-    return {p.name: entry(p, store, {d: outputs[d] or "" for d in p.recipe.depends}, outputs[p.name], pins)
-            for p in planned}
+    return {
+        p.name: entry(p, store, {d: outputs[d] or "" for d in p.recipe.depends}, outputs[p.name], pins) for p in planned
+    }
 
 
 def locked_outputs(previous: dict[str, Any], output_of: Any) -> Any:
     """`output_of`, falling back to the output id the lockfile already pins for the
     same key: a lock written where the environment was built stays up to date on a
     machine that has not built it (its own store, when it has the key, still wins)."""
-    pinned = {e["key"]: e["output_id"] for e in previous.values()
-              if isinstance(e, dict) and e.get("key") and e.get("output_id")}
+    pinned = {
+        e["key"]: e["output_id"]
+        for e in previous.values()
+        if isinstance(e, dict) and e.get("key") and e.get("output_id")
+    }
     return lambda key: output_of(key) or pinned.get(key)
 
 
@@ -200,8 +220,9 @@ def key_document(name: str, e: dict[str, Any]) -> dict[str, Any]:
     sources = []
     for s in e["sources"]:
         ident = ("rev", s["rev"]) if s["kind"] == "git" else ("sha256", s["sha256"])
-        sources.append({"kind": s["kind"], ident[0]: ident[1], "strip": s["strip"], "dest": s["dest"],
-                        "unpack": s["unpack"]})
+        sources.append(
+            {"kind": s["kind"], ident[0]: ident[1], "strip": s["strip"], "dest": s["dest"], "unpack": s["unpack"]}
+        )
     patches = []
     for p in e["patches"]:
         if p["origin"] == "source":
@@ -209,10 +230,17 @@ def key_document(name: str, e: dict[str, Any]) -> dict[str, Any]:
         else:
             patches.append({"kind": p["origin"], "sha256": p["sha256"], "strip": p["strip"]})
     return {
-        "format": KEY_FORMAT, "name": name, "version": e["version"], "sources": sources, "patches": patches,
-        "script": e["script"], "env": dict(e["env"]),
+        "format": KEY_FORMAT,
+        "name": name,
+        "version": e["version"],
+        "sources": sources,
+        "patches": patches,
+        "script": e["script"],
+        "env": dict(e["env"]),
         "host_tools": {t: {"sha256": v["sha256"], "version": v["version"]} for t, v in e["host_tools"].items()},
-        "platform": e["platform"], "source_date_epoch": e["source_date_epoch"], "deps": dict(e["dep_outputs"]),
+        "platform": e["platform"],
+        "source_date_epoch": e["source_date_epoch"],
+        "deps": dict(e["dep_outputs"]),
         **root_fields(e.get("environment"), bool(e.get("bootstrap"))),
     }
 
@@ -291,4 +319,3 @@ def pinned_ids(path: Path) -> set[str]:
             if is_sha256(value):
                 ids.add(value)
     return ids
-

@@ -10,7 +10,7 @@ stay the plain tables lockfile.py and its readers work with.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -87,8 +87,8 @@ class SourcePatchPin(_PatchPin):
     sha256: str = ""
 
 
-SourcePin = Annotated[Union[UrlSourcePin, DebSourcePin, GitSourcePin, PathSourcePin], Field(discriminator="kind")]
-PatchPin = Annotated[Union[FilePatchPin, UrlPatchPin, SourcePatchPin], Field(discriminator="origin")]
+SourcePin = Annotated[UrlSourcePin | DebSourcePin | GitSourcePin | PathSourcePin, Field(discriminator="kind")]
+PatchPin = Annotated[FilePatchPin | UrlPatchPin | SourcePatchPin, Field(discriminator="origin")]
 
 
 class Entry(_Shape):
@@ -123,8 +123,9 @@ def check(data: dict[str, Any], shown: str) -> None:
     except ValidationError as exc:
         from ..recipes.recipe import _problem
 
-        raise RecipeError(shown, [Problem(_field(e["loc"]), _message(e, _problem(e).message))
-                                  for e in exc.errors()]) from None
+        raise RecipeError(
+            shown, [Problem(_field(e["loc"]), _message(e, _problem(e).message)) for e in exc.errors()]
+        ) from None
 
 
 def _message(err: Any, default: str) -> str:
@@ -142,8 +143,12 @@ def _field(loc: tuple[Any, ...]) -> str:
     for i, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
-        elif i >= 2 and isinstance(loc[i - 1], int) and loc[i - 2] in ("sources", "patches") \
-                and part in ("url", "deb", "git", "path", "file", "source"):
+        elif (
+            i >= 2
+            and isinstance(loc[i - 1], int)
+            and loc[i - 2] in ("sources", "patches")
+            and part in ("url", "deb", "git", "path", "file", "source")
+        ):
             continue
         else:
             out += f".{part}" if out else str(part)

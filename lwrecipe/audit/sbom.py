@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .. import __version__
@@ -103,69 +103,136 @@ def _spdx_id(text: str) -> str:
 def spdx_json(target: str, entries: dict[str, dict[str, Any]]) -> str:
     from spdx_tools.common.spdx_licensing import spdx_licensing
     from spdx_tools.spdx.jsonschema.document_converter import DocumentConverter
-    from spdx_tools.spdx.model import (Actor, ActorType, Checksum, ChecksumAlgorithm, CreationInfo, Document, Package,
-                                       Relationship, RelationshipType, SpdxNoAssertion)
+    from spdx_tools.spdx.model import (
+        Actor,
+        ActorType,
+        Checksum,
+        ChecksumAlgorithm,
+        CreationInfo,
+        Document,
+        Package,
+        Relationship,
+        RelationshipType,
+        SpdxNoAssertion,
+    )
     from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
-    created = datetime.fromtimestamp(entries[target]["source_date_epoch"], timezone.utc)
-    info = CreationInfo("SPDX-2.3", "SPDXRef-DOCUMENT", f"{target}-{entries[target]['version']}",
-                        f"{NAMESPACE}/{target}/{_identity(target, entries)}",
-                        [Actor(ActorType.TOOL, f"lwrecipe-{__version__}")], created)
-    packages, relationships = [], [Relationship("SPDXRef-DOCUMENT", RelationshipType.DESCRIBES,
-                                                f"SPDXRef-Recipe-{target}")]
+    created = datetime.fromtimestamp(entries[target]["source_date_epoch"], UTC)
+    info = CreationInfo(
+        "SPDX-2.3",
+        "SPDXRef-DOCUMENT",
+        f"{target}-{entries[target]['version']}",
+        f"{NAMESPACE}/{target}/{_identity(target, entries)}",
+        [Actor(ActorType.TOOL, f"lwrecipe-{__version__}")],
+        created,
+    )
+    packages, relationships = (
+        [],
+        [Relationship("SPDXRef-DOCUMENT", RelationshipType.DESCRIBES, f"SPDXRef-Recipe-{target}")],
+    )
     for name, e in sorted(entries.items()):
         rid = f"SPDXRef-Recipe-{name}"
-        packages.append(Package(
-            rid, name, _download(e) or SpdxNoAssertion(), version=e["version"], files_analyzed=False,
-            supplier=Actor(ActorType.ORGANIZATION, _recipe_supplier(e)),
-            license_declared=spdx_licensing.parse(e["license"]), license_concluded=SpdxNoAssertion(),
-            copyright_text=SpdxNoAssertion(),
-            comment=f"lwrecipe build key {e['key'] or '(unknown)'}; output id {e['output_id'] or '(not built)'}"))
+        packages.append(
+            Package(
+                rid,
+                name,
+                _download(e) or SpdxNoAssertion(),
+                version=e["version"],
+                files_analyzed=False,
+                supplier=Actor(ActorType.ORGANIZATION, _recipe_supplier(e)),
+                license_declared=spdx_licensing.parse(e["license"]),
+                license_concluded=SpdxNoAssertion(),
+                copyright_text=SpdxNoAssertion(),
+                comment=f"lwrecipe build key {e['key'] or '(unknown)'}; output id {e['output_id'] or '(not built)'}",
+            )
+        )
         for dep in e["depends"]:
             relationships.append(Relationship(rid, RelationshipType.DEPENDS_ON, f"SPDXRef-Recipe-{dep}"))
         if e.get("environment"):  # what built it: the environment's root file system
-            relationships.append(Relationship(f"SPDXRef-Recipe-{e['environment']}", RelationshipType.BUILD_TOOL_OF,
-                                              rid))
+            relationships.append(
+                Relationship(f"SPDXRef-Recipe-{e['environment']}", RelationshipType.BUILD_TOOL_OF, rid)
+            )
         for tool, t in sorted(e["host_tools"].items()):  # or this machine's tools, by digest
             tid = f"SPDXRef-Tool-{name}-{_spdx_id(tool)}"
-            packages.append(Package(
-                tid, tool, SpdxNoAssertion(), version=_tool_version(t), files_analyzed=False,
-                supplier=Actor(ActorType.ORGANIZATION, _tool_supplier(tool)),
-                checksums=[Checksum(ChecksumAlgorithm.SHA256, t["sha256"])] if t["sha256"] else [],
-                comment=f"host tool {t['path'] or tool}, fingerprinted into the build key"))
+            packages.append(
+                Package(
+                    tid,
+                    tool,
+                    SpdxNoAssertion(),
+                    version=_tool_version(t),
+                    files_analyzed=False,
+                    supplier=Actor(ActorType.ORGANIZATION, _tool_supplier(tool)),
+                    checksums=[Checksum(ChecksumAlgorithm.SHA256, t["sha256"])] if t["sha256"] else [],
+                    comment=f"host tool {t['path'] or tool}, fingerprinted into the build key",
+                )
+            )
             relationships.append(Relationship(tid, RelationshipType.BUILD_TOOL_OF, rid))
         for i, s in enumerate(e["sources"]):
             sid = f"SPDXRef-Source-{name}-{i}"
             supplier = Actor(ActorType.ORGANIZATION, _source_supplier(s))
             if s["kind"] == "url":
-                pkg = Package(sid, _basename(s["url"]), s["url"], version=e["version"], files_analyzed=False,
-                              supplier=supplier, checksums=[Checksum(ChecksumAlgorithm.SHA256, s["sha256"])])
+                pkg = Package(
+                    sid,
+                    _basename(s["url"]),
+                    s["url"],
+                    version=e["version"],
+                    files_analyzed=False,
+                    supplier=supplier,
+                    checksums=[Checksum(ChecksumAlgorithm.SHA256, s["sha256"])],
+                )
             elif s["kind"] == "deb":
-                pkg = Package(sid, s["package"], s["url"], version=s["version"], files_analyzed=False,
-                              supplier=Actor(ActorType.ORGANIZATION, "Debian"),
-                              checksums=[Checksum(ChecksumAlgorithm.SHA256, s["sha256"])],
-                              comment=f"Debian binary package ({s['arch']}), unpacked without maintainer scripts")
+                pkg = Package(
+                    sid,
+                    s["package"],
+                    s["url"],
+                    version=s["version"],
+                    files_analyzed=False,
+                    supplier=Actor(ActorType.ORGANIZATION, "Debian"),
+                    checksums=[Checksum(ChecksumAlgorithm.SHA256, s["sha256"])],
+                    comment=f"Debian binary package ({s['arch']}), unpacked without maintainer scripts",
+                )
             elif s["kind"] == "git":
-                checksums = ([Checksum(ChecksumAlgorithm.SHA256, s["tree_sha256"])] if s.get("tree_sha256") else [])
-                pkg = Package(sid, _basename(s["url"]), f"git+{s['url']}@{s['rev']}", version=s["rev"],
-                              files_analyzed=False, checksums=checksums, supplier=supplier,
-                              comment="pinned by git commit" + ("; checksum of lwrecipe's canonical tree archive"
-                                                                if checksums else ""))
+                checksums = [Checksum(ChecksumAlgorithm.SHA256, s["tree_sha256"])] if s.get("tree_sha256") else []
+                pkg = Package(
+                    sid,
+                    _basename(s["url"]),
+                    f"git+{s['url']}@{s['rev']}",
+                    version=s["rev"],
+                    files_analyzed=False,
+                    checksums=checksums,
+                    supplier=supplier,
+                    comment="pinned by git commit"
+                    + ("; checksum of lwrecipe's canonical tree archive" if checksums else ""),
+                )
             else:
-                pkg = Package(sid, s["path"], SpdxNoAssertion(), version=f"sha256:{s['sha256'][:16]}",
-                              files_analyzed=False, supplier=supplier,
-                              checksums=[Checksum(ChecksumAlgorithm.SHA256, s["sha256"])],
-                              comment="in the lwrecipe repository")
+                pkg = Package(
+                    sid,
+                    s["path"],
+                    SpdxNoAssertion(),
+                    version=f"sha256:{s['sha256'][:16]}",
+                    files_analyzed=False,
+                    supplier=supplier,
+                    checksums=[Checksum(ChecksumAlgorithm.SHA256, s["sha256"])],
+                    comment="in the lwrecipe repository",
+                )
             packages.append(pkg)
             relationships.append(Relationship(rid, RelationshipType.GENERATED_FROM, sid))
         for i, p in enumerate(e["patches"]):
             pid = f"SPDXRef-Patch-{name}-{i}"
             origin = p.get("file") or p.get("url") or f"{p['source']}:{p['path']}"
             checksums = [Checksum(ChecksumAlgorithm.SHA256, p["sha256"])] if p["sha256"] else []
-            packages.append(Package(pid, _basename(origin), p.get("url") or SpdxNoAssertion(),
-                                    version=_patch_version(e, p), files_analyzed=False,
-                                    supplier=Actor(ActorType.ORGANIZATION, _patch_supplier(e, p)),
-                                    checksums=checksums, comment=f"patch {origin}, applied with -p{p['strip']}"))
+            packages.append(
+                Package(
+                    pid,
+                    _basename(origin),
+                    p.get("url") or SpdxNoAssertion(),
+                    version=_patch_version(e, p),
+                    files_analyzed=False,
+                    supplier=Actor(ActorType.ORGANIZATION, _patch_supplier(e, p)),
+                    checksums=checksums,
+                    comment=f"patch {origin}, applied with -p{p['strip']}",
+                )
+            )
             relationships.append(Relationship(pid, RelationshipType.PATCH_APPLIED, rid))
     document = Document(info, packages=packages, relationships=relationships)
     problems = validate_full_spdx_document(document)
@@ -185,40 +252,63 @@ def cyclonedx_json(target: str, entries: dict[str, dict[str, Any]]) -> str:
     def supplier(name: str) -> OrganizationalEntity:
         return OrganizationalEntity(name=name)
 
-    created = datetime.fromtimestamp(entries[target]["source_date_epoch"], timezone.utc)
+    created = datetime.fromtimestamp(entries[target]["source_date_epoch"], UTC)
     components: dict[str, Component] = {}
     sources: dict[str, list[Component]] = {}
     for name, e in sorted(entries.items()):
-        props = [Property(name="lwrecipe:key", value=e["key"] or "(unknown)"),
-                 Property(name="lwrecipe:output_id", value=e["output_id"] or "(not built)"),
-                 Property(name="lwrecipe:recipe_sha256", value=e["recipe_sha256"])]
+        props = [
+            Property(name="lwrecipe:key", value=e["key"] or "(unknown)"),
+            Property(name="lwrecipe:output_id", value=e["output_id"] or "(not built)"),
+            Property(name="lwrecipe:recipe_sha256", value=e["recipe_sha256"]),
+        ]
         for i, p in enumerate(e["patches"]):
             origin = p.get("file") or p.get("url") or f"{p['source']}:{p['path']}"
             props.append(Property(name=f"lwrecipe:patch:{i}", value=f"{origin} sha256:{p['sha256'] or '(by commit)'}"))
-        components[name] = Component(name=name, version=e["version"], bom_ref=f"recipe:{name}",
-                                     type=ComponentType.APPLICATION if name == target else ComponentType.LIBRARY,
-                                     supplier=supplier(_recipe_supplier(e)),
-                                     licenses=[LicenseExpression(e["license"])], properties=props)
+        components[name] = Component(
+            name=name,
+            version=e["version"],
+            bom_ref=f"recipe:{name}",
+            type=ComponentType.APPLICATION if name == target else ComponentType.LIBRARY,
+            supplier=supplier(_recipe_supplier(e)),
+            licenses=[LicenseExpression(e["license"])],
+            properties=props,
+        )
         sources[name] = []
         for i, s in enumerate(e["sources"]):
             if s["kind"] == "path":
-                comp = Component(name=s["path"], bom_ref=f"source:{name}:{i}", type=ComponentType.FILE,
-                                 version=f"sha256:{s['sha256'][:16]}", supplier=supplier(PROJECT_SUPPLIER),
-                                 hashes=[HashType(alg=HashAlgorithm.SHA_256, content=s["sha256"])])
+                comp = Component(
+                    name=s["path"],
+                    bom_ref=f"source:{name}:{i}",
+                    type=ComponentType.FILE,
+                    version=f"sha256:{s['sha256'][:16]}",
+                    supplier=supplier(PROJECT_SUPPLIER),
+                    hashes=[HashType(alg=HashAlgorithm.SHA_256, content=s["sha256"])],
+                )
             else:
                 url = s["url"]
                 digest = s["sha256"] if s["kind"] in ("url", "deb") else s.get("tree_sha256", "")
                 version = {"url": e["version"], "deb": s.get("version"), "git": s.get("rev")}[s["kind"]]
-                comp = Component(name=s["package"] if s["kind"] == "deb" else _basename(url), version=version,
-                                 bom_ref=f"source:{name}:{i}", type=ComponentType.LIBRARY,
-                                 supplier=supplier(_source_supplier(s)),
-                                 hashes=[HashType(alg=HashAlgorithm.SHA_256, content=digest)] if digest else [],
-                                 external_references=[ExternalReference(
-                                     type=ExternalReferenceType.DISTRIBUTION if s["kind"] != "git"
-                                     else ExternalReferenceType.VCS, url=XsUri(url))])
+                comp = Component(
+                    name=s["package"] if s["kind"] == "deb" else _basename(url),
+                    version=version,
+                    bom_ref=f"source:{name}:{i}",
+                    type=ComponentType.LIBRARY,
+                    supplier=supplier(_source_supplier(s)),
+                    hashes=[HashType(alg=HashAlgorithm.SHA_256, content=digest)] if digest else [],
+                    external_references=[
+                        ExternalReference(
+                            type=ExternalReferenceType.DISTRIBUTION
+                            if s["kind"] != "git"
+                            else ExternalReferenceType.VCS,
+                            url=XsUri(url),
+                        )
+                    ],
+                )
             sources[name].append(comp)
-    bom = Bom(serial_number=uuid.uuid5(uuid.NAMESPACE_URL, f"{NAMESPACE}/{target}/{_identity(target, entries)}"),
-              metadata=BomMetaData(timestamp=created, component=components[target]))
+    bom = Bom(
+        serial_number=uuid.uuid5(uuid.NAMESPACE_URL, f"{NAMESPACE}/{target}/{_identity(target, entries)}"),
+        metadata=BomMetaData(timestamp=created, component=components[target]),
+    )
     for name, comp in components.items():
         if name != target:
             bom.components.add(comp)
@@ -241,18 +331,30 @@ def _formula(name: str, e: dict[str, Any]) -> dict[str, Any] | None:
     was built on (a component of the BOM, referenced), or each host tool with its
     digest (components of the formula), in one build workflow whose uid is the
     build key."""
-    tools = [{"type": "application", "bom-ref": f"tool:{name}:{tool}", "name": tool, "version": _tool_version(t),
-              "supplier": {"name": _tool_supplier(tool)},
-              **({"hashes": [{"alg": "SHA-256", "content": t["sha256"]}]} if t["sha256"] else {}),
-              "properties": [{"name": "lwrecipe:path", "value": t["path"] or "(missing when locked)"}]}
-             for tool, t in sorted(e["host_tools"].items())]
+    tools = [
+        {
+            "type": "application",
+            "bom-ref": f"tool:{name}:{tool}",
+            "name": tool,
+            "version": _tool_version(t),
+            "supplier": {"name": _tool_supplier(tool)},
+            **({"hashes": [{"alg": "SHA-256", "content": t["sha256"]}]} if t["sha256"] else {}),
+            "properties": [{"name": "lwrecipe:path", "value": t["path"] or "(missing when locked)"}],
+        }
+        for tool, t in sorted(e["host_tools"].items())
+    ]
     used = [{"ref": f"recipe:{e['environment']}"}] if e.get("environment") else []
     used += [{"ref": tool["bom-ref"]} for tool in tools]
     if not used:
         return None
-    workflow = {"bom-ref": f"build:{name}", "uid": e["key"] or f"recipe:{name}", "name": f"build {name}",
-                "taskTypes": ["build"], "resourceReferences": used,
-                "outputs": [{"resource": {"ref": f"recipe:{name}"}}]}
+    workflow = {
+        "bom-ref": f"build:{name}",
+        "uid": e["key"] or f"recipe:{name}",
+        "name": f"build {name}",
+        "taskTypes": ["build"],
+        "resourceReferences": used,
+        "outputs": [{"resource": {"ref": f"recipe:{name}"}}],
+    }
     return {"bom-ref": f"formula:{name}", **({"components": tools} if tools else {}), "workflows": [workflow]}
 
 
@@ -286,9 +388,13 @@ def _cyclonedx_problem(doc: dict[str, Any]) -> str | None:
         prefix = "http://cyclonedx.org/schema/"
         registry = Registry().with_resources(
             (prefix + name, DRAFT7.create_resource(json.loads((res / name).read_text())))
-            for name in ("spdx.SNAPSHOT.schema.json", "jsf-0.82.SNAPSHOT.schema.json",
-                         "cryptography-defs.SNAPSHOT.schema.json") if (res / name).is_file())
-        _VALIDATOR = Draft7Validator(json.loads((res / "bom-1.5.SNAPSHOT.schema.json").read_text()),
-                                     registry=registry)
+            for name in (
+                "spdx.SNAPSHOT.schema.json",
+                "jsf-0.82.SNAPSHOT.schema.json",
+                "cryptography-defs.SNAPSHOT.schema.json",
+            )
+            if (res / name).is_file()
+        )
+        _VALIDATOR = Draft7Validator(json.loads((res / "bom-1.5.SNAPSHOT.schema.json").read_text()), registry=registry)
     error = next(iter(_VALIDATOR.iter_errors(doc)), None)
     return None if error is None else f"{'/'.join(map(str, error.absolute_path))}: {error.message}"

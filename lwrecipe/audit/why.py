@@ -34,19 +34,26 @@ class Reason:
         return any(c.dependency is None for _, changes in self.against for c in changes)
 
     def document(self) -> dict[str, Any]:
-        return {"recipe": self.recipe, "key": self.key, "cached": self.cached, "root_cause": self.root_cause,
-                "differences": [{"against": what, "changes": [c.document() for c in changes]}
-                                for what, changes in self.against],
-                "absent_from": self.absent,
-                "causes": [c.document() for c in self.causes]}
+        return {
+            "recipe": self.recipe,
+            "key": self.key,
+            "cached": self.cached,
+            "root_cause": self.root_cause,
+            "differences": [
+                {"against": what, "changes": [c.document() for c in changes]} for what, changes in self.against
+            ],
+            "absent_from": self.absent,
+            "causes": [c.document() for c in self.causes],
+        }
 
     def lines(self, depth: int = 0) -> list[str]:
         pad = "  " * depth
         if self.cached:
             state = f"cached (key {self.key[:12]}…)" if self.key else "cached"
         elif self.key:
-            state = f"not cached (key {self.key[:12]}…)" + ("" if self.against or self.causes
-                                                           else ": never built on this cache")
+            state = f"not cached (key {self.key[:12]}…)" + (
+                "" if self.against or self.causes else ": never built on this cache"
+            )
         else:
             state = "key unknown until its dependencies are built"
         out = [f"{pad}{self.recipe}: {state}" + ("  ← root cause" if self.root_cause else "")]
@@ -89,8 +96,11 @@ class RemoteSide:
                 record = self.remotes.record(self.backend, key, min_signers=1)
             except LwrecipeError:
                 continue  # refused (untrusted, altered, unreachable): nothing to compare with
-            if record is not None and isinstance(record.get("inputs"), dict) \
-                    and (output_id is None or record["output_id"] == output_id):
+            if (
+                record is not None
+                and isinstance(record.get("inputs"), dict)
+                and (output_id is None or record["output_id"] == output_id)
+            ):
                 return key, record["inputs"]
         return None
 
@@ -125,11 +135,27 @@ class Why:
         reason = Reason(name, key, cached)
         self._reasons[name] = reason
         entry = self.lock.recipes.get(name) if self.lock else None
-        if (entry is not None and key and entry.get("key") == key and record and entry.get("output_id")
-                and entry["output_id"] != record["output_id"]):
-            reason.against.append(("lockfile", [Change(name, "output from the same inputs",
-                                                       f"output {entry['output_id'][:12]}…",
-                                                       f"{record['output_id'][:12]}… (not reproducible?)")]))
+        if (
+            entry is not None
+            and key
+            and entry.get("key") == key
+            and record
+            and entry.get("output_id")
+            and entry["output_id"] != record["output_id"]
+        ):
+            reason.against.append(
+                (
+                    "lockfile",
+                    [
+                        Change(
+                            name,
+                            "output from the same inputs",
+                            f"output {entry['output_id'][:12]}…",
+                            f"{record['output_id'][:12]}… (not reproducible?)",
+                        )
+                    ],
+                )
+            )
         if entry is not None and entry.get("key", "") != (key or ""):
             changes = diff_documents(name, key_document(name, entry), doc)
             if changes:

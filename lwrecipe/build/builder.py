@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -72,9 +72,16 @@ def patch_files(item: Planned, fetched: Fetch, where: Path) -> list[PatchFile]:
     return files
 
 
-def build_one(store: Store, item: Planned, fetched: Fetch, deps: dict[str, Path],
-              opts: BuildOptions, log_dir: Path, keep_record: bool = True,
-              substituted: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+def build_one(
+    store: Store,
+    item: Planned,
+    fetched: Fetch,
+    deps: dict[str, Path],
+    opts: BuildOptions,
+    log_dir: Path,
+    keep_record: bool = True,
+    substituted: dict[str, dict[str, str]] | None = None,
+) -> dict[str, Any]:
     """Build `item` and store its output and record under its key; returns the record.
     With keep_record=False (a `--check` rebuild) the output blob is stored but the
     record is only returned, so the cached record stays the reference. `substituted`:
@@ -92,15 +99,28 @@ def build_one(store: Store, item: Planned, fetched: Fetch, deps: dict[str, Path]
         try:
             ended = run(job, bwrap, layout.log, build_limits(recipe, opts.limits), on_line)
         except SpawnRefused as exc:
-            raise BuildFailed(recipe.name, f"cannot start the build: {exc.strerror} "
-                                           f"(the kernel refused it {len(SPAWN_PAUSES) + 1} times)") from None
+            raise BuildFailed(
+                recipe.name,
+                f"cannot start the build: {exc.strerror} (the kernel refused it {len(SPAWN_PAUSES) + 1} times)",
+            ) from None
         if ended.limit is not None:
             raise script_failed(store, top, log_dir, recipe.name, layout.log, f"build {ended.limit}", opts)
         if ended.status != 0:
-            raise script_failed(store, top, log_dir, recipe.name, layout.log,
-                                f"build script exited with status {ended.status}", opts)
-        return finish(store, item, output_dir(recipe.name, layout), layout.log, SANDBOXED if bwrap else "none",
-                      started, opts, log_dir, keep_record, substituted)
+            raise script_failed(
+                store, top, log_dir, recipe.name, layout.log, f"build script exited with status {ended.status}", opts
+            )
+        return finish(
+            store,
+            item,
+            output_dir(recipe.name, layout),
+            layout.log,
+            SANDBOXED if bwrap else "none",
+            started,
+            opts,
+            log_dir,
+            keep_record,
+            substituted,
+        )
 
 
 def build_limits(recipe: Recipe, limits: Limits) -> Limits:
@@ -125,8 +145,9 @@ def build_directory(store: Store, recipe: str, prefix: str) -> Iterator[Path]:
             remove_tree(top)
 
 
-def script_failed(store: Store, top: Path, log_dir: Path, recipe: str, log: Path, why: str,
-                  opts: BuildOptions) -> BuildFailed:
+def script_failed(
+    store: Store, top: Path, log_dir: Path, recipe: str, log: Path, why: str, opts: BuildOptions
+) -> BuildFailed:
     """The failure of a build whose script failed or passed a limit: its log kept
     in log_dir (copied, never read whole), its directory too with --keep-failed."""
     with open_log(log) as fh:
@@ -137,9 +158,19 @@ def script_failed(store: Store, top: Path, log_dir: Path, recipe: str, log: Path
     return BuildFailed(recipe, why, str(kept), last)
 
 
-def finish(store: Store, item: Planned, out: Path, log: Path, sandbox: str, started: float, opts: BuildOptions,
-           log_dir: Path, keep_record: bool, substituted: dict[str, dict[str, str]] | None,
-           executor: dict[str, Any] | None = None) -> dict[str, Any]:
+def finish(
+    store: Store,
+    item: Planned,
+    out: Path,
+    log: Path,
+    sandbox: str,
+    started: float,
+    opts: BuildOptions,
+    log_dir: Path,
+    keep_record: bool,
+    substituted: dict[str, dict[str, str]] | None,
+    executor: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Pack a successful build's output, store it and its log, and make (and,
     with keep_record, store) its record."""
     (log_dir / f"{item.name}.log").unlink(missing_ok=True)  # an earlier failure's: no longer the last build
@@ -152,9 +183,16 @@ def finish(store: Store, item: Planned, out: Path, log: Path, sandbox: str, star
     return record
 
 
-def _make_record(item: Planned, packed: Packed, log_blob: Sha256, sandbox: str, started: float, opts: BuildOptions,
-                substituted: dict[str, dict[str, str]] | None, executor: dict[str, Any] | None = None
-                ) -> dict[str, Any]:
+def _make_record(
+    item: Planned,
+    packed: Packed,
+    log_blob: Sha256,
+    sandbox: str,
+    started: float,
+    opts: BuildOptions,
+    substituted: dict[str, dict[str, str]] | None,
+    executor: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The build record of `item` built into `packed`, signed when opts has a key."""
     assert item.key is not None and item.inputs is not None
     recipe = item.recipe
@@ -163,17 +201,24 @@ def _make_record(item: Planned, packed: Packed, log_blob: Sha256, sandbox: str, 
         "name": recipe.name,
         "version": recipe.version,
         "output_id": packed.output_id,
-        "blob": {"sha256": packed.blob, "size": packed.blob_size, "uncompressed_size": packed.size,
-                 "files": packed.files},
+        "blob": {
+            "sha256": packed.blob,
+            "size": packed.blob_size,
+            "uncompressed_size": packed.size,
+            "files": packed.files,
+        },
         "inputs": item.inputs.document(),
         "recipe_sha256": recipe.file_sha256,
         "host_tools": {t.name: {"path": str(t.path), "sha256": t.sha256, "version": t.version} for t in item.tools},
         "sandbox": sandbox,
-        "environment": ({"name": recipe.environment, "output_id": dict(item.inputs.deps)[recipe.environment]}
-                        if recipe.environment else None),
+        "environment": (
+            {"name": recipe.environment, "output_id": dict(item.inputs.deps)[recipe.environment]}
+            if recipe.environment
+            else None
+        ),
         "build_image": os.environ.get(IMAGE_ENV) or None,
         "lwrecipe_version": __version__,
-        "started": datetime.fromtimestamp(started, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "started": datetime.fromtimestamp(started, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "duration_s": round(time.time() - started, 3),
         "log": log_blob,
     }
@@ -194,8 +239,15 @@ def _keep(store: Store, item: Planned, record: dict[str, Any], opts: BuildOption
     store.put_provenance(item.key, provenance.envelope(record, item.recipe, opts.secret))
 
 
-def stage(item: Planned, fetched: Fetch, deps: dict[str, Path], layout: Layout, bwrap: str | None,
-          jobs: int, unpack: UnpackLimits = UnpackLimits()) -> Job:
+def stage(
+    item: Planned,
+    fetched: Fetch,
+    deps: dict[str, Path],
+    layout: Layout,
+    bwrap: str | None,
+    jobs: int,
+    unpack: UnpackLimits = UnpackLimits(),
+) -> Job:
     """A build directory as the build script gets it: sources laid out, patches
     applied, and the job that runs in it. `deps` holds every dependency's output
     (the environment's included)."""
@@ -217,9 +269,16 @@ def build_job(item: Planned, deps: dict[str, Path], layout: Layout, bwrap: str |
     root it runs on (also what `shell` enters, over a kept or a fresh directory)."""
     recipe, build = item.recipe, item.recipe.doc.build
     root = environment_root(recipe, deps, layout, bwrap)
-    return Job(layout=layout, script=build.script, env=dict(build.env), tools={t.name: t.path for t in item.tools},
-               deps={d: p for d, p in deps.items() if d != recipe.environment}, jobs=jobs,
-               source_date_epoch=build.source_date_epoch, root=root)
+    return Job(
+        layout=layout,
+        script=build.script,
+        env=dict(build.env),
+        tools={t.name: t.path for t in item.tools},
+        deps={d: p for d, p in deps.items() if d != recipe.environment},
+        jobs=jobs,
+        source_date_epoch=build.source_date_epoch,
+        root=root,
+    )
 
 
 FAILED = "failed"  # beside cas/ and ac/: build directories kept by --keep-failed, one per recipe
@@ -246,8 +305,10 @@ def environment_root(recipe: Recipe, deps: dict[str, Path], layout: Layout, bwra
         return None
     what = f"the environment {recipe.environment!r}" if recipe.environment else "its own sources"
     if bwrap is None:
-        raise SandboxUnavailable(f"{recipe.name}: a build on {what} needs bubblewrap (`apt-get install "
-                                 "bubblewrap`); --no-sandbox cannot give it a root file system")
+        raise SandboxUnavailable(
+            f"{recipe.name}: a build on {what} needs bubblewrap (`apt-get install "
+            "bubblewrap`); --no-sandbox cannot give it a root file system"
+        )
     root = deps[recipe.environment] if recipe.environment else layout.src
     for tool in recipe.doc.build.host_tools:
         if not any(os.path.lexists(root / d.lstrip("/") / tool) for d in ENV_PATH.split(":")):  # the build's PATH
@@ -255,8 +316,9 @@ def environment_root(recipe: Recipe, deps: dict[str, Path], layout: Layout, bwra
     return root
 
 
-def _patch_in_environment(recipe: str, patches: list[PatchFile], layout: Layout, root: Path, bwrap: str,
-                          source_date_epoch: int) -> None:
+def _patch_in_environment(
+    recipe: str, patches: list[PatchFile], layout: Layout, root: Path, bwrap: str, source_date_epoch: int
+) -> None:
     """Apply the series with the environment's own patch, inside the sandbox, so the
     host's patch is neither used nor keyed. Each patch is checked first, as on the host."""
     check_series(recipe, patches)

@@ -72,8 +72,10 @@ def probe() -> Support:
             if not all(c in enabled for c in CONTROLLERS):
                 (parent / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in CONTROLLERS))
         except OSError as exc:
-            return Support(None, why=f"cgroup v2: the memory and pids controllers are not delegated to {parent} "
-                                     f"({exc.strerror or exc})")
+            return Support(
+                None,
+                why=f"cgroup v2: the memory and pids controllers are not delegated to {parent} ({exc.strerror or exc})",
+            )
     else:
         return Support(None, why=f"no cgroup v1 memory and pids hierarchies or cgroup v2 at {root}")
     for parent in set(parents.values()):

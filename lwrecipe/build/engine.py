@@ -28,8 +28,8 @@ from ..store.compare import decompress, diffoscope, tree_differences
 from ..store.outputs import publish_shared, restore, shared_tree
 from ..store.store import Store
 from .builder import BuildOptions, build_one
-from .remote_build import build_remote
 from .plan import Planned, plan_recipe
+from .remote_build import build_remote
 
 FINAL = ("cached", "pulled", "remote", "built", "checked", "failed", "skipped")
 
@@ -89,8 +89,9 @@ class Engine:
                     self.executor.cancel_all()
                 raise
 
-    def _run(self, graph: Graph, order: list[str], results: dict[str, Outcome],
-             pool: ThreadPoolExecutor) -> list[Outcome]:
+    def _run(
+        self, graph: Graph, order: list[str], results: dict[str, Outcome], pool: ThreadPoolExecutor
+    ) -> list[Outcome]:
         self._prefetch(graph, order)
         running: dict[Future[Outcome], str] = {}
         waiting = list(order)
@@ -125,8 +126,9 @@ class Engine:
                     stopped = True
         return [results[n] for n in order if n in results]
 
-    def _start(self, graph: Graph, name: str, pool: ThreadPoolExecutor,
-               running: dict[Future[Outcome], str]) -> Outcome | None:
+    def _start(
+        self, graph: Graph, name: str, pool: ThreadPoolExecutor, running: dict[Future[Outcome], str]
+    ) -> Outcome | None:
         """The outcome at once when the store has it (or planning fails);
         otherwise the build is submitted to the pool and None returned."""
         recipe = graph.recipes[name]
@@ -248,25 +250,41 @@ class Engine:
             deps = self.dependencies(item, Path(tmp))
             current = plan_recipe(item.recipe, {d: self.outputs[d] for d in item.recipe.depends})
             if current.key != item.key:
-                raise IntegrityError(f"{item.name}: a dependency rebuilt to different bytes than its "
-                                     "cached output; run the build again")
+                raise IntegrityError(
+                    f"{item.name}: a dependency rebuilt to different bytes than its cached output; run the build again"
+                )
             logs, substituted = self.store.root / "logs", self.graph.substitutions(item.name)
             if self.executor is not None and item.recipe.pinned_root:
-                return build_remote(self.store, self.executor, self.frozen, item, fetched, deps, self.options, logs,
-                                    keep_record=keep_record, substituted=substituted,
-                                    on_stage=lambda stage: self.on_event(item.name, stage),
-                                    fresh=self.rebuild or item.name in self.checked)
+                return build_remote(
+                    self.store,
+                    self.executor,
+                    self.frozen,
+                    item,
+                    fetched,
+                    deps,
+                    self.options,
+                    logs,
+                    keep_record=keep_record,
+                    substituted=substituted,
+                    on_stage=lambda stage: self.on_event(item.name, stage),
+                    fresh=self.rebuild or item.name in self.checked,
+                )
             if self.executor is not None:
-                self.warn(f"{item.name}: built here: a recipe on host tools has no pinned root file system "
-                          f"to send to {self.executor.name}")
-            return build_one(self.store, item, fetched, deps, self.options, logs, keep_record=keep_record,
-                             substituted=substituted)
+                self.warn(
+                    f"{item.name}: built here: a recipe on host tools has no pinned root file system "
+                    f"to send to {self.executor.name}"
+                )
+            return build_one(
+                self.store, item, fetched, deps, self.options, logs, keep_record=keep_record, substituted=substituted
+            )
 
     def dependencies(self, item: Planned, where: Path) -> dict[str, Path]:
         """Every dependency's output for a build of `item`: restored into `where`, the
         environment shared (the engine must have built or found them)."""
-        return {d: self._environment(d) if d == item.recipe.environment else self._restore(d, where / d)
-                for d in item.recipe.depends}
+        return {
+            d: self._environment(d) if d == item.recipe.environment else self._restore(d, where / d)
+            for d in item.recipe.depends
+        }
 
     def _restore(self, name: str, dest: Path) -> Path:
         """Unpack a dependency's output. One known only from a remote is pulled first;
@@ -301,8 +319,7 @@ class Engine:
             first = self.records[item.name]
         second = self._build(item, keep_record=False)
         if second["output_id"] != first["output_id"]:
-            raise NotReproducible(item.name, first["output_id"], second["output_id"],
-                                  self._explain(first, second))
+            raise NotReproducible(item.name, first["output_id"], second["output_id"], self._explain(first, second))
         # Reproduced here: a record that was pulled is now also this builder's to
         # vouch for, and --push co-signs it on the remotes.
         self.store.mark_reproduced(item.key)
@@ -315,8 +332,10 @@ class Engine:
             restore(self.store, first["blob"]["sha256"], first["output_id"], a)
             restore(self.store, second["blob"]["sha256"], second["output_id"], b)
             lines = tree_differences(a, b)
-            lines += diffoscope(decompress(self.store, first["blob"]["sha256"], Path(tmp) / "cached.tar"),
-                                decompress(self.store, second["blob"]["sha256"], Path(tmp) / "rebuild.tar"))
+            lines += diffoscope(
+                decompress(self.store, first["blob"]["sha256"], Path(tmp) / "cached.tar"),
+                decompress(self.store, second["blob"]["sha256"], Path(tmp) / "rebuild.tar"),
+            )
         lines.append(f"rebuilt output kept as cas/{second['blob']['sha256']}")
         return lines
 
@@ -329,5 +348,10 @@ class Engine:
         if state in ("cached", "built", "pulled"):
             self.store.set_last(item.name, Sha256(record["key"]))
         self.on_event(item.name, state)
-        return Outcome(item.name, state, item.key, Sha256(record["output_id"]),
-                       float(record.get("duration_s", 0.0)) if state == "built" else 0.0)
+        return Outcome(
+            item.name,
+            state,
+            item.key,
+            Sha256(record["output_id"]),
+            float(record.get("duration_s", 0.0)) if state == "built" else 0.0,
+        )

@@ -13,8 +13,17 @@ from pathlib import Path
 
 from ..inputs.hosttools import HostTool, fingerprint, target_platform
 from ..recipes.graph import Graph
-from ..recipes.keys import (KEY_FORMAT, KeyInputs, PatchPin, Sha256, SourcePin, build_key, document_key, root_fields,
-                             sha256_bytes)
+from ..recipes.keys import (
+    KEY_FORMAT,
+    KeyInputs,
+    PatchPin,
+    Sha256,
+    SourcePin,
+    build_key,
+    document_key,
+    root_fields,
+    sha256_bytes,
+)
 from ..recipes.recipe import DebSource, FilePatch, GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
 from ..store.archive import tree_sha256
 
@@ -70,8 +79,7 @@ def source_pins(recipe: Recipe) -> tuple[SourcePin, ...]:
             pins.append(SourcePin("git", src.rev, src.strip, src.dest, src.unpack))
         else:
             assert isinstance(src, PathSource)
-            pins.append(SourcePin("path", path_source_sha256(recipe.root, src.path, epoch), 0,
-                                  src.dest, src.unpack))
+            pins.append(SourcePin("path", path_source_sha256(recipe.root, src.path, epoch), 0, src.dest, src.unpack))
     return tuple(pins)
 
 
@@ -99,16 +107,27 @@ def plan_recipe(recipe: Recipe, dep_outputs: dict[str, Sha256 | None]) -> Planne
     if not missing and not waiting:
         build = recipe.doc.build
         inputs = KeyInputs(
-            name=recipe.name, version=recipe.version,
-            sources=source_pins(recipe), patches=patch_pins(recipe),
-            script=build.script, env=tuple(sorted(build.env.items())),
-            tools=tuple(t.pin() for t in found), platform=target_platform(),
+            name=recipe.name,
+            version=recipe.version,
+            sources=source_pins(recipe),
+            patches=patch_pins(recipe),
+            script=build.script,
+            env=tuple(sorted(build.env.items())),
+            tools=tuple(t.pin() for t in found),
+            platform=target_platform(),
             source_date_epoch=build.source_date_epoch,
             deps=tuple(sorted((d, dep_outputs[d]) for d in recipe.depends)),  # type: ignore[misc]
-            environment=recipe.environment, bootstrap=recipe.doc.build.bootstrap,
+            environment=recipe.environment,
+            bootstrap=recipe.doc.build.bootstrap,
         )
-    return Planned(recipe=recipe, key=build_key(inputs) if inputs else None, inputs=inputs,
-                   tools=tuple(found), missing_tools=tuple(missing), waiting_on=waiting)
+    return Planned(
+        recipe=recipe,
+        key=build_key(inputs) if inputs else None,
+        inputs=inputs,
+        tools=tuple(found),
+        missing_tools=tuple(missing),
+        waiting_on=waiting,
+    )
 
 
 def document_of(recipe: Recipe, dep_outputs: dict[str, Sha256 | None]) -> dict[str, object]:
@@ -121,11 +140,16 @@ def document_of(recipe: Recipe, dep_outputs: dict[str, Sha256 | None]) -> dict[s
         tools[name] = tool.pin().document() if tool else {"sha256": "", "version": ""}
     build = recipe.doc.build
     return {
-        "format": KEY_FORMAT, "name": recipe.name, "version": recipe.version,
+        "format": KEY_FORMAT,
+        "name": recipe.name,
+        "version": recipe.version,
         "sources": [s.document() for s in source_pins(recipe)],
         "patches": [p.document() for p in patch_pins(recipe)],
-        "script": build.script, "env": dict(sorted(build.env.items())), "host_tools": tools,
-        "platform": target_platform(), "source_date_epoch": build.source_date_epoch,
+        "script": build.script,
+        "env": dict(sorted(build.env.items())),
+        "host_tools": tools,
+        "platform": target_platform(),
+        "source_date_epoch": build.source_date_epoch,
         "deps": {d: dep_outputs.get(d) or "?" for d in sorted(recipe.depends)},
         **root_fields(recipe.environment, build.bootstrap),
     }

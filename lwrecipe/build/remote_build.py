@@ -47,7 +47,7 @@ _COMMAND = (
     "exec 2>&1\n"
     # CAS has no hard links: those of the sources, dependencies and environment are made again
     "while IFS= read -r -d '' first && IFS= read -r -d '' other; do\n"
-    "  ln -f -- \"$first\" \"$other\" || exit\n"
+    '  ln -f -- "$first" "$other" || exit\n'
     "done < /build/" + INPUT_LINKS + "\n"
     "cd /build/src || exit\n"
     "unset OLDPWD SHLVL\n"  # the script sees the variables of a local build, not this shell's
@@ -56,21 +56,33 @@ _COMMAND = (
     "if [ -d /build/out ] && [ ! -L /build/out ] && command -v find >/dev/null; then\n"
     "  cd /build && find out -type f -links +1 -printf '%i %P\\0' > /build/" + LINKS + "\n"
     "fi\n"
-    "exit $status\n")
+    "exit $status\n"
+)
 
 
 def platform(protos: Any) -> Any:
     """What the worker's sandbox must be: Linux on x86-64, the build user, no network."""
     _, uid, gid = BUILD_USER
     properties = {"ISA": "x86-64", "OSFamily": "linux", "unixGID": str(gid), "unixUID": str(uid)}
-    return protos.Platform(properties=[protos.Platform.Property(name=k, value=v)
-                                       for k, v in sorted(properties.items())])
+    return protos.Platform(
+        properties=[protos.Platform.Property(name=k, value=v) for k, v in sorted(properties.items())]
+    )
 
 
-def build_remote(store: Store, executor: Executor, frozen: dict[Any, Any], item: Planned, fetched: Fetch,
-                 deps: dict[str, Path], opts: BuildOptions, log_dir: Path, keep_record: bool = True,
-                 substituted: dict[str, dict[str, str]] | None = None,
-                 on_stage: Callable[[str], None] = lambda stage: None, fresh: bool = False) -> dict[str, Any]:
+def build_remote(
+    store: Store,
+    executor: Executor,
+    frozen: dict[Any, Any],
+    item: Planned,
+    fetched: Fetch,
+    deps: dict[str, Path],
+    opts: BuildOptions,
+    log_dir: Path,
+    keep_record: bool = True,
+    substituted: dict[str, dict[str, str]] | None = None,
+    on_stage: Callable[[str], None] = lambda stage: None,
+    fresh: bool = False,
+) -> dict[str, Any]:
     """Build `item` on the executor and store its output and record here; as
     builder.build_one does for a local build. `fresh` (--rebuild, --check): the
     server's action cache is not asked, the Action really runs again."""
@@ -96,49 +108,85 @@ def build_remote(store: Store, executor: Executor, frozen: dict[Any, Any], item:
         if opts.on_output is not None:
             _say_lines(layout.log, lambda line: opts.on_output(recipe.name, line.decode(errors="replace")))  # type: ignore[misc]
         if result.exit_code != 0:
-            raise script_failed(store, top, log_dir, recipe.name, layout.log,
-                                f"build script exited with status {result.exit_code}{on}", opts)
+            raise script_failed(
+                store,
+                top,
+                log_dir,
+                recipe.name,
+                layout.log,
+                f"build script exited with status {result.exit_code}{on}",
+                opts,
+            )
         out = _output(executor, result, top / "returned", recipe.name)
-        return finish(store, item, out, layout.log, SANDBOXED, started, opts, log_dir, keep_record, substituted, executor={
-            "url": executor.backend.spec.url, "action": f"{action_digest.hash}/{action_digest.size_bytes}",
-            "worker": worker, "cached_result": response.cached_result})
+        return finish(
+            store,
+            item,
+            out,
+            layout.log,
+            SANDBOXED,
+            started,
+            opts,
+            log_dir,
+            keep_record,
+            substituted,
+            executor={
+                "url": executor.backend.spec.url,
+                "action": f"{action_digest.hash}/{action_digest.size_bytes}",
+                "worker": worker,
+                "cached_result": response.cached_result,
+            },
+        )
 
 
-def _action(executor: Executor, frozen: dict[Any, Any], job: Job, layout: Layout,
-            saved: Path | None) -> tuple[InputTree, Any]:
+def _action(
+    executor: Executor, frozen: dict[Any, Any], job: Job, layout: Layout, saved: Path | None
+) -> tuple[InputTree, Any]:
     """The Action of the staged build, and the tree of every blob it names (`saved`:
     where the environment's Merkle tree is kept between runs)."""
     assert job.root is not None
     protos = executor.re
     tree = InputTree(protos, frozen)
     links = _hard_links(layout.src, "/build/src") + [
-        pair for name, path in sorted(job.deps.items()) for pair in _hard_links(path, f"/deps/{name}")]
+        pair for name, path in sorted(job.deps.items()) for pair in _hard_links(path, f"/deps/{name}")
+    ]
     if (job.root, "links") not in frozen:
         frozen[(job.root, "links")] = _hard_links(job.root, "", exclude=RESERVED_ROOTS)
     links += frozen[(job.root, "links")]
     work = {name: layout.work / name for name in os.listdir(layout.work)}
-    node = {"build": {**work, CONTROL: {"script.sh": job.script.encode(),
-                                        "input-links": b"".join(os.fsencode(p) + b"\0" for p in links)}},
-            "deps": {name: path for name, path in sorted(job.deps.items())},
-            "tmp": {}}
+    node = {
+        "build": {
+            **work,
+            CONTROL: {"script.sh": job.script.encode(), "input-links": b"".join(os.fsencode(p) + b"\0" for p in links)},
+        },
+        "deps": {name: path for name, path in sorted(job.deps.items())},
+        "tmp": {},
+    }
     root = tree.root(node, base=job.root, exclude=RESERVED_ROOTS, saved=saved)
     command = protos.Command(
         arguments=["/bin/bash", "-c", _COMMAND],
-        environment_variables=[protos.Command.EnvironmentVariable(name=k, value=v)
-                               for k, v in sorted(environment(job, True).items())],
-        output_files=[LINKS], output_directories=["out"], output_paths=sorted(["out", LINKS]),
-        working_directory="build", platform=platform(protos))
+        environment_variables=[
+            protos.Command.EnvironmentVariable(name=k, value=v) for k, v in sorted(environment(job, True).items())
+        ],
+        output_files=[LINKS],
+        output_directories=["out"],
+        output_paths=sorted(["out", LINKS]),
+        working_directory="build",
+        platform=platform(protos),
+    )
     command_digest = tree.digest(command.SerializeToString(deterministic=True))
-    action = protos.Action(command_digest=command_digest, input_root_digest=root, do_not_cache=False,
-                           platform=platform(protos))
+    action = protos.Action(
+        command_digest=command_digest, input_root_digest=root, do_not_cache=False, platform=platform(protos)
+    )
     return tree, tree.digest(action.SerializeToString(deterministic=True))
 
 
 def _write_log(executor: Executor, result: Any, log: Path, limits: Limits) -> str | None:
     """The build's stdout then stderr, written to `log` as a local build's; a log
     over --max-log-size is not fetched at all (what is said instead is returned)."""
-    parts = [(result.stdout_raw, result.stdout_digest if result.HasField("stdout_digest") else None),
-             (result.stderr_raw, result.stderr_digest if result.HasField("stderr_digest") else None)]
+    parts = [
+        (result.stdout_raw, result.stdout_digest if result.HasField("stdout_digest") else None),
+        (result.stderr_raw, result.stderr_digest if result.HasField("stderr_digest") else None),
+    ]
     size = sum(len(raw) or (digest.size_bytes if digest is not None else 0) for raw, digest in parts)
     cap = limits.max_log_size
     with open(log, "wb") as fh:
@@ -208,11 +256,18 @@ def _relink(root: Path, listing: bytes, recipe: str) -> None:
         for rel in paths:
             path = root / rel
             # a file of the tree itself: no `..`, and no symlink on the way (it could lead out of the tree)
-            if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts \
-                    or os.path.realpath(path) != os.path.join(real_root, rel) \
-                    or not path.is_file():
-                raise BuildFailed(recipe, f"the executor's list of hard links names {shlex.quote(rel)}, "
-                                          "which is not a file of the output; refused")
+            if (
+                not rel
+                or Path(rel).is_absolute()
+                or ".." in Path(rel).parts
+                or os.path.realpath(path) != os.path.join(real_root, rel)
+                or not path.is_file()
+            ):
+                raise BuildFailed(
+                    recipe,
+                    f"the executor's list of hard links names {shlex.quote(rel)}, "
+                    "which is not a file of the output; refused",
+                )
         for rel in paths[1:]:
             (root / rel).unlink()
             os.link(root / paths[0], root / rel)

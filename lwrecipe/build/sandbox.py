@@ -19,9 +19,9 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from .. import faults
 from ..errors import SandboxUnavailable
@@ -36,8 +36,20 @@ BUILD_USER = ("builder", 1000, 1000)  # name, uid, gid: the same on every machin
 RESERVED_ROOTS = ("build", "deps", "dev", "proc", "tmp")  # made by the sandbox, never taken from an environment
 HOST_READONLY = ("/usr",)
 HOST_TOP_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-HOST_ETC = ("alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "perl", "magic", "magic.mime",
-            "mime.types", "ssl/certs", "protocols", "services", "locale.alias")
+HOST_ETC = (
+    "alternatives",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "perl",
+    "magic",
+    "magic.mime",
+    "mime.types",
+    "ssl/certs",
+    "protocols",
+    "services",
+    "locale.alias",
+)
 """What of the host's /etc a build on host tools sees (read-only): what host tools
 need to run (alternatives links, the dynamic linker's cache, public certificates),
 never accounts, keys or host names. passwd, group, hosts and nsswitch.conf are
@@ -149,10 +161,12 @@ def synthetic_etc(uid: int) -> dict[str, str]:
     user = "" if uid == 0 else f"builder:x:{uid}:{uid}:builder:/build/home:/bin/sh\n"
     group = "" if uid == 0 else f"builder:x:{uid}:\n"
     nobody = "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
-    return {"passwd": f"root:x:0:0:root:/build/home:/bin/sh\n{user}{nobody}",
-            "group": f"root:x:0:\n{group}nogroup:x:65534:\n",
-            "hosts": "127.0.0.1\tlocalhost lwrecipe\n::1\tlocalhost\n",
-            "nsswitch.conf": "passwd: files\ngroup: files\nhosts: files\n"}
+    return {
+        "passwd": f"root:x:0:0:root:/build/home:/bin/sh\n{user}{nobody}",
+        "group": f"root:x:0:\n{group}nogroup:x:65534:\n",
+        "hosts": "127.0.0.1\tlocalhost lwrecipe\n::1\tlocalhost\n",
+        "nsswitch.conf": "passwd: files\ngroup: files\nhosts: files\n",
+    }
 
 
 def prepare(job: Job) -> None:
@@ -233,8 +247,11 @@ def _finish(argv: list[str], job: Job, command: Sequence[str] | None = None) -> 
     argv += ["--clearenv"]
     for key, value in sorted(environment(job, True).items()):
         argv += ["--setenv", key, value]
-    argv += ["--chdir", str(BUILD / "src"),
-             *(command or ["/bin/bash", "-euo", "pipefail", str(BUILD / CONTROL / "script.sh")])]
+    argv += [
+        "--chdir",
+        str(BUILD / "src"),
+        *(command or ["/bin/bash", "-euo", "pipefail", str(BUILD / CONTROL / "script.sh")]),
+    ]
     return argv
 
 
@@ -244,11 +261,13 @@ def _finish(argv: list[str], job: Job, command: Sequence[str] | None = None) -> 
 # when lwrecipe exits, however it exits, the read returns and the watcher kills
 # the whole process group: the script and everything it started. $1 is the
 # script, $2 the pipe's read end; the script itself does not get that fd.
-_WATCHED = ('/bin/bash -euo pipefail "$1" {fd}<&- & script=$!\n'
-            '{ read -r _ <&"$2"; kill -KILL 0; } & watcher=$!\n'
-            'wait "$script"; status=$?\n'
-            'kill "$watcher" 2>/dev/null\n'
-            'exit "$status"')
+_WATCHED = (
+    '/bin/bash -euo pipefail "$1" {fd}<&- & script=$!\n'
+    '{ read -r _ <&"$2"; kill -KILL 0; } & watcher=$!\n'
+    'wait "$script"; status=$?\n'
+    'kill "$watcher" 2>/dev/null\n'
+    'exit "$status"'
+)
 
 
 def plain_argv(job: Job, watch_fd: int) -> list[str]:
@@ -266,7 +285,7 @@ def bwrap_path() -> str | None:
     argv = bwrap_argv(probe_job, found)
     argv = argv[: argv.index("--dir")] + ["/usr/bin/true"]
     tmp = argv.index(str(probe_job.layout.sandbox_tmp))  # the probe has no build directory to bind
-    del argv[tmp - 1: tmp + 2]
+    del argv[tmp - 1 : tmp + 2]
     probe = subprocess.run(argv, capture_output=True)
     return found if probe.returncode == 0 else None
 
@@ -277,7 +296,8 @@ def require_sandbox(allow_none: bool) -> str | None:
         raise SandboxUnavailable(
             "bubblewrap (bwrap) is missing or cannot create a sandbox here; install it with "
             "`apt-get install bubblewrap` (and allow unprivileged user namespaces), or build "
-            "without a sandbox with --no-sandbox (outputs may then depend on this machine)")
+            "without a sandbox with --no-sandbox (outputs may then depend on this machine)"
+        )
     return found
 
 
@@ -287,8 +307,9 @@ class Ended:
     limit: str | None = None  # what stopped it, if a limit did: "timed out after 5 s (--timeout)"
 
 
-def run(job: Job, bwrap: str | None, log: Path, limits: Limits = Limits(),
-        on_line: Callable[[bytes], None] | None = None) -> Ended:
+def run(
+    job: Job, bwrap: str | None, log: Path, limits: Limits = Limits(), on_line: Callable[[bytes], None] | None = None
+) -> Ended:
     """Run the script; stdout and stderr go through a pipe to `log` (and each line
     to `on_line`), and the build's whole process tree is killed when it ends or
     passes a limit. Memory and process limits apply only where probe() says a
@@ -311,8 +332,17 @@ def run(job: Job, bwrap: str | None, log: Path, limits: Limits = Limits(),
         with os.fdopen(fd, "wb") as fh:
             # no preexec_fn: the child runs no Python (safe beside the engine's threads),
             # and subprocess can vfork rather than copy lwrecipe's memory
-            proc = _spawn(argv, stdin=subprocess.DEVNULL, stdout=out_write, stderr=subprocess.STDOUT,
-                          env=env, cwd=cwd, pass_fds=keep, umask=0o022, start_new_session=True)
+            proc = _spawn(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out_write,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=cwd,
+                pass_fds=keep,
+                umask=0o022,
+                start_new_session=True,
+            )
             os.close(out_write)  # the build's end of the pipe is the build's only
             out_write = -1
             if watch_read >= 0:

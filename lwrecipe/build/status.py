@@ -12,16 +12,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..recipes.keys import Sha256
-from .plan import Planned
 from ..store.store import Store, sandboxed
+from .plan import Planned
 
 if TYPE_CHECKING:
     from ..remote.remote import Remotes
 
 
 class StatusOracle:
-    def __init__(self, cache_dir: Path, remotes: Remotes | None = None,
-                 warn: Callable[[str], None] = lambda text: None) -> None:
+    def __init__(
+        self, cache_dir: Path, remotes: Remotes | None = None, warn: Callable[[str], None] = lambda text: None
+    ) -> None:
         self.store = Store(cache_dir)
         self._exists = self.store.exists()
         self.remotes = remotes

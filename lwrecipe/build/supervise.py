@@ -80,7 +80,7 @@ class Lines:
                 self.say(data[start:end])
                 start = end + 1
             elif len(data) - start > MAX_LINE:
-                self.say(data[start:start + MAX_LINE])
+                self.say(data[start : start + MAX_LINE])
                 start += MAX_LINE
             else:
                 break
@@ -92,8 +92,15 @@ class Lines:
             self.pending = b""
 
 
-def watch(proc: subprocess.Popen[bytes], output: int, log: BinaryIO, limits: Limits, cgroup: Cgroup | None,
-          kill: Callable[[], None], on_line: Callable[[bytes], None] | None = None) -> str | None:
+def watch(
+    proc: subprocess.Popen[bytes],
+    output: int,
+    log: BinaryIO,
+    limits: Limits,
+    cgroup: Cgroup | None,
+    kill: Callable[[], None],
+    on_line: Callable[[bytes], None] | None = None,
+) -> str | None:
     """Copy the build's output (the pipe `output`) to `log` until the build ends,
     killing it at a limit. Returns what stopped it (`timed out after 5 s
     (--timeout)`), or None when it ended by itself. `kill` ends its process tree."""
@@ -123,7 +130,7 @@ def watch(proc: subprocess.Popen[bytes], output: int, log: BinaryIO, limits: Lim
             else:
                 last_output = time.monotonic()
                 if cap is not None and written + len(data) > cap:
-                    data = data[:cap - written]
+                    data = data[: cap - written]
                     exceeded = f"log exceeded {size_text(cap)} ({limits.max_log_size.origin})"  # type: ignore[union-attr]
                 log.write(data)
                 written += len(data)
@@ -135,8 +142,9 @@ def watch(proc: subprocess.Popen[bytes], output: int, log: BinaryIO, limits: Lim
         if limits.timeout and now - started >= limits.timeout.value:
             exceeded = f"timed out after {seconds_text(limits.timeout.value)} ({limits.timeout.origin})"
         elif limits.max_silent_time and now - last_output >= limits.max_silent_time.value:
-            exceeded = (f"produced no output for {seconds_text(limits.max_silent_time.value)} "
-                        f"({limits.max_silent_time.origin})")
+            exceeded = (
+                f"produced no output for {seconds_text(limits.max_silent_time.value)} ({limits.max_silent_time.origin})"
+            )
         elif cgroup is not None and limits.max_memory and cgroup.oom_killed():
             exceeded = f"ran out of memory: more than {size_text(limits.max_memory.value)} ({limits.max_memory.origin})"
         elif cgroup is not None and limits.max_procs and cgroup.procs_refused():
@@ -178,5 +186,6 @@ def tail(fh: BinaryIO, lines: int) -> str:
     if size > TAIL_BYTES and len(text) > 1:
         text = text[1:]  # most likely a piece of a line
     # a line too long is shown by its end: what a build printed last is what tells why it failed
-    return "\n".join(line if len(line) <= MAX_LINE else "…" + line[-MAX_LINE:] for line in text[-lines:]) \
-        if size else ""
+    return (
+        "\n".join(line if len(line) <= MAX_LINE else "…" + line[-MAX_LINE:] for line in text[-lines:]) if size else ""
+    )

@@ -15,9 +15,9 @@ from typing import Any
 from ..errors import LwrecipeError, UsageError
 from ..recipes.graph import Graph
 from ..recipes.keys import Sha256
-from .plan import plan_graph, plan_recipe
 from ..remote.remote import Backend, Remotes
 from ..store.store import Store
+from .plan import plan_graph, plan_recipe
 
 
 def keys_to_push(store: Store, graph: Graph | None, pinned: set[str] | None) -> list[Sha256]:
@@ -72,8 +72,14 @@ class PullResult:
     missing: list[str] = field(default_factory=list)  # not pulled: absent, refused, or below one of those
 
 
-def pull_closure(remotes: Remotes, backend: Backend, graph: Graph, store: Store, jobs: int,
-                 on_done: Callable[[str, str, str], None] = lambda name, how, output: None) -> PullResult:
+def pull_closure(
+    remotes: Remotes,
+    backend: Backend,
+    graph: Graph,
+    store: Store,
+    jobs: int,
+    on_done: Callable[[str, str, str], None] = lambda name, how, output: None,
+) -> PullResult:
     """Pull the targets and everything they depend on that is not here already."""
     order = graph.closure(graph.targets)
     result = PullResult()

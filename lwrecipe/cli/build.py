@@ -8,8 +8,22 @@ import dataclasses
 import os
 from pathlib import Path
 
-from .common import (EPILOG, Context, load_targets, lockfile_path, open_remotes, project_client, project_mirrors,
-                     project_settings, remote_args, say, say_error, substitute_args, table, target_args)
+from .common import (
+    EPILOG,
+    Context,
+    load_targets,
+    lockfile_path,
+    open_remotes,
+    project_client,
+    project_mirrors,
+    project_settings,
+    remote_args,
+    say,
+    say_error,
+    substitute_args,
+    table,
+    target_args,
+)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -17,31 +31,56 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     target_args(p)
     substitute_args(p)
     p.add_argument("-j", "--jobs", type=int, default=4, metavar="N", help="parallel downloads (default 4)")
-    p.add_argument("--offline", action="store_true",
-                   help="never touch the network (mirror directories are read); list what is missing")
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="never touch the network (mirror directories are read); list what is missing",
+    )
     p.add_argument("--no-deps", action="store_true", help="only the targets' own inputs, not their dependencies'")
     p.set_defaults(func=cmd_fetch)
 
     p = sub.add_parser("build", help="build the targets and everything they depend on", epilog=EPILOG)
     target_args(p)
     substitute_args(p)
-    p.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
-                   help="independent recipes built at once (default 1); each build gets LW_JOBS = CPUs / N")
+    p.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="independent recipes built at once (default 1); each build gets LW_JOBS = CPUs / N",
+    )
     p.add_argument("--keep-going", action="store_true", help="after a failure, build what does not depend on it")
     p.add_argument("--rebuild", action="store_true", help="build even what is cached")
-    p.add_argument("--check", action="store_true",
-                   help="rebuild the targets even when cached and fail (exit 3) if the output differs")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="rebuild the targets even when cached and fail (exit 3) if the output differs",
+    )
     p.add_argument("--offline", action="store_true", help="never touch the network")
-    p.add_argument("--no-sandbox", action="store_true", help="where bubblewrap cannot run, build anyway on host paths (recorded in the build record)")
+    p.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="where bubblewrap cannot run, build anyway on host paths (recorded in the build record)",
+    )
     remote_args(p)
     p.add_argument("--push", action="store_true", help="upload what is built here to every remote")
-    p.add_argument("--executor", metavar="URL",
-                   help="run builds on pinned roots on a REAPI executor (grpc://host:port[/instance] or a configured "
-                        "remote's name); -j is then the number of remote builds at once")
-    p.add_argument("--locked", action="store_true",
-                   help="refuse (exit 3) to build anything whose inputs or output differ from lockfile.toml")
-    p.add_argument("--keep-failed", action="store_true",
-                   help="keep a failed build's directory (cache/failed/<recipe>; `shell --after-failure` enters it)")
+    p.add_argument(
+        "--executor",
+        metavar="URL",
+        help="run builds on pinned roots on a REAPI executor (grpc://host:port[/instance] or a configured "
+        "remote's name); -j is then the number of remote builds at once",
+    )
+    p.add_argument(
+        "--locked",
+        action="store_true",
+        help="refuse (exit 3) to build anything whose inputs or output differ from lockfile.toml",
+    )
+    p.add_argument(
+        "--keep-failed",
+        action="store_true",
+        help="keep a failed build's directory (cache/failed/<recipe>; `shell --after-failure` enters it)",
+    )
     limit_args(p)
     p.set_defaults(func=cmd_build)
 
@@ -88,16 +127,25 @@ def _count(text: str) -> int:
 def limit_args(p: argparse.ArgumentParser) -> None:
     """Nix's build limits; each also `[build] <name>` in the user's config (docs/builds.md "Limits")."""
     p.add_argument("--timeout", type=_seconds, metavar="S", help="stop a build that runs longer than S seconds")
-    p.add_argument("--max-silent-time", type=_seconds, metavar="S",
-                   help="stop a build that prints nothing for S seconds")
+    p.add_argument(
+        "--max-silent-time", type=_seconds, metavar="S", help="stop a build that prints nothing for S seconds"
+    )
     p.add_argument("--max-log-size", type=_size, metavar="SIZE", help="stop a build whose log passes SIZE (100M, 1G)")
-    p.add_argument("--max-memory", type=_size, metavar="SIZE",
-                   help="stop a build whose processes use more than SIZE of memory (a cgroup; where one can be made)")
-    p.add_argument("--max-procs", type=_count, metavar="N",
-                   help="stop a build that tries to run more than N processes at once (a cgroup)")
+    p.add_argument(
+        "--max-memory",
+        type=_size,
+        metavar="SIZE",
+        help="stop a build whose processes use more than SIZE of memory (a cgroup; where one can be made)",
+    )
+    p.add_argument(
+        "--max-procs",
+        type=_count,
+        metavar="N",
+        help="stop a build that tries to run more than N processes at once (a cgroup)",
+    )
 
 
-def unpack_limits(ctx: Context, project: Path):  # noqa: ANN201 - returns inputs.entries.UnpackLimits
+def unpack_limits(ctx: Context, project: Path):
     """What one source archive may unpack to: the user's config `[unpack]`, else an
     accepted project's (an unaccepted project's is ignored with the usual warning),
     else the defaults."""
@@ -105,12 +153,13 @@ def unpack_limits(ctx: Context, project: Path):  # noqa: ANN201 - returns inputs
     from ..remote.config import setting
 
     files = ctx.config_files(project)
-    found = {name: given[0] for name in ("max_size", "max_entries")
-             if (given := setting(files, "unpack", name)) is not None}
+    found = {
+        name: given[0] for name in ("max_size", "max_entries") if (given := setting(files, "unpack", name)) is not None
+    }
     return UnpackLimits(**found)
 
 
-def build_limits(ctx: Context, project: Path):  # noqa: ANN201 - returns build.supervise.Limits
+def build_limits(ctx: Context, project: Path):
     """The limits of this run's builds: the flags, else the user's config `[build]`,
     else an accepted project's (an unaccepted project's is ignored with the warning
     every such setting gets: it could only be a stranger's raising them)."""
@@ -135,8 +184,7 @@ def build_limits(ctx: Context, project: Path):  # noqa: ANN201 - returns build.s
     return limits
 
 
-def fetch_inputs(ctx: Context, graph, names: list[str], jobs: int, offline: bool,  # noqa: ANN001, ANN202
-                  reporter=None):  # noqa: ANN001
+def fetch_inputs(ctx: Context, graph, names: list[str], jobs: int, offline: bool, reporter=None):
     import contextlib
 
     from ..inputs.fetch import Downloader
@@ -147,13 +195,17 @@ def fetch_inputs(ctx: Context, graph, names: list[str], jobs: int, offline: bool
     store = Store(ctx.cache_dir).ensure()
     mirrors = project_mirrors(ctx, graph.recipes[graph.targets[0]].root)
     reporter = reporter or make_reporter(quiet=ctx.verbosity < 0)
-    with project_client(ctx, graph.recipes[graph.targets[0]].root) as client, (reporter if isinstance(reporter, RichReporter) else contextlib.nullcontext()):
+    with (
+        project_client(ctx, graph.recipes[graph.targets[0]].root) as client,
+        reporter if isinstance(reporter, RichReporter) else contextlib.nullcontext(),
+    ):
         downloader = Downloader(store, client, mirrors=mirrors.files, held=mirrors.held, reporter=reporter)
-        return fetch_recipes([graph.recipes[n] for n in names], store, downloader, jobs=jobs, offline=offline,
-                             mirrors=mirrors)
+        return fetch_recipes(
+            [graph.recipes[n] for n in names], store, downloader, jobs=jobs, offline=offline, mirrors=mirrors
+        )
 
 
-def engine_fetch(ctx: Context, graph, offline: bool = False, reporter=None):  # noqa: ANN001, ANN202
+def engine_fetch(ctx: Context, graph, offline: bool = False, reporter=None):
     """What an Engine is handed to fetch the inputs of the recipes it builds."""
     return lambda items: fetch_inputs(ctx, graph, [i.name for i in items], 4, offline, reporter=reporter)
 
@@ -164,10 +216,14 @@ def cmd_fetch(ctx: Context) -> int:
     graph = load_targets(ctx, ctx.args.targets)
     names = graph.targets if ctx.args.no_deps else graph.closure(graph.targets)
     result = fetch_inputs(ctx, graph, names, ctx.args.jobs, ctx.args.offline)
-    rows = [(f.wanted.label, f.wanted.basename, human_size(f.size), f.wanted.sha256[:12], f.origin)
-            for f in result.files.values()]
-    rows += [(t.label, f"git {t.rev[:12]}", human_size(t.path.stat().st_size), t.sha256[:12], t.origin)
-             for t in result.trees.values()]
+    rows = [
+        (f.wanted.label, f.wanted.basename, human_size(f.size), f.wanted.sha256[:12], f.origin)
+        for f in result.files.values()
+    ]
+    rows += [
+        (t.label, f"git {t.rev[:12]}", human_size(t.path.stat().st_size), t.sha256[:12], t.origin)
+        for t in result.trees.values()
+    ]
     rows.sort()
     if rows:
         table(ctx, [("INPUT", "FILE", "SIZE", "SHA256", "FROM"), *rows])
@@ -178,7 +234,7 @@ def cmd_fetch(ctx: Context) -> int:
 
 
 @contextlib.contextmanager
-def open_executor(spec):  # noqa: ANN001, ANN201 - RemoteSpec | None -> Iterator[Executor | None]
+def open_executor(spec):
     if spec is None:
         yield None
         return
@@ -211,24 +267,42 @@ def cmd_build(ctx: Context) -> int:
     settings = project_settings(ctx, graph.recipes[graph.targets[0]].root, ctx.args.remote, ctx.args.executor)
     # Remote builds are not sharing this machine's cores: each gets LW_JOBS = its CPUs.
     cores = (os.cpu_count() or 1) if settings.executor else max(1, (os.cpu_count() or 1) // parallel)
-    options = BuildOptions(jobs=cores, no_sandbox=ctx.args.no_sandbox, secret=settings.secret,
-                           keep_failed=ctx.args.keep_failed,
-                           limits=build_limits(ctx, graph.recipes[graph.targets[0]].root),
-                           unpack=unpack_limits(ctx, graph.recipes[graph.targets[0]].root))
+    options = BuildOptions(
+        jobs=cores,
+        no_sandbox=ctx.args.no_sandbox,
+        secret=settings.secret,
+        keep_failed=ctx.args.keep_failed,
+        limits=build_limits(ctx, graph.recipes[graph.targets[0]].root),
+        unpack=unpack_limits(ctx, graph.recipes[graph.targets[0]].root),
+    )
     streamed = ctx.verbosity > 0  # build -v: each line a build writes, as it writes it
     if ctx.args.no_sandbox:
         ctx.info("warning: --no-sandbox: builds run on host paths and may depend on this machine")
-    with BuildDisplay(quiet=ctx.verbosity < 0) as display, \
-            open_remotes(ctx, settings, not ctx.args.no_verify_signatures, ctx.args.offline,
-                          DisplayReporter(display)) as remotes, open_executor(settings.executor) as executor:
+    with (
+        BuildDisplay(quiet=ctx.verbosity < 0) as display,
+        open_remotes(
+            ctx, settings, not ctx.args.no_verify_signatures, ctx.args.offline, DisplayReporter(display)
+        ) as remotes,
+        open_executor(settings.executor) as executor,
+    ):
         fetch = engine_fetch(ctx, graph, ctx.args.offline, DisplayReporter(display))  # only recipes that build
         if streamed:
             options = dataclasses.replace(options, on_output=lambda name, line: display.log(f"{name}| {line}"))
         push_to = [b for b in remotes.backends if b.spec.push or (ctx.args.push and not b.spec.pull_only)]
-        engine = Engine(store, fetch, options, rebuild=ctx.args.rebuild, keep_going=ctx.args.keep_going,
-                        check=ctx.args.check, parallel=parallel, on_event=display.event, remotes=remotes,
-                        push_to=push_to, warn=lambda text: display.log(f"warning: {text}"),
-                        executor=executor)
+        engine = Engine(
+            store,
+            fetch,
+            options,
+            rebuild=ctx.args.rebuild,
+            keep_going=ctx.args.keep_going,
+            check=ctx.args.check,
+            parallel=parallel,
+            on_event=display.event,
+            remotes=remotes,
+            push_to=push_to,
+            warn=lambda text: display.log(f"warning: {text}"),
+            executor=executor,
+        )
         outcomes = engine.build(graph)
     code = 0
     for outcome in outcomes:
@@ -249,9 +323,11 @@ def cmd_build(ctx: Context) -> int:
     if lock is not None:
         from ..errors import LockDrift
 
-        drift = [f"{o.name}: output {lock.recipes[o.name]['output_id'][:12]}… → {o.output_id[:12]}…"
-                 for o in outcomes if o.output_id and lock.recipes[o.name]["output_id"]
-                 and o.output_id != lock.recipes[o.name]["output_id"]]
+        drift = [
+            f"{o.name}: output {lock.recipes[o.name]['output_id'][:12]}… → {o.output_id[:12]}…"
+            for o in outcomes
+            if o.output_id and lock.recipes[o.name]["output_id"] and o.output_id != lock.recipes[o.name]["output_id"]
+        ]
         if drift:
             error = LockDrift(lock.path.name, drift)
             for line in error.lines():
@@ -260,15 +336,17 @@ def cmd_build(ctx: Context) -> int:
         for problem in _unsigned(store, lock, outcomes, settings.trusted):
             say_error(f"{lock.path.name}: --locked: {problem}")
             code = max(code, 3)
-    counts = {s: sum(o.state == s for o in outcomes)
-              for s in ("built", "cached", "pulled", "remote", "checked", "failed", "skipped")}
+    counts = {
+        s: sum(o.state == s for o in outcomes)
+        for s in ("built", "cached", "pulled", "remote", "checked", "failed", "skipped")
+    }
     not_started = len(graph.closure(graph.targets)) - len(outcomes)
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n or s in ("built", "cached"))
     ctx.info(summary + (f", {not_started} not started" if not_started else ""))
     return code
 
 
-def _unsigned(store, lock, outcomes, trusted) -> list[str]:  # noqa: ANN001
+def _unsigned(store, lock, outcomes, trusted) -> list[str]:
     """A release is made of records a trusted key signed: those of the locked recipes
     that no trusted key signed (sign what you build with a signing key, docs/remote.md)."""
     from ..remote.signing import signature_finding
@@ -284,7 +362,7 @@ def _unsigned(store, lock, outcomes, trusted) -> list[str]:  # noqa: ANN001
     return problems
 
 
-def check_locked(ctx: Context, graph):  # noqa: ANN001, ANN201
+def check_locked(ctx: Context, graph):
     """Refuse before building when an input differs from the lockfile; returns the lock."""
     from ..audit.lockfile import drift, read
     from ..build.status import StatusOracle
@@ -318,8 +396,10 @@ def cmd_checkout(ctx: Context) -> int:
             raise UsageError(f"{name}: not built (run `lwrecipe build {name}` first)")
         where = dest / name if ctx.args.with_deps else dest
         if not oracle.store.has("cas", record["blob"]["sha256"]):
-            raise UsageError(f"{name}: output {record['output_id'][:12]} is known but its bytes are not in this "
-                             f"cache (run `lwrecipe cache pull REMOTE {name}`)")
+            raise UsageError(
+                f"{name}: output {record['output_id'][:12]} is known but its bytes are not in this "
+                f"cache (run `lwrecipe cache pull REMOTE {name}`)"
+            )
         restore(oracle.store, record["blob"]["sha256"], record["output_id"], where)
         ctx.info(f"{name}: {record['output_id'][:12]} -> {where}")
     return 0

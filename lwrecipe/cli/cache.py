@@ -11,23 +11,30 @@ from .common import EPILOG, Context, open_remotes, project_client, project_mirro
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cache", help="inspect and maintain the local cache", epilog=EPILOG)
     cache_sub = p.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
-    v = cache_sub.add_parser("verify", help="re-hash every entry; quarantine corrupt ones (exit 3 if any)",
-                             epilog=EPILOG)
-    v.add_argument("--repair", action="store_true", help="fetch again (mirrors, URLs) or pull again (remotes) "
-                   "what was quarantined")
+    v = cache_sub.add_parser(
+        "verify", help="re-hash every entry; quarantine corrupt ones (exit 3 if any)", epilog=EPILOG
+    )
+    v.add_argument(
+        "--repair", action="store_true", help="fetch again (mirrors, URLs) or pull again (remotes) what was quarantined"
+    )
     v.set_defaults(func=cmd_cache_verify)
     pu = cache_sub.add_parser("push", help="upload outputs to a remote cache", epilog=EPILOG)
     pu.add_argument("remote", metavar="REMOTE", help="a URL, a directory or a configured remote's name")
-    pu.add_argument("targets", nargs="*", metavar="TARGET",
-                    help="what to push with its dependencies (default: what lockfile.toml pins, else everything)")
+    pu.add_argument(
+        "targets",
+        nargs="*",
+        metavar="TARGET",
+        help="what to push with its dependencies (default: what lockfile.toml pins, else everything)",
+    )
     pu.add_argument("-j", "--jobs", type=int, default=4, metavar="N", help="parallel transfers (default 4)")
     pu.set_defaults(func=cmd_cache_push)
     pl = cache_sub.add_parser("pull", help="download the targets' outputs with their dependencies", epilog=EPILOG)
     pl.add_argument("remote", metavar="REMOTE", help="a URL, a directory or a configured remote's name")
     pl.add_argument("targets", nargs="+", metavar="TARGET")
     pl.add_argument("-j", "--jobs", type=int, default=4, metavar="N", help="parallel transfers (default 4)")
-    pl.add_argument("--no-verify-signatures", action="store_true",
-                    help="use records no trusted key signed (said in the output)")
+    pl.add_argument(
+        "--no-verify-signatures", action="store_true", help="use records no trusted key signed (said in the output)"
+    )
     pl.set_defaults(func=cmd_cache_pull)
     g = cache_sub.add_parser("gc", help="remove least recently used entries", epilog=EPILOG)
     g.add_argument("--max-size", metavar="SIZE", help="shrink the cache to SIZE (500M, 10G, ...)")
@@ -35,13 +42,26 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--keep-locked", action="store_true", help="never remove what lockfile.toml pins")
     g.add_argument("--lockfile", metavar="F", help="the lockfile for --keep-locked (default: the project's)")
     g.add_argument("--dry-run", action="store_true", help="say what would be removed")
-    g.add_argument("--remote", metavar="R", help="collect this remote (a directory, or a WebDAV server that lists: "
-                   "nginx with dav-ext) instead of the local cache; needs --keep-lockfile")
-    g.add_argument("--keep-lockfile", action="append", default=[], metavar="F",
-                   help="with --remote: keep everything these lockfiles' releases need (repeatable); the rest "
-                   "goes, oldest first")
-    g.add_argument("--grace", type=float, default=1.0, metavar="HOURS",
-                   help="with --remote: never remove what is younger (pushes in flight; default 1)")
+    g.add_argument(
+        "--remote",
+        metavar="R",
+        help="collect this remote (a directory, or a WebDAV server that lists: "
+        "nginx with dav-ext) instead of the local cache; needs --keep-lockfile",
+    )
+    g.add_argument(
+        "--keep-lockfile",
+        action="append",
+        default=[],
+        metavar="F",
+        help="with --remote: keep everything these lockfiles' releases need (repeatable); the rest goes, oldest first",
+    )
+    g.add_argument(
+        "--grace",
+        type=float,
+        default=1.0,
+        metavar="HOURS",
+        help="with --remote: never remove what is younger (pushes in flight; default 1)",
+    )
     g.set_defaults(func=cmd_cache_gc)
     st = cache_sub.add_parser("stats", help="sizes and counts", epilog=EPILOG)
     st.set_defaults(func=cmd_cache_stats)
@@ -62,19 +82,23 @@ def cmd_cache_verify(ctx: Context) -> int:
         ctx.out(f"quarantined {entry.line(store.root)}")
     for line in wrong:
         ctx.out(f"removed {line}: the output it said the blob holds is not what it holds")
-    ctx.info(f"{report.checked} entries checked, {len(report.quarantined)} corrupt quarantined, "
-             f"{len(wrong)} wrong facts removed, {report.stale_tmp} stale staging files removed")
+    ctx.info(
+        f"{report.checked} entries checked, {len(report.quarantined)} corrupt quarantined, "
+        f"{len(wrong)} wrong facts removed, {report.stale_tmp} stale staging files removed"
+    )
     if report.quarantined or wrong:
         from ..errors import IntegrityError
 
         if ctx.args.repair and report.quarantined:
             _repair(ctx, store, report.quarantined)
-        raise IntegrityError(f"{store.root}: {len(report.quarantined) + len(wrong)} corrupt entries "
-                             f"(quarantined in {store.root / 'quarantine'})")
+        raise IntegrityError(
+            f"{store.root}: {len(report.quarantined) + len(wrong)} corrupt entries "
+            f"(quarantined in {store.root / 'quarantine'})"
+        )
     return 0
 
 
-def _repair(ctx: Context, store, quarantined) -> None:  # noqa: ANN001
+def _repair(ctx: Context, store, quarantined) -> None:
     """Get what was quarantined again: sources from the project's recipes (through
     the mirrors), records and output blobs from the configured remotes. Says what
     it got and what it could not; the exit status stays 3 (something was corrupt)."""
@@ -143,17 +167,16 @@ def _repair(ctx: Context, store, quarantined) -> None:  # noqa: ANN001
                 ctx.out(f"not repaired: ac/{key}: {exc}")
 
 
-def _remote_for(ctx: Context, text: str, verify: bool = True):  # noqa: ANN202
+def _remote_for(ctx: Context, text: str, verify: bool = True):
     from dataclasses import replace
 
     from ..recipes.graph import project_root
 
     settings = project_settings(ctx, project_root(Path.cwd()), [text])
-    return open_remotes(ctx, replace(settings, remotes=settings.remotes[:1]), verify,
-                         reporter=_transfer_reporter(ctx))
+    return open_remotes(ctx, replace(settings, remotes=settings.remotes[:1]), verify, reporter=_transfer_reporter(ctx))
 
 
-def _transfer_reporter(ctx: Context):  # noqa: ANN202
+def _transfer_reporter(ctx: Context):
     from ..inputs.fetch import NullReporter
     from .progress import PlainReporter
 
@@ -174,8 +197,10 @@ def cmd_cache_push(ctx: Context) -> int:
     with _remote_for(ctx, ctx.args.remote) as remotes:
         backend = remotes.backends[0]
         result = push_keys(remotes, backend, keys, ctx.args.jobs)
-    ctx.info(f"{result.pushed} pushed, {result.present} already on {backend.spec.name}"
-             + (f", {len(result.errors)} failed" if result.errors else ""))
+    ctx.info(
+        f"{result.pushed} pushed, {result.present} already on {backend.spec.name}"
+        + (f", {len(result.errors)} failed" if result.errors else "")
+    )
     raise_all(result.errors)
     return 0
 
@@ -188,10 +213,18 @@ def cmd_cache_pull(ctx: Context) -> int:
 
     graph = load_graph(ctx.args.targets)
     with _remote_for(ctx, ctx.args.remote, not ctx.args.no_verify_signatures) as remotes:
-        result = pull_closure(remotes, remotes.backends[0], graph, Store(ctx.cache_dir).ensure(), ctx.args.jobs,
-                              lambda name, how, output: ctx.info(f"{name:<16} {how:<8} {output[:12]}"))
-    ctx.info(f"{len(result.pulled)} pulled, {len(result.present)} already here"
-             + (f", {len(result.missing)} not pulled ({', '.join(result.missing)})" if result.missing else ""))
+        result = pull_closure(
+            remotes,
+            remotes.backends[0],
+            graph,
+            Store(ctx.cache_dir).ensure(),
+            ctx.args.jobs,
+            lambda name, how, output: ctx.info(f"{name:<16} {how:<8} {output[:12]}"),
+        )
+    ctx.info(
+        f"{len(result.pulled)} pulled, {len(result.present)} already here"
+        + (f", {len(result.missing)} not pulled ({', '.join(result.missing)})" if result.missing else "")
+    )
     raise_all(result.errors)
     return 0
 
@@ -219,8 +252,10 @@ def cmd_cache_gc(ctx: Context) -> int:
         ctx.out(f"{verb} {unit.label} ({human_size(unit.size)})")
     for kept in report.failed:
         ctx.out(f"{verb} {kept} (a failed build's directory kept by --keep-failed)")
-    ctx.info(f"{verb} {len(report.removed)} entries, {human_size(report.freed)}; "
-             f"kept {report.kept}, {human_size(report.remaining)}")
+    ctx.info(
+        f"{verb} {len(report.removed)} entries, {human_size(report.freed)}; "
+        f"kept {report.kept}, {human_size(report.remaining)}"
+    )
     return 0
 
 
@@ -237,21 +272,26 @@ def _remote_gc(ctx: Context) -> int:
 
     args = ctx.args
     if args.remote is None or not args.keep_lockfile:
-        raise UsageError("cache gc: --remote R and --keep-lockfile F go together (the lockfiles say what the "
-                         "remote must keep)")
+        raise UsageError(
+            "cache gc: --remote R and --keep-lockfile F go together (the lockfiles say what the remote must keep)"
+        )
     if args.keep_locked or args.lockfile:
         raise UsageError("cache gc --remote: name the lockfiles with --keep-lockfile")
     roots: set[str] = set()
     for path in args.keep_lockfile:
         if not Path(path).is_file():
             raise UsageError(f"{path}: no such lockfile")
-        roots |= {str(e["key"]) for e in read(Path(path)).recipes.values()
-                  if isinstance(e, dict) and is_sha256(str(e.get("key", "")))}
+        roots |= {
+            str(e["key"])
+            for e in read(Path(path)).recipes.values()
+            if isinstance(e, dict) and is_sha256(str(e.get("key", "")))
+        }
     max_size = parse_size(args.max_size) if args.max_size is not None else None
     with _remote_for(ctx, args.remote) as remotes:
         backend = remotes.backends[0]
-        report = collect_remote(backend, roots, time.time(), max_size, args.older_than, args.grace * 3600,
-                                dry_run=args.dry_run)
+        report = collect_remote(
+            backend, roots, time.time(), max_size, args.older_than, args.grace * 3600, dry_run=args.dry_run
+        )
     verb = "would remove" if args.dry_run else "removed"
     for key in report.roots_missing:
         ctx.info(f"warning: {backend.spec.name} holds no record for ac/{key[:12]}, which a lockfile names")
@@ -259,8 +299,10 @@ def _remote_gc(ctx: Context) -> int:
         ctx.out(f"{verb} {unit.label} ({len(unit.entries)} files, {human_size(unit.size)})")
     if report.young:
         ctx.info(f"kept {report.young} unneeded entries younger than the grace period ({args.grace:g} h)")
-    ctx.info(f"{verb} {len(report.removed)} entries, {human_size(report.freed)} from {backend.spec.name}; "
-             f"kept {report.kept_entries} files, {human_size(report.remaining)}")
+    ctx.info(
+        f"{verb} {len(report.removed)} entries, {human_size(report.freed)} from {backend.spec.name}; "
+        f"kept {report.kept_entries} files, {human_size(report.remaining)}"
+    )
     return 0
 
 

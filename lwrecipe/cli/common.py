@@ -59,8 +59,9 @@ class Context:
         if project not in self._configs:
             from ..remote.config import config_files
 
-            self._configs[project] = config_files(project, dict(os.environ), self.accept_project_config,
-                                                  self.warn_once)[0]
+            self._configs[project] = config_files(
+                project, dict(os.environ), self.accept_project_config, self.warn_once
+            )[0]
         return self._configs[project]
 
     def warn_once(self, text: str) -> None:
@@ -82,17 +83,26 @@ def say_error(line: str) -> None:
 
 
 def target_args(p: argparse.ArgumentParser, many: bool = True) -> None:
-    p.add_argument("targets" if many else "target", nargs="+" if many else None, metavar="TARGET",
-                   help="a recipe file (recipes/busybox.toml) or a recipe name (busybox)")
+    p.add_argument(
+        "targets" if many else "target",
+        nargs="+" if many else None,
+        metavar="TARGET",
+        help="a recipe file (recipes/busybox.toml) or a recipe name (busybox)",
+    )
 
 
 def substitute_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--with-recipe", action="append", default=[], metavar="NAME=FILE",
-                   help="use the recipe FILE for NAME wherever the targets' graph names it, instead of the "
-                   "project's (a stand-in; plan shows it, build records note it; repeatable)")
+    p.add_argument(
+        "--with-recipe",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="use the recipe FILE for NAME wherever the targets' graph names it, instead of the "
+        "project's (a stand-in; plan shows it, build records note it; repeatable)",
+    )
 
 
-def load_targets(ctx: Context, targets: Sequence[str]):  # noqa: ANN202 - returns a Graph
+def load_targets(ctx: Context, targets: Sequence[str]):
     """The targets' graph, with the command's --with-recipe substitutions."""
     from ..recipes.graph import load_graph, parse_substitutes
 
@@ -103,14 +113,20 @@ def load_targets(ctx: Context, targets: Sequence[str]):  # noqa: ANN202 - return
 
 
 def remote_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--remote", action="append", metavar="URL",
-                   help="a remote cache (repeatable; replaces LWRECIPE_REMOTES and the configured ones)")
-    p.add_argument("--no-verify-signatures", action="store_true",
-                   help="use remote records no trusted key signed (said in the output)")
+    p.add_argument(
+        "--remote",
+        action="append",
+        metavar="URL",
+        help="a remote cache (repeatable; replaces LWRECIPE_REMOTES and the configured ones)",
+    )
+    p.add_argument(
+        "--no-verify-signatures",
+        action="store_true",
+        help="use remote records no trusted key signed (said in the output)",
+    )
 
 
-def project_settings(ctx: Context, root: Path, remotes: list[str] | None = None,  # noqa: ANN201
-                     executor: str | None = None):
+def project_settings(ctx: Context, root: Path, remotes: list[str] | None = None, executor: str | None = None):
     """The remotes and keys of the project at `root` and of the user (what of the
     project's config applies: --accept-project-config, remote/acceptance.py)."""
     from ..remote.config import load_settings
@@ -118,7 +134,7 @@ def project_settings(ctx: Context, root: Path, remotes: list[str] | None = None,
     return load_settings(root, remotes, executor=executor, accept=ctx.accept_project_config, warn=ctx.warn_once)
 
 
-def project_client(ctx: Context, root: Path | None = None):  # noqa: ANN201 - returns httpx.Client
+def project_client(ctx: Context, root: Path | None = None):
     """The HTTP client for a recipe's downloads (the user's `[network]`; the project's
     at `root` only when accepted)."""
     from ..remote.config import download_client
@@ -126,25 +142,24 @@ def project_client(ctx: Context, root: Path | None = None):  # noqa: ANN201 - re
     return download_client(root, accept=ctx.accept_project_config, warn=ctx.warn_once)
 
 
-def project_mirrors(ctx: Context, root: Path):  # noqa: ANN201 - returns Mirrors
+def project_mirrors(ctx: Context, root: Path):
     """The mirror settings of the environment, the project at `root` and the user."""
     from ..remote.config import load_mirrors
 
     return load_mirrors(root, accept=ctx.accept_project_config, warn=ctx.warn_once)
 
 
-def open_remotes(ctx: Context, settings, verify: bool, offline: bool = False, reporter=None):  # noqa: ANN001, ANN202
+def open_remotes(ctx: Context, settings, verify: bool, offline: bool = False, reporter=None):
     from ..remote.remote import Remotes
     from ..store.store import Store
 
     if not verify:
         for spec in settings.remotes:
             ctx.info(f"warning: --no-verify-signatures: records from {spec.name} are used without signature checks")
-    return Remotes.open(Store(ctx.cache_dir), settings, verify_signatures=verify, reporter=reporter,
-                        offline=offline)
+    return Remotes.open(Store(ctx.cache_dir), settings, verify_signatures=verify, reporter=reporter, offline=offline)
 
 
-def plan_targets(ctx: Context, targets: Sequence[str]):  # noqa: ANN202 - returns (graph, planned)
+def plan_targets(ctx: Context, targets: Sequence[str]):
     from ..build.plan import plan_graph
     from ..build.status import StatusOracle
 

@@ -7,7 +7,7 @@ import argparse
 
 from .common import EPILOG, Context
 
-BASH = r'''# bash completion for lwrecipe, made by `lwrecipe completion bash`:
+BASH = r"""# bash completion for lwrecipe, made by `lwrecipe completion bash`:
 #   lwrecipe completion bash > /etc/bash_completion.d/lwrecipe   (or source it from ~/.bashrc)
 _lwrecipe() {
   local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}" path="" w i
@@ -50,13 +50,13 @@ _lwrecipe_options() {
   esac
 }
 complete -o filenames -F _lwrecipe lwrecipe
-'''
+"""
 
-ZSH = '''#compdef lwrecipe
+ZSH = """#compdef lwrecipe
 # zsh completion for lwrecipe, made by `lwrecipe completion zsh` (bash's, through bashcompinit):
 #   lwrecipe completion zsh > "${fpath[1]}/_lwrecipe"   (or source it from ~/.zshrc)
 autoload -U +X bashcompinit && bashcompinit
-'''
+"""
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -96,8 +96,11 @@ def bash_script(parser: argparse.ArgumentParser) -> str:
     _walk(parser, "", found)
     words = "\n".join(f'    "{path}") echo "{chr(10).join(w)}" ;;' for path, (w, _) in sorted(found.items()) if w)
     options = "\n".join(f'    "{path}") echo "{" ".join(o)}" ;;' for path, (_, o) in sorted(found.items()))
-    return (BASH.replace("@WORDS@", words).replace("@OPTIONS@", options)
-            .replace("@VALUED@", " ".join(sorted(_valued(parser)))))
+    return (
+        BASH.replace("@WORDS@", words)
+        .replace("@OPTIONS@", options)
+        .replace("@VALUED@", " ".join(sorted(_valued(parser))))
+    )
 
 
 def cmd_completion(ctx: Context) -> int:

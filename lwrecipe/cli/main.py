@@ -24,15 +24,23 @@ TRACEBACK_ENV = "LWRECIPE_TRACEBACK"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lwrecipe", epilog=EPILOG,
-                                     description="Pinned, reproducible recipes for Linux on WebAssembly.")
+    parser = argparse.ArgumentParser(
+        prog="lwrecipe", epilog=EPILOG, description="Pinned, reproducible recipes for Linux on WebAssembly."
+    )
     parser.add_argument("--version", action="version", version=f"lwrecipe {__version__}")
-    parser.add_argument("--cache", metavar="DIR", help="local cache directory (default: $LWRECIPE_CACHE, else cache/ at the project root "
-                        "(the directory holding lwrecipe.toml), else the user cache)")
-    parser.add_argument("--accept-project-config", action="store_true",
-                        help="apply every setting of the project's lwrecipe.toml, those only your own config may set "
-                        "included (credentials, keys, push, git mirrors, places outside the project); "
-                        "docs/remote.md")
+    parser.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="local cache directory (default: $LWRECIPE_CACHE, else cache/ at the project root "
+        "(the directory holding lwrecipe.toml), else the user cache)",
+    )
+    parser.add_argument(
+        "--accept-project-config",
+        action="store_true",
+        help="apply every setting of the project's lwrecipe.toml, those only your own config may set "
+        "included (credentials, keys, push, git mirrors, places outside the project); "
+        "docs/remote.md",
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="say more")
     parser.add_argument("-q", "--quiet", action="count", default=0, help="say less")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -67,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # the last resort: a bug in lwrecipe, one line and not a traceback
         if os.environ.get(TRACEBACK_ENV) == "1":
             traceback.print_exc()
-        say_error(f"internal error: {type(exc).__name__}: {exc} (a bug in lwrecipe; "
-                  f"{TRACEBACK_ENV}=1 prints the traceback)")
+        say_error(
+            f"internal error: {type(exc).__name__}: {exc} (a bug in lwrecipe; {TRACEBACK_ENV}=1 prints the traceback)"
+        )
         return 1

@@ -29,7 +29,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_graph)
 
 
-def _key_cell(item) -> str:  # noqa: ANN001
+def _key_cell(item) -> str:
     if item.missing_tools:
         return "missing tool: " + ", ".join(item.missing_tools)
     if item.key is None:
@@ -39,17 +39,34 @@ def _key_cell(item) -> str:  # noqa: ANN001
 
 def cmd_plan(ctx: Context) -> int:
     graph, planned, oracle = plan_targets(ctx, ctx.args.targets)
-    rows = [{"name": p.name, "version": p.recipe.version, "key": p.key, "status": oracle.status(p),
-             "depends": list(p.recipe.depends), "missing_tools": list(p.missing_tools),
-             "waiting_on": list(p.waiting_on), "built_on": p.recipe.built_on, "recipe": p.recipe.display,
-             "substituted": p.name in graph.substituted}
-            for p in planned]
+    rows = [
+        {
+            "name": p.name,
+            "version": p.recipe.version,
+            "key": p.key,
+            "status": oracle.status(p),
+            "depends": list(p.recipe.depends),
+            "missing_tools": list(p.missing_tools),
+            "waiting_on": list(p.waiting_on),
+            "built_on": p.recipe.built_on,
+            "recipe": p.recipe.display,
+            "substituted": p.name in graph.substituted,
+        }
+        for p in planned
+    ]
     if ctx.args.json:
         ctx.out(json.dumps(rows, indent=2))
         return 0
-    table(ctx, [("NAME", "VERSION", "KEY", "ON", "STATUS"),
-                *[(r["name"] + ("*" if r["substituted"] else ""), r["version"], _key_cell(p), r["built_on"],
-                   r["status"]) for r, p in zip(rows, planned)]])
+    table(
+        ctx,
+        [
+            ("NAME", "VERSION", "KEY", "ON", "STATUS"),
+            *[
+                (r["name"] + ("*" if r["substituted"] else ""), r["version"], _key_cell(p), r["built_on"], r["status"])
+                for r, p in zip(rows, planned)
+            ],
+        ],
+    )
     for name in sorted(graph.substituted):
         ctx.out(f"* {name}: from {graph.recipes[name].display} (--with-recipe), not the project's recipe")
     return 0
@@ -65,6 +82,7 @@ def cmd_show(ctx: Context) -> int:
         ctx.out(json.dumps(doc, indent=2))
     else:
         from .show import render_text
+
         ctx.out(render_text(doc))
     return 0
 

@@ -48,8 +48,13 @@ class RichReporter:
     def __init__(self) -> None:
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-        self.progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
-                                 TransferSpeedColumn(), transient=False)
+        self.progress = Progress(
+            TextColumn("{task.description}", markup=False),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            transient=False,
+        )
         self.total = self.progress.add_task("total", total=0)
         self.tasks: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -112,8 +117,9 @@ class BuildDisplay:
             from rich.console import Console
             from rich.live import Live
 
-            self._live = Live(get_renderable=self._render, console=Console(file=self.stream),
-                              refresh_per_second=4, transient=False)
+            self._live = Live(
+                get_renderable=self._render, console=Console(file=self.stream), refresh_per_second=4, transient=False
+            )
             self._live.start()
         return self
 

@@ -7,9 +7,20 @@ import json
 import sys
 from pathlib import Path
 
-from .common import (EPILOG, Context, plan_targets, load_targets, lockfile_path, open_remotes, project_mirrors,
-                     project_settings, remote_args,
-                     say_error, table, target_args)
+from .common import (
+    EPILOG,
+    Context,
+    load_targets,
+    lockfile_path,
+    open_remotes,
+    plan_targets,
+    project_mirrors,
+    project_settings,
+    remote_args,
+    say_error,
+    table,
+    target_args,
+)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -19,34 +30,52 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--offline", action="store_true", help="do not fetch git sources to fill first-use pins")
     p.set_defaults(func=cmd_lock)
 
-    p = sub.add_parser("why", help="why a recipe is not cached or differs from the lock or its last build",
-                       epilog=EPILOG)
+    p = sub.add_parser(
+        "why", help="why a recipe is not cached or differs from the lock or its last build", epilog=EPILOG
+    )
     target_args(p, many=False)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--lockfile", metavar="F", help="compare with this lockfile (default: the project's, if any)")
     remote_args(p)
     p.set_defaults(func=cmd_why)
 
-    p = sub.add_parser("audit", help="check the checkout and cache against the lockfile; print the input tree",
-                       epilog=EPILOG)
+    p = sub.add_parser(
+        "audit", help="check the checkout and cache against the lockfile; print the input tree", epilog=EPILOG
+    )
     p.add_argument("--lockfile", metavar="F", help="the lockfile (default: the project's)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--strict", action="store_true",
-                   help="a record in the cache that no trusted key signed is a failure (exit 3), not a flag")
-    p.add_argument("--quick", action="store_true",
-                   help="only look for what the lock names in the cache; re-hash nothing (for large stores)")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="a record in the cache that no trusted key signed is a failure (exit 3), not a flag",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="only look for what the lock names in the cache; re-hash nothing (for large stores)",
+    )
     p.set_defaults(func=cmd_audit)
 
-    p = sub.add_parser("challenge", help="ask every builder (this cache, each remote, with --rebuild a fresh "
-                       "build) which output the same inputs made; exit 3 when they differ", epilog=EPILOG)
+    p = sub.add_parser(
+        "challenge",
+        help="ask every builder (this cache, each remote, with --rebuild a fresh "
+        "build) which output the same inputs made; exit 3 when they differ",
+        epilog=EPILOG,
+    )
     target_args(p)
     remote_args(p)
-    p.add_argument("--rebuild", action="store_true",
-                   help="also build each recipe here again (as build --check does) and compare that too")
+    p.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="also build each recipe here again (as build --check does) and compare that too",
+    )
     p.set_defaults(func=cmd_challenge)
 
-    p = sub.add_parser("provenance", help="the signed SLSA provenance of TARGET's output (an in-toto statement "
-                       "in a DSSE envelope)", epilog=EPILOG)
+    p = sub.add_parser(
+        "provenance",
+        help="the signed SLSA provenance of TARGET's output (an in-toto statement in a DSSE envelope)",
+        epilog=EPILOG,
+    )
     target_args(p, many=False)
     p.add_argument("--out", metavar="F", help="write it to F (default: standard output)")
     p.set_defaults(func=cmd_provenance)
@@ -63,8 +92,16 @@ def _all_recipes(root: Path) -> list[str]:
 
 
 def cmd_lock(ctx: Context) -> int:
-    from ..audit.lockfile import (LOCKFILE, FirstUsePins, build_entries, fetch_first_use_pins, locked_outputs, read,
-                                  render, write)
+    from ..audit.lockfile import (
+        LOCKFILE,
+        FirstUsePins,
+        build_entries,
+        fetch_first_use_pins,
+        locked_outputs,
+        read,
+        render,
+        write,
+    )
     from ..build.status import StatusOracle
     from ..errors import IntegrityError
     from ..recipes.graph import load_graph, project_root
@@ -73,14 +110,23 @@ def cmd_lock(ctx: Context) -> int:
     root = project_root(Path.cwd())
     graph = load_graph(ctx.args.targets or _all_recipes(root))
     if not ctx.args.offline:
-        fetch_first_use_pins(graph, Store(ctx.cache_dir), project_mirrors(ctx, graph.recipes[graph.targets[0]].root),
-                             lambda text: ctx.info(f"warning: {text}"))
+        fetch_first_use_pins(
+            graph,
+            Store(ctx.cache_dir),
+            project_mirrors(ctx, graph.recipes[graph.targets[0]].root),
+            lambda text: ctx.info(f"warning: {text}"),
+        )
     path = root / LOCKFILE
     previous = read(path).recipes if path.exists() else {}
     entries = dict(previous) if ctx.args.targets else {}
-    entries.update(build_entries(graph, Store(ctx.cache_dir),
-                                 locked_outputs(previous, StatusOracle(ctx.cache_dir).output_id),
-                                 FirstUsePins.of(previous)))
+    entries.update(
+        build_entries(
+            graph,
+            Store(ctx.cache_dir),
+            locked_outputs(previous, StatusOracle(ctx.cache_dir).output_id),
+            FirstUsePins.of(previous),
+        )
+    )
     text = render(entries)
     old = path.read_text() if path.exists() else None
     if ctx.args.check:
@@ -118,7 +164,7 @@ def cmd_why(ctx: Context) -> int:
     return 0
 
 
-def _why_remote(ctx: Context, graph) -> int:  # noqa: ANN001
+def _why_remote(ctx: Context, graph) -> int:
     """`why TARGET --remote R`: this machine's inputs against each remote's newest
     record of TARGET, and down through the dependencies its record names."""
     from ..audit.why import RemoteSide, Why
@@ -151,7 +197,7 @@ def _why_remote(ctx: Context, graph) -> int:  # noqa: ANN001
     return 0
 
 
-def _audit_graph(lock, root: Path, ctx: Context):  # noqa: ANN001, ANN202
+def _audit_graph(lock, root: Path, ctx: Context):
     """The lock's recipes as the checkout has them, or None where they cannot be loaded."""
     from ..errors import LwrecipeError
     from ..recipes.graph import load_graph
@@ -174,12 +220,28 @@ def cmd_audit(ctx: Context) -> int:
     root = project_root(Path.cwd())
     lock = read(lockfile_path(ctx, ctx.args.lockfile))
     settings = project_settings(ctx, root)
-    report = audit(lock, root, Store(ctx.cache_dir), settings.trusted, _audit_graph(lock, root, ctx),
-                   strict=ctx.args.strict, quick=ctx.args.quick)
+    report = audit(
+        lock,
+        root,
+        Store(ctx.cache_dir),
+        settings.trusted,
+        _audit_graph(lock, root, ctx),
+        strict=ctx.args.strict,
+        quick=ctx.args.quick,
+    )
     if ctx.args.json:
-        ctx.out(json.dumps({"lockfile": str(lock.path), "ok": not report.mismatches,
-                            "mismatches": [f.text() for f in report.mismatches],
-                            "flags": [f.text() for f in report.flags], "inputs": report.tree}, indent=2))
+        ctx.out(
+            json.dumps(
+                {
+                    "lockfile": str(lock.path),
+                    "ok": not report.mismatches,
+                    "mismatches": [f.text() for f in report.mismatches],
+                    "flags": [f.text() for f in report.flags],
+                    "inputs": report.tree,
+                },
+                indent=2,
+            )
+        )
     else:
         for line in render_tree(report):
             ctx.out(line)
@@ -232,12 +294,25 @@ def cmd_challenge(ctx: Context) -> int:
         from .build import engine_fetch
 
         fetch = engine_fetch(ctx, graph)
-        engine = Engine(store.ensure(), fetch, BuildOptions(jobs=os.cpu_count() or 1), check=True, keep_going=True,
-                        on_event=lambda name, state: ctx.info(f"{name}: {state}"))
+        engine = Engine(
+            store.ensure(),
+            fetch,
+            BuildOptions(jobs=os.cpu_count() or 1),
+            check=True,
+            keep_going=True,
+            on_event=lambda name, state: ctx.info(f"{name}: {state}"),
+        )
         outcomes = engine.build(dataclasses.replace(graph, targets=tuple(graph.closure(graph.targets))))
-        rebuilt = {o.name: (o.output_id if o.state == "checked" else
-                            o.error.second if isinstance(o.error, NotReproducible) else f"not rebuilt ({o.state})")
-                   for o in outcomes}
+        rebuilt = {
+            o.name: (
+                o.output_id
+                if o.state == "checked"
+                else o.error.second
+                if isinstance(o.error, NotReproducible)
+                else f"not rebuilt ({o.state})"
+            )
+            for o in outcomes
+        }
     with open_remotes(ctx, settings, not ctx.args.no_verify_signatures) as remotes:
         verdicts = challenge(graph, store, remotes if settings.remotes else None, rebuilt)
     builders = [LOCAL, *(s.name for s in settings.remotes), *([REBUILD] if rebuilt is not None else [])]
@@ -245,9 +320,13 @@ def cmd_challenge(ctx: Context) -> int:
     def cell(value: str | None) -> str:
         return value[:12] if value and is_sha256(value) else (value or "missing")
 
-    table(ctx, [("NAME", "KEY", *builders, "VERDICT"),
-                *((v.name, (v.key or "-")[:12], *(cell(v.views.get(b)) for b in builders), v.status)
-                  for v in verdicts)])
+    table(
+        ctx,
+        [
+            ("NAME", "KEY", *builders, "VERDICT"),
+            *((v.name, (v.key or "-")[:12], *(cell(v.views.get(b)) for b in builders), v.status) for v in verdicts),
+        ],
+    )
     differ = [v for v in verdicts if v.status == "differ"]
     for v in differ:
         ctx.out(f"{v.name}: builders differ")
@@ -255,8 +334,10 @@ def cmd_challenge(ctx: Context) -> int:
             ctx.out(f"  {line}")
     if differ:
         raise IntegrityError(f"challenge: builders disagree on {', '.join(v.name for v in differ)}")
-    ctx.info(f"{sum(v.status.startswith('agree') for v in verdicts)} of {len(verdicts)} recipes agree; "
-             f"{sum(v.status == 'missing' for v in verdicts)} held by no builder")
+    ctx.info(
+        f"{sum(v.status.startswith('agree') for v in verdicts)} of {len(verdicts)} recipes agree; "
+        f"{sum(v.status == 'missing' for v in verdicts)} held by no builder"
+    )
     return 0
 
 
@@ -273,20 +354,26 @@ def cmd_provenance(ctx: Context) -> int:
     store = Store(ctx.cache_dir)
     record = store.read_record(item.key) if item.key and store.exists() else None
     if record is None:
-        raise UsageError(f"{item.name}: its current inputs were not built in {store.root}; run lwrecipe build "
-                         f"{item.name} first")
+        raise UsageError(
+            f"{item.name}: its current inputs were not built in {store.root}; run lwrecipe build {item.name} first"
+        )
     data = store.read_provenance(item.key)
     if data is None:
         pulled = store.pulled_from(item.key)
         if pulled is not None:
-            raise UsageError(f"{item.name}: its output was pulled from {pulled}, which had no provenance for it; "
-                             f"rebuild it here (lwrecipe build {item.name} --check) to make one")
+            raise UsageError(
+                f"{item.name}: its output was pulled from {pulled}, which had no provenance for it; "
+                f"rebuild it here (lwrecipe build {item.name} --check) to make one"
+            )
         secret = project_settings(ctx, graph.recipes[item.name].root).secret
         store.put_provenance(item.key, provenance.envelope(record, graph.recipes[item.name], secret))
         data = store.read_provenance(item.key)
         assert data is not None
-    _emit(ctx, json.dumps(json.loads(data), indent=2) + "\n",
-          f"{item.name}: provenance of output {record['output_id'][:12]}")
+    _emit(
+        ctx,
+        json.dumps(json.loads(data), indent=2) + "\n",
+        f"{item.name}: provenance of output {record['output_id'][:12]}",
+    )
     return 0
 
 

@@ -10,11 +10,15 @@ from .common import EPILOG, Context
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="serve a built site (default: runtime) or a directory to a browser",
-                       epilog=EPILOG)
-    p.add_argument("target", nargs="?", default="runtime", metavar="TARGET|DIR",
-                   help="a built recipe's output (a recipe name wins over a directory of that name), "
-                        "or a directory (default: runtime)")
+    p = sub.add_parser("serve", help="serve a built site (default: runtime) or a directory to a browser", epilog=EPILOG)
+    p.add_argument(
+        "target",
+        nargs="?",
+        default="runtime",
+        metavar="TARGET|DIR",
+        help="a built recipe's output (a recipe name wins over a directory of that name), "
+        "or a directory (default: runtime)",
+    )
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.set_defaults(func=cmd_serve)
@@ -31,7 +35,8 @@ def cmd_serve(ctx: Context) -> int:
     given = Path(ctx.args.target)
     tmp = None
     is_recipe = ctx.args.target.endswith(".toml") or (
-        "/" not in ctx.args.target and (project_root(Path.cwd()) / "recipes" / f"{ctx.args.target}.toml").is_file())
+        "/" not in ctx.args.target and (project_root(Path.cwd()) / "recipes" / f"{ctx.args.target}.toml").is_file()
+    )
     if not is_recipe and given.is_dir():
         root, what = given.resolve(), str(given)
     else:

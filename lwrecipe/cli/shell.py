@@ -12,15 +12,22 @@ from .common import EPILOG, Context, load_targets, project_client, project_mirro
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("shell", help="a shell (or one command) in the sandbox a build of TARGET gets",
-                       epilog=EPILOG, description="Dependencies are built or taken from the cache first; "
-                       "/build/src holds the sources with the patches applied, /deps/<name> each dependency, "
-                       "the variables and PATH are the build's, there is no network, and the build script is "
-                       "/build/.lwrecipe/script.sh. Nothing done in it enters the cache.")
+    p = sub.add_parser(
+        "shell",
+        help="a shell (or one command) in the sandbox a build of TARGET gets",
+        epilog=EPILOG,
+        description="Dependencies are built or taken from the cache first; "
+        "/build/src holds the sources with the patches applied, /deps/<name> each dependency, "
+        "the variables and PATH are the build's, there is no network, and the build script is "
+        "/build/.lwrecipe/script.sh. Nothing done in it enters the cache.",
+    )
     target_args(p, many=False)
     substitute_args(p)
-    p.add_argument("--after-failure", action="store_true",
-                   help="enter the directory a failed `build --keep-failed` left, as the build left it")
+    p.add_argument(
+        "--after-failure",
+        action="store_true",
+        help="enter the directory a failed `build --keep-failed` left, as the build left it",
+    )
     p.set_defaults(func=cmd_shell, takes_command=True)  # `-- CMD...` after the options: what runs instead of bash
     p.usage = "lwrecipe shell [-h] [--with-recipe NAME=FILE] [--after-failure] TARGET [-- CMD...]"
     g = sub.add_parser("log", help="the log of the last build of TARGET (or of the running one)", epilog=EPILOG)
@@ -28,17 +35,31 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     substitute_args(g)
     g.add_argument("--follow", action="store_true", help="the log of a running build of TARGET as it is written")
     g.set_defaults(func=cmd_log)
-    pn = sub.add_parser("pin", help="download and write the sha256 of sources marked sha256 = \"update\" (or "
-                        "without one), and the commit of git sources given a ref", epilog=EPILOG)
+    pn = sub.add_parser(
+        "pin",
+        help='download and write the sha256 of sources marked sha256 = "update" (or '
+        "without one), and the commit of git sources given a ref",
+        epilog=EPILOG,
+    )
     target_args(pn, many=False)
-    pn.add_argument("--version", metavar="X", help="the new version: replaced in package.version and in every URL "
-                    "that holds the old one, whose files are then pinned")
-    pn.add_argument("--ref", action="append", default=[], metavar="[NAME=]REF",
-                    help="a branch or tag whose commit the git source NAME (the only one, without NAME=) pins")
+    pn.add_argument(
+        "--version",
+        metavar="X",
+        help="the new version: replaced in package.version and in every URL "
+        "that holds the old one, whose files are then pinned",
+    )
+    pn.add_argument(
+        "--ref",
+        action="append",
+        default=[],
+        metavar="[NAME=]REF",
+        help="a branch or tag whose commit the git source NAME (the only one, without NAME=) pins",
+    )
     pn.add_argument("--dry-run", action="store_true", help="print the change, write nothing")
     pn.set_defaults(func=cmd_pin)
-    nw = sub.add_parser("new", help="a recipe skeleton from a release archive: pinned, with a guessed build",
-                        epilog=EPILOG)
+    nw = sub.add_parser(
+        "new", help="a recipe skeleton from a release archive: pinned, with a guessed build", epilog=EPILOG
+    )
     nw.add_argument("name", metavar="NAME", help="the recipe's name (written to recipes/NAME.toml)")
     nw.add_argument("--url", required=True, help="the release archive")
     nw.add_argument("--version", metavar="X", help="default: read from the archive's file name")
@@ -72,8 +93,13 @@ def cmd_shell(ctx: Context) -> int:
 
     fetch = engine_fetch(ctx, graph)
     unpack = unpack_limits(ctx, graph.recipes[name].root)
-    engine = Engine(store, fetch, BuildOptions(jobs=os.cpu_count() or 1, unpack=unpack),
-                    warn=lambda t: ctx.info(f"warning: {t}"), on_event=lambda dep, state: ctx.info(f"{dep}: {state}"))
+    engine = Engine(
+        store,
+        fetch,
+        BuildOptions(jobs=os.cpu_count() or 1, unpack=unpack),
+        warn=lambda t: ctx.info(f"warning: {t}"),
+        on_event=lambda dep, state: ctx.info(f"{dep}: {state}"),
+    )
     outcomes = engine.build(dataclasses.replace(graph, targets=tuple(depends))) if depends else []
     failed = [o for o in outcomes if o.error is not None]
     if failed:
@@ -82,8 +108,10 @@ def cmd_shell(ctx: Context) -> int:
     if item.missing_tools:
         raise MissingToolError(name, item.missing_tools[0], debian_package(item.missing_tools[0]))
     # held like a build holds it: `cache gc` waits rather than remove what the shell has bound
-    with store.lock("gc", shared=True), \
-            tempfile.TemporaryDirectory(dir=store.root / "tmp", prefix=f"shell-{name}-") as tmp:
+    with (
+        store.lock("gc", shared=True),
+        tempfile.TemporaryDirectory(dir=store.root / "tmp", prefix=f"shell-{name}-") as tmp,
+    ):
         deps = engine.dependencies(item, Path(tmp) / "deps")
         if ctx.args.after_failure:
             job = build_job(item, deps, Layout(kept), bwrap, os.cpu_count() or 1)
@@ -92,8 +120,10 @@ def cmd_shell(ctx: Context) -> int:
             job = stage(item, fetch([item]), deps, Layout(Path(tmp) / "build"), bwrap, os.cpu_count() or 1, unpack)
         prepare(job)
         shell = command or ["/bin/bash", "-i"]
-        ctx.info(f"{name}: {' '.join(shell)} in {BUILD}/src; the build script is {BUILD}/.lwrecipe/script.sh "
-                 "(nothing done here enters the cache)")
+        ctx.info(
+            f"{name}: {' '.join(shell)} in {BUILD}/src; the build script is {BUILD}/.lwrecipe/script.sh "
+            "(nothing done here enters the cache)"
+        )
         sys.stdout.flush()
         return subprocess.run(bwrap_argv(job, bwrap, shell)).returncode  # type: ignore[arg-type]
 
@@ -114,10 +144,15 @@ def cmd_log(ctx: Context) -> int:
     failure = store.root / "logs" / f"{name}.log"  # kept by a failed build, removed by the next one that works
     if failure.is_file():
         failed_at = failure.stat().st_mtime
-        where = f"; its build directory is kept in {kept_failure(store, name)}" \
-            if kept_failure(store, name).is_dir() else ""
-        ctx.info(f"{name}: the log of the failed build of {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(failed_at))}"
-                 f" ({failure}){where}")
+        where = (
+            f"; its build directory is kept in {kept_failure(store, name)}"
+            if kept_failure(store, name).is_dir()
+            else ""
+        )
+        ctx.info(
+            f"{name}: the log of the failed build of {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(failed_at))}"
+            f" ({failure}){where}"
+        )
         with failure.open("rb") as fh:
             _print_log(iter(lambda: fh.read(CHUNK), b""))
         return 0
@@ -126,8 +161,10 @@ def cmd_log(ctx: Context) -> int:
     import zstandard
 
     ctx.info(f"{name}: the log of its build of {record['started']} (output {record['output_id'][:12]})")
-    with store.open_blob("cas", record["log"]) as blob, \
-            zstandard.ZstdDecompressor().stream_reader(blob, read_across_frames=True) as reader:
+    with (
+        store.open_blob("cas", record["log"]) as blob,
+        zstandard.ZstdDecompressor().stream_reader(blob, read_across_frames=True) as reader,
+    ):
         _print_log(iter(lambda: reader.read(CHUNK), b""))
     return 0
 
@@ -145,20 +182,23 @@ def _print_log(chunks: Iterator[bytes]) -> None:
         sys.stdout.flush()
 
 
-def _last_record(store, name: str):  # noqa: ANN001, ANN202
+def _last_record(store, name: str):
     """The record of the last build or use of `name` here (`why` keeps the key)."""
     key = store.last(name) if store.exists() else None
     return store.read_record(key) if key is not None else None
 
 
-def _follow(ctx: Context, store, name: str) -> int:  # noqa: ANN001
+def _follow(ctx: Context, store, name: str) -> int:
     """Print a running build's log as it grows, until that build's directory is gone."""
     import os
 
     from ..errors import UsageError
 
-    running = sorted((store.root / "tmp").glob(f"build-{name}-*/build.log"), key=lambda p: p.stat().st_mtime) \
-        if store.exists() else []
+    running = (
+        sorted((store.root / "tmp").glob(f"build-{name}-*/build.log"), key=lambda p: p.stat().st_mtime)
+        if store.exists()
+        else []
+    )
     if not running:
         raise UsageError(f"{name}: no build of it is running in {store.root}")
     log = running[-1]
@@ -173,7 +213,7 @@ def _follow(ctx: Context, store, name: str) -> int:  # noqa: ANN001
     return 0
 
 
-def _grown(fh, log: Path) -> Iterator[bytes]:  # noqa: ANN001 - an open binary file
+def _grown(fh, log: Path) -> Iterator[bytes]:
     """What is written to `fh` until the build's directory (`log`'s) is gone."""
     import time
 
@@ -188,7 +228,7 @@ def _grown(fh, log: Path) -> Iterator[bytes]:  # noqa: ANN001 - an open binary f
             time.sleep(0.2)
 
 
-def _client_store(ctx: Context):  # noqa: ANN202
+def _client_store(ctx: Context):
     from ..store.store import Store
 
     return project_client(ctx), Store(ctx.cache_dir).ensure()
@@ -250,6 +290,9 @@ def cmd_new(ctx: Context) -> int:
         path.unlink()
         raise
     ctx.out(text.rstrip("\n"))
-    ctx.info(f"{display_path(path)}: written ({what}; {size} bytes pinned at sha256 {sha[:12]}…"
-             + (f"; built on {environment}" if environment else "") + ")")
+    ctx.info(
+        f"{display_path(path)}: written ({what}; {size} bytes pinned at sha256 {sha[:12]}…"
+        + (f"; built on {environment}" if environment else "")
+        + ")"
+    )
     return 0

@@ -39,15 +39,23 @@ def describe(item: Planned) -> dict[str, Any]:
         entry["strip"] = patch.strip
         patches.append(entry)
     return {
-        "name": recipe.name, "version": recipe.version, "license": doc.package.license,
-        "homepage": doc.package.homepage, "description": doc.package.description,
-        "recipe": recipe.display, "recipe_sha256": recipe.file_sha256,
-        "key": item.key, "waiting_on": list(item.waiting_on), "missing_tools": list(item.missing_tools),
-        "sources": sources, "patches": patches, "depends": list(doc.build.depends),
+        "name": recipe.name,
+        "version": recipe.version,
+        "license": doc.package.license,
+        "homepage": doc.package.homepage,
+        "description": doc.package.description,
+        "recipe": recipe.display,
+        "recipe_sha256": recipe.file_sha256,
+        "key": item.key,
+        "waiting_on": list(item.waiting_on),
+        "missing_tools": list(item.missing_tools),
+        "sources": sources,
+        "patches": patches,
+        "depends": list(doc.build.depends),
         "built_on": recipe.built_on,
-        "host_tools": {t.name: {"path": str(t.path), "sha256": t.sha256, "version": t.version}
-                       for t in item.tools},
-        "env": dict(doc.build.env), "source_date_epoch": doc.build.source_date_epoch,
+        "host_tools": {t.name: {"path": str(t.path), "sha256": t.sha256, "version": t.version} for t in item.tools},
+        "env": dict(doc.build.env),
+        "source_date_epoch": doc.build.source_date_epoch,
         "script": doc.build.script,
     }
 
@@ -81,7 +89,9 @@ def render_text(doc: dict[str, Any]) -> str:
         elif "url" in src:
             lines.append(f"    {src['url']}\n      sha256 {src['sha256']}  strip {src['strip']}  dest {src['dest']}")
         elif "git" in src:
-            lines.append(f"    {src['git']} @ {src['rev']}  dest {src['dest']}" + ("" if src["unpack"] else " (not unpacked)"))
+            lines.append(
+                f"    {src['git']} @ {src['rev']}  dest {src['dest']}" + ("" if src["unpack"] else " (not unpacked)")
+            )
         else:
             lines.append(f"    {src['path']} (in repo)  dest {src['dest']}")
     lines.append("  patches:")

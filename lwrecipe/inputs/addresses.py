@@ -55,8 +55,9 @@ def _forms(address: Address) -> list[Address]:
     return forms
 
 
-_PRIVATE = tuple(ipaddress.ip_network(n) for n in (
-    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "fec0::/10"))  # RFC 1918, ULA, old site-local
+_PRIVATE = tuple(
+    ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "fec0::/10")
+)  # RFC 1918, ULA, old site-local
 _SHARED = (ipaddress.ip_network("100.64.0.0/10"),)  # carrier-grade NAT (RFC 6598)
 _THIS_NETWORK = (ipaddress.ip_network("0.0.0.0/8"),)
 
@@ -67,12 +68,16 @@ def kind(address: Address) -> str | None:
     (192.0.2.0/24, 198.18.0.0/15, …) are not refused: never routed, they are what
     fake-IP resolvers (a sandbox's proxy, Clash) answer public names with."""
     for form in _forms(address):
-        for test, name in ((form.is_loopback, "a loopback"), (form.is_link_local, "a link-local"),
-                           (form.is_multicast, "a multicast"), (form.is_unspecified, "an unspecified"),
-                           (form.is_reserved and form.version == 4, "a reserved"),
-                           (any(form in n for n in _THIS_NETWORK), "a \"this network\""),
-                           (any(form in n for n in _SHARED), "a shared (carrier-grade NAT)"),
-                           (any(form in n for n in _PRIVATE), "a private")):
+        for test, name in (
+            (form.is_loopback, "a loopback"),
+            (form.is_link_local, "a link-local"),
+            (form.is_multicast, "a multicast"),
+            (form.is_unspecified, "an unspecified"),
+            (form.is_reserved and form.version == 4, "a reserved"),
+            (any(form in n for n in _THIS_NETWORK), 'a "this network"'),
+            (any(form in n for n in _SHARED), "a shared (carrier-grade NAT)"),
+            (any(form in n for n in _PRIVATE), "a private"),
+        ):
             if test:
                 return f"{name} address"
     return None
@@ -92,8 +97,10 @@ class AddressPolicy:
         """The user config's allow-list plus LWRECIPE_ALLOW_PRIVATE (comma or space separated)."""
         env = os.environ if env is None else env
         text = env.get(ALLOW_ENV, "")
-        return cls(parse_networks([*allowed], "[network] allow_private")
-                   + parse_networks(text.replace(",", " ").split(), ALLOW_ENV))
+        return cls(
+            parse_networks([*allowed], "[network] allow_private")
+            + parse_networks(text.replace(",", " ").split(), ALLOW_ENV)
+        )
 
     def refusal(self, host: str, address: str) -> str | None:
         """Why `address` (what `host` resolved to) may not be connected to; None when it may."""
@@ -101,12 +108,15 @@ class AddressPolicy:
             return None
         ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 scope (fe80::1%eth0) is not part of it
         what = kind(ip)
-        if what is None or any(form in net for form in _forms(ip) for net in self.allowed
-                               if form.version == net.version):
+        if what is None or any(
+            form in net for form in _forms(ip) for net in self.allowed if form.version == net.version
+        ):
             return None
         named = address if host == address else f"{host} ({address})"
-        return (f"{named} is {what}; refused for a URL a recipe or project chose (the user's config can allow it: "
-                f"[network] allow_private = [\"{address}\"])")
+        return (
+            f"{named} is {what}; refused for a URL a recipe or project chose (the user's config can allow it: "
+            f'[network] allow_private = ["{address}"])'
+        )
 
 
 ANYTHING = AddressPolicy(anything=True)

@@ -97,8 +97,9 @@ class Pace:
             if now - self._phase[1] < self.limits.timeout:
                 return None
             self._trim(now)
-            slow = (self.idle_fails or self._in_window > 0) and \
-                self._in_window < self.limits.min_rate * self.limits.timeout
+            slow = (
+                self.idle_fails or self._in_window > 0
+            ) and self._in_window < self.limits.min_rate * self.limits.timeout
         if slow:
             return f"slower than {rate_text(self.limits.min_rate)} for {self.limits.timeout:g} s; abandoned"
         return None

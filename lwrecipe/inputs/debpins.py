@@ -53,8 +53,13 @@ def write_pins(path: Path, request: DebianRequest, pins: list[DebPin]) -> list[P
         sources.append(table)
     for pin in pins:
         entry = tomlkit.table()
-        for key, value in (("deb", pin.name), ("version", pin.version), ("arch", pin.arch), ("url", pin.url),
-                           ("sha256", pin.sha256)):
+        for key, value in (
+            ("deb", pin.name),
+            ("version", pin.version),
+            ("arch", pin.arch),
+            ("url", pin.url),
+            ("sha256", pin.sha256),
+        ):
             entry.add(key, value)
         previous = old.get(pin.name)
         if previous is not None and previous.mirrors and previous.sha256 == pin.sha256:
@@ -73,6 +78,8 @@ def write_pins(path: Path, request: DebianRequest, pins: list[DebPin]) -> list[P
     parse_recipe(new_text.encode(), shown)  # never write a recipe that does not validate
     replace_text(path, new_text)
     new = {p.name: p for p in pins}
-    return [PinChange(name, old[name].version if name in old else None, new[name].version if name in new else None)
-            for name in sorted(set(old) | set(new))
-            if name not in old or name not in new or old[name].sha256 != new[name].sha256]
+    return [
+        PinChange(name, old[name].version if name in old else None, new[name].version if name in new else None)
+        for name in sorted(set(old) | set(new))
+        if name not in old or name not in new or old[name].sha256 != new[name].sha256
+    ]

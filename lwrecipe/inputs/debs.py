@@ -149,8 +149,9 @@ def extract_debs(debs: list[tuple[Path, Path, str]], limits: UnpackLimits = Unpa
             extract_deb(deb, dest, label, data, limits)
 
 
-def extract_deb(deb: Path, dest: Path, label: str | None = None, data: bytes | None = None,
-                limits: UnpackLimits = UnpackLimits()) -> None:
+def extract_deb(
+    deb: Path, dest: Path, label: str | None = None, data: bytes | None = None, limits: UnpackLimits = UnpackLimits()
+) -> None:
     """Unpack the data archive of `deb` (or `data`, that archive already decompressed)
     into `dest` (created if missing), merged-/usr: `bin/x` lands in `usr/bin/x` and
     `dest/bin` becomes a link to `usr/bin`. Entries of a later package replace files
@@ -161,8 +162,10 @@ def extract_deb(deb: Path, dest: Path, label: str | None = None, data: bytes | N
     if data is None:
         data = data_tar(deb, label, limits)
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar, \
-                TreeWriter(dest, label, contained=False, limits=limits) as tree:
+        with (
+            tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar,
+            TreeWriter(dest, label, contained=False, limits=limits) as tree,
+        ):
             for member in members(tar):
                 _extract_member(tar, member, tree, label)
             for top in MERGED_USR:
@@ -211,19 +214,41 @@ def resolve(packages: Iterable[str], arch: str | None = None, installed: Iterabl
         raise LwrecipeError("debs: apt-get is not installed; resolving packages needs Debian's apt")
     with tempfile.TemporaryDirectory(prefix="lwrecipe-apt-") as tmp:
         status = Path(tmp, "status")
-        status.write_text("".join(f"Package: {p.name}\nStatus: install ok installed\nVersion: {p.version}\n"
-                                  f"Architecture: {p.arch}\n\n" for p in installed))
+        status.write_text(
+            "".join(
+                f"Package: {p.name}\nStatus: install ok installed\nVersion: {p.version}\nArchitecture: {p.arch}\n\n"
+                for p in installed
+            )
+        )
         Path(tmp, "archives", "partial").mkdir(parents=True)
-        argv = ["apt-get", "install", "--print-uris", "-qq", "--no-install-recommends",
-                "-o", f"Dir::State::status={status}", "-o", f"Dir::Cache::archives={tmp}/archives/",
-                "-o", "Acquire::ForceHash=SHA256", "-o", "Debug::NoLocking=1"]
+        argv = [
+            "apt-get",
+            "install",
+            "--print-uris",
+            "-qq",
+            "--no-install-recommends",
+            "-o",
+            f"Dir::State::status={status}",
+            "-o",
+            f"Dir::Cache::archives={tmp}/archives/",
+            "-o",
+            "Acquire::ForceHash=SHA256",
+            "-o",
+            "Debug::NoLocking=1",
+        ]
         if arch:
             argv += ["-o", f"APT::Architecture={arch}"]
-        proc = subprocess.run(argv + wanted, capture_output=True, text=True,
-                              env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"})
+        proc = subprocess.run(
+            argv + wanted,
+            capture_output=True,
+            text=True,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"},
+        )
     if proc.returncode != 0:
-        reason = next((line[3:] for line in proc.stderr.splitlines() if line.startswith("E: ")),
-                      proc.stderr.strip() or f"exit status {proc.returncode}")
+        reason = next(
+            (line[3:] for line in proc.stderr.splitlines() if line.startswith("E: ")),
+            proc.stderr.strip() or f"exit status {proc.returncode}",
+        )
         raise LwrecipeError(f"debs: apt cannot resolve {' '.join(wanted)}: {reason}")
     pins = []
     for line in proc.stdout.splitlines():
@@ -231,8 +256,9 @@ def resolve(packages: Iterable[str], arch: str | None = None, installed: Iterabl
         if not match:
             continue
         name, version, rest = match["file"].split("_", 2)
-        pins.append(DebPin(name, unquote(version), rest.removesuffix(".deb"), match["url"], match["sha"],
-                           int(match["size"])))
+        pins.append(
+            DebPin(name, unquote(version), rest.removesuffix(".deb"), match["url"], match["sha"], int(match["size"]))
+        )
     if not pins:
         raise LwrecipeError(f"debs: apt resolved {' '.join(wanted)} to nothing: {proc.stdout.strip()[:200]}")
     return sorted(pins, key=lambda p: p.name)

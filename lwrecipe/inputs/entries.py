@@ -101,8 +101,9 @@ class TreeWriter:
     def _one_more(self) -> None:
         self.count += 1
         if self.count > self.limits.max_entries:
-            raise UnsafeArchive(f"{self.label}: has more than {self.limits.max_entries:,} entries "
-                                "(max_entries in [unpack]); refused")
+            raise UnsafeArchive(
+                f"{self.label}: has more than {self.limits.max_entries:,} entries (max_entries in [unpack]); refused"
+            )
 
     def _parent(self, entry: str, parts: tuple[str, ...]) -> int:
         try:

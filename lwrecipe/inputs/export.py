@@ -54,8 +54,9 @@ class Exported:
     note: str = ""
 
 
-def export(fetched: Fetch, store: Store, directory: Path, mirrors: Mirrors = Mirrors(),
-           offline: bool = False) -> list[Exported]:
+def export(
+    fetched: Fetch, store: Store, directory: Path, mirrors: Mirrors = Mirrors(), offline: bool = False
+) -> list[Exported]:
     rows = []
     try:
         with Beneath(directory, create=True) as out:

@@ -20,17 +20,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from .. import faults
-from .addresses import AddressPolicy
-from .deadlines import DEFAULT_MIN_RATE, Limits
 from ..errors import FetchError, FetchIntegrityError, OfflineMissing, StoreError
 from ..recipes.keys import Sha256, short
 from ..store.staging import PipelinedWriter, Staged
 from ..store.store import Store
+from .addresses import AddressPolicy
+from .deadlines import DEFAULT_MIN_RATE, Limits
 
 if TYPE_CHECKING:
     from .web import Client
 
 CHUNK = 1 << 20
+
+
 @dataclass(frozen=True)
 class Wanted:
     """One pinned download: what the recipe says of it."""
@@ -83,15 +85,23 @@ class RetryPolicy:
         return base * (0.5 + random.random() / 2)
 
 
-def make_client(connect_timeout: float = 15.0, read_timeout: float = 60.0, min_rate: float = DEFAULT_MIN_RATE,
-                policy: AddressPolicy | None = None) -> Client:
+def make_client(
+    connect_timeout: float = 15.0,
+    read_timeout: float = 60.0,
+    min_rate: float = DEFAULT_MIN_RATE,
+    policy: AddressPolicy | None = None,
+) -> Client:
     """A client whose exchanges keep min_rate bytes a second over read_timeout
     seconds; policy: the addresses a recipe's URL may reach (default: public ones
     and LWRECIPE_ALLOW_PRIVATE's)."""
     from .web import Client  # here, not at the top: a fully cached build never loads it
 
-    return Client(connect_timeout=connect_timeout, read_timeout=read_timeout, policy=policy,
-                  limits=Limits(timeout=read_timeout, min_rate=min_rate))
+    return Client(
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        policy=policy,
+        limits=Limits(timeout=read_timeout, min_rate=min_rate),
+    )
 
 
 def locations(wanted: Wanted, mirrors: Sequence[str]) -> list[str]:
@@ -121,8 +131,7 @@ def checksum_index(directory: Path) -> dict[str, list[str]]:
     if directory not in _INDEXES:
         index: dict[str, list[str]] = {}
         try:
-            files = sorted(p for p in directory.iterdir()
-                           if p.name == "SHA256SUMS" or p.name.endswith(".sha256sums"))
+            files = sorted(p for p in directory.iterdir() if p.name == "SHA256SUMS" or p.name.endswith(".sha256sums"))
         except OSError:
             files = []
         for path in files:
@@ -180,8 +189,10 @@ class Downloader:
         if offline:
             places = [where for where in places if where.startswith("file://")]
             if not places:
-                raise OfflineMissing(f"{wanted.label}: {wanted.basename} ({short(wanted.sha256)}) "
-                                     "is not in the cache and --offline forbids downloading it")
+                raise OfflineMissing(
+                    f"{wanted.label}: {wanted.basename} ({short(wanted.sha256)}) "
+                    "is not in the cache and --offline forbids downloading it"
+                )
         with self.store.lock(f"{wanted.kind}-{wanted.sha256}"):
             cached = self.store.verify_blob(wanted.kind, wanted.sha256)
             if cached is not None:
@@ -215,8 +226,10 @@ class Downloader:
         if attempts and mismatches == len(attempts):
             raise FetchIntegrityError(f"{wanted.label}: {wanted.basename}", attempts)
         if offline:
-            raise OfflineMissing(f"{wanted.label}: {wanted.basename} ({short(wanted.sha256)}) is in neither "
-                                 "the cache nor a mirror directory, and --offline forbids downloading it")
+            raise OfflineMissing(
+                f"{wanted.label}: {wanted.basename} ({short(wanted.sha256)}) is in neither "
+                "the cache nor a mirror directory, and --offline forbids downloading it"
+            )
         raise FetchError(f"{wanted.label}: {wanted.basename}", attempts)
 
     def _get(self, where: str, staged: Staged, wanted: Wanted, trusted: bool = False) -> None:
@@ -253,7 +266,9 @@ class Downloader:
             with self.client.request("GET", url, headers=headers, trusted=trusted, size=left) as resp:
                 status = resp.status
                 if status == 429 or status >= 500:
-                    raise _Failed(f"HTTP {status}", retry=True, retry_after=_retry_after(resp.headers.get("Retry-After")))
+                    raise _Failed(
+                        f"HTTP {status}", retry=True, retry_after=_retry_after(resp.headers.get("Retry-After"))
+                    )
                 if status == 416:
                     staged.reset()
                     raise _Failed("HTTP 416 for a resumed download", retry=True)

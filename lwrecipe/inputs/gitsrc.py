@@ -35,9 +35,16 @@ from .unpack import extract_tar
 # No configuration but lwrecipe's own: not the system's, not a global one, and a HOME
 # with nothing in it (git reads $HOME/.gitconfig and $XDG_CONFIG_HOME/git/config, and
 # a checked-out tree must never be either: trace2 alone would write anywhere).
-GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
-           "HOME": "/nonexistent", "XDG_CONFIG_HOME": "/nonexistent", "LC_ALL": "C", "GIT_ADVICE": "0",
-           "GIT_ALLOW_PROTOCOL": ":".join(SCHEMES["git"])}
+GIT_ENV = {
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "HOME": "/nonexistent",
+    "XDG_CONFIG_HOME": "/nonexistent",
+    "LC_ALL": "C",
+    "GIT_ADVICE": "0",
+    "GIT_ALLOW_PROTOCOL": ":".join(SCHEMES["git"]),
+}
 
 
 @dataclass(frozen=True)
@@ -75,8 +82,15 @@ def commit_path(store: Store, rev: str) -> Path:
     return store.root / "refs" / f"git-{rev}.commit"
 
 
-def fetch_tree(store: Store, label: str, url: str, rev: str, offline: bool = False,
-               mirrors: Mirrors = Mirrors(), policy: AddressPolicy | None = None) -> GitTree:
+def fetch_tree(
+    store: Store,
+    label: str,
+    url: str,
+    rev: str,
+    offline: bool = False,
+    mirrors: Mirrors = Mirrors(),
+    policy: AddressPolicy | None = None,
+) -> GitTree:
     """The canonical tree of `rev`: from the cache, else a mirror directory's tree
     archive of that commit, else the git mirrors and the url (with --offline, only
     those on this machine). policy: the addresses the recipe's url may reach
@@ -87,8 +101,9 @@ def fetch_tree(store: Store, label: str, url: str, rev: str, offline: bool = Fal
     places = _reachable(mirrors, url, offline)
     archives = [d for d in mirrors.directories() if (d / f"git-{rev}.tar").is_file()]
     if not places and not archives:  # only offline: online the url itself is a place
-        raise OfflineMissing(f"{label}: git {url} @ {short(rev)} is in neither the cache nor a mirror, "
-                             "and --offline forbids fetching it")
+        raise OfflineMissing(
+            f"{label}: git {url} @ {short(rev)} is in neither the cache nor a mirror, and --offline forbids fetching it"
+        )
     with store.lock(f"git-{rev}"):
         sha = cached_tree(store, rev)
         if sha is not None:
@@ -130,7 +145,9 @@ def _store_tree(store: Store, tree: Path, rev: str, commit: bytes) -> Sha256:
 
 def _commit_object(repo: Path, rev: str, git: str) -> bytes:
     env = {**GIT_ENV, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-    out = subprocess.run([git, "cat-file", "commit", "--end-of-options", rev], cwd=repo, env=env, capture_output=True, timeout=600)
+    out = subprocess.run(
+        [git, "cat-file", "commit", "--end-of-options", rev], cwd=repo, env=env, capture_output=True, timeout=600
+    )
     if out.returncode != 0 or object_id("commit", out.stdout) != rev:
         raise IntegrityError(f"git {rev}: the commit object read back is not {rev}")
     return out.stdout
@@ -192,8 +209,9 @@ def _blob_id(path: Path) -> str:
     return digest.hexdigest()
 
 
-def ensure_commit(store: Store, label: str, url: str, rev: str, offline: bool = False,
-                  mirrors: Mirrors = Mirrors()) -> bytes:
+def ensure_commit(
+    store: Store, label: str, url: str, rev: str, offline: bool = False, mirrors: Mirrors = Mirrors()
+) -> bytes:
     """The commit object of a cached tree; one cached before they were kept is
     fetched again (from the git mirrors first)."""
     path = commit_path(store, rev)
@@ -201,16 +219,18 @@ def ensure_commit(store: Store, label: str, url: str, rev: str, offline: bool = 
         return path.read_bytes()
     places = _reachable(mirrors, url, offline)
     if not places:  # only offline
-        raise OfflineMissing(f"{label}: the commit object of {url} @ {short(rev)} is not in the cache "
-                             "and --offline forbids fetching it")
+        raise OfflineMissing(
+            f"{label}: the commit object of {url} @ {short(rev)} is not in the cache and --offline forbids fetching it"
+        )
     git = _git_tool(label)
     with tempfile.TemporaryDirectory(dir=store.ensure().root / "tmp", prefix="git-") as tmp:
         repo = Path(tmp) / "repo"
         repo.mkdir()
         _git(["init", "-q"], repo, git)
         attempts: list[str] = []
-        if not any(not _refused(where, url, None, attempts) and _fetch_rev(repo, where, rev, git, attempts)
-                   for where in places):
+        if not any(
+            not _refused(where, url, None, attempts) and _fetch_rev(repo, where, rev, git, attempts) for where in places
+        ):
             raise FetchError(f"{label}: git {url}", attempts)
         commit = _commit_object(repo, rev, git)
     replace_text(path, commit)
@@ -231,8 +251,16 @@ def _git_tool(label: str) -> str:
     return str(tool.path)
 
 
-def _checkout(repo: Path, label: str, url: str, rev: str, git: str, places: list[str],
-              attempts: list[str], policy: AddressPolicy | None = None) -> str:
+def _checkout(
+    repo: Path,
+    label: str,
+    url: str,
+    rev: str,
+    git: str,
+    places: list[str],
+    attempts: list[str],
+    policy: AddressPolicy | None = None,
+) -> str:
     """Check `rev` out in `repo` from the first of `places` that has it; returns which."""
     _git(["init", "-q"], repo, git)
     for where in places:
@@ -261,8 +289,11 @@ def _fetch_rev(repo: Path, where: str, rev: str, git: str, attempts: list[str]) 
     full = _git(["fetch", "-q", "--no-tags", "--", where, "+refs/heads/*:refs/remotes/origin/*"], repo, git)
     if full.returncode == 0 and _resolve(repo, rev, git).returncode == 0:
         return True
-    attempts.append(f"{where}: full fetch: {_last_line(full.stderr)}" if full.returncode
-                    else f"{where}: commit {rev} is not in the repository")
+    attempts.append(
+        f"{where}: full fetch: {_last_line(full.stderr)}"
+        if full.returncode
+        else f"{where}: commit {rev} is not in the repository"
+    )
     return False
 
 
@@ -273,8 +304,11 @@ def _verify_checkout(repo: Path, label: str, url: str, rev: str, git: str, attem
         raise FetchError(f"{label}: git {url}", attempts)
     if resolved.stdout.strip() != rev:
         raise IntegrityError(f"{label}: git {url}: {rev} resolved to {resolved.stdout.strip()}")
-    out = _git(["-c", "core.autocrlf=false", "-c", "core.symlinks=true", "switch", "-q", "--detach",
-                "--end-of-options", rev], repo, git)
+    out = _git(
+        ["-c", "core.autocrlf=false", "-c", "core.symlinks=true", "switch", "-q", "--detach", "--end-of-options", rev],
+        repo,
+        git,
+    )
     if out.returncode != 0:
         raise FetchError(f"{label}: git {url}", [f"checkout of {rev}: {_last_line(out.stderr)}"])
 

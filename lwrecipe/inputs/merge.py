@@ -76,8 +76,7 @@ class BuildDir:
         return self.links[rel][0].rsplit(": ", 1)[-1] if rel in self.links else "an earlier source"
 
     def _through(self, label: str, what: str, link: str) -> UnsafeArchive:
-        return UnsafeArchive(f"{label}: {what} goes through the symlink {self.shown(link)} "
-                             f"that {self._who(link)} made")
+        return UnsafeArchive(f"{label}: {what} goes through the symlink {self.shown(link)} that {self._who(link)} made")
 
     def target(self, label: str, rel: str) -> Beneath:
         """The directory `rel` (made where missing), reached without a link on the way."""
@@ -86,8 +85,10 @@ class BuildDir:
         except LinkRefused as exc:
             raise self._through(label, f"its destination {self.shown(rel)}", exc.rel) from None
         except (NotADirectoryError, FileExistsError):
-            raise UnsafeArchive(f"{label}: its destination {self.shown(rel)} is not a directory "
-                                "(an earlier source put a file on the way)") from None
+            raise UnsafeArchive(
+                f"{label}: its destination {self.shown(rel)} is not a directory "
+                "(an earlier source put a file on the way)"
+            ) from None
 
     def merge(self, label: str, origin: int, rel: str, move: bool) -> None:
         """Merge the directory open as `origin` into the directory `rel`: moved entry by
@@ -126,8 +127,7 @@ class BuildDir:
             else:
                 raise UnsafeArchive(f"{label}: {self.shown(here)}: not a file, directory or symlink")
 
-    def _merge_dir(self, label: str, src: int, dst: int, name: str, here: str, st: os.stat_result,
-                   move: bool) -> None:
+    def _merge_dir(self, label: str, src: int, dst: int, name: str, here: str, st: os.stat_result, move: bool) -> None:
         old = self._clear(label, dst, name, here, is_dir=True)
         if old is None and move:
             os.rename(name, name, src_dir_fd=src, dst_dir_fd=dst)
@@ -146,8 +146,9 @@ class BuildDir:
         finally:
             os.close(sub_src)
 
-    def _clear(self, label: str, dst: int, name: str, here: str, is_dir: bool,
-               replace: bool = False) -> os.stat_result | None:
+    def _clear(
+        self, label: str, dst: int, name: str, here: str, is_dir: bool, replace: bool = False
+    ) -> os.stat_result | None:
         """What is at `name` in `dst` now, after making room for a new entry: a directory
         is merged into (for a directory), a file or link is removed (for a file or link,
         unless `replace`: a rename replaces it), anything else is refused."""
@@ -158,16 +159,19 @@ class BuildDir:
             raise self._through(label, f"its directory {self.shown(here)}", here)
         if stat.S_ISDIR(old.st_mode) != is_dir:
             kind = "directory" if is_dir else "file"
-            raise UnsafeArchive(f"{label}: its {kind} {self.shown(here)} would replace "
-                                f"{'a directory' if not is_dir else 'a file'} an earlier source made")
+            raise UnsafeArchive(
+                f"{label}: its {kind} {self.shown(here)} would replace "
+                f"{'a directory' if not is_dir else 'a file'} an earlier source made"
+            )
         if not is_dir and not replace:
             os.unlink(name, dir_fd=dst)
         return old
 
     @staticmethod
     def _copy(fd: int, st: os.stat_result, dst: int, name: str) -> None:
-        out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                      file_mode(st.st_mode), dir_fd=dst)
+        out = os.open(
+            name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, file_mode(st.st_mode), dir_fd=dst
+        )
         try:
             with open(fd, "rb", closefd=False) as src, open(out, "wb", closefd=False) as sink:
                 shutil.copyfileobj(src, sink, 1 << 20)
@@ -212,8 +216,9 @@ def stripped(label: str, field: str, root: int, strip: int) -> int:
             children = list(listing)
         if len(children) != 1 or not children[0].is_dir(follow_symlinks=False):
             os.close(fd)
-            raise RecipeError.one(label, field, "cannot strip: the tree has more than one top entry "
-                                                "(or its one entry is not a directory)")
+            raise RecipeError.one(
+                label, field, "cannot strip: the tree has more than one top entry (or its one entry is not a directory)"
+            )
         nxt = os.open(children[0].name, _DIR, dir_fd=fd)
         os.close(fd)
         fd = nxt

@@ -37,8 +37,11 @@ Rule = tuple[str, str]  # (prefix, mirror)
 
 # The schemes each kind of mirror is fetched with (git's own transports; the
 # downloader's). git is also run with GIT_ALLOW_PROTOCOL set to these (gitsrc.py).
-SCHEMES = {"files": ("http", "https", "file"), "debian": ("http", "https", "file"),
-           "git": ("http", "https", "git", "file", "ssh")}
+SCHEMES = {
+    "files": ("http", "https", "file"),
+    "debian": ("http", "https", "file"),
+    "git": ("http", "https", "git", "file", "ssh"),
+}
 _SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -56,9 +59,11 @@ def check(value: str, kind: str, where: str) -> str:
     scheme = _SCHEME_RE.match(value)
     if scheme:
         if scheme.group(1).lower() not in SCHEMES[kind]:
-            raise UsageError(f"{where}: {value!r}: a {kind} mirror is a URL of {', '.join(SCHEMES[kind])}"
-                             f"{' or a path' if kind != 'debian' else ''}, not {scheme.group(1)}://")
-        authority = value[scheme.end():].split("/", 1)[0]
+            raise UsageError(
+                f"{where}: {value!r}: a {kind} mirror is a URL of {', '.join(SCHEMES[kind])}"
+                f"{' or a path' if kind != 'debian' else ''}, not {scheme.group(1)}://"
+            )
+        authority = value[scheme.end() :].split("/", 1)[0]
         if authority.startswith("-") or authority.rpartition("@")[2].startswith("-"):
             raise UsageError(f"{where}: {value!r}: a host cannot start with '-'")
         if problem := url_problem(value):
@@ -87,7 +92,7 @@ def rewrite(url: str, rules: tuple[Rule, ...]) -> list[str]:
     found = []
     for prefix, base in rules:
         if url.startswith(prefix):
-            rest = url[len(prefix):].lstrip("/")
+            rest = url[len(prefix) :].lstrip("/")
             found.append(f"{base.rstrip('/')}/{rest}" if rest else base)
     return list(dict.fromkeys(found))
 
@@ -110,8 +115,12 @@ class Mirrors:
     held: frozenset[str] = frozenset()
 
     def __add__(self, other: Mirrors) -> Mirrors:
-        return Mirrors(tuple(dict.fromkeys(self.files + other.files)), tuple(dict.fromkeys(self.git + other.git)),
-                       tuple(dict.fromkeys(self.debian + other.debian)), self.held | other.held)
+        return Mirrors(
+            tuple(dict.fromkeys(self.files + other.files)),
+            tuple(dict.fromkeys(self.git + other.git)),
+            tuple(dict.fromkeys(self.debian + other.debian)),
+            self.held | other.held,
+        )
 
     def places(self) -> frozenset[str]:
         """Every file mirror and Debian base."""
@@ -158,18 +167,25 @@ def from_env(env: Mapping[str, str] | None = None) -> Mirrors:
     """The environment's settings; relative directories are taken from the current one."""
     env = os.environ if env is None else env
     cwd = Path.cwd()
-    debian = tuple((prefix, check(m, "debian", DEBIAN_MIRRORS_ENV))
-                   for prefix, m in parse_rules(env.get(DEBIAN_MIRRORS_ENV, "")))
-    return Mirrors(file_mirrors(env.get(MIRRORS_ENV, "").split(";"), cwd, MIRRORS_ENV),
-                   git_rules(parse_rules(env.get(GIT_MIRRORS_ENV, "")), cwd, GIT_MIRRORS_ENV), debian)
+    debian = tuple(
+        (prefix, check(m, "debian", DEBIAN_MIRRORS_ENV)) for prefix, m in parse_rules(env.get(DEBIAN_MIRRORS_ENV, ""))
+    )
+    return Mirrors(
+        file_mirrors(env.get(MIRRORS_ENV, "").split(";"), cwd, MIRRORS_ENV),
+        git_rules(parse_rules(env.get(GIT_MIRRORS_ENV, "")), cwd, GIT_MIRRORS_ENV),
+        debian,
+    )
 
 
-def from_table(files: list[str], git: Mapping[str, list[str]], debian: Mapping[str, list[str]],
-               base: Path, shown: str) -> Mirrors:
+def from_table(
+    files: list[str], git: Mapping[str, list[str]], debian: Mapping[str, list[str]], base: Path, shown: str
+) -> Mirrors:
     """A config file's `[mirrors]` table (`shown` names the file in errors);
     relative directories are taken from the file's own."""
-    git_found = git_rules([(prefix, m) for prefix, places in git.items() for m in places], base,
-                          f"{shown}: mirrors.git")
-    debian_rules = tuple((prefix, check(m, "debian", f"{shown}: mirrors.debian"))
-                         for prefix, places in debian.items() for m in places)
+    git_found = git_rules(
+        [(prefix, m) for prefix, places in git.items() for m in places], base, f"{shown}: mirrors.git"
+    )
+    debian_rules = tuple(
+        (prefix, check(m, "debian", f"{shown}: mirrors.debian")) for prefix, places in debian.items() for m in places
+    )
     return Mirrors(file_mirrors(files, base, f"{shown}: mirrors.files"), git_found, debian_rules)

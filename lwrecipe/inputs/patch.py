@@ -52,14 +52,25 @@ def check_paths(label: str, text: str, strip: int) -> None:
 
 def patch_argv(patch_tool: str, strip: int, tree: str, file: str) -> list[str]:
     """GNU patch, strictly: no fuzz, no backups, no reject files, never reversed."""
-    return [patch_tool, "--batch", "--forward", "--fuzz=0", "--no-backup-if-mismatch", "-r", "-",
-            f"-p{strip}", "-d", tree, "-i", file]
+    return [
+        patch_tool,
+        "--batch",
+        "--forward",
+        "--fuzz=0",
+        "--no-backup-if-mismatch",
+        "-r",
+        "-",
+        f"-p{strip}",
+        "-d",
+        tree,
+        "-i",
+        file,
+    ]
 
 
 def check_series(recipe: str, patches: list[PatchFile]) -> None:
     for patch in patches:
-        check_paths(f"{recipe}: {patch.label}", patch.path.read_text(encoding="utf-8", errors="replace"),
-                    patch.strip)
+        check_paths(f"{recipe}: {patch.label}", patch.path.read_text(encoding="utf-8", errors="replace"), patch.strip)
 
 
 def check_no_links(label: str, text: str, strip: int, tree: Path) -> None:
@@ -86,10 +97,15 @@ def apply_series(recipe: str, patches: list[PatchFile], tree: Path, patch_tool: 
     the tree holds (after the patches before it)."""
     for patch in patches:
         check_series(recipe, [patch])
-        check_no_links(f"{recipe}: {patch.label}", patch.path.read_text(encoding="utf-8", errors="replace"),
-                       patch.strip, tree)
-        proc = subprocess.run(patch_argv(patch_tool, patch.strip, str(tree), str(patch.path)),
-                              capture_output=True, text=True, env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"})
+        check_no_links(
+            f"{recipe}: {patch.label}", patch.path.read_text(encoding="utf-8", errors="replace"), patch.strip, tree
+        )
+        proc = subprocess.run(
+            patch_argv(patch_tool, patch.strip, str(tree), str(patch.path)),
+            capture_output=True,
+            text=True,
+            env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"},
+        )
         if proc.returncode != 0:
             raise not_applied(recipe, patch, proc.stdout + proc.stderr)
         faults.point("patch")
@@ -105,8 +121,13 @@ def _failure(output: str) -> str:
     for line in output.splitlines():
         if line.startswith("patching file "):
             current = line.removeprefix("patching file ").strip("'")
-        elif "FAILED" in line or "can't find file" in line or "malformed" in line.lower() \
-                or "Reversed" in line or "fuzz" in line:
+        elif (
+            "FAILED" in line
+            or "can't find file" in line
+            or "malformed" in line.lower()
+            or "Reversed" in line
+            or "fuzz" in line
+        ):
             return f"{current}: {line.strip()}" if current else line.strip()
     lines = [line for line in output.splitlines() if line.strip()]
     return lines[-1] if lines else "patch failed"

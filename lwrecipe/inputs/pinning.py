@@ -64,8 +64,13 @@ def resolve_ref(url: str, ref: str, mirrors: Mirrors = Mirrors(), policy: Addres
         if refusal is not None:
             attempts.append(f"{where}: {refusal}")
             continue
-        out = subprocess.run(["git", "ls-remote", "--", where, ref, f"{ref}^{{}}"], capture_output=True, text=True,
-                             env={**GIT_ENV, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}, timeout=300)
+        out = subprocess.run(
+            ["git", "ls-remote", "--", where, ref, f"{ref}^{{}}"],
+            capture_output=True,
+            text=True,
+            env={**GIT_ENV, "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+            timeout=300,
+        )
         if out.returncode != 0:
             attempts.append(f"{where}: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else 'failed'}")
             continue
@@ -84,12 +89,21 @@ class PinResult:
     pinned: list[str] = field(default_factory=list)  # "sources[0]: sha256 …" lines
 
     def diff(self, shown: str) -> str:
-        return "".join(difflib.unified_diff(self.old_text.splitlines(True), self.new_text.splitlines(True),
-                                            f"a/{shown}", f"b/{shown}"))
+        return "".join(
+            difflib.unified_diff(
+                self.old_text.splitlines(True), self.new_text.splitlines(True), f"a/{shown}", f"b/{shown}"
+            )
+        )
 
 
-def pin_recipe(path: Path, store: Store, client: Client, version: str | None = None,
-               refs: dict[str, str] | None = None, mirrors: Mirrors = Mirrors()) -> PinResult:
+def pin_recipe(
+    path: Path,
+    store: Store,
+    client: Client,
+    version: str | None = None,
+    refs: dict[str, str] | None = None,
+    mirrors: Mirrors = Mirrors(),
+) -> PinResult:
     """The recipe's text with new pins (see the module's docstring); nothing is written."""
     import tomlkit
 
@@ -125,16 +139,18 @@ def pin_recipe(path: Path, store: Store, client: Client, version: str | None = N
             except LwrecipeError as exc:
                 errors.append(exc)
     if refs:
-        raise UsageError(f"{shown}: --ref {', '.join(n or '(one git source)' for n in refs)}: "
-                         "no git source of that name")
+        raise UsageError(
+            f"{shown}: --ref {', '.join(n or '(one git source)' for n in refs)}: no git source of that name"
+        )
     raise_all(errors)
     result.new_text = tomlkit.dumps(doc)
     parse_recipe(result.new_text.encode(), shown)  # never a recipe that does not validate
     return result
 
 
-def _pin_download(table: Any, where: str, store: Store, client: Client, old_version: str, version: str | None,
-                  result: PinResult) -> None:
+def _pin_download(
+    table: Any, where: str, store: Store, client: Client, old_version: str, version: str | None, result: PinResult
+) -> None:
     url = str(table["url"])
     new_url = _with_version(url, old_version, version) if version and old_version else url
     if new_url != url:
@@ -155,8 +171,10 @@ def _with_version(url: str, old: str, new: str) -> str:
     return re.sub(rf"(?:(?<![0-9A-Za-z.])|(?<=[/_-]v)){re.escape(old)}(?![0-9A-Za-z]|\.[0-9])", new, url)
 
 
-_ARCHIVE = re.compile(r"^(?P<name>.+?)[-_]v?(?P<version>\d[\w.+~]*?)(?:\.orig)?"
-                      r"\.(?:tar\.(?:gz|bz2|xz|zst)|tgz|tbz2|txz|zip)$")
+_ARCHIVE = re.compile(
+    r"^(?P<name>.+?)[-_]v?(?P<version>\d[\w.+~]*?)(?:\.orig)?"
+    r"\.(?:tar\.(?:gz|bz2|xz|zst)|tgz|tbz2|txz|zip)$"
+)
 
 
 def guess_version(url: str) -> str | None:
@@ -166,18 +184,26 @@ def guess_version(url: str) -> str | None:
 
 BUILD_SYSTEMS = {
     # top-level file -> (what, host tools, script)
-    "configure": ("autotools", ["sh", "make", "cc"],
-                  './configure --prefix=/usr\nmake -j"$LW_JOBS"\nmake install DESTDIR="$LW_OUT"'),
-    "CMakeLists.txt": ("CMake", ["cmake", "ninja", "cc"],
-                       'cmake -S . -B "$TMPDIR/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr\n'
-                       'cmake --build "$TMPDIR/build" -j "$LW_JOBS"\n'
-                       'DESTDIR="$LW_OUT" cmake --install "$TMPDIR/build"'),
-    "meson.build": ("Meson", ["meson", "ninja", "cc"],
-                    'meson setup "$TMPDIR/build" --prefix=/usr --buildtype=release\n'
-                    'meson compile -C "$TMPDIR/build" -j "$LW_JOBS"\n'
-                    'DESTDIR="$LW_OUT" meson install -C "$TMPDIR/build"'),
-    "Makefile": ("a Makefile", ["make", "cc"],
-                 'make -j"$LW_JOBS"\nmake install DESTDIR="$LW_OUT" PREFIX=/usr'),
+    "configure": (
+        "autotools",
+        ["sh", "make", "cc"],
+        './configure --prefix=/usr\nmake -j"$LW_JOBS"\nmake install DESTDIR="$LW_OUT"',
+    ),
+    "CMakeLists.txt": (
+        "CMake",
+        ["cmake", "ninja", "cc"],
+        'cmake -S . -B "$TMPDIR/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr\n'
+        'cmake --build "$TMPDIR/build" -j "$LW_JOBS"\n'
+        'DESTDIR="$LW_OUT" cmake --install "$TMPDIR/build"',
+    ),
+    "meson.build": (
+        "Meson",
+        ["meson", "ninja", "cc"],
+        'meson setup "$TMPDIR/build" --prefix=/usr --buildtype=release\n'
+        'meson compile -C "$TMPDIR/build" -j "$LW_JOBS"\n'
+        'DESTDIR="$LW_OUT" meson install -C "$TMPDIR/build"',
+    ),
+    "Makefile": ("a Makefile", ["make", "cc"], 'make -j"$LW_JOBS"\nmake install DESTDIR="$LW_OUT" PREFIX=/usr'),
 }
 
 
@@ -186,9 +212,12 @@ def detect(top_level: set[str]) -> tuple[str, list[str], str]:
     for marker in ("configure", "CMakeLists.txt", "meson.build", "Makefile"):
         if marker in top_level:
             return BUILD_SYSTEMS[marker]
-    return ("no build system lwrecipe knows", ["mkdir", "cp"],
-            '# no configure, CMakeLists.txt, meson.build or Makefile at the top: write the build here\n'
-            'mkdir -p "$LW_OUT"\ncp -R . "$LW_OUT/"')
+    return (
+        "no build system lwrecipe knows",
+        ["mkdir", "cp"],
+        "# no configure, CMakeLists.txt, meson.build or Makefile at the top: write the build here\n"
+        'mkdir -p "$LW_OUT"\ncp -R . "$LW_OUT/"',
+    )
 
 
 def top_level(archive: Path) -> tuple[set[str], int]:
@@ -217,9 +246,14 @@ def skeleton(name: str, url: str, sha: str, version: str, archive: Path, environ
     names, strip = top_level(archive)
     what, tools, script = detect(names)
     doc = tomlkit.document()
-    doc.add(tomlkit.comment(f"Made by `lwrecipe new {name} --url …`: the build ({what}) was guessed from the "
-                            "archive's top-level files."))
-    doc.add(tomlkit.comment("Check the license (an SPDX expression) and the script, then `lwrecipe build " + name + "`."))
+    doc.add(
+        tomlkit.comment(
+            f"Made by `lwrecipe new {name} --url …`: the build ({what}) was guessed from the archive's top-level files."
+        )
+    )
+    doc.add(
+        tomlkit.comment("Check the license (an SPDX expression) and the script, then `lwrecipe build " + name + "`.")
+    )
     doc.add("schema", 1)
     package = tomlkit.table()
     package.add("name", name)

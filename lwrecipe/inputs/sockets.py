@@ -84,8 +84,14 @@ class Backend(httpcore.NetworkBackend):
     def __init__(self, inner: httpcore.NetworkBackend, direct: bool) -> None:
         self.inner, self.direct = inner, direct
 
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
         now = current()
         if not self.direct or now is None or now.policy.anything:
             return Stream(self.inner.connect_tcp(host, port, timeout, local_address, socket_options), self)
@@ -104,8 +110,9 @@ class Backend(httpcore.NetworkBackend):
             raise failed
         raise Refused(refused[0] if refused else f"{host}: no address")
 
-    def connect_unix_socket(self, path: str, timeout: float | None = None,
-                            socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
         return Stream(self.inner.connect_unix_socket(path, timeout, socket_options), self)
 
     def sleep(self, seconds: float) -> None:
@@ -151,7 +158,7 @@ class Stream(httpcore.NetworkStream):
             return
         view = memoryview(buffer)
         for start in range(0, len(view), WRITE_SLICE):
-            piece = view[start:start + WRITE_SLICE]
+            piece = view[start : start + WRITE_SLICE]
             try:
                 self.inner.write(piece, pace.wait_limit(timeout))  # type: ignore[arg-type]
             except httpcore.TimeoutException:
@@ -163,8 +170,9 @@ class Stream(httpcore.NetworkStream):
     def close(self) -> None:
         self.inner.close()
 
-    def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
-                  timeout: float | None = None) -> httpcore.NetworkStream:
+    def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
         return Stream(self.inner.start_tls(ssl_context, server_hostname, timeout), self.backend)
 
     def get_extra_info(self, info: str) -> Any:

@@ -33,17 +33,27 @@ def downloads(recipe: Recipe, mirrors: Mirrors = Mirrors()) -> list[Wanted]:
     found = []
     for i, src in enumerate(recipe.doc.sources):
         if isinstance(src, UrlSource):
-            found.append(Wanted(f"{recipe.name}: sources[{i}]", Sha256(src.sha256), (src.url, *src.mirrors),
-                                src.basename))
+            found.append(
+                Wanted(f"{recipe.name}: sources[{i}]", Sha256(src.sha256), (src.url, *src.mirrors), src.basename)
+            )
         elif isinstance(src, DebSource):
             configured = tuple(mirrors.debian_urls(src.url))
             users = tuple(mirrors.debian_urls(src.url, users_only=True))  # the user's Debian mirrors: any address
-            found.append(Wanted(f"{recipe.name}: sources[{i}]", Sha256(src.sha256),
-                                (src.url, *src.mirrors, *configured), src.basename, trusted=users))
+            found.append(
+                Wanted(
+                    f"{recipe.name}: sources[{i}]",
+                    Sha256(src.sha256),
+                    (src.url, *src.mirrors, *configured),
+                    src.basename,
+                    trusted=users,
+                )
+            )
     for i, patch in enumerate(recipe.doc.patches):
         if isinstance(patch, UrlPatch):
             name = patch.url.rstrip("/").rsplit("/", 1)[-1]
-            found.append(Wanted(f"{recipe.name}: patches[{i}]", Sha256(patch.sha256), (patch.url, *patch.mirrors), name))
+            found.append(
+                Wanted(f"{recipe.name}: patches[{i}]", Sha256(patch.sha256), (patch.url, *patch.mirrors), name)
+            )
     return found
 
 
@@ -61,8 +71,14 @@ class Fetch:
     source_patches: dict[tuple[str, int], Sha256] = field(default_factory=dict)
 
 
-def fetch_recipes(recipes: list[Recipe], store: Store, downloader: Downloader, jobs: int = 4,
-                  offline: bool = False, mirrors: Mirrors = Mirrors()) -> Fetch:
+def fetch_recipes(
+    recipes: list[Recipe],
+    store: Store,
+    downloader: Downloader,
+    jobs: int = 4,
+    offline: bool = False,
+    mirrors: Mirrors = Mirrors(),
+) -> Fetch:
     """Every download and git tree of `recipes`; `mirrors` gives the git and Debian
     mirrors (the downloader has the file mirrors)."""
     wanted: dict[Sha256, Wanted] = {}
@@ -76,9 +92,10 @@ def fetch_recipes(recipes: list[Recipe], store: Store, downloader: Downloader, j
     errors: list[LwrecipeError] = []
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         file_jobs = {sha: pool.submit(downloader.fetch, w, offline) for sha, w in wanted.items()}
-        git_jobs = {rev: pool.submit(fetch_tree, store, label, src.git, rev, offline, mirrors,
-                                     downloader.client.policy)
-                    for rev, (label, src) in gits.items()}
+        git_jobs = {
+            rev: pool.submit(fetch_tree, store, label, src.git, rev, offline, mirrors, downloader.client.policy)
+            for rev, (label, src) in gits.items()
+        }
         for sha, job in file_jobs.items():
             try:
                 result.files[sha] = job.result()
@@ -97,8 +114,13 @@ def fetch_recipes(recipes: list[Recipe], store: Store, downloader: Downloader, j
             if isinstance(src, GitSource) and src.rev in result.trees:
                 data = read_member(result.trees[src.rev].path, patch.path)
                 if data is None:
-                    errors.append(RecipeError.one(recipe.display, f"patches[{i}].path",
-                                                  f"{patch.path!r} is not a file in {patch.source} @ {src.rev[:12]}"))
+                    errors.append(
+                        RecipeError.one(
+                            recipe.display,
+                            f"patches[{i}].path",
+                            f"{patch.path!r} is not a file in {patch.source} @ {src.rev[:12]}",
+                        )
+                    )
                 else:
                     result.source_patches[(recipe.name, i)] = sha256_bytes(data)
     raise_all(errors)
@@ -121,8 +143,13 @@ def lay_out(recipe: Recipe, fetched: Fetch, src_tree: Path, limits: UnpackLimits
             rel = top.rel(src.dest) if src.unpack else (src.name or "")
             top.target(label, rel).close()
             if isinstance(src, DebSource):  # consecutive packages go together: the next decompresses meanwhile
-                debs.append((fetched.files[Sha256(src.sha256)].path, src_tree.parent / rel,
-                             f"{label} ({src.deb} {src.version})"))
+                debs.append(
+                    (
+                        fetched.files[Sha256(src.sha256)].path,
+                        src_tree.parent / rel,
+                        f"{label} ({src.deb} {src.version})",
+                    )
+                )
                 deb_targets.append((label, rel))
                 continue
             _extract_debs(top, debs, deb_targets, limits)
@@ -133,8 +160,9 @@ def lay_out(recipe: Recipe, fetched: Fetch, src_tree: Path, limits: UnpackLimits
     normalise_tree(src_tree)
 
 
-def _extract_debs(top: BuildDir, debs: list[tuple[Path, Path, str]], targets: list[tuple[str, str]],
-                  limits: UnpackLimits) -> None:
+def _extract_debs(
+    top: BuildDir, debs: list[tuple[Path, Path, str]], targets: list[tuple[str, str]], limits: UnpackLimits
+) -> None:
     """Debian packages are unpacked in place: extract_deb refuses every entry whose
     parents include a link and replaces (never writes through) a link at its name."""
     extract_debs(debs, limits)
@@ -143,14 +171,24 @@ def _extract_debs(top: BuildDir, debs: list[tuple[Path, Path, str]], targets: li
         by_rel.setdefault(rel, []).append(label)
     for rel, labels in by_rel.items():  # each tree walked once; its links are one of these packages'
         first, last = labels[0], labels[-1].rsplit(": ", 1)[-1]
-        top.record(first if len(labels) == 1 else f"{first.rsplit(': ', 1)[0]}: one of "
-                   f"{first.rsplit(': ', 1)[-1]}…{last}", rel)
+        top.record(
+            first if len(labels) == 1 else f"{first.rsplit(': ', 1)[0]}: one of {first.rsplit(': ', 1)[-1]}…{last}", rel
+        )
     debs.clear()
     targets.clear()
 
 
-def _lay_out_one(top: BuildDir, recipe: Recipe, i: int, label: str, src: UrlSource | GitSource | PathSource,
-                 rel: str, fetched: Fetch, build_dir: Path, limits: UnpackLimits) -> None:
+def _lay_out_one(
+    top: BuildDir,
+    recipe: Recipe,
+    i: int,
+    label: str,
+    src: UrlSource | GitSource | PathSource,
+    rel: str,
+    fetched: Fetch,
+    build_dir: Path,
+    limits: UnpackLimits,
+) -> None:
     if isinstance(src, UrlSource) and not src.unpack:
         with open(fetched.files[Sha256(src.sha256)].path, "rb") as fh:
             top.put_file(label, fh.fileno(), rel, src.basename)

@@ -24,8 +24,14 @@ from .. import faults
 from ..errors import UnsafeArchive
 from .entries import TreeWriter, UnpackLimits, members
 
-MAGIC = [(b"\x1f\x8b", "gz"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zst"),
-         (b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip")]
+MAGIC = [
+    (b"\x1f\x8b", "gz"),
+    (b"BZh", "bz2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zst"),
+    (b"PK\x03\x04", "zip"),
+    (b"PK\x05\x06", "zip"),
+]
 
 
 def archive_kind(path: Path) -> str | None:
@@ -56,8 +62,9 @@ def _check_name(label: str, name: str) -> None:
         raise UnsafeArchive(f"{label}: {name!r}: path contains '..'")
 
 
-def unpack(archive: Path, dest: Path, strip: int = 0, label: str | None = None,
-           limits: UnpackLimits = UnpackLimits()) -> None:
+def unpack(
+    archive: Path, dest: Path, strip: int = 0, label: str | None = None, limits: UnpackLimits = UnpackLimits()
+) -> None:
     """Unpack `archive` into `dest` (created if missing). `label` names the source in errors."""
     label = label or archive.name
     dest.mkdir(parents=True, exist_ok=True)
@@ -183,8 +190,9 @@ def _normalise(todo: list[int]) -> None:
                     mode = entry.stat(follow_symlinks=False).st_mode
                     want = 0o755 if mode & 0o100 else 0o644
                     if mode & 0o7777 != want:
-                        file = os.open(entry.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                                       dir_fd=fd)
+                        file = os.open(
+                            entry.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd
+                        )
                         try:
                             os.fchmod(file, want)
                         finally:

@@ -171,7 +171,7 @@ def _file_body(path: Path, size: int, sent: Callable[[int], None] | None) -> Ite
         view = memoryview(buffer)
         left = size
         while left:
-            count = src.readinto(view[:min(len(buffer), left)])
+            count = src.readinto(view[: min(len(buffer), left)])
             if not count:
                 raise HttpError(f"{path}: the file shrank while it was sent", retry=False)
             yield view[:count]
@@ -220,9 +220,14 @@ class Response:
 
 
 class Client:
-    def __init__(self, connect_timeout: float = 15.0, read_timeout: float = 60.0,
-                 transport: httpx.BaseTransport | None = None, policy: AddressPolicy | None = None,
-                 limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        connect_timeout: float = 15.0,
+        read_timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+        policy: AddressPolicy | None = None,
+        limits: Limits | None = None,
+    ) -> None:
         """transport replaces the network (an httpx.MockTransport in tests); the
         environment's proxies then do not apply. policy: what a request not marked
         trusted may connect to (default: public addresses and LWRECIPE_ALLOW_PRIVATE's);
@@ -252,14 +257,20 @@ class Client:
                 # (httpcore would use certifi's bundle), as a private CA needs.
                 tls_proxy = proxy.startswith("https://")
                 mounts[pattern] = httpx.HTTPTransport(
-                    verify=trust, http2=http2, proxy=httpx.Proxy(proxy, ssl_context=trust if tls_proxy else None))
+                    verify=trust, http2=http2, proxy=httpx.Proxy(proxy, ssl_context=trust if tls_proxy else None)
+                )
                 sockets.install(mounts[pattern])
             transport = httpx.HTTPTransport(verify=trust, http2=http2)
             sockets.install(transport)
         self.http = httpx.Client(
-            transport=transport, mounts=mounts, trust_env=False, timeout=timeout,
-            max_redirects=MAX_REDIRECTS, event_hooks={"request": [self._credentials_for, self._check_proxied]},
-            headers={"User-Agent": "lwrecipe", "Accept-Encoding": "identity"})
+            transport=transport,
+            mounts=mounts,
+            trust_env=False,
+            timeout=timeout,
+            max_redirects=MAX_REDIRECTS,
+            event_hooks={"request": [self._credentials_for, self._check_proxied]},
+            headers={"User-Agent": "lwrecipe", "Accept-Encoding": "identity"},
+        )
 
     def __enter__(self) -> Client:
         return self
@@ -308,9 +319,16 @@ class Client:
         return None
 
     @contextmanager
-    def request(self, method: str, url: str, headers: Mapping[str, str] | None = None,
-                body: bytes | Path | None = None, sent: Callable[[int], None] | None = None,
-                trusted: bool = False, size: int | None = None) -> Iterator[Response]:
+    def request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | Path | None = None,
+        sent: Callable[[int], None] | None = None,
+        trusted: bool = False,
+        size: int | None = None,
+    ) -> Iterator[Response]:
         """One exchange; redirects are followed for GET and HEAD. The body is read
         inside the block; a connection whose body was read whole is kept for reuse.
         trusted: a URL the user chose (a mirror), any address allowed; size: the bytes
@@ -324,8 +342,15 @@ class Client:
         with sockets.exchange(ANYTHING if trusted else self.policy, pace):
             yield from self._exchange(method, url, headers, body, sent, pace)
 
-    def _exchange(self, method: str, url: str, headers: Mapping[str, str] | None, body: bytes | Path | None,
-                  sent: Callable[[int], None] | None, pace: Pace) -> Iterator[Response]:
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        body: bytes | Path | None,
+        sent: Callable[[int], None] | None,
+        pace: Pace,
+    ) -> Iterator[Response]:
         httpx = sys.modules["httpx"]
         for attempt in (1, 2):
             all_headers = dict(headers or {})
@@ -370,9 +395,15 @@ class Client:
             return HttpError(f"{error} (through proxy {proxy})", retry=error.retry, timeout=error.timeout)
         return error
 
-    def status(self, method: str, url: str, headers: Mapping[str, str] | None = None,
-               body: bytes | Path | None = None, sent: Callable[[int], None] | None = None,
-               trusted: bool = False) -> tuple[int, Mapping[str, str]]:
+    def status(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | Path | None = None,
+        sent: Callable[[int], None] | None = None,
+        trusted: bool = False,
+    ) -> tuple[int, Mapping[str, str]]:
         """The status and headers of a request whose response body does not matter
         (read and dropped, up to 64 KiB, so the connection can be reused)."""
         with self.request(method, url, headers, body, sent, trusted) as resp:

@@ -26,7 +26,7 @@ def find_cycle(deps: Mapping[str, Iterable[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(deps.get(node, ())):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state:
                 found = visit(nxt)
                 if found:
@@ -79,8 +79,11 @@ class Graph:
     def substitutions(self, name: str) -> dict[str, dict[str, str]]:
         """The substituted recipes `name` is built with (itself included): what its
         build record notes."""
-        return {n: {"recipe": self.recipes[n].display, "recipe_sha256": self.recipes[n].file_sha256}
-                for n in self.closure([name]) if n in self.substituted}
+        return {
+            n: {"recipe": self.recipes[n].display, "recipe_sha256": self.recipes[n].file_sha256}
+            for n in self.closure([name])
+            if n in self.substituted
+        }
 
     def deps(self, name: str) -> list[str]:
         return list(self.recipes[name].depends)
@@ -135,8 +138,11 @@ def parse_substitutes(specs: Iterable[str], cwd: Path | None = None) -> dict[str
     return found
 
 
-def load_graph(targets: Iterable[str], loader: Callable[[Path], Recipe] = load_recipe,
-               substitutes: Mapping[str, Path] | None = None) -> Graph:
+def load_graph(
+    targets: Iterable[str],
+    loader: Callable[[Path], Recipe] = load_recipe,
+    substitutes: Mapping[str, Path] | None = None,
+) -> Graph:
     """The targets and everything they depend on. `substitutes` (--with-recipe) gives
     a recipe file to use for a name instead of the one the graph would find."""
     substitutes = dict(substitutes or {})
@@ -161,8 +167,7 @@ def load_graph(targets: Iterable[str], loader: Callable[[Path], Recipe] = load_r
         target_names.append(recipe.name)
         todo.append(recipe)
     # a substitute's own dependencies are the project's recipes of those names, wherever its file lives
-    home = next((r.path.parent for r in todo if r.name not in substitutes),
-                project_root(Path.cwd()) / "recipes")
+    home = next((r.path.parent for r in todo if r.name not in substitutes), project_root(Path.cwd()) / "recipes")
     seen: set[str] = set()
     while todo:
         recipe = todo.pop()
@@ -171,20 +176,27 @@ def load_graph(targets: Iterable[str], loader: Callable[[Path], Recipe] = load_r
         seen.add(recipe.name)
         for i, dep in enumerate(recipe.depends):
             where = f"build.depends[{i}]" if i < len(recipe.doc.build.depends) else "build.environment"
-            dep_path = substitutes.get(dep) or (home / f"{dep}.toml" if recipe.name in substitutes
-                                                else dependency_path(recipe, dep))
+            dep_path = substitutes.get(dep) or (
+                home / f"{dep}.toml" if recipe.name in substitutes else dependency_path(recipe, dep)
+            )
             if dep in recipes:
                 if recipes[dep].path != dep_path:
-                    raise GraphError(f"{recipe.display}: {where}: {dep!r} resolves to {dep_path}, "
-                                     f"but {recipes[dep].display} is already named {dep!r}")
+                    raise GraphError(
+                        f"{recipe.display}: {where}: {dep!r} resolves to {dep_path}, "
+                        f"but {recipes[dep].display} is already named {dep!r}"
+                    )
                 continue
             if not dep_path.is_file():
                 raise GraphError(f"{recipe.display}: {where}: no recipe {dep!r} (looked for {dep_path})")
             todo.append(_add(recipes, load(dep_path, dep if dep in substitutes else None)))
     order = topological_order({n: r.depends for n, r in recipes.items()})
-    return Graph(recipes=recipes, order=tuple(order), targets=tuple(dict.fromkeys(target_names)),
-                 substituted={n: p for n, p in substitutes.items() if n in recipes},
-                 unused=tuple(sorted(set(substitutes) - set(recipes))))
+    return Graph(
+        recipes=recipes,
+        order=tuple(order),
+        targets=tuple(dict.fromkeys(target_names)),
+        substituted={n: p for n, p in substitutes.items() if n in recipes},
+        unused=tuple(sorted(set(substitutes) - set(recipes))),
+    )
 
 
 def dependency_path(recipe: Recipe, name: str) -> Path:
@@ -199,7 +211,6 @@ def dependency_path(recipe: Recipe, name: str) -> Path:
 def _add(recipes: dict[str, Recipe], recipe: Recipe) -> Recipe:
     existing = recipes.get(recipe.name)
     if existing is not None and existing.path != recipe.path:
-        raise GraphError(f"{recipe.display}: two recipes are named {recipe.name!r} "
-                         f"(the other is {existing.display})")
+        raise GraphError(f"{recipe.display}: two recipes are named {recipe.name!r} (the other is {existing.display})")
     recipes.setdefault(recipe.name, recipe)
     return recipes[recipe.name]

@@ -55,8 +55,13 @@ class SourcePin:
 
     def document(self) -> dict[str, Any]:
         ident_field = "rev" if self.kind == "git" else "sha256"
-        return {"kind": self.kind, ident_field: self.ident, "strip": self.strip,
-                "dest": self.dest, "unpack": self.unpack}
+        return {
+            "kind": self.kind,
+            ident_field: self.ident,
+            "strip": self.strip,
+            "dest": self.dest,
+            "unpack": self.unpack,
+        }
 
 
 @dataclass(frozen=True)

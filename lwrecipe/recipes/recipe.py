@@ -11,7 +11,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
@@ -267,6 +267,7 @@ class SourcePatch(_Model):
 
 def _tag(kinds: tuple[str, ...], over: dict[str, str] | None = None) -> Any:
     """Which of `kinds` a table is; `over` names keys that decide alone (a deb source has a url too)."""
+
     def pick(value: Any) -> str | None:
         if not isinstance(value, dict):
             return None
@@ -275,20 +276,28 @@ def _tag(kinds: tuple[str, ...], over: dict[str, str] | None = None) -> Any:
                 return kind
         present = [k for k in kinds if k in value]
         return present[0] if len(present) == 1 else None
+
     return pick
 
 
 Source = Annotated[
-    Union[Annotated[UrlSource, Tag("url")], Annotated[GitSource, Tag("git")],
-          Annotated[PathSource, Tag("path")], Annotated[DebSource, Tag("deb")]],
-    Discriminator(_tag(("url", "git", "path"), over={"deb": "deb"}), custom_error_type="source_kind",
-                  custom_error_message="a source needs exactly one of url, git, path or deb"),
+    Annotated[UrlSource, Tag("url")]
+    | Annotated[GitSource, Tag("git")]
+    | Annotated[PathSource, Tag("path")]
+    | Annotated[DebSource, Tag("deb")],
+    Discriminator(
+        _tag(("url", "git", "path"), over={"deb": "deb"}),
+        custom_error_type="source_kind",
+        custom_error_message="a source needs exactly one of url, git, path or deb",
+    ),
 ]
 Patch = Annotated[
-    Union[Annotated[FilePatch, Tag("file")], Annotated[UrlPatch, Tag("url")],
-          Annotated[SourcePatch, Tag("source")]],
-    Discriminator(_tag(("file", "url", "source")), custom_error_type="patch_kind",
-                  custom_error_message="a patch needs exactly one of file, url or source"),
+    Annotated[FilePatch, Tag("file")] | Annotated[UrlPatch, Tag("url")] | Annotated[SourcePatch, Tag("source")],
+    Discriminator(
+        _tag(("file", "url", "source")),
+        custom_error_type="patch_kind",
+        custom_error_message="a patch needs exactly one of file, url or source",
+    ),
 ]
 _TAGS = {"sources": {"url", "git", "path", "deb"}, "patches": {"file", "url", "source"}}
 
@@ -430,22 +439,28 @@ def cached_document(data: bytes) -> RecipeDoc | None:
 
 
 def document_fields(doc: RecipeDoc) -> dict[str, Any]:
-    return {"schema": doc.schema_, "package": doc.package.model_dump(), "build": doc.build.model_dump(),
-            "sources": [[type(s).__name__, s.model_dump()] for s in doc.sources],
-            "patches": [[type(p).__name__, p.model_dump()] for p in doc.patches],
-            "debian": doc.debian.model_dump() if doc.debian else None}
+    return {
+        "schema": doc.schema_,
+        "package": doc.package.model_dump(),
+        "build": doc.build.model_dump(),
+        "sources": [[type(s).__name__, s.model_dump()] for s in doc.sources],
+        "patches": [[type(p).__name__, p.model_dump()] for p in doc.patches],
+        "debian": doc.debian.model_dump() if doc.debian else None,
+    }
 
 
 def _construct(fields: Any) -> RecipeDoc:
-    models = {cls.__name__: cls for cls in (UrlSource, GitSource, PathSource, DebSource, FilePatch, UrlPatch,
-                                            SourcePatch)}
+    models = {
+        cls.__name__: cls for cls in (UrlSource, GitSource, PathSource, DebSource, FilePatch, UrlPatch, SourcePatch)
+    }
     return RecipeDoc.model_construct(
         schema_=fields["schema"],
         package=Package.model_construct(**fields["package"]),
         sources=[models[kind].model_construct(**values) for kind, values in fields["sources"]],
         patches=[models[kind].model_construct(**values) for kind, values in fields["patches"]],
         build=Build.model_construct(**fields["build"]),
-        debian=DebianRequest.model_construct(**fields["debian"]) if fields["debian"] else None)
+        debian=DebianRequest.model_construct(**fields["debian"]) if fields["debian"] else None,
+    )
 
 
 def _validate(data: bytes, shown: str) -> RecipeDoc:
@@ -459,11 +474,17 @@ def _validate(data: bytes, shown: str) -> RecipeDoc:
         raise RecipeError(shown, [_problem(e) for e in exc.errors()]) from None
 
 
-_TOML_TYPES = {str: "string", int: "integer", float: "float", bool: "boolean",
-               list: "array", dict: "table"}
-_EXPECTED = {"string_type": "a string", "int_type": "an integer", "bool_type": "a boolean",
-             "list_type": "an array", "dict_type": "a table", "model_type": "a table",
-             "model_attributes_type": "a table", "float_type": "a number"}
+_TOML_TYPES = {str: "string", int: "integer", float: "float", bool: "boolean", list: "array", dict: "table"}
+_EXPECTED = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "bool_type": "a boolean",
+    "list_type": "an array",
+    "dict_type": "a table",
+    "model_type": "a table",
+    "model_attributes_type": "a table",
+    "float_type": "a number",
+}
 
 
 def _toml_type(value: Any) -> str:
@@ -513,16 +534,18 @@ def _semantic_problems(doc: RecipeDoc) -> list[Problem]:
     for i, src in enumerate(doc.sources):
         if src.name is not None:
             if src.name in names:
-                problems.append(Problem(f"sources[{i}].name",
-                                        f"{src.name!r} is already the name of sources[{names[src.name]}]"))
+                problems.append(
+                    Problem(f"sources[{i}].name", f"{src.name!r} is already the name of sources[{names[src.name]}]")
+                )
             names.setdefault(src.name, i)
         if isinstance(src, DebSource):
             pass  # packages are meant to share a tree, as dpkg lays them over one root
         elif src.unpack:
             dest = str(PurePosixPath(src.dest))
             if dest in dests:
-                problems.append(Problem(f"sources[{i}].dest",
-                                        f"{src.dest!r} is already the dest of sources[{dests[dest]}]"))
+                problems.append(
+                    Problem(f"sources[{i}].dest", f"{src.dest!r} is already the dest of sources[{dests[dest]}]")
+                )
             dests.setdefault(dest, i)
         elif not src.name:
             problems.append(Problem(f"sources[{i}].name", "required when unpack = false"))
@@ -548,8 +571,7 @@ def _file_problems(doc: RecipeDoc, path: Path, root: Path) -> list[Problem]:
     """Checks that need the file system: the file name, and in-repo paths."""
     problems: list[Problem] = []
     if doc.package.name != path.stem:
-        problems.append(Problem("package.name",
-                                f"{doc.package.name!r} must equal the file name stem {path.stem!r}"))
+        problems.append(Problem("package.name", f"{doc.package.name!r} must equal the file name stem {path.stem!r}"))
     in_repo = [(f"sources[{i}].path", s.path) for i, s in enumerate(doc.sources) if isinstance(s, PathSource)]
     in_repo += [(f"patches[{i}].file", p.file) for i, p in enumerate(doc.patches) if isinstance(p, FilePatch)]
     resolved_root = root.resolve()

@@ -114,7 +114,7 @@ def _prune(directory: Path) -> int:
     entries = list(os.scandir(directory))
     if len(entries) > LIMIT:
         entries.sort(key=lambda e: e.stat().st_mtime_ns)
-        for entry in entries[:len(entries) - LIMIT]:
+        for entry in entries[: len(entries) - LIMIT]:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(entry.path)
     return min(len(entries), LIMIT)

@@ -63,8 +63,16 @@ def _inside(text: str, project: Path) -> bool:
 def restrict(doc: Any, project: Path, user_min_signers: int) -> tuple[Any, list[str]]:
     """The project's config `doc` without what only the user may set, and the fields
     dropped (`remote[0].auth_env`, `mirrors.git`, ...)."""
-    if (doc.signing_key is None and not doc.trusted_keys and not doc.remote and doc.mirrors is None
-            and doc.accept is None and doc.network is None and doc.build is None and doc.unpack is None):
+    if (
+        doc.signing_key is None
+        and not doc.trusted_keys
+        and not doc.remote
+        and doc.mirrors is None
+        and doc.accept is None
+        and doc.network is None
+        and doc.build is None
+        and doc.unpack is None
+    ):
         return doc, []  # nothing in it (a missing file too)
     ignored: list[str] = []
     update: dict[str, Any] = {}
@@ -141,8 +149,13 @@ def _mirrors(table: MirrorsEntry, project: Path) -> tuple[MirrorsEntry, list[str
     (git is handed its value) nor a directory elsewhere on this machine."""
     files = [m for m in table.files if _inside(m, project)]
     debian = {prefix: [m for m in places if _inside(m, project)] for prefix, places in table.debian.items()}
-    dropped = [name for name, kept, given in (
-        ("mirrors.files", len(files), len(table.files)),
-        ("mirrors.git", 0, sum(len(places) for places in table.git.values())),
-        ("mirrors.debian", sum(map(len, debian.values())), sum(map(len, table.debian.values())))) if kept < given]
+    dropped = [
+        name
+        for name, kept, given in (
+            ("mirrors.files", len(files), len(table.files)),
+            ("mirrors.git", 0, sum(len(places) for places in table.git.values())),
+            ("mirrors.debian", sum(map(len, debian.values())), sum(map(len, table.debian.values()))),
+        )
+        if kept < given
+    ]
     return table.model_copy(update={"files": files, "git": {}, "debian": debian}), dropped

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..documents import CONFIG_LIMIT, read_toml_file
 from ..errors import UsageError
-from ..urls import url_problem
 from ..inputs.addresses import AddressPolicy
 from ..inputs.deadlines import DEFAULT_MIN_RATE, DEFAULT_TIMEOUT
 from ..inputs.mirrors import Mirrors, from_env, from_table
+from ..urls import url_problem
 from .acceptance import GRPC, is_accepted, restrict
 from .signing import PublicKey, SecretKey, load_secret, parse_public
 
@@ -112,11 +112,14 @@ def normalise_url(url: str, base: Path | None = None, where: str = "remote") -> 
         from importlib.util import find_spec
 
         if find_spec("grpc") is None or find_spec("buildgrid") is None:  # what remote/reapi.py imports
-            raise UsageError(f"{where}: {url}: a REAPI remote needs grpc and the REAPI protos: "
-                             "pip install 'lwrecipe[reapi]'")
+            raise UsageError(
+                f"{where}: {url}: a REAPI remote needs grpc and the REAPI protos: pip install 'lwrecipe[reapi]'"
+            )
     elif scheme and scheme.group(1).lower() not in ("http", "https", "file"):
-        raise UsageError(f"{where}: {url}: lwrecipe does not speak {scheme.group(1)}:// (a remote is an http:// or "
-                         "https:// URL, a grpc:// or grpcs:// REAPI server, a file:// URL or a directory)")
+        raise UsageError(
+            f"{where}: {url}: lwrecipe does not speak {scheme.group(1)}:// (a remote is an http:// or "
+            "https:// URL, a grpc:// or grpcs:// REAPI server, a file:// URL or a directory)"
+        )
     if url.startswith(("http://", "https://", "grpc://", "grpcs://")):
         from urllib.parse import urlsplit
 
@@ -154,8 +157,9 @@ class Network:
     min_rate: float = DEFAULT_MIN_RATE
 
 
-def load_network(project: Path | None = None, env: dict[str, str] | None = None, accept: bool = False,
-                 warn: Warn | None = None) -> Network:
+def load_network(
+    project: Path | None = None, env: dict[str, str] | None = None, accept: bool = False, warn: Warn | None = None
+) -> Network:
     """`[network]` from the user's config file, plus LWRECIPE_ALLOW_PRIVATE; a
     project's own `[network]` only when the user accepted the project (and the
     user's file has none), else `warn` is told it was ignored."""
@@ -183,8 +187,9 @@ def _policy(env: dict[str, str], doc_or_table: Any, where: Path) -> AddressPolic
         raise UsageError(f"{where}: {exc}") from None
 
 
-def download_client(project: Path | None = None, env: dict[str, str] | None = None, accept: bool = False,
-                    warn: Warn | None = None) -> Client:
+def download_client(
+    project: Path | None = None, env: dict[str, str] | None = None, accept: bool = False, warn: Warn | None = None
+) -> Client:
     """The HTTP client for a recipe's downloads, as the user's `[network]` says."""
     from ..inputs.fetch import make_client
 
@@ -205,18 +210,27 @@ def _add_keys(into: dict[str, PublicKey], origins: dict[str, str], keys: list[Pu
         known = into.get(key.name)
         if known is not None and known.raw != key.raw:
             first = origins.get(key.name, where)
-            raise UsageError(f"{where}: trusted key {key.name!r} is not the key of that name in {first}; "
-                             "give each key its own name")
+            raise UsageError(
+                f"{where}: trusted key {key.name!r} is not the key of that name in {first}; give each key its own name"
+            )
         into.setdefault(key.name, key)
         origins.setdefault(key.name, where)
 
 
 def _spec(entry: RemoteEntry, base: Path, where: str, pull_only: bool = False) -> RemoteSpec:
     url = normalise_url(entry.url, base, f"{where}: remote.url")
-    return RemoteSpec(url=url, name=entry.name or url, push=entry.push,
-                      trusted=_keys(entry.trusted_keys, f"{where}: remote.trusted_keys"),
-                      timeout=entry.timeout, min_rate=entry.min_rate, auth_env=entry.auth_env,
-                      auth_header=entry.auth_header, min_signers=entry.min_signers, pull_only=pull_only)
+    return RemoteSpec(
+        url=url,
+        name=entry.name or url,
+        push=entry.push,
+        trusted=_keys(entry.trusted_keys, f"{where}: remote.trusted_keys"),
+        timeout=entry.timeout,
+        min_rate=entry.min_rate,
+        auth_env=entry.auth_env,
+        auth_header=entry.auth_header,
+        min_signers=entry.min_signers,
+        pull_only=pull_only,
+    )
 
 
 Warn = Callable[[str], None]
@@ -226,8 +240,9 @@ def _say(text: str) -> None:
     print(f"warning: {text}", file=sys.stderr)
 
 
-def config_files(project: Path, env: dict[str, str], accept: bool = False,
-                 warn: Warn = _say) -> tuple[list[tuple[Path, ConfigFile | _NoFile]], bool]:
+def config_files(
+    project: Path, env: dict[str, str], accept: bool = False, warn: Warn = _say
+) -> tuple[list[tuple[Path, ConfigFile | _NoFile]], bool]:
     """The project's config (without what only the user may set, unless the user
     accepted the project; `warn` is told what was ignored) and the user's, and
     whether the project was accepted."""
@@ -239,8 +254,10 @@ def config_files(project: Path, env: dict[str, str], accept: bool = False,
     if not accepted:
         doc, ignored = restrict(doc, project, user_doc.min_signers)
         if ignored:
-            warn(f"{path}: {', '.join(ignored)}: ignored (a project's config cannot set these; accept with "
-                 f"--accept-project-config or [accept] projects in {user})")
+            warn(
+                f"{path}: {', '.join(ignored)}: ignored (a project's config cannot set these; accept with "
+                f"--accept-project-config or [accept] projects in {user})"
+            )
     return [(path, doc), (user, user_doc)], accepted
 
 
@@ -255,12 +272,20 @@ def setting(files: list[tuple[Path, ConfigFile | _NoFile]], table: str, name: st
     return None
 
 
-def load_settings(project: Path, cli_remotes: list[str] | None = None, env: dict[str, str] | None = None,
-                  executor: str | None = None, accept: bool = False, warn: Warn = _say) -> Settings:
+def load_settings(
+    project: Path,
+    cli_remotes: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    executor: str | None = None,
+    accept: bool = False,
+    warn: Warn = _say,
+) -> Settings:
     env = dict(os.environ) if env is None else env
     files, accepted = config_files(project, env, accept, warn)
-    specs = [[_spec(r, path.parent, str(path), pull_only=i == 0 and not accepted) for r in doc.remote]
-             for i, (path, doc) in enumerate(files)]
+    specs = [
+        [_spec(r, path.parent, str(path), pull_only=i == 0 and not accepted) for r in doc.remote]
+        for i, (path, doc) in enumerate(files)
+    ]
     if not accepted and specs[0]:
         reach = _policy(env, files[1][1], files[1][0])
         specs[0] = [replace(spec, reach=reach) for spec in specs[0]]
@@ -306,13 +331,13 @@ def load_settings(project: Path, cli_remotes: list[str] | None = None, env: dict
     if executor is not None:
         runner = lookup(executor)
         if not runner.url.startswith(("grpc://", "grpcs://")):
-            raise UsageError(f"--executor {executor}: an executor is a REAPI server, grpc://host:port[/instance] "
-                             "or grpcs://…")
+            raise UsageError(
+                f"--executor {executor}: an executor is a REAPI server, grpc://host:port[/instance] or grpcs://…"
+            )
     return Settings(tuple(s for s in remotes if unique[s.url] is s), secret, trusted, min_signers, runner)
 
 
-def load_mirrors(project: Path, env: dict[str, str] | None = None, accept: bool = False,
-                 warn: Warn = _say) -> Mirrors:
+def load_mirrors(project: Path, env: dict[str, str] | None = None, accept: bool = False, warn: Warn = _say) -> Mirrors:
     """Every mirror setting, tried in this order: the environment's, then the
     project's lwrecipe.toml (what of it applies: config_files), then the user's
     config file (relative directories in a file are taken from that file's directory).
@@ -320,9 +345,12 @@ def load_mirrors(project: Path, env: dict[str, str] | None = None, accept: bool 
     env = dict(os.environ) if env is None else env
     mirrors = from_env(env)
     files, accepted = config_files(project, env, accept, warn)
-    found = [Mirrors() if doc.mirrors is None else
-             from_table(doc.mirrors.files, doc.mirrors.git, doc.mirrors.debian, path.parent.absolute(), str(path))
-             for path, doc in files]
+    found = [
+        Mirrors()
+        if doc.mirrors is None
+        else from_table(doc.mirrors.files, doc.mirrors.git, doc.mirrors.debian, path.parent.absolute(), str(path))
+        for path, doc in files
+    ]
     project_mirrors, user_mirrors = found
     if not accepted:  # the project's own choices reach only what a recipe's URL may
         project_mirrors = project_mirrors.hold(mirrors + user_mirrors)

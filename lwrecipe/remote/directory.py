@@ -70,12 +70,14 @@ class DirBackend:
         """One warning per object and run: a link (or other non-file) where an object belongs."""
         if rel not in self._reported:
             self._reported.add(rel)
-            self.warn(f"{self.spec.name}: {shown(rel)}: a link (or not a regular file) where a remote object "
-                      "belongs; skipped")
+            self.warn(
+                f"{self.spec.name}: {shown(rel)}: a link (or not a regular file) where a remote object belongs; skipped"
+            )
 
     def _refused(self, exc: LinkRefused, what: str) -> RemoteError:
-        return RemoteError(f"{self.spec.name}: {shown(exc.rel)}: a link where a directory of the remote belongs; "
-                           f"{what}")
+        return RemoteError(
+            f"{self.spec.name}: {shown(exc.rel)}: a link where a directory of the remote belongs; {what}"
+        )
 
     def _open_root(self) -> Beneath | None:
         try:
@@ -158,8 +160,11 @@ class DirBackend:
         label = f"push {kind}/{name[:12]}"
         rel = PurePosixPath(name)  # sig/<key>/<signer> is two levels below sig/
         try:
-            with Beneath(self.root, create=True) as root, root.opendir("tmp", create=True) as tmp, \
-                    root.opendir(PurePosixPath(kind, rel.parent), create=True) as parent:
+            with (
+                Beneath(self.root, create=True) as root,
+                root.opendir("tmp", create=True) as tmp,
+                root.opendir(PurePosixPath(kind, rel.parent), create=True) as parent,
+            ):
                 staged = f"put-{secrets.token_hex(8)}"
                 fd = tmp.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
                 try:

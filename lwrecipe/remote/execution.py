@@ -57,8 +57,9 @@ class InputTree:
         self.blobs.setdefault(sha, (len(data), data))
         return self.re.Digest(hash=sha, size_bytes=len(data))
 
-    def root(self, node: dict[str, Node], base: Path | None = None, exclude: tuple[str, ...] = (),
-             saved: Path | None = None) -> Any:
+    def root(
+        self, node: dict[str, Node], base: Path | None = None, exclude: tuple[str, ...] = (), saved: Path | None = None
+    ) -> Any:
         """The root Directory's digest: `node`, over the top-level entries of the
         frozen tree `base` but the names in `exclude` and those `node` gives.
         `saved`: where the frozen tree's Merkle tree is kept between runs."""
@@ -77,8 +78,9 @@ class InputTree:
             getattr(directory, kind).extend(ordered)
         return self.digest(directory.SerializeToString(deterministic=True))
 
-    def _frozen(self, base: Path, exclude: tuple[str, ...],
-                saved: Path | None) -> tuple[Any, dict[str, tuple[int, Path | bytes]]]:
+    def _frozen(
+        self, base: Path, exclude: tuple[str, ...], saved: Path | None
+    ) -> tuple[Any, dict[str, tuple[int, Path | bytes]]]:
         if base in self.frozen:
             return self.frozen[base]
         found = self._load(base, saved) if saved is not None else None
@@ -91,8 +93,10 @@ class InputTree:
                 sub._entry(directory, name, base / name)
             found = (directory, sub.blobs)
             if saved is not None:  # every Directory below it is among the blobs, as its bytes
-                tree = self.re.Tree(root=directory, children=[
-                    self.re.Directory.FromString(b) for _, b in sub.blobs.values() if isinstance(b, bytes)])
+                tree = self.re.Tree(
+                    root=directory,
+                    children=[self.re.Directory.FromString(b) for _, b in sub.blobs.values() if isinstance(b, bytes)],
+                )
                 replace_text(saved, SAVED_FORMAT + tree.SerializeToString(deterministic=True))
         self.frozen[base] = found
         return found
@@ -104,7 +108,7 @@ class InputTree:
             data = saved.read_bytes()
             if not data.startswith(SAVED_FORMAT):
                 return None
-            tree = self.re.Tree.FromString(data[len(SAVED_FORMAT):])
+            tree = self.re.Tree.FromString(data[len(SAVED_FORMAT) :])
         except (OSError, ValueError, self._decode_error()):
             return None
         children = {}
@@ -132,6 +136,7 @@ class InputTree:
 
     def _hash_files(self, paths: Iterator[Path]) -> None:
         """sha256 of every file given, on a few threads (hashlib lets go of the GIL)."""
+
         def one(path: Path) -> tuple[Path, str, int]:
             with path.open("rb") as fh:
                 return path, hashlib.file_digest(fh, "sha256").hexdigest(), os.fstat(fh.fileno()).st_size
@@ -168,8 +173,9 @@ class InputTree:
         elif stat.S_ISREG(st.st_mode):
             sha, size = self._hashed.get(path) or self._hash_one(path)
             self.blobs.setdefault(sha, (size, path))
-            directory.files.add(name=name, digest=self.re.Digest(hash=sha, size_bytes=size),
-                                is_executable=bool(st.st_mode & 0o100))
+            directory.files.add(
+                name=name, digest=self.re.Digest(hash=sha, size_bytes=size), is_executable=bool(st.st_mode & 0o100)
+            )
         else:
             raise RemoteError(f"{path}: a device node, fifo or socket cannot be sent to an executor")
 
@@ -228,7 +234,7 @@ class Executor:
         missing: list[str] = []
         items = [self.re.Digest(hash=sha, size_bytes=size) for sha, (size, _) in tree.blobs.items()]
         for start in range(0, len(items), FIND_MISSING):
-            missing += sorted(self.backend._missing(items[start:start + FIND_MISSING]))
+            missing += sorted(self.backend._missing(items[start : start + FIND_MISSING]))
         batch: list[bytes] = []
         batch_size = 0
         for sha in missing:
@@ -258,21 +264,25 @@ class Executor:
                 return self.backend._get_small(digest)
             except KeyError:
                 raise RemoteError(f"{self.name}: cas/{digest.hash[:12]}: not in the server's CAS") from None
-        resource = f"{self.backend.instance + '/' if self.backend.instance else ''}blobs/" \
-                   f"{digest.hash}/{digest.size_bytes}"
+        resource = (
+            f"{self.backend.instance + '/' if self.backend.instance else ''}blobs/{digest.hash}/{digest.size_bytes}"
+        )
         pieces = []
         received = 0
-        call = self.backend.bytestream.Read(self.backend.bs.ReadRequest(resource_name=resource),
-                                            metadata=self.backend.metadata,
-                                            timeout=self.backend.deadline(digest.size_bytes))
+        call = self.backend.bytestream.Read(
+            self.backend.bs.ReadRequest(resource_name=resource),
+            metadata=self.backend.metadata,
+            timeout=self.backend.deadline(digest.size_bytes),
+        )
         try:
             with self.backend.stream(digest.size_bytes, call) as watch:
                 for reply in call:
                     received += len(reply.data)
                     if received > digest.size_bytes:
                         call.cancel()
-                        raise IntegrityError(f"{self.name}: cas/{digest.hash[:12]}: more than {digest.size_bytes} "
-                                             "bytes; refused")
+                        raise IntegrityError(
+                            f"{self.name}: cas/{digest.hash[:12]}: more than {digest.size_bytes} bytes; refused"
+                        )
                     pieces.append(reply.data)
                     watch.pace.moved(len(reply.data))
         except self.grpc.RpcError as exc:
@@ -305,8 +315,7 @@ class Executor:
         """Write the output directory a Tree describes into `dest` (created)."""
         message = self.re.Tree()
         message.ParseFromString(self.read(tree_digest))
-        children = {hashlib.sha256(c.SerializeToString(deterministic=True)).hexdigest(): c
-                    for c in message.children}
+        children = {hashlib.sha256(c.SerializeToString(deterministic=True)).hexdigest(): c for c in message.children}
         self._write_directory(message.root, children, dest, depth=0)
 
     def _write_directory(self, directory: Any, children: dict[str, Any], dest: Path, depth: int) -> None:
@@ -334,12 +343,14 @@ class Executor:
 
     # -- execution -------------------------------------------------------------------------------------------
 
-    def execute(self, action_digest: Any, on_stage: Callable[[str], None] = lambda stage: None,
-                fresh: bool = False) -> Any:
+    def execute(
+        self, action_digest: Any, on_stage: Callable[[str], None] = lambda stage: None, fresh: bool = False
+    ) -> Any:
         """Run the Action; the ExecuteResponse once its operation is done. `fresh`:
         really run it, never answer from the server's action cache."""
-        request = self.re.ExecuteRequest(instance_name=self.backend.instance, action_digest=action_digest,
-                                         skip_cache_lookup=fresh)
+        request = self.re.ExecuteRequest(
+            instance_name=self.backend.instance, action_digest=action_digest, skip_cache_lookup=fresh
+        )
         name = ""
         for _ in range(5):  # a broken stream is picked up again with WaitExecution
             if self.cancelled.is_set():
@@ -347,8 +358,9 @@ class Executor:
             if not name:
                 call = self.execution.Execute(request, metadata=self.backend.metadata)
             else:
-                call = self.execution.WaitExecution(self.re.WaitExecutionRequest(name=name),
-                                                    metadata=self.backend.metadata)
+                call = self.execution.WaitExecution(
+                    self.re.WaitExecutionRequest(name=name), metadata=self.backend.metadata
+                )
             with self._lock:
                 self._calls[threading.get_ident()] = (call, name)
             try:
@@ -366,8 +378,10 @@ class Executor:
             except self.grpc.RpcError as exc:
                 if self.cancelled.is_set() or exc.code() == self.grpc.StatusCode.CANCELLED:
                     raise Cancelled(f"{self.name}: cancelled") from None
-                if exc.code() not in (self.grpc.StatusCode.UNAVAILABLE, self.grpc.StatusCode.DEADLINE_EXCEEDED) \
-                        or not name:
+                if (
+                    exc.code() not in (self.grpc.StatusCode.UNAVAILABLE, self.grpc.StatusCode.DEADLINE_EXCEEDED)
+                    or not name
+                ):
                     raise RemoteError(f"{self.name}: Execute: {exc.code().name}: {exc.details()}") from None
             finally:
                 with self._lock:
@@ -376,22 +390,25 @@ class Executor:
 
     def _response(self, operation: Any) -> Any:
         if operation.HasField("error"):
-            raise RemoteError(f"{self.name}: operation {operation.name}: status {operation.error.code}: "
-                              f"{operation.error.message}")
+            raise RemoteError(
+                f"{self.name}: operation {operation.name}: status {operation.error.code}: {operation.error.message}"
+            )
         response = self.re.ExecuteResponse()
         if not operation.response.Unpack(response):
             raise RemoteError(f"{self.name}: operation {operation.name}: no ExecuteResponse")
         if response.status.code != 0:
-            raise RemoteError(f"{self.name}: operation {operation.name}: status {response.status.code}: "
-                              f"{response.status.message}")
+            raise RemoteError(
+                f"{self.name}: operation {operation.name}: status {response.status.code}: {response.status.message}"
+            )
         return response
 
     def _cancel_operation(self, name: str) -> None:
         if not name:
             return
         try:
-            self.operations.CancelOperation(self.ops.CancelOperationRequest(name=name),
-                                            metadata=self.backend.metadata, timeout=10)
+            self.operations.CancelOperation(
+                self.ops.CancelOperationRequest(name=name), metadata=self.backend.metadata, timeout=10
+            )
         except self.grpc.RpcError:
             pass  # already done, or the server is gone: nothing left to stop
 

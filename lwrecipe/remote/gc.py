@@ -61,9 +61,15 @@ def _names(record_data: bytes | None) -> tuple[str, ...]:
     return tuple(b for b in blobs if isinstance(b, str) and is_sha256(b))
 
 
-def collect_remote(backend: Backend, roots: set[str], now: float, max_size: int | None = None,
-                   older_than_days: float | None = None, grace_s: float = 3600.0,
-                   dry_run: bool = False) -> RemoteReport:
+def collect_remote(
+    backend: Backend,
+    roots: set[str],
+    now: float,
+    max_size: int | None = None,
+    older_than_days: float | None = None,
+    grace_s: float = 3600.0,
+    dry_run: bool = False,
+) -> RemoteReport:
     listed = {area: backend.listing(area) for area in AREAS}
     report = RemoteReport()
     records = {e.name: e for e in listed["ac"]}
@@ -82,12 +88,21 @@ def collect_remote(backend: Backend, roots: set[str], now: float, max_size: int 
         for blob in named:
             users[blob].add(key)
 
-    units = [Unit(f"ac/{key[:12]}", [entry, *by_key.get(key, [])], entry.mtime, names[key])
-             for key, entry in records.items() if key not in roots]
-    units += [Unit(f"cas/{name[:12]}", [entry], entry.mtime)
-              for name, entry in blobs.items() if not users.get(name) and name not in kept_blobs]
-    units += [Unit(f"{entries[0].kind}/{key[:12]} (no record)", entries, max(e.mtime for e in entries))
-              for key, entries in by_key.items() if key not in records]
+    units = [
+        Unit(f"ac/{key[:12]}", [entry, *by_key.get(key, [])], entry.mtime, names[key])
+        for key, entry in records.items()
+        if key not in roots
+    ]
+    units += [
+        Unit(f"cas/{name[:12]}", [entry], entry.mtime)
+        for name, entry in blobs.items()
+        if not users.get(name) and name not in kept_blobs
+    ]
+    units += [
+        Unit(f"{entries[0].kind}/{key[:12]} (no record)", entries, max(e.mtime for e in entries))
+        for key, entries in by_key.items()
+        if key not in records
+    ]
 
     total = sum(e.size for area in AREAS for e in listed[area])
     candidates = sorted(units, key=lambda u: (u.mtime, u.label))
@@ -106,8 +121,12 @@ def collect_remote(backend: Backend, roots: set[str], now: float, max_size: int 
             removed_records.add(key)
             for blob in unit.blobs:  # a blob goes with the last record that names it, unless a root needs it
                 entry = blobs.get(blob)
-                if (entry is not None and blob not in kept_blobs and users[blob] <= removed_records
-                        and entry.mtime <= now - grace_s):
+                if (
+                    entry is not None
+                    and blob not in kept_blobs
+                    and users[blob] <= removed_records
+                    and entry.mtime <= now - grace_s
+                ):
                     entries.append(entry)
                     blobs.pop(blob)
         unit.entries = entries
@@ -122,5 +141,3 @@ def collect_remote(backend: Backend, roots: set[str], now: float, max_size: int 
     report.remaining = total
     report.kept_entries = sum(len(listed[a]) for a in AREAS) - sum(len(u.entries) for u in report.removed)
     return report
-
-

@@ -12,7 +12,7 @@ when a provenance is made or read.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..documents import parse_json
@@ -86,40 +86,74 @@ def statement(record: dict[str, Any], recipe: Recipe | None = None, builder: str
     from in_toto_attestation.v1.statement import Statement
 
     name, version = record["name"], record["version"]
-    subjects = [_resource(f"{name}-{version}.tar", {"sha256": record["output_id"]}),
-                _resource(f"{name}-{version}.tar.zst", {"sha256": record["blob"]["sha256"]})]
+    subjects = [
+        _resource(f"{name}-{version}.tar", {"sha256": record["output_id"]}),
+        _resource(f"{name}-{version}.tar.zst", {"sha256": record["blob"]["sha256"]}),
+    ]
     inputs = record["inputs"]
     dependencies = [*_sources(record, recipe), *_patches(record, recipe)]
-    dependencies += [_resource(dep, {"sha256": output_id}, kind="dependency")
-                     for dep, output_id in sorted(inputs["deps"].items())]
+    dependencies += [
+        _resource(dep, {"sha256": output_id}, kind="dependency") for dep, output_id in sorted(inputs["deps"].items())
+    ]
     if record.get("environment"):
         env = record["environment"]
-        dependencies.append(_resource(f"environment:{env['name']}", {"sha256": env["output_id"]},
-                                      kind="build-environment"))
-    dependencies += [_resource(f"host-tool:{tool}", {"sha256": info["sha256"]}, info.get("path", ""),
-                               kind="host-tool", version=info.get("version", ""))
-                     for tool, info in sorted(record.get("host_tools", {}).items())]
+        dependencies.append(
+            _resource(f"environment:{env['name']}", {"sha256": env["output_id"]}, kind="build-environment")
+        )
+    dependencies += [
+        _resource(
+            f"host-tool:{tool}",
+            {"sha256": info["sha256"]},
+            info.get("path", ""),
+            kind="host-tool",
+            version=info.get("version", ""),
+        )
+        for tool, info in sorted(record.get("host_tools", {}).items())
+    ]
     external = Struct()
-    external.update({"recipe": {"name": name, "version": version, "sha256": record["recipe_sha256"],
-                                **({"path": recipe.display} if recipe is not None else {})},
-                     "key": record["key"]})
+    external.update(
+        {
+            "recipe": {
+                "name": name,
+                "version": version,
+                "sha256": record["recipe_sha256"],
+                **({"path": recipe.display} if recipe is not None else {}),
+            },
+            "key": record["key"],
+        }
+    )
     internal = Struct()
-    internal.update({"platform": inputs["platform"], "source_date_epoch": inputs["source_date_epoch"],
-                     "sandbox": record["sandbox"], "script": inputs["script"], "env": inputs["env"],
-                     **({"substituted": record["substituted"]} if record.get("substituted") else {}),
-                     **({"executor": record["executor"]} if record.get("executor") else {})})
-    started = datetime.strptime(record["started"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    internal.update(
+        {
+            "platform": inputs["platform"],
+            "source_date_epoch": inputs["source_date_epoch"],
+            "sandbox": record["sandbox"],
+            "script": inputs["script"],
+            "env": inputs["env"],
+            **({"substituted": record["substituted"]} if record.get("substituted") else {}),
+            **({"executor": record["executor"]} if record.get("executor") else {}),
+        }
+    )
+    started = datetime.strptime(record["started"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     metadata = slsa.BuildMetadata(invocation_id=record["key"])
     metadata.started_on.FromDatetime(started)
     metadata.finished_on.FromDatetime(started + timedelta(seconds=float(record.get("duration_s", 0))))
     provenance = slsa.Provenance(
-        build_definition=slsa.BuildDefinition(build_type=BUILD_TYPE, external_parameters=external,
-                                              internal_parameters=internal, resolved_dependencies=dependencies),
+        build_definition=slsa.BuildDefinition(
+            build_type=BUILD_TYPE,
+            external_parameters=external,
+            internal_parameters=internal,
+            resolved_dependencies=dependencies,
+        ),
         run_details=slsa.RunDetails(
-            builder=slsa.Builder(id=f"{BUILDER}:{builder}" if builder else BUILDER,
-                                 version={"lwrecipe": record.get("lwrecipe_version", "")}),
+            builder=slsa.Builder(
+                id=f"{BUILDER}:{builder}" if builder else BUILDER,
+                version={"lwrecipe": record.get("lwrecipe_version", "")},
+            ),
             metadata=metadata,
-            byproducts=[_resource("build.log.zst", {"sha256": record["log"]}, kind="log")]))
+            byproducts=[_resource("build.log.zst", {"sha256": record["log"]}, kind="log")],
+        ),
+    )
     made = Statement(subjects, PREDICATE_TYPE, json_format.MessageToDict(provenance))
     made.validate()
     return json_format.MessageToDict(made.pb)
@@ -136,8 +170,9 @@ def envelope(record: dict[str, Any], recipe: Recipe | None, secret: SecretKey | 
     """The DSSE envelope of the record's statement, signed when there is a key."""
     from securesystemslib.dsse import Envelope
 
-    payload = json.dumps(statement(record, recipe, secret.name if secret else None), sort_keys=True,
-                         separators=(",", ":")).encode()
+    payload = json.dumps(
+        statement(record, recipe, secret.name if secret else None), sort_keys=True, separators=(",", ":")
+    ).encode()
     made = Envelope(payload=payload, payload_type=PAYLOAD_TYPE, signatures={})
     if secret is not None:
         sign_envelope(made, secret)
@@ -152,8 +187,9 @@ def sign_envelope(made: Any, secret: SecretKey) -> None:
     made.sign(signer)
 
 
-def read_envelope(data: bytes, record: dict[str, Any], trusted: dict[str, PublicKey] | None,
-                  where: str) -> dict[str, Any]:
+def read_envelope(
+    data: bytes, record: dict[str, Any], trusted: dict[str, PublicKey] | None, where: str
+) -> dict[str, Any]:
     """A stored or pulled envelope, checked: DSSE of an in-toto statement whose
     subject is the record's output id and blob, signed by a trusted key when
     `trusted` is given. Returns the envelope's data."""
@@ -164,16 +200,21 @@ def read_envelope(data: bytes, record: dict[str, Any], trusted: dict[str, Public
         made = Envelope.from_dict(document if isinstance(document, dict) else {})
         stated = parse_json(made.payload, f"{where}: payload", ENVELOPE_LIMIT)
     except DocumentError as exc:
-        raise IntegrityError(f"{where}: not a DSSE envelope of an in-toto statement ({exc.message}); refused") \
-            from None
+        raise IntegrityError(f"{where}: not a DSSE envelope of an in-toto statement ({exc.message}); refused") from None
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise IntegrityError(f"{where}: not a DSSE envelope of an in-toto statement ({exc!r}); refused") from None
-    if made.payload_type != PAYLOAD_TYPE or not isinstance(stated, dict) \
-            or stated.get("predicateType") != PREDICATE_TYPE:
+    if (
+        made.payload_type != PAYLOAD_TYPE
+        or not isinstance(stated, dict)
+        or stated.get("predicateType") != PREDICATE_TYPE
+    ):
         raise IntegrityError(f"{where}: not an in-toto statement of SLSA provenance; refused")
     subjects = stated.get("subject")
-    digests = {d.get("sha256") for s in (subjects if isinstance(subjects, list) else [])
-               if isinstance(s, dict) and isinstance(d := s.get("digest"), dict) and isinstance(d.get("sha256"), str)}
+    digests = {
+        d.get("sha256")
+        for s in (subjects if isinstance(subjects, list) else [])
+        if isinstance(s, dict) and isinstance(d := s.get("digest"), dict) and isinstance(d.get("sha256"), str)
+    }
     if digests != {record["output_id"], record["blob"]["sha256"]}:
         raise IntegrityError(f"{where}: its subject is not output {record['output_id'][:12]}; refused")
     if trusted is not None:

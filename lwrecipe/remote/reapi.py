@@ -143,16 +143,20 @@ class ReapiBackend:
     def _batch_update(self, blobs: list[bytes]) -> None:
         if not blobs:
             return
-        request = self.re.BatchUpdateBlobsRequest(instance_name=self.instance, requests=[
-            self.re.BatchUpdateBlobsRequest.Request(digest=self._of(b), data=b) for b in blobs])
+        request = self.re.BatchUpdateBlobsRequest(
+            instance_name=self.instance,
+            requests=[self.re.BatchUpdateBlobsRequest.Request(digest=self._of(b), data=b) for b in blobs],
+        )
         reply = self._call("BatchUpdateBlobs", self.cas.BatchUpdateBlobs, request, sum(map(len, blobs)))
         self._check_batch(reply.responses, "BatchUpdateBlobs")
 
     def _check_batch(self, responses: Any, what: str) -> None:
         for response in responses:
             if response.status.code != 0:
-                raise RemoteError(f"{self.spec.name}: {what} {response.digest.hash[:12]}: "
-                                  f"status {response.status.code}: {response.status.message}")
+                raise RemoteError(
+                    f"{self.spec.name}: {what} {response.digest.hash[:12]}: "
+                    f"status {response.status.code}: {response.status.message}"
+                )
 
     def _get_small(self, digest: Any) -> bytes:
         return self._batch_read([digest])[digest.hash]
@@ -165,8 +169,9 @@ class ReapiBackend:
         found = {}
         for response in reply.responses:
             if hashlib.sha256(response.data).hexdigest() != response.digest.hash:
-                raise IntegrityError(f"{self.spec.name}: cas/{response.digest.hash[:12]}: served bytes with another "
-                                     "sha256; refused")
+                raise IntegrityError(
+                    f"{self.spec.name}: cas/{response.digest.hash[:12]}: served bytes with another sha256; refused"
+                )
             found[response.digest.hash] = bytes(response.data)
         if any(d.hash not in found for d in digests):
             raise RemoteError(f"{self.spec.name}: BatchReadBlobs: the server left blobs out of its answer")
@@ -178,10 +183,17 @@ class ReapiBackend:
         command = self.re.Command(arguments=["lwrecipe", kind, name], output_paths=[f"{kind}.json"])
         command_bytes = command.SerializeToString(deterministic=True)
         empty = self.re.Directory().SerializeToString(deterministic=True)
-        action = self.re.Action(command_digest=self._of(command_bytes), input_root_digest=self._of(empty),
-                                do_not_cache=False, salt=f"lwrecipe:{kind}:{name}".encode())
-        return self._of(action.SerializeToString(deterministic=True)), [command_bytes, empty,
-                                                                        action.SerializeToString(deterministic=True)]
+        action = self.re.Action(
+            command_digest=self._of(command_bytes),
+            input_root_digest=self._of(empty),
+            do_not_cache=False,
+            salt=f"lwrecipe:{kind}:{name}".encode(),
+        )
+        return self._of(action.SerializeToString(deterministic=True)), [
+            command_bytes,
+            empty,
+            action.SerializeToString(deterministic=True),
+        ]
 
     def _result(self, kind: str, name: str) -> Any | None:
         digest, _ = self._action(kind, name)
@@ -214,8 +226,7 @@ class ReapiBackend:
             return None
         entry = next((o for o in result.output_files if o.path == f"{kind}.json"), None)
         if entry is None:
-            raise IntegrityError(f"{self.spec.name}: {kind}/{name[:12]}: the action result has no {kind}.json; "
-                                 "refused")
+            raise IntegrityError(f"{self.spec.name}: {kind}/{name[:12]}: the action result has no {kind}.json; refused")
         if entry.digest.size_bytes > limit:
             raise IntegrityError(f"{self.spec.name}: {kind}/{name[:12]}: larger than {limit} bytes; refused")
         try:
@@ -240,14 +251,22 @@ class ReapiBackend:
         outputs = [self.re.OutputFile(path=f"{kind}.json", digest=self._of(data))]
         if kind == "ac":  # the record's blobs, with their sizes: what a reader needs to fetch them
             record = json.loads(data)
-            outputs.append(self.re.OutputFile(path="output.tar.zst", digest=self._digest(
-                record["blob"]["sha256"], record["blob"]["size"])))
+            outputs.append(
+                self.re.OutputFile(
+                    path="output.tar.zst", digest=self._digest(record["blob"]["sha256"], record["blob"]["size"])
+                )
+            )
             if record["log"] in self.sizes:
-                outputs.append(self.re.OutputFile(path="build.log.zst",
-                                                  digest=self._digest(record["log"], self.sizes[record["log"]])))
+                outputs.append(
+                    self.re.OutputFile(
+                        path="build.log.zst", digest=self._digest(record["log"], self.sizes[record["log"]])
+                    )
+                )
         request = self.re.UpdateActionResultRequest(
-            instance_name=self.instance, action_digest=digest,
-            action_result=self.re.ActionResult(output_files=outputs, exit_code=0))
+            instance_name=self.instance,
+            action_digest=digest,
+            action_result=self.re.ActionResult(output_files=outputs, exit_code=0),
+        )
         self._call(f"UpdateActionResult {kind}/{name[:12]}", self.ac.UpdateActionResult, request)
 
     def _upload_blob(self, sha: str, path: Path, size: int, sent: Any) -> None:
@@ -265,8 +284,10 @@ class ReapiBackend:
                 return
             except self.grpc.RpcError:
                 status = self.bytestream.QueryWriteStatus(
-                    self.bs.QueryWriteStatusRequest(resource_name=resource), metadata=self.metadata,
-                    timeout=self.spec.timeout)
+                    self.bs.QueryWriteStatusRequest(resource_name=resource),
+                    metadata=self.metadata,
+                    timeout=self.spec.timeout,
+                )
                 if status.complete:
                     return
                 offset = status.committed_size
@@ -282,8 +303,9 @@ class ReapiBackend:
                 while True:
                     piece = src.read(CHUNK)
                     last = position + len(piece) >= size
-                    yield self.bs.WriteRequest(resource_name=resource, write_offset=position, data=piece,
-                                               finish_write=last)
+                    yield self.bs.WriteRequest(
+                        resource_name=resource, write_offset=position, data=piece, finish_write=last
+                    )
                     position += len(piece)
                     sent(len(piece))
                     if watch is not None:
@@ -298,11 +320,14 @@ class ReapiBackend:
             except (self.grpc.FutureCancelledError, self.grpc.RpcError):
                 if watch.reason is None:
                     raise
-                raise RemoteError(f"{self.spec.name}: cas/{resource.rsplit('/blobs/', 1)[-1][:12]}: "
-                                  f"{watch.reason}") from None
+                raise RemoteError(
+                    f"{self.spec.name}: cas/{resource.rsplit('/blobs/', 1)[-1][:12]}: {watch.reason}"
+                ) from None
         if reply.committed_size != size:
-            raise RemoteError(f"{self.spec.name}: ByteStream Write cas/{resource[-80:]}: committed "
-                              f"{reply.committed_size} of {size} bytes")
+            raise RemoteError(
+                f"{self.spec.name}: ByteStream Write cas/{resource[-80:]}: committed "
+                f"{reply.committed_size} of {size} bytes"
+            )
 
     def download(self, store: Store, sha: Sha256, size: int | None, max_size: int) -> None:
         """Read a blob into the store's cas/, verified by its sha256 (resumed from the
@@ -311,21 +336,24 @@ class ReapiBackend:
         if size is None:
             raise RemoteError(f"{self.spec.name}: cas/{sha[:12]}: its size is not known (no action result names it)")
         if size > max_size:
-            raise IntegrityError(f"{self.spec.name}: cas/{sha[:12]}: {size} bytes, more than the expected "
-                                 f"{max_size}; refused")
+            raise IntegrityError(
+                f"{self.spec.name}: cas/{sha[:12]}: {size} bytes, more than the expected {max_size}; refused"
+            )
         resource = f"{self.instance + '/' if self.instance else ''}blobs/{sha}/{size}"
         with store.staging() as staged:
             for attempt in range(4):
                 writer = PipelinedWriter(staged)
                 try:
                     request = self.bs.ReadRequest(resource_name=resource, read_offset=staged.size)
-                    call = self.bytestream.Read(request, metadata=self.metadata,
-                                                timeout=self.deadline(size - staged.size))
+                    call = self.bytestream.Read(
+                        request, metadata=self.metadata, timeout=self.deadline(size - staged.size)
+                    )
                     with self.stream(size - staged.size, call) as watch:
                         for reply in call:
                             if writer.total + len(reply.data) > size:
-                                raise IntegrityError(f"{self.spec.name}: cas/{sha[:12]}: more than {size} bytes; "
-                                                     "refused")
+                                raise IntegrityError(
+                                    f"{self.spec.name}: cas/{sha[:12]}: more than {size} bytes; refused"
+                                )
                             writer.take(reply.data)
                             watch.pace.moved(len(reply.data))
                     writer.close()
@@ -335,16 +363,18 @@ class ReapiBackend:
                     if watch.reason is not None:  # a drip is not luck: not tried again
                         raise RemoteError(f"{self.spec.name}: cas/{sha[:12]}: {watch.reason}") from None
                     if exc.code() == self.grpc.StatusCode.NOT_FOUND or attempt == 3:
-                        raise RemoteError(f"{self.spec.name}: cas/{sha[:12]}: {exc.code().name}: "
-                                          f"{exc.details()}") from None
+                        raise RemoteError(
+                            f"{self.spec.name}: cas/{sha[:12]}: {exc.code().name}: {exc.details()}"
+                        ) from None
             if staged.size != size or staged.hexdigest() != sha:
-                raise IntegrityError(f"{self.spec.name}: cas/{sha[:12]}: served bytes with another sha256; "
-                                     "refused")
+                raise IntegrityError(f"{self.spec.name}: cas/{sha[:12]}: served bytes with another sha256; refused")
             store.commit(staged, "cas", sha)
 
     def listing(self, kind: str) -> list[Any]:
-        raise RemoteError(f"{self.spec.name}: a REAPI server collects its own storage (BuildGrid: `bgd cleanup`); "
-                          "cache gc --remote works on directories and WebDAV servers")
+        raise RemoteError(
+            f"{self.spec.name}: a REAPI server collects its own storage (BuildGrid: `bgd cleanup`); "
+            "cache gc --remote works on directories and WebDAV servers"
+        )
 
     def delete(self, kind: str, name: str) -> None:
         self.listing(kind)

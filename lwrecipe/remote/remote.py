@@ -23,16 +23,32 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import faults
 from ..documents import parse_json
-from ..errors import (DocumentError, FetchError, FetchIntegrityError, IntegrityError, LwrecipeError, RemoteError,
-                      UsageError)
+from ..errors import (
+    DocumentError,
+    FetchError,
+    FetchIntegrityError,
+    IntegrityError,
+    LwrecipeError,
+    RemoteError,
+    UsageError,
+)
 from ..inputs.fetch import Downloader, NullReporter, Reporter, RetryPolicy, Wanted, make_client
 from ..recipes.keys import Sha256, canonical_json, is_sha256
 from ..store.store import Store, sandboxed
 from . import provenance, shapes
 from .config import RemoteSpec, Settings
 from .directory import DirBackend, Entry
-from .signing import (PublicKey, SecretKey, check, cosign, cosignature_name, merge_signatures, sign, signed_by,
-                      valid_signers)
+from .signing import (
+    PublicKey,
+    SecretKey,
+    check,
+    cosign,
+    cosignature_name,
+    merge_signatures,
+    sign,
+    signed_by,
+    valid_signers,
+)
 
 if TYPE_CHECKING:
     from ..inputs.web import Client
@@ -42,9 +58,26 @@ RECORD_LIMIT = 4 << 20  # a build record is a few KiB; anything near this is not
 SIGNATURE_LIMIT = 4 << 10  # a co-signature is about 200 bytes
 RECENT_KEYS = 20  # how many of a recipe's keys names/<recipe> keeps, newest first
 LOG_LIMIT = 1 << 30  # a compressed build log
-RECORD_FIELDS = {"key", "name", "version", "output_id", "blob", "inputs", "recipe_sha256", "host_tools", "sandbox",
-                 "environment", "build_image", "lwrecipe_version", "started", "duration_s", "log", "signatures",
-                 "substituted", "executor"}
+RECORD_FIELDS = {
+    "key",
+    "name",
+    "version",
+    "output_id",
+    "blob",
+    "inputs",
+    "recipe_sha256",
+    "host_tools",
+    "sandbox",
+    "environment",
+    "build_image",
+    "lwrecipe_version",
+    "started",
+    "duration_s",
+    "log",
+    "signatures",
+    "substituted",
+    "executor",
+}
 BLOB_FIELDS = {"sha256", "size", "uncompressed_size", "files"}
 
 
@@ -128,8 +161,13 @@ class HttpBackend:
 
         def once() -> None:
             reporter.begin(label, name[:12], size)
-            code, headers = self.client.status("PUT", self.location(kind, name), body=path, sent=sent,
-                                               headers={"Content-Type": "application/octet-stream"})
+            code, headers = self.client.status(
+                "PUT",
+                self.location(kind, name),
+                body=path,
+                sent=sent,
+                headers={"Content-Type": "application/octet-stream"},
+            )
             if _status(code, headers, f"PUT {kind}/{name}") not in (200, 201, 204):
                 raise RemoteError(f"{self.spec.name}: PUT {kind}/{name}: HTTP {code}")
 
@@ -150,8 +188,10 @@ class HttpBackend:
                 if resp.status == 404:
                     return None
                 if resp.status in (405, 501):
-                    raise RemoteError(f"{self.spec.name}: cannot list {path}/: the server does not answer WebDAV "
-                                      "PROPFIND (nginx: the dav-ext module, `dav_ext_methods PROPFIND OPTIONS;`)")
+                    raise RemoteError(
+                        f"{self.spec.name}: cannot list {path}/: the server does not answer WebDAV "
+                        "PROPFIND (nginx: the dav-ext module, `dav_ext_methods PROPFIND OPTIONS;`)"
+                    )
                 if resp.status == 207:
                     data = resp.read(256 << 20)
                     if data is None:
@@ -191,8 +231,9 @@ class HttpBackend:
         found = []
         for name, is_dir, size, mtime in self._propfind(kind):
             if kind == "sig" and is_dir:
-                found += [Entry(kind, f"{name}/{inner}", s, m) for inner, d, s, m in self._propfind(f"sig/{name}")
-                          if not d]
+                found += [
+                    Entry(kind, f"{name}/{inner}", s, m) for inner, d, s, m in self._propfind(f"sig/{name}") if not d
+                ]
             elif not is_dir:
                 found.append(Entry(kind, name, size, mtime))
         return found
@@ -254,9 +295,14 @@ def parse_record(data: bytes, key: str, where: str) -> dict[str, Any]:
     except DocumentError as exc:
         raise IntegrityError(f"{where}: not a build record ({exc.message}); refused") from None
     blob = record.get("blob") if isinstance(record, dict) else None
-    if not (isinstance(record, dict) and isinstance(blob, dict) and is_sha256(str(record.get("output_id", "")))
-            and is_sha256(str(blob.get("sha256", ""))) and is_sha256(str(record.get("log", "")))
-            and isinstance(record.get("name"), str)):
+    if not (
+        isinstance(record, dict)
+        and isinstance(blob, dict)
+        and is_sha256(str(record.get("output_id", "")))
+        and is_sha256(str(blob.get("sha256", "")))
+        and is_sha256(str(record.get("log", "")))
+        and isinstance(record.get("name"), str)
+    ):
         raise IntegrityError(f"{where}: not a build record; refused")
     extra = sorted(set(record) - RECORD_FIELDS) + sorted(f"blob.{k}" for k in set(blob) - BLOB_FIELDS)
     if extra:
@@ -264,9 +310,16 @@ def parse_record(data: bytes, key: str, where: str) -> dict[str, Any]:
     if not isinstance(blob.get("size"), int) or blob["size"] < 0:
         raise IntegrityError(f"{where}: record has no blob size; refused")
     substituted = record.get("substituted", {})
-    if not (isinstance(substituted, dict) and all(
-            isinstance(v, dict) and set(v) == {"recipe", "recipe_sha256"} and isinstance(v["recipe"], str)
-            and is_sha256(str(v["recipe_sha256"])) for v in substituted.values())):
+    if not (
+        isinstance(substituted, dict)
+        and all(
+            isinstance(v, dict)
+            and set(v) == {"recipe", "recipe_sha256"}
+            and isinstance(v["recipe"], str)
+            and is_sha256(str(v["recipe_sha256"]))
+            for v in substituted.values()
+        )
+    ):
         raise IntegrityError(f"{where}: record's substituted field is not name -> recipe, recipe_sha256; refused")
     if record.get("key") != key:
         raise IntegrityError(f"{where}: record is for key {str(record.get('key'))[:12]}, not {key[:12]}; refused")
@@ -274,8 +327,9 @@ def parse_record(data: bytes, key: str, where: str) -> dict[str, Any]:
     if problem is not None:
         raise IntegrityError(f"{where}: not a build record: {problem}; refused")
     if not sandboxed(record):
-        raise IntegrityError(f"{where}: built without a sandbox; outputs of unsandboxed builds are never "
-                             "substituted; refused")
+        raise IntegrityError(
+            f"{where}: built without a sandbox; outputs of unsandboxed builds are never substituted; refused"
+        )
     return record
 
 
@@ -292,11 +346,16 @@ class Remotes:
     _down: set[str] = field(default_factory=set)  # remotes that could not be reached in this run
 
     @classmethod
-    def open(cls, store: Store, settings: Settings, verify_signatures: bool = True,
-             reporter: Reporter | None = None, offline: bool = False) -> Remotes:
+    def open(
+        cls,
+        store: Store,
+        settings: Settings,
+        verify_signatures: bool = True,
+        reporter: Reporter | None = None,
+        offline: bool = False,
+    ) -> Remotes:
         specs = [s for s in settings.remotes if not (offline and not s.url.startswith("file://"))]
-        return cls(store, settings, [open_backend(s) for s in specs], verify_signatures,
-                   reporter or NullReporter())
+        return cls(store, settings, [open_backend(s) for s in specs], verify_signatures, reporter or NullReporter())
 
     def close(self) -> None:
         for backend in self.backends:
@@ -338,13 +397,21 @@ class Remotes:
         if not signers:
             check(record, trusted, where)  # raises, saying why no signature counts
         if len(signers) < need:
-            raise TooFewSigners(f"{where}: output {record['output_id'][:12]} is signed by {len(signers)} of the "
-                                f"{need} trusted keys required ({', '.join(signers)}); min_signers = {need}: "
-                                "not used until another builder reproduces it and co-signs")
+            raise TooFewSigners(
+                f"{where}: output {record['output_id'][:12]} is signed by {len(signers)} of the "
+                f"{need} trusted keys required ({', '.join(signers)}); min_signers = {need}: "
+                "not used until another builder reproduces it and co-signs"
+            )
         return record
 
-    def cosignatures(self, backend: Backend, key: Sha256, record: dict[str, Any], trusted: dict[str, PublicKey],
-                     already: list[str] = []) -> list[dict[str, Any]]:  # noqa: B006 - never changed
+    def cosignatures(
+        self,
+        backend: Backend,
+        key: Sha256,
+        record: dict[str, Any],
+        trusted: dict[str, PublicKey],
+        already: list[str] = [],
+    ) -> list[dict[str, Any]]:  # noqa: B006 - never changed
         """The valid co-signatures of `record` the remote keeps under sig/<key>/, one
         per trusted key not among `already`; a missing, malformed or invalid one counts
         for nothing."""
@@ -432,13 +499,20 @@ class Remotes:
         if hasattr(backend, "download"):  # a REAPI server: ByteStream, not a URL
             backend.download(self.store, Sha256(blob), size, size if isinstance(size, int) else LOG_LIMIT)
             return
-        wanted = Wanted(f"{record['name']}: pull", Sha256(blob), (backend.location("cas", blob),),
-                        blob[:12], kind="cas", max_size=size if isinstance(size, int) else LOG_LIMIT)
+        wanted = Wanted(
+            f"{record['name']}: pull",
+            Sha256(blob),
+            (backend.location("cas", blob),),
+            blob[:12],
+            kind="cas",
+            max_size=size if isinstance(size, int) else LOG_LIMIT,
+        )
         try:
             self._downloader(backend).fetch(wanted)
         except FetchIntegrityError:
-            raise IntegrityError(f"{backend.spec.name}: cas/{blob[:12]}: served bytes with another sha256; "
-                                 "refused") from None
+            raise IntegrityError(
+                f"{backend.spec.name}: cas/{blob[:12]}: served bytes with another sha256; refused"
+            ) from None
         except FetchError as exc:
             raise RemoteError(f"{backend.spec.name}: cas/{blob[:12]}: {'; '.join(exc.attempts)}") from None
 
@@ -452,8 +526,10 @@ class Remotes:
         if record is None:
             raise UsageError(f"ac/{key[:12]}: not in the local cache")
         if not sandboxed(record):
-            raise UsageError(f"{record.get('name', key[:12])}: built without a sandbox (--no-sandbox); such "
-                             "outputs are never shared (rebuild it where bubblewrap runs)")
+            raise UsageError(
+                f"{record.get('name', key[:12])}: built without a sandbox (--no-sandbox); such "
+                "outputs are never shared (rebuild it where bubblewrap runs)"
+            )
         # Our key signs only what was built here: a record pulled from a remote is
         # passed on with the signatures it came with, and co-signed by nobody here
         # until a build here reproduces it (build --check).
@@ -486,8 +562,7 @@ class Remotes:
         self._index(backend, record)
         return True
 
-    def _push_provenance(self, backend: Backend, key: Sha256, record: dict[str, Any],
-                         secret: SecretKey | None) -> None:
+    def _push_provenance(self, backend: Backend, key: Sha256, record: dict[str, Any], secret: SecretKey | None) -> None:
         """The record's provenance goes up after the record (prov/<key>), signed by
         this key when it was built here: one made before a key was configured, or
         by a key since regenerated, gets this key's signature added."""
@@ -517,7 +592,8 @@ class Remotes:
             raise BuildersDisagree(
                 f"{where}: {record['name']}: the remote holds output {theirs['output_id'][:12]} for this key, this "
                 f"cache {record['output_id'][:12]}: builders disagree; not co-signed (see `lwrecipe challenge "
-                f"{record['name']} --remote {backend.spec.name}`)")
+                f"{record['name']} --remote {backend.spec.name}`)"
+            )
         if secret is None or signed_by(theirs, secret.public()):
             return False
         name = cosignature_name(key, secret.public())
@@ -547,8 +623,10 @@ class Remotes:
         name = record["name"]
         if not NAME_RE.fullmatch(name):
             return
-        entries = [{"key": record["key"], "output_id": record["output_id"], "version": record.get("version", "")},
-                   *(e for e in self._recent(backend, name) if e["key"] != record["key"])][:RECENT_KEYS]
+        entries = [
+            {"key": record["key"], "output_id": record["output_id"], "version": record.get("version", "")},
+            *(e for e in self._recent(backend, name) if e["key"] != record["key"]),
+        ][:RECENT_KEYS]
         with _temp_file(self.store, canonical_json({"name": name, "keys": entries})) as path:
             backend.upload("names", name, path, self.reporter)
 
@@ -562,4 +640,3 @@ def _temp_file(store: Store, data: bytes) -> Iterator[Path]:
         yield Path(name)
     finally:
         Path(name).unlink(missing_ok=True)
-

@@ -13,9 +13,9 @@ import binascii
 import os
 import re
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any
 
 from ..errors import IntegrityError, UsageError
@@ -80,7 +80,8 @@ def generate(name: str, out: Path) -> PublicKey:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     seed = Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
     try:
         fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -100,8 +101,10 @@ def load_secret(path: Path) -> SecretKey:
     except OSError as exc:
         raise UsageError(f"{path}: cannot read secret key: {exc.strerror}") from None
     if stat.S_IMODE(st.st_mode) & 0o077:
-        raise UsageError(f"{path}: secret key is readable by group or others "
-                         f"(mode {stat.S_IMODE(st.st_mode):04o}); run chmod 600 {path}")
+        raise UsageError(
+            f"{path}: secret key is readable by group or others "
+            f"(mode {stat.S_IMODE(st.st_mode):04o}); run chmod 600 {path}"
+        )
     name, seed = _split(text, f"{path}")
     return SecretKey(name, seed)
 
@@ -183,8 +186,7 @@ def _trusted_key(entry: dict[str, Any], trusted: dict[str, PublicKey]) -> Public
     return trusted.get(name) if isinstance(name, str) else None
 
 
-def valid_signers(record: dict[str, Any], trusted: dict[str, PublicKey],
-                  cosignatures: Sequence[Any] = ()) -> list[str]:
+def valid_signers(record: dict[str, Any], trusted: dict[str, PublicKey], cosignatures: Sequence[Any] = ()) -> list[str]:
     """The names of the distinct trusted keys whose signature over the record's
     signed bytes verifies, from the record's own signatures and from co-signatures
     kept beside it (one per signer, see cosignature_name)."""
@@ -210,8 +212,11 @@ def cosignature_name(key: str, public: PublicKey) -> str:
 def cosign(record: dict[str, Any], key: SecretKey) -> dict[str, Any]:
     """This key's signature over the record's signed bytes, as a co-signature object."""
     public = key.public()
-    return {"key": key.name, "pub": base64.b64encode(public.raw).decode(),
-            "sig": base64.b64encode(key.sign(signed_bytes(record))).decode()}
+    return {
+        "key": key.name,
+        "pub": base64.b64encode(public.raw).decode(),
+        "sig": base64.b64encode(key.sign(signed_bytes(record))).decode(),
+    }
 
 
 def check(record: dict[str, Any], trusted: dict[str, PublicKey], where: str) -> str:
@@ -243,9 +248,13 @@ def check(record: dict[str, Any], trusted: dict[str, PublicKey], where: str) -> 
             return key.name
         altered.append(repr(key.name))
     if altered:
-        raise IntegrityError(f"{where}: signature by trusted key {altered[0]} does not verify: the record's bytes "
-                             "were altered after signing (or the signature forged); refused")
+        raise IntegrityError(
+            f"{where}: signature by trusted key {altered[0]} does not verify: the record's bytes "
+            "were altered after signing (or the signature forged); refused"
+        )
     if other_key:
-        raise IntegrityError(f"{where}: signed by a key named {other_key[0]}: a different key with a trusted "
-                             "name (regenerated, or an impostor); refused")
+        raise IntegrityError(
+            f"{where}: signed by a key named {other_key[0]}: a different key with a trusted "
+            "name (regenerated, or an impostor); refused"
+        )
     raise IntegrityError(f"{where}: signed by untrusted key {', '.join(unknown)}; refused")

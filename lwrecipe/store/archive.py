@@ -74,8 +74,10 @@ def iter_tree(root: Path, exclude: tuple[str, ...] = ()) -> Iterator[Entry]:
                 first_of_inode.setdefault(inode, rel)
                 yield Entry(rel, "file", normal_mode(mode), size=st.st_size)
         else:
-            raise UnsafeArchive(f"{root / rel}: {_kind_name(mode)} cannot be stored in an output "
-                                "(device nodes, fifos and sockets are refused)")
+            raise UnsafeArchive(
+                f"{root / rel}: {_kind_name(mode)} cannot be stored in an output "
+                "(device nodes, fifos and sockets are refused)"
+            )
 
 
 def _kind_name(mode: int) -> str:
@@ -112,13 +114,28 @@ def header(entry: Entry, mtime: int) -> bytes:
     paths up to 100 bytes (nearly all) get one ustar block built here; anything
     that needs a PAX extended header is left to tarfile."""
     name = entry.rel + "/" if entry.kind == "dir" else entry.rel
-    if not (name.isascii() and entry.target.isascii() and len(name) <= 100 and len(entry.target) <= 100
-            and 0 <= entry.size < 8 ** 11 and 0 <= mtime < 8 ** 11):
+    if not (
+        name.isascii()
+        and entry.target.isascii()
+        and len(name) <= 100
+        and len(entry.target) <= 100
+        and 0 <= entry.size < 8**11
+        and 0 <= mtime < 8**11
+    ):
         return _tarinfo(entry, mtime).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
-    block = b"".join((
-        name.encode().ljust(100, b"\0"),
-        b"%07o\0" % entry.mode, b"0000000\0" b"0000000\0", b"%011o\0" % entry.size, b"%011o\0" % mtime,
-        b"        ", _TYPES[entry.kind], entry.target.encode().ljust(100, b"\0"), _HEADER_TAIL))
+    block = b"".join(
+        (
+            name.encode().ljust(100, b"\0"),
+            b"%07o\0" % entry.mode,
+            b"0000000\0" * 2,  # uid and gid
+            b"%011o\0" % entry.size,
+            b"%011o\0" % mtime,
+            b"        ",
+            _TYPES[entry.kind],
+            entry.target.encode().ljust(100, b"\0"),
+            _HEADER_TAIL,
+        )
+    )
     return block[:148] + b"%06o\0" % sum(block) + block[155:]
 
 
@@ -151,7 +168,7 @@ class _Blocks:
             self.flush()
             left = size
             while left:
-                n = fh.readinto(self.chunk[:min(left, COPY_BUFFER)])
+                n = fh.readinto(self.chunk[: min(left, COPY_BUFFER)])
                 if not n:
                     raise UnsafeArchive(f"{path}: changed while being packed")
                 self.out.write(self.chunk[:n])  # the sink copies what it keeps (zstd, hashlib)
@@ -229,13 +246,13 @@ class _Reader:
     def exact(self, n: int) -> bytes:
         if self._pos + n <= len(self._buf):
             self._pos += n
-            return self._buf[self._pos - n:self._pos]
+            return self._buf[self._pos - n : self._pos]
         parts = []
         while n:
             if self._pos == len(self._buf):
                 self._fill()
             take = min(n, len(self._buf) - self._pos)
-            parts.append(self._buf[self._pos:self._pos + take])
+            parts.append(self._buf[self._pos : self._pos + take])
             self._pos += take
             n -= take
         return b"".join(parts)
@@ -245,9 +262,9 @@ class _Reader:
             if self._pos == len(self._buf):
                 self._fill()
             take = min(n, len(self._buf) - self._pos)
-            view = memoryview(self._buf)[self._pos:self._pos + take]
+            view = memoryview(self._buf)[self._pos : self._pos + take]
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             self._pos += take
             n -= take
 
@@ -314,8 +331,9 @@ def parse_header(block: bytes) -> _Header:
     kind = block[156:157]
     if kind == tarfile.DIRTYPE:
         name = name.rstrip("/")
-    return _Header(name, _number(block[100:108]), _number(block[124:136]), _number(block[136:148]),
-                   kind, _text(block[157:257]))
+    return _Header(
+        name, _number(block[100:108]), _number(block[124:136]), _number(block[136:148]), kind, _text(block[157:257])
+    )
 
 
 def extract_canonical(read: Callable[[int], bytes], dest: Path) -> int:

@@ -110,8 +110,9 @@ def diffoscope(first_tar: Path, second_tar: Path) -> list[str]:
     tool = shutil.which("diffoscope")
     if tool is None:
         return []
-    proc = subprocess.run([tool, "--text", "-", str(first_tar), str(second_tar)],
-                          capture_output=True, text=True, errors="replace")
+    proc = subprocess.run(
+        [tool, "--text", "-", str(first_tar), str(second_tar)], capture_output=True, text=True, errors="replace"
+    )
     out = proc.stdout.splitlines()
     shown = out[:DIFFOSCOPE_LINES]
     if len(out) > DIFFOSCOPE_LINES:

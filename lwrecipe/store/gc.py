@@ -84,8 +84,16 @@ def units(store: Store, pinned: set[str]) -> list[Unit]:
         files = [path] + [store.root / "cas" / b for b in blobs if is_sha256(b) and (store.root / "cas" / b).is_file()]
         named.update(blobs)
         keep = path.name in pinned or record.get("output_id") in pinned
-        out.append(Unit(f"ac/{path.name}", files, sum(f.stat().st_size for f in files),
-                        used, keep, str(record.get("output_id", ""))))
+        out.append(
+            Unit(
+                f"ac/{path.name}",
+                files,
+                sum(f.stat().st_size for f in files),
+                used,
+                keep,
+                str(record.get("output_id", "")),
+            )
+        )
     for kind in ("cas", "sources"):
         for path in sorted((store.root / kind).iterdir()):
             if kind == "cas" and path.name in named:
@@ -114,8 +122,13 @@ def select(all_units: list[Unit], now: float, max_size: int | None, older_than_d
     return doomed
 
 
-def collect(store: Store, max_size: int | None, older_than_days: float | None,
-            pinned: set[str] | None = None, dry_run: bool = False) -> GcReport:
+def collect(
+    store: Store,
+    max_size: int | None,
+    older_than_days: float | None,
+    pinned: set[str] | None = None,
+    dry_run: bool = False,
+) -> GcReport:
     report = GcReport()
     if not store.exists():
         return report

@@ -45,8 +45,11 @@ def pack(store: Store, tree: Path, mtime: int) -> Packed:
         compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1)
         blob_writer = PipelinedWriter(staged)
         try:
-            with compressor.stream_writer(blob_writer, closefd=False,  # type: ignore[arg-type]
-                                          write_size=1 << 20) as zwriter:
+            with compressor.stream_writer(
+                blob_writer,
+                closefd=False,  # type: ignore[arg-type]
+                write_size=1 << 20,
+            ) as zwriter:
                 archive = HashingWriter(zwriter)  # type: ignore[arg-type]
                 entries = write_tree(tree, archive, mtime)  # type: ignore[arg-type]
         finally:
@@ -96,8 +99,9 @@ class _Unpacker(threading.Thread):
         try:
             with self.path.open("rb") as fh:
                 tee = _Tee(fh)
-                with zstandard.ZstdDecompressor().stream_reader(tee, read_size=READ_SIZE, read_across_frames=True,
-                                                                  closefd=False) as reader:
+                with zstandard.ZstdDecompressor().stream_reader(
+                    tee, read_size=READ_SIZE, read_across_frames=True, closefd=False
+                ) as reader:
                     while not self.stopped.is_set():
                         data = reader.read(READ_SIZE)
                         taken, tee.taken = tee.taken, []

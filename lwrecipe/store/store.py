@@ -314,8 +314,11 @@ class Store:
             # (a dependency known from a remote); builds treat it as not cached.
             try:
                 record = json.loads(path.read_bytes())
-                ok = isinstance(record, dict) and record.get("key") == path.name and is_sha256(
-                    str(record.get("output_id", "")))
+                ok = (
+                    isinstance(record, dict)
+                    and record.get("key") == path.name
+                    and is_sha256(str(record.get("output_id", "")))
+                )
             except ValueError:
                 ok = False
             if not ok:

@@ -19,28 +19,63 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lwrecipe.store.archive import extract_canonical, write_tree
-from lwrecipe.remote.config import RemoteSpec, Settings
 from lwrecipe.errors import IntegrityError, LwrecipeError, RecipeError, UnsafeArchive
 from lwrecipe.initramfs import collect, write_cpio
+from lwrecipe.inputs.unpack import unpack
 from lwrecipe.recipes.keys import Sha256
 from lwrecipe.recipes.recipe import load_recipe, parse_recipe
+from lwrecipe.remote.config import RemoteSpec, Settings
 from lwrecipe.remote.remote import Remotes
+from lwrecipe.store.archive import extract_canonical, write_tree
 from lwrecipe.store.store import Store
-from lwrecipe.inputs.unpack import unpack
 from tests.servers import fault_server
 
-FAST = settings(max_examples=150, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
+FAST = settings(
+    max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
-KEYS = ["schema", "package", "name", "version", "license", "sources", "url", "sha256", "strip", "dest", "git",
-        "rev", "path", "patches", "file", "source", "build", "depends", "host_tools", "env", "script", "unpack",
-        "mirrors", "homepage", "description", "filename", "source_date_epoch", "x"]
-scalars = st.one_of(st.integers(-3, 70), st.text(max_size=70), st.booleans(), st.floats(allow_nan=False),
-                    st.sampled_from(["1.0", "MIT", "a" * 64, "https://e.org/a.tar.gz", "../x", "/abs", "gpl"]))
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                        st.dictionaries(st.sampled_from(KEYS), inner, max_size=5)),
-                      max_leaves=25)
+KEYS = [
+    "schema",
+    "package",
+    "name",
+    "version",
+    "license",
+    "sources",
+    "url",
+    "sha256",
+    "strip",
+    "dest",
+    "git",
+    "rev",
+    "path",
+    "patches",
+    "file",
+    "source",
+    "build",
+    "depends",
+    "host_tools",
+    "env",
+    "script",
+    "unpack",
+    "mirrors",
+    "homepage",
+    "description",
+    "filename",
+    "source_date_epoch",
+    "x",
+]
+scalars = st.one_of(
+    st.integers(-3, 70),
+    st.text(max_size=70),
+    st.booleans(),
+    st.floats(allow_nan=False),
+    st.sampled_from(["1.0", "MIT", "a" * 64, "https://e.org/a.tar.gz", "../x", "/abs", "gpl"]),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(KEYS), inner, max_size=5)),
+    max_leaves=25,
+)
 documents = st.dictionaries(st.sampled_from(KEYS), values, max_size=7)
 
 
@@ -82,8 +117,10 @@ SAMPLE = canonical_sample()
 
 
 @FAST
-@given(st.lists(st.tuples(st.integers(0, len(SAMPLE) - 1), st.integers(0, 255)), min_size=1, max_size=8),
-       st.integers(0, len(SAMPLE)))
+@given(
+    st.lists(st.tuples(st.integers(0, len(SAMPLE) - 1), st.integers(0, 255)), min_size=1, max_size=8),
+    st.integers(0, len(SAMPLE)),
+)
 def test_mutated_canonical_archives_unpack_safely_or_are_refused(flips: list, cut: int) -> None:
     data = bytearray(SAMPLE)
     for at, value in flips:
@@ -101,9 +138,16 @@ def test_mutated_canonical_archives_unpack_safely_or_are_refused(flips: list, cu
 
 
 @FAST
-@given(st.lists(st.tuples(st.sampled_from(["a", "b/c", "../up", "/abs", "b/../../x", "ok/f", "s"]),
-                          st.sampled_from(["file", "dir", "symlink", "hardlink"]),
-                          st.sampled_from(["a", "../../etc", "/etc/passwd", "b"])), max_size=6))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b/c", "../up", "/abs", "b/../../x", "ok/f", "s"]),
+            st.sampled_from(["file", "dir", "symlink", "hardlink"]),
+            st.sampled_from(["a", "../../etc", "/etc/passwd", "b"]),
+        ),
+        max_size=6,
+    )
+)
 def test_generated_source_tarballs_never_write_outside(entries: list) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "a.tar.gz"
@@ -127,7 +171,8 @@ def test_generated_source_tarballs_never_write_outside(entries: list) -> None:
 
 
 names = st.text(string.ascii_lowercase + string.digits + "._-", min_size=1, max_size=8).filter(
-    lambda s: s not in (".", ".."))
+    lambda s: s not in (".", "..")
+)
 
 
 @settings(max_examples=40, deadline=None, database=None)
@@ -151,8 +196,11 @@ def test_cpio_writer_round_trips_through_gnu_cpio(files: dict) -> None:
                 continue
         out = io.BytesIO()
         write_cpio(collect(root, [], []), out, 0)
-        listing = subprocess.run(["cpio", "-it", "--quiet"], input=out.getvalue(), capture_output=True,
-                                 check=True).stdout.decode().split()
+        listing = (
+            subprocess.run(["cpio", "-it", "--quiet"], input=out.getvalue(), capture_output=True, check=True)
+            .stdout.decode()
+            .split()
+        )
         expected = {p.relative_to(root).as_posix() for p in root.rglob("*")}
         assert set(listing) == expected
 
@@ -163,9 +211,16 @@ def remote_store(tmp_path: Path):
 
 
 def record_for(key: str, blob: bytes, **extra) -> bytes:
-    doc = {"key": key, "name": "x", "version": "1", "output_id": "b" * 64,
-           "blob": {"sha256": hashlib.sha256(blob).hexdigest(), "size": len(blob), "uncompressed_size": 1,
-                    "files": 1}, "log": hashlib.sha256(b"log").hexdigest(), "sandbox": "bubblewrap", **extra}
+    doc = {
+        "key": key,
+        "name": "x",
+        "version": "1",
+        "output_id": "b" * 64,
+        "blob": {"sha256": hashlib.sha256(blob).hexdigest(), "size": len(blob), "uncompressed_size": 1, "files": 1},
+        "log": hashlib.sha256(b"log").hexdigest(),
+        "sandbox": "bubblewrap",
+        **extra,
+    }
     return json.dumps(doc).encode()
 
 
@@ -206,4 +261,3 @@ def test_other_bytes_and_endless_bodies_for_a_blob_are_refused(remote_store: Sto
         with pytest.raises(LwrecipeError, match="more than the expected 13 bytes"):
             pull(remote_store, server.url(""), key)
     assert not list((remote_store.root / "cas").iterdir()) and not list((remote_store.root / "tmp").iterdir())
-

@@ -32,10 +32,23 @@ def _build(project: Project, tmp_path: Path, archive: bytes, config: str) -> Res
     (mirror / sha).write_bytes(archive)
     user = tmp_path / "user.toml"
     user.write_text(config)
-    project.recipe("bomb", script_recipe("bomb", 'mkdir -p "$LW_OUT"', 'host_tools = ["mkdir"]', extra=(
-        f'[[sources]]\nurl = "https://example.invalid/bomb.tar.gz"\nsha256 = "{sha}"\n')))
-    return run_subprocess("--cache", str(project.root / "cache"), "build", "bomb", cwd=project.root,
-                          env={"LWRECIPE_MIRRORS": str(mirror), "LWRECIPE_CONFIG": str(user)})
+    project.recipe(
+        "bomb",
+        script_recipe(
+            "bomb",
+            'mkdir -p "$LW_OUT"',
+            'host_tools = ["mkdir"]',
+            extra=(f'[[sources]]\nurl = "https://example.invalid/bomb.tar.gz"\nsha256 = "{sha}"\n'),
+        ),
+    )
+    return run_subprocess(
+        "--cache",
+        str(project.root / "cache"),
+        "build",
+        "bomb",
+        cwd=project.root,
+        env={"LWRECIPE_MIRRORS": str(mirror), "LWRECIPE_CONFIG": str(user)},
+    )
 
 
 def _nothing_left(project: Project) -> None:

@@ -20,8 +20,13 @@ from tests.servers import fault_server
 def small_fs(tmp_path: Path):
     mount = tmp_path / "small"
     mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mount)],
-                                           capture_output=True).returncode != 0:
+    if (
+        os.geteuid() != 0
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mount)], capture_output=True
+        ).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a small tmpfs here (needs root)")
     try:
         yield mount
@@ -30,24 +35,30 @@ def small_fs(tmp_path: Path):
 
 
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
-def test_store_write_on_a_full_disk(project: Project, small_fs: Path, tmp_path: Path,
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_store_write_on_a_full_disk(
+    project: Project, small_fs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("LWRECIPE_CONFIG", str(tmp_path / "no-config.toml"))
     with fault_server() as served:
         data = tarball({"x": b"x"})
         url = served.add("/x.tar.gz", data)
         # 7 MiB of random bytes fit in the build directory but not twice (output + its blob) in 12 MiB.
-        project.recipe("big", (
-            'schema = 1\n[package]\nname = "big"\nversion = "1"\nlicense = "MIT"\n'
-            f'[[sources]]\nurl = "{url}"\nsha256 = "{hashlib.sha256(data).hexdigest()}"\nstrip = 1\n'
-            '[build]\nhost_tools = ["mkdir", "head"]\n'
-            "script = 'mkdir -p \"$LW_OUT\" && head -c 7340032 /dev/urandom > \"$LW_OUT/r\"'\n"))
+        project.recipe(
+            "big",
+            (
+                'schema = 1\n[package]\nname = "big"\nversion = "1"\nlicense = "MIT"\n'
+                f'[[sources]]\nurl = "{url}"\nsha256 = "{hashlib.sha256(data).hexdigest()}"\nstrip = 1\n'
+                '[build]\nhost_tools = ["mkdir", "head"]\n'
+                'script = \'mkdir -p "$LW_OUT" && head -c 7340032 /dev/urandom > "$LW_OUT/r"\'\n'
+            ),
+        )
         cache = small_fs / "cache"
         full = run_subprocess("--cache", str(cache), "build", "big", cwd=project.root)
         assert full.code == 1, full.err
         errors = [line for line in full.err.splitlines() if line.startswith("error:")]
         assert errors == ["error: big: cannot write the build or its output: No space left on device"] or (
-            len(errors) == 1 and "No space left on device" in errors[0]), full.err
+            len(errors) == 1 and "No space left on device" in errors[0]
+        ), full.err
         assert "Traceback" not in full.err
         verify = run_subprocess("--cache", str(cache), "cache", "verify", cwd=project.root)
         assert verify.code == 0 and "0 corrupt quarantined" in verify.err

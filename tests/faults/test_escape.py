@@ -40,18 +40,25 @@ def test_escape_attempts_are_blocked(project: Project, tmp_path: Path) -> None:
         data = tarball({"x": b"x"})
         url = served.add("/x.tar.gz", data)
         script = ATTEMPTS.format(home=home, host_tmp=host_tmp, port=served.port)
-        project.recipe("escape", (
-            'schema = 1\n[package]\nname = "escape"\nversion = "1"\nlicense = "MIT"\n'
-            f'[[sources]]\nurl = "{url}"\nsha256 = "{hashlib.sha256(data).hexdigest()}"\nstrip = 1\n'
-            '[build]\nhost_tools = ["mkdir", "ls", "grep", "cat", "env", "setsid", "sleep", "nohup"]\n'
-            f"script = '''\n{script}\n'''\n"))
+        project.recipe(
+            "escape",
+            (
+                'schema = 1\n[package]\nname = "escape"\nversion = "1"\nlicense = "MIT"\n'
+                f'[[sources]]\nurl = "{url}"\nsha256 = "{hashlib.sha256(data).hexdigest()}"\nstrip = 1\n'
+                '[build]\nhost_tools = ["mkdir", "ls", "grep", "cat", "env", "setsid", "sleep", "nohup"]\n'
+                f"script = '''\n{script}\n'''\n"
+            ),
+        )
         secret_env = {"HOME": str(home), "LWRECIPE_TEAM_TOKEN": "tok-5ecret", "AWS_SECRET_ACCESS_KEY": "aws-5ecret"}
-        result = run_subprocess("--cache", str(project.root / "cache"), "build", "escape", cwd=project.root,
-                                env=secret_env)
+        result = run_subprocess(
+            "--cache", str(project.root / "cache"), "build", "escape", cwd=project.root, env=secret_env
+        )
         assert result.code == 0, result.err
     out = project.root / "out"
-    assert run_subprocess("--cache", str(project.root / "cache"), "checkout", "escape", str(out),
-                          cwd=project.root).code == 0
+    assert (
+        run_subprocess("--cache", str(project.root / "cache"), "checkout", "escape", str(out), cwd=project.root).code
+        == 0
+    )
     assert (out / "root").read_text() == "hidden\n"
     assert (out / "home").read_text() == "hidden\n"
     assert (out / "tmp").read_text() == "blocked\n" and not (host_tmp / "escaped").exists()

@@ -31,8 +31,16 @@ def _kept(project: Project, tmp_path: Path) -> tuple[Path, Path]:
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     (mirror / SHA).write_bytes(DATA)
-    project.recipe("kept", script_recipe("kept", 'mkdir -p "$LW_OUT"', extra=(
-        f'[[sources]]\nurl = "https://example.invalid/{NAME}"\nsha256 = "{SHA}"\nname = "tools"\nunpack = false\n')))
+    project.recipe(
+        "kept",
+        script_recipe(
+            "kept",
+            'mkdir -p "$LW_OUT"',
+            extra=(
+                f'[[sources]]\nurl = "https://example.invalid/{NAME}"\nsha256 = "{SHA}"\nname = "tools"\nunpack = false\n'
+            ),
+        ),
+    )
     out = project.root / "export"
     out.mkdir()
     return mirror, out
@@ -46,8 +54,17 @@ def test_export_never_writes_or_chmods_through_a_link_in_the_directory(project: 
         (out / name).symlink_to(victim)
     before = {v: (v.read_bytes(), stat.S_IMODE(v.stat().st_mode)) for v in victims.values()}
 
-    result = run_subprocess("--cache", str(project.root / "cache"), "mirror", "export", str(out), "kept",
-                            "--offline", cwd=project.root, env={"LWRECIPE_MIRRORS": str(mirror)})
+    result = run_subprocess(
+        "--cache",
+        str(project.root / "cache"),
+        "mirror",
+        "export",
+        str(out),
+        "kept",
+        "--offline",
+        cwd=project.root,
+        env={"LWRECIPE_MIRRORS": str(mirror)},
+    )
 
     assert "Traceback" not in result.err, result.err
     assert {v: (v.read_bytes(), stat.S_IMODE(v.stat().st_mode)) for v in victims.values()} == before
@@ -69,8 +86,17 @@ def test_export_replaces_a_link_at_a_final_name_without_reading_it(project: Proj
     (out / NAME).symlink_to(at_name)
     before = {v: (v.read_bytes(), stat.S_IMODE(v.stat().st_mode)) for v in (at_sha, at_name)}
 
-    result = run_subprocess("--cache", str(project.root / "cache"), "mirror", "export", str(out), "kept",
-                            "--offline", cwd=project.root, env={"LWRECIPE_MIRRORS": str(mirror)})
+    result = run_subprocess(
+        "--cache",
+        str(project.root / "cache"),
+        "mirror",
+        "export",
+        str(out),
+        "kept",
+        "--offline",
+        cwd=project.root,
+        env={"LWRECIPE_MIRRORS": str(mirror)},
+    )
 
     assert result.code == 0 and "Traceback" not in result.err, result.err
     assert {v: (v.read_bytes(), stat.S_IMODE(v.stat().st_mode)) for v in (at_sha, at_name)} == before

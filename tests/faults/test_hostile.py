@@ -58,7 +58,7 @@ def test_a_log_swapped_for_a_symlink_is_not_read(project: Project, secret) -> No
     hostile(project, "logsteal", f'mkdir -p "$LW_OUT"; rm -f /build/build.log; ln -s {path} /build/build.log')
     result = build(project, "logsteal")
     assert_not_leaked(value, project, result)
-    hostile(project, "logfail", f'rm -f /build/build.log; ln -s {path} /build/build.log; exit 1')
+    hostile(project, "logfail", f"rm -f /build/build.log; ln -s {path} /build/build.log; exit 1")
     failed = build(project, "logfail")
     assert failed.code == 1
     assert_not_leaked(value, project, failed)
@@ -66,7 +66,7 @@ def test_a_log_swapped_for_a_symlink_is_not_read(project: Project, secret) -> No
 
 def test_an_output_swapped_for_a_symlink_is_refused(project: Project, secret) -> None:
     path, value = secret
-    hostile(project, "outsteal", f'rm -rf /build/out; ln -s {path.parent} /build/out')
+    hostile(project, "outsteal", f"rm -rf /build/out; ln -s {path.parent} /build/out")
     result = build(project, "outsteal")
     assert result.code == 1 and "Traceback" not in result.err
     assert "outsteal: the output /build/out is not a directory (a symlink); refused" in result.err
@@ -95,25 +95,40 @@ def test_the_sandbox_shows_no_etc_secrets(project: Project) -> None:
     shadow = Path("/etc/shadow")
     if not os.access(shadow, os.R_OK):
         pytest.skip("needs to run as root to read /etc/shadow on the host")
-    hostile(project, "etcsteal", 'mkdir -p "$LW_OUT"; cat /etc/shadow > "$LW_OUT/shadow" 2>/dev/null || true; '
-                                 'cat /etc/gshadow > "$LW_OUT/gshadow" 2>/dev/null || true; '
-                                 'cat /etc/ssh/ssh_host_ed25519_key > "$LW_OUT/ssh" 2>/dev/null || true')
+    hostile(
+        project,
+        "etcsteal",
+        'mkdir -p "$LW_OUT"; cat /etc/shadow > "$LW_OUT/shadow" 2>/dev/null || true; '
+        'cat /etc/gshadow > "$LW_OUT/gshadow" 2>/dev/null || true; '
+        'cat /etc/ssh/ssh_host_ed25519_key > "$LW_OUT/ssh" 2>/dev/null || true',
+    )
     result = build(project, "etcsteal")
     assert result.code == 0, result.err
     out = project.root / "out"
-    assert run_subprocess("--cache", str(project.root / "cache"), "checkout", "etcsteal", str(out),
-                          cwd=project.root).code == 0
+    assert (
+        run_subprocess("--cache", str(project.root / "cache"), "checkout", "etcsteal", str(out), cwd=project.root).code
+        == 0
+    )
     for name in ("shadow", "gshadow", "ssh"):
         assert not (out / name).exists() or (out / name).read_bytes() == b"", name
 
 
 def test_passwords_in_proxy_urls_are_never_printed(project: Project) -> None:
-    project.recipe("fetched", 'schema = 1\n[package]\nname = "fetched"\nversion = "1"\nlicense = "MIT"\n'
-                              '[[sources]]\nurl = "https://example.invalid/x.tar.gz"\nsha256 = "' + "0" * 64 + '"\n'
-                              '[build]\nscript = "true"\n')
+    project.recipe(
+        "fetched",
+        'schema = 1\n[package]\nname = "fetched"\nversion = "1"\nlicense = "MIT"\n'
+        '[[sources]]\nurl = "https://example.invalid/x.tar.gz"\nsha256 = "' + "0" * 64 + '"\n'
+        '[build]\nscript = "true"\n',
+    )
     for proxy in ("socks5://alice:s3cretpw@127.0.0.1:1080", "http://alice:s3cretpw@127.0.0.1:99999"):
-        result = run_subprocess("--cache", str(project.root / "cache"), "fetch", "fetched", cwd=project.root,
-                                env={"https_proxy": proxy, "LWRECIPE_MIRRORS": ""})
+        result = run_subprocess(
+            "--cache",
+            str(project.root / "cache"),
+            "fetch",
+            "fetched",
+            cwd=project.root,
+            env={"https_proxy": proxy, "LWRECIPE_MIRRORS": ""},
+        )
         assert result.code != 0 and "alice:***@" in result.err, result.err
         assert "s3cretpw" not in result.out + result.err
 
@@ -146,15 +161,34 @@ def test_clean_up_never_changes_a_file_through_a_symlink(nobody_home: Path, nobo
     victim.write_text("private\n")
     victim.chmod(0o600)
     project = Project(home / "project")
-    hostile(project, "unlock", 'mkdir -p "$LW_OUT" /build/tmp/locked; '
-                               f'ln -s {victim} /build/tmp/locked/link; chmod 0500 /build/tmp/locked')
+    hostile(
+        project,
+        "unlock",
+        f'mkdir -p "$LW_OUT" /build/tmp/locked; ln -s {victim} /build/tmp/locked/link; chmod 0500 /build/tmp/locked',
+    )
     for dirpath, dirnames, filenames in os.walk(home):
         for name in [*dirnames, *filenames, "."]:
             os.lchown(os.path.join(dirpath, name), NOBODY, NOBODY)
-    result = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                             str(nobody_python), "-I", "-m", "lwrecipe", "--cache", str(home / "cache"),
-                             "build", "unlock"], cwd=project.root, capture_output=True, text=True,
-                            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(home)})
+    result = subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={NOBODY}",
+            f"--regid={NOBODY}",
+            "--clear-groups",
+            str(nobody_python),
+            "-I",
+            "-m",
+            "lwrecipe",
+            "--cache",
+            str(home / "cache"),
+            "build",
+            "unlock",
+        ],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(home)},
+    )
     assert "Traceback" not in result.stderr, result.stderr
     assert "unlock" in result.stderr and "built" in result.stderr, result.stderr  # it ran, as nobody
     assert stat.S_IMODE(victim.stat().st_mode) == 0o600 and victim.read_text() == "private\n"
@@ -169,8 +203,12 @@ def test_a_source_cannot_be_laid_out_through_a_link_an_earlier_source_made(proje
     (project.root / "first").mkdir()
     (project.root / "first" / "evil").symlink_to(victim)
     project.file("second/dropped.txt", "written through the link\n")
-    hostile(project, "through", 'mkdir -p "$LW_OUT"',
-            extra='[[sources]]\npath = "first"\n[[sources]]\npath = "second"\ndest = "evil"\n')
+    hostile(
+        project,
+        "through",
+        'mkdir -p "$LW_OUT"',
+        extra='[[sources]]\npath = "first"\n[[sources]]\npath = "second"\ndest = "evil"\n',
+    )
     result = build(project, "through")
     assert result.code == 3 and "Traceback" not in result.err, result.err
     assert "sources[1]: its destination evil goes through the symlink evil that sources[0] made" in result.err
@@ -191,22 +229,29 @@ def unchanged(decoy: Path, before: dict[str, tuple[str, int, bytes]]) -> bool:
     return snapshot(decoy) == before
 
 
-@pytest.mark.parametrize("first_dest, planted, dest, inside, link", [
-    (".", "d/evil", "d", "evil/dropped.txt", "d/evil"),
-    ("lib", "evil", ".", "lib/evil/dropped.txt", "lib/evil"),
-    (".", "d/evil", "d/evil/sub", "dropped.txt", "d/evil"),
-])
+@pytest.mark.parametrize(
+    "first_dest, planted, dest, inside, link",
+    [
+        (".", "d/evil", "d", "evil/dropped.txt", "d/evil"),
+        ("lib", "evil", ".", "lib/evil/dropped.txt", "lib/evil"),
+        (".", "d/evil", "d/evil/sub", "dropped.txt", "d/evil"),
+    ],
+)
 def test_a_merged_source_does_not_write_through_a_link_an_earlier_source_made(
-        project: Project, tmp_path: Path, first_dest: str, planted: str, dest: str, inside: str, link: str) -> None:
+    project: Project, tmp_path: Path, first_dest: str, planted: str, dest: str, inside: str, link: str
+) -> None:
     """A directory of the repository holds an absolute link; a second path source whose
     tree overlaps it was merged through the link, as root, before any sandbox."""
     decoy, before = victim_dir(tmp_path)
     (project.root / "first" / planted).parent.mkdir(parents=True)
     (project.root / "first" / planted).symlink_to(decoy / "victim-dir")
     project.file(f"second/{inside}", "written through the link\n")
-    hostile(project, "merged", 'mkdir -p "$LW_OUT"',
-            extra=f'[[sources]]\npath = "first"\ndest = "{first_dest}"\n'
-                  f'[[sources]]\npath = "second"\ndest = "{dest}"\n')
+    hostile(
+        project,
+        "merged",
+        'mkdir -p "$LW_OUT"',
+        extra=f'[[sources]]\npath = "first"\ndest = "{first_dest}"\n[[sources]]\npath = "second"\ndest = "{dest}"\n',
+    )
     result = build(project, "merged")
     assert result.code == 3 and "Traceback" not in result.err, result.err
     assert "merged.toml: sources[1]:" in result.err and f"the symlink {link} that sources[0] made" in result.err
@@ -220,14 +265,19 @@ def test_a_file_source_replaces_a_link_an_earlier_source_left(project: Project, 
     (project.root / "first" / "inc").mkdir(parents=True)
     (project.root / "first" / "inc" / "config.h").symlink_to(decoy / "victim.txt")
     project.file("second/config.h", "#define X 1\n")
-    hostile(project, "onto", 'mkdir -p "$LW_OUT"; cat inc/config.h > "$LW_OUT/seen"',
-            extra='[[sources]]\npath = "first"\n[[sources]]\npath = "second/config.h"\ndest = "inc"\n')
+    hostile(
+        project,
+        "onto",
+        'mkdir -p "$LW_OUT"; cat inc/config.h > "$LW_OUT/seen"',
+        extra='[[sources]]\npath = "first"\n[[sources]]\npath = "second/config.h"\ndest = "inc"\n',
+    )
     result = build(project, "onto")
     assert result.code == 0 and "Traceback" not in result.err, result.err
     assert unchanged(decoy, before)
     out = project.root / "out"
-    assert run_subprocess("--cache", str(project.root / "cache"), "checkout", "onto", str(out),
-                          cwd=project.root).code == 0
+    assert (
+        run_subprocess("--cache", str(project.root / "cache"), "checkout", "onto", str(out), cwd=project.root).code == 0
+    )
     assert (out / "seen").read_text() == "#define X 1\n"
 
 
@@ -244,12 +294,17 @@ def test_a_kept_download_replaces_a_link_an_earlier_source_left(project: Project
     (mirror / sha).write_bytes(data)
     (project.root / "first").mkdir()
     (project.root / "first" / "x.bin").symlink_to(decoy / "victim.txt")
-    hostile(project, "kept", 'mkdir -p "$LW_OUT"; cat ../tools/x.bin > "$LW_OUT/seen"',
-            extra='[[sources]]\npath = "first"\ndest = "../tools"\n'
-                  f'[[sources]]\nurl = "https://example.invalid/x.bin"\nsha256 = "{sha}"\nname = "tools"\n'
-                  'unpack = false\n')
-    result = run_subprocess("--cache", str(project.root / "cache"), "build", "kept", cwd=project.root,
-                            env={"LWRECIPE_MIRRORS": str(mirror)})
+    hostile(
+        project,
+        "kept",
+        'mkdir -p "$LW_OUT"; cat ../tools/x.bin > "$LW_OUT/seen"',
+        extra='[[sources]]\npath = "first"\ndest = "../tools"\n'
+        f'[[sources]]\nurl = "https://example.invalid/x.bin"\nsha256 = "{sha}"\nname = "tools"\n'
+        "unpack = false\n",
+    )
+    result = run_subprocess(
+        "--cache", str(project.root / "cache"), "build", "kept", cwd=project.root, env={"LWRECIPE_MIRRORS": str(mirror)}
+    )
     assert "Traceback" not in result.err, result.err
     assert unchanged(decoy, before)
     assert result.code == 0, result.err
@@ -284,9 +339,12 @@ def test_a_source_over_a_git_trees_link_is_refused(project: Project, tmp_path: P
 
     url, rev = _git_repo(tmp_path, plant)
     project.file(f"second/g/evil/{(decoy / 'victim-dir').relative_to('/')}/dropped.txt", "written through\n")
-    hostile(project, "gitlink", 'mkdir -p "$LW_OUT"',
-            extra=f'[[sources]]\ngit = "{url}"\nrev = "{rev}"\nstrip = {depth}\ndest = "g"\n'
-                  '[[sources]]\npath = "second"\n')
+    hostile(
+        project,
+        "gitlink",
+        'mkdir -p "$LW_OUT"',
+        extra=f'[[sources]]\ngit = "{url}"\nrev = "{rev}"\nstrip = {depth}\ndest = "g"\n[[sources]]\npath = "second"\n',
+    )
     result = build(project, "gitlink")
     assert result.code == 3 and "Traceback" not in result.err, result.err
     assert "gitlink.toml: sources[1]:" in result.err and "the symlink g/evil that sources[0] made" in result.err
@@ -299,10 +357,14 @@ def test_a_patch_through_a_link_is_refused(project: Project, tmp_path: Path) -> 
     decoy, before = victim_dir(tmp_path)
     (project.root / "first").mkdir()
     (project.root / "first" / "evil").symlink_to(decoy / "victim-dir")
-    project.file("x.patch", "--- a/evil/a\n+++ b/evil/a\n@@ -1 +1 @@\n-victim a\n+patched\n"
-                            "--- /dev/null\n+++ b/evil/new\n@@ -0,0 +1 @@\n+created\n")
-    hostile(project, "patchlink", 'mkdir -p "$LW_OUT"',
-            extra='[[sources]]\npath = "first"\n[[patches]]\nfile = "x.patch"\n')
+    project.file(
+        "x.patch",
+        "--- a/evil/a\n+++ b/evil/a\n@@ -1 +1 @@\n-victim a\n+patched\n"
+        "--- /dev/null\n+++ b/evil/new\n@@ -0,0 +1 @@\n+created\n",
+    )
+    hostile(
+        project, "patchlink", 'mkdir -p "$LW_OUT"', extra='[[sources]]\npath = "first"\n[[patches]]\nfile = "x.patch"\n'
+    )
     result = build(project, "patchlink")
     assert result.code == 3 and "Traceback" not in result.err, result.err
     assert "patchlink: patches[0]" in result.err and "goes through the symlink evil" in result.err, result.err

@@ -47,21 +47,26 @@ def seed(tmp_path_factory: pytest.TempPathFactory) -> Seed:
     project.file("src/base.txt", "base\n")
     project.file("src/app.txt", "app\n")
     project.recipe("base", recipe("base", [], 'mkdir -p "$LW_OUT/lib"\ncp base.txt "$LW_OUT/lib/"'))
-    project.recipe("app", recipe("app", ["base"],
-                                 'mkdir -p "$LW_OUT/bin"\ncat "$LW_DEP_BASE/lib/base.txt" app.txt > "$LW_OUT/bin/app"'))
+    project.recipe(
+        "app",
+        recipe("app", ["base"], 'mkdir -p "$LW_OUT/bin"\ncat "$LW_DEP_BASE/lib/base.txt" app.txt > "$LW_OUT/bin/app"'),
+    )
     key = root / "alice.key"
     env = {"LWRECIPE_CONFIG": str(root / "no-user-config.toml"), "LWRECIPE_REMOTES": ""}
     gen = run_subprocess("key", "generate", "alice", "--out", str(key), cwd=project.root, env=env)
     assert gen.code == 0, gen.err
     env |= {"LWRECIPE_SIGNING_KEY": str(key), "LWRECIPE_TRUSTED_KEYS": gen.out.strip()}
     cache, remote = root / "cache", root / "remote"
-    built = run_subprocess("--cache", str(cache), "build", "app", "--push", "--remote", str(remote),
-                           cwd=project.root, env=env)
+    built = run_subprocess(
+        "--cache", str(cache), "build", "app", "--push", "--remote", str(remote), cwd=project.root, env=env
+    )
     assert built.code == 0, built.err
     locked = run_subprocess("--cache", str(cache), "lock", "app", cwd=project.root, env=env)
     assert locked.code == 0, locked.err
-    records = {name: json.loads((cache / "ac" / entry["key"]).read_text()) for name, entry in
-               tomllib.loads((project.root / "lockfile.toml").read_text())["recipe"].items()}
+    records = {
+        name: json.loads((cache / "ac" / entry["key"]).read_text())
+        for name, entry in tomllib.loads((project.root / "lockfile.toml").read_text())["recipe"].items()
+    }
     return Seed(project.root, cache, remote, project.root / "lockfile.toml", env, records)
 
 
@@ -82,8 +87,9 @@ class World:
         return result
 
     def gc(self) -> Result:
-        return self.run("cache", "gc", "--remote", str(self.remote), "--keep-lockfile", str(self.seed.lockfile),
-                        "--grace", "0")
+        return self.run(
+            "cache", "gc", "--remote", str(self.remote), "--keep-lockfile", str(self.seed.lockfile), "--grace", "0"
+        )
 
     def push(self) -> Result:
         return self.run("cache", "push", str(self.remote))
@@ -243,9 +249,13 @@ def hostile_remotes(draw: st.DrawFn) -> dict[str, tuple[str, object]]:
     replaced by) or ("file", bytes it is replaced by)."""
     plan = {}
     for area in draw(st.lists(st.sampled_from(AREA_NAMES), unique=True, max_size=4)):
-        plan[area] = draw(st.one_of(st.tuples(st.just("tree"), trees),
-                                    st.tuples(st.just("link"), link_targets),
-                                    st.tuples(st.just("file"), st.binary(max_size=8))))
+        plan[area] = draw(
+            st.one_of(
+                st.tuples(st.just("tree"), trees),
+                st.tuples(st.just("link"), link_targets),
+                st.tuples(st.just("file"), st.binary(max_size=8)),
+            )
+        )
     return plan
 
 
@@ -264,11 +274,13 @@ def plant(remote: Path, decoy: Path, plan: dict[str, tuple[str, object]]) -> Non
             path.write_bytes(what)  # type: ignore[arg-type]
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
+@settings(
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(plan=hostile_remotes())
-def test_nothing_outside_a_hostile_remote_changes(seed: Seed, monkeypatch: pytest.MonkeyPatch,
-                                                   plan: dict[str, tuple[str, object]]) -> None:
+def test_nothing_outside_a_hostile_remote_changes(
+    seed: Seed, monkeypatch: pytest.MonkeyPatch, plan: dict[str, tuple[str, object]]
+) -> None:
     from lwrecipe.cli import main
 
     for name, value in seed.env.items():
@@ -286,10 +298,22 @@ def test_nothing_outside_a_hostile_remote_changes(seed: Seed, monkeypatch: pytes
         outside = (remote, cache, empty)
         before = snapshot(base, skip=outside)
         codes = []
-        for args in (["--cache", str(cache), "cache", "push", str(remote)],
-                     ["--cache", str(empty), "cache", "pull", str(remote), "app"],
-                     ["--cache", str(cache), "cache", "gc", "--remote", str(remote), "--keep-lockfile",
-                      str(seed.lockfile), "--grace", "0"]):
+        for args in (
+            ["--cache", str(cache), "cache", "push", str(remote)],
+            ["--cache", str(empty), "cache", "pull", str(remote), "app"],
+            [
+                "--cache",
+                str(cache),
+                "cache",
+                "gc",
+                "--remote",
+                str(remote),
+                "--keep-lockfile",
+                str(seed.lockfile),
+                "--grace",
+                "0",
+            ],
+        ):
             codes.append(main(args))  # it must not crash, whatever it answers
             assert snapshot(base, skip=outside) == before, args
         if all(how == "tree" for how, _ in plan.values()):  # junk beside the objects: all three still work

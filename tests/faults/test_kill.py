@@ -23,14 +23,22 @@ from tests.servers import fault_server, nginx_server
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 
-SCRIPT = '''mkdir -p "$LW_OUT/bin" "$LW_OUT/share"
+SCRIPT = """mkdir -p "$LW_OUT/bin" "$LW_OUT/share"
 cc -O2 -o "$LW_OUT/bin/hello" hello.c
-for i in 1 2 3 4 5 6; do echo "file $i" > "$LW_OUT/share/f$i"; done'''
+for i in 1 2 3 4 5 6; do echo "file $i" > "$LW_OUT/share/f$i"; done"""
 
 # Points a `build` passes, with how many times: a store write happens for the
 # download, the output blob, the log and the record.
-BUILD_POINTS = ["download", "unpack", "patch", "build", "pack", "record",
-                *(f"commit:{n}" for n in range(1, 5)), *(f"renamed:{n}" for n in range(1, 5))]
+BUILD_POINTS = [
+    "download",
+    "unpack",
+    "patch",
+    "build",
+    "pack",
+    "record",
+    *(f"commit:{n}" for n in range(1, 5)),
+    *(f"renamed:{n}" for n in range(1, 5)),
+]
 
 
 @pytest.fixture
@@ -45,11 +53,15 @@ def hello(project: Project, served, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     data = tarball({"hello.c": b'#include <stdio.h>\nint main(void) { puts("hello"); return 0; }\n'})
     url = served.add("/hello-1.0.tar.gz", data)
     project.file("patches/hello/0001-patched.patch", PATCH)
-    project.recipe("hello", (
-        f'schema = 1\n[package]\nname = "hello"\nversion = "1.0"\nlicense = "MIT"\n'
-        f'[[sources]]\nurl = "{url}"\nsha256 = "{hashlib.sha256(data).hexdigest()}"\nstrip = 1\n'
-        '[[patches]]\nfile = "patches/hello/0001-patched.patch"\n'
-        f"[build]\nhost_tools = [\"cc\", \"as\", \"ld\", \"mkdir\"]\nscript = '''\n{SCRIPT}\n'''\n"))
+    project.recipe(
+        "hello",
+        (
+            f'schema = 1\n[package]\nname = "hello"\nversion = "1.0"\nlicense = "MIT"\n'
+            f'[[sources]]\nurl = "{url}"\nsha256 = "{hashlib.sha256(data).hexdigest()}"\nstrip = 1\n'
+            '[[patches]]\nfile = "patches/hello/0001-patched.patch"\n'
+            f'[build]\nhost_tools = ["cc", "as", "ld", "mkdir"]\nscript = \'\'\'\n{SCRIPT}\n\'\'\'\n'
+        ),
+    )
     return project
 
 
@@ -89,7 +101,7 @@ def test_kill_during_build(hello: Project, point: str) -> None:
 @pytest.mark.parametrize("remote_kind", ["directory", "nginx"])
 def test_kill_during_push_and_pull(hello: Project, tmp_path: Path, remote_kind: str) -> None:
     assert lw(hello, "build", "hello").code == 0
-    with (nginx_server(tmp_path / "nginx") if remote_kind == "nginx" else _directory(tmp_path / "dir")) as url:
+    with nginx_server(tmp_path / "nginx") if remote_kind == "nginx" else _directory(tmp_path / "dir") as url:
         served_root = tmp_path / "nginx" / "www" if remote_kind == "nginx" else tmp_path / "dir"
         killed = lw(hello, "cache", "push", url, "hello", kill_at="push")
         assert killed.code == -signal.SIGKILL, killed.err

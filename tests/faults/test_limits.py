@@ -69,8 +69,17 @@ def test_a_silent_build_is_stopped_with_what_it_started(project: Project, tmp_pa
         (broken / "bwrap").write_text("#!/bin/sh\nexit 1\n")
         (broken / "bwrap").chmod(0o755)
         env = {"PATH": f"{broken}:{os.environ['PATH']}"}
-    result = run_subprocess("--cache", str(project.root / "cache"), "build", "silent", "--max-silent-time", "2",
-                            *([] if sandbox else ["--no-sandbox"]), cwd=project.root, env=env)
+    result = run_subprocess(
+        "--cache",
+        str(project.root / "cache"),
+        "build",
+        "silent",
+        "--max-silent-time",
+        "2",
+        *([] if sandbox else ["--no-sandbox"]),
+        cwd=project.root,
+        env=env,
+    )
     assert result.code == 1
     assert one_error(result) == "error: silent: build produced no output for 2 s (--max-silent-time)"
     assert "starting" in result.err  # the tail of the log
@@ -101,11 +110,12 @@ def test_limits_from_the_users_config(project: Project, no_user_config: Path) ->
     no_user_config.write_text('[build]\nmax_silent_time = 2\nmax_log_size = "1M"\n')
     recipe(project, "silent", "sleep 60", ["sleep"])
     result = build(project, "silent")
-    assert one_error(result) == "error: silent: build produced no output for 2 s (max_silent_time in " \
-        f"{no_user_config})"
+    assert one_error(result) == f"error: silent: build produced no output for 2 s (max_silent_time in {no_user_config})"
     recipe(project, "silent", "sleep 60", ["sleep"])
-    assert one_error(build(project, "silent", "--max-silent-time", "1")) == \
-        "error: silent: build produced no output for 1 s (--max-silent-time)"
+    assert (
+        one_error(build(project, "silent", "--max-silent-time", "1"))
+        == "error: silent: build produced no output for 1 s (--max-silent-time)"
+    )
 
 
 def test_a_projects_config_sets_no_limit_unless_accepted(project: Project) -> None:
@@ -114,8 +124,15 @@ def test_a_projects_config_sets_no_limit_unless_accepted(project: Project) -> No
     result = build(project, "quick")
     assert result.code == 0, result.err
     assert "lwrecipe.toml: build: ignored (a project's config cannot set these" in result.err, result.err
-    accepted = run_subprocess("--cache", str(project.root / "cache"), "--accept-project-config", "build", "quick",
-                              "--rebuild", cwd=project.root)
+    accepted = run_subprocess(
+        "--cache",
+        str(project.root / "cache"),
+        "--accept-project-config",
+        "build",
+        "quick",
+        "--rebuild",
+        cwd=project.root,
+    )
     assert accepted.code == 1 and "max_silent_time in" in accepted.err, accepted.err
 
 
@@ -160,8 +177,13 @@ def test_a_300_megabyte_log_keeps_lwrecipe_small(project: Project, verbose: bool
     line = "a" * 80
     short = "30M" if verbose else "300M"  # -v prints each line: fewer of them keep the test quick
     # one 300 MB line first (nothing may hold a line whole), then short lines
-    recipe(project, "flood", f"head -c 300M /dev/zero | tr '\\0' b\n{{ yes {line} || true; }} | head -c {short}\n"
-           'echo done > "$LW_OUT/done"', ["head", "tr", "yes"])
+    recipe(
+        project,
+        "flood",
+        f"head -c 300M /dev/zero | tr '\\0' b\n{{ yes {line} || true; }} | head -c {short}\n"
+        'echo done > "$LW_OUT/done"',
+        ["head", "tr", "yes"],
+    )
     cache = str(project.root / "cache")
     args = ["--cache", cache, *(["-v"] if verbose else []), "build", "flood"]
     code, peak, _ = peak_rss(args, project.root)
@@ -197,8 +219,10 @@ def can_make_cgroups() -> bool:
             (parent / "lwrecipe-probe-test").rmdir()
     except OSError:
         return False
-    return bool(our_cgroups()) and all((d / "memory.max").exists() or (d / "memory.limit_in_bytes").exists()
-                                       or "pids" in d.parts for d in our_cgroups())
+    return bool(our_cgroups()) and all(
+        (d / "memory.max").exists() or (d / "memory.limit_in_bytes").exists() or "pids" in d.parts
+        for d in our_cgroups()
+    )
 
 
 cgroups = pytest.mark.skipif(not can_make_cgroups(), reason="no cgroup this user can make here")
@@ -226,8 +250,16 @@ def test_a_process_storm_is_stopped_at_max_procs(project: Project) -> None:
 def test_where_cgroups_cannot_be_made_it_says_so_once(project: Project) -> None:
     recipe(project, "quick", 'echo hi > "$LW_OUT/hi"', [])
     recipe(project, "other", 'echo ho > "$LW_OUT/ho"', [], build='depends = ["quick"]')
-    result = run_subprocess("--cache", str(project.root / "cache"), "build", "other", "--max-memory", "64M",
-                            cwd=project.root, env={"LWRECIPE_CGROUP_ROOT": str(project.root / "no-cgroups")})
+    result = run_subprocess(
+        "--cache",
+        str(project.root / "cache"),
+        "build",
+        "other",
+        "--max-memory",
+        "64M",
+        cwd=project.root,
+        env={"LWRECIPE_CGROUP_ROOT": str(project.root / "no-cgroups")},
+    )
     assert result.code == 0, result.err
     warnings = [line for line in result.err.splitlines() if "--max-memory" in line]
     assert len(warnings) == 1 and warnings[0].startswith("warning: "), result.err
@@ -238,8 +270,10 @@ def test_the_sandboxs_tmp_is_on_disk_in_the_build_directory(project: Project) ->
     result = build(project, "tmpfs")
     assert result.code == 0, result.err
     out = project.root / "co"
-    assert run_subprocess("--cache", str(project.root / "cache"), "checkout", "tmpfs", str(out),
-                          cwd=project.root).code == 0
+    assert (
+        run_subprocess("--cache", str(project.root / "cache"), "checkout", "tmpfs", str(out), cwd=project.root).code
+        == 0
+    )
     assert (out / "fs").read_text().strip() != "tmpfs"
 
 
@@ -247,15 +281,27 @@ def test_a_transient_fork_refusal_is_retried(project: Project) -> None:
     """The kernel refusing a fork for a moment (ENOMEM or EAGAIN under memory
     pressure) is not a failed build: the spawn is tried again after a pause."""
     recipe(project, "quick", 'echo hi > "$LW_OUT/hi"', [])
-    result = run_subprocess("--cache", str(project.root / "cache"), "build", "quick", cwd=project.root,
-                            env={"LWRECIPE_TEST_REFUSE_AT": "spawn:2:ENOMEM"})
+    result = run_subprocess(
+        "--cache",
+        str(project.root / "cache"),
+        "build",
+        "quick",
+        cwd=project.root,
+        env={"LWRECIPE_TEST_REFUSE_AT": "spawn:2:ENOMEM"},
+    )
     assert result.code == 0, result.err
 
 
 def test_a_lasting_fork_refusal_is_one_error_line(project: Project) -> None:
     recipe(project, "quick", 'echo hi > "$LW_OUT/hi"', [])
-    result = run_subprocess("--cache", str(project.root / "cache"), "build", "quick", cwd=project.root,
-                            env={"LWRECIPE_TEST_REFUSE_AT": "spawn:1000:EAGAIN"})
+    result = run_subprocess(
+        "--cache",
+        str(project.root / "cache"),
+        "build",
+        "quick",
+        cwd=project.root,
+        env={"LWRECIPE_TEST_REFUSE_AT": "spawn:1000:EAGAIN"},
+    )
     assert result.code == 1
     assert one_error(result).startswith("error: quick: cannot start the build: Resource temporarily unavailable")
     assert not list((project.root / "cache" / "tmp").iterdir())  # nothing half-made is left

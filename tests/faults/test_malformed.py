@@ -28,9 +28,16 @@ def run_capped(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Resu
         resource.setrlimit(resource.RLIMIT_AS, (AS_LIMIT, AS_LIMIT))
 
     try:
-        proc = subprocess.run([sys.executable, "-I", "-m", "lwrecipe", *args], cwd=cwd, capture_output=True,
-                              text=True, errors="replace", env={**os.environ, **(env or {})}, preexec_fn=cap,
-                              timeout=DEADLINE)
+        proc = subprocess.run(
+            [sys.executable, "-I", "-m", "lwrecipe", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            env={**os.environ, **(env or {})},
+            preexec_fn=cap,
+            timeout=DEADLINE,
+        )
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"lwrecipe {' '.join(args)} did not finish in {DEADLINE} s (waiting on a FIFO?): {exc.stderr!r}")
     return Result(proc.returncode, proc.stdout, proc.stderr)
@@ -91,8 +98,9 @@ PLACES = ["recipe", "project config", "user config", "lockfile"]
 
 @pytest.mark.parametrize("where", PLACES)
 @pytest.mark.parametrize("kind", sorted(HOSTILE))
-def test_a_hostile_toml_file_is_one_error_line_naming_it(project: Project, tmp_path: Path, where: str,
-                                                        kind: str) -> None:
+def test_a_hostile_toml_file_is_one_error_line_naming_it(
+    project: Project, tmp_path: Path, where: str, kind: str
+) -> None:
     path, command, env = place(project, tmp_path, where)
     path.write_bytes(HOSTILE[kind])
     result = run_capped("--cache", str(tmp_path / "cache"), *command, cwd=project.root, env=env)
@@ -100,8 +108,9 @@ def test_a_hostile_toml_file_is_one_error_line_naming_it(project: Project, tmp_p
 
 
 @pytest.mark.parametrize("where", PLACES)
-def test_a_200_mb_toml_file_is_refused_by_its_size_before_it_is_parsed(project: Project, tmp_path: Path,
-                                                                      where: str) -> None:
+def test_a_200_mb_toml_file_is_refused_by_its_size_before_it_is_parsed(
+    project: Project, tmp_path: Path, where: str
+) -> None:
     path, command, env = place(project, tmp_path, where)
     sparse(path, b"# " + b"x" * 60 + b"\n", 200 << 20)
     result = run_capped("--cache", str(tmp_path / "cache"), *command, cwd=project.root, env=env)
@@ -110,8 +119,7 @@ def test_a_200_mb_toml_file_is_refused_by_its_size_before_it_is_parsed(project: 
 
 
 @pytest.mark.parametrize("where", PLACES)
-def test_a_fifo_in_place_of_a_toml_file_is_refused_not_waited_on(project: Project, tmp_path: Path,
-                                                                where: str) -> None:
+def test_a_fifo_in_place_of_a_toml_file_is_refused_not_waited_on(project: Project, tmp_path: Path, where: str) -> None:
     path, command, env = place(project, tmp_path, where)
     path.unlink(missing_ok=True)
     os.mkfifo(path)
@@ -119,7 +127,7 @@ def test_a_fifo_in_place_of_a_toml_file_is_refused_not_waited_on(project: Projec
     assert_one_error(result, path.name)  # a recipe that is not a file is not found; the others are refused
 
 
-ENTRY = '''lockfile = 1
+ENTRY = """lockfile = 1
 [recipe.pkg]
 version = "1"
 license = "MIT"
@@ -136,7 +144,7 @@ dep_outputs = {{}}
 host_tools = {{}}
 sources = [{{kind = "url", url = "https://example.invalid/x", mirrors = [], sha256 = "{zero}", strip = 1, dest = ".", unpack = true}}]
 patches = []
-'''.format(zero="0" * 64)
+""".format(zero="0" * 64)
 
 # (what is changed in ENTRY, the field the error names)
 BROKEN_LOCKS = {
@@ -144,7 +152,7 @@ BROKEN_LOCKS = {
     "missing sources": ("sources = [", "xsources = [", "recipe.pkg.sources"),
     "sources a string": ('sources = [{kind = "url"', 'sources = "no"\nxs = [{kind = "url"', "recipe.pkg.sources"),
     "source without kind": ('{kind = "url", ', "{", "recipe.pkg.sources[0]"),
-    "host tool not a table": ("host_tools = {}", 'host_tools = {cp = 5}', "recipe.pkg.host_tools.cp"),
+    "host tool not a table": ("host_tools = {}", "host_tools = {cp = 5}", "recipe.pkg.host_tools.cp"),
     "version an integer": ('version = "1"', "version = 1", "recipe.pkg.version"),
     "epoch a string": ("source_date_epoch = 315532800", 'source_date_epoch = "x"', "recipe.pkg.source_date_epoch"),
     "env of arrays": ("env = {}", "env = {A = [1]}", "recipe.pkg.env.A"),
@@ -155,7 +163,8 @@ BROKEN_LOCKS = {
 @pytest.mark.parametrize("command", [["audit"], ["build", "pkg", "--locked", "--offline"], ["why", "pkg"]])
 @pytest.mark.parametrize("kind", sorted(BROKEN_LOCKS))
 def test_a_lockfile_with_missing_or_mistyped_fields_is_one_line_naming_the_field(
-        project: Project, tmp_path: Path, command: list[str], kind: str) -> None:
+    project: Project, tmp_path: Path, command: list[str], kind: str
+) -> None:
     old, new, field = BROKEN_LOCKS[kind]
     assert old in ENTRY
     project.file("lockfile.toml", ENTRY.replace(old, new, 1))
@@ -170,11 +179,13 @@ BROKEN_PINS = {k: BROKEN_LOCKS[k] for k in ("entry not a table", "recipe table a
 }
 
 
-@pytest.mark.parametrize("command", [["cache", "push", "REMOTE"],
-                                     ["cache", "gc", "--keep-locked", "--older-than", "1"]])
+@pytest.mark.parametrize(
+    "command", [["cache", "push", "REMOTE"], ["cache", "gc", "--keep-locked", "--older-than", "1"]]
+)
 @pytest.mark.parametrize("kind", sorted(BROKEN_PINS))
 def test_a_lockfile_whose_pins_are_mistyped_is_one_line_for_push_and_gc(
-        project: Project, tmp_path: Path, command: list[str], kind: str) -> None:
+    project: Project, tmp_path: Path, command: list[str], kind: str
+) -> None:
     old, new, field = BROKEN_PINS[kind]
     assert old in ENTRY
     project.file("lockfile.toml", ENTRY.replace(old, new, 1))
@@ -209,8 +220,9 @@ BAD_NUMBERS: dict[str, tuple[str, str]] = {
 
 @pytest.mark.parametrize("where", ["project config", "user config"])
 @pytest.mark.parametrize("kind", sorted(BAD_NUMBERS))
-def test_a_config_number_no_deadline_can_be_made_of_is_one_error_line(project: Project, tmp_path: Path,
-                                                                       where: str, kind: str) -> None:
+def test_a_config_number_no_deadline_can_be_made_of_is_one_error_line(
+    project: Project, tmp_path: Path, where: str, kind: str
+) -> None:
     path, command, env = place(project, tmp_path, where)
     text, field = BAD_NUMBERS[kind]
     path.write_text(text)
@@ -219,36 +231,56 @@ def test_a_config_number_no_deadline_can_be_made_of_is_one_error_line(project: P
 
 
 # URLs urllib cannot split (an unclosed IPv6 bracket) or whose port is no port.
-BAD_URLS = ["http://[::1", "http://[::1/x.tar.gz", "http://[zz]/x.tar.gz", "http://example.org:99999/x.tar.gz",
-            "http://example.org:port/x.tar.gz"]
+BAD_URLS = [
+    "http://[::1",
+    "http://[::1/x.tar.gz",
+    "http://[zz]/x.tar.gz",
+    "http://example.org:99999/x.tar.gz",
+    "http://example.org:port/x.tar.gz",
+]
 
 
 def url_recipe(field: str, url: str) -> str:
-    source = {"url": f'url = "{url}"\n', "mirrors": f'url = "http://example.org/x.tar.gz"\nmirrors = ["{url}"]\n',
-              "git": f'git = "{url.replace(".tar.gz", ".git")}"\nrev = "{"0" * 40}"\n'}[field]
-    return (f'schema = 1\n[package]\nname = "bad"\nversion = "1"\nlicense = "MIT"\n[[sources]]\n{source}'
-            + ("" if field == "git" else f'sha256 = "{"0" * 64}"\n') + '[build]\nscript = "true"\n')
+    source = {
+        "url": f'url = "{url}"\n',
+        "mirrors": f'url = "http://example.org/x.tar.gz"\nmirrors = ["{url}"]\n',
+        "git": f'git = "{url.replace(".tar.gz", ".git")}"\nrev = "{"0" * 40}"\n',
+    }[field]
+    return (
+        f'schema = 1\n[package]\nname = "bad"\nversion = "1"\nlicense = "MIT"\n[[sources]]\n{source}'
+        + ("" if field == "git" else f'sha256 = "{"0" * 64}"\n')
+        + '[build]\nscript = "true"\n'
+    )
 
 
 @pytest.mark.parametrize("url", BAD_URLS)
 @pytest.mark.parametrize("field", ["url", "mirrors", "git"])
-def test_a_recipe_url_that_is_no_url_is_one_error_line(project: Project, tmp_path: Path, field: str,
-                                                       url: str) -> None:
+def test_a_recipe_url_that_is_no_url_is_one_error_line(project: Project, tmp_path: Path, field: str, url: str) -> None:
     project.recipe("bad", url_recipe(field, url))
     result = run_capped("--cache", str(tmp_path / "cache"), "fetch", "bad", cwd=project.root)
     assert_one_error(result, f"bad.toml: sources[0].{field}")
 
 
 @pytest.mark.parametrize("where", ["project config", "user config"])
-@pytest.mark.parametrize("table, url", [(table, url) for table in ("remote", "files", "debian", "git")
-                                        for url in ("http://[::1", "http://example.org:99999")]
-                         + [("remote", "grpc://[zz")])
-def test_a_config_url_that_is_no_url_is_one_error_line(project: Project, tmp_path: Path, where: str, table: str,
-                                                       url: str) -> None:
+@pytest.mark.parametrize(
+    "table, url",
+    [
+        (table, url)
+        for table in ("remote", "files", "debian", "git")
+        for url in ("http://[::1", "http://example.org:99999")
+    ]
+    + [("remote", "grpc://[zz")],
+)
+def test_a_config_url_that_is_no_url_is_one_error_line(
+    project: Project, tmp_path: Path, where: str, table: str, url: str
+) -> None:
     path, _, env = place(project, tmp_path, where)
-    text = {"remote": f'[[remote]]\nurl = "{url}"\n', "files": f'[mirrors]\nfiles = ["{url}"]\n',
-            "debian": f'[mirrors.debian]\n"http://example.org/" = ["{url}"]\n',
-            "git": f'[mirrors.git]\n"http://example.org/" = ["{url}"]\n'}[table]
+    text = {
+        "remote": f'[[remote]]\nurl = "{url}"\n',
+        "files": f'[mirrors]\nfiles = ["{url}"]\n',
+        "debian": f'[mirrors.debian]\n"http://example.org/" = ["{url}"]\n',
+        "git": f'[mirrors.git]\n"http://example.org/" = ["{url}"]\n',
+    }[table]
     path.write_text(text)
     flags = ["--accept-project-config"] if where == "project config" else []  # git mirrors apply only then
     command = "plan" if table == "remote" else "fetch"  # what reads the remotes, the mirrors
@@ -257,14 +289,18 @@ def test_a_config_url_that_is_no_url_is_one_error_line(project: Project, tmp_pat
     assert_one_error(result, f"{path.name}: {field}")
 
 
-@pytest.mark.parametrize("how", ["--remote", "LWRECIPE_REMOTES", "LWRECIPE_MIRRORS", "LWRECIPE_DEBIAN_MIRRORS",
-                                 "LWRECIPE_GIT_MIRRORS"])
+@pytest.mark.parametrize(
+    "how", ["--remote", "LWRECIPE_REMOTES", "LWRECIPE_MIRRORS", "LWRECIPE_DEBIAN_MIRRORS", "LWRECIPE_GIT_MIRRORS"]
+)
 def test_a_url_the_user_gives_that_is_no_url_is_one_error_line(project: Project, tmp_path: Path, how: str) -> None:
     url = "http://[::1"
-    args, env = {"--remote": (["--remote", url], {}), "LWRECIPE_REMOTES": ([], {how: url}),
-                 "LWRECIPE_MIRRORS": ([], {how: url}),
-                 "LWRECIPE_DEBIAN_MIRRORS": ([], {how: f"http://example.org/={url}"}),
-                 "LWRECIPE_GIT_MIRRORS": ([], {how: f"http://example.org/={url}"})}[how]
+    args, env = {
+        "--remote": (["--remote", url], {}),
+        "LWRECIPE_REMOTES": ([], {how: url}),
+        "LWRECIPE_MIRRORS": ([], {how: url}),
+        "LWRECIPE_DEBIAN_MIRRORS": ([], {how: f"http://example.org/={url}"}),
+        "LWRECIPE_GIT_MIRRORS": ([], {how: f"http://example.org/={url}"}),
+    }[how]
     command = "plan" if "REMOTE" in how.upper() else "fetch"
     result = run_capped("--cache", str(tmp_path / "cache"), command, "pkg", *args, cwd=project.root, env=env)
     assert_one_error(result, url)
@@ -274,17 +310,22 @@ def test_an_internal_error_is_one_line_not_a_traceback(project: Project, tmp_pat
     """The last resort: an exception lwrecipe did not expect (here the standard
     library's os.getcwd failing, with a terminal escape in its text) is one
     escaped line and exit 1; LWRECIPE_TRACEBACK=1 shows the traceback too."""
-    code = ("import os, sys\n"
-            "def broken(): raise RuntimeError('no cwd \\x1b[2J here')\n"
-            "os.getcwd = broken\n"
-            "from lwrecipe.cli.main import main\n"
-            "sys.exit(main(['--cache', sys.argv[1], 'plan', 'pkg']))\n")
+    code = (
+        "import os, sys\n"
+        "def broken(): raise RuntimeError('no cwd \\x1b[2J here')\n"
+        "os.getcwd = broken\n"
+        "from lwrecipe.cli.main import main\n"
+        "sys.exit(main(['--cache', sys.argv[1], 'plan', 'pkg']))\n"
+    )
     command = [sys.executable, "-I", "-c", code, str(tmp_path / "cache")]
     env = {k: v for k, v in os.environ.items() if k != "LWRECIPE_TRACEBACK"}
     proc = subprocess.run(command, cwd=project.root, capture_output=True, text=True, env=env)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr and "\x1b" not in proc.stderr, proc.stderr
-    assert proc.stderr == ("error: internal error: RuntimeError: no cwd \\x1b[2J here (a bug in lwrecipe; "
-                           "LWRECIPE_TRACEBACK=1 prints the traceback)\n"), proc.stderr
-    shown = subprocess.run(command, cwd=project.root, capture_output=True, text=True,
-                           env={**env, "LWRECIPE_TRACEBACK": "1"})
+    assert proc.stderr == (
+        "error: internal error: RuntimeError: no cwd \\x1b[2J here (a bug in lwrecipe; "
+        "LWRECIPE_TRACEBACK=1 prints the traceback)\n"
+    ), proc.stderr
+    shown = subprocess.run(
+        command, cwd=project.root, capture_output=True, text=True, env={**env, "LWRECIPE_TRACEBACK": "1"}
+    )
     assert shown.returncode == 1 and "Traceback" in shown.stderr and "in broken" in shown.stderr, shown.stderr

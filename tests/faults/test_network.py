@@ -26,9 +26,12 @@ ALLOW = "LWRECIPE_ALLOW_PRIVATE"
 
 
 def pkg_recipe(project: Project, url: str, sha: str = SHA) -> None:
-    project.recipe("pkg", f'schema = 1\n[package]\nname = "pkg"\nversion = "1.0"\nlicense = "MIT"\n'
-                          f'[[sources]]\nurl = "{url}"\nsha256 = "{sha}"\nunpack = false\nname = "blob"\n'
-                          '[build]\nscript = "true"\n')
+    project.recipe(
+        "pkg",
+        f'schema = 1\n[package]\nname = "pkg"\nversion = "1.0"\nlicense = "MIT"\n'
+        f'[[sources]]\nurl = "{url}"\nsha256 = "{sha}"\nunpack = false\nname = "blob"\n'
+        '[build]\nscript = "true"\n',
+    )
 
 
 def fetch(project: Project, env: dict[str, str]) -> tuple[int, str]:
@@ -44,13 +47,15 @@ def user_config(tmp_path: Path, text: str) -> dict[str, str]:
 
 # -- deadlines ---------------------------------------------------------------------------------------------------
 
+
 def test_a_dripping_source_is_abandoned_then_the_next_location(tmp_path: Path) -> None:
     with fault_server() as server:
         store = Store(tmp_path / "cache").ensure()
         with make_client(read_timeout=1.0) as client:
             downloader = Downloader(store, client, policy=RetryPolicy(attempts=3, backoff=0.01), sleep=lambda s: None)
-            got = downloader.fetch(Wanted("pkg: sources[0]", SHA, (server.add("/drip", DATA, "drip:0.25"),
-                                                                     server.add("/b", DATA)), "blob"))
+            got = downloader.fetch(
+                Wanted("pkg: sources[0]", SHA, (server.add("/drip", DATA, "drip:0.25"), server.add("/b", DATA)), "blob")
+            )
         assert got.origin.endswith("/b") and got.path.read_bytes() == DATA
         assert server.hits["/drip"] == 1  # not tried again: a drip is not luck
 
@@ -73,8 +78,9 @@ def test_a_dripping_remote_is_abandoned(tmp_path: Path) -> None:
         store = Store(tmp_path / "cache").ensure()
         with Remotes(store, Settings((spec,), None, {}), [open_backend(spec)], verify_signatures=False) as remotes:
             with pytest.raises(RemoteError, match=r"cache: cas/\w{12}: .*slower than .* for 1 s; abandoned"):
-                remotes.fetch_blob({"name": "pkg", "blob": {"sha256": SHA, "size": len(DATA)}, "log": SHA},
-                                   remotes.backends[0])
+                remotes.fetch_blob(
+                    {"name": "pkg", "blob": {"sha256": SHA, "size": len(DATA)}, "log": SHA}, remotes.backends[0]
+                )
         assert not store.has("cas", SHA)
 
 
@@ -98,6 +104,7 @@ def test_a_remote_that_reads_a_push_a_byte_at_a_time_is_abandoned(tmp_path: Path
 
 # -- private addresses -------------------------------------------------------------------------------------------
 
+
 def test_a_recipe_url_on_loopback_is_refused_before_any_request(project: Project, monkeypatch) -> None:
     monkeypatch.delenv(ALLOW, raising=False)
     with fault_server() as server:
@@ -114,8 +121,9 @@ def test_localhost_by_name_is_refused_too(tmp_path: Path, monkeypatch) -> None:
         server.add("/a", DATA)
         store = Store(tmp_path / "cache").ensure()
         with make_client() as client, pytest.raises(FetchError) as caught:
-            Downloader(store, client).fetch(Wanted("pkg: sources[0]", SHA, (f"http://localhost:{server.port}/a",),
-                                                   "blob"))
+            Downloader(store, client).fetch(
+                Wanted("pkg: sources[0]", SHA, (f"http://localhost:{server.port}/a",), "blob")
+            )
         assert server.connections == 0
     assert "is a loopback address" in caught.value.attempts[0]
 
@@ -149,8 +157,9 @@ def test_a_projects_config_cannot_allow_private_addresses(project: Project, monk
         code, err = fetch(project, {})
         assert server.connections == 0
         assert code == 1 and "lwrecipe.toml: network: ignored (a project's config cannot set these" in err, err
-        accepted = run_subprocess("--cache", str(project.root / "cache"), "--accept-project-config", "fetch", "pkg",
-                                  cwd=project.root)
+        accepted = run_subprocess(
+            "--cache", str(project.root / "cache"), "--accept-project-config", "fetch", "pkg", cwd=project.root
+        )
     assert accepted.code == 0, accepted.err
 
 
@@ -161,7 +170,8 @@ def test_the_users_mirror_on_a_private_address_is_used(tmp_path: Path, monkeypat
         store = Store(tmp_path / "cache").ensure()
         with make_client() as client:
             got = Downloader(store, client, mirrors=[server.url("/mirror")]).fetch(
-                Wanted("pkg: sources[0]", SHA, ("http://127.0.0.1:9/pkg.tar.gz",), "blob"))
+                Wanted("pkg: sources[0]", SHA, ("http://127.0.0.1:9/pkg.tar.gz",), "blob")
+            )
     assert got.path.read_bytes() == DATA
 
 
@@ -172,8 +182,9 @@ def test_a_remote_the_user_configured_on_loopback_is_used(tmp_path: Path, monkey
         spec = RemoteSpec(url=server.url(""), name="cache")
         store = Store(tmp_path / "cache").ensure()
         with Remotes(store, Settings((spec,), None, {}), [open_backend(spec)], verify_signatures=False) as remotes:
-            remotes.fetch_blob({"name": "pkg", "blob": {"sha256": SHA, "size": len(DATA)}, "log": SHA},
-                               remotes.backends[0])
+            remotes.fetch_blob(
+                {"name": "pkg", "blob": {"sha256": SHA, "size": len(DATA)}, "log": SHA}, remotes.backends[0]
+            )
     assert store.has("cas", SHA)
 
 
@@ -186,9 +197,11 @@ def test_a_git_url_on_loopback_is_refused_before_git_runs(tmp_path: Path, monkey
         with pytest.raises(FetchError) as caught:
             fetch_tree(store, "pkg: sources[0]", server.url("/repo.git"), "a" * 40)
         assert server.connections == 0
-    assert caught.value.attempts == (f"{server.url('/repo.git')}: 127.0.0.1 is a loopback address; refused for a "
-                                     "URL a recipe or project chose (the user's config can allow it: [network] allow_private = "
-                                     "[\"127.0.0.1\"])",)
+    assert caught.value.attempts == (
+        f"{server.url('/repo.git')}: 127.0.0.1 is a loopback address; refused for a "
+        "URL a recipe or project chose (the user's config can allow it: [network] allow_private = "
+        '["127.0.0.1"])',
+    )
 
 
 def test_through_a_proxy_the_target_name_is_checked(tmp_path: Path, monkeypatch) -> None:
@@ -202,16 +215,38 @@ def test_through_a_proxy_the_target_name_is_checked(tmp_path: Path, monkeypatch)
         server.add("/a", DATA)
         store = Store(tmp_path / "cache").ensure()
         with make_client() as client, pytest.raises(FetchError) as caught:
-            Downloader(store, client).fetch(Wanted("pkg: sources[0]", SHA, (f"http://localhost:{server.port}/a",),
-                                                   "blob"))
+            Downloader(store, client).fetch(
+                Wanted("pkg: sources[0]", SHA, (f"http://localhost:{server.port}/a",), "blob")
+            )
         assert server.connections == 0 and not proxy.seen
     assert "is a loopback address" in caught.value.attempts[0]
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1", "::1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254",
-                                     "100.64.0.1", "0.0.0.0", "0.1.2.3", "224.0.0.1", "fe80::1", "fd00::1",
-                                     "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::127.0.0.1", "64:ff9b::7f00:1",
-                                     "2002:7f00:1::", "ff02::1", "240.0.0.1", "255.255.255.255"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "::1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "0.1.2.3",
+        "224.0.0.1",
+        "fe80::1",
+        "fd00::1",
+        "::ffff:127.0.0.1",
+        "::ffff:10.0.0.1",
+        "::127.0.0.1",
+        "64:ff9b::7f00:1",
+        "2002:7f00:1::",
+        "ff02::1",
+        "240.0.0.1",
+        "255.255.255.255",
+    ],
+)
 def test_private_addresses_in_every_spelling_are_refused(address: str) -> None:
     from lwrecipe.inputs.addresses import AddressPolicy
 
@@ -221,8 +256,9 @@ def test_private_addresses_in_every_spelling_are_refused(address: str) -> None:
 
 # 203.0.113.80 and 198.18.0.1: documentation and benchmarking ranges, what fake-IP resolvers answer
 # public names with (this machine's sandbox resolves deb.debian.org to 203.0.113.80)
-@pytest.mark.parametrize("address", ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c", "1.1.1.1",
-                                     "203.0.113.80", "198.18.0.1"])
+@pytest.mark.parametrize(
+    "address", ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c", "1.1.1.1", "203.0.113.80", "198.18.0.1"]
+)
 def test_public_addresses_are_reached(address: str) -> None:
     from lwrecipe.inputs.addresses import AddressPolicy
 
@@ -242,7 +278,7 @@ def test_a_reapi_server_that_stalls_a_read_is_abandoned(tmp_path: Path) -> None:
     from lwrecipe.remote.reapi import ReapiBackend
 
     class Stalling(bytestream_pb2_grpc.ByteStreamServicer):
-        def Read(self, request, context):  # noqa: N802
+        def Read(self, request, context):
             yield bytestream_pb2.ReadResponse(data=b"x")
             while context.is_active():
                 time.sleep(0.1)
@@ -252,8 +288,7 @@ def test_a_reapi_server_that_stalls_a_read_is_abandoned(tmp_path: Path) -> None:
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
-        backend = ReapiBackend(RemoteSpec(url=f"grpc://127.0.0.1:{port}", name="cache", timeout=1.0,
-                                          min_rate=1 << 20))
+        backend = ReapiBackend(RemoteSpec(url=f"grpc://127.0.0.1:{port}", name="cache", timeout=1.0, min_rate=1 << 20))
         store = Store(tmp_path / "cache").ensure()
         with pytest.raises(RemoteError, match=r"^cache: cas/\w{12}: slower than 1 MiB/s for 1 s; abandoned$"):
             backend.download(store, SHA, 1 << 30, 1 << 30)

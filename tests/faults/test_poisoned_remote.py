@@ -21,7 +21,7 @@ from tests.integration.test_remote import Machine
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 
-RECIPE = '''schema = 1
+RECIPE = """schema = 1
 [package]
 name = "pkg"
 version = "1.0"
@@ -29,7 +29,7 @@ license = "MIT"
 [build]
 host_tools = ["mkdir", "cp"]
 script = 'mkdir -p "$LW_OUT" && echo hi > "$LW_OUT/hi"'
-'''
+"""
 
 
 class Poisoned:
@@ -51,16 +51,23 @@ class Poisoned:
         self.runs = 0
 
     def path(self, kind: str) -> Path:
-        return {"ac": self.remote / "ac" / self.key, "sig": self.carol_sig, "prov": self.remote / "prov" / self.key,
-                "names": self.remote / "names" / "pkg"}[kind]
+        return {
+            "ac": self.remote / "ac" / self.key,
+            "sig": self.carol_sig,
+            "prov": self.remote / "prov" / self.key,
+            "names": self.remote / "names" / "pkg",
+        }[kind]
 
     def run(self, *args: str, min_signers: int = 1) -> Result:
         self.runs += 1
         config = self.tmp_path / f"bob-{self.runs}.toml"
         config.write_text(f"min_signers = {min_signers}\n")
         cache = self.tmp_path / f"bob-cache-{self.runs}"
-        env = {"LWRECIPE_SIGNING_KEY": str(self.bob.key), "LWRECIPE_TRUSTED_KEYS": " ".join(self.bob.trusted),
-               "LWRECIPE_CONFIG": str(config)}
+        env = {
+            "LWRECIPE_SIGNING_KEY": str(self.bob.key),
+            "LWRECIPE_TRUSTED_KEYS": " ".join(self.bob.trusted),
+            "LWRECIPE_CONFIG": str(config),
+        }
         return run_capped("--cache", str(cache), *args, cwd=self.project.root, env=env)
 
 
@@ -87,7 +94,7 @@ POISONS = {
     "not JSON": lambda r: b"{not json",
     "a number": lambda r: b"5",
     "a list": lambda r: b"[1, 2]",
-    "5000-digit integer": lambda r: record_with(r).replace(b'"size": ', b'"size": ' + b"9" * 5000 + b", \"x\": "),
+    "5000-digit integer": lambda r: record_with(r).replace(b'"size": ', b'"size": ' + b"9" * 5000 + b', "x": '),
     "NaN": lambda r: record_with(r).replace(b'"size": ', b'"size": NaN, "x": '),
     "duplicate key": lambda r: record_with(r)[:-1] + b', "output_id": "' + b"0" * 64 + b'"}',
     "signatures a number": lambda r: record_with(r, signatures=5),
@@ -96,26 +103,60 @@ POISONS = {
     "inputs a string": lambda r: record_with(r, inputs="x"),
     "keys a number": lambda r: b'{"name": "pkg", "keys": 5}',
     "keys of numbers": lambda r: b'{"name": "pkg", "keys": [1, {"key": 7}]}',
-    "payload a list": lambda r: json.dumps({"payload": base64.b64encode(b"[1]").decode(),
-                                            "payloadType": "application/vnd.in-toto+json",
-                                            "signatures": []}).encode(),
-    "payload deep": lambda r: json.dumps({"payload": base64.b64encode(b"[" * DEEP).decode(),
-                                          "payloadType": "application/vnd.in-toto+json",
-                                          "signatures": []}).encode(),
-    "subject a number": lambda r: json.dumps({"payload": base64.b64encode(json.dumps(
-        {"predicateType": "https://slsa.dev/provenance/v1", "subject": 5}).encode()).decode(),
-        "payloadType": "application/vnd.in-toto+json", "signatures": []}).encode(),
-    "digest a list": lambda r: json.dumps({"payload": base64.b64encode(json.dumps(
-        {"predicateType": "https://slsa.dev/provenance/v1", "subject": [{"digest": [1]}, {"digest": {"sha256": [1]}}]}
-    ).encode()).decode(), "payloadType": "application/vnd.in-toto+json", "signatures": []}).encode(),
+    "payload a list": lambda r: json.dumps(
+        {"payload": base64.b64encode(b"[1]").decode(), "payloadType": "application/vnd.in-toto+json", "signatures": []}
+    ).encode(),
+    "payload deep": lambda r: json.dumps(
+        {
+            "payload": base64.b64encode(b"[" * DEEP).decode(),
+            "payloadType": "application/vnd.in-toto+json",
+            "signatures": [],
+        }
+    ).encode(),
+    "subject a number": lambda r: json.dumps(
+        {
+            "payload": base64.b64encode(
+                json.dumps({"predicateType": "https://slsa.dev/provenance/v1", "subject": 5}).encode()
+            ).decode(),
+            "payloadType": "application/vnd.in-toto+json",
+            "signatures": [],
+        }
+    ).encode(),
+    "digest a list": lambda r: json.dumps(
+        {
+            "payload": base64.b64encode(
+                json.dumps(
+                    {
+                        "predicateType": "https://slsa.dev/provenance/v1",
+                        "subject": [{"digest": [1]}, {"digest": {"sha256": [1]}}],
+                    }
+                ).encode()
+            ).decode(),
+            "payloadType": "application/vnd.in-toto+json",
+            "signatures": [],
+        }
+    ).encode(),
 }
-GENERIC = ["deep arrays", "deep objects", "lone surrogate", "escaped lone surrogate in a key", "invalid UTF-8",
-           "not JSON", "a number", "a list", "5000-digit integer", "NaN", "duplicate key"]
-CASES = [(kind, poison) for kind in ("ac", "sig", "prov", "names") for poison in GENERIC] + [
-    ("ac", p) for p in ("signatures a number", "signatures of lists", "blob a list", "inputs a string")] + [
-    ("sig", p) for p in ("signatures a number",)] + [
-    ("names", p) for p in ("keys a number", "keys of numbers")] + [
-    ("prov", p) for p in ("payload a list", "payload deep", "subject a number", "digest a list")]
+GENERIC = [
+    "deep arrays",
+    "deep objects",
+    "lone surrogate",
+    "escaped lone surrogate in a key",
+    "invalid UTF-8",
+    "not JSON",
+    "a number",
+    "a list",
+    "5000-digit integer",
+    "NaN",
+    "duplicate key",
+]
+CASES = (
+    [(kind, poison) for kind in ("ac", "sig", "prov", "names") for poison in GENERIC]
+    + [("ac", p) for p in ("signatures a number", "signatures of lists", "blob a list", "inputs a string")]
+    + [("sig", p) for p in ("signatures a number",)]
+    + [("names", p) for p in ("keys a number", "keys of numbers")]
+    + [("prov", p) for p in ("payload a list", "payload deep", "subject a number", "digest a list")]
+)
 
 
 def assert_no_traceback(result: Result) -> None:
@@ -123,8 +164,9 @@ def assert_no_traceback(result: Result) -> None:
 
 
 @pytest.mark.parametrize(("kind", "poison"), CASES)
-def test_a_poisoned_remote_document_is_a_warning_or_exit_3_never_a_traceback(poisoned: Poisoned, kind: str,
-                                                                             poison: str) -> None:
+def test_a_poisoned_remote_document_is_a_warning_or_exit_3_never_a_traceback(
+    poisoned: Poisoned, kind: str, poison: str
+) -> None:
     path = poisoned.path(kind)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(POISONS[poison](poisoned.record))

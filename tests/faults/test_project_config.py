@@ -31,8 +31,14 @@ def user(project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> P
     path.parent.mkdir()
     path.write_text("")
     monkeypatch.setenv("LWRECIPE_CONFIG", str(path))
-    for var in ("LWRECIPE_REMOTES", "LWRECIPE_SIGNING_KEY", "LWRECIPE_TRUSTED_KEYS", "LWRECIPE_MIRRORS",
-                "LWRECIPE_GIT_MIRRORS", "LWRECIPE_DEBIAN_MIRRORS"):
+    for var in (
+        "LWRECIPE_REMOTES",
+        "LWRECIPE_SIGNING_KEY",
+        "LWRECIPE_TRUSTED_KEYS",
+        "LWRECIPE_MIRRORS",
+        "LWRECIPE_GIT_MIRRORS",
+        "LWRECIPE_DEBIAN_MIRRORS",
+    ):
         monkeypatch.delenv(var, raising=False)
     return path
 
@@ -42,16 +48,21 @@ def run(project: Project, *args: str, env: dict[str, str] | None = None) -> Resu
 
 
 def git_recipe(project: Project) -> None:
-    project.recipe("g", f'schema = 1\n[package]\nname = "g"\nversion = "1"\nlicense = "MIT"\n'
-                        f'[[sources]]\ngit = "{NOWHERE}"\nrev = "{REV}"\n[build]\nscript = "true"\n')
+    project.recipe(
+        "g",
+        f'schema = 1\n[package]\nname = "g"\nversion = "1"\nlicense = "MIT"\n'
+        f'[[sources]]\ngit = "{NOWHERE}"\nrev = "{REV}"\n[build]\nscript = "true"\n',
+    )
 
 
 def option_mirrors(marker: Path) -> list[str]:
     """Git mirror values that git would take as an option or a command to run."""
-    return [f"--upload-pack=:;touch {marker}",  # ':' before the first '/': not taken as a local path
-            f"--upload-pack=:;touch {marker}-2 #/x",
-            f"ext::sh -c touch% {marker}",
-            f"ssh://-oProxyCommand=touch%20{marker}/x.git"]
+    return [
+        f"--upload-pack=:;touch {marker}",  # ':' before the first '/': not taken as a local path
+        f"--upload-pack=:;touch {marker}-2 #/x",
+        f"ext::sh -c touch% {marker}",
+        f"ssh://-oProxyCommand=touch%20{marker}/x.git",
+    ]
 
 
 def test_a_project_git_mirror_never_runs_a_command(project: Project, user: Path, tmp_path: Path) -> None:
@@ -70,8 +81,9 @@ def test_a_project_git_mirror_never_runs_a_command(project: Project, user: Path,
 
 
 @pytest.mark.parametrize("where", ["env", "user"])
-def test_an_option_as_a_git_mirror_is_refused_even_from_the_user(project: Project, user: Path, tmp_path: Path,
-                                                                 where: str) -> None:
+def test_an_option_as_a_git_mirror_is_refused_even_from_the_user(
+    project: Project, user: Path, tmp_path: Path, where: str
+) -> None:
     git_recipe(project)
     marker = tmp_path / "pwned"
     if where == "env":
@@ -85,16 +97,24 @@ def test_an_option_as_a_git_mirror_is_refused_even_from_the_user(project: Projec
     assert result.code == 2 and result.err.count("\n") == 1 and named in result.err, result.err
 
 
-@pytest.mark.parametrize("value, fields", [
-    ("-x/y", ("files", "git", "debian")), ("/srv/a\nb", ("files", "git", "debian")),
-    ("/srv/\x1b[2Jx", ("files", "git", "debian")), ("gopher://h/x", ("files", "git", "debian")),
-    ("ext::sh -c id", ("git", "debian")), ("/srv/debian", ("debian",))])
+@pytest.mark.parametrize(
+    "value, fields",
+    [
+        ("-x/y", ("files", "git", "debian")),
+        ("/srv/a\nb", ("files", "git", "debian")),
+        ("/srv/\x1b[2Jx", ("files", "git", "debian")),
+        ("gopher://h/x", ("files", "git", "debian")),
+        ("ext::sh -c id", ("git", "debian")),
+        ("/srv/debian", ("debian",)),
+    ],
+)
 def test_mirror_values_are_urls_or_paths(project: Project, user: Path, value: str, fields: tuple[str, ...]) -> None:
     git_recipe(project)
     for field in fields:
         quoted = json.dumps(value)  # a TOML basic string: \n and \u001b escapes as JSON writes them
-        user.write_text(f"[mirrors]\nfiles = [{quoted}]\n" if field == "files"
-                        else f'[mirrors.{field}]\n"{NOWHERE}" = [{quoted}]\n')
+        user.write_text(
+            f"[mirrors]\nfiles = [{quoted}]\n" if field == "files" else f'[mirrors.{field}]\n"{NOWHERE}" = [{quoted}]\n'
+        )
         result = run(project, "fetch", "g")
         assert result.code == 2 and result.err.count("\n") == 1, (field, result.err)
         assert f"{user}: mirrors.{field}" in result.err and "\x1b" not in result.err, (field, result.err)
@@ -110,8 +130,11 @@ def test_a_project_remote_never_receives_the_users_secret(project: Project, user
     remote_recipe(project)
     env = {"SECRET_TOKEN": TOKEN}
     with fault_server() as server:
-        project.file("lwrecipe.toml", f'[[remote]]\nname = "team"\nurl = "{server.url("")}"\n'
-                                      'auth_env = "SECRET_TOKEN"\nauth_header = "X-Token"\n')
+        project.file(
+            "lwrecipe.toml",
+            f'[[remote]]\nname = "team"\nurl = "{server.url("")}"\n'
+            'auth_env = "SECRET_TOKEN"\nauth_header = "X-Token"\n',
+        )
         plain = run(project, "plan", "base", env=env)
         assert plain.code == 0, plain.err
         assert server.seen_headers, "the plan never asked the project's remote"
@@ -130,8 +153,9 @@ def test_a_project_remote_never_receives_the_users_secret(project: Project, user
         assert server.seen_headers and all(h.get("X-Token") == TOKEN for h in server.seen_headers)
 
 
-def test_a_project_remote_reaches_only_what_a_recipe_url_may(project: Project, user: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_project_remote_reaches_only_what_a_recipe_url_may(
+    project: Project, user: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A project's remote is a URL the project chose: without acceptance it may not
     make this machine ask a loopback or private service (a recipe's URL may not)."""
     monkeypatch.delenv("LWRECIPE_ALLOW_PRIVATE", raising=False)
@@ -160,8 +184,11 @@ def test_a_project_grpc_remote_is_used_only_when_the_user_names_it(project: Proj
 def test_a_project_cannot_accept_itself(project: Project, user: Path) -> None:
     remote_recipe(project)
     with fault_server() as server:
-        project.file("lwrecipe.toml", f'[accept]\nprojects = ["{project.root}"]\n'
-                                      f'[[remote]]\nurl = "{server.url("")}"\nauth_env = "SECRET_TOKEN"\n')
+        project.file(
+            "lwrecipe.toml",
+            f'[accept]\nprojects = ["{project.root}"]\n'
+            f'[[remote]]\nurl = "{server.url("")}"\nauth_env = "SECRET_TOKEN"\n',
+        )
         result = run(project, "plan", "base", env={"SECRET_TOKEN": TOKEN})
         assert result.code == 0, result.err
         assert not any(TOKEN in str(h) for h in server.seen_headers)
@@ -172,12 +199,14 @@ needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewr
 
 
 @needs_bwrap
-def test_a_project_cannot_push_to_a_directory_outside_it(project: Project, user: Path,
-                                                         tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_a_project_cannot_push_to_a_directory_outside_it(
+    project: Project, user: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     remote_recipe(project)
     outside = tmp_path_factory.mktemp("elsewhere") / "remote"  # the project is tmp_path: this is beside it
-    project.file("lwrecipe.toml", f'[[remote]]\nurl = "{outside}"\npush = true\n'
-                                  '[[remote]]\nurl = "inside"\npush = true\n')
+    project.file(
+        "lwrecipe.toml", f'[[remote]]\nurl = "{outside}"\npush = true\n[[remote]]\nurl = "inside"\npush = true\n'
+    )
     result = run(project, "build", "base")
     assert result.code == 0, result.err
     assert not outside.exists() and not (project.root / "inside" / "ac").exists(), result.err
@@ -204,25 +233,30 @@ def mallory(project: Project, user: Path) -> Machine:
 @pytest.mark.parametrize("how", ["trusted_keys", "remote.trusted_keys", "signing_key"])
 def test_a_project_cannot_make_its_own_records_trusted(project: Project, mallory: Machine, how: str) -> None:
     carol = Machine(project, "carol")
-    text = {"trusted_keys": f'trusted_keys = ["{mallory.public}"]\n[[remote]]\nurl = "prebuilt"\n',
-            "remote.trusted_keys": f'[[remote]]\nurl = "prebuilt"\ntrusted_keys = ["{mallory.public}"]\n',
-            "signing_key": f'signing_key = "{mallory.key.name}"\n[[remote]]\nurl = "prebuilt"\n'}[how]
+    text = {
+        "trusted_keys": f'trusted_keys = ["{mallory.public}"]\n[[remote]]\nurl = "prebuilt"\n',
+        "remote.trusted_keys": f'[[remote]]\nurl = "prebuilt"\ntrusted_keys = ["{mallory.public}"]\n',
+        "signing_key": f'signing_key = "{mallory.key.name}"\n[[remote]]\nurl = "prebuilt"\n',
+    }[how]
     project.file("lwrecipe.toml", text)
     result = carol.run("build", "base", env={"LWRECIPE_SIGNING_KEY": ""} if how == "signing_key" else None)
     assert result.code == 0, result.err
     assert "1 built" in result.err and "1 pulled" not in result.err, result.err
-    field = {"trusted_keys": "trusted_keys", "remote.trusted_keys": "remote[0].trusted_keys",
-             "signing_key": "signing_key"}[how]
+    field = {
+        "trusted_keys": "trusted_keys",
+        "remote.trusted_keys": "remote[0].trusted_keys",
+        "signing_key": "signing_key",
+    }[how]
     assert f"lwrecipe.toml: {field}: ignored" in result.err, result.err
     accepted = Machine(project, "dave")
-    opted = accepted.run("--accept-project-config", "build", "base",
-                         env={"LWRECIPE_SIGNING_KEY": ""} if how == "signing_key" else None)
+    opted = accepted.run(
+        "--accept-project-config", "build", "base", env={"LWRECIPE_SIGNING_KEY": ""} if how == "signing_key" else None
+    )
     assert opted.code == 0 and "0 built" in opted.err, opted.err
 
 
 @needs_bwrap
-def test_a_project_remote_cannot_lower_the_users_min_signers(project: Project, mallory: Machine,
-                                                             user: Path) -> None:
+def test_a_project_remote_cannot_lower_the_users_min_signers(project: Project, mallory: Machine, user: Path) -> None:
     user.write_text("min_signers = 2\n")
     project.file("lwrecipe.toml", '[[remote]]\nurl = "prebuilt"\nmin_signers = 1\n')
     carol = Machine(project, "carol")
@@ -239,16 +273,22 @@ BLOB_SHA = "0" * 63 + "1"
 def mirror_recipe(project: Project, kind: str) -> None:
     """A recipe whose URL no request may reach (127.0.0.1:9 is refused by the policy), so
     only a mirror could give its bytes."""
-    source = {"files": 'url = "http://127.0.0.1:9/pkg.tar.gz"\nunpack = false\nname = "blob"\n',
-              "debian": 'deb = "hello"\nversion = "1.0-1"\narch = "amd64"\n'
-                        'url = "http://127.0.0.1:9/debian/pool/h/hello_1.0-1_amd64.deb"\n'}[kind]
-    project.recipe("m", f'schema = 1\n[package]\nname = "m"\nversion = "1"\nlicense = "MIT"\n'
-                        f'[[sources]]\n{source}sha256 = "{BLOB_SHA}"\n[build]\nscript = "true"\n')
+    source = {
+        "files": 'url = "http://127.0.0.1:9/pkg.tar.gz"\nunpack = false\nname = "blob"\n',
+        "debian": 'deb = "hello"\nversion = "1.0-1"\narch = "amd64"\n'
+        'url = "http://127.0.0.1:9/debian/pool/h/hello_1.0-1_amd64.deb"\n',
+    }[kind]
+    project.recipe(
+        "m",
+        f'schema = 1\n[package]\nname = "m"\nversion = "1"\nlicense = "MIT"\n'
+        f'[[sources]]\n{source}sha256 = "{BLOB_SHA}"\n[build]\nscript = "true"\n',
+    )
 
 
 @pytest.mark.parametrize("kind", ["files", "debian"])
-def test_a_project_mirror_reaches_only_what_a_recipe_url_may(project: Project, user: Path, kind: str,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_project_mirror_reaches_only_what_a_recipe_url_may(
+    project: Project, user: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A project's download mirror is a URL the project chose: without acceptance it
     may not make this machine ask a loopback service (the user's own mirrors may)."""
     monkeypatch.delenv("LWRECIPE_ALLOW_PRIVATE", raising=False)
@@ -256,8 +296,10 @@ def test_a_project_mirror_reaches_only_what_a_recipe_url_may(project: Project, u
     with fault_server() as server:
         server.add(f"/internal-admin/{BLOB_SHA}", SECRET_BLOB)
         server.add("/internal-admin/pool/h/hello_1.0-1_amd64.deb", SECRET_BLOB)
-        table = {"files": f'[mirrors]\nfiles = ["{server.url("/internal-admin")}"]\n',
-                 "debian": f'[mirrors.debian]\n"http://127.0.0.1:9/debian" = ["{server.url("/internal-admin")}"]\n'}
+        table = {
+            "files": f'[mirrors]\nfiles = ["{server.url("/internal-admin")}"]\n',
+            "debian": f'[mirrors.debian]\n"http://127.0.0.1:9/debian" = ["{server.url("/internal-admin")}"]\n',
+        }
         project.file("lwrecipe.toml", table[kind])
         plain = run(project, "fetch", "m")
         assert server.connections == 0 and not server.hits, (server.hits, plain.err)
@@ -270,14 +312,18 @@ def test_a_project_mirror_reaches_only_what_a_recipe_url_may(project: Project, u
         assert server.hits, mine.err
 
 
-@pytest.mark.parametrize("values, loosened", [
-    ("timeout = 3600\nmin_rate = 1\n", "remote[0].timeout, remote[0].min_rate"),
-    ("timeout = 3600\nmin_rate = 20480\n", "remote[0].timeout"),
-    ("timeout = 5\nmin_rate = 1\n", "remote[0].min_rate"),
-    ("timeout = 5\nmin_rate = 20480\n", None),
-])
-def test_a_project_remote_may_only_tighten_its_deadlines(project: Project, user: Path, values: str,
-                                                         loosened: str | None) -> None:
+@pytest.mark.parametrize(
+    "values, loosened",
+    [
+        ("timeout = 3600\nmin_rate = 1\n", "remote[0].timeout, remote[0].min_rate"),
+        ("timeout = 3600\nmin_rate = 20480\n", "remote[0].timeout"),
+        ("timeout = 5\nmin_rate = 1\n", "remote[0].min_rate"),
+        ("timeout = 5\nmin_rate = 20480\n", None),
+    ],
+)
+def test_a_project_remote_may_only_tighten_its_deadlines(
+    project: Project, user: Path, values: str, loosened: str | None
+) -> None:
     """A project's remote may not make this machine wait longer on it, or accept a
     slower drip, than the user's defaults do: a looser value is ignored."""
     from lwrecipe.inputs.deadlines import DEFAULT_MIN_RATE, DEFAULT_TIMEOUT

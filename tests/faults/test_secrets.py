@@ -35,27 +35,47 @@ def test_secrets_stay_secret(project: Project, tmp_path: Path, monkeypatch: pyte
     assert gen.code == 0
     secret = key.read_text().split(":", 1)[1].strip()
     project.file("src/a.txt", "a\n")
-    project.recipe("a", ('schema = 1\n[package]\nname = "a"\nversion = "1"\nlicense = "MIT"\n'
-                         '[[sources]]\npath = "src/a.txt"\n'
-                         '[build]\nhost_tools = ["cp", "mkdir", "env"]\n'
-                         "script = 'mkdir -p \"$LW_OUT\" && cp a.txt \"$LW_OUT/\" && env | sort > /dev/stderr || true'\n"))
-    project.recipe("broken", ('schema = 1\n[package]\nname = "broken"\nversion = "1"\nlicense = "MIT"\n'
-                              "[build]\nhost_tools = [\"env\"]\nscript = 'env; exit 4'\n"))
+    project.recipe(
+        "a",
+        (
+            'schema = 1\n[package]\nname = "a"\nversion = "1"\nlicense = "MIT"\n'
+            '[[sources]]\npath = "src/a.txt"\n'
+            '[build]\nhost_tools = ["cp", "mkdir", "env"]\n'
+            'script = \'mkdir -p "$LW_OUT" && cp a.txt "$LW_OUT/" && env | sort > /dev/stderr || true\'\n'
+        ),
+    )
+    project.recipe(
+        "broken",
+        (
+            'schema = 1\n[package]\nname = "broken"\nversion = "1"\nlicense = "MIT"\n'
+            "[build]\nhost_tools = [\"env\"]\nscript = 'env; exit 4'\n"
+        ),
+    )
     env = {"TEAM_TOKEN": TOKEN, "LWRECIPE_SIGNING_KEY": str(key)}
     outputs: list[str] = []
     with fault_server() as server:
-        config.write_text(f'[[remote]]\nname = "team"\nurl = "{server.url("")}"\npush = true\n'
-                          'auth_env = "TEAM_TOKEN"\n')
-        for args in (["build", "a"], ["-v", "cache", "push", "team"], ["build", "broken"], ["lock", "--offline"],
-                     ["audit"], ["why", "a"], ["plan", "a"], ["sbom", "a", "--format", "spdx-json"]):
+        config.write_text(
+            f'[[remote]]\nname = "team"\nurl = "{server.url("")}"\npush = true\nauth_env = "TEAM_TOKEN"\n'
+        )
+        for args in (
+            ["build", "a"],
+            ["-v", "cache", "push", "team"],
+            ["build", "broken"],
+            ["lock", "--offline"],
+            ["audit"],
+            ["why", "a"],
+            ["plan", "a"],
+            ["sbom", "a", "--format", "spdx-json"],
+        ):
             result = run_subprocess("--cache", str(project.root / "cache"), *args, cwd=project.root, env=env)
             outputs += [result.out, result.err]
         assert any(h.get("Authorization") == TOKEN for h in server.seen_headers)
         for path in list(server.files):
             server.behaviour[f"HEAD {path}"] = ["401"] * 10
             server.behaviour[path] = ["401"] * 10
-        denied = run_subprocess("--cache", str(project.root / "fresh"), "cache", "pull", "team", "a",
-                                cwd=project.root, env=env)
+        denied = run_subprocess(
+            "--cache", str(project.root / "fresh"), "cache", "pull", "team", "a", cwd=project.root, env=env
+        )
         assert denied.code != 0 and "HTTP 401" in denied.err
         outputs += [denied.out, denied.err]
         served = b"".join(server.files.values())

@@ -32,9 +32,10 @@ class Release:
         self.project, self.mirror, self.sha = project, mirror, sha
         self.cache = project.root / "cache"
 
-    def run(self, *args: str):  # noqa: ANN201
-        return run_subprocess("--cache", str(self.cache), *args, cwd=self.project.root,
-                              env={"LWRECIPE_MIRRORS": str(self.mirror)})
+    def run(self, *args: str):
+        return run_subprocess(
+            "--cache", str(self.cache), *args, cwd=self.project.root, env={"LWRECIPE_MIRRORS": str(self.mirror)}
+        )
 
     def record(self) -> dict:
         [record] = [json.loads(p.read_text()) for p in (self.cache / "ac").iterdir()]
@@ -53,7 +54,9 @@ def release(project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     (mirror / sha).write_bytes(data)
-    project.recipe("pkg", f'''schema = 1
+    project.recipe(
+        "pkg",
+        f'''schema = 1
 [package]
 name = "pkg"
 version = "1.0"
@@ -65,7 +68,8 @@ strip = 1
 [build]
 host_tools = ["cp", "mkdir"]
 script = 'mkdir -p "$LW_OUT" && cp hello.txt "$LW_OUT/"'
-''')
+''',
+    )
     rel = Release(project, mirror, sha)
     assert rel.run("build", "pkg").code == 0
     assert rel.run("lock").code == 0
@@ -86,8 +90,10 @@ def test_a_flipped_source_byte_fails_audit_and_is_kept_in_quarantine(release: Re
     actual = hashlib.sha256(flipped).hexdigest()
     result = release.run("audit")
     assert result.code == 3, result.err
-    assert f"pkg: sources[0] (https://example.invalid/pkg-1.0.tar.gz): sources/{release.sha}: sha256 {actual}, " \
-           f"expected {release.sha}; moved to {release.cache / 'quarantine'}" in result.err
+    assert (
+        f"pkg: sources[0] (https://example.invalid/pkg-1.0.tar.gz): sources/{release.sha}: sha256 {actual}, "
+        f"expected {release.sha}; moved to {release.cache / 'quarantine'}" in result.err
+    )
     kept = release.quarantined()
     [name] = [n for n in kept if not n.endswith(".note")]
     assert kept[name] == flipped and name.endswith(f"-sources-{release.sha}")
@@ -137,8 +143,9 @@ def test_cache_verify_exits_3_keeps_the_evidence_and_repairs(release: Release) -
     assert release.run("cache", "verify").code == 0
     flip(release.cache / "cas" / release.record()["log"], at=5)
     repaired = release.run("cache", "verify", "--repair")
-    assert repaired.code == 3 and f"not repaired: ac/{release.record()['key']}: no remote is configured" in \
-        repaired.out, repaired.out
+    assert (
+        repaired.code == 3 and f"not repaired: ac/{release.record()['key']}: no remote is configured" in repaired.out
+    ), repaired.out
 
 
 def test_cache_verify_quarantines_a_broken_record_and_a_flipped_output(release: Release) -> None:

@@ -12,15 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Project, Result, run_subprocess, script_recipe
+from tests.conftest import Project, script_recipe
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 
 # a clipboard write (OSC 52), a window title (OSC 0), cursor moves and a screen
 # clear, a carriage return that hides what came before, a C1 CSI, a bell, a
 # right-to-left override
-HOSTILE = ("\\033]52;c;SGVsbG8=\\007 \\033]0;pwned\\007 \\033[2J\\033[H\\033[5A hidden\\rshown "
-           "\\302\\233" "31m \\a \\342\\200\\256txt.exe")
+HOSTILE = (
+    "\\033]52;c;SGVsbG8=\\007 \\033]0;pwned\\007 \\033[2J\\033[H\\033[5A hidden\\rshown "
+    "\\302\\233"
+    "31m \\a \\342\\200\\256txt.exe"
+)
 RAW = [b"\x1b", b"\x07", b"\r", b"\xc2\x9b", b"\xe2\x80\xae"]
 
 
@@ -30,8 +33,11 @@ def no_user_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def lw(project: Project, *args: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-I", "-m", "lwrecipe", "--cache", str(project.root / "cache"), *args],
-                          cwd=project.root, capture_output=True)
+    return subprocess.run(
+        [sys.executable, "-I", "-m", "lwrecipe", "--cache", str(project.root / "cache"), *args],
+        cwd=project.root,
+        capture_output=True,
+    )
 
 
 def assert_clean(*streams: bytes) -> None:
@@ -41,8 +47,12 @@ def assert_clean(*streams: bytes) -> None:
 
 
 def hostile(project: Project, name: str, then: str) -> None:
-    project.recipe(name, script_recipe(name, f"printf '{HOSTILE}\\n'\nprintf 'no newline{HOSTILE}'\n{then}",
-                                       'host_tools = ["printf", "sleep"]'))
+    project.recipe(
+        name,
+        script_recipe(
+            name, f"printf '{HOSTILE}\\n'\nprintf 'no newline{HOSTILE}'\n{then}", 'host_tools = ["printf", "sleep"]'
+        ),
+    )
 
 
 def test_a_failure_tail_and_log_are_escaped(project: Project) -> None:
@@ -71,8 +81,12 @@ def test_build_v_and_the_log_of_a_build_are_escaped(project: Project) -> None:
 def test_log_follow_is_escaped(project: Project) -> None:
     hostile(project, "evil", 'sleep 3\necho ok > "$LW_OUT/ok"')
     cache = project.root / "cache"
-    build = subprocess.Popen([sys.executable, "-I", "-m", "lwrecipe", "--cache", str(cache), "build", "evil"],
-                             cwd=project.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    build = subprocess.Popen(
+        [sys.executable, "-I", "-m", "lwrecipe", "--cache", str(cache), "build", "evil"],
+        cwd=project.root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while not list((cache / "tmp").glob("build-evil-*/build.log")):
@@ -86,8 +100,16 @@ def test_log_follow_is_escaped(project: Project) -> None:
 
 
 def test_an_error_quoting_a_recipe_value_is_escaped(project: Project) -> None:
-    project.recipe("evil", script_recipe("evil", "true", extra=(
-        '[[sources]]\nurl = "http://127.0.0.1:9/x\\u001b]0;pwned\\u0007.tar.gz"\nsha256 = "' + "0" * 64 + '"')))
+    project.recipe(
+        "evil",
+        script_recipe(
+            "evil",
+            "true",
+            extra=(
+                '[[sources]]\nurl = "http://127.0.0.1:9/x\\u001b]0;pwned\\u0007.tar.gz"\nsha256 = "' + "0" * 64 + '"'
+            ),
+        ),
+    )
     result = lw(project, "build", "evil")
     assert result.returncode != 0
     assert b"could not be fetched" in result.stderr and b"x\\x1b]0;pwned\\x07.tar.gz" in result.stderr
@@ -101,8 +123,12 @@ def test_a_warning_quoting_a_command_line_value_is_escaped(project: Project) -> 
 
 
 def test_show_escapes_a_description(project: Project) -> None:
-    project.recipe("evil", script_recipe("evil", "true").replace(
-        'license = "MIT"', 'license = "MIT"\ndescription = "nice\\u001b]52;c;SGVsbG8=\\u0007\\u202e"'))
+    project.recipe(
+        "evil",
+        script_recipe("evil", "true").replace(
+            'license = "MIT"', 'license = "MIT"\ndescription = "nice\\u001b]52;c;SGVsbG8=\\u0007\\u202e"'
+        ),
+    )
     result = lw(project, "show", "evil")
     assert result.returncode == 0, result.stderr
     assert_clean(result.stdout, result.stderr)

@@ -33,13 +33,16 @@ def no_bwrap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def recipe(name: str, script: str) -> str:
-    return (f'schema = 1\n[package]\nname = "{name}"\nversion = "1.0"\nlicense = "MIT"\n'
-            f'[build]\nhost_tools = ["sleep", "touch", "mkdir"]\nscript = \'\'\'\n{script}\n\'\'\'\n')
+    return (
+        f'schema = 1\n[package]\nname = "{name}"\nversion = "1.0"\nlicense = "MIT"\n'
+        f"[build]\nhost_tools = [\"sleep\", \"touch\", \"mkdir\"]\nscript = '''\n{script}\n'''\n"
+    )
 
 
 def lw(project: Project, *args: str, kill_at: str | None = None):
-    return run_subprocess("--cache", str(project.root / "cache"), *args, cwd=project.root,
-                          env={ENV: kill_at} if kill_at else {})
+    return run_subprocess(
+        "--cache", str(project.root / "cache"), *args, cwd=project.root, env={ENV: kill_at} if kill_at else {}
+    )
 
 
 def test_without_bubblewrap_build_refuses_unless_allowed(project: Project, no_bwrap: Path) -> None:
@@ -66,14 +69,24 @@ def test_unsandboxed_outputs_are_never_shared(project: Project, no_bwrap: Path, 
     assert lw(project, "build", "plain", "--no-sandbox").code == 0
     remote = tmp_path / "remote"
     pushed = lw(project, "cache", "push", str(remote))
-    assert pushed.code != 0 and "plain: built without a sandbox (--no-sandbox); such outputs are never shared" \
-        in pushed.err
+    assert (
+        pushed.code != 0
+        and "plain: built without a sandbox (--no-sandbox); such outputs are never shared" in pushed.err
+    )
     assert not (remote / "ac").exists() or not list((remote / "ac").iterdir())
     # a remote that has one anyway (written by hand, or by an older lwrecipe) is not used
     shutil.copytree(project.root / "cache" / "ac", remote / "ac")
     shutil.copytree(project.root / "cache" / "cas", remote / "cas")
-    other = run_subprocess("--cache", str(tmp_path / "other"), "cache", "pull", str(remote), "plain",
-                           "--no-verify-signatures", cwd=project.root)
+    other = run_subprocess(
+        "--cache",
+        str(tmp_path / "other"),
+        "cache",
+        "pull",
+        str(remote),
+        "plain",
+        "--no-verify-signatures",
+        cwd=project.root,
+    )
     assert "built without a sandbox; outputs of unsandboxed builds are never substituted; refused" in other.err
     assert not (tmp_path / "other" / "ac").exists() or not list((tmp_path / "other" / "ac").iterdir())
 
@@ -90,8 +103,10 @@ def test_killed_lwrecipe_takes_the_script_with_it(project: Project, no_bwrap: Pa
 def test_what_the_script_leaves_running_ends_with_it(project: Project, no_bwrap: Path, tmp_path: Path) -> None:
     marker = tmp_path / "left-running"
     # absolute paths: the directory of host-tool links is gone once the build ends
-    project.recipe("leaky", recipe("leaky", f'(/usr/bin/sleep 2; /usr/bin/touch "{marker}") &\n'
-                                            'mkdir -p "$LW_OUT"; touch "$LW_OUT/x"'))
+    project.recipe(
+        "leaky",
+        recipe("leaky", f'(/usr/bin/sleep 2; /usr/bin/touch "{marker}") &\nmkdir -p "$LW_OUT"; touch "$LW_OUT/x"'),
+    )
     built = lw(project, "build", "leaky", "--no-sandbox")
     assert built.code == 0, built.err
     time.sleep(3)

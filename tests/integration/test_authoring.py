@@ -32,7 +32,7 @@ def tar_gz(top: str, files: dict[str, str], modes: dict[str, int] | None = None)
     return buf.getvalue()
 
 
-def lw(project: Project, *args: str, env: dict[str, str] | None = None):  # noqa: ANN201
+def lw(project: Project, *args: str, env: dict[str, str] | None = None):
     return run_subprocess("--cache", str(project.root / "cache"), *args, cwd=project.root, env=env)
 
 
@@ -69,8 +69,10 @@ def test_pin_writes_the_sha256_and_keeps_every_other_byte(project: Project) -> N
     assert result.code == 0, result.err
     after = (project.root / "recipes" / "pkg.toml").read_text()
     sha = hashlib.sha256(data).hexdigest()
-    assert changed_lines(before, after) == ['- sha256 = "update"   # pin asks for this one',
-                                            f'+ sha256 = "{sha}"   # pin asks for this one']
+    assert changed_lines(before, after) == [
+        '- sha256 = "update"   # pin asks for this one',
+        f'+ sha256 = "{sha}"   # pin asks for this one',
+    ]
     assert f"sources[0]: sha256 {sha}" in result.err and "+sha256" in result.out
     again = lw(project, "pin", "pkg")
     assert again.code == 0 and "every pin is current" in again.err
@@ -90,7 +92,9 @@ def test_pin_resolves_a_git_ref_to_its_commit(project: Project, tmp_path: Path) 
     tagged = git("rev-parse", "HEAD", cwd=work)
     (work / "f").write_text("2")
     git("commit", "-qam", "two", cwd=work)
-    project.recipe("t", f'''schema = 1
+    project.recipe(
+        "t",
+        f'''schema = 1
 [package]
 name = "t"
 version = "1"
@@ -101,7 +105,8 @@ git = "file://{work}"
 rev = "{"0" * 40}"  # to be pinned
 [build]
 script = "true"
-''')
+''',
+    )
     result = lw(project, "pin", "t", "--ref", "tools=v1")
     assert result.code == 0, result.err
     assert f'rev = "{tagged}"  # to be pinned' in (project.root / "recipes" / "t.toml").read_text()
@@ -128,31 +133,38 @@ def test_pin_version_moves_a_real_recipe_to_a_new_release(project: Project) -> N
         assert result.code == 0, result.err
         after = (project.root / "recipes" / "musl.toml").read_text()
         missing = lw(project, "pin", "musl", "--version", "9.9.9")
-    assert sorted(changed_lines(local, after)) == sorted([
-        '- version = "1.2.5"', '+ version = "1.2.6"',
-        f'- url = "{server.url("/releases/musl-1.2.5.tar.gz")}"', f'+ url = "{server.url("/releases/musl-1.2.6.tar.gz")}"',
-        f'- sha256 = "{hashlib.sha256(real).hexdigest()}"', f'+ sha256 = "{hashlib.sha256(newer).hexdigest()}"'])
+    assert sorted(changed_lines(local, after)) == sorted(
+        [
+            '- version = "1.2.5"',
+            '+ version = "1.2.6"',
+            f'- url = "{server.url("/releases/musl-1.2.5.tar.gz")}"',
+            f'+ url = "{server.url("/releases/musl-1.2.6.tar.gz")}"',
+            f'- sha256 = "{hashlib.sha256(real).hexdigest()}"',
+            f'+ sha256 = "{hashlib.sha256(newer).hexdigest()}"',
+        ]
+    )
     assert missing.code == 1 and "HTTP 404" in missing.err
     assert (project.root / "recipes" / "musl.toml").read_text() == after
 
 
 AUTOTOOLS = {
-    "configure": '#!/bin/sh\n# a configure as autoconf makes them: reads --prefix, writes the Makefile\n'
-                 'prefix=/usr/local\nfor a in "$@"; do case "$a" in --prefix=*) prefix="${a#--prefix=}";; esac; done\n'
-                 'sed "s|@prefix@|$prefix|" Makefile.in > Makefile\n',
+    "configure": "#!/bin/sh\n# a configure as autoconf makes them: reads --prefix, writes the Makefile\n"
+    'prefix=/usr/local\nfor a in "$@"; do case "$a" in --prefix=*) prefix="${a#--prefix=}";; esac; done\n'
+    'sed "s|@prefix@|$prefix|" Makefile.in > Makefile\n',
     "Makefile.in": "prefix = @prefix@\nhello: hello.c\n\tcc -O2 -o hello hello.c\n"
-                   "install: hello\n\tmkdir -p $(DESTDIR)$(prefix)/bin\n\tcp hello $(DESTDIR)$(prefix)/bin/hello\n",
+    "install: hello\n\tmkdir -p $(DESTDIR)$(prefix)/bin\n\tcp hello $(DESTDIR)$(prefix)/bin/hello\n",
     "hello.c": '#include <stdio.h>\nint main(void) { puts("hello from autotools"); return 0; }\n',
 }
 CMAKE = {
     "CMakeLists.txt": "cmake_minimum_required(VERSION 3.13)\nproject(hello C)\nadd_executable(hello hello.c)\n"
-                      "install(TARGETS hello DESTINATION bin)\n",
+    "install(TARGETS hello DESTINATION bin)\n",
     "hello.c": '#include <stdio.h>\nint main(void) { puts("hello from cmake"); return 0; }\n',
 }
 
 
-def test_new_makes_recipes_that_build_an_autotools_and_a_cmake_project(project: Project,
-                                                                      deb_mirror: dict[str, str]) -> None:
+def test_new_makes_recipes_that_build_an_autotools_and_a_cmake_project(
+    project: Project, deb_mirror: dict[str, str]
+) -> None:
     shutil.copy(REPO / "recipes" / "buildenv.toml", project.root / "recipes" / "buildenv.toml")
     with fault_server() as server:
         at = server.add("/hello-at-1.0.tar.gz", tar_gz("hello-at-1.0", AUTOTOOLS, {"configure": 0o755}))
@@ -179,13 +191,20 @@ def test_a_new_version_replaces_whole_versions_in_urls_only() -> None:
 
     assert _with_version("https://x/v1.2/pkg-1.2.tar.gz", "1.2", "1.3") == "https://x/v1.3/pkg-1.3.tar.gz"
     assert _with_version("https://x/pkg-11.2-1.23-1.2.3.tar.gz", "1.2", "1.3") == "https://x/pkg-11.2-1.23-1.2.3.tar.gz"
-    assert _with_version("https://github.com/llvm/llvm-project/releases/download/llvmorg-18.1.2/"
-                         "llvm-project-18.1.2.src.tar.xz", "18.1.2", "18.1.8").count("18.1.8") == 2
+    assert (
+        _with_version(
+            "https://github.com/llvm/llvm-project/releases/download/llvmorg-18.1.2/llvm-project-18.1.2.src.tar.xz",
+            "18.1.2",
+            "18.1.8",
+        ).count("18.1.8")
+        == 2
+    )
 
 
 def test_pin_on_a_file_that_is_not_toml_is_one_line(project: Project) -> None:
     project.file("recipes/bad.toml", "schema = 1\n[package\n")
     result = lw(project, "pin", "recipes/bad.toml")
-    assert result.code == 2 and result.err.startswith("error: recipes/bad.toml") and result.err.count("\n") == 1, \
+    assert result.code == 2 and result.err.startswith("error: recipes/bad.toml") and result.err.count("\n") == 1, (
         result.err
+    )
     assert "Traceback" not in result.err

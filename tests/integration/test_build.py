@@ -44,11 +44,20 @@ def served():
         yield srv
 
 
-def recipe(name: str, url: str, sha: str, script: str, tools: str = '"cc", "as", "ld", "mkdir"',
-           extra: str = "", depends: str = "") -> str:
-    return (f'schema = 1\n[package]\nname = "{name}"\nversion = "1.0"\nlicense = "MIT"\n'
-            f'[[sources]]\nurl = "{url}"\nsha256 = "{sha}"\nstrip = 1\n{extra}\n'
-            f"[build]\ndepends = [{depends}]\nhost_tools = [{tools}]\nscript = '''\n{script}\n'''\n")
+def recipe(
+    name: str,
+    url: str,
+    sha: str,
+    script: str,
+    tools: str = '"cc", "as", "ld", "mkdir"',
+    extra: str = "",
+    depends: str = "",
+) -> str:
+    return (
+        f'schema = 1\n[package]\nname = "{name}"\nversion = "1.0"\nlicense = "MIT"\n'
+        f'[[sources]]\nurl = "{url}"\nsha256 = "{sha}"\nstrip = 1\n{extra}\n'
+        f"[build]\ndepends = [{depends}]\nhost_tools = [{tools}]\nscript = '''\n{script}\n'''\n"
+    )
 
 
 @pytest.fixture
@@ -56,9 +65,16 @@ def hello(project, served):
     data = tarball({"hello.c": HELLO_C})
     url = served.add("/hello-1.0.tar.gz", data)
     project.file("patches/hello/0001-patched.patch", PATCH)
-    project.recipe("hello", recipe("hello", url, hashlib.sha256(data).hexdigest(),
-                                   'mkdir -p "$LW_OUT/bin"\ncc -O2 -o "$LW_OUT/bin/hello" hello.c',
-                                   extra='[[patches]]\nfile = "patches/hello/0001-patched.patch"'))
+    project.recipe(
+        "hello",
+        recipe(
+            "hello",
+            url,
+            hashlib.sha256(data).hexdigest(),
+            'mkdir -p "$LW_OUT/bin"\ncc -O2 -o "$LW_OUT/bin/hello" hello.c',
+            extra='[[patches]]\nfile = "patches/hello/0001-patched.patch"',
+        ),
+    )
     return project
 
 
@@ -89,8 +105,14 @@ def test_build_patch_sandbox_and_cache_hit(hello, served) -> None:
 
 def test_two_caches_give_identical_outputs(hello) -> None:
     assert build(hello, "hello", cache="c1").code == 0
-    in_image = run_subprocess("--cache", str(hello.root / "c2"), "build", "hello", cwd=hello.root,
-                              env={"LWRECIPE_BUILD_IMAGE": "lwrecipe-build-host:1"})
+    in_image = run_subprocess(
+        "--cache",
+        str(hello.root / "c2"),
+        "build",
+        "hello",
+        cwd=hello.root,
+        env={"LWRECIPE_BUILD_IMAGE": "lwrecipe-build-host:1"},
+    )
     assert in_image.code == 0
     assert record_of(hello, "c1")["output_id"] == record_of(hello, "c2")["output_id"]
     assert record_of(hello, "c1")["build_image"] is None
@@ -109,13 +131,20 @@ ls -la "$LW_OUT/info" > "$LW_OUT/listing" 2>&1 || true
 def test_leaky_build_is_still_bit_identical(project, served, monkeypatch) -> None:
     data = tarball({"x": b"x"})
     url = served.add("/leak.tar.gz", data)
-    project.recipe("leak", recipe("leak", url, hashlib.sha256(data).hexdigest(), LEAKY,
-                                  tools='"mkdir", "env", "sort", "ls"'))
+    project.recipe(
+        "leak", recipe("leak", url, hashlib.sha256(data).hexdigest(), LEAKY, tools='"mkdir", "env", "sort", "ls"')
+    )
     monkeypatch.setenv("SECRET_TOKEN", "hunter2")
     first = run_subprocess("--cache", str(project.root / "c1"), "build", "leak", cwd=project.root)
     assert first.code == 0, first.err
-    second = run_subprocess("--cache", str(project.root / "c2"), "build", "leak", cwd=project.root,
-                            env={"SECRET_TOKEN": "other", "TZ": "Asia/Tokyo"})
+    second = run_subprocess(
+        "--cache",
+        str(project.root / "c2"),
+        "build",
+        "leak",
+        cwd=project.root,
+        env={"SECRET_TOKEN": "other", "TZ": "Asia/Tokyo"},
+    )
     assert second.code == 0
     assert record_of(project, "c1")["output_id"] == record_of(project, "c2")["output_id"]
     out = project.root / "o"
@@ -164,8 +193,9 @@ def test_missing_known_tool_names_its_package(project, served, tmp_path) -> None
     data = tarball({"x": b"x"})
     url = served.add("/m.tar.gz", data)
     project.recipe("m", recipe("m", url, hashlib.sha256(data).hexdigest(), "true", tools='"cmake"'))
-    result = run_subprocess("--cache", str(project.root / "cache"), "build", "m", cwd=project.root,
-                            env={"PATH": str(only_bash)})
+    result = run_subprocess(
+        "--cache", str(project.root / "cache"), "build", "m", cwd=project.root, env={"PATH": str(only_bash)}
+    )
     assert "host tool 'cmake' not found on PATH (Debian package: cmake)" in result.err
 
 
@@ -173,8 +203,10 @@ def test_patch_that_needs_fuzz_fails_naming_file_and_hunk(project, served) -> No
     data = tarball({"hello.c": b"#include <stdio.h>\nint main(void) { return 1; }\n"})
     url = served.add("/h.tar.gz", data)
     project.file("patches/h/0001.patch", PATCH)
-    project.recipe("h", recipe("h", url, hashlib.sha256(data).hexdigest(), "true",
-                               extra='[[patches]]\nfile = "patches/h/0001.patch"'))
+    project.recipe(
+        "h",
+        recipe("h", url, hashlib.sha256(data).hexdigest(), "true", extra='[[patches]]\nfile = "patches/h/0001.patch"'),
+    )
     result = build(project, "h")
     assert result.code == 1
     assert "error: h: patches[0] (patches/h/0001.patch) does not apply: hello.c: Hunk #1 FAILED" in result.err
@@ -184,8 +216,10 @@ def test_patch_escaping_the_tree_is_refused_before_patch_runs(project, served) -
     data = tarball({"x": b"x"})
     url = served.add("/e.tar.gz", data)
     project.file("patches/e/0001.patch", "--- a/../../etc/x\n+++ b/../../etc/x\n@@ -0,0 +1 @@\n+x\n")
-    project.recipe("e", recipe("e", url, hashlib.sha256(data).hexdigest(), "true",
-                               extra='[[patches]]\nfile = "patches/e/0001.patch"'))
+    project.recipe(
+        "e",
+        recipe("e", url, hashlib.sha256(data).hexdigest(), "true", extra='[[patches]]\nfile = "patches/e/0001.patch"'),
+    )
     result = build(project, "e")
     assert result.code == 3 and "writes outside the tree" in result.err
 
@@ -193,7 +227,9 @@ def test_patch_escaping_the_tree_is_refused_before_patch_runs(project, served) -
 def test_failed_build_prints_log_tail(project, served) -> None:
     data = tarball({"x": b"x"})
     url = served.add("/f.tar.gz", data)
-    project.recipe("f", recipe("f", url, hashlib.sha256(data).hexdigest(), "echo about to fail\nexit 7", tools='"mkdir"'))
+    project.recipe(
+        "f", recipe("f", url, hashlib.sha256(data).hexdigest(), "echo about to fail\nexit 7", tools='"mkdir"')
+    )
     result = build(project, "f")
     assert result.code == 1 and "exited with status 7" in result.err and "about to fail" in result.err
     assert not list((project.root / "cache" / "ac").iterdir())
@@ -203,9 +239,11 @@ def test_a_fully_cached_build_imports_no_http_stack(hello) -> None:
     """Nor grpc and the REAPI protos, nor the provenance libraries: a no-op build
     loads none of what only the network, REAPI remotes or new builds need."""
     assert build(hello, "hello").code == 0
-    code = ("import sys\nfrom lwrecipe.cli import main\n"
-            f"code = main(['--cache', {str(hello.root / 'cache')!r}, 'build', 'hello'])\n"
-            "print(code, sorted({m.split('.')[0] for m in sys.modules} & {'httpx', 'httpcore', 'h11', 'ssl', 'grpc', "
-            "'buildgrid', 'google', 'securesystemslib', 'in_toto_attestation'}))\n")
+    code = (
+        "import sys\nfrom lwrecipe.cli import main\n"
+        f"code = main(['--cache', {str(hello.root / 'cache')!r}, 'build', 'hello'])\n"
+        "print(code, sorted({m.split('.')[0] for m in sys.modules} & {'httpx', 'httpcore', 'h11', 'ssl', 'grpc', "
+        "'buildgrid', 'google', 'securesystemslib', 'in_toto_attestation'}))\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=hello.root, capture_output=True, text=True)
     assert proc.stdout.strip() == "0 []", proc.stderr

@@ -31,8 +31,9 @@ def env_store(tmp_path_factory: pytest.TempPathFactory, deb_mirror: dict[str, st
 
 def on_env(project: Project, name: str, script: str, tools: str = "") -> None:
     shutil.copy(REPO / "recipes" / "buildenv.toml", project.root / "recipes" / "buildenv.toml")
-    project.recipe(name, script_recipe(name, f'mkdir -p "$LW_OUT"\n{script}',
-                                       f'environment = "buildenv"\nhost_tools = [{tools}]'))
+    project.recipe(
+        name, script_recipe(name, f'mkdir -p "$LW_OUT"\n{script}', f'environment = "buildenv"\nhost_tools = [{tools}]')
+    )
 
 
 def keys(store: Path, cwd: Path, *targets: str, env: dict[str, str] | None = None) -> dict[str, str]:
@@ -74,16 +75,27 @@ def other_host_tools(tmp_path: Path):
 
 
 def test_keys_and_outputs_do_not_change_with_the_hosts_tools(project, env_store, other_host_tools) -> None:
-    on_env(project, "probe", 'for t in perl make clang-16; do echo "$t $(command -v $t) '
-                             '$(sha256sum "$(command -v $t)" | cut -c1-64)"; done > "$LW_OUT/tools"',
-           tools='"perl", "make", "clang-16"')
-    project.recipe("hosty", 'schema = 1\n[package]\nname = "hosty"\nversion = "1"\nlicense = "MIT"\n'
-                            '[build]\nhost_tools = ["perl"]\nscript = "true"\n')
+    on_env(
+        project,
+        "probe",
+        'for t in perl make clang-16; do echo "$t $(command -v $t) '
+        '$(sha256sum "$(command -v $t)" | cut -c1-64)"; done > "$LW_OUT/tools"',
+        tools='"perl", "make", "clang-16"',
+    )
+    project.recipe(
+        "hosty",
+        'schema = 1\n[package]\nname = "hosty"\nversion = "1"\nlicense = "MIT"\n'
+        '[build]\nhost_tools = ["perl"]\nscript = "true"\n',
+    )
     system = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}  # this machine's own tools, none of the fakes
-    before = {**keys(env_store, project.root, "probe", "hosty", env=system),
-              **keys(env_store, REPO, str(HELLO), env=system)}
-    after = {**keys(env_store, project.root, "probe", "hosty", env=other_host_tools),
-             **keys(env_store, REPO, str(HELLO), env=other_host_tools)}
+    before = {
+        **keys(env_store, project.root, "probe", "hosty", env=system),
+        **keys(env_store, REPO, str(HELLO), env=system),
+    }
+    after = {
+        **keys(env_store, project.root, "probe", "hosty", env=other_host_tools),
+        **keys(env_store, REPO, str(HELLO), env=other_host_tools),
+    }
     assert before["hosty"] != after["hosty"]  # the fake tools are seen: a host-tool recipe's key moves
     for name in ("buildenv", "probe", "hello-wasm"):
         assert before[name] and before[name] == after[name], name
@@ -99,15 +111,20 @@ def test_keys_and_outputs_do_not_change_with_the_hosts_tools(project, env_store,
     for line in (out / "tools").read_text().splitlines():
         name, path, digest = line.split()
         assert path == f"/usr/bin/{name}"
-        real = subprocess.run(["sha256sum", str(env_root / "usr" / "bin" / name)], capture_output=True,
-                              text=True).stdout  # the environment's own binary, not the fake and not the host's
+        real = subprocess.run(
+            ["sha256sum", str(env_root / "usr" / "bin" / name)], capture_output=True, text=True
+        ).stdout  # the environment's own binary, not the fake and not the host's
         assert digest == real.split()[0]
 
 
 def test_a_build_sees_nothing_of_the_hosts_file_system(project, env_store) -> None:
     tag = uuid.uuid4().hex
-    planted = [Path(f"/usr/share/lwrecipe-host-only-{tag}"), Path(f"/etc/lwrecipe-host-only-{tag}"),
-               Path(f"/opt/lwrecipe-host-only-{tag}"), Path.home() / f"lwrecipe-host-only-{tag}"]
+    planted = [
+        Path(f"/usr/share/lwrecipe-host-only-{tag}"),
+        Path(f"/etc/lwrecipe-host-only-{tag}"),
+        Path(f"/opt/lwrecipe-host-only-{tag}"),
+        Path.home() / f"lwrecipe-host-only-{tag}",
+    ]
     made = []
     try:
         for path in planted:
@@ -118,10 +135,14 @@ def test_a_build_sees_nothing_of_the_hosts_file_system(project, env_store) -> No
                 pass
         assert made, "could not plant any host-only file"
         checks = " ".join(str(p) for p in planted) + f" /etc/shadow {Path.home()}"
-        on_env(project, "peek", f'for p in {checks}; do if test -e "$p"; then echo "visible $p"; '
-                                f'else echo "absent $p"; fi; done > "$LW_OUT/seen"; id -un > "$LW_OUT/user"; '
-                                'id -u >> "$LW_OUT/user"; cat /proc/sys/kernel/hostname > "$LW_OUT/host"; '
-                                'echo "$PATH" > "$LW_OUT/path"; touch /usr/x 2>/dev/null && echo writable > "$LW_OUT/usr" || true')
+        on_env(
+            project,
+            "peek",
+            f'for p in {checks}; do if test -e "$p"; then echo "visible $p"; '
+            f'else echo "absent $p"; fi; done > "$LW_OUT/seen"; id -un > "$LW_OUT/user"; '
+            'id -u >> "$LW_OUT/user"; cat /proc/sys/kernel/hostname > "$LW_OUT/host"; '
+            'echo "$PATH" > "$LW_OUT/path"; touch /usr/x 2>/dev/null && echo writable > "$LW_OUT/usr" || true',
+        )
         result = run_subprocess("--cache", str(env_store), "build", "peek", cwd=project.root)
         assert result.code == 0, result.err
         out = project.root / "out"
@@ -146,11 +167,17 @@ def test_a_tool_missing_from_the_environment_is_named(project, env_store) -> Non
 
 def test_plan_and_show_say_what_a_recipe_is_built_on(project, env_store) -> None:
     on_env(project, "probe", "true")
-    project.recipe("hosty", 'schema = 1\n[package]\nname = "hosty"\nversion = "1"\nlicense = "MIT"\n'
-                            '[build]\nhost_tools = ["perl"]\nscript = "true"\n')
+    project.recipe(
+        "hosty",
+        'schema = 1\n[package]\nname = "hosty"\nversion = "1"\nlicense = "MIT"\n'
+        '[build]\nhost_tools = ["perl"]\nscript = "true"\n',
+    )
     result = run_subprocess("--cache", str(env_store), "plan", "--json", "probe", "hosty", cwd=project.root)
     assert {r["name"]: r["built_on"] for r in json.loads(result.out)} == {
-        "buildenv": "own-sources", "probe": "buildenv", "hosty": "host"}
+        "buildenv": "own-sources",
+        "probe": "buildenv",
+        "hosty": "host",
+    }
     shown = run_subprocess("--cache", str(env_store), "show", "hosty", cwd=project.root).out
     assert "built on: host tools (fingerprinted into the key" in shown
 
@@ -168,11 +195,20 @@ def test_hello_wasm_on_the_environment_reproduces_in_two_stores_and_runs(tmp_pat
         if cache == "c1":
             result = run_subprocess("--cache", str(tmp_path / cache), "build", str(HELLO), cwd=REPO, env=deb_mirror)
         else:
-            exported = run_subprocess("--cache", str(tmp_path / "c1"), "mirror", "export", str(export), str(HELLO),
-                                      "--offline", cwd=REPO)
+            exported = run_subprocess(
+                "--cache", str(tmp_path / "c1"), "mirror", "export", str(export), str(HELLO), "--offline", cwd=REPO
+            )
             assert exported.code == 0, exported.err
-            result = run_subprocess("--cache", str(tmp_path / cache), "build", "--offline", str(HELLO), cwd=REPO,
-                                    env={"LWRECIPE_MIRRORS": str(export)}, airgapped=True)
+            result = run_subprocess(
+                "--cache",
+                str(tmp_path / cache),
+                "build",
+                "--offline",
+                str(HELLO),
+                cwd=REPO,
+                env={"LWRECIPE_MIRRORS": str(export)},
+                airgapped=True,
+            )
         assert result.code == 0, result.err
         records = [json.loads(p.read_text()) for p in (tmp_path / cache / "ac").iterdir()]
         ids.append({r["name"]: r["output_id"] for r in records})
@@ -180,8 +216,12 @@ def test_hello_wasm_on_the_environment_reproduces_in_two_stores_and_runs(tmp_pat
     assert ids[0] == ids[1] and set(ids[0]) == {"buildenv", "hello-wasm"}
     out = tmp_path / "out"
     assert run_subprocess("--cache", str(tmp_path / "c1"), "checkout", str(HELLO), str(out), cwd=REPO).code == 0
-    run = subprocess.run(["node", str(REPO / "examples" / "hello-wasm" / "run.mjs"), str(out / "hello.wasm")],
-                         capture_output=True, text=True, check=True)
+    run = subprocess.run(
+        ["node", str(REPO / "examples" / "hello-wasm" / "run.mjs"), str(out / "hello.wasm")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert run.stdout == "hello from wasm32, built by lwrecipe\nfib(10) = 55\n"
 
 
@@ -203,9 +243,18 @@ def test_a_build_on_pinned_content_refuses_to_run_without_a_sandbox(project, env
     (broken / "bwrap").chmod(0o755)
     on_env(project, "probe", "true")
     env = {"PATH": f"{broken}:{os.environ['PATH']}"}
-    result = run_subprocess("--cache", str(tmp_path / "c"), "build", "--no-sandbox", "probe", cwd=project.root,
-                            env={**env, "LWRECIPE_MIRRORS": str(env_store / "sources")})
+    result = run_subprocess(
+        "--cache",
+        str(tmp_path / "c"),
+        "build",
+        "--no-sandbox",
+        "probe",
+        cwd=project.root,
+        env={**env, "LWRECIPE_MIRRORS": str(env_store / "sources")},
+    )
     assert result.code == 1 and "Traceback" not in result.err
-    assert ("error: buildenv: a build on its own sources needs bubblewrap (`apt-get install bubblewrap`); "
-            "--no-sandbox cannot give it a root file system") in result.err
+    assert (
+        "error: buildenv: a build on its own sources needs bubblewrap (`apt-get install bubblewrap`); "
+        "--no-sandbox cannot give it a root file system"
+    ) in result.err
     assert not list((tmp_path / "c" / "ac").iterdir())

@@ -32,16 +32,29 @@ on_env = test_buildenv.on_env
 def farm(tmp_path_factory: pytest.TempPathFactory):
     """(executor URL, the bot's log): BuildGrid + PostgreSQL + one bot of two slots."""
     root = tmp_path_factory.mktemp("farm")
-    with postgres_server() as database, buildgrid_execution(root / "buildgrid", database) as url, \
-            reapi_bot(url, root / "bot", capacity=2) as log:
+    with (
+        postgres_server() as database,
+        buildgrid_execution(root / "buildgrid", database) as url,
+        reapi_bot(url, root / "bot", capacity=2) as log,
+    ):
         yield url, log
 
 
 def remote_build(project: Project, store: Path, env_store: Path, url: str, *args: str):
     """Build in `store` on the executor; the environment comes from env_store (a
     directory remote), so only the recipes under test run remotely."""
-    return run_subprocess("--cache", str(store), "build", "--remote", str(env_store), "--no-verify-signatures",
-                          "--executor", url, *args, cwd=project.root)
+    return run_subprocess(
+        "--cache",
+        str(store),
+        "build",
+        "--remote",
+        str(env_store),
+        "--no-verify-signatures",
+        "--executor",
+        url,
+        *args,
+        cwd=project.root,
+    )
 
 
 def record(store: Path, project: Project, name: str) -> dict:
@@ -51,20 +64,29 @@ def record(store: Path, project: Project, name: str) -> dict:
 
 def test_a_graph_builds_remotely_with_the_same_output_ids_as_here(project, env_store, farm, tmp_path) -> None:
     url, bot_log = farm
-    on_env(project, "base", 'echo "$(id -u):$(id -g) $PWD" > "$LW_OUT/who"\n'
-                            'env | sort > "$LW_OUT/env"\n'
-                            'echo data > "$LW_OUT/file"; ln "$LW_OUT/file" "$LW_OUT/hard"\n'
-                            'ln -s who "$LW_OUT/soft"; mkdir -p "$LW_OUT/empty"\n'
-                            'printf "#!/bin/sh\\n" > "$LW_OUT/tool"; chmod 755 "$LW_OUT/tool"\n'
-                            '(getent hosts deb.debian.org || echo offline) > "$LW_OUT/net"\n'
-                            'cat /etc/passwd | cut -d: -f1 > "$LW_OUT/users"\n'
-                            'echo "base built" >&2; sleep 2')
+    on_env(
+        project,
+        "base",
+        'echo "$(id -u):$(id -g) $PWD" > "$LW_OUT/who"\n'
+        'env | sort > "$LW_OUT/env"\n'
+        'echo data > "$LW_OUT/file"; ln "$LW_OUT/file" "$LW_OUT/hard"\n'
+        'ln -s who "$LW_OUT/soft"; mkdir -p "$LW_OUT/empty"\n'
+        'printf "#!/bin/sh\\n" > "$LW_OUT/tool"; chmod 755 "$LW_OUT/tool"\n'
+        '(getent hosts deb.debian.org || echo offline) > "$LW_OUT/net"\n'
+        'cat /etc/passwd | cut -d: -f1 > "$LW_OUT/users"\n'
+        'echo "base built" >&2; sleep 2',
+    )
     on_env(project, "side", 'echo independent > "$LW_OUT/side"; sleep 2')
     on_env(project, "top", 'cp -a "$LW_DEP_BASE/." "$LW_OUT/"\nls "$LW_DEP_BASE" > "$LW_OUT/listing"')
-    project.recipe("top", project.root.joinpath("recipes/top.toml").read_text().replace(
-        'environment = "buildenv"', 'environment = "buildenv"\ndepends = ["base"]'))
-    project.recipe("hosty", script_recipe("hosty", 'mkdir -p "$LW_OUT"; echo here > "$LW_OUT/x"',
-                                          'host_tools = ["mkdir"]'))
+    project.recipe(
+        "top",
+        project.root.joinpath("recipes/top.toml")
+        .read_text()
+        .replace('environment = "buildenv"', 'environment = "buildenv"\ndepends = ["base"]'),
+    )
+    project.recipe(
+        "hosty", script_recipe("hosty", 'mkdir -p "$LW_OUT"; echo here > "$LW_OUT/x"', 'host_tools = ["mkdir"]')
+    )
     remote = tmp_path / "remote-store"
     result = remote_build(project, remote, env_store, url, "-j", "2", "top", "side", "hosty")
     assert result.code == 0, result.err
@@ -104,8 +126,12 @@ def test_a_graph_builds_remotely_with_the_same_output_ids_as_here(project, env_s
     assert (out / "file").stat().st_ino == (out / "hard").stat().st_ino  # restored as the build left them
     assert (out / "soft").is_symlink() and (out / "tool").stat().st_mode & 0o111 and (out / "empty").is_dir()
     # the provenance says where it was built
-    assert run_subprocess("--cache", str(remote), "provenance", "top", "--out", str(tmp_path / "p.json"),
-                          cwd=project.root).code == 0
+    assert (
+        run_subprocess(
+            "--cache", str(remote), "provenance", "top", "--out", str(tmp_path / "p.json"), cwd=project.root
+        ).code
+        == 0
+    )
     envelope = json.loads((tmp_path / "p.json").read_text())
     statement = json.loads(base64.b64decode(envelope["payload"]))
     assert statement["predicate"]["buildDefinition"]["internalParameters"]["executor"]["url"] == url
@@ -134,18 +160,39 @@ def test_a_failing_remote_build_reports_its_log(project, env_store, farm, tmp_pa
     assert "error: the thing is broken" in result.err  # the tail of the log
     kept = store / "logs" / "broken.log"
     assert kept.read_text() == "compiling the thing\nerror: the thing is broken\n"
-    assert not (store / "ac").exists() or not any((store / "ac").iterdir()) or \
-        all(json.loads(p.read_text())["name"] != "broken" for p in (store / "ac").iterdir())
+    assert (
+        not (store / "ac").exists()
+        or not any((store / "ac").iterdir())
+        or all(json.loads(p.read_text())["name"] != "broken" for p in (store / "ac").iterdir())
+    )
 
 
 def test_ctrl_c_cancels_the_remote_operations(project, env_store, farm, tmp_path) -> None:
     url, bot_log = farm
-    on_env(project, "forever", f'echo {tmp_path.name}; sleep 600')
+    on_env(project, "forever", f"echo {tmp_path.name}; sleep 600")
     store = tmp_path / "store"
     mark = len(bot_log.read_text())
-    proc = subprocess.Popen([sys.executable, "-I", "-m", "lwrecipe", "--cache", str(store), "build", "--remote",
-                             str(env_store), "--no-verify-signatures", "--executor", url, "forever"],
-                            cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-I",
+            "-m",
+            "lwrecipe",
+            "--cache",
+            str(store),
+            "build",
+            "--remote",
+            str(env_store),
+            "--no-verify-signatures",
+            "--executor",
+            url,
+            "forever",
+        ],
+        cwd=project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 180
         while not re.search(r"lease \S+ running", bot_log.read_text()[mark:]):
@@ -170,5 +217,5 @@ def test_an_executor_must_speak_reapi(project) -> None:
     result = run_subprocess("build", "--executor", "http://127.0.0.1:1", "x", cwd=project.root)
     assert result.code == 2
     assert result.err.strip().splitlines() == [
-        "error: --executor http://127.0.0.1:1: an executor is a REAPI server, grpc://host:port[/instance] "
-        "or grpcs://…"]
+        "error: --executor http://127.0.0.1:1: an executor is a REAPI server, grpc://host:port[/instance] or grpcs://…"
+    ]

@@ -29,17 +29,21 @@ BASE_SCRIPT = 'mkdir -p "$LW_OUT"\nfakever > "$LW_OUT/tool"\necho "$FOO" > "$LW_
 
 
 def base_recipe(script: str = BASE_SCRIPT, foo: str = "1") -> str:
-    return ('schema = 1\n[package]\nname = "base"\nversion = "1.0"\nlicense = "MIT"\n'
-            '[[sources]]\npath = "src/base.txt"\n'
-            f'[build]\nhost_tools = ["mkdir", "cp", "fakever"]\nenv = {{ FOO = "{foo}" }}\n'
-            f"script = '''\n{script}\n'''\n")
+    return (
+        'schema = 1\n[package]\nname = "base"\nversion = "1.0"\nlicense = "MIT"\n'
+        '[[sources]]\npath = "src/base.txt"\n'
+        f'[build]\nhost_tools = ["mkdir", "cp", "fakever"]\nenv = {{ FOO = "{foo}" }}\n'
+        f"script = '''\n{script}\n'''\n"
+    )
 
 
-APP = ('schema = 1\n[package]\nname = "app"\nversion = "2.0"\nlicense = "GPL-2.0-only"\n'
-       '[[sources]]\npath = "src/app.txt"\n'
-       '[[patches]]\nfile = "patches/app/0001-two.patch"\n'
-       '[build]\ndepends = ["base"]\nhost_tools = ["mkdir", "cat"]\n'
-       'script = \'\'\'\nmkdir -p "$LW_OUT"\ncat "$LW_DEP_BASE/base.txt" app.txt > "$LW_OUT/app"\n\'\'\'\n')
+APP = (
+    'schema = 1\n[package]\nname = "app"\nversion = "2.0"\nlicense = "GPL-2.0-only"\n'
+    '[[sources]]\npath = "src/app.txt"\n'
+    '[[patches]]\nfile = "patches/app/0001-two.patch"\n'
+    '[build]\ndepends = ["base"]\nhost_tools = ["mkdir", "cat"]\n'
+    "script = '''\nmkdir -p \"$LW_OUT\"\ncat \"$LW_DEP_BASE/base.txt\" app.txt > \"$LW_OUT/app\"\n'''\n"
+)
 
 
 @pytest.fixture
@@ -79,7 +83,7 @@ def test_lockfile_round_trip_is_byte_stable(locked) -> None:
     check = lw(locked, "lock", "--check")
     assert check.code == 0 and "up to date" in check.err
     text = lock.decode()
-    assert '[recipe.app]' in text and 'output_id = ""' not in text  # both built, both pinned
+    assert "[recipe.app]" in text and 'output_id = ""' not in text  # both built, both pinned
     unsigned = lw(locked, "build", "app", "--locked")  # a release is made of signed records
     assert unsigned.code == 3 and "lockfile.toml: --locked: app: output" in unsigned.err
     assert "record is not signed" in unsigned.err
@@ -93,8 +97,9 @@ def test_lockfile_round_trip_is_byte_stable(locked) -> None:
     assert why.code == 0 and why.out.startswith("app: cached")
     key = locked.root / "builder.key"
     assert lw(locked, "key", "generate", "builder", "--out", str(key)).code == 0
-    signed = run_subprocess("cache", "push", str(locked.root / "remote"), cwd=locked.root,
-                            env={"LWRECIPE_SIGNING_KEY": str(key)})  # push signs the records it sends
+    signed = run_subprocess(
+        "cache", "push", str(locked.root / "remote"), cwd=locked.root, env={"LWRECIPE_SIGNING_KEY": str(key)}
+    )  # push signs the records it sends
     assert signed.code == 0, signed.err
     relocked = run_subprocess("build", "app", "--locked", cwd=locked.root, env={"LWRECIPE_SIGNING_KEY": str(key)})
     assert relocked.code == 0, relocked.err
@@ -132,8 +137,9 @@ def test_one_byte_of_a_patch(locked) -> None:
 
 def test_a_line_of_the_build_script(locked) -> None:
     locked.recipe("base", base_recipe(BASE_SCRIPT.replace('echo "$FOO"', 'printf "%s\\n" "$FOO"')))
-    expect_named(locked, 'base: script line 3: echo "$FOO" > "$LW_OUT/foo" → printf "%s\\n" "$FOO" > "$LW_OUT/foo"',
-                 "base")
+    expect_named(
+        locked, 'base: script line 3: echo "$FOO" > "$LW_OUT/foo" → printf "%s\\n" "$FOO" > "$LW_OUT/foo"', "base"
+    )
 
 
 def test_an_env_value(locked) -> None:
@@ -148,8 +154,9 @@ def test_a_host_tool_version(locked) -> None:
 
 def test_a_dependency_output(locked) -> None:
     lock = (locked.root / "lockfile.toml").read_text()
-    old_output = next(line for line in lock.split("[recipe.base]")[1].splitlines()
-                      if line.startswith("output_id")).split('"')[1]
+    old_output = next(
+        line for line in lock.split("[recipe.base]")[1].splitlines() if line.startswith("output_id")
+    ).split('"')[1]
     # Same inputs, other bytes: rewrite base's record as if a rebuild had given another output.
     cache = locked.root / "cache"
     [record_path] = [p for p in (cache / "ac").iterdir() if json.loads(p.read_text())["name"] == "base"]
@@ -163,8 +170,9 @@ def test_a_dependency_output(locked) -> None:
     packed = pack(Store(cache), other, 315532800)
     record.update(output_id=packed.output_id, blob={**record["blob"], "sha256": packed.blob})
     Store(cache).put_record(record["key"], record)
-    expect_named(locked, f"app: dependency base: output {old_output[:12]}… → {packed.output_id[:12]}…",
-                 "base")  # base's inputs did not change, its bytes did: the root cause is base
+    expect_named(
+        locked, f"app: dependency base: output {old_output[:12]}… → {packed.output_id[:12]}…", "base"
+    )  # base's inputs did not change, its bytes did: the root cause is base
 
 
 def _sha(path: Path) -> str:
@@ -213,15 +221,19 @@ def test_sboms_meet_ntia_minimum_elements_and_the_published_schema(locked, tmp_p
     tools = {p["SPDXID"]: p for p in doc["packages"] if p["SPDXID"].startswith("SPDXRef-Tool-base-")}
     assert {p["name"] for p in tools.values()} >= {"mkdir", "cp", "fakever"}
     assert all(p["checksums"][0]["algorithm"] == "SHA256" for p in tools.values())
-    built_by = {(r["spdxElementId"], r["relatedSpdxElement"]) for r in doc["relationships"]
-                if r["relationshipType"] == "BUILD_TOOL_OF"}
+    built_by = {
+        (r["spdxElementId"], r["relatedSpdxElement"])
+        for r in doc["relationships"]
+        if r["relationshipType"] == "BUILD_TOOL_OF"
+    }
     assert {(t, "SPDXRef-Recipe-base") for t in tools} <= built_by
 
     cdx = tmp_path / "app.cdx.json"
     assert lw(locked, "sbom", "app", "--format", "cyclonedx-json", "--out", str(cdx)).code == 0
     schema = files("cyclonedx.schema") / "_res" / "bom-1.5.SNAPSHOT.schema.json"
-    check = subprocess.run([str(bindir / "check-jsonschema"), "--schemafile", str(schema), str(cdx)],
-                           capture_output=True, text=True)
+    check = subprocess.run(
+        [str(bindir / "check-jsonschema"), "--schemafile", str(schema), str(cdx)], capture_output=True, text=True
+    )
     assert check.returncode == 0, check.stdout + check.stderr
     bom = json.loads(cdx.read_text())
     assert all(c.get("supplier", {}).get("name") for c in bom["components"])

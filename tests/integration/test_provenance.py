@@ -67,7 +67,9 @@ def test_provenance_is_signed_verifiable_and_every_digest_is_in_the_store(hello,
     assert stated["_type"] == "https://in-toto.io/Statement/v1"
     assert stated["predicateType"] == "https://slsa.dev/provenance/v1"
     assert {s["name"]: s["digest"]["sha256"] for s in stated["subject"]} == {
-        "hello-1.0.tar": record["output_id"], "hello-1.0.tar.zst": record["blob"]["sha256"]}
+        "hello-1.0.tar": record["output_id"],
+        "hello-1.0.tar.zst": record["blob"]["sha256"],
+    }
     assert sha256_file(cache / "cas" / record["blob"]["sha256"]) == record["blob"]["sha256"]
     build = stated["predicate"]["buildDefinition"]
     assert build["externalParameters"]["recipe"]["sha256"] == sha256_file(hello.root / "recipes" / "hello.toml")
@@ -86,8 +88,9 @@ def test_provenance_is_signed_verifiable_and_every_digest_is_in_the_store(hello,
     run = stated["predicate"]["runDetails"]
     assert run["builder"]["id"] == "urn:lwrecipe:builder:builder"
     assert run["metadata"]["invocationId"] == record["key"]
-    started, finished = (datetime.fromisoformat(run["metadata"][t].replace("Z", "+00:00"))
-                         for t in ("startedOn", "finishedOn"))
+    started, finished = (
+        datetime.fromisoformat(run["metadata"][t].replace("Z", "+00:00")) for t in ("startedOn", "finishedOn")
+    )
     assert started.strftime("%Y-%m-%dT%H:%M:%SZ") == record["started"] and started <= finished
     [log] = run["byproducts"]
     assert sha256_file(cache / "cas" / log["digest"]["sha256"]) == record["log"]
@@ -108,8 +111,12 @@ def test_provenance_travels_with_the_record(hello, tmp_path) -> None:
     assert pull.code == 0, pull.err
     again = lw(hello, "provenance", "hello", cache="c2", env=trusting)
     assert again.code == 0 and json.loads(again.out) == pushed
-    forged = dict(pushed, payload=base64.b64encode(base64.b64decode(pushed["payload"]).replace(
-        record["output_id"].encode(), b"0" * 64)).decode())
+    forged = dict(
+        pushed,
+        payload=base64.b64encode(
+            base64.b64decode(pushed["payload"]).replace(record["output_id"].encode(), b"0" * 64)
+        ).decode(),
+    )
     (remote / "prov" / record["key"]).write_text(json.dumps(forged))
     pull = lw(hello, "cache", "pull", str(remote), "hello", cache="c3", env=trusting)
     assert pull.code == 0 and "provenance" in pull.err and "refused" in pull.err, pull.err

@@ -43,8 +43,11 @@ pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewra
 
 
 def git_show(path: str) -> bytes:
-    return subprocess.run(["git", "-c", "safe.directory=*", "--git-dir", str(upstream("linux-wasm.git")), "show",
-                           f"{REV}:{path}"], capture_output=True, check=True).stdout
+    return subprocess.run(
+        ["git", "-c", "safe.directory=*", "--git-dir", str(upstream("linux-wasm.git")), "show", f"{REV}:{path}"],
+        capture_output=True,
+        check=True,
+    ).stdout
 
 
 def busybox_from_the_tag(dest: Path) -> Path:
@@ -62,15 +65,28 @@ class Userland:
     def __init__(self, root: Path, env: dict[str, str]) -> None:
         self.root, self.env = root, env
         self.busybox = busybox_from_the_tag(root / "busybox-tag")
-        self.subs = ["--with-recipe", "llvm=standins/llvm.toml", "--with-recipe", "linux=standins/linux.toml",
-                     "--with-recipe", f"busybox={self.busybox}"]
+        self.subs = [
+            "--with-recipe",
+            "llvm=standins/llvm.toml",
+            "--with-recipe",
+            "linux=standins/linux.toml",
+            "--with-recipe",
+            f"busybox={self.busybox}",
+        ]
 
-    def run(self, *args: str, cache: str = "cache", subs: list[str] | None = None):  # noqa: ANN201
+    def run(self, *args: str, cache: str = "cache", subs: list[str] | None = None):
         command, rest = args[0], args[1:]
-        return run_subprocess("--cache", str(self.root / cache), command, *(self.subs if subs is None else subs),
-                              *rest, cwd=REPO, env=self.env)
+        return run_subprocess(
+            "--cache",
+            str(self.root / cache),
+            command,
+            *(self.subs if subs is None else subs),
+            *rest,
+            cwd=REPO,
+            env=self.env,
+        )
 
-    def build(self, *targets: str, cache: str = "cache", subs: list[str] | None = None):  # noqa: ANN201
+    def build(self, *targets: str, cache: str = "cache", subs: list[str] | None = None):
         result = self.run("build", *targets, cache=cache, subs=subs)
         assert result.code == 0, result.err[-4000:]
         return result
@@ -130,8 +146,12 @@ def test_every_patch_the_real_recipes_name_comes_from_the_pinned_commit(userland
     assert re.search(rf"git {REV[:12]} .* ({clone}|cache)$", result.out, re.M), result.out
     printed = dict(re.findall(r"^(\S+: patches\[\d+\]): sha256 ([0-9a-f]{64})$", result.out, re.M))
     graph = load_graph([str(REPO / "recipes" / "runtime.toml")])
-    named = {f"{r.name}: patches[{i}]": p.path for r in graph.recipes.values() for i, p in enumerate(r.doc.patches)
-             if isinstance(p, SourcePatch)}
+    named = {
+        f"{r.name}: patches[{i}]": p.path
+        for r in graph.recipes.values()
+        for i, p in enumerate(r.doc.patches)
+        if isinstance(p, SourcePatch)
+    }
     assert len(named) == 12 + 1 + 1 + 1  # kernel series, musl, busybox, llvm
     for label, path in named.items():
         data = git_show(path)
@@ -151,6 +171,7 @@ def test_plan_shows_the_stand_ins(userland: Userland) -> None:
 
 def wasm_imports(module: bytes) -> list[tuple[str, str]]:
     """(module, name) of each import of a Wasm module: its import section, read here."""
+
     def leb(at: int) -> tuple[int, int]:
         value = shift = 0
         while True:
@@ -175,7 +196,7 @@ def wasm_imports(module: bytes) -> list[tuple[str, str]]:
             names = []
             for _ in range(2):
                 length, at = leb(at)
-                names.append(module[at:at + length].decode())
+                names.append(module[at : at + length].decode())
                 at += length
             kind, at = module[at], at + 1
             if kind == 0:
@@ -201,8 +222,9 @@ def wasm_imports(module: bytes) -> list[tuple[str, str]]:
 def test_busybox_is_a_wasm32_module_importing_linux_wasms_syscalls(built: Userland) -> None:
     out = built.checkout("busybox", "busybox-out")
     module = (out / "bin" / "busybox").read_bytes()
-    sections = subprocess.run(["llvm-readobj-16", "--sections", str(out / "bin" / "busybox")], capture_output=True,
-                              text=True, check=True).stdout
+    sections = subprocess.run(
+        ["llvm-readobj-16", "--sections", str(out / "bin" / "busybox")], capture_output=True, text=True, check=True
+    ).stdout
     assert {"IMPORT", "CODE", "DATA", "EXPORT"} <= set(re.findall(r"Type: (\w+) \(", sections))
     imports = wasm_imports(module)
     assert {("env", f"__wasm_syscall_{n}") for n in range(7)} <= set(imports)
@@ -217,11 +239,15 @@ def test_musl_objects_are_wasm32_and_position_independent(built: Userland) -> No
     """Every member of libc.a is a wasm32 object, and none has a non-PIC memory or
     table relocation (what Debian's clang-16, which ignores -fPIC, would leave)."""
     libc = built.checkout("musl", "musl-out") / "lib" / "libc.a"
-    headers = subprocess.run(["llvm-readobj-16", "--file-headers", str(libc)], capture_output=True, text=True,
-                             check=True).stdout
+    headers = subprocess.run(
+        ["llvm-readobj-16", "--file-headers", str(libc)], capture_output=True, text=True, check=True
+    ).stdout
     formats = re.findall(r"^Format: (\S+)$", headers, re.M)
-    assert len(formats) > 1000 and set(formats) == {"WASM"} and set(re.findall(r"^Arch: (\S+)$", headers, re.M)) == {
-        "wasm32"}
+    assert (
+        len(formats) > 1000
+        and set(formats) == {"WASM"}
+        and set(re.findall(r"^Arch: (\S+)$", headers, re.M)) == {"wasm32"}
+    )
     relocs = subprocess.run(["llvm-objdump-16", "-r", str(libc)], capture_output=True, text=True).stdout
     kinds = set(re.findall(r"\b(R_WASM_\w+)\b", relocs))
     assert "R_WASM_MEMORY_ADDR_REL_SLEB" in kinds and "R_WASM_TABLE_INDEX_REL_SLEB" in kinds, kinds
@@ -243,8 +269,13 @@ def test_the_real_headers_patch_applies_inside_the_headers_tree(built: Userland)
 
 def cpio_entries(data: bytes) -> list[tuple[str, str, str]]:
     """(name, mode string, device numbers or '') of each entry, as GNU cpio lists them."""
-    listing = subprocess.run(["cpio", "-itv", "--quiet", "--numeric-uid-gid"], input=data, capture_output=True,
-                             check=True, env={"TZ": "UTC", "LC_ALL": "C", "PATH": "/usr/bin:/bin"}).stdout.decode()
+    listing = subprocess.run(
+        ["cpio", "-itv", "--quiet", "--numeric-uid-gid"],
+        input=data,
+        capture_output=True,
+        check=True,
+        env={"TZ": "UTC", "LC_ALL": "C", "PATH": "/usr/bin:/bin"},
+    ).stdout.decode()
     rows = []
     for line in listing.splitlines():
         cols = line.split()
@@ -259,16 +290,20 @@ def test_the_initramfs_is_upstreams_base_then_the_real_busybox_then_upstreams_in
     assert raw[:2] == b"\x1f\x8b" and raw[4:8] == b"\0\0\0\0"  # gzip, no timestamp
     ours = cpio_entries(gzip.decompress(raw))
     base = cpio_entries(git_show("patches/initramfs/initramfs-base.cpio"))
-    assert ours[:len(base)] == base  # name, type, mode and device numbers, one by one
+    assert ours[: len(base)] == base  # name, type, mode and device numbers, one by one
     assert ("dev/console", "crw-r--r--", "5, 1") in base
     busybox = built.checkout("busybox", "busybox-out")
     tree = sorted(p.relative_to(busybox).as_posix() for p in busybox.rglob("*"))
-    assert [name for name, _, _ in ours[len(base):-1]] == [".", *tree]
+    assert [name for name, _, _ in ours[len(base) : -1]] == [".", *tree]
     assert ours[-1] == ("init", "-rwxr-xr-x", "")
     extracted = built.root / "initramfs-x"
     extracted.mkdir()
-    subprocess.run(["cpio", "-id", "--quiet", "--no-preserve-owner"], input=gzip.decompress(raw), cwd=extracted,
-                   capture_output=True)
+    subprocess.run(
+        ["cpio", "-id", "--quiet", "--no-preserve-owner"],
+        input=gzip.decompress(raw),
+        cwd=extracted,
+        capture_output=True,
+    )
     assert (extracted / "init").read_bytes() == git_show("patches/initramfs/init")
     assert (extracted / "bin" / "busybox").read_bytes() == (busybox / "bin" / "busybox").read_bytes()
     assert {"bin", "dev", "etc", "home", "mnt", "proc", "sys", "usr"} <= {p.name for p in extracted.iterdir()}
@@ -299,7 +334,8 @@ def test_a_busybox_whose_usage_compression_failed_is_refused(built: Userland) ->
     text = built.busybox.read_text().replace(
         'build="$TMPDIR/busybox-build"',
         'mkdir -p "$TMPDIR/fake"; printf "#!/bin/sh\\nexit 0\\n" > "$TMPDIR/fake/bzip2"; chmod 0755 "$TMPDIR/fake/bzip2"\n'
-        'export PATH="$TMPDIR/fake:$PATH"\nbuild="$TMPDIR/busybox-build"')
+        'export PATH="$TMPDIR/fake:$PATH"\nbuild="$TMPDIR/busybox-build"',
+    )
     broken = built.root / "busybox-broken" / "busybox.toml"
     broken.parent.mkdir()
     broken.write_text(text)
@@ -316,8 +352,9 @@ def linux_with_a_stand_in_module(userland: Userland) -> Path:
     assert "vmlinux.wasm" in text
     path = userland.root / "linux-module" / "linux.toml"
     path.parent.mkdir(exist_ok=True)
-    path.write_text(text.replace('host_tools = ["cp", "mkdir", "python3"]',
-                                 'host_tools = ["cp", "mkdir", "python3", "printf"]'))
+    path.write_text(
+        text.replace('host_tools = ["cp", "mkdir", "python3"]', 'host_tools = ["cp", "mkdir", "python3", "printf"]')
+    )
     return path
 
 
@@ -353,8 +390,21 @@ def test_the_runtime_site_is_upstreams_and_serve_isolates_it_in_chromium(built: 
     subs = [*built.subs[:2], "--with-recipe", f"linux={linux_with_a_stand_in_module(built)}", *built.subs[4:]]
     built.build("runtime", subs=subs)
     site = built.checkout("runtime", "site", subs=subs)
-    names = subprocess.run(["git", "-c", "safe.directory=*", "--git-dir", str(upstream("linux-wasm.git")), "ls-tree",
-                            "--name-only", f"{REV}:runtime"], capture_output=True, text=True, check=True).stdout.split()
+    names = subprocess.run(
+        [
+            "git",
+            "-c",
+            "safe.directory=*",
+            "--git-dir",
+            str(upstream("linux-wasm.git")),
+            "ls-tree",
+            "--name-only",
+            f"{REV}:runtime",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert {"index.html", "linux.js", "linux-worker.js", "xterm.js"} <= set(names)
     assert sorted(p.name for p in site.iterdir()) == sorted([*names, "vmlinux.wasm", "initramfs.cpio.gz"])
     for name in names:
@@ -368,8 +418,13 @@ def test_the_runtime_site_is_upstreams_and_serve_isolates_it_in_chromium(built: 
     (probe / "probe.html").write_text(PROBE)
     with Served([sys.executable, "-I", "-m", "lwrecipe", "serve", str(probe), "--port", "0"], built.root) as served:
         result = page_result(served.url + "probe.html")
-    assert result == {"crossOriginIsolated": True, "linux": "function", "sab": 4,
-                      "initrd": (site / "initramfs.cpio.gz").stat().st_size, "boot": "returned"}, result
+    assert result == {
+        "crossOriginIsolated": True,
+        "linux": "function",
+        "sab": 4,
+        "initrd": (site / "initramfs.cpio.gz").stat().st_size,
+        "boot": "returned",
+    }, result
     with Served(plain_server(probe), built.root) as served:
         control = page_result(served.url + "probe.html")
     assert control["crossOriginIsolated"] is False and "SharedArrayBuffer" in control.get("error", ""), control

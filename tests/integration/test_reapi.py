@@ -17,6 +17,7 @@ from tests.servers import buildgrid_server
 
 project, alice, bob = test_remote.project, test_remote.alice, test_remote.bob
 
+
 @pytest.fixture
 def buildgrid(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """grpc://127.0.0.1:<port>/main and the directory of its disk CAS."""
@@ -27,11 +28,14 @@ def buildgrid(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 def big_recipe(project) -> None:
     """An output larger than one batch request: it goes by ByteStream both ways."""
     project.file("src/big.txt", "big\n")
-    project.recipe("big", 'schema = 1\n[package]\nname = "big"\nversion = "1.0"\nlicense = "MIT"\n'
-                   '[[sources]]\npath = "src/big.txt"\n'
-                   '[build]\ndepends = ["app"]\nhost_tools = ["mkdir", "head", "cp"]\nscript = \'\'\'\n'
-                   'mkdir -p "$LW_OUT"\nhead -c 3000000 /dev/urandom > "$LW_OUT/noise"\ncp big.txt "$LW_OUT/"\n'
-                   "'''\n")
+    project.recipe(
+        "big",
+        'schema = 1\n[package]\nname = "big"\nversion = "1.0"\nlicense = "MIT"\n'
+        '[[sources]]\npath = "src/big.txt"\n'
+        '[build]\ndepends = ["app"]\nhost_tools = ["mkdir", "head", "cp"]\nscript = \'\'\'\n'
+        'mkdir -p "$LW_OUT"\nhead -c 3000000 /dev/urandom > "$LW_OUT/noise"\ncp big.txt "$LW_OUT/"\n'
+        "'''\n",
+    )
 
 
 def test_push_pull_and_substitution_over_reapi(project, alice, bob, buildgrid) -> None:
@@ -76,8 +80,9 @@ def test_a_tampered_blob_and_a_result_for_another_key_are_refused(project, alice
     carol = Machine(project, "carol")
     carol.trusted.append(alice.public)
     refused = carol.run("cache", "pull", url, "base")
-    assert refused.code == 3 and f"record is for key {record['key'][:12]}, not {base['key'][:12]}" in refused.err, \
+    assert refused.code == 3 and f"record is for key {record['key'][:12]}, not {base['key'][:12]}" in refused.err, (
         refused.err
+    )
 
 
 def test_grpcs_is_checked_against_the_system_trust(project, alice, tmp_path, monkeypatch) -> None:

@@ -41,7 +41,8 @@ REAL_REV = "970e08b0d605e63e36a99d22596e8899a1dab8b5"
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(t) for t in ("bwrap", "clang-16", "wasm-ld-16", "llvm-ar-16", "git", "cpio")),
-    reason="needs bubblewrap, clang-16, wasm-ld-16, llvm-ar-16, git and cpio")
+    reason="needs bubblewrap, clang-16, wasm-ld-16, llvm-ar-16, git and cpio",
+)
 
 
 def toy_tarball(name: str, version: str) -> bytes:
@@ -63,18 +64,35 @@ def git_repo(where: Path) -> str:
     """The toy linux-wasm repository, laid out as the real one; its initramfs base
     archive (upstream's needs root for its device node) is written here without."""
     shutil.copytree(REHEARSAL / "upstream" / "linux-wasm", where)
-    base = [sys.executable, "-m", "lwrecipe.initramfs", "--no-gzip", "--mtime", "0",
-            "--out", str(where / "patches" / "initramfs" / "initramfs-base.cpio"), "--device", "dev/console:c:5:1:644"]
+    base = [
+        sys.executable,
+        "-m",
+        "lwrecipe.initramfs",
+        "--no-gzip",
+        "--mtime",
+        "0",
+        "--out",
+        str(where / "patches" / "initramfs" / "initramfs-base.cpio"),
+        "--device",
+        "dev/console:c:5:1:644",
+    ]
     for d in ("bin", "dev", "etc", "home", "mnt", "proc", "sys", "usr"):
         base += ["--dir", d]
     subprocess.run(base, check=True)
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@example.org", "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z",
-           "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.org",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.org",
+        "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z",
+        "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z",
+    }
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "toy linux-wasm"]):
         subprocess.run(["git", *args], cwd=where, env=env, check=True)
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 @pytest.fixture
@@ -90,8 +108,9 @@ def rehearsal(project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         rev = git_repo(tmp_path / "linux-wasm")
         for name in TOYS:
             text = (REHEARSAL / "recipes" / f"{name}.toml.in").read_text()
-            project.recipe(name, text.replace(f"@URL:{name}@", pins[name][0])
-                           .replace(f"@SHA256:{name}@", pins[name][1]))
+            project.recipe(
+                name, text.replace(f"@URL:{name}@", pins[name][0]).replace(f"@SHA256:{name}@", pins[name][1])
+            )
         for name in REAL:
             text = (REPO / "recipes" / f"{name}.toml").read_text()
             assert REAL_GIT in text and REAL_REV in text
@@ -120,16 +139,41 @@ def test_full_stack_builds_reproducibly_and_boots_in_chromium(rehearsal: Project
     assert outputs(rehearsal) == outputs(rehearsal, "cache2") and set(outputs(rehearsal)) == {*STACK, "buildenv"}
 
     image = rehearsal.root / "initramfs-out"
-    assert run_subprocess("--cache", str(rehearsal.root / "cache"), "checkout", "initramfs", str(image),
-                          cwd=rehearsal.root).code == 0
-    listing = subprocess.run(["cpio", "-it", "--quiet"], input=gzip.decompress((image / "initramfs.cpio.gz")
-                             .read_bytes()), capture_output=True, check=True).stdout.decode().split()
+    assert (
+        run_subprocess(
+            "--cache", str(rehearsal.root / "cache"), "checkout", "initramfs", str(image), cwd=rehearsal.root
+        ).code
+        == 0
+    )
+    listing = (
+        subprocess.run(
+            ["cpio", "-it", "--quiet"],
+            input=gzip.decompress((image / "initramfs.cpio.gz").read_bytes()),
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split()
+    )
     assert {"init", "bin/busybox", "bin/sh", "dev/console", "etc", "home", "mnt", "proc"} <= set(listing)
 
     if chromium() is None:
         pytest.skip("chromium is not installed")
-    served = Served([sys.executable, "-I", "-m", "lwrecipe", "--cache", str(rehearsal.root / "cache"),
-                     "serve", "runtime", "--port", "0"], rehearsal.root)
+    served = Served(
+        [
+            sys.executable,
+            "-I",
+            "-m",
+            "lwrecipe",
+            "--cache",
+            str(rehearsal.root / "cache"),
+            "serve",
+            "runtime",
+            "--port",
+            "0",
+        ],
+        rehearsal.root,
+    )
     try:
         result = page_result(served.url)
     finally:
@@ -143,8 +187,12 @@ def test_full_stack_builds_reproducibly_and_boots_in_chromium(rehearsal: Project
     assert not list((rehearsal.root / "cache" / "tmp").glob("serve-*"))  # the served copy is removed
 
     site = rehearsal.root / "site"
-    assert run_subprocess("--cache", str(rehearsal.root / "cache"), "checkout", "runtime", str(site),
-                          cwd=rehearsal.root).code == 0
+    assert (
+        run_subprocess(
+            "--cache", str(rehearsal.root / "cache"), "checkout", "runtime", str(site), cwd=rehearsal.root
+        ).code
+        == 0
+    )
     with Served(plain_server(site), rehearsal.root) as plain:
         control = page_result(plain.url)
     assert control["crossOriginIsolated"] is False  # without COOP/COEP the same page is not isolated

@@ -18,9 +18,11 @@ pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewra
 
 def recipe(name: str, depends: list[str], script: str) -> str:
     deps = ", ".join(f'"{d}"' for d in depends)
-    return (f'schema = 1\n[package]\nname = "{name}"\nversion = "1.0"\nlicense = "MIT"\n'
-            f'[[sources]]\npath = "src/{name}.txt"\n'
-            f'[build]\ndepends = [{deps}]\nhost_tools = ["mkdir", "cp", "cat"]\nscript = \'\'\'\n{script}\n\'\'\'\n')
+    return (
+        f'schema = 1\n[package]\nname = "{name}"\nversion = "1.0"\nlicense = "MIT"\n'
+        f'[[sources]]\npath = "src/{name}.txt"\n'
+        f"[build]\ndepends = [{deps}]\nhost_tools = [\"mkdir\", \"cp\", \"cat\"]\nscript = '''\n{script}\n'''\n"
+    )
 
 
 class Machine:
@@ -37,8 +39,12 @@ class Machine:
         self.env: dict[str, str] = {}
 
     def run(self, *args: str, env: dict[str, str] | None = None):
-        full = {"LWRECIPE_SIGNING_KEY": str(self.key), "LWRECIPE_TRUSTED_KEYS": " ".join(self.trusted),
-                **self.env, **(env or {})}
+        full = {
+            "LWRECIPE_SIGNING_KEY": str(self.key),
+            "LWRECIPE_TRUSTED_KEYS": " ".join(self.trusted),
+            **self.env,
+            **(env or {}),
+        }
         return run_subprocess("--cache", str(self.cache), *args, cwd=self.project.root, env=full)
 
     def records(self) -> dict[str, dict]:
@@ -55,8 +61,10 @@ def project(project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     project.file("src/base.txt", "base\n")
     project.file("src/app.txt", "app\n")
     project.recipe("base", recipe("base", [], 'mkdir -p "$LW_OUT/lib"\ncp base.txt "$LW_OUT/lib/"'))
-    project.recipe("app", recipe("app", ["base"],
-                                 'mkdir -p "$LW_OUT/bin"\ncat "$LW_DEP_BASE/lib/base.txt" app.txt > "$LW_OUT/bin/app"'))
+    project.recipe(
+        "app",
+        recipe("app", ["base"], 'mkdir -p "$LW_OUT/bin"\ncat "$LW_DEP_BASE/lib/base.txt" app.txt > "$LW_OUT/bin/app"'),
+    )
     return project
 
 
@@ -72,7 +80,7 @@ def bob(project: Project, alice: Machine) -> Machine:
     return machine
 
 
-def ok(result) -> str:  # noqa: ANN001
+def ok(result) -> str:
     assert result.code == 0, result.err
     return result.err
 
@@ -92,8 +100,9 @@ def test_push_to_nginx_pull_into_empty_cache_then_nothing_builds(project, alice,
         assert "2 pulled" in ok(bob.run("cache", "pull", url, "app"))
     err = ok(bob.run("build", "app"))
     assert "0 built, 2 cached" in err and "building" not in err
-    assert {n: r["output_id"] for n, r in bob.records().items()} == \
-        {n: r["output_id"] for n, r in alice.records().items()}
+    assert {n: r["output_id"] for n, r in bob.records().items()} == {
+        n: r["output_id"] for n, r in alice.records().items()
+    }
     verify_clean(bob)
 
 
@@ -115,15 +124,19 @@ def test_records_built_with_a_stand_in_are_shared_and_say_so(project, alice, bob
     the note travels with it."""
     standin = tmp_path / "standins" / "base.toml"
     standin.parent.mkdir()
-    standin.write_text(recipe("base", [], 'mkdir -p "$LW_OUT/lib"\necho stand-in > "$LW_OUT/lib/base.txt"')
-                       .replace('path = "src/base.txt"', 'path = "src/app.txt"'))
+    standin.write_text(
+        recipe("base", [], 'mkdir -p "$LW_OUT/lib"\necho stand-in > "$LW_OUT/lib/base.txt"').replace(
+            'path = "src/base.txt"', 'path = "src/app.txt"'
+        )
+    )
     remote = tmp_path / "shared"
     ok(alice.run("build", "app", "--with-recipe", f"base={standin}", "--push", "--remote", str(remote)))
     assert set(alice.records()["app"]["substituted"]) == {"base"}
     err = ok(bob.run("build", "app", "--with-recipe", f"base={standin}", "--remote", f"file://{remote}"))
     assert "0 built" in err, err
-    assert bob.records()["app"]["substituted"]["base"]["recipe"] == alice.records()["app"]["substituted"]["base"][
-        "recipe"]
+    assert (
+        bob.records()["app"]["substituted"]["base"]["recipe"] == alice.records()["app"]["substituted"]["base"]["recipe"]
+    )
 
 
 def test_a_regenerated_key_re_signs_on_push_and_pullers_are_told_why(project, alice, bob, tmp_path) -> None:
@@ -137,8 +150,11 @@ def test_a_regenerated_key_re_signs_on_push_and_pullers_are_told_why(project, al
     assert gen.code == 0, gen.err
     bob.trusted = alice.trusted = [gen.out.strip()]
     refused = bob.run("cache", "pull", str(remote), "app")
-    assert refused.code != 0 and "signed by a key named 'alice' (SHA256:" in refused.err and \
-        "a different key with a trusted name" in refused.err, refused.err
+    assert (
+        refused.code != 0
+        and "signed by a key named 'alice' (SHA256:" in refused.err
+        and "a different key with a trusted name" in refused.err
+    ), refused.err
     assert "2 pushed" in ok(alice.run("cache", "push", str(remote)))  # co-signed, blobs already there
     assert "0 pushed, 2 already" in ok(alice.run("cache", "push", str(remote)))
     assert "2 pulled" in ok(bob.run("cache", "pull", str(remote), "app"))
@@ -188,10 +204,13 @@ def test_untrusted_and_forged_records_are_refused(project, alice, tmp_path) -> N
     fresh = Machine(project, "erin")
     fresh.trusted.append(mallory.public)
     forged = fresh.run("cache", "pull", str(remote), "app")
-    assert forged.code == 3 and "signature by trusted key 'mallory' does not verify: the record's bytes were altered" in forged.err
+    assert (
+        forged.code == 3
+        and "signature by trusted key 'mallory' does not verify: the record's bytes were altered" in forged.err
+    )
 
 
-def serve_cache(server, machine: Machine) -> None:  # noqa: ANN001
+def serve_cache(server, machine: Machine) -> None:
     for kind in ("cas", "ac"):
         for path in (machine.cache / kind).iterdir():
             server.add(f"/{kind}/{path.name}", path.read_bytes())
@@ -239,7 +258,8 @@ def test_auth_header_is_sent_and_never_shown(project, alice, bob) -> None:
         serve_cache(server, alice)
         Path(os.environ["LWRECIPE_CONFIG"]).write_text(  # the user's own config: a project's cannot send a token
             f'[[remote]]\nname = "team"\nurl = "{server.url("")}"\nauth_env = "TEAM_TOKEN"\n'
-            'auth_header = "X-Cache-Token"\n')
+            'auth_header = "X-Cache-Token"\n'
+        )
         missing = bob.run("cache", "pull", "team", "app")
         assert missing.code == 2 and "auth_env TEAM_TOKEN is not set" in missing.err
         pulled = bob.run("-v", "cache", "pull", "team", "app", env={"TEAM_TOKEN": "s3cret-value"})
@@ -277,8 +297,14 @@ def test_challenge_says_where_builders_agree_and_shows_what_differs(project, ali
     reproducible (agree), noisy is not (differ: exit 3, the differing file named);
     --rebuild adds a fresh local build as one more builder."""
     project.file("src/noisy.txt", "noisy\n")
-    project.recipe("noisy", recipe("noisy", ["base"], 'mkdir -p "$LW_OUT"\ncat /proc/sys/kernel/random/uuid '
-                                   '> "$LW_OUT/stamp"\ncp noisy.txt "$LW_OUT/"'))
+    project.recipe(
+        "noisy",
+        recipe(
+            "noisy",
+            ["base"],
+            'mkdir -p "$LW_OUT"\ncat /proc/sys/kernel/random/uuid > "$LW_OUT/stamp"\ncp noisy.txt "$LW_OUT/"',
+        ),
+    )
     remote_a, remote_b = tmp_path / "a", tmp_path / "b"
     ok(alice.run("build", "noisy", "--push", "--remote", str(remote_a)))
     ok(bob.run("build", "noisy", "--push", "--remote", str(remote_b)))

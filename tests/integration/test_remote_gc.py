@@ -26,8 +26,9 @@ def release(machine: Machine, where: Path) -> tuple[Path, dict[str, dict]]:
     ok(machine.run("lock", "app"))
     shutil.copy(machine.project.root / "lockfile.toml", where)
     pinned = tomllib.loads(where.read_text())["recipe"]
-    return where, {name: json.loads((machine.cache / "ac" / entry["key"]).read_text())
-                   for name, entry in pinned.items()}
+    return where, {
+        name: json.loads((machine.cache / "ac" / entry["key"]).read_text()) for name, entry in pinned.items()
+    }
 
 
 def two_releases(project, alice, remote: str, tmp_path: Path):
@@ -52,13 +53,17 @@ def test_a_directory_remote_keeps_exactly_the_lockfile_closure(project, alice, t
     assert "removed 0 entries" in young and "younger than the grace period (1 h)" in young
     dry = alice.run(*gc, "--grace", "0", "--dry-run")
     assert dry.code == 0 and [line.split(" (")[0] for line in dry.out.splitlines()] == [
-        f"would remove ac/{old_app['key'][:12]}"], dry.out
+        f"would remove ac/{old_app['key'][:12]}"
+    ], dry.out
     kept_blobs = {b for r in new.values() for b in (r["blob"]["sha256"], r["log"])}
     exclusive = {old_app["blob"]["sha256"], old_app["log"]} - kept_blobs  # the same log text: one blob, kept
     assert f"({2 + len(exclusive)} files, " in dry.out, dry.out  # the record, its provenance, what only it names
     assert old_app["key"] in names(remote, "ac")  # a dry run removes nothing
-    for path in [remote / "ac" / old_app["key"], remote / "prov" / old_app["key"],
-                 *(remote / "cas" / b for b in exclusive)]:
+    for path in [
+        remote / "ac" / old_app["key"],
+        remote / "prov" / old_app["key"],
+        *(remote / "cas" / b for b in exclusive),
+    ]:
         os.utime(path, (time.time() - 10 * 86400,) * 2)
     assert "removed 0 entries" in ok(alice.run(*gc, "--grace", "0", "--older-than", "20"))
     assert "removed 1 entries" in ok(alice.run(*gc, "--grace", "0", "--older-than", "5"))
@@ -108,11 +113,20 @@ def test_a_push_racing_the_collection_is_left_whole(project, alice, tmp_path) ->
     assert new["key"] != old["key"] and new["blob"]["sha256"] == old["blob"]["sha256"]
     gate = tmp_path / "gate"
     gate.touch()
-    env = {**os.environ, "LWRECIPE_SIGNING_KEY": str(alice.key), "LWRECIPE_TRUSTED_KEYS": alice.public,
-           "LWRECIPE_TEST_PAUSE_AT": f"push-record:{gate}"}
-    push = subprocess.Popen([sys.executable, "-I", "-m", "lwrecipe", "--cache", str(alice.cache), "cache", "push",
-                             str(remote), "app"], cwd=project.root, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        "LWRECIPE_SIGNING_KEY": str(alice.key),
+        "LWRECIPE_TRUSTED_KEYS": alice.public,
+        "LWRECIPE_TEST_PAUSE_AT": f"push-record:{gate}",
+    }
+    push = subprocess.Popen(
+        [sys.executable, "-I", "-m", "lwrecipe", "--cache", str(alice.cache), "cache", "push", str(remote), "app"],
+        cwd=project.root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while not Path(f"{gate}.reached").exists():
         assert push.poll() is None and time.monotonic() < deadline, push.communicate()
@@ -141,14 +155,40 @@ def test_max_size_removes_the_oldest_first(project, alice, tmp_path) -> None:
     kept = {b for r in records.values() for b in (r["blob"]["sha256"], r["log"])}
     now = time.time()
     for age, app in ((20, apps[0]), (10, apps[1])):
-        for path in [remote / "ac" / app["key"], remote / "prov" / app["key"],
-                     *(remote / "cas" / b for b in {app["blob"]["sha256"], app["log"]} - kept)]:
+        for path in [
+            remote / "ac" / app["key"],
+            remote / "prov" / app["key"],
+            *(remote / "cas" / b for b in {app["blob"]["sha256"], app["log"]} - kept),
+        ]:
             os.utime(path, (now - age * 86400,) * 2)
-    total = sum(p.stat().st_size for area in ("ac", "cas", "prov", "sig") if (remote / area).is_dir()
-                for p in (remote / area).rglob("*") if p.is_file())
-    oldest = sum(p.stat().st_size for p in [remote / "ac" / apps[0]["key"], remote / "prov" / apps[0]["key"],
-                                            *(remote / "cas" / b for b in {apps[0]["blob"]["sha256"]} - kept)])
-    err = ok(alice.run("cache", "gc", "--remote", str(remote), "--keep-lockfile", str(lockfile), "--grace", "0",
-                       "--max-size", str(total - oldest)))
+    total = sum(
+        p.stat().st_size
+        for area in ("ac", "cas", "prov", "sig")
+        if (remote / area).is_dir()
+        for p in (remote / area).rglob("*")
+        if p.is_file()
+    )
+    oldest = sum(
+        p.stat().st_size
+        for p in [
+            remote / "ac" / apps[0]["key"],
+            remote / "prov" / apps[0]["key"],
+            *(remote / "cas" / b for b in {apps[0]["blob"]["sha256"]} - kept),
+        ]
+    )
+    err = ok(
+        alice.run(
+            "cache",
+            "gc",
+            "--remote",
+            str(remote),
+            "--keep-lockfile",
+            str(lockfile),
+            "--grace",
+            "0",
+            "--max-size",
+            str(total - oldest),
+        )
+    )
     assert "removed 1 entries" in err, err
     assert names(remote, "ac") == {r["key"] for r in records.values()} | {apps[1]["key"]}

@@ -21,8 +21,10 @@ pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewra
 
 PATCH = "--- a/a.txt\n+++ b/a.txt\n@@ -1,2 +1,2 @@\n one\n-two\n+TWO\n"
 # What a build sees, written the same way by the build (into $LW_OUT) and by `shell -- CMD` (to stdout).
-PROBE = ('pwd; cat a.txt; ls /deps; ls /deps/lib/lib; env | grep -v "^_=" | sort; '
-         'if (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; then echo network; else echo no network; fi')
+PROBE = (
+    'pwd; cat a.txt; ls /deps; ls /deps/lib/lib; env | grep -v "^_=" | sort; '
+    "if (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; then echo network; else echo no network; fi"
+)
 
 
 def app(script: str) -> str:
@@ -50,12 +52,15 @@ def author(project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("LWRECIPE_CONFIG", str(tmp_path / "no-config.toml"))
     project.file("src/a.txt", "one\ntwo\n")
     project.file("patches/p.patch", PATCH)
-    project.recipe("lib", 'schema = 1\n[package]\nname = "lib"\nversion = "1"\nlicense = "MIT"\n[build]\n'
-                          'host_tools = ["mkdir"]\nscript = \'mkdir -p "$LW_OUT/lib" && echo data > "$LW_OUT/lib/x"\'\n')
+    project.recipe(
+        "lib",
+        'schema = 1\n[package]\nname = "lib"\nversion = "1"\nlicense = "MIT"\n[build]\n'
+        'host_tools = ["mkdir"]\nscript = \'mkdir -p "$LW_OUT/lib" && echo data > "$LW_OUT/lib/x"\'\n',
+    )
     return project
 
 
-def lw(project: Project, *args: str, env: dict[str, str] | None = None):  # noqa: ANN201
+def lw(project: Project, *args: str, env: dict[str, str] | None = None):
     return run_subprocess("--cache", str(project.root / "cache"), *args, cwd=project.root, env=env)
 
 
@@ -90,8 +95,11 @@ def test_an_interactive_shell_on_a_pty(author: Project) -> None:
     pid, fd = pty.fork()
     if pid == 0:  # the child: lwrecipe shell on the pty
         os.chdir(author.root)
-        os.execve(sys.executable, [sys.executable, "-I", "-m", "lwrecipe", "--cache", str(author.root / "cache"),
-                                   "shell", "app"], {**os.environ, "TERM": "dumb"})
+        os.execve(
+            sys.executable,
+            [sys.executable, "-I", "-m", "lwrecipe", "--cache", str(author.root / "cache"), "shell", "app"],
+            {**os.environ, "TERM": "dumb"},
+        )
     screen = b""
 
     def read_until(marker: bytes, seconds: float = 60) -> None:
@@ -116,8 +124,9 @@ def test_an_interactive_shell_on_a_pty(author: Project) -> None:
 
 
 def test_keep_failed_then_shell_after_failure_and_log(author: Project) -> None:
-    author.recipe("app", app('mkdir -p "$LW_OUT"\ncat a.txt "$LW_DEP_LIB/lib/x" > "$LW_OUT/half"\n'
-                             'echo about to fail\nfalse'))
+    author.recipe(
+        "app", app('mkdir -p "$LW_OUT"\ncat a.txt "$LW_DEP_LIB/lib/x" > "$LW_OUT/half"\necho about to fail\nfalse')
+    )
     failed = lw(author, "build", "app", "--keep-failed")
     kept = author.root / "cache" / "failed" / "app"
     assert failed.code == 1 and f"its build directory is kept in {kept}" in failed.err, failed.err
@@ -147,18 +156,24 @@ def test_shell_after_failure_without_one_and_log_of_nothing_are_one_line(author:
 
 
 def test_log_follow_reads_a_running_build(author: Project) -> None:
-    author.recipe("app", app('mkdir -p "$LW_OUT"\necho first\nwhile [ ! -e /build/tmp/go ]; do :; done\n'
-                             'echo second'))
-    build = subprocess.Popen([sys.executable, "-I", "-m", "lwrecipe", "--cache", str(author.root / "cache"),
-                              "build", "app"], cwd=author.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    author.recipe("app", app('mkdir -p "$LW_OUT"\necho first\nwhile [ ! -e /build/tmp/go ]; do :; done\necho second'))
+    build = subprocess.Popen(
+        [sys.executable, "-I", "-m", "lwrecipe", "--cache", str(author.root / "cache"), "build", "app"],
+        cwd=author.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         tmp = author.root / "cache" / "tmp"
         end = time.monotonic() + 60
         while not list(tmp.glob("build-app-*/work/tmp")) and time.monotonic() < end:
             time.sleep(0.1)
-        follow = subprocess.Popen([sys.executable, "-I", "-m", "lwrecipe", "--cache", str(author.root / "cache"),
-                                   "log", "app", "--follow"], cwd=author.root, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE)
+        follow = subprocess.Popen(
+            [sys.executable, "-I", "-m", "lwrecipe", "--cache", str(author.root / "cache"), "log", "app", "--follow"],
+            cwd=author.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         time.sleep(1)
         [work] = list(tmp.glob("build-app-*/work"))
         (work / "tmp" / "go").write_text("")
@@ -174,6 +189,10 @@ def test_build_verbose_streams_each_line_of_the_build(author: Project) -> None:
     built = lw(author, "-v", "build", "app")
     assert built.code == 0, built.err
     lines = built.err.splitlines()
-    assert ["app| to stdout", "app| to stderr", "app| no newline"] == [line for line in lines if line.startswith("app|")]
+    assert [line for line in lines if line.startswith("app|")] == [
+        "app| to stdout",
+        "app| to stderr",
+        "app| no newline",
+    ]
     quiet = lw(author, "build", "app", "--rebuild")
     assert quiet.code == 0 and "app|" not in quiet.err

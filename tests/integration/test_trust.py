@@ -73,12 +73,25 @@ def test_concurrent_co_signers_keep_each_others_signatures(project, alice, bob, 
         ok(alice.run("build", "app", "--push", "--remote", url))
         for machine in (bob, carol):  # their own builds: alice's record alone is not enough for them
             assert "2 built" in ok(machine.run("build", "app", "--remote", url))
-        env = [{**machine.env, "LWRECIPE_SIGNING_KEY": str(machine.key),
-                "LWRECIPE_TRUSTED_KEYS": " ".join(machine.trusted)} for machine in (bob, carol)]
-        procs = [subprocess.Popen([sys.executable, "-I", "-m", "lwrecipe", "--cache", str(m.cache), "cache", "push",
-                                   url], cwd=project.root, env={**os.environ, **e}, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
-                 for m, e in zip((bob, carol), env)]
+        env = [
+            {
+                **machine.env,
+                "LWRECIPE_SIGNING_KEY": str(machine.key),
+                "LWRECIPE_TRUSTED_KEYS": " ".join(machine.trusted),
+            }
+            for machine in (bob, carol)
+        ]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-I", "-m", "lwrecipe", "--cache", str(m.cache), "cache", "push", url],
+                cwd=project.root,
+                env={**os.environ, **e},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for m, e in zip((bob, carol), env)
+        ]
         results = [p.communicate(timeout=120) for p in procs]
         assert all(p.returncode == 0 for p in procs), results
         assert all("2 pushed" in err for _, err in results), results
@@ -96,8 +109,14 @@ def test_a_poisoned_remote_is_caught_and_refused(project, alice, bob, tmp_path) 
     `challenge` names the differing file, and with min_signers = 2 nobody
     substitutes mallory's output."""
     project.file("src/noisy.txt", "noisy\n")
-    project.recipe("noisy", recipe("noisy", ["base"], 'mkdir -p "$LW_OUT"\ncat /proc/sys/kernel/random/uuid '
-                                   '> "$LW_OUT/stamp"\ncp noisy.txt "$LW_OUT/"'))
+    project.recipe(
+        "noisy",
+        recipe(
+            "noisy",
+            ["base"],
+            'mkdir -p "$LW_OUT"\ncat /proc/sys/kernel/random/uuid > "$LW_OUT/stamp"\ncp noisy.txt "$LW_OUT/"',
+        ),
+    )
     mallory = Machine(project, "mallory")
     remote = tmp_path / "shared"
     ok(mallory.run("build", "noisy", "--push", "--remote", str(remote)))
@@ -114,7 +133,7 @@ def test_a_poisoned_remote_is_caught_and_refused(project, alice, bob, tmp_path) 
     assert challenge.code == 3 and "stamp" in challenge.out, challenge.out
     carol = Machine(project, "carol")
     carol.trusted += [mallory.public, bob.public]
-    config(carol, "[[remote]]\nurl = \"%s\"\nname = \"shared\"\nmin_signers = 2\n" % remote)
+    config(carol, '[[remote]]\nurl = "%s"\nname = "shared"\nmin_signers = 2\n' % remote)
     err = ok(carol.run("build", "noisy"))
     assert "is signed by 1 of the 2 trusted keys required (mallory)" in err, err
     assert carol.records()["noisy"]["output_id"] != noisy["output_id"]  # built here instead
@@ -122,7 +141,7 @@ def test_a_poisoned_remote_is_caught_and_refused(project, alice, bob, tmp_path) 
     assert (carol.cache / "pulled" / base["key"]).is_file()  # two signers: substituted
 
 
-@pytest.mark.parametrize("value", ["0", "\"two\""])
+@pytest.mark.parametrize("value", ["0", '"two"'])
 def test_a_bad_min_signers_is_one_line(project, alice, value) -> None:
     config(alice, f"min_signers = {value}\n")
     result = alice.run("plan", "app", "--remote", "/nonexistent")
