@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from .safefs import Beneath, LinkRefused
+from .core.safefs import Beneath, LinkRefused
 
 ISOLATION_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",

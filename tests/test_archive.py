@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lwrecipe.errors import UnsafeArchive
+from lwrecipe.core.errors import UnsafeArchive
 from lwrecipe.store.archive import extract_canonical, tree_sha256, write_tree
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lwrecipe.errors import LwrecipeError, UnsafeArchive
+from lwrecipe.core.errors import LwrecipeError, UnsafeArchive
 from lwrecipe.inputs.debpins import write_pins
 from lwrecipe.inputs.debs import MERGED_USR, DebPin, extract_deb, resolve
 from lwrecipe.inputs.mirrors import Mirrors, parse_rules

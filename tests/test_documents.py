@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lwrecipe.documents import MAX_DEPTH, MAX_JSON_DEPTH, parse_json, parse_toml
-from lwrecipe.errors import DocumentError
+from lwrecipe.core.documents import MAX_DEPTH, MAX_JSON_DEPTH, parse_json, parse_toml
+from lwrecipe.core.errors import DocumentError
 
 if sys.version_info >= (3, 11):
     import tomllib

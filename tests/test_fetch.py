@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from lwrecipe.errors import FetchError, FetchIntegrityError, OfflineMissing
+from lwrecipe.core.errors import FetchError, FetchIntegrityError, OfflineMissing
 from lwrecipe.inputs.fetch import Downloader, RetryPolicy, Wanted, locations, make_client
 from lwrecipe.inputs.mirrors import MIRRORS_ENV, from_env
 from lwrecipe.recipes.keys import Sha256

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lwrecipe.errors import UsageError
+from lwrecipe.core.errors import UsageError
 from lwrecipe.recipes.keys import Sha256
 from lwrecipe.store.gc import Unit, collect, parse_size, select
 from lwrecipe.store.store import Store

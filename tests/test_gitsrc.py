@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lwrecipe.errors import FetchError, OfflineMissing
+from lwrecipe.core.errors import FetchError, OfflineMissing
 from lwrecipe.inputs.fetch import Downloader, make_client
 from lwrecipe.inputs.gitsrc import commit_path, extract_to, fetch_tree, read_member, ref_path, tree_id
 from lwrecipe.inputs.mirrors import Mirrors

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lwrecipe.errors import GraphError
+from lwrecipe.core.errors import GraphError
 from lwrecipe.recipes.graph import find_cycle, load_graph, topological_order
 from tests.conftest import simple_recipe
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lwrecipe.errors import LwrecipeError
+from lwrecipe.core.errors import LwrecipeError
 from lwrecipe.inputs.sources import Fetch, lay_out
 from lwrecipe.recipes.keys import Sha256
 from lwrecipe.recipes.recipe import Recipe, RecipeDoc

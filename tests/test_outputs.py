@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from lwrecipe.errors import IntegrityError
+from lwrecipe.core.errors import IntegrityError
 from lwrecipe.store.archive import tree_sha256
 from lwrecipe.store.outputs import pack, recheck_facts, restore
 from lwrecipe.store.store import Store

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from lwrecipe.errors import RecipeError
+from lwrecipe.core.errors import RecipeError
 from lwrecipe.recipes.recipe import GitSource, PathSource, UrlSource, load_recipe
 
 H = "a" * 64

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lwrecipe.errors import RecipeError
+from lwrecipe.core.errors import RecipeError
 from lwrecipe.recipes import recipe, recipecache
 
 ROOT = Path(__file__).resolve().parent.parent

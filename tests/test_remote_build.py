@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lwrecipe.build.remote_build import _relink
-from lwrecipe.errors import BuildFailed
+from lwrecipe.core.errors import BuildFailed
 
 
 def listing(*pairs: tuple[str, str]) -> bytes:

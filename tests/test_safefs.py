@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lwrecipe import safefs
-from lwrecipe.safefs import Beneath, HeldDirs, LinkRefused
+from lwrecipe.core import safefs
+from lwrecipe.core.safefs import Beneath, HeldDirs, LinkRefused
 
 
 @pytest.fixture(params=["openat2", "walk"])

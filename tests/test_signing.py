@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lwrecipe.errors import IntegrityError, RecipeError, UsageError
+from lwrecipe.core.errors import IntegrityError, RecipeError, UsageError
 from lwrecipe.remote.config import REMOTES_ENV, SIGNING_KEY_ENV, USER_CONFIG_ENV, load_settings
 from lwrecipe.remote.signing import check, generate, load_secret, parse_public, sign
 

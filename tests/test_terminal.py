@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lwrecipe.terminal import printable
+from lwrecipe.core.terminal import printable
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from lwrecipe.errors import UnsafeArchive
+from lwrecipe.core.errors import UnsafeArchive
 from lwrecipe.inputs.unpack import archive_kind, normalise_tree, unpack
 from tests.conftest import upstream
 

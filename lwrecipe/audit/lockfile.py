@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..build.plan import Planned, keyed_tool_names, patch_pins, source_pins
-from ..documents import LOCKFILE_LIMIT, read_toml_file
-from ..errors import UsageError
+from ..core.documents import LOCKFILE_LIMIT, read_toml_file
+from ..core.errors import UsageError
 from ..inputs.gitsrc import cached_tree, read_member
 from ..inputs.hosttools import HostTool, target_platform
 from ..recipes.keys import KEY_FORMAT, document_key, is_sha256, root_fields, sha256_bytes
@@ -178,7 +178,7 @@ def fetch_first_use_pins(graph: Any, store: Store, mirrors: Any, warn: Any) -> N
     """Fetch the git sources whose trees are not cached (through `mirrors`), so that
     `lock` can record their tree sha256 and the sha256 of patches inside them;
     failures are warnings."""
-    from ..errors import LwrecipeError
+    from ..core.errors import LwrecipeError
     from ..inputs.gitsrc import fetch_tree
 
     for name in graph.closure(graph.targets):
@@ -194,7 +194,7 @@ def write(path: Path, text: str) -> None:
     """Replace the lockfile atomically: readers see the old one or the new one."""
     import os
 
-    from .. import faults
+    from ..core import faults
 
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)

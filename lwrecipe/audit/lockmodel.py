@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import Problem, RecipeError
+from ..core.errors import Problem, RecipeError
 
 
 class _Shape(BaseModel):

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..build.plan import document_of, key_if_complete
-from ..errors import LwrecipeError
+from ..core.errors import LwrecipeError
 from ..recipes.graph import Graph
 from ..recipes.keys import Sha256
 from ..remote.remote import Backend, Remotes

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .. import __version__, faults
-from ..errors import BuildFailed, MissingToolError, SandboxUnavailable, StoreError
-from ..files import remove_tree
+from ..core.errors import BuildFailed, MissingToolError, SandboxUnavailable, StoreError
+from ..core.files import remove_tree
 from ..inputs.entries import UnpackLimits
 from ..inputs.gitsrc import read_member
 from ..inputs.patch import PatchFile, apply_series, check_series, not_applied, patch_argv

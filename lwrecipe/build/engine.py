@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import IntegrityError, LwrecipeError, MissingToolError, NotReproducible
+from ..core.errors import IntegrityError, LwrecipeError, MissingToolError, NotReproducible
 from ..inputs.hosttools import debian_package
 from ..inputs.sources import Fetch
 from ..recipes.graph import Graph

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import BuildFailed
+from ..core.errors import BuildFailed
 from ..inputs.sources import Fetch
 from ..remote.execution import Executor, InputTree
 from ..store.outputs import MERKLE, SHARED

@@ -23,8 +23,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from .. import faults
-from ..errors import SandboxUnavailable
+from ..core import faults
+from ..core.errors import SandboxUnavailable
 from .cgroups import Cgroup, probe
 from .supervise import Limit, Limits, watch
 

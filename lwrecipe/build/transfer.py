@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import LwrecipeError, UsageError
+from ..core.errors import LwrecipeError, UsageError
 from ..recipes.graph import Graph
 from ..recipes.keys import Sha256
 from ..remote.remote import Backend, Remotes

@@ -106,7 +106,7 @@ def _seconds(text: str) -> float:
 
 
 def _size(text: str) -> int:
-    from ..errors import UsageError
+    from ..core.errors import UsageError
     from ..store.gc import parse_size
 
     try:
@@ -256,7 +256,7 @@ def cmd_build(ctx: Context) -> int:
 
     graph = load_targets(ctx, ctx.args.targets)
     if ctx.args.locked and graph.substituted:
-        from ..errors import UsageError
+        from ..core.errors import UsageError
 
         raise UsageError("--locked with --with-recipe: the lockfile pins the project's recipes, not stand-ins")
     for name, path in sorted(graph.substituted.items()):
@@ -321,7 +321,7 @@ def cmd_build(ctx: Context) -> int:
                 say(f"log: {log}")
             code = max(code, outcome.error.exit_code)
     if lock is not None:
-        from ..errors import LockDrift
+        from ..core.errors import LockDrift
 
         drift = [
             f"{o.name}: output {lock.recipes[o.name]['output_id'][:12]}… → {o.output_id[:12]}…"
@@ -366,7 +366,7 @@ def check_locked(ctx: Context, graph):
     """Refuse before building when an input differs from the lockfile; returns the lock."""
     from ..audit.lockfile import drift, read
     from ..build.status import StatusOracle
-    from ..errors import LockDrift
+    from ..core.errors import LockDrift
 
     lock = read(lockfile_path(ctx, None))
     changes = drift(lock, graph, StatusOracle(ctx.cache_dir).output_id)
@@ -378,7 +378,7 @@ def check_locked(ctx: Context, graph):
 def cmd_checkout(ctx: Context) -> int:
     from ..build.plan import plan_graph
     from ..build.status import StatusOracle
-    from ..errors import UsageError
+    from ..core.errors import UsageError
     from ..store.outputs import restore
 
     graph = load_targets(ctx, [ctx.args.target])

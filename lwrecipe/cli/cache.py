@@ -87,7 +87,7 @@ def cmd_cache_verify(ctx: Context) -> int:
         f"{len(wrong)} wrong facts removed, {report.stale_tmp} stale staging files removed"
     )
     if report.quarantined or wrong:
-        from ..errors import IntegrityError
+        from ..core.errors import IntegrityError
 
         if ctx.args.repair and report.quarantined:
             _repair(ctx, store, report.quarantined)
@@ -102,7 +102,7 @@ def _repair(ctx: Context, store, quarantined) -> None:
     """Get what was quarantined again: sources from the project's recipes (through
     the mirrors), records and output blobs from the configured remotes. Says what
     it got and what it could not; the exit status stays 3 (something was corrupt)."""
-    from ..errors import LwrecipeError
+    from ..core.errors import LwrecipeError
     from ..inputs.fetch import Downloader
     from ..inputs.gitsrc import fetch_tree
     from ..inputs.sources import downloads, git_sources
@@ -187,7 +187,7 @@ def _transfer_reporter(ctx: Context):
 def cmd_cache_push(ctx: Context) -> int:
     from ..audit.lockfile import LOCKFILE, pinned_ids
     from ..build.transfer import keys_to_push, push_keys
-    from ..errors import raise_all
+    from ..core.errors import raise_all
     from ..recipes.graph import load_graph, project_root
     from ..store.store import Store
 
@@ -207,7 +207,7 @@ def cmd_cache_push(ctx: Context) -> int:
 
 def cmd_cache_pull(ctx: Context) -> int:
     from ..build.transfer import pull_closure
-    from ..errors import raise_all
+    from ..core.errors import raise_all
     from ..recipes.graph import load_graph
     from ..store.store import Store
 
@@ -231,7 +231,7 @@ def cmd_cache_pull(ctx: Context) -> int:
 
 def cmd_cache_gc(ctx: Context) -> int:
     from ..audit.lockfile import LOCKFILE, pinned_ids
-    from ..errors import UsageError
+    from ..core.errors import UsageError
     from ..recipes.graph import project_root
     from ..store.gc import collect, parse_size
     from ..store.store import Store
@@ -264,7 +264,7 @@ def _remote_gc(ctx: Context) -> int:
     import time
 
     from ..audit.lockfile import read
-    from ..errors import UsageError
+    from ..core.errors import UsageError
     from ..recipes.keys import is_sha256
     from ..remote.gc import collect_remote
     from ..store.gc import parse_size

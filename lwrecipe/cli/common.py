@@ -12,8 +12,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ..errors import redact
-from ..terminal import printable
+from ..core.errors import redact
+from ..core.terminal import printable
 
 CACHE_ENV = "LWRECIPE_CACHE"
 PROJECT_FILE = "lwrecipe.toml"

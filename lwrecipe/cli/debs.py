@@ -35,7 +35,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _pin(ctx: Context, target: str, request) -> int:
-    from ..errors import UsageError
+    from ..core.errors import UsageError
     from ..inputs.debpins import write_pins
     from ..inputs.debs import DebPin, resolve
     from ..recipes.graph import dependency_path, load_graph

@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Sequence
 
 from .. import __version__
-from ..errors import LwrecipeError
+from ..core.errors import LwrecipeError
 from . import build, cache, completion, debs, keys, mirror, plan, release, serve, shell
 from .common import EPILOG, Context, say_error
 

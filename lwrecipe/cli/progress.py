@@ -6,8 +6,8 @@ import sys
 import threading
 from typing import Any, TextIO
 
-from ..errors import redact
-from ..terminal import printable
+from ..core.errors import redact
+from ..core.terminal import printable
 
 
 def human_size(n: int | None) -> str:

@@ -103,7 +103,7 @@ def cmd_lock(ctx: Context) -> int:
         write,
     )
     from ..build.status import StatusOracle
-    from ..errors import IntegrityError
+    from ..core.errors import IntegrityError
     from ..recipes.graph import load_graph, project_root
     from ..store.store import Store
 
@@ -168,7 +168,7 @@ def _why_remote(ctx: Context, graph) -> int:
     """`why TARGET --remote R`: this machine's inputs against each remote's newest
     record of TARGET, and down through the dependencies its record names."""
     from ..audit.why import RemoteSide, Why
-    from ..errors import LwrecipeError
+    from ..core.errors import LwrecipeError
     from ..store.store import Store
 
     name = graph.targets[0]
@@ -199,7 +199,7 @@ def _why_remote(ctx: Context, graph) -> int:
 
 def _audit_graph(lock, root: Path, ctx: Context):
     """The lock's recipes as the checkout has them, or None where they cannot be loaded."""
-    from ..errors import LwrecipeError
+    from ..core.errors import LwrecipeError
     from ..recipes.graph import load_graph
 
     paths = [str(root / e["recipe"]) for e in lock.recipes.values() if (root / e["recipe"]).is_file()]
@@ -213,7 +213,7 @@ def _audit_graph(lock, root: Path, ctx: Context):
 def cmd_audit(ctx: Context) -> int:
     from ..audit.audit import audit, render_tree
     from ..audit.lockfile import read
-    from ..errors import IntegrityError
+    from ..core.errors import IntegrityError
     from ..recipes.graph import project_root
     from ..store.store import Store
 
@@ -260,7 +260,7 @@ def cmd_sbom(ctx: Context) -> int:
     from ..audit.lockfile import build_entries
     from ..audit.sbom import cyclonedx_json, spdx_json
     from ..build.status import StatusOracle
-    from ..errors import LwrecipeError
+    from ..core.errors import LwrecipeError
     from ..recipes.graph import load_graph
     from ..store.store import Store
 
@@ -280,7 +280,7 @@ def cmd_challenge(ctx: Context) -> int:
     import os
 
     from ..audit.challenge import LOCAL, REBUILD, challenge
-    from ..errors import IntegrityError, NotReproducible
+    from ..core.errors import IntegrityError, NotReproducible
     from ..recipes.keys import is_sha256
     from ..store.store import Store
 
@@ -345,7 +345,7 @@ def cmd_provenance(ctx: Context) -> int:
     """The provenance the build here (or the remote it was pulled from) made for
     TARGET's current output; one made now, from the record, for a record built here
     before provenance existed."""
-    from ..errors import UsageError
+    from ..core.errors import UsageError
     from ..remote import provenance
     from ..store.store import Store
 

@@ -28,7 +28,7 @@ def cmd_serve(ctx: Context) -> int:
     import shutil
     import tempfile
 
-    from ..errors import UsageError
+    from ..core.errors import UsageError
     from ..recipes.graph import project_root
     from ..serve import make_server
 

@@ -76,7 +76,7 @@ def cmd_shell(ctx: Context) -> int:
     from ..build.engine import Engine
     from ..build.plan import plan_recipe
     from ..build.sandbox import BUILD, Layout, bwrap_argv, prepare, require_sandbox
-    from ..errors import BuildFailed, MissingToolError, UsageError
+    from ..core.errors import BuildFailed, MissingToolError, UsageError
     from ..inputs.hosttools import debian_package
     from ..store.store import Store
     from .build import engine_fetch, unpack_limits
@@ -132,7 +132,7 @@ def cmd_log(ctx: Context) -> int:
     import time
 
     from ..build.builder import kept_failure
-    from ..errors import UsageError
+    from ..core.errors import UsageError
     from ..store.store import Store
 
     graph = load_targets(ctx, [ctx.args.target])
@@ -175,7 +175,7 @@ CHUNK = 1 << 20
 def _print_log(chunks: Iterator[bytes]) -> None:
     """A log on standard output, piece by piece, as a terminal may show it: its
     control characters escaped (terminal.py), tabs and newlines kept."""
-    from ..terminal import printable_bytes
+    from ..core.terminal import printable_bytes
 
     for text in printable_bytes(chunks):
         sys.stdout.write(text)
@@ -192,7 +192,7 @@ def _follow(ctx: Context, store, name: str) -> int:
     """Print a running build's log as it grows, until that build's directory is gone."""
     import os
 
-    from ..errors import UsageError
+    from ..core.errors import UsageError
 
     running = (
         sorted((store.root / "tmp").glob(f"build-{name}-*/build.log"), key=lambda p: p.stat().st_mtime)
@@ -235,7 +235,7 @@ def _client_store(ctx: Context):
 
 
 def cmd_pin(ctx: Context) -> int:
-    from ..files import replace_text
+    from ..core.files import replace_text
     from ..inputs.pinning import pin_recipe
     from ..recipes.graph import project_root, resolve_target
     from ..recipes.recipe import display_path
@@ -261,8 +261,8 @@ def cmd_pin(ctx: Context) -> int:
 def cmd_new(ctx: Context) -> int:
     import re
 
-    from ..errors import UsageError
-    from ..files import replace_text
+    from ..core.errors import UsageError
+    from ..core.files import replace_text
     from ..inputs.pinning import download_unpinned, guess_version, skeleton
     from ..recipes.graph import project_root
     from ..recipes.recipe import display_path, load_recipe

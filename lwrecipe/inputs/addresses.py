@@ -129,7 +129,7 @@ def git_host(url: str) -> tuple[str, int] | None:
     """The host and port git connects to for url (http(s)://, git://, ssh://, or
     user@host:path); None for a repository on this machine. A ValueError when
     `url` is not one urllib can take apart (recipes and mirrors are checked on
-    the way in: lwrecipe.urls)."""
+    the way in: lwrecipe.core.urls)."""
     parts = urlsplit(url)
     ports = {"http": 80, "https": 443, "git": 9418, "ssh": 22, "git+ssh": 22, "ssh+git": 22}
     if "://" in url:

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..documents import RECIPE_LIMIT, read_file, read_toml_text
-from ..errors import RecipeError
-from ..files import replace_text
+from ..core.documents import RECIPE_LIMIT, read_file, read_toml_text
+from ..core.errors import RecipeError
+from ..core.files import replace_text
 from ..recipes.recipe import DebianRequest, DebSource, display_path, parse_recipe
 from .debs import DebPin
 

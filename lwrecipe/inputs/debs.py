@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 from urllib.parse import unquote
 
-from ..errors import LwrecipeError, UnsafeArchive, UsageError
+from ..core.errors import LwrecipeError, UnsafeArchive, UsageError
 from .entries import TreeWriter, UnpackLimits, members, too_big
 
 MERGED_USR = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")

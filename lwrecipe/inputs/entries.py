@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import UnsafeArchive
-from ..safefs import Beneath, HeldDirs, LinkRefused
+from ..core.errors import UnsafeArchive
+from ..core.safefs import Beneath, HeldDirs, LinkRefused
 
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _CHUNK = 1 << 20

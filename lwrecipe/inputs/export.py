@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import StoreError
-from ..safefs import Beneath, LinkRefused
+from ..core.errors import StoreError
+from ..core.safefs import Beneath, LinkRefused
 from ..store.store import Store
 from .gitsrc import ensure_commit
 from .mirrors import Mirrors

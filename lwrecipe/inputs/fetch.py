@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from .. import faults
-from ..errors import FetchError, FetchIntegrityError, OfflineMissing, StoreError
+from ..core import faults
+from ..core.errors import FetchError, FetchIntegrityError, OfflineMissing, StoreError
 from ..recipes.keys import Sha256, short
 from ..store.staging import PipelinedWriter, Staged
 from ..store.store import Store

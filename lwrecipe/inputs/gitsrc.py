@@ -18,8 +18,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import FetchError, IntegrityError, MissingToolError, OfflineMissing, UnsafeArchive
-from ..files import fsync_dir, replace_text
+from ..core.errors import FetchError, IntegrityError, MissingToolError, OfflineMissing, UnsafeArchive
+from ..core.files import fsync_dir, replace_text
 from ..recipes.keys import Sha256, is_sha256, short
 from ..store.archive import write_tree
 from ..store.store import Store

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..files import TOOL_CACHE_ENV, replace_text, user_cache_dir
+from ..core.files import TOOL_CACHE_ENV, replace_text, user_cache_dir
 from ..recipes.keys import Sha256, ToolPin
 from ..store.store import file_sha256
 

@@ -27,8 +27,8 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from ..errors import RecipeError, UnsafeArchive
-from ..safefs import Beneath, LinkRefused
+from ..core.errors import RecipeError, UnsafeArchive
+from ..core.safefs import Beneath, LinkRefused
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 

@@ -26,8 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..errors import UsageError
-from ..urls import url_problem
+from ..core.errors import UsageError
+from ..core.urls import url_problem
 
 MIRRORS_ENV = "LWRECIPE_MIRRORS"
 GIT_MIRRORS_ENV = "LWRECIPE_GIT_MIRRORS"

@@ -13,9 +13,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .. import faults
-from ..errors import BuildFailed, UnsafeArchive
-from ..safefs import Beneath, parts_of
+from ..core import faults
+from ..core.errors import BuildFailed, UnsafeArchive
+from ..core.safefs import Beneath, parts_of
 
 _HEADER = re.compile(r"^(?:---|\+\+\+) (\S+)", re.M)
 _GIT_HEADER = re.compile(r"^diff --git (\S+) (\S+)", re.M)

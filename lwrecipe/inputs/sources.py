@@ -15,10 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import LwrecipeError, RecipeError, UnsafeArchive, raise_all
+from ..core.errors import LwrecipeError, RecipeError, UnsafeArchive, raise_all
+from ..core.safefs import Beneath
 from ..recipes.keys import Sha256, sha256_bytes
 from ..recipes.recipe import DebSource, GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
-from ..safefs import Beneath
 from ..store.store import Store
 from .debs import extract_debs
 from .entries import UnpackLimits

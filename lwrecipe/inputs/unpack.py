@@ -20,8 +20,8 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from .. import faults
-from ..errors import UnsafeArchive
+from ..core import faults
+from ..core.errors import UnsafeArchive
 from .entries import TreeWriter, UnpackLimits, members
 
 MAGIC = [

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import GraphError, UsageError
+from ..core.errors import GraphError, UsageError
 from .recipe import Recipe, load_recipe, marked_ancestor
 
 

@@ -15,9 +15,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
-from ..documents import RECIPE_LIMIT, parse_toml, read_file
-from ..errors import DocumentError, Problem, RecipeError
-from ..urls import url_problem
+from ..core.documents import RECIPE_LIMIT, parse_toml, read_file
+from ..core.errors import DocumentError, Problem, RecipeError
+from ..core.urls import url_problem
 from . import recipecache
 from .keys import Sha256, built_on, is_git_rev, is_sha256, sha256_bytes
 

@@ -23,9 +23,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..documents import RECIPE_LIMIT, read_file
-from ..errors import DocumentError
-from ..files import replace_text, user_cache_dir
+from ..core.documents import RECIPE_LIMIT, read_file
+from ..core.errors import DocumentError
+from ..core.files import replace_text, user_cache_dir
 
 LIMIT = 20_000  # entries kept; the least recently written go first (each is about 1 KB)
 ENTRY_LIMIT = 4 * RECIPE_LIMIT  # an entry is a validated recipe's fields: never larger than a few recipes

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..documents import CONFIG_LIMIT, read_toml_file
-from ..errors import UsageError
+from ..core.documents import CONFIG_LIMIT, read_toml_file
+from ..core.errors import UsageError
+from ..core.urls import url_problem
 from ..inputs.addresses import AddressPolicy
 from ..inputs.deadlines import DEFAULT_MIN_RATE, DEFAULT_TIMEOUT
 from ..inputs.mirrors import Mirrors, from_env, from_table
-from ..urls import url_problem
 from .acceptance import GRPC, is_accepted, restrict
 from .signing import PublicKey, SecretKey, load_secret, parse_public
 

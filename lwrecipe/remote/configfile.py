@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from ..errors import RecipeError
+from ..core.errors import RecipeError
 from ..inputs.deadlines import DEFAULT_MIN_RATE, DEFAULT_TIMEOUT
 
 
@@ -65,7 +65,7 @@ class AcceptEntry(_Strict):
 def _size(value: object) -> object:
     """`100M`, `1G`, `1.5GiB` or a number of bytes."""
     if isinstance(value, str):
-        from ..errors import UsageError
+        from ..core.errors import UsageError
         from ..store.gc import parse_size
 
         try:

@@ -24,11 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from .. import faults
-from ..errors import IntegrityError, RemoteError
+from ..core import faults
+from ..core.errors import IntegrityError, RemoteError
+from ..core.safefs import Beneath, LinkRefused
 from ..inputs.fetch import CHUNK, Reporter
 from ..recipes.keys import Sha256
-from ..safefs import Beneath, LinkRefused
 from ..store.store import Store
 from .config import RemoteSpec
 

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-from ..errors import IntegrityError, RemoteError
-from ..files import replace_text
+from ..core.errors import IntegrityError, RemoteError
+from ..core.files import replace_text
 from .reapi import BATCH, ReapiBackend
 
 Node = Union[Path, bytes, dict[str, "Node"]]

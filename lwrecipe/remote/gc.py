@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from ..documents import parse_json
-from ..errors import DocumentError
+from ..core.documents import parse_json
+from ..core.errors import DocumentError
 from ..recipes.keys import is_sha256
 from .remote import RECORD_LIMIT, Backend, Entry
 

@@ -15,8 +15,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ..documents import parse_json
-from ..errors import DocumentError, IntegrityError
+from ..core.documents import parse_json
+from ..core.errors import DocumentError, IntegrityError
 from .signing import PublicKey, SecretKey
 
 if TYPE_CHECKING:

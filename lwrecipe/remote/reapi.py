@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import IntegrityError, RemoteError
+from ..core.errors import IntegrityError, RemoteError
 from ..inputs.deadlines import Limits, Pace, Watchdog
 from ..recipes.keys import Sha256
 from ..store.staging import PipelinedWriter

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .. import faults
-from ..documents import parse_json
-from ..errors import (
+from ..core import faults
+from ..core.documents import parse_json
+from ..core.errors import (
     DocumentError,
     FetchError,
     FetchIntegrityError,

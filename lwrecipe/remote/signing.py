@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import IntegrityError, UsageError
+from ..core.errors import IntegrityError, UsageError
 from ..recipes.keys import canonical_json
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -156,7 +156,7 @@ def sign(record: dict[str, Any], key: SecretKey) -> dict[str, Any]:
 def signature_finding(record: dict[str, Any], trusted: dict[str, PublicKey], where: str) -> str | None:
     """What an auditor is told about a record no trusted key signed validly (check's
     reason, without the advice for pulling), or None when one did."""
-    from ..errors import IntegrityError
+    from ..core.errors import IntegrityError
 
     try:
         check(record, trusted, where)

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .. import faults
-from ..errors import UnsafeArchive
+from ..core import faults
+from ..core.errors import UnsafeArchive
 from ..recipes.keys import Sha256
 
 COPY_BUFFER = 1 << 20

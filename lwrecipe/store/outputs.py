@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 import zstandard
 
-from ..errors import IntegrityError, UnsafeArchive
+from ..core.errors import IntegrityError, UnsafeArchive
 from ..recipes.keys import Sha256, is_sha256
 from .archive import HashingWriter, extract_canonical, write_tree
 from .staging import PipelinedWriter

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .. import faults
-from ..errors import HashMismatch, IntegrityError
-from ..files import fsync_dir, replace_text
+from ..core import faults
+from ..core.errors import HashMismatch, IntegrityError
+from ..core.files import fsync_dir, replace_text
 from ..recipes.keys import Sha256, canonical_json, is_sha256
 from .staging import Staged
 

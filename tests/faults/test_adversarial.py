@@ -19,7 +19,7 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lwrecipe.errors import IntegrityError, LwrecipeError, RecipeError, UnsafeArchive
+from lwrecipe.core.errors import IntegrityError, LwrecipeError, RecipeError, UnsafeArchive
 from lwrecipe.initramfs import collect, write_cpio
 from lwrecipe.inputs.unpack import unpack
 from lwrecipe.recipes.keys import Sha256

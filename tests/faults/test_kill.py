@@ -2,7 +2,7 @@
 writes, records, push, pull and lock: afterwards nothing is corrupt, nothing
 half-written sits under a final name, and the same command succeeds.
 
-The kill is the process's own SIGKILL at an exact point (lwrecipe/faults.py),
+The kill is the process's own SIGKILL at an exact point (lwrecipe/core/faults.py),
 so every point is hit on every run, without timing races.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from lwrecipe.faults import ENV
+from lwrecipe.core.faults import ENV
 from tests.conftest import Project, run_subprocess
 from tests.integration.test_build import PATCH, tarball
 from tests.servers import fault_server, nginx_server

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lwrecipe.errors import FetchError, RemoteError
+from lwrecipe.core.errors import FetchError, RemoteError
 from lwrecipe.inputs.fetch import Downloader, RetryPolicy, Wanted, make_client
 from lwrecipe.recipes.keys import Sha256
 from lwrecipe.remote.config import RemoteSpec, Settings

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from lwrecipe.faults import ENV
+from lwrecipe.core.faults import ENV
 from tests.conftest import Project, run_subprocess
 
 
