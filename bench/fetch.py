@@ -17,8 +17,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import best, paired, report, row
+from lwrecipe.core.digests import Sha256
 from lwrecipe.inputs.fetch import Downloader, Wanted, make_client
-from lwrecipe.recipes.keys import Sha256
 from lwrecipe.store.store import Store
 from tests.servers import nginx_server
 

@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
+from lwrecipe.core.digests import Sha256
 from lwrecipe.core.errors import FetchError, FetchIntegrityError, OfflineMissing
 from lwrecipe.inputs.fetch import Downloader, RetryPolicy, Wanted, locations, make_client
 from lwrecipe.inputs.mirrors import MIRRORS_ENV, from_env
-from lwrecipe.recipes.keys import Sha256
 from lwrecipe.store.store import Store
 from tests.servers import fault_server
 

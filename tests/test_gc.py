@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from lwrecipe.core.digests import Sha256
 from lwrecipe.core.errors import UsageError
-from lwrecipe.recipes.keys import Sha256
 from lwrecipe.store.gc import Unit, collect, parse_size, select
 from lwrecipe.store.store import Store
 

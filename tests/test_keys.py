@@ -8,7 +8,8 @@ import shutil
 import pytest
 
 from lwrecipe.build.plan import plan_recipe
-from lwrecipe.recipes.keys import KEY_FORMAT, KeyInputs, PatchPin, SourcePin, ToolPin, build_key, canonical_json
+from lwrecipe.core.digests import canonical_json
+from lwrecipe.recipes.keys import KEY_FORMAT, KeyInputs, PatchPin, SourcePin, ToolPin, build_key
 from lwrecipe.recipes.recipe import load_recipe
 
 A, B, C = "a" * 64, "b" * 64, "c" * 64

@@ -13,9 +13,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lwrecipe.core.digests import Sha256
 from lwrecipe.core.errors import LwrecipeError
 from lwrecipe.inputs.sources import Fetch, lay_out
-from lwrecipe.recipes.keys import Sha256
 from lwrecipe.recipes.recipe import Recipe, RecipeDoc
 from lwrecipe.store.archive import extract_canonical
 from lwrecipe.store.outputs import pack, restore

@@ -204,9 +204,9 @@ def test_the_committed_lockfile_pins_the_real_linux_wasm_tree_and_patches(tmp_pa
     """Every byte-level pin of the git source is in lockfile.toml: the tree sha256
     of the pinned commit and each patch's sha256, as the real clone gives them."""
     from lwrecipe.audit.lockfile import read
+    from lwrecipe.core.digests import sha256_bytes
     from lwrecipe.inputs.gitsrc import fetch_tree, read_member
     from lwrecipe.inputs.mirrors import Mirrors
-    from lwrecipe.recipes.keys import sha256_bytes
     from lwrecipe.store.store import Store
     from tests.conftest import upstream
 

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core.digests import Sha256, is_sha256, sha256_bytes
 from ..inputs.gitsrc import read_member
-from ..recipes.keys import Sha256, built_on, is_sha256, sha256_bytes
+from ..recipes.keys import built_on
 from ..remote.signing import PublicKey, signature_finding
 from ..store.outputs import output_finding
 from ..store.store import Store, file_sha256, misnamed, sandboxed

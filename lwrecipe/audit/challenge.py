@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ..build.plan import plan_recipe
+from ..core.digests import Sha256, is_sha256
 from ..core.errors import LwrecipeError
-from ..recipes.keys import Sha256, is_sha256
 from ..remote.remote import Backend, Remotes
 from ..store.compare import decompress, diffoscope, tree_differences
 from ..store.outputs import restore

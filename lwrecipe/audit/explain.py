@@ -13,7 +13,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
-from ..recipes.keys import is_git_rev, is_sha256
+from ..core.digests import is_git_rev, is_sha256
 
 MISSING = "(none)"
 

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from ..build.plan import Planned, keyed_tool_names, patch_pins, source_pins
+from ..core.digests import is_sha256, sha256_bytes
 from ..core.documents import LOCKFILE_LIMIT, read_toml_file
 from ..core.errors import UsageError
 from ..inputs.gitsrc import cached_tree, read_member
 from ..inputs.hosttools import HostTool, target_platform
-from ..recipes.keys import KEY_FORMAT, document_key, is_sha256, root_fields, sha256_bytes
+from ..recipes.keys import KEY_FORMAT, document_key, root_fields
 from ..recipes.recipe import DebSource, FilePatch, GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
 from ..store.store import Store
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..build.plan import document_of, key_if_complete
+from ..core.digests import Sha256
 from ..core.errors import LwrecipeError
 from ..recipes.graph import Graph
-from ..recipes.keys import Sha256
 from ..remote.remote import Backend, Remotes
 from ..store.store import Store
 from .explain import Change, diff_documents

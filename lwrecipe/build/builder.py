@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .. import __version__, faults
+from ..core.digests import Sha256
 from ..core.errors import BuildFailed, MissingToolError, SandboxUnavailable, StoreError
 from ..core.files import remove_tree
 from ..inputs.entries import UnpackLimits
 from ..inputs.gitsrc import read_member
 from ..inputs.patch import PatchFile, apply_series, check_series, not_applied, patch_argv
 from ..inputs.sources import Fetch, lay_out
-from ..recipes.keys import Sha256
 from ..recipes.recipe import FilePatch, GitSource, Recipe, SourcePatch, UrlPatch
 from ..remote import provenance
 from ..remote.signing import SecretKey, sign

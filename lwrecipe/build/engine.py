@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core.digests import Sha256
 from ..core.errors import IntegrityError, LwrecipeError, MissingToolError, NotReproducible
 from ..inputs.hosttools import debian_package
 from ..inputs.sources import Fetch
 from ..recipes.graph import Graph
-from ..recipes.keys import Sha256
 from ..remote.execution import Executor
 from ..remote.remote import Backend, Remotes
 from ..store.compare import decompress, diffoscope, tree_differences

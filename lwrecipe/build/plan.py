@@ -11,19 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.digests import Sha256, sha256_bytes
 from ..inputs.hosttools import HostTool, fingerprint, target_platform
 from ..recipes.graph import Graph
-from ..recipes.keys import (
-    KEY_FORMAT,
-    KeyInputs,
-    PatchPin,
-    Sha256,
-    SourcePin,
-    build_key,
-    document_key,
-    root_fields,
-    sha256_bytes,
-)
+from ..recipes.keys import KEY_FORMAT, KeyInputs, PatchPin, SourcePin, build_key, document_key, root_fields
 from ..recipes.recipe import DebSource, FilePatch, GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
 from ..store.archive import tree_sha256
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..recipes.keys import Sha256
+from ..core.digests import Sha256
 from ..store.store import Store, sandboxed
 from .plan import Planned
 

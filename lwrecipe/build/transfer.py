@@ -12,9 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.digests import Sha256
 from ..core.errors import LwrecipeError, UsageError
 from ..recipes.graph import Graph
-from ..recipes.keys import Sha256
 from ..remote.remote import Backend, Remotes
 from ..store.store import Store
 from .plan import plan_graph, plan_recipe

@@ -102,12 +102,12 @@ def _repair(ctx: Context, store, quarantined) -> None:
     """Get what was quarantined again: sources from the project's recipes (through
     the mirrors), records and output blobs from the configured remotes. Says what
     it got and what it could not; the exit status stays 3 (something was corrupt)."""
+    from ..core.digests import Sha256, is_git_rev, is_sha256
     from ..core.errors import LwrecipeError
     from ..inputs.fetch import Downloader
     from ..inputs.gitsrc import fetch_tree
     from ..inputs.sources import downloads, git_sources
     from ..recipes.graph import load_graph, project_root
-    from ..recipes.keys import Sha256, is_git_rev, is_sha256
 
     root = project_root(Path.cwd())
     graph = load_graph([str(p) for p in sorted((root / "recipes").glob("*.toml"))])
@@ -264,8 +264,8 @@ def _remote_gc(ctx: Context) -> int:
     import time
 
     from ..audit.lockfile import read
+    from ..core.digests import is_sha256
     from ..core.errors import UsageError
-    from ..recipes.keys import is_sha256
     from ..remote.gc import collect_remote
     from ..store.gc import parse_size
     from .progress import human_size

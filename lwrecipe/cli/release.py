@@ -280,8 +280,8 @@ def cmd_challenge(ctx: Context) -> int:
     import os
 
     from ..audit.challenge import LOCAL, REBUILD, challenge
+    from ..core.digests import is_sha256
     from ..core.errors import IntegrityError, NotReproducible
-    from ..recipes.keys import is_sha256
     from ..store.store import Store
 
     graph = load_targets(ctx, ctx.args.targets)

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ..core import faults
+from ..core.digests import Sha256, short
 from ..core.errors import FetchError, FetchIntegrityError, OfflineMissing, StoreError
-from ..recipes.keys import Sha256, short
 from ..store.staging import PipelinedWriter, Staged
 from ..store.store import Store
 from .addresses import AddressPolicy

@@ -18,9 +18,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.digests import Sha256, is_sha256, short
 from ..core.errors import FetchError, IntegrityError, MissingToolError, OfflineMissing, UnsafeArchive
 from ..core.files import fsync_dir, replace_text
-from ..recipes.keys import Sha256, is_sha256, short
 from ..store.archive import write_tree
 from ..store.store import Store
 from .addresses import AddressPolicy, git_refusal

@@ -21,8 +21,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.digests import Sha256
 from ..core.files import TOOL_CACHE_ENV, replace_text, user_cache_dir
-from ..recipes.keys import Sha256, ToolPin
+from ..recipes.keys import ToolPin
 from ..store.store import file_sha256
 
 COREUTILS = (

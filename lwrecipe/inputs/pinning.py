@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core.digests import Sha256
 from ..core.documents import RECIPE_LIMIT, read_toml_text
 from ..core.errors import FetchError, LwrecipeError, RecipeError, UsageError, raise_all
-from ..recipes.keys import Sha256
 from ..recipes.recipe import display_path, parse_recipe
 from ..store.store import Store
 from .addresses import AddressPolicy, git_refusal

@@ -15,9 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..core.digests import Sha256, sha256_bytes
 from ..core.errors import LwrecipeError, RecipeError, UnsafeArchive, raise_all
 from ..core.safefs import Beneath
-from ..recipes.keys import Sha256, sha256_bytes
 from ..recipes.recipe import DebSource, GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
 from ..store.store import Store
 from .debs import extract_debs

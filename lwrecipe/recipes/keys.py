@@ -1,4 +1,4 @@
-"""Canonical JSON and the build key (DESIGN.md "Keys and identities").
+"""The build key (DESIGN.md "Keys and identities").
 
 Pure functions over plain values: nothing here reads a file, the network or
 the clock. What goes into a key is exactly the fields of `KeyInputs`.
@@ -6,41 +6,13 @@ the clock. What goes into a key is exactly the fields of `KeyInputs`.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 from dataclasses import dataclass
-from typing import Any, NewType
+from typing import Any
 
-Sha256 = NewType("Sha256", str)
-"""A sha256 digest as 64 lowercase hex characters."""
+from ..core.digests import Sha256, canonical_json, sha256_bytes
 
 KEY_FORMAT = 1
 """Bumped whenever the shape of the key document changes."""
-
-_SHA256_RE = re.compile(r"[0-9a-f]{64}")
-_GIT_REV_RE = re.compile(r"[0-9a-f]{40}")
-
-
-def is_sha256(value: str) -> bool:
-    return bool(_SHA256_RE.fullmatch(value))
-
-
-def is_git_rev(value: str) -> bool:
-    return bool(_GIT_REV_RE.fullmatch(value))
-
-
-def sha256_bytes(data: bytes) -> Sha256:
-    return Sha256(hashlib.sha256(data).hexdigest())
-
-
-def canonical_json(value: Any) -> bytes:
-    """Sorted keys, no whitespace, UTF-8: the only JSON form that is hashed or signed."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def short(digest: str, n: int = 12) -> str:
-    return digest[:n]
 
 
 @dataclass(frozen=True)

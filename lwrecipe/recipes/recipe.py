@@ -15,11 +15,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
+from ..core.digests import Sha256, is_git_rev, is_sha256, sha256_bytes
 from ..core.documents import RECIPE_LIMIT, parse_toml, read_file
 from ..core.errors import DocumentError, Problem, RecipeError
 from ..core.urls import url_problem
 from . import recipecache
-from .keys import Sha256, built_on, is_git_rev, is_sha256, sha256_bytes
+from .keys import built_on
 
 SCHEMA_VERSION = 1
 DEFAULT_SOURCE_DATE_EPOCH = 315532800

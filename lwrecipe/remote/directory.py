@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ..core import faults
+from ..core.digests import Sha256
 from ..core.errors import IntegrityError, RemoteError
 from ..core.safefs import Beneath, LinkRefused
 from ..inputs.fetch import CHUNK, Reporter
-from ..recipes.keys import Sha256
 from ..store.store import Store
 from .config import RemoteSpec
 

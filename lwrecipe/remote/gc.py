@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from ..core.digests import is_sha256
 from ..core.documents import parse_json
 from ..core.errors import DocumentError
-from ..recipes.keys import is_sha256
 from .remote import RECORD_LIMIT, Backend, Entry
 
 AREAS = ("ac", "cas", "sig", "prov")

@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..core.digests import Sha256
 from ..core.errors import IntegrityError, RemoteError
 from ..inputs.deadlines import Limits, Pace, Watchdog
-from ..recipes.keys import Sha256
 from ..store.staging import PipelinedWriter
 from ..store.store import Store
 from .config import RemoteSpec

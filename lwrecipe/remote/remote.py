@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core import faults
+from ..core.digests import Sha256, canonical_json, is_sha256
 from ..core.documents import parse_json
 from ..core.errors import (
     DocumentError,
@@ -33,7 +34,6 @@ from ..core.errors import (
     UsageError,
 )
 from ..inputs.fetch import Downloader, NullReporter, Reporter, RetryPolicy, Wanted, make_client
-from ..recipes.keys import Sha256, canonical_json, is_sha256
 from ..store.store import Store, sandboxed
 from . import provenance, shapes
 from .config import RemoteSpec, Settings

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.digests import canonical_json
 from ..core.errors import IntegrityError, UsageError
-from ..recipes.keys import canonical_json
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 

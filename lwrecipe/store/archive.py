@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..core import faults
+from ..core.digests import Sha256
 from ..core.errors import UnsafeArchive
-from ..recipes.keys import Sha256
 
 COPY_BUFFER = 1 << 20
 

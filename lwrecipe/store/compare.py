@@ -18,7 +18,7 @@ from pathlib import Path
 
 import zstandard
 
-from ..recipes.keys import Sha256
+from ..core.digests import Sha256
 from .store import Store
 
 DIFF_LINES = 20  # of unified diff per text file

@@ -17,9 +17,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..core.digests import is_sha256
 from ..core.errors import UsageError
 from ..core.files import remove_tree
-from ..recipes.keys import is_sha256
 from .outputs import MERKLE, SHARED
 from .store import Store
 

@@ -18,8 +18,8 @@ from typing import BinaryIO
 
 import zstandard
 
+from ..core.digests import Sha256, is_sha256
 from ..core.errors import IntegrityError, UnsafeArchive
-from ..recipes.keys import Sha256, is_sha256
 from .archive import HashingWriter, extract_canonical, write_tree
 from .staging import PipelinedWriter
 from .store import Store, misnamed

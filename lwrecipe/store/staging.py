@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 from typing import BinaryIO
 
-from ..recipes.keys import Sha256
+from ..core.digests import Sha256
 
 
 class Staged:

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..core import faults
+from ..core.digests import Sha256, canonical_json, is_sha256
 from ..core.errors import HashMismatch, IntegrityError
 from ..core.files import fsync_dir, replace_text
-from ..recipes.keys import Sha256, canonical_json, is_sha256
 from .staging import Staged
 
 KINDS = ("cas", "ac", "sources")

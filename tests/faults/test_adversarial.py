@@ -19,10 +19,10 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lwrecipe.core.digests import Sha256
 from lwrecipe.core.errors import IntegrityError, LwrecipeError, RecipeError, UnsafeArchive
 from lwrecipe.initramfs import collect, write_cpio
 from lwrecipe.inputs.unpack import unpack
-from lwrecipe.recipes.keys import Sha256
 from lwrecipe.recipes.recipe import load_recipe, parse_recipe
 from lwrecipe.remote.config import RemoteSpec, Settings
 from lwrecipe.remote.remote import Remotes

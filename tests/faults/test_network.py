@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from lwrecipe.core.digests import Sha256
 from lwrecipe.core.errors import FetchError, RemoteError
 from lwrecipe.inputs.fetch import Downloader, RetryPolicy, Wanted, make_client
-from lwrecipe.recipes.keys import Sha256
 from lwrecipe.remote.config import RemoteSpec, Settings
 from lwrecipe.remote.remote import Remotes, open_backend
 from lwrecipe.store.store import Store
