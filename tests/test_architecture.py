@@ -80,11 +80,8 @@ def forbidden_edges(graph: dict[str, set[str]], allowed: dict[str, set[str]]) ->
             theirs = part(dep)
             if theirs is None or theirs == mine:
                 continue  # `from lwrecipe import __version__`; a part's own modules
-            if mine in ROOT_EDGES:
-                ok = theirs in ROOT_EDGES[mine]
-            else:
-                ok = theirs in allowed.get(mine or "", set())
-            if not ok:
+            may = ROOT_EDGES[mine] if mine in ROOT_EDGES else allowed.get(mine or "", set())
+            if theirs not in may:
                 found.append(f"{module} -> {dep}")
     return sorted(found)
 
