@@ -53,11 +53,32 @@ def imports_of(path: Path, root: Path, known: set[str]) -> set[str]:
             else:
                 continue
             for alias in node.names:  # `from pkg import module` names a module
-                found.add(f"{target}.{alias.name}" if f"{target}.{alias.name}" in known else target)
+                if f"{target}.{alias.name}" in known:
+                    found.add(f"{target}.{alias.name}")
+                elif target in known and alias.name not in defined_in(root, target):
+                    found.add(f"{target}.{alias.name}")  # neither a module nor a name: reported below
+                else:
+                    found.add(target)
     unknown = found - known
     if unknown:
         raise ImportError(f"{name} imports {', '.join(sorted(unknown))}: no such module")
     return found - {name}
+
+
+def defined_in(root: Path, module: str) -> set[str]:
+    """The names a module's top level binds (a package's: its __init__.py's)."""
+    rel = Path(*module.split(".")[1:])
+    path = root / rel / "__init__.py" if (root / rel).is_dir() else (root / rel).with_suffix(".py")
+    names: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
 
 
 def import_graph(root: Path) -> dict[str, set[str]]:
@@ -167,6 +188,9 @@ def test_an_import_of_a_module_that_does_not_exist_fails(shaped) -> None:
     path after a move passed the check."""
     root = shaped({"store/store.py": "from ..core.gone import X\n", "core/errors.py": ""})
     with pytest.raises(ImportError, match="pkg.core.gone"):
+        import_graph(root)
+    root = shaped({"store/store.py": "from .. import faults\n", "core/faults.py": ""})
+    with pytest.raises(ImportError, match="pkg.faults"):
         import_graph(root)
 
 
