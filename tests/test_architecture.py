@@ -55,7 +55,7 @@ def imports_of(path: Path, root: Path, known: set[str]) -> set[str]:
             for alias in node.names:  # `from pkg import module` names a module
                 if f"{target}.{alias.name}" in known:
                     found.add(f"{target}.{alias.name}")
-                elif target in known and alias.name not in defined_in(root, target):
+                elif is_package(root, target) and alias.name not in defined_in(root, target):
                     found.add(f"{target}.{alias.name}")  # neither a module nor a name: reported below
                 else:
                     found.add(target)
@@ -65,10 +65,13 @@ def imports_of(path: Path, root: Path, known: set[str]) -> set[str]:
     return found - {name}
 
 
-def defined_in(root: Path, module: str) -> set[str]:
-    """The names a module's top level binds (a package's: its __init__.py's)."""
-    rel = Path(*module.split(".")[1:])
-    path = root / rel / "__init__.py" if (root / rel).is_dir() else (root / rel).with_suffix(".py")
+def is_package(root: Path, module: str) -> bool:
+    return (root / Path(*module.split(".")[1:]) / "__init__.py").exists()
+
+
+def defined_in(root: Path, package: str) -> set[str]:
+    """The names a package's __init__.py binds at its top level."""
+    path = root / Path(*package.split(".")[1:]) / "__init__.py"
     names: set[str] = set()
     for node in ast.parse(path.read_text()).body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -171,7 +174,7 @@ def test_an_edge_the_design_does_not_have_is_found(shaped) -> None:
             "store/store.py": "from ..recipes import recipe\n",
             "recipes/graph.py": "def f():\n    from ..build.plan import y\n",
             "build/plan.py": "from ..store.store import Store\nfrom pkg.cli import main\n",
-            "cli/__init__.py": "",
+            "cli/__init__.py": "main = None\n",
             "serve.py": "from .store import store\n",
         }
     )
