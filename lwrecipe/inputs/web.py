@@ -24,7 +24,6 @@ password in a proxy URL is never printed.
 from __future__ import annotations
 
 import os
-import re
 import socket
 import ssl
 import sys
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from ..core.errors import redact
 from .addresses import AddressPolicy, Refused
 from .deadlines import Abandoned, Limits, Pace
 
@@ -52,7 +52,6 @@ SEND = 256 << 10
 # their pieces reach the writer whole, without being joined (docs/performance.md).
 READ = 1 << 20
 MAX_REDIRECTS = 10
-_PASSWORD = re.compile(r"(://[^/@:\s]*:)[^/@\s]*@")
 
 
 class HttpError(Exception):
@@ -64,11 +63,6 @@ class HttpError(Exception):
         super().__init__(redact(reason))
         self.retry = retry
         self.timeout = timeout
-
-
-def redact(text: str) -> str:
-    """text with the password of any URL in it (a proxy's, typically) replaced."""
-    return _PASSWORD.sub(r"\1***@", text)
 
 
 def _import_httpx() -> Any:
