@@ -23,16 +23,11 @@ import json
 import os
 import re
 import stat
-import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
 from .errors import DocumentError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 MAX_DEPTH = 32  # arrays, tables and key parts; lwrecipe's own documents need fewer than 8
 MAX_JSON_DEPTH = 64  # a build record's key document and an in-toto statement nest about 6 deep
