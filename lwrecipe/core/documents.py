@@ -125,8 +125,10 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out = dict(pairs)
     if len(out) != len(pairs):
         seen: set[str] = set()
-        duplicate = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-        raise ValueError(f"key {duplicate[:40]!r} appears twice")
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"key {key[:40]!r} appears twice")
+            seen.add(key)
     return out
 
 

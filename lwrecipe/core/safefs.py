@@ -50,7 +50,7 @@ def _load_openat2() -> Callable[..., int] | None:
     if fd < 0:
         return None  # ENOSYS (an old kernel) or a seccomp filter that refuses it: walk instead
     os.close(fd)
-    return syscall  # type: ignore[no-any-return]
+    return syscall
 
 
 _openat2 = _load_openat2()
