@@ -41,6 +41,7 @@ from .deadlines import Abandoned, Limits, Pace
 
 if TYPE_CHECKING:
     import httpx
+    from httpx import BaseTransport
 
 # Bytes per read and send of a file body, one buffer reused. httpcore sends each
 # piece with socket.send and copies what is left after a partial send: 256 KiB
@@ -72,10 +73,10 @@ def _import_httpx() -> Any:
     importable by anything else in the process."""
     if "httpx" in sys.modules:
         return sys.modules["httpx"]
-    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]  # None blocks the import (importlib docs); the stub wants modules
     blocked = [name for name in ("trio", "anyio") if name not in sys.modules]
     for name in blocked:
-        sys.modules[name] = None  # type: ignore[assignment]
+        sys.modules[name] = None  # type: ignore[assignment]  # as httpx._main above
     try:
         import httpcore
         import httpx
@@ -111,11 +112,11 @@ class SystemTrust(ssl.SSLContext):
                 self.load_default_certs(ssl.Purpose.SERVER_AUTH)
                 self._loaded = True
 
-    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:  # type: ignore[override]
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
         self._load()
         return super().wrap_socket(*args, **kwargs)
 
-    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:  # type: ignore[override]
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
         self._load()  # TLS inside a TLS connection: an https:// proxy's tunnel
         return super().wrap_bio(*args, **kwargs)
 
@@ -145,7 +146,7 @@ def _reason(exc: Exception, while_reading: bool = False) -> HttpError:
         return HttpError(f"cannot send the request: {exc}", retry=False)
     if isinstance(exc, httpx.ProxyError):
         text = str(exc)
-        return HttpError(f"proxy: {text}", retry=not text[:1] == "4")  # 407: credentials, not luck
+        return HttpError(f"proxy: {text}", retry=text[:1] != "4")  # 407: credentials, not luck
     if while_reading and isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
         return HttpError(f"connection closed before the whole body arrived ({exc})")
     for cause in _causes(exc):
@@ -238,7 +239,7 @@ class Client:
         http2 = find_spec("h2") is not None
         timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
         self.proxies: dict[str, str | None] = {}  # URL pattern -> proxy URL (None: no_proxy)
-        mounts: dict[str, httpx.BaseTransport | None] = {}
+        mounts: dict[str, BaseTransport | None] = {}
         if transport is None:
             from httpx._utils import get_environment_proxies  # what httpx itself reads
 
