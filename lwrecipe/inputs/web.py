@@ -23,11 +23,9 @@ password in a proxy URL is never printed.
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
 import sys
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from importlib.util import find_spec
@@ -38,6 +36,7 @@ from urllib.parse import urlsplit
 from ..core.errors import redact
 from .addresses import AddressPolicy, Refused
 from .deadlines import Abandoned, Limits, Pace
+from .tls import SystemTrust
 
 if TYPE_CHECKING:
     import httpx
@@ -89,36 +88,6 @@ def _import_httpx() -> Any:
         http11.HTTP11Connection.READ_NUM_BYTES = READ
     del httpcore
     return httpx
-
-
-class SystemTrust(ssl.SSLContext):
-    """`ssl.create_default_context()`, with the system's certificates loaded on the
-    first handshake instead of at creation (about 20 ms): a command that only
-    speaks plain http never pays for them."""
-
-    def __new__(cls) -> SystemTrust:
-        return super().__new__(cls, ssl.PROTOCOL_TLS_CLIENT)
-
-    def __init__(self) -> None:
-        self._loaded = False
-        self._loading = threading.Lock()
-        keylog = os.environ.get("SSLKEYLOGFILE")
-        if keylog and not sys.flags.ignore_environment:
-            self.keylog_filename = keylog
-
-    def _load(self) -> None:
-        with self._loading:
-            if not self._loaded:
-                self.load_default_certs(ssl.Purpose.SERVER_AUTH)
-                self._loaded = True
-
-    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
-        self._load()
-        return super().wrap_socket(*args, **kwargs)
-
-    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
-        self._load()  # TLS inside a TLS connection: an https:// proxy's tunnel
-        return super().wrap_bio(*args, **kwargs)
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
