@@ -39,7 +39,7 @@ def fitted_exponent(points: list[tuple[int, float]]) -> float:
     xs = [math.log(n) for n, _ in points]
     ys = [math.log(t) for _, t in points]
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
 
 
 def main() -> list[dict]:
@@ -49,7 +49,9 @@ def main() -> list[dict]:
             root = Path(tmp) / f"g{n}"
             make_graph(root, n)
             argv = [sys.executable, "-m", "lwrecipe", "--cache", str(root / "cache"), "plan", f"r{n - 1}"]
-            seconds = best(lambda: subprocess.run(argv, cwd=root, check=True, capture_output=True), runs=3)
+            seconds = best(
+                lambda argv=argv, root=root: subprocess.run(argv, cwd=root, check=True, capture_output=True), runs=3
+            )
             points.append((n, seconds))
             rows.append(
                 row(f"plan, {n} recipes", "-", seconds, None, "<= 2 s" if n == 1000 else "(growth)", time_ratio=True)

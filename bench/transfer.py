@@ -127,7 +127,11 @@ def main() -> list[dict]:
             for n in range(RUNS):
                 settle()
                 curls.append(
-                    timed(lambda: subprocess.run(["curl", "-sSf", "-T", str(blob), f"{base}/put-curl/{n}"], check=True))
+                    timed(
+                        lambda n=n: subprocess.run(
+                            ["curl", "-sSf", "-T", str(blob), f"{base}/put-curl/{n}"], check=True
+                        )
+                    )
                 )
                 settle()
                 pushes.append(

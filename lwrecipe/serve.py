@@ -86,6 +86,7 @@ class SiteHandler(SimpleHTTPRequestHandler):
         return TYPES.get(ext) or mimetypes.guess_type(str(path))[0] or "application/octet-stream"
 
     root: Beneath  # the served directory, held open (set by make_server)
+    _remaining: int | None = None  # bytes of a range still to send; None: the whole body
 
     def _parts(self, path: str) -> list[str] | None:
         """The URL's path as names below the root; None for `..`, NUL or `/` in a name."""
@@ -220,7 +221,7 @@ class SiteHandler(SimpleHTTPRequestHandler):
         return io.BytesIO(body)
 
     def copyfile(self, source: Any, outputfile: Any) -> None:
-        remaining = getattr(self, "_remaining", None)
+        remaining = self._remaining
         if remaining is None:
             shutil.copyfileobj(source, outputfile)
             return
@@ -240,7 +241,8 @@ def make_server(root: Path, host: str = "127.0.0.1", port: int = 8000, quiet: bo
     handler = type("Handler", (SiteHandler,), {"quiet": quiet, "root": held})
 
     def factory(*args: Any, **kwargs: Any) -> SiteHandler:
-        return handler(*args, directory=str(root), **kwargs)
+        made: SiteHandler = handler(*args, directory=str(root), **kwargs)
+        return made
 
     try:
         server = _Server((host, port), factory)

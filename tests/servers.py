@@ -417,7 +417,7 @@ def relay(one: socket.socket, other: socket.socket) -> None:
         sel.register(other, selectors.EVENT_READ, one)
         while True:
             for key, _ in sel.select(timeout=10):
-                data = key.fileobj.recv(1 << 16)  # type: ignore[union-attr]
+                data = key.fileobj.recv(1 << 16)
                 if not data:
                     return
                 key.data.sendall(data)
@@ -483,9 +483,9 @@ class Served:
         import re
 
         self.proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()  # type: ignore[union-attr]
+        line = self.proc.stdout.readline()
         match = re.search(r"(http://\S+/)", line)
-        assert match, line + self.proc.stderr.read()  # type: ignore[union-attr]
+        assert match, line + self.proc.stderr.read()
         self.url = match.group(1)
 
     def stop(self) -> None:
@@ -693,7 +693,7 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path, what: st
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError(f"{what} did not start: {log.read_text()[-2000:]}")
+                raise RuntimeError(f"{what} did not start: {log.read_text()[-2000:]}") from None
             time.sleep(0.1)
 
 

@@ -4,18 +4,13 @@ and refuse exactly past MAX_DEPTH, whatever does the nesting."""
 
 from __future__ import annotations
 
-import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from lwrecipe.core.documents import MAX_DEPTH, MAX_JSON_DEPTH, parse_json, parse_toml
 from lwrecipe.core.errors import DocumentError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 REPO = Path(__file__).resolve().parent.parent
 

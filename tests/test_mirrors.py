@@ -4,13 +4,8 @@ fetches of the real musl recipe's inputs from an exported directory."""
 from __future__ import annotations
 
 import shutil
-import sys
+import tomllib
 from pathlib import Path
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 from lwrecipe.inputs.mirrors import DEBIAN_MIRRORS_ENV, GIT_MIRRORS_ENV, MIRRORS_ENV, Mirrors, from_env
 from lwrecipe.remote.config import load_mirrors

@@ -243,7 +243,7 @@ def test_links_leaving_a_served_output_are_refused(project, secret) -> None:
         text=True,
     )
     try:
-        line = proc.stdout.readline()  # type: ignore[union-attr]
+        line = proc.stdout.readline()
         base = line.split(" at ")[1].split()[0].rstrip("/")
         for url in ["/shadow", f"/d{path}", "/chain", "/d/", "/up/", f"/up/{path.parent.name}/{path.name}"]:
             status, body = _raw(base, url)

@@ -348,9 +348,12 @@ def test_a_body_cut_short_is_retried() -> None:
             yield b"part"
             raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
 
-    with mock_client(lambda request: httpx.Response(200, stream=Cut())) as client:
-        with client.request("GET", "http://cache.example/x") as resp, pytest.raises(HttpError) as exc:
-            resp.read(100)
+    with (
+        mock_client(lambda request: httpx.Response(200, stream=Cut())) as client,
+        client.request("GET", "http://cache.example/x") as resp,
+        pytest.raises(HttpError) as exc,
+    ):
+        resp.read(100)
     assert "before the whole body" in str(exc.value) and exc.value.retry
 
 

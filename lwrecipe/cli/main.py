@@ -70,8 +70,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         say_error(f"{where}{exc.strerror or exc}")
         return 1
-    except BrokenPipeError:
-        return 1
     except Exception as exc:  # the last resort: a bug in lwrecipe, one line and not a traceback
         if os.environ.get(TRACEBACK_ENV) == "1":
             traceback.print_exc()

@@ -23,16 +23,11 @@ import json
 import os
 import re
 import stat
-import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
 from .errors import DocumentError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 MAX_DEPTH = 32  # arrays, tables and key parts; lwrecipe's own documents need fewer than 8
 MAX_JSON_DEPTH = 64  # a build record's key document and an in-toto statement nest about 6 deep
@@ -130,8 +125,10 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out = dict(pairs)
     if len(out) != len(pairs):
         seen: set[str] = set()
-        duplicate = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-        raise ValueError(f"key {duplicate[:40]!r} appears twice")
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"key {key[:40]!r} appears twice")
+            seen.add(key)
     return out
 
 

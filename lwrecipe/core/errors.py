@@ -207,14 +207,17 @@ class ErrorGroup(LwrecipeError):
         return [line for e in self.errors for line in e.lines()]
 
 
-# bounded scheme: a long run of letters (a build's output) is scanned once, not from every position
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]{0,31}://)(?P<user>[^\s/@:'\"]*):[^\s/@'\"]*@")
+# The userinfo of any URL, with or without a scheme before its `://`. The password runs
+# to the last `@` before the next `/` or space, so one with an unencoded `@`, quote or
+# `?` in it is hidden whole. A match starts only at a `://` and cannot run past the next
+# `/`, so a long text is scanned in linear time.
+_USERINFO = re.compile(r"(?P<user>://[^\s/@:]*:)[^\s/]*@")
 
 
 def redact(text: str) -> str:
     """A message with the password of every URL in it replaced (`http://user:***@host`):
     proxy and remote URLs may carry credentials, and messages reach logs and CI output."""
-    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    return _USERINFO.sub(r"\g<user>***@", text)
 
 
 def raise_all(errors: Sequence[LwrecipeError]) -> None:

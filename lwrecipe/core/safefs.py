@@ -50,10 +50,25 @@ def _load_openat2() -> Callable[..., int] | None:
     if fd < 0:
         return None  # ENOSYS (an old kernel) or a seccomp filter that refuses it: walk instead
     os.close(fd)
-    return syscall  # type: ignore[no-any-return]
+    return syscall
 
 
 _openat2 = _load_openat2()
+
+
+def _openat2_below(dirfd: int, path: str, how: _OpenHow) -> tuple[int, int]:
+    """openat2 of `path` below `dirfd` as (fd, 0), or (-1, errno); retried while a
+    rename races the lookup (the kernel asks for a retry) or a signal interrupts it."""
+    assert _openat2 is not None
+    while True:
+        fd = _openat2(
+            _SYS_OPENAT2, ctypes.c_int(dirfd), path.encode(), ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how))
+        )
+        if fd >= 0:
+            return int(fd), 0
+        err = ctypes.get_errno()
+        if err != errno.EAGAIN and err != errno.EINTR:
+            return -1, err
 
 
 def parts_of(rel: str | PurePosixPath) -> tuple[str, ...]:
@@ -132,22 +147,12 @@ class Beneath:
                 mode if flags & os.O_CREAT else 0,
                 _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS,
             )
-            while True:
-                fd = _openat2(
-                    _SYS_OPENAT2,
-                    ctypes.c_int(self.fd),
-                    "/".join(parts).encode(),
-                    ctypes.byref(how),
-                    ctypes.c_size_t(ctypes.sizeof(how)),
-                )
-                if fd >= 0:
-                    return int(fd)
-                err = ctypes.get_errno()
-                if err == errno.EAGAIN or err == errno.EINTR:
-                    continue  # a rename raced the lookup; the kernel asks for a retry
-                if err in (errno.ELOOP, errno.EXDEV) or (err == errno.ENOTDIR and self._is_link(parts)):
-                    raise LinkRefused("/".join(parts))
-                raise OSError(err, os.strerror(err), "/".join(parts))
+            fd, err = _openat2_below(self.fd, "/".join(parts), how)
+            if fd >= 0:
+                return fd
+            if err in (errno.ELOOP, errno.EXDEV) or (err == errno.ENOTDIR and self._is_link(parts)):
+                raise LinkRefused("/".join(parts))
+            raise OSError(err, os.strerror(err), "/".join(parts))
         parent = self._walk(parts[:-1], create=False)
         try:
             return os.open(parts[-1], flags | os.O_CLOEXEC | os.O_NOFOLLOW, mode, dir_fd=parent)
@@ -167,22 +172,12 @@ class Beneath:
         parts = parts_of(rel)
         if _openat2 is not None:
             how = _OpenHow(flags | os.O_CLOEXEC, 0, _RESOLVE_BENEATH | _RESOLVE_NO_MAGICLINKS)
-            while True:
-                fd = _openat2(
-                    _SYS_OPENAT2,
-                    ctypes.c_int(self.fd),
-                    ("/".join(parts) or ".").encode(),
-                    ctypes.byref(how),
-                    ctypes.c_size_t(ctypes.sizeof(how)),
-                )
-                if fd >= 0:
-                    return int(fd)
-                err = ctypes.get_errno()
-                if err == errno.EAGAIN or err == errno.EINTR:
-                    continue
-                if err in (errno.ELOOP, errno.EXDEV):
-                    raise LinkRefused("/".join(parts))
-                raise OSError(err, os.strerror(err), "/".join(parts))
+            fd, err = _openat2_below(self.fd, "/".join(parts) or ".", how)
+            if fd >= 0:
+                return fd
+            if err in (errno.ELOOP, errno.EXDEV):
+                raise LinkRefused("/".join(parts))
+            raise OSError(err, os.strerror(err), "/".join(parts))
         return self._resolve_inside(list(parts), flags)
 
     def _resolve_inside(self, todo: list[str], flags: int) -> int:

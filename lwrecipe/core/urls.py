@@ -16,7 +16,7 @@ def url_problem(url: str) -> str | None:
     except ValueError as exc:
         return f"not a URL: {exc}"  # "Invalid IPv6 URL", "'zz' does not appear to be an IPv4 or IPv6 address"
     try:
-        parts.port
+        _ = parts.port  # read for its check: urllib raises here
     except ValueError:
         return "bad port"
     return None

@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import IO, BinaryIO, Protocol, cast
 from urllib.parse import unquote
 
 from ..core.errors import LwrecipeError, UnsafeArchive, UsageError
@@ -82,26 +82,30 @@ class _Slice:
         return data
 
 
-def _decompressed(name: str, raw: _Slice, label: str) -> BinaryIO:
+class _Reader(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def _decompressed(name: str, raw: IO[bytes], label: str) -> _Reader:
     suffix = name.removeprefix("data.tar")
     if suffix == ".xz":
         import lzma
 
-        return lzma.LZMAFile(raw)  # type: ignore[arg-type]
+        return lzma.LZMAFile(raw)
     if suffix == ".gz":
         import gzip
 
-        return gzip.GzipFile(fileobj=raw)  # type: ignore[arg-type]
+        return gzip.GzipFile(fileobj=raw)
     if suffix == ".zst":
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(raw)  # type: ignore[return-value]
+        return zstandard.ZstdDecompressor().stream_reader(raw)
     if suffix == ".bz2":
         import bz2
 
-        return bz2.BZ2File(raw)  # type: ignore[arg-type]
+        return bz2.BZ2File(raw)
     if suffix == "":
-        return raw  # type: ignore[return-value]
+        return raw
     raise UnsafeArchive(f"{label}: {name}: unknown compression")
 
 
@@ -124,7 +128,8 @@ def data_tar(deb: Path, label: str, limits: UnpackLimits = UnpackLimits()) -> by
     with deb.open("rb") as fh:
         name, size = _data_member(fh, label)
         try:
-            data = _decompressed(name, _Slice(fh, size), label).read(limits.max_size + 1)
+            member = cast("IO[bytes]", _Slice(fh, size))  # read() is all the decompressors call on it
+            data = _decompressed(name, member, label).read(limits.max_size + 1)
         except (EOFError, OSError, ValueError) as exc:
             raise UnsafeArchive(f"{label}: cannot unpack: {exc}") from None
     if len(data) > limits.max_size:
@@ -139,13 +144,12 @@ def extract_debs(debs: list[tuple[Path, Path, str]], limits: UnpackLimits = Unpa
 
     ahead = max(1, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=ahead) as pool:
-        pending = [pool.submit(data_tar, deb, label, limits) for deb, _, label in debs[:ahead]]
+        pending = {i: pool.submit(data_tar, deb, label, limits) for i, (deb, _, label) in enumerate(debs[:ahead])}
         for i, (deb, dest, label) in enumerate(debs):
-            data = pending[i].result()
-            pending[i] = None  # type: ignore[call-overload]  # its bytes go once it is unpacked
+            data = pending.pop(i).result()  # popped: its bytes go once it is unpacked
             if i + ahead < len(debs):
                 nxt, _, nxt_label = debs[i + ahead]
-                pending.append(pool.submit(data_tar, nxt, nxt_label, limits))
+                pending[i + ahead] = pool.submit(data_tar, nxt, nxt_label, limits)
             extract_deb(deb, dest, label, data, limits)
 
 

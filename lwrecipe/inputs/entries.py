@@ -30,7 +30,7 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from ..core.errors import UnsafeArchive
 from ..core.safefs import Beneath, HeldDirs, LinkRefused
@@ -54,7 +54,7 @@ def members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
     `tar.members` (it does, even in stream mode: 300,000 empty files cost ~130 MiB).
     A member's data must be read before the next is asked for."""
     while (member := tar.next()) is not None:
-        tar.members = []
+        tar.members = []  # type: ignore[attr-defined]  # set in TarFile.__init__; typeshed leaves it out
         yield member
 
 
@@ -138,7 +138,7 @@ class TreeWriter:
         if mtime is not None:
             self.times[name] = mtime
 
-    def file(self, name: str, entry: str, data: BinaryIO, mode: int, mtime: float | None = None) -> None:
+    def file(self, name: str, entry: str, data: IO[bytes], mode: int, mtime: float | None = None) -> None:
         self._one_more()
         parts = tuple(name.split("/"))
         parent = self._parent(entry, parts)

@@ -133,7 +133,7 @@ def _store_tree(store: Store, tree: Path, rev: str, commit: bytes) -> Sha256:
     """Store the canonical archive of the checked-out `tree`, then the commit object
     and the ref to the archive (last: the ref is what marks the tree cached)."""
     with store.staging() as staged:
-        write_tree(tree, staged, 0, exclude=(".git",))  # type: ignore[arg-type]
+        write_tree(tree, staged, 0, exclude=(".git",))
         sha = staged.hexdigest()
         store.commit(staged, "sources")
     ref = ref_path(store, rev)

@@ -204,10 +204,8 @@ class _Memo:
         assert self._entries is not None
         for stale in list(self._entries)[:-MEMO_LIMIT]:  # oldest first
             del self._entries[stale]
-        try:
+        with contextlib.suppress(OSError):  # a read-only home only costs speed
             replace_text(tool_cache_path(), json.dumps(self._entries))
-        except OSError:
-            pass  # a read-only home only costs speed
 
 
 _MEMO = _Memo()

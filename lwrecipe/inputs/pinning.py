@@ -74,7 +74,7 @@ def resolve_ref(url: str, ref: str, mirrors: Mirrors = Mirrors(), policy: Addres
         if out.returncode != 0:
             attempts.append(f"{where}: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else 'failed'}")
             continue
-        found = dict(reversed(line.split("\t", 1)) for line in out.stdout.splitlines() if "\t" in line)
+        found = {ref: sha for sha, ref in (line.split("\t", 1) for line in out.stdout.splitlines() if "\t" in line)}
         for name in (f"refs/tags/{ref}^{{}}", f"{ref}^{{}}", f"refs/heads/{ref}", f"refs/tags/{ref}", ref):
             if name in found:
                 return found[name]

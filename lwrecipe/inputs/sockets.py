@@ -160,7 +160,7 @@ class Stream(httpcore.NetworkStream):
         for start in range(0, len(view), WRITE_SLICE):
             piece = view[start : start + WRITE_SLICE]
             try:
-                self.inner.write(piece, pace.wait_limit(timeout))  # type: ignore[arg-type]
+                self.inner.write(piece, pace.wait_limit(timeout))  # type: ignore[arg-type]  # a memoryview slice: sockets take any buffer, the stub says bytes
             except httpcore.TimeoutException:
                 pace.check()
                 raise

@@ -96,29 +96,29 @@ def fetch_recipes(
             rev: pool.submit(fetch_tree, store, label, src.git, rev, offline, mirrors, downloader.client.policy)
             for rev, (label, src) in gits.items()
         }
-        for sha, job in file_jobs.items():
+        for sha, file_job in file_jobs.items():
             try:
-                result.files[sha] = job.result()
+                result.files[sha] = file_job.result()
             except LwrecipeError as exc:
                 errors.append(exc)
-        for rev, job in git_jobs.items():
+        for rev, git_job in git_jobs.items():
             try:
-                result.trees[rev] = job.result()
+                result.trees[rev] = git_job.result()
             except LwrecipeError as exc:
                 errors.append(exc)
     for recipe in recipes:
         for i, patch in enumerate(recipe.doc.patches):
             if not isinstance(patch, SourcePatch):
                 continue
-            src = recipe.source_named(patch.source)
-            if isinstance(src, GitSource) and src.rev in result.trees:
-                data = read_member(result.trees[src.rev].path, patch.path)
+            named = recipe.source_named(patch.source)
+            if isinstance(named, GitSource) and named.rev in result.trees:
+                data = read_member(result.trees[named.rev].path, patch.path)
                 if data is None:
                     errors.append(
                         RecipeError.one(
                             recipe.display,
                             f"patches[{i}].path",
-                            f"{patch.path!r} is not a file in {patch.source} @ {src.rev[:12]}",
+                            f"{patch.path!r} is not a file in {patch.source} @ {named.rev[:12]}",
                         )
                     )
                 else:

@@ -18,7 +18,7 @@ import stat
 import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, Literal
 
 from ..core import faults
 from ..core.errors import UnsafeArchive
@@ -79,7 +79,7 @@ def unpack(
                 import zstandard
 
                 with zstandard.ZstdDecompressor().stream_reader(fh) as raw:
-                    _unpack_tar(raw, "r|", tree, strip, label)  # type: ignore[arg-type]
+                    _unpack_tar(raw, "r|", tree, strip, label)
             else:
                 _unpack_tar(fh, "r|*", tree, strip, label)
             tree.finish()
@@ -104,7 +104,7 @@ def extract_tar(archive: Path, dest: Path, label: str, limits: UnpackLimits = Un
         raise UnsafeArchive(f"{label}: cannot unpack: {exc}") from None
 
 
-def _unpack_tar(fh: IO[bytes], mode: str, tree: TreeWriter, strip: int, label: str) -> None:
+def _unpack_tar(fh: IO[bytes], mode: Literal["r|", "r|*"], tree: TreeWriter, strip: int, label: str) -> None:
     with tarfile.open(fileobj=fh, mode=mode) as tar:
         for member in members(tar):
             entry = member.name

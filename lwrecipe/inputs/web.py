@@ -23,12 +23,9 @@ password in a proxy URL is never printed.
 
 from __future__ import annotations
 
-import os
-import re
 import socket
 import ssl
 import sys
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from importlib.util import find_spec
@@ -36,11 +33,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from ..core.errors import redact
 from .addresses import AddressPolicy, Refused
 from .deadlines import Abandoned, Limits, Pace
+from .tls import SystemTrust
 
 if TYPE_CHECKING:
     import httpx
+    from httpx import BaseTransport
 
 # Bytes per read and send of a file body, one buffer reused. httpcore sends each
 # piece with socket.send and copies what is left after a partial send: 256 KiB
@@ -52,7 +52,6 @@ SEND = 256 << 10
 # their pieces reach the writer whole, without being joined (docs/performance.md).
 READ = 1 << 20
 MAX_REDIRECTS = 10
-_PASSWORD = re.compile(r"(://[^/@:\s]*:)[^/@\s]*@")
 
 
 class HttpError(Exception):
@@ -66,11 +65,6 @@ class HttpError(Exception):
         self.timeout = timeout
 
 
-def redact(text: str) -> str:
-    """text with the password of any URL in it (a proxy's, typically) replaced."""
-    return _PASSWORD.sub(r"\1***@", text)
-
-
 def _import_httpx() -> Any:
     """httpx, imported without what lwrecipe never runs: its command-line tool
     (rich, click, pygments: ~40 ms when installed) and httpcore's async backends
@@ -78,10 +72,10 @@ def _import_httpx() -> Any:
     importable by anything else in the process."""
     if "httpx" in sys.modules:
         return sys.modules["httpx"]
-    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]  # None blocks the import (importlib docs); the stub wants modules
     blocked = [name for name in ("trio", "anyio") if name not in sys.modules]
     for name in blocked:
-        sys.modules[name] = None  # type: ignore[assignment]
+        sys.modules[name] = None  # type: ignore[assignment]  # as httpx._main above
     try:
         import httpcore
         import httpx
@@ -94,36 +88,6 @@ def _import_httpx() -> Any:
         http11.HTTP11Connection.READ_NUM_BYTES = READ
     del httpcore
     return httpx
-
-
-class SystemTrust(ssl.SSLContext):
-    """`ssl.create_default_context()`, with the system's certificates loaded on the
-    first handshake instead of at creation (about 20 ms): a command that only
-    speaks plain http never pays for them."""
-
-    def __new__(cls) -> SystemTrust:
-        return super().__new__(cls, ssl.PROTOCOL_TLS_CLIENT)
-
-    def __init__(self) -> None:
-        self._loaded = False
-        self._loading = threading.Lock()
-        keylog = os.environ.get("SSLKEYLOGFILE")
-        if keylog and not sys.flags.ignore_environment:
-            self.keylog_filename = keylog
-
-    def _load(self) -> None:
-        with self._loading:
-            if not self._loaded:
-                self.load_default_certs(ssl.Purpose.SERVER_AUTH)
-                self._loaded = True
-
-    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:  # type: ignore[override]
-        self._load()
-        return super().wrap_socket(*args, **kwargs)
-
-    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:  # type: ignore[override]
-        self._load()  # TLS inside a TLS connection: an https:// proxy's tunnel
-        return super().wrap_bio(*args, **kwargs)
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
@@ -151,7 +115,7 @@ def _reason(exc: Exception, while_reading: bool = False) -> HttpError:
         return HttpError(f"cannot send the request: {exc}", retry=False)
     if isinstance(exc, httpx.ProxyError):
         text = str(exc)
-        return HttpError(f"proxy: {text}", retry=not text[:1] == "4")  # 407: credentials, not luck
+        return HttpError(f"proxy: {text}", retry=text[:1] != "4")  # 407: credentials, not luck
     if while_reading and isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
         return HttpError(f"connection closed before the whole body arrived ({exc})")
     for cause in _causes(exc):
@@ -244,7 +208,7 @@ class Client:
         http2 = find_spec("h2") is not None
         timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
         self.proxies: dict[str, str | None] = {}  # URL pattern -> proxy URL (None: no_proxy)
-        mounts: dict[str, httpx.BaseTransport | None] = {}
+        mounts: dict[str, BaseTransport | None] = {}
         if transport is None:
             from httpx._utils import get_environment_proxies  # what httpx itself reads
 

@@ -16,7 +16,7 @@ import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 
 from ..core import faults
 from ..core.digests import Sha256
@@ -143,10 +143,16 @@ BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
 
 
+class Sink(Protocol):
+    """Where an archive's bytes go: a file, a Staged file, a HashingWriter, a zstd writer."""
+
+    def write(self, data: bytes | memoryview, /) -> object: ...
+
+
 class _Blocks:
     """Writes tar blocks to `out` in large pieces; counts the bytes for the final padding."""
 
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: Sink) -> None:
         self.out, self.buf, self.offset = out, bytearray(), 0
         self.chunk = memoryview(bytearray(COPY_BUFFER))  # one read buffer for every file
 
@@ -178,7 +184,7 @@ class _Blocks:
             self.write(bytes(BLOCK - size % BLOCK))
 
 
-def write_tree(root: Path, out: BinaryIO, mtime: int, exclude: tuple[str, ...] = ()) -> list[Entry]:
+def write_tree(root: Path, out: Sink, mtime: int, exclude: tuple[str, ...] = ()) -> list[Entry]:
     """Write the canonical archive of `root` to `out`; returns what was written.
 
     The bytes are exactly what tarfile writes in PAX format (see `header`), but
@@ -205,21 +211,17 @@ def write_tree(root: Path, out: BinaryIO, mtime: int, exclude: tuple[str, ...] =
 class HashingWriter:
     """A write-only stream that hashes what passes through and forwards it on."""
 
-    def __init__(self, sink: BinaryIO | None = None) -> None:
+    def __init__(self, sink: Sink | None = None) -> None:
         self._hash = hashlib.sha256()
         self._sink = sink
         self.size = 0
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview) -> int:
         self._hash.update(data)
         self.size += len(data)
         if self._sink is not None:
             self._sink.write(data)
         return len(data)
-
-    def flush(self) -> None:
-        if self._sink is not None:
-            self._sink.flush()
 
     def hexdigest(self) -> Sha256:
         return Sha256(self._hash.hexdigest())
@@ -228,7 +230,7 @@ class HashingWriter:
 def tree_sha256(root: Path, mtime: int = 0) -> Sha256:
     """The sha256 of the canonical archive of `root`, without storing it."""
     sink = HashingWriter()
-    write_tree(root, sink, mtime)  # type: ignore[arg-type]
+    write_tree(root, sink, mtime)
     return sink.hexdigest()
 
 

@@ -81,7 +81,7 @@ def tree_differences(first: Path, second: Path) -> list[str]:
     for rel in changed[:MAX_FILES]:
         old, new = a.get(rel), b.get(rel)
         if old is None:
-            lines.append(f"{rel}: only in the rebuild: {_describe(new)}")  # type: ignore[arg-type]
+            lines.append(f"{rel}: only in the rebuild: {_describe(b[rel])}")
             continue
         if new is None:
             lines.append(f"{rel}: only in the cached output: {_describe(old)}")

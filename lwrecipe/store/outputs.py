@@ -46,12 +46,12 @@ def pack(store: Store, tree: Path, mtime: int) -> Packed:
         blob_writer = PipelinedWriter(staged)
         try:
             with compressor.stream_writer(
-                blob_writer,
-                closefd=False,  # type: ignore[arg-type]
+                blob_writer,  # type: ignore[arg-type]  # zstandard calls write() only; its stub asks for IO[bytes]
+                closefd=False,
                 write_size=1 << 20,
             ) as zwriter:
-                archive = HashingWriter(zwriter)  # type: ignore[arg-type]
-                entries = write_tree(tree, archive, mtime)  # type: ignore[arg-type]
+                archive = HashingWriter(zwriter)
+                entries = write_tree(tree, archive, mtime)
         finally:
             blob_writer.close()
         blob_size = staged.size
@@ -65,7 +65,12 @@ def pack(store: Store, tree: Path, mtime: int) -> Packed:
 def put_log(store: Store, log: BinaryIO) -> Sha256:
     """Store a build's log zstd-compressed, streamed from `log` (never held whole)."""
     with store.staging() as staged:
-        zstandard.ZstdCompressor(level=ZSTD_LEVEL).copy_stream(log, staged, read_size=READ_SIZE, write_size=READ_SIZE)
+        zstandard.ZstdCompressor(level=ZSTD_LEVEL).copy_stream(
+            log,
+            staged,  # type: ignore[arg-type]  # zstandard calls write() only; its stub asks for IO[bytes]
+            read_size=READ_SIZE,
+            write_size=READ_SIZE,
+        )
         store.commit(staged, "cas")
         return staged.hexdigest()
 
@@ -74,7 +79,8 @@ class _Tee:
     """The blob as zstd reads it, with what was read kept for hashing elsewhere."""
 
     def __init__(self, fh: BinaryIO) -> None:
-        self.fh, self.taken = fh, []
+        self.fh = fh
+        self.taken: list[bytes] = []
 
     def read(self, n: int = -1) -> bytes:
         data = self.fh.read(n)
@@ -100,7 +106,10 @@ class _Unpacker(threading.Thread):
             with self.path.open("rb") as fh:
                 tee = _Tee(fh)
                 with zstandard.ZstdDecompressor().stream_reader(
-                    tee, read_size=READ_SIZE, read_across_frames=True, closefd=False
+                    tee,  # type: ignore[arg-type]  # zstandard calls read() only; its stub asks for IO[bytes]
+                    read_size=READ_SIZE,
+                    read_across_frames=True,
+                    closefd=False,
                 ) as reader:
                     while not self.stopped.is_set():
                         data = reader.read(READ_SIZE)

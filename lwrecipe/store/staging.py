@@ -21,7 +21,7 @@ class Staged:
         self.hasher = hashlib.sha256()
         self.size = 0
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | bytearray | memoryview) -> int:
         self.hasher.update(data)
         self.size += len(data)
         return self.fh.write(data)

@@ -201,10 +201,9 @@ class Store:
             return None
         try:
             record = json.loads(data)
-            ok = isinstance(record, dict) and record.get("key") == key and is_sha256(record.get("output_id", ""))
         except ValueError:
-            ok = False
-        if not ok:
+            record = None
+        if not (isinstance(record, dict) and record.get("key") == key and is_sha256(record.get("output_id", ""))):
             self.quarantine(path, "not a build record for the key it is named by")
             return None
         return record
@@ -287,10 +286,8 @@ class Store:
         """Mark an entry as used now: its atime is what `cache gc` orders by
         (set explicitly, so relatime and noatime mounts do not matter)."""
         path = self.path(kind, name)
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.utime(path, ns=(time.time_ns(), path.stat().st_mtime_ns))
-        except FileNotFoundError:
-            pass
 
     def verify_all(self) -> VerifyReport:
         """Re-hash every blob and check every record; quarantine what is corrupt, and

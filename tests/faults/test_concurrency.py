@@ -32,7 +32,7 @@ def spawn(project: Project, *args: str, cache: str = "cache") -> subprocess.Pope
 
 
 def finish(procs: list[subprocess.Popen]) -> list[tuple[int, str]]:
-    return [(p.wait(timeout=600), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
+    return [(p.wait(timeout=600), p.stderr.read()) for p in procs]
 
 
 @pytest.mark.parametrize("n", [4, 8])

@@ -316,7 +316,7 @@ def _git_repo(tmp_path: Path, build: object) -> tuple[str, str]:
     work = tmp_path / "gitwork"
     work.mkdir()
     git("init", "-q", "-b", "main", cwd=work)
-    build(work)  # type: ignore[operator]
+    build(work)
     git("add", "-A", cwd=work)
     git("commit", "-q", "-m", "one", cwd=work)
     bare = tmp_path / "repo.git"

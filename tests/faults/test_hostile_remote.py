@@ -263,7 +263,7 @@ def plant(remote: Path, decoy: Path, plan: dict[str, tuple[str, object]]) -> Non
     for area, (how, what) in plan.items():
         path = remote / area
         if how == "tree":
-            materialise(what, path, decoy)  # type: ignore[arg-type]  # beside what the area holds
+            materialise(what, path, decoy)  # beside what the area holds
             continue
         if path.is_dir():
             shutil.rmtree(path)
@@ -271,7 +271,7 @@ def plant(remote: Path, decoy: Path, plan: dict[str, tuple[str, object]]) -> Non
             target = str(what)
             path.symlink_to(target.replace(DECOY, str(decoy), 1) if target.startswith(DECOY) else target)
         else:
-            path.write_bytes(what)  # type: ignore[arg-type]
+            path.write_bytes(what)
 
 
 @settings(

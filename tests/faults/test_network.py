@@ -76,11 +76,13 @@ def test_a_dripping_remote_is_abandoned(tmp_path: Path) -> None:
         server.add(f"/cas/{SHA}", DATA, "drip:0.25")
         spec = RemoteSpec(url=server.url(""), name="cache", timeout=1.0)
         store = Store(tmp_path / "cache").ensure()
-        with Remotes(store, Settings((spec,), None, {}), [open_backend(spec)], verify_signatures=False) as remotes:
-            with pytest.raises(RemoteError, match=r"cache: cas/\w{12}: .*slower than .* for 1 s; abandoned"):
-                remotes.fetch_blob(
-                    {"name": "pkg", "blob": {"sha256": SHA, "size": len(DATA)}, "log": SHA}, remotes.backends[0]
-                )
+        with (
+            Remotes(store, Settings((spec,), None, {}), [open_backend(spec)], verify_signatures=False) as remotes,
+            pytest.raises(RemoteError, match=r"cache: cas/\w{12}: .*slower than .* for 1 s; abandoned"),
+        ):
+            remotes.fetch_blob(
+                {"name": "pkg", "blob": {"sha256": SHA, "size": len(DATA)}, "log": SHA}, remotes.backends[0]
+            )
         assert not store.has("cas", SHA)
 
 
@@ -94,7 +96,7 @@ def test_a_remote_that_reads_a_push_a_byte_at_a_time_is_abandoned(tmp_path: Path
         server.behaviour[f"PUT /cas/{SHA}"] = ["drip:0.25:65536"] * 4
         spec = RemoteSpec(url=server.url(""), name="cache", timeout=3.0, min_rate=1 << 20)
         backend = open_backend(spec)
-        backend.policy = RetryPolicy(attempts=1)  # type: ignore[attr-defined]
+        backend.policy = RetryPolicy(attempts=1)
         from lwrecipe.inputs.fetch import NullReporter
 
         with pytest.raises(RemoteError, match="slower than .* for 3 s; abandoned"):

@@ -54,7 +54,7 @@ def locked(project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
     monkeypatch.setenv("LWRECIPE_TOOL_CACHE", str(tmp_path / "tools.json"))
     monkeypatch.setenv("LWRECIPE_CONFIG", str(tmp_path / "no-config.toml"))
-    project.bin = bin_dir  # type: ignore[attr-defined]
+    project.bin = bin_dir
     project.file("src/base.txt", "base\n")
     project.file("src/app.txt", APP_C)
     project.file("patches/app/0001-two.patch", PATCH)

@@ -359,7 +359,7 @@ def test_kill_during_packing_leaves_no_record(project, served) -> None:
 
 def test_four_concurrent_builds_build_once(stack) -> None:
     procs = [spawn_build(stack, "program") for _ in range(4)]
-    results = [(p.wait(), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
+    results = [(p.wait(), p.stderr.read()) for p in procs]
     assert all(code == 0 for code, _ in results), results
     for name in ("toolchain", "headers", "libc", "program"):  # each key built by exactly one process
         assert sum(f"{name}: built" in err for _, err in results) == 1, results

@@ -90,7 +90,7 @@ def test_concurrent_co_signers_keep_each_others_signatures(project, alice, bob, 
                 stderr=subprocess.PIPE,
                 text=True,
             )
-            for m, e in zip((bob, carol), env)
+            for m, e in zip((bob, carol), env, strict=False)
         ]
         results = [p.communicate(timeout=120) for p in procs]
         assert all(p.returncode == 0 for p in procs), results
@@ -133,7 +133,7 @@ def test_a_poisoned_remote_is_caught_and_refused(project, alice, bob, tmp_path) 
     assert challenge.code == 3 and "stamp" in challenge.out, challenge.out
     carol = Machine(project, "carol")
     carol.trusted += [mallory.public, bob.public]
-    config(carol, '[[remote]]\nurl = "%s"\nname = "shared"\nmin_signers = 2\n' % remote)
+    config(carol, f'[[remote]]\nurl = "{remote}"\nname = "shared"\nmin_signers = 2\n')
     err = ok(carol.run("build", "noisy"))
     assert "is signed by 1 of the 2 trusted keys required (mallory)" in err, err
     assert carol.records()["noisy"]["output_id"] != noisy["output_id"]  # built here instead
