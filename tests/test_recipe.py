@@ -7,7 +7,8 @@ import os
 import pytest
 
 from lwrecipe.core.errors import RecipeError
-from lwrecipe.recipes.recipe import GitSource, PathSource, UrlSource, load_recipe
+from lwrecipe.recipes.recipe import load_recipe
+from lwrecipe.recipes.schema import GitSource, PathSource, UrlSource
 
 H = "a" * 64
 REV = "970e08b0d605e63e36a99d22596e8899a1dab8b5"
