@@ -1,4 +1,4 @@
-"""The recipe file: loading, validation messages and the cache of validated documents.
+"""The recipe file: loading, and the cache of validated documents.
 
 Owns reading a recipe into a `Recipe`; what a recipe may say is schema.py's.
 Resolving `depends` is graph.py's job; pinning the inputs to hashes is plan.py's.
@@ -20,9 +20,8 @@ from ..core.documents import RECIPE_LIMIT, parse_toml, read_file
 from ..core.errors import DocumentError, Problem, RecipeError
 from . import recipecache, schema
 from .keys import built_on
+from .messages import recipe_error
 from .schema import (
-    SCHEMA_VERSION,
-    UNION_TAGS,
     Build,
     DebianRequest,
     DebSource,
@@ -109,7 +108,7 @@ def load_recipe(path: Path, root: Path | None = None) -> Recipe:
     try:
         data = read_file(path, RECIPE_LIMIT, shown)
     except DocumentError as exc:
-        raise RecipeError.one(shown, exc.field, exc.message) from None
+        raise recipe_error(shown, exc) from None
     except OSError as exc:
         raise RecipeError.one(shown, "", f"cannot read: {exc.strerror or exc}") from None
     doc = parse_recipe(data, shown)
@@ -183,65 +182,9 @@ def _construct(fields: Any) -> RecipeDoc:
 
 def _validate(data: bytes, shown: str) -> RecipeDoc:
     try:
-        raw = parse_toml(data, shown)
-    except DocumentError as exc:
-        raise RecipeError.one(shown, exc.field, exc.message) from None
-    try:
-        return RecipeDoc.model_validate(raw)
-    except ValidationError as exc:
-        raise RecipeError(shown, [_problem(e) for e in exc.errors()]) from None
-
-
-_TOML_TYPES = {str: "string", int: "integer", float: "float", bool: "boolean", list: "array", dict: "table"}
-_EXPECTED = {
-    "string_type": "a string",
-    "int_type": "an integer",
-    "bool_type": "a boolean",
-    "list_type": "an array",
-    "dict_type": "a table",
-    "model_type": "a table",
-    "model_attributes_type": "a table",
-    "float_type": "a number",
-}
-
-
-def _toml_type(value: Any) -> str:
-    return next((n for t, n in _TOML_TYPES.items() if type(value) is t), type(value).__name__)
-
-
-def format_loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    parts = list(loc)
-    for i, part in enumerate(parts):
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part == "[key]":
-            continue
-        elif i == 2 and parts[0] in UNION_TAGS and part in UNION_TAGS[parts[0]] and isinstance(parts[1], int):
-            continue  # the union tag pydantic puts in the path
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def _problem(err: Any) -> Problem:
-    kind, loc, value = err["type"], tuple(err["loc"]), err.get("input")
-    if kind == "missing":
-        message = "required"
-    elif kind == "extra_forbidden":
-        message = "unknown key"
-    elif kind in _EXPECTED:
-        message = f"expected {_EXPECTED[kind]}, got {_toml_type(value)}"
-    elif kind == "literal_error" and loc == ("schema",):
-        message = f"unsupported schema {value!r} (this lwrecipe reads {SCHEMA_VERSION})"
-    elif kind == "value_error":
-        message = str(err["ctx"]["error"])
-    elif kind in ("greater_than_equal", "less_than_equal"):
-        bound = err["ctx"].get("ge", err["ctx"].get("le"))
-        message = f"{value!r} must be {'>=' if kind == 'greater_than_equal' else '<='} {bound}"
-    else:
-        message = err["msg"]
-    return Problem(format_loc(loc), message)
+        return RecipeDoc.model_validate(parse_toml(data, shown))
+    except (DocumentError, ValidationError) as exc:
+        raise recipe_error(shown, exc) from None
 
 
 def _file_problems(doc: RecipeDoc, path: Path, root: Path) -> list[Problem]:
