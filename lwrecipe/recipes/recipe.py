@@ -1,40 +1,25 @@
-"""The recipe file: loading, and the cache of validated documents.
+"""The recipe file: reading one into a `Recipe`, with the checks that need its path.
 
-Owns reading a recipe into a `Recipe`; what a recipe may say is schema.py's.
-Resolving `depends` is graph.py's job; pinning the inputs to hashes is plan.py's.
+What a recipe may say is schema.py's; validated documents are remembered by
+recipecache.py. Resolving `depends` is graph.py's job; pinning the inputs to hashes is plan.py's.
 Every problem is reported as `<file>: <field>: <what>` through RecipeError, all
 problems of a file at once.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
 from ..core.digests import Sha256, sha256_bytes
 from ..core.documents import RECIPE_LIMIT, parse_toml, read_file
 from ..core.errors import DocumentError, Problem, RecipeError
-from . import recipecache, schema
+from . import recipecache
 from .keys import built_on
 from .messages import recipe_error
-from .schema import (
-    Build,
-    DebianRequest,
-    DebSource,
-    FilePatch,
-    GitSource,
-    Package,
-    PathSource,
-    RecipeDoc,
-    SourcePatch,
-    UrlPatch,
-    UrlSource,
-    cross_field_problems,
-)
+from .schema import FilePatch, GitSource, PathSource, RecipeDoc, UrlSource, cross_field_problems
 
 PROJECT_MARKERS = ("lwrecipe.toml", ".git")
 
@@ -122,62 +107,11 @@ def load_recipe(path: Path, root: Path | None = None) -> Recipe:
 def parse_recipe(data: bytes, shown: str) -> RecipeDoc:
     """Parse and validate the bytes of a recipe; `shown` names it in messages.
     Bytes validated before are taken from recipecache."""
-    doc = cached_document(data)
+    doc = recipecache.get(data)
     if doc is None:
         doc = _validate(data, shown)
-        recipecache.put(data, code_tag(), document_fields(doc))
+        recipecache.put(data, doc)
     return doc
-
-
-_code_tag: str | None = None
-
-
-def code_tag() -> str:
-    """What a cached document depends on besides the file: the source of the schema
-    and of this module (which rebuilds documents), and pydantic's version."""
-    global _code_tag
-    if _code_tag is None:
-        import pydantic
-
-        code = Path(schema.__file__).read_bytes() + Path(__file__).read_bytes() + pydantic.VERSION.encode()
-        _code_tag = hashlib.sha256(code).hexdigest()
-    return _code_tag
-
-
-def cached_document(data: bytes) -> RecipeDoc | None:
-    """The document these bytes validated to before, exactly as validation built it."""
-    fields = recipecache.get(data, code_tag())
-    if fields is None:
-        return None
-    try:
-        return _construct(fields)
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def document_fields(doc: RecipeDoc) -> dict[str, Any]:
-    return {
-        "schema": doc.schema_,
-        "package": doc.package.model_dump(),
-        "build": doc.build.model_dump(),
-        "sources": [[type(s).__name__, s.model_dump()] for s in doc.sources],
-        "patches": [[type(p).__name__, p.model_dump()] for p in doc.patches],
-        "debian": doc.debian.model_dump() if doc.debian else None,
-    }
-
-
-def _construct(fields: Any) -> RecipeDoc:
-    models = {
-        cls.__name__: cls for cls in (UrlSource, GitSource, PathSource, DebSource, FilePatch, UrlPatch, SourcePatch)
-    }
-    return RecipeDoc.model_construct(
-        schema_=fields["schema"],
-        package=Package.model_construct(**fields["package"]),
-        sources=[models[kind].model_construct(**values) for kind, values in fields["sources"]],
-        patches=[models[kind].model_construct(**values) for kind, values in fields["patches"]],
-        build=Build.model_construct(**fields["build"]),
-        debian=DebianRequest.model_construct(**fields["debian"]) if fields["debian"] else None,
-    )
 
 
 def _validate(data: bytes, shown: str) -> RecipeDoc:

@@ -4,10 +4,10 @@ Most of what a short command such as a no-op build spends on its recipes is
 building pydantic's validators for the recipe models. A file whose bytes the
 same validating code has accepted before is rebuilt from the fields it
 validated to, without validation: an entry is named by the sha256 of the
-file's bytes and of a tag the caller gives for its code (recipe.py's source and
-pydantic's version), so any change to either misses. This module stores and
-prunes the fields; what they mean belongs to recipe.py, which alone puts only
-documents that validated. Each entry carries a MAC by a private per-user key, so
+file's bytes and of a tag for the code that made it (schema.py's and this
+module's source, and pydantic's version), so any change to either misses. This
+module stores, rebuilds and prunes the documents; recipe.py puts only documents
+that validated. Each entry carries a MAC by a private per-user key, so
 an entry someone else wrote or changed is not believed. A missing, unreadable,
 malformed or unauthenticated entry only costs validating again, and the
 directory can be deleted at any time.
@@ -26,6 +26,20 @@ from typing import Any
 from ..core.documents import RECIPE_LIMIT, read_file
 from ..core.errors import DocumentError
 from ..core.files import replace_text, user_cache_dir
+from . import schema
+from .schema import (
+    Build,
+    DebianRequest,
+    DebSource,
+    FilePatch,
+    GitSource,
+    Package,
+    PathSource,
+    RecipeDoc,
+    SourcePatch,
+    UrlPatch,
+    UrlSource,
+)
 
 LIMIT = 20_000  # entries kept; the least recently written go first (each is about 1 KB)
 ENTRY_LIMIT = 4 * RECIPE_LIMIT  # an entry is a validated recipe's fields: never larger than a few recipes
@@ -76,7 +90,64 @@ def _mac(key: bytes, name: str, body: bytes) -> str:
     return hmac.new(key, name.encode() + b"\0" + body, hashlib.sha256).hexdigest()
 
 
-def get(data: bytes, tag: str) -> Any:
+_code_tag: str | None = None
+
+
+def code_tag() -> str:
+    """What a cached document depends on besides the file: the source of the schema
+    and of this module (which rebuilds documents), and pydantic's version."""
+    global _code_tag
+    if _code_tag is None:
+        import pydantic
+
+        code = Path(schema.__file__).read_bytes() + Path(__file__).read_bytes() + pydantic.VERSION.encode()
+        _code_tag = hashlib.sha256(code).hexdigest()
+    return _code_tag
+
+
+def get(data: bytes) -> RecipeDoc | None:
+    """The document these bytes validated to before, exactly as validation built it."""
+    fields = _read(data, code_tag())
+    if fields is None:
+        return None
+    try:
+        return _construct(fields)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def document_fields(doc: RecipeDoc) -> dict[str, Any]:
+    """What an entry stores: every field, and the model of each source and patch."""
+    return {
+        "schema": doc.schema_,
+        "package": doc.package.model_dump(),
+        "build": doc.build.model_dump(),
+        "sources": [[type(s).__name__, s.model_dump()] for s in doc.sources],
+        "patches": [[type(p).__name__, p.model_dump()] for p in doc.patches],
+        "debian": doc.debian.model_dump() if doc.debian else None,
+    }
+
+
+def _construct(fields: Any) -> RecipeDoc:
+    models = {
+        cls.__name__: cls for cls in (UrlSource, GitSource, PathSource, DebSource, FilePatch, UrlPatch, SourcePatch)
+    }
+    return RecipeDoc.model_construct(
+        schema_=fields["schema"],
+        package=Package.model_construct(**fields["package"]),
+        sources=[models[kind].model_construct(**values) for kind, values in fields["sources"]],
+        patches=[models[kind].model_construct(**values) for kind, values in fields["patches"]],
+        build=Build.model_construct(**fields["build"]),
+        debian=DebianRequest.model_construct(**fields["debian"]) if fields["debian"] else None,
+    )
+
+
+def put(data: bytes, doc: RecipeDoc) -> None:
+    """Remember the document these bytes validated to; only a validated one may be put."""
+    _write(data, code_tag(), document_fields(doc))
+
+
+def _read(data: bytes, tag: str) -> Any:
     """The fields stored for these bytes under this code tag, or None."""
     try:
         key = _secret()
@@ -91,7 +162,7 @@ def get(data: bytes, tag: str) -> Any:
         return None
 
 
-def put(data: bytes, tag: str, fields: Any) -> None:
+def _write(data: bytes, tag: str, fields: Any) -> None:
     global _counted
     path = _entry(data, tag)
     try:
