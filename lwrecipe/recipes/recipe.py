@@ -1,7 +1,7 @@
 """The recipe file: reading one into a `Recipe`, with the checks that need its path.
 
 What a recipe may say is schema.py's; validated documents are remembered by
-recipecache.py. Resolving `depends` is graph.py's job; pinning the inputs to hashes is plan.py's.
+recipecache.py's RecipeCache, which the caller holds. Resolving `depends` is graph.py's job; pinning the inputs to hashes is plan.py's.
 Every problem is reported as `<file>: <field>: <what>` through RecipeError, all
 problems of a file at once.
 """
@@ -16,9 +16,9 @@ from pydantic import ValidationError
 from ..core.digests import Sha256, sha256_bytes
 from ..core.documents import RECIPE_LIMIT, parse_toml, read_file
 from ..core.errors import DocumentError, Problem, RecipeError
-from . import recipecache
 from .keys import built_on
 from .messages import recipe_error
+from .recipecache import RecipeCache
 from .schema import FilePatch, GitSource, PathSource, RecipeDoc, UrlSource, cross_field_problems
 
 PROJECT_MARKERS = ("lwrecipe.toml", ".git")
@@ -87,7 +87,9 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
-def load_recipe(path: Path, root: Path | None = None) -> Recipe:
+def load_recipe(path: Path, root: Path | None = None, cache: RecipeCache | None = None) -> Recipe:
+    """The recipe in the file `path`, its in-repo paths relative to `root` (by default
+    the project root around it); `cache` as for parse_recipe."""
     path = path.absolute()
     shown = display_path(path)
     try:
@@ -96,7 +98,7 @@ def load_recipe(path: Path, root: Path | None = None) -> Recipe:
         raise recipe_error(shown, exc) from None
     except OSError as exc:
         raise RecipeError.one(shown, "", f"cannot read: {exc.strerror or exc}") from None
-    doc = parse_recipe(data, shown)
+    doc = parse_recipe(data, shown, cache)
     root = (root or find_root(path)).absolute()
     problems = cross_field_problems(doc) + _file_problems(doc, path, root)
     if problems:
@@ -104,17 +106,19 @@ def load_recipe(path: Path, root: Path | None = None) -> Recipe:
     return Recipe(path=path, root=root, display=shown, doc=doc, file_sha256=sha256_bytes(data))
 
 
-def parse_recipe(data: bytes, shown: str) -> RecipeDoc:
+def parse_recipe(data: bytes, shown: str, cache: RecipeCache | None = None) -> RecipeDoc:
     """Parse and validate the bytes of a recipe; `shown` names it in messages.
-    Bytes validated before are taken from recipecache."""
-    doc = recipecache.get(data)
+    With a `cache`, bytes validated before are taken from it and new ones put in it."""
+    doc = cache.get(data) if cache is not None else None
     if doc is None:
-        doc = _validate(data, shown)
-        recipecache.put(data, doc)
+        doc = validate(data, shown)
+        if cache is not None:
+            cache.put(data, doc)
     return doc
 
 
-def _validate(data: bytes, shown: str) -> RecipeDoc:
+def validate(data: bytes, shown: str) -> RecipeDoc:
+    """The document the bytes of a recipe say, or a RecipeError naming every problem."""
     try:
         return RecipeDoc.model_validate(parse_toml(data, shown))
     except (DocumentError, ValidationError) as exc:
