@@ -1,9 +1,9 @@
 """The recipe file: reading one into a `Recipe`, with the checks that need its path.
 
-What a recipe may say is schema.py's; validated documents are remembered by
-recipecache.py's RecipeCache, which the caller holds. Resolving `depends` is graph.py's job; pinning the inputs to hashes is plan.py's.
-Every problem is reported as `<file>: <field>: <what>` through RecipeError, all
-problems of a file at once.
+What a recipe may say is schema.py's; validated documents are remembered by a
+recipecache.RecipeCache the caller holds. Resolving `depends` is graph.py's job;
+pinning the inputs to hashes is plan.py's. Every problem is reported as
+`<file>: <field>: <what>` through RecipeError, all problems of a file at once.
 """
 
 from __future__ import annotations
