@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import best, paired, row  # noqa: E402
 from lwrecipe.inputs.debs import extract_debs  # noqa: E402
-from lwrecipe.recipes.recipe import DebSource, load_recipe  # noqa: E402
+from lwrecipe.recipes.recipe import load_recipe  # noqa: E402
+from lwrecipe.recipes.schema import DebSource  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_ENV_RUNS", "2"))
 RECIPE = ROOT / "recipes" / "buildenv.toml"

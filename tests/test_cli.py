@@ -138,3 +138,12 @@ def test_a_remote_in_a_scheme_lwrecipe_does_not_speak_is_refused(project, cli, u
         assert result.code == 2 and result.err.count("\n") == 1, result.err
         assert f"{url.split('://')[0]}://" in result.err and "does not speak" in result.err, result.err
     assert sorted(p.name for p in project.root.iterdir()) == ["lwrecipe.toml", "recipes"]
+
+
+@pytest.mark.parametrize("name", ["foo.bar", "foo_bar", "c++"])
+def test_new_refuses_a_name_no_recipe_could_have(project, cli, name) -> None:
+    """`new` once took . _ + in a name, downloaded the archive, then failed on the
+    recipe it wrote: a recipe's package.name takes letters, digits and - only."""
+    result = cli("new", name, "--url", f"http://127.0.0.1:9/{name}-1.0.tar.gz")
+    assert result.code == 2 and f"new: {name!r} is not a recipe name" in result.err, result.err
+    assert not (project.root / "recipes" / f"{name}.toml").exists()

@@ -18,7 +18,8 @@ from lwrecipe.core.errors import LwrecipeError, UnsafeArchive
 from lwrecipe.inputs.debpins import write_pins
 from lwrecipe.inputs.debs import MERGED_USR, DebPin, extract_deb, resolve
 from lwrecipe.inputs.mirrors import Mirrors, parse_rules
-from lwrecipe.recipes.recipe import DebianRequest, DebSource, parse_recipe
+from lwrecipe.recipes.recipe import parse_recipe
+from lwrecipe.recipes.schema import DebianRequest, DebSource
 from tests.conftest import APT_ARCHIVES, REPO
 from tests.test_unpack import listing
 

@@ -257,8 +257,8 @@ def test_the_real_linux_wasm_source_comes_from_a_git_mirror(tmp_path) -> None:
     read from that tree (git ran with a cleared environment: no mirror was possible)."""
     from lwrecipe.inputs.mirrors import GIT_MIRRORS_ENV, from_env
     from lwrecipe.recipes.graph import load_graph
-    from lwrecipe.recipes.recipe import GitSource as Git
-    from lwrecipe.recipes.recipe import SourcePatch
+    from lwrecipe.recipes.schema import GitSource as Git
+    from lwrecipe.recipes.schema import SourcePatch
     from tests.conftest import REPO, upstream
 
     bare = upstream("linux-wasm.git")

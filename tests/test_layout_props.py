@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from lwrecipe.core.digests import Sha256
 from lwrecipe.core.errors import LwrecipeError
 from lwrecipe.inputs.sources import Fetch, lay_out
-from lwrecipe.recipes.recipe import Recipe, RecipeDoc
+from lwrecipe.recipes.recipe import Recipe
+from lwrecipe.recipes.schema import RecipeDoc
 from lwrecipe.store.archive import extract_canonical
 from lwrecipe.store.outputs import pack, restore
 from lwrecipe.store.store import Store

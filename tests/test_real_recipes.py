@@ -10,7 +10,8 @@ import pytest
 
 from lwrecipe.build.plan import plan_recipe
 from lwrecipe.recipes.graph import load_graph
-from lwrecipe.recipes.recipe import GitSource, SourcePatch, UrlSource, load_recipe
+from lwrecipe.recipes.recipe import load_recipe
+from lwrecipe.recipes.schema import GitSource, SourcePatch, UrlSource
 from tests.conftest import REPO, run_subprocess
 
 COMPONENTS = ["busybox", "initramfs", "linux", "linux-headers", "llvm", "musl", "runtime"]

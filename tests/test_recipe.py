@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest
+from pydantic import ValidationError
 
 from lwrecipe.core.errors import RecipeError
-from lwrecipe.recipes.recipe import GitSource, PathSource, UrlSource, load_recipe
+from lwrecipe.recipes.recipe import load_recipe
+from lwrecipe.recipes.schema import GitSource, Package, PathSource, UrlSource, is_name
 
 H = "a" * 64
 REV = "970e08b0d605e63e36a99d22596e8899a1dab8b5"
@@ -242,3 +244,31 @@ def test_cli_error_is_one_line_in_a_subprocess(project) -> None:
         "error: recipes/demo.toml: sources[0].sha256: 'zz' is not 64 lowercase hex digits"
     ]
     assert os.linesep not in result.err.strip()
+
+
+@pytest.mark.parametrize(
+    "name, valid",
+    [
+        ("musl", True),
+        ("gcc-13", True),
+        ("0ad", True),
+        ("a", True),
+        ("a.b", False),
+        ("a_b", False),
+        ("c++", False),
+        ("-a", False),
+        ("Demo", False),
+        ("", False),
+        ("a/b", False),
+        ("..", False),
+    ],
+)
+def test_is_name_accepts_exactly_what_package_name_accepts(name: str, valid: bool) -> None:
+    """One recipe-name pattern: what `new`, the remote names index and the schema check."""
+    assert is_name(name) is valid
+    try:
+        Package.model_validate({"name": name, "version": "1", "license": "MIT"})
+        accepted = True
+    except ValidationError:
+        accepted = False
+    assert accepted is valid

@@ -20,7 +20,8 @@ from ..core.errors import UsageError
 from ..inputs.gitsrc import cached_tree, read_member
 from ..inputs.hosttools import HostTool, target_platform
 from ..recipes.keys import KEY_FORMAT, document_key, root_fields
-from ..recipes.recipe import DebSource, FilePatch, GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
+from ..recipes.recipe import Recipe
+from ..recipes.schema import DebSource, FilePatch, GitSource, PathSource, SourcePatch, UrlPatch, UrlSource
 from ..store.store import Store
 
 LOCKFILE = "lockfile.toml"

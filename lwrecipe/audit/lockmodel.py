@@ -121,10 +121,10 @@ def check(data: dict[str, Any], shown: str) -> None:
     try:
         LockDocument.model_validate(data)
     except ValidationError as exc:
-        from ..recipes.recipe import _problem
+        from ..recipes.messages import problem
 
         raise RecipeError(
-            shown, [Problem(_field(e["loc"]), _message(e, _problem(e).message)) for e in exc.errors()]
+            shown, [Problem(_field(e["loc"]), _message(e, problem(e).message)) for e in exc.errors()]
         ) from None
 
 

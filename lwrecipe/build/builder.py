@@ -30,7 +30,8 @@ from ..inputs.entries import UnpackLimits
 from ..inputs.gitsrc import read_member
 from ..inputs.patch import PatchFile, apply_series, check_series, not_applied, patch_argv
 from ..inputs.sources import Fetch, lay_out
-from ..recipes.recipe import FilePatch, GitSource, Recipe, SourcePatch, UrlPatch
+from ..recipes.recipe import Recipe
+from ..recipes.schema import FilePatch, GitSource, SourcePatch, UrlPatch
 from ..remote import provenance
 from ..remote.signing import SecretKey, sign
 from ..store.outputs import Packed, pack, put_log

@@ -15,7 +15,8 @@ from ..core.digests import Sha256, sha256_bytes
 from ..inputs.hosttools import HostTool, fingerprint, target_platform
 from ..recipes.graph import Graph
 from ..recipes.keys import KEY_FORMAT, KeyInputs, PatchPin, SourcePin, build_key, document_key, root_fields
-from ..recipes.recipe import DebSource, FilePatch, GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
+from ..recipes.recipe import Recipe
+from ..recipes.schema import DebSource, FilePatch, GitSource, PathSource, SourcePatch, UrlPatch, UrlSource
 from ..store.archive import tree_sha256
 
 KEYED_IMPLICIT_TOOLS = ("bash",)

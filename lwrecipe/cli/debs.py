@@ -44,7 +44,7 @@ def _pin(ctx: Context, target: str, request) -> int:
     recipe = graph.recipes[graph.targets[0]]
     installed = []
     if request.on:
-        from ..recipes.recipe import DebSource
+        from ..recipes.schema import DebSource
 
         env = load_graph([str(dependency_path(recipe, request.on))]).recipes[request.on]
         installed = [
@@ -64,7 +64,7 @@ def _pin(ctx: Context, target: str, request) -> int:
 
 
 def cmd_debs_resolve(ctx: Context) -> int:
-    from ..recipes.recipe import DebianRequest
+    from ..recipes.schema import DebianRequest
 
     return _pin(ctx, ctx.args.target, DebianRequest(packages=ctx.args.packages, arch=ctx.args.arch, on=ctx.args.on))
 

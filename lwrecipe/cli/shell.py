@@ -259,17 +259,16 @@ def cmd_pin(ctx: Context) -> int:
 
 
 def cmd_new(ctx: Context) -> int:
-    import re
-
     from ..core.errors import UsageError
     from ..core.files import replace_text
     from ..inputs.pinning import download_unpinned, guess_version, skeleton
     from ..recipes.graph import project_root
     from ..recipes.recipe import display_path, load_recipe
+    from ..recipes.schema import NAME_PATTERN, is_name
 
     name = ctx.args.name
-    if not re.fullmatch(r"[a-z0-9][a-z0-9._+-]*", name):
-        raise UsageError(f"new: {name!r} is not a recipe name (lower-case letters, digits, . _ + -)")
+    if not is_name(name):
+        raise UsageError(f"new: {name!r} is not a recipe name ({NAME_PATTERN})")
     root = project_root(Path.cwd())
     path = root / "recipes" / f"{name}.toml"
     if path.exists():

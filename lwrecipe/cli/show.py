@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..build.plan import Planned
-from ..recipes.recipe import DebSource, FilePatch, GitSource, PathSource, SourcePatch, UrlPatch, UrlSource
+from ..recipes.schema import DebSource, FilePatch, GitSource, PathSource, SourcePatch, UrlPatch, UrlSource
 
 
 def describe(item: Planned) -> dict[str, Any]:

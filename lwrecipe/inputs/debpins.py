@@ -11,7 +11,8 @@ from pathlib import Path
 from ..core.documents import RECIPE_LIMIT, read_file, read_toml_text
 from ..core.errors import RecipeError
 from ..core.files import replace_text
-from ..recipes.recipe import DebianRequest, DebSource, display_path, parse_recipe
+from ..recipes.recipe import display_path, parse_recipe
+from ..recipes.schema import DebianRequest, DebSource
 from .debs import DebPin
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 from ..core.digests import Sha256, sha256_bytes
 from ..core.errors import LwrecipeError, RecipeError, UnsafeArchive, raise_all
 from ..core.safefs import Beneath
-from ..recipes.recipe import DebSource, GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
+from ..recipes.recipe import Recipe
+from ..recipes.schema import DebSource, GitSource, PathSource, SourcePatch, UrlPatch, UrlSource
 from ..store.store import Store
 from .debs import extract_debs
 from .entries import UnpackLimits

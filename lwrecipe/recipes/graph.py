@@ -1,7 +1,7 @@
 """Resolving `depends` into a DAG: missing recipes, cycles and a stable build order.
 
 `topological_order` and `find_cycle` are pure; `load_graph` reads recipe files
-through recipe.load_recipe. Targets are recipe paths or recipe names.
+through recipe.load_recipe and one RecipeCache. Targets are recipe paths or recipe names.
 """
 
 from __future__ import annotations
@@ -9,10 +9,12 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from ..core.errors import GraphError, UsageError
 from .recipe import Recipe, load_recipe, marked_ancestor
+from .recipecache import RecipeCache
 
 
 def find_cycle(deps: Mapping[str, Iterable[str]]) -> list[str] | None:
@@ -140,12 +142,15 @@ def parse_substitutes(specs: Iterable[str], cwd: Path | None = None) -> dict[str
 
 def load_graph(
     targets: Iterable[str],
-    loader: Callable[[Path], Recipe] = load_recipe,
+    loader: Callable[[Path], Recipe] | None = None,
     substitutes: Mapping[str, Path] | None = None,
 ) -> Graph:
     """The targets and everything they depend on. `substitutes` (--with-recipe) gives
-    a recipe file to use for a name instead of the one the graph would find."""
+    a recipe file to use for a name instead of the one the graph would find. By
+    default recipes are loaded through this user's RecipeCache."""
     substitutes = dict(substitutes or {})
+    if loader is None:
+        loader = partial(load_recipe, cache=RecipeCache.for_user())
 
     def load(path: Path, name: str | None = None) -> Recipe:
         recipe = loader(path)

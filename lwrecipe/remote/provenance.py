@@ -42,7 +42,7 @@ def _declared(pinned: list[Any], declared: list[Any] | None) -> list[Any]:
 
 
 def _sources(record: dict[str, Any], recipe: Recipe | None) -> list[Any]:
-    from ..recipes.recipe import DebSource, GitSource, PathSource, UrlSource
+    from ..recipes.schema import DebSource, GitSource, PathSource, UrlSource
 
     pinned = record["inputs"]["sources"]
     found = []
@@ -61,7 +61,7 @@ def _sources(record: dict[str, Any], recipe: Recipe | None) -> list[Any]:
 
 
 def _patches(record: dict[str, Any], recipe: Recipe | None) -> list[Any]:
-    from ..recipes.recipe import FilePatch, UrlPatch
+    from ..recipes.schema import FilePatch, UrlPatch
 
     pinned = record["inputs"]["patches"]
     found = []

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -34,6 +33,7 @@ from ..core.errors import (
     UsageError,
 )
 from ..inputs.fetch import Downloader, NullReporter, Reporter, RetryPolicy, Wanted, make_client
+from ..recipes.schema import is_name
 from ..store.store import Store, sandboxed
 from . import provenance, shapes
 from .config import RemoteSpec, Settings
@@ -53,7 +53,6 @@ from .signing import (
 if TYPE_CHECKING:
     from ..inputs.web import Client
 
-NAME_RE = re.compile(r"[a-z0-9][a-z0-9._+-]*")  # a recipe name, safe as a file name
 RECORD_LIMIT = 4 << 20  # a build record is a few KiB; anything near this is not one
 SIGNATURE_LIMIT = 4 << 10  # a co-signature is about 200 bytes
 RECENT_KEYS = 20  # how many of a recipe's keys names/<recipe> keeps, newest first
@@ -609,7 +608,7 @@ class Remotes:
         return [Sha256(e["key"]) for e in self._recent(backend, name)]
 
     def _recent(self, backend: Backend, name: str) -> list[dict[str, Any]]:
-        data = backend.read_small("names", name, RECORD_LIMIT) if NAME_RE.fullmatch(name) else None
+        data = backend.read_small("names", name, RECORD_LIMIT) if is_name(name) else None
         try:
             document = parse_json(data, f"{backend.spec.name}: names/{name}", RECORD_LIMIT) if data else None
         except DocumentError:
@@ -621,7 +620,7 @@ class Remotes:
         from. Advisory, and rewritten whole: a push racing this one may drop its
         key from the index, never from the cache."""
         name = record["name"]
-        if not NAME_RE.fullmatch(name):
+        if not is_name(name):
             return
         entries = [
             {"key": record["key"], "output_id": record["output_id"], "version": record.get("version", "")},

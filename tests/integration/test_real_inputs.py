@@ -138,7 +138,7 @@ def test_every_patch_the_real_recipes_name_comes_from_the_pinned_commit(userland
     (the git mirror of the config file) and prints its sha256: the bytes of the file
     at the pinned commit; every patch of the kernel and LLVM exists there too."""
     from lwrecipe.recipes.graph import load_graph
-    from lwrecipe.recipes.recipe import SourcePatch
+    from lwrecipe.recipes.schema import SourcePatch
 
     result = userland.run("fetch", "initramfs")
     assert result.code == 0, result.err
