@@ -121,7 +121,7 @@ def check(data: dict[str, Any], shown: str) -> None:
     try:
         LockDocument.model_validate(data)
     except ValidationError as exc:
-        from ..recipes.messages import problem
+        from ..core.messages import problem
 
         raise RecipeError(
             shown, [Problem(_field(e["loc"]), _message(e, problem(e).message)) for e in exc.errors()]

@@ -1,8 +1,7 @@
-"""Turning what pydantic and the TOML reader refuse into one-line problems.
-
-Owns the wording of schema errors (`sources[0].sha256: expected a string, got
-integer`) for recipes and for the other TOML documents validated with pydantic
-(config files, lockfiles); which values are refused is schema.py's.
+"""Turning what pydantic and the TOML reader refuse in a recipe into one-line
+problems: core/messages.py's wording, plus what only a recipe has (the tags of
+its source and patch unions, its schema version). Which values are refused is
+schema.py's.
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..core import messages
 from ..core.errors import DocumentError, Problem, RecipeError
 from .schema import SCHEMA_VERSION, UNION_TAGS
 
@@ -23,55 +23,19 @@ def recipe_error(shown: str, exc: ValidationError | DocumentError) -> RecipeErro
     return RecipeError(shown, [problem(e) for e in exc.errors()])
 
 
-_TOML_TYPES = {str: "string", int: "integer", float: "float", bool: "boolean", list: "array", dict: "table"}
-_EXPECTED = {
-    "string_type": "a string",
-    "int_type": "an integer",
-    "bool_type": "a boolean",
-    "list_type": "an array",
-    "dict_type": "a table",
-    "model_type": "a table",
-    "model_attributes_type": "a table",
-    "float_type": "a number",
-}
-
-
-def _toml_type(value: Any) -> str:
-    return next((n for t, n in _TOML_TYPES.items() if type(value) is t), type(value).__name__)
+def _union_tag(parts: list[int | str], i: int) -> bool:
+    """The tag pydantic puts in the path of a tagged union (`sources[0].url.sha256`)."""
+    return i == 2 and parts[0] in UNION_TAGS and parts[i] in UNION_TAGS[parts[0]] and isinstance(parts[1], int)
 
 
 def format_loc(loc: tuple[int | str, ...]) -> str:
-    """A pydantic location as the field a TOML file spells: `sources[0].sha256`."""
-    out = ""
-    parts = list(loc)
-    for i, part in enumerate(parts):
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part == "[key]":
-            continue
-        elif i == 2 and parts[0] in UNION_TAGS and part in UNION_TAGS[parts[0]] and isinstance(parts[1], int):
-            continue  # the union tag pydantic puts in the path
-        else:
-            out += f".{part}" if out else str(part)
-    return out
+    """A pydantic location in a recipe as the field the file spells: `sources[0].sha256`."""
+    return messages.format_loc(loc, _union_tag)
 
 
 def problem(err: Mapping[str, Any]) -> Problem:
-    """One pydantic error as the field it names and what is wrong, in TOML's words."""
-    kind, loc, value = err["type"], tuple(err["loc"]), err.get("input")
-    if kind == "missing":
-        message = "required"
-    elif kind == "extra_forbidden":
-        message = "unknown key"
-    elif kind in _EXPECTED:
-        message = f"expected {_EXPECTED[kind]}, got {_toml_type(value)}"
-    elif kind == "literal_error" and loc == ("schema",):
-        message = f"unsupported schema {value!r} (this lwrecipe reads {SCHEMA_VERSION})"
-    elif kind == "value_error":
-        message = str(err["ctx"]["error"])
-    elif kind in ("greater_than_equal", "less_than_equal"):
-        bound = err["ctx"].get("ge", err["ctx"].get("le"))
-        message = f"{value!r} must be {'>=' if kind == 'greater_than_equal' else '<='} {bound}"
-    else:
-        message = err["msg"]
-    return Problem(format_loc(loc), message)
+    """One pydantic error in a recipe as the field it names and what is wrong."""
+    loc, value = tuple(err["loc"]), err.get("input")
+    if err["type"] == "literal_error" and loc == ("schema",):
+        return Problem("schema", f"unsupported schema {value!r} (this lwrecipe reads {SCHEMA_VERSION})")
+    return messages.problem(err, format_loc(loc))

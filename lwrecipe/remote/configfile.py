@@ -115,6 +115,6 @@ def validate(raw: dict[str, Any], shown: str) -> ConfigFile:
     try:
         return ConfigFile.model_validate(raw)
     except ValidationError as exc:
-        from ..recipes.messages import problem
+        from ..core.messages import problem
 
         raise RecipeError(shown, [problem(e) for e in exc.errors()]) from None
