@@ -11,7 +11,8 @@ import pytest
 
 from lwrecipe.core.digests import Sha256
 from lwrecipe.core.errors import UsageError
-from lwrecipe.store.gc import Unit, collect, parse_size, select
+from lwrecipe.core.sizes import parse_size
+from lwrecipe.store.gc import Unit, collect, select
 from lwrecipe.store.store import Store
 
 DAY = 86400.0

@@ -107,7 +107,7 @@ def _seconds(text: str) -> float:
 
 def _size(text: str) -> int:
     from ..core.errors import UsageError
-    from ..store.gc import parse_size
+    from ..core.sizes import parse_size
 
     try:
         value = parse_size(text)

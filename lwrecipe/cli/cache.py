@@ -232,8 +232,9 @@ def cmd_cache_pull(ctx: Context) -> int:
 def cmd_cache_gc(ctx: Context) -> int:
     from ..audit.lockfile import LOCKFILE, pinned_ids
     from ..core.errors import UsageError
+    from ..core.sizes import parse_size
     from ..recipes.graph import project_root
-    from ..store.gc import collect, parse_size
+    from ..store.gc import collect
     from ..store.store import Store
     from .progress import human_size
 
@@ -266,8 +267,8 @@ def _remote_gc(ctx: Context) -> int:
     from ..audit.lockfile import read
     from ..core.digests import is_sha256
     from ..core.errors import UsageError
+    from ..core.sizes import parse_size
     from ..remote.gc import collect_remote
-    from ..store.gc import parse_size
     from .progress import human_size
 
     args = ctx.args

@@ -66,7 +66,7 @@ def _size(value: object) -> object:
     """`100M`, `1G`, `1.5GiB` or a number of bytes."""
     if isinstance(value, str):
         from ..core.errors import UsageError
-        from ..store.gc import parse_size
+        from ..core.sizes import parse_size
 
         try:
             return parse_size(value)

@@ -11,27 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.digests import is_sha256
-from ..core.errors import UsageError
 from ..core.files import remove_tree
 from .outputs import MERKLE, SHARED
 from .store import Store
-
-SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-def parse_size(text: str) -> int:
-    """`500M`, `10G`, `1.5GiB`, `123` (bytes); binary units."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text, re.IGNORECASE)
-    if m is None:
-        raise UsageError(f"--max-size: {text!r} is not a size such as 500M or 10G")
-    return int(float(m.group(1)) * SIZE_UNITS[m.group(2).upper()])
 
 
 @dataclass
