@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from lwrecipe.core.config.files import USER_CONFIG_ENV
 from lwrecipe.core.errors import IntegrityError, RecipeError, UsageError
-from lwrecipe.remote.config import REMOTES_ENV, SIGNING_KEY_ENV, USER_CONFIG_ENV, load_settings
+from lwrecipe.remote.config import REMOTES_ENV, SIGNING_KEY_ENV, load_settings
 from lwrecipe.remote.signing import check, generate, load_secret, parse_public, sign
 
 RECORD = {"key": "a" * 64, "name": "x", "output_id": "b" * 64, "blob": {"sha256": "c" * 64}, "log": "d" * 64}
@@ -180,8 +181,8 @@ def test_remote_urls_with_a_bad_port_or_no_host_are_refused(tmp_path: Path) -> N
 
 def test_a_missing_or_empty_config_file_is_the_schema_defaults(tmp_path: Path) -> None:
     """read_config answers these without pydantic; what it answers must be what the schema says."""
-    from lwrecipe.remote.config import read_config
-    from lwrecipe.remote.configfile import ConfigFile
+    from lwrecipe.core.config.files import read_config
+    from lwrecipe.core.config.schema import ConfigFile
 
     (tmp_path / "empty.toml").write_text("# nothing set\n")
     defaults = ConfigFile()

@@ -149,8 +149,8 @@ def unpack_limits(ctx: Context, project: Path):
     """What one source archive may unpack to: the user's config `[unpack]`, else an
     accepted project's (an unaccepted project's is ignored with the usual warning),
     else the defaults."""
+    from ..core.config.files import setting
     from ..inputs.entries import UnpackLimits
-    from ..remote.config import setting
 
     files = ctx.config_files(project)
     found = {
@@ -165,7 +165,7 @@ def build_limits(ctx: Context, project: Path):
     every such setting gets: it could only be a stranger's raising them)."""
     from ..build.cgroups import probe
     from ..build.supervise import Limit, Limits
-    from ..remote.config import setting
+    from ..core.config.files import setting
 
     files = ctx.config_files(project)
     found: dict[str, Limit] = {}

@@ -12,11 +12,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from ..core.config.files import PROJECT_FILE
 from ..core.errors import redact
 from ..core.terminal import printable
 
 CACHE_ENV = "LWRECIPE_CACHE"
-PROJECT_FILE = "lwrecipe.toml"
 EPILOG = "Exit status: 0 success; 1 a build or command failed; 2 usage or recipe error; 3 integrity failure."
 
 
@@ -54,10 +54,10 @@ class Context:
             say(text)
 
     def config_files(self, project: Path) -> list[tuple[Path, Any]]:
-        """The project's and the user's config (remote/config.py config_files), read
+        """The project's and the user's config (core/config/files.py config_files), read
         once per command however many settings are asked of them."""
         if project not in self._configs:
-            from ..remote.config import config_files
+            from ..core.config.files import config_files
 
             self._configs[project] = config_files(
                 project, dict(os.environ), self.accept_project_config, self.warn_once
@@ -128,7 +128,7 @@ def remote_args(p: argparse.ArgumentParser) -> None:
 
 def project_settings(ctx: Context, root: Path, remotes: list[str] | None = None, executor: str | None = None):
     """The remotes and keys of the project at `root` and of the user (what of the
-    project's config applies: --accept-project-config, remote/acceptance.py)."""
+    project's config applies: --accept-project-config, core/config/acceptance.py)."""
     from ..remote.config import load_settings
 
     return load_settings(root, remotes, executor=executor, accept=ctx.accept_project_config, warn=ctx.warn_once)

@@ -20,8 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-DEFAULT_TIMEOUT = 60.0  # seconds
-DEFAULT_MIN_RATE = 10 << 10  # bytes per second: 600 KiB in a minute
+from ..core.config.defaults import DEFAULT_MIN_RATE, DEFAULT_TIMEOUT
 
 
 class Abandoned(Exception):

@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ..core import faults
+from ..core.config.defaults import DEFAULT_MIN_RATE
 from ..core.digests import Sha256, short
 from ..core.errors import FetchError, FetchIntegrityError, OfflineMissing, StoreError
 from ..store.staging import PipelinedWriter, Staged
 from ..store.store import Store
 from .addresses import AddressPolicy
-from .deadlines import DEFAULT_MIN_RATE, Limits
+from .deadlines import Limits
 
 if TYPE_CHECKING:
     from .web import Client

@@ -1,58 +1,38 @@
-"""Settings from the project's lwrecipe.toml, the user's config file and the
-environment: remote caches, the signing key, trusted keys, mirrors.
+"""Settings from the project's lwrecipe.toml, the user's config file (read by
+core/config) and the environment: remote caches, the signing key, trusted keys, mirrors.
 
 Precedence (documented in docs/remote.md): the remote list is `--remote` if
 given, else LWRECIPE_REMOTES, else the project's then the user's `[[remote]]`
 tables; a remote named on the command line or in the environment takes its
 settings from the config entry with the same URL or name, the user's before the
 project's. The project's file is untrusted: what only the user may set applies
-from it only when the user accepted the project (acceptance.py).
+from it only when the user accepted the project (core/config/acceptance.py).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..core.documents import CONFIG_LIMIT, read_toml_file
+from ..core.config.acceptance import GRPC
+from ..core.config.defaults import DEFAULT_MIN_RATE, DEFAULT_TIMEOUT
+from ..core.config.files import Warn, config_files, read_config, user_config_path, warn_on_stderr
 from ..core.errors import UsageError
 from ..core.urls import url_problem
 from ..inputs.addresses import AddressPolicy
-from ..inputs.deadlines import DEFAULT_MIN_RATE, DEFAULT_TIMEOUT
 from ..inputs.mirrors import Mirrors, from_env, from_table
-from .acceptance import GRPC, is_accepted, restrict
 from .signing import PublicKey, SecretKey, load_secret, parse_public
 
 if TYPE_CHECKING:
+    from ..core.config.schema import RemoteEntry
     from ..inputs.web import Client
-    from .configfile import ConfigFile, RemoteEntry
 
 REMOTES_ENV = "LWRECIPE_REMOTES"
 SIGNING_KEY_ENV = "LWRECIPE_SIGNING_KEY"
 TRUSTED_KEYS_ENV = "LWRECIPE_TRUSTED_KEYS"
-USER_CONFIG_ENV = "LWRECIPE_CONFIG"
-PROJECT_FILE = "lwrecipe.toml"
-
-
-@dataclass(frozen=True)
-class _NoFile:
-    """What a missing or empty config file says: configfile.ConfigFile's defaults,
-    without loading pydantic (a push or pull of everything never needs it)."""
-
-    signing_key: None = None
-    trusted_keys: tuple[()] = ()
-    remote: tuple[()] = ()
-    mirrors: None = None
-    network: None = None
-    min_signers: int = 1
-    accept: None = None
-    build: None = None
-    unpack: None = None
 
 
 @dataclass(frozen=True)
@@ -92,15 +72,6 @@ class Settings:
         return remote.min_signers or self.min_signers
 
 
-def user_config_path(env: dict[str, str] | None = None) -> Path:
-    env = dict(os.environ) if env is None else env
-    if env.get(USER_CONFIG_ENV):
-        return Path(env[USER_CONFIG_ENV])
-    import platformdirs
-
-    return Path(platformdirs.user_config_dir("lwrecipe")) / "config.toml"
-
-
 SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
@@ -134,18 +105,6 @@ def normalise_url(url: str, base: Path | None = None, where: str = "remote") -> 
     if not path.is_absolute():
         path = (base or Path.cwd()) / path
     return "file://" + str(path.resolve())
-
-
-def read_config(path: Path) -> ConfigFile | _NoFile:
-    try:
-        raw = read_toml_file(path, CONFIG_LIMIT)
-    except FileNotFoundError:
-        return _NoFile()
-    if not raw:
-        return _NoFile()
-    from .configfile import validate
-
-    return validate(raw, str(path))
 
 
 @dataclass(frozen=True)
@@ -233,52 +192,13 @@ def _spec(entry: RemoteEntry, base: Path, where: str, pull_only: bool = False) -
     )
 
 
-Warn = Callable[[str], None]
-
-
-def _say(text: str) -> None:
-    print(f"warning: {text}", file=sys.stderr)
-
-
-def config_files(
-    project: Path, env: dict[str, str], accept: bool = False, warn: Warn = _say
-) -> tuple[list[tuple[Path, ConfigFile | _NoFile]], bool]:
-    """The project's config (without what only the user may set, unless the user
-    accepted the project; `warn` is told what was ignored) and the user's, and
-    whether the project was accepted."""
-    user = user_config_path(env)
-    user_doc = read_config(user)
-    path = project / PROJECT_FILE
-    doc = read_config(path)  # as written: restrict() below decides what of it applies
-    accepted = is_accepted(project, user_doc, user, accept)
-    if not accepted:
-        doc, ignored = restrict(doc, project, user_doc.min_signers)
-        if ignored:
-            warn(
-                f"{path}: {', '.join(ignored)}: ignored (a project's config cannot set these; accept with "
-                f"--accept-project-config or [accept] projects in {user})"
-            )
-    return [(path, doc), (user, user_doc)], accepted
-
-
-def setting(files: list[tuple[Path, ConfigFile | _NoFile]], table: str, name: str) -> tuple[Any, Path] | None:
-    """`[table] name` and the file it is from: the user's, else the project's (which
-    config_files left in only when the user accepted the project); None if neither
-    sets it."""
-    for path, doc in reversed(files):  # the user's file is the last
-        value = getattr(getattr(doc, table), name, None)
-        if value is not None:
-            return value, path
-    return None
-
-
 def load_settings(
     project: Path,
     cli_remotes: list[str] | None = None,
     env: dict[str, str] | None = None,
     executor: str | None = None,
     accept: bool = False,
-    warn: Warn = _say,
+    warn: Warn = warn_on_stderr,
 ) -> Settings:
     env = dict(os.environ) if env is None else env
     files, accepted = config_files(project, env, accept, warn)
@@ -289,7 +209,7 @@ def load_settings(
     if not accepted and specs[0]:
         reach = _policy(env, files[1][1], files[1][0])
         specs[0] = [replace(spec, reach=reach) for spec in specs[0]]
-    # an unaccepted project's gRPC remote only when the user names it (acceptance.py)
+    # an unaccepted project's gRPC remote only when the user names it (core/config/acceptance.py)
     configured = [s for s in specs[0] if not (s.pull_only and s.url.startswith(GRPC))] + specs[1]
     named = specs[1] + specs[0]  # a name or URL the user configured is the user's remote
 
@@ -337,7 +257,9 @@ def load_settings(
     return Settings(tuple(s for s in remotes if unique[s.url] is s), secret, trusted, min_signers, runner)
 
 
-def load_mirrors(project: Path, env: dict[str, str] | None = None, accept: bool = False, warn: Warn = _say) -> Mirrors:
+def load_mirrors(
+    project: Path, env: dict[str, str] | None = None, accept: bool = False, warn: Warn = warn_on_stderr
+) -> Mirrors:
     """Every mirror setting, tried in this order: the environment's, then the
     project's lwrecipe.toml (what of it applies: config_files), then the user's
     config file (relative directories in a file are taken from that file's directory).

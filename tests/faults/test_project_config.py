@@ -326,7 +326,7 @@ def test_a_project_remote_may_only_tighten_its_deadlines(
 ) -> None:
     """A project's remote may not make this machine wait longer on it, or accept a
     slower drip, than the user's defaults do: a looser value is ignored."""
-    from lwrecipe.inputs.deadlines import DEFAULT_MIN_RATE, DEFAULT_TIMEOUT
+    from lwrecipe.core.config.defaults import DEFAULT_MIN_RATE, DEFAULT_TIMEOUT
     from lwrecipe.remote.config import load_settings
 
     remote_recipe(project)

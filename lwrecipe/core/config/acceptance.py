@@ -18,11 +18,11 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import UsageError
-from ..inputs.deadlines import DEFAULT_MIN_RATE, DEFAULT_TIMEOUT
+from ..errors import UsageError
+from .defaults import DEFAULT_MIN_RATE, DEFAULT_TIMEOUT
 
 if TYPE_CHECKING:
-    from .configfile import MirrorsEntry, RemoteEntry
+    from .schema import MirrorsEntry, RemoteEntry
 
 GRPC = ("grpc://", "grpcs://")
 NETWORK = ("http://", "https://", *GRPC)

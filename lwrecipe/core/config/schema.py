@@ -1,5 +1,5 @@
 """The schema of lwrecipe.toml and the user's config file (pydantic), loaded only
-when a config file has something in it; config.py turns it into settings."""
+when a config file has something in it (files.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from ..core.errors import RecipeError
-from ..inputs.deadlines import DEFAULT_MIN_RATE, DEFAULT_TIMEOUT
+from ..errors import RecipeError
+from .defaults import DEFAULT_MIN_RATE, DEFAULT_TIMEOUT
 
 
 class _Strict(BaseModel):
@@ -65,8 +65,8 @@ class AcceptEntry(_Strict):
 def _size(value: object) -> object:
     """`100M`, `1G`, `1.5GiB` or a number of bytes."""
     if isinstance(value, str):
-        from ..core.errors import UsageError
-        from ..core.sizes import parse_size
+        from ..errors import UsageError
+        from ..sizes import parse_size
 
         try:
             return parse_size(value)
@@ -115,6 +115,6 @@ def validate(raw: dict[str, Any], shown: str) -> ConfigFile:
     try:
         return ConfigFile.model_validate(raw)
     except ValidationError as exc:
-        from ..core.messages import problem
+        from ..messages import problem
 
         raise RecipeError(shown, [problem(e) for e in exc.errors()]) from None
