@@ -249,6 +249,7 @@ def open_executor(spec):
 
 
 def cmd_build(ctx: Context) -> int:
+    from ..audit.locked import check_locked
     from ..build.builder import BuildOptions
     from ..build.engine import Engine
     from ..store.store import Store
@@ -259,9 +260,9 @@ def cmd_build(ctx: Context) -> int:
         from ..core.errors import UsageError
 
         raise UsageError("--locked with --with-recipe: the lockfile pins the project's recipes, not stand-ins")
-    for name, path in sorted(graph.substituted.items()):
+    for name in sorted(graph.substituted):
         ctx.info(f"{name}: from {graph.recipes[name].display} (--with-recipe)")
-    lock = check_locked(ctx, graph) if ctx.args.locked else None
+    lock = check_locked(lockfile_path(ctx, None), graph, ctx.cache_dir) if ctx.args.locked else None
     store = Store(ctx.cache_dir)
     parallel = max(1, ctx.args.jobs)
     settings = project_settings(ctx, graph.recipes[graph.targets[0]].root, ctx.args.remote, ctx.args.executor)
@@ -321,19 +322,14 @@ def cmd_build(ctx: Context) -> int:
                 say(f"log: {log}")
             code = max(code, outcome.error.exit_code)
     if lock is not None:
-        from ..core.errors import LockDrift
+        from ..audit.locked import after_build
 
-        drift = [
-            f"{o.name}: output {lock.recipes[o.name]['output_id'][:12]}… → {o.output_id[:12]}…"
-            for o in outcomes
-            if o.output_id and lock.recipes[o.name]["output_id"] and o.output_id != lock.recipes[o.name]["output_id"]
-        ]
-        if drift:
-            error = LockDrift(lock.path.name, drift)
-            for line in error.lines():
+        held = after_build(lock, store, outcomes, settings.trusted)
+        if held.drift is not None:
+            for line in held.drift.lines():
                 say_error(line)
-            code = max(code, error.exit_code)
-        for problem in _unsigned(store, lock, outcomes, settings.trusted):
+            code = max(code, held.drift.exit_code)
+        for problem in held.unsigned:
             say_error(f"{lock.path.name}: --locked: {problem}")
             code = max(code, 3)
     counts = {
@@ -344,35 +340,6 @@ def cmd_build(ctx: Context) -> int:
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n or s in ("built", "cached"))
     ctx.info(summary + (f", {not_started} not started" if not_started else ""))
     return code
-
-
-def _unsigned(store, lock, outcomes, trusted) -> list[str]:
-    """A release is made of records a trusted key signed: those of the locked recipes
-    that no trusted key signed (sign what you build with a signing key, docs/remote.md)."""
-    from ..remote.signing import signature_finding
-
-    problems = []
-    for outcome in outcomes:
-        if outcome.name not in lock.recipes or not (outcome.key and outcome.output_id and store.exists()):
-            continue
-        record = store.read_record(outcome.key)
-        finding = record and signature_finding(record, trusted, f"{outcome.name}: output {outcome.output_id[:12]}…")
-        if finding:
-            problems.append(finding)
-    return problems
-
-
-def check_locked(ctx: Context, graph):
-    """Refuse before building when an input differs from the lockfile; returns the lock."""
-    from ..audit.lockfile import drift, read
-    from ..build.status import StatusOracle
-    from ..core.errors import LockDrift
-
-    lock = read(lockfile_path(ctx, None))
-    changes = drift(lock, graph, StatusOracle(ctx.cache_dir).output_id)
-    if changes:
-        raise LockDrift(lock.path.name, [c.text() for c in changes])
-    return lock
 
 
 def cmd_checkout(ctx: Context) -> int:
