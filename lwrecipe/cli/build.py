@@ -343,30 +343,9 @@ def cmd_build(ctx: Context) -> int:
 
 
 def cmd_checkout(ctx: Context) -> int:
-    from ..build.plan import plan_graph
-    from ..build.status import StatusOracle
-    from ..core.errors import UsageError
-    from ..store.outputs import restore
+    from ..build.checkout import checkout
 
     graph = load_targets(ctx, [ctx.args.target])
-    oracle = StatusOracle(ctx.cache_dir)
-    planned = {p.name: p for p in plan_graph(graph, oracle.output_id)}
-    dest = Path(ctx.args.dest)
-    if dest.exists():
-        raise UsageError(f"{dest}: already exists")
-    target = graph.targets[0]
-    names = graph.closure([target]) if ctx.args.with_deps else [target]
-    for name in names:
-        key = planned[name].key
-        record = oracle.store.read_record(key) if key else None
-        if record is None:
-            raise UsageError(f"{name}: not built (run `lwrecipe build {name}` first)")
-        where = dest / name if ctx.args.with_deps else dest
-        if not oracle.store.has("cas", record["blob"]["sha256"]):
-            raise UsageError(
-                f"{name}: output {record['output_id'][:12]} is known but its bytes are not in this "
-                f"cache (run `lwrecipe cache pull REMOTE {name}`)"
-            )
-        restore(oracle.store, record["blob"]["sha256"], record["output_id"], where)
-        ctx.info(f"{name}: {record['output_id'][:12]} -> {where}")
+    for done in checkout(ctx.cache_dir, graph, Path(ctx.args.dest), ctx.args.with_deps):
+        ctx.info(f"{done.name}: {done.output_id[:12]} -> {done.where}")
     return 0
