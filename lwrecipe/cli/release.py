@@ -276,12 +276,9 @@ def cmd_sbom(ctx: Context) -> int:
 
 
 def cmd_challenge(ctx: Context) -> int:
-    import dataclasses
-    import os
-
-    from ..audit.challenge import LOCAL, REBUILD, challenge
+    from ..audit.challenge import LOCAL, REBUILD, challenge, rebuild_outputs
     from ..core.digests import is_sha256
-    from ..core.errors import IntegrityError, NotReproducible
+    from ..core.errors import IntegrityError
     from ..store.store import Store
 
     graph = load_targets(ctx, ctx.args.targets)
@@ -289,30 +286,11 @@ def cmd_challenge(ctx: Context) -> int:
     settings = project_settings(ctx, graph.recipes[graph.targets[0]].root, ctx.args.remote)
     rebuilt = None
     if ctx.args.rebuild:
-        from ..build.builder import BuildOptions
-        from ..build.engine import Engine
         from .build import engine_fetch
 
-        fetch = engine_fetch(ctx, graph)
-        engine = Engine(
-            store.ensure(),
-            fetch,
-            BuildOptions(jobs=os.cpu_count() or 1),
-            check=True,
-            keep_going=True,
-            on_event=lambda name, state: ctx.info(f"{name}: {state}"),
+        rebuilt = rebuild_outputs(
+            graph, store, engine_fetch(ctx, graph), lambda name, state: ctx.info(f"{name}: {state}")
         )
-        outcomes = engine.build(dataclasses.replace(graph, targets=tuple(graph.closure(graph.targets))))
-        rebuilt = {
-            o.name: (
-                o.output_id
-                if o.state == "checked"
-                else o.error.second
-                if isinstance(o.error, NotReproducible)
-                else f"not rebuilt ({o.state})"
-            )
-            for o in outcomes
-        }
     with open_remotes(ctx, settings, not ctx.args.no_verify_signatures) as remotes:
         verdicts = challenge(graph, store, remotes if settings.remotes else None, rebuilt)
     builders = [LOCAL, *(s.name for s in settings.remotes), *([REBUILD] if rebuilt is not None else [])]
