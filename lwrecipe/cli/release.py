@@ -92,17 +92,8 @@ def _all_recipes(root: Path) -> list[str]:
 
 
 def cmd_lock(ctx: Context) -> int:
-    from ..audit.lockfile import (
-        LOCKFILE,
-        FirstUsePins,
-        build_entries,
-        fetch_first_use_pins,
-        locked_outputs,
-        read,
-        render,
-        write,
-    )
-    from ..build.status import StatusOracle
+    from ..audit.lockfile import LOCKFILE, fetch_first_use_pins, write
+    from ..audit.relock import relock
     from ..core.errors import IntegrityError
     from ..recipes.graph import load_graph, project_root
     from ..store.store import Store
@@ -117,28 +108,15 @@ def cmd_lock(ctx: Context) -> int:
             lambda text: ctx.info(f"warning: {text}"),
         )
     path = root / LOCKFILE
-    previous = read(path).recipes if path.exists() else {}
-    entries = dict(previous) if ctx.args.targets else {}
-    entries.update(
-        build_entries(
-            graph,
-            Store(ctx.cache_dir),
-            locked_outputs(previous, StatusOracle(ctx.cache_dir).output_id),
-            FirstUsePins.of(previous),
-        )
-    )
-    text = render(entries)
-    old = path.read_text() if path.exists() else None
+    made = relock(graph, ctx.cache_dir, path, keep_others=bool(ctx.args.targets))
     if ctx.args.check:
-        if old != text:
-            before = read(path).recipes if old is not None else {}
-            changed = sorted(n for n in entries if before.get(n) != entries[n]) or ["(format)"]
-            raise IntegrityError(f"{path}: out of date for {', '.join(changed)} (run `lwrecipe lock`)")
-        ctx.info(f"{path}: up to date ({len(entries)} recipes)")
+        if not made.current:
+            raise IntegrityError(f"{path}: out of date for {', '.join(made.changed())} (run `lwrecipe lock`)")
+        ctx.info(f"{path}: up to date ({len(made.entries)} recipes)")
         return 0
-    if old != text:
-        write(path, text)
-    ctx.info(f"{path}: {'unchanged' if old == text else 'written'} ({len(entries)} recipes)")
+    if not made.current:
+        write(path, made.text)
+    ctx.info(f"{path}: {'unchanged' if made.current else 'written'} ({len(made.entries)} recipes)")
     return 0
 
 
