@@ -131,7 +131,7 @@ def cmd_shell(ctx: Context) -> int:
 def cmd_log(ctx: Context) -> int:
     import time
 
-    from ..build.builder import kept_failure
+    from ..build.logs import failed_log, follow, last_record, recorded_log, running_log
     from ..core.errors import UsageError
     from ..store.store import Store
 
@@ -139,37 +139,25 @@ def cmd_log(ctx: Context) -> int:
     name = graph.targets[0]
     store = Store(ctx.cache_dir)
     if ctx.args.follow:
-        return _follow(ctx, store, name)
-    record = _last_record(store, name)
-    failure = store.root / "logs" / f"{name}.log"  # kept by a failed build, removed by the next one that works
-    if failure.is_file():
-        failed_at = failure.stat().st_mtime
-        where = (
-            f"; its build directory is kept in {kept_failure(store, name)}"
-            if kept_failure(store, name).is_dir()
-            else ""
-        )
+        log = running_log(store, name)
+        ctx.info(f"{name}: following {log}")
+        _print_log(follow(log))
+        return 0
+    record = last_record(store, name)
+    failure = failed_log(store, name)
+    if failure is not None:
+        where = f"; its build directory is kept in {failure.kept}" if failure.kept is not None else ""
         ctx.info(
-            f"{name}: the log of the failed build of {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(failed_at))}"
-            f" ({failure}){where}"
+            f"{name}: the log of the failed build of "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(failure.written))} ({failure.path}){where}"
         )
-        with failure.open("rb") as fh:
-            _print_log(iter(lambda: fh.read(CHUNK), b""))
+        _print_log(failure.chunks())
         return 0
     if record is None:
         raise UsageError(f"{name}: never built in {store.root} (no record and no failure log)")
-    import zstandard
-
     ctx.info(f"{name}: the log of its build of {record['started']} (output {record['output_id'][:12]})")
-    with (
-        store.open_blob("cas", record["log"]) as blob,
-        zstandard.ZstdDecompressor().stream_reader(blob, read_across_frames=True) as reader,
-    ):
-        _print_log(iter(lambda: reader.read(CHUNK), b""))
+    _print_log(recorded_log(store, record))
     return 0
-
-
-CHUNK = 1 << 20
 
 
 def _print_log(chunks: Iterator[bytes]) -> None:
@@ -180,52 +168,6 @@ def _print_log(chunks: Iterator[bytes]) -> None:
     for text in printable_bytes(chunks):
         sys.stdout.write(text)
         sys.stdout.flush()
-
-
-def _last_record(store, name: str):
-    """The record of the last build or use of `name` here (`why` keeps the key)."""
-    key = store.last(name) if store.exists() else None
-    return store.read_record(key) if key is not None else None
-
-
-def _follow(ctx: Context, store, name: str) -> int:
-    """Print a running build's log as it grows, until that build's directory is gone."""
-    import os
-
-    from ..core.errors import UsageError
-
-    running = (
-        sorted((store.root / "tmp").glob(f"build-{name}-*/build.log"), key=lambda p: p.stat().st_mtime)
-        if store.exists()
-        else []
-    )
-    if not running:
-        raise UsageError(f"{name}: no build of it is running in {store.root}")
-    log = running[-1]
-    ctx.info(f"{name}: following {log}")
-    try:
-        # held open: what is written before the build's directory goes is still read
-        fh = os.fdopen(os.open(log, os.O_RDONLY | os.O_NOFOLLOW), "rb")
-    except FileNotFoundError:
-        return 0
-    with fh:
-        _print_log(_grown(fh, log))
-    return 0
-
-
-def _grown(fh, log: Path) -> Iterator[bytes]:
-    """What is written to `fh` until the build's directory (`log`'s) is gone."""
-    import time
-
-    while True:
-        gone = not log.parent.exists()
-        chunk = fh.read(CHUNK)
-        if chunk:
-            yield chunk
-        elif gone:
-            return
-        else:
-            time.sleep(0.2)
 
 
 def _client_store(ctx: Context):
