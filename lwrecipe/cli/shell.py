@@ -67,17 +67,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_shell(ctx: Context) -> int:
-    import dataclasses
-    import os
-    import subprocess
-    import tempfile
+    import functools
 
-    from ..build.builder import BuildOptions, build_job, kept_failure, stage
-    from ..build.engine import Engine
-    from ..build.plan import plan_recipe
-    from ..build.sandbox import BUILD, Layout, bwrap_argv, prepare, require_sandbox
-    from ..core.errors import BuildFailed, MissingToolError, UsageError
-    from ..inputs.hosttools import debian_package
+    from ..build.sandbox import BUILD
+    from ..build.shell import build_sandbox
     from ..store.store import Store
     from .build import engine_fetch, unpack_limits
 
@@ -85,47 +78,16 @@ def cmd_shell(ctx: Context) -> int:
     name = graph.targets[0]
     command = ctx.args.extra[1:] if ctx.args.extra[:1] == ["--"] else ctx.args.extra
     store = Store(ctx.cache_dir).ensure()
-    bwrap = require_sandbox(False)
-    kept = kept_failure(store, name)
-    if ctx.args.after_failure and not kept.is_dir():
-        raise UsageError(f"{name}: no failed build is kept (run `lwrecipe build {ctx.args.target} --keep-failed`)")
-    depends = graph.recipes[name].depends
-
     fetch = engine_fetch(ctx, graph)
-    unpack = unpack_limits(ctx, graph.recipes[name].root)
-    engine = Engine(
-        store,
-        fetch,
-        BuildOptions(jobs=os.cpu_count() or 1, unpack=unpack),
-        warn=lambda t: ctx.info(f"warning: {t}"),
-        on_event=lambda dep, state: ctx.info(f"{dep}: {state}"),
-    )
-    outcomes = engine.build(dataclasses.replace(graph, targets=tuple(depends))) if depends else []
-    failed = [o for o in outcomes if o.error is not None]
-    if failed:
-        raise BuildFailed(name, f"its dependency {failed[0].name} did not build: {failed[0].error}")
-    item = plan_recipe(graph.recipes[name], {d: engine.outputs[d] for d in depends})
-    if item.missing_tools:
-        raise MissingToolError(name, item.missing_tools[0], debian_package(item.missing_tools[0]))
-    # held like a build holds it: `cache gc` waits rather than remove what the shell has bound
-    with (
-        store.lock("gc", shared=True),
-        tempfile.TemporaryDirectory(dir=store.root / "tmp", prefix=f"shell-{name}-") as tmp,
-    ):
-        deps = engine.dependencies(item, Path(tmp) / "deps")
-        if ctx.args.after_failure:
-            job = build_job(item, deps, Layout(kept), bwrap, os.cpu_count() or 1)
-            ctx.info(f"{name}: the build directory a failed build left ({kept})")
-        else:
-            job = stage(item, fetch([item]), deps, Layout(Path(tmp) / "build"), bwrap, os.cpu_count() or 1, unpack)
-        prepare(job)
+    unpack = functools.partial(unpack_limits, ctx, graph.recipes[name].root)
+    with build_sandbox(store, graph, fetch, unpack, ctx.args.after_failure, ctx.args.target, ctx.info) as sandbox:
         shell = command or ["/bin/bash", "-i"]
         ctx.info(
             f"{name}: {' '.join(shell)} in {BUILD}/src; the build script is {BUILD}/.lwrecipe/script.sh "
             "(nothing done here enters the cache)"
         )
         sys.stdout.flush()
-        return subprocess.run(bwrap_argv(job, bwrap, shell)).returncode  # type: ignore[arg-type]
+        return sandbox.run(shell)
 
 
 def cmd_log(ctx: Context) -> int:
