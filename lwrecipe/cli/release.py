@@ -301,34 +301,16 @@ def cmd_provenance(ctx: Context) -> int:
     """The provenance the build here (or the remote it was pulled from) made for
     TARGET's current output; one made now, from the record, for a record built here
     before provenance existed."""
-    from ..core.errors import UsageError
-    from ..remote import provenance
+    from ..build.attestation import attestation
     from ..store.store import Store
 
     graph, planned, _ = plan_targets(ctx, [ctx.args.target])
     item = next(i for i in planned if i.name == graph.targets[0])
-    store = Store(ctx.cache_dir)
-    record = store.read_record(item.key) if item.key and store.exists() else None
-    if record is None:
-        raise UsageError(
-            f"{item.name}: its current inputs were not built in {store.root}; run lwrecipe build {item.name} first"
-        )
-    data = store.read_provenance(item.key)
-    if data is None:
-        pulled = store.pulled_from(item.key)
-        if pulled is not None:
-            raise UsageError(
-                f"{item.name}: its output was pulled from {pulled}, which had no provenance for it; "
-                f"rebuild it here (lwrecipe build {item.name} --check) to make one"
-            )
-        secret = project_settings(ctx, graph.recipes[item.name].root).secret
-        store.put_provenance(item.key, provenance.envelope(record, graph.recipes[item.name], secret))
-        data = store.read_provenance(item.key)
-        assert data is not None
+    made = attestation(Store(ctx.cache_dir), item, lambda: project_settings(ctx, item.recipe.root).secret)
     _emit(
         ctx,
-        json.dumps(json.loads(data), indent=2) + "\n",
-        f"{item.name}: provenance of output {record['output_id'][:12]}",
+        json.dumps(json.loads(made.envelope), indent=2) + "\n",
+        f"{made.name}: provenance of output {made.output_id[:12]}",
     )
     return 0
 
