@@ -1,10 +1,14 @@
 """lock without the command line: entries made again from recipes and a temp cache,
-whether the file changes, and which recipes a partial relock keeps."""
+whether the file changes, which recipes a partial relock keeps, and the keys a
+set of lockfiles pins (the roots of `cache gc --remote`)."""
 
 from __future__ import annotations
 
-from lwrecipe.audit.lockfile import write
+import pytest
+
+from lwrecipe.audit.lockfile import locked_keys, write
 from lwrecipe.audit.relock import relock
+from lwrecipe.core.errors import UsageError
 from lwrecipe.recipes.graph import load_graph
 from tests.conftest import Project, simple_recipe
 
@@ -36,3 +40,17 @@ def test_a_partial_relock_keeps_the_other_recipes(project: Project) -> None:
     write(lockfile, relock(load_graph([str(a), str(b)]), cache, lockfile, keep_others=False).text)
     assert sorted(relock(load_graph([str(a)]), cache, lockfile, keep_others=True).entries) == ["a", "b"]
     assert sorted(relock(load_graph([str(a)]), cache, lockfile, keep_others=False).entries) == ["a"]
+
+
+def test_the_keys_of_several_lockfiles(project: Project) -> None:
+    a = project.recipe("a", simple_recipe("a"))
+    b = project.recipe("b", simple_recipe("b"))
+    first, second, cache = project.root / "one.toml", project.root / "two.toml", project.root / "cache"
+    keys = set()
+    for path, recipe in ((first, a), (second, b)):
+        made = relock(load_graph([str(recipe)]), cache, path, keep_others=False)
+        write(path, made.text)
+        keys |= {e["key"] for e in made.entries.values()}
+    assert len(keys) == 2 and locked_keys([str(first), str(second)]) == keys
+    with pytest.raises(UsageError, match="missing.toml: no such lockfile"):
+        locked_keys([str(first), "missing.toml"])

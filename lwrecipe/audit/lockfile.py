@@ -9,6 +9,7 @@ mirrors, patch origins, the recipe file's sha256, first-use pins of git trees.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -320,3 +321,18 @@ def pinned_ids(path: Path) -> set[str]:
             if is_sha256(value):
                 ids.add(value)
     return ids
+
+
+def locked_keys(paths: Iterable[str]) -> set[str]:
+    """The build keys the lockfiles at `paths` pin: what `cache gc --remote` keeps
+    (a record names the blobs it needs). UsageError for a path that is no file."""
+    keys: set[str] = set()
+    for path in paths:
+        if not Path(path).is_file():
+            raise UsageError(f"{path}: no such lockfile")
+        keys |= {
+            str(e["key"])
+            for e in read(Path(path)).recipes.values()
+            if isinstance(e, dict) and is_sha256(str(e.get("key", "")))
+        }
+    return keys

@@ -216,8 +216,7 @@ def _remote_gc(ctx: Context) -> int:
     """`cache gc --remote R --keep-lockfile F...`: roots are the lockfiles' build keys."""
     import time
 
-    from ..audit.lockfile import read
-    from ..core.digests import is_sha256
+    from ..audit.lockfile import locked_keys
     from ..core.errors import UsageError
     from ..remote.gc import collect_remote
     from ..store.gc import parse_size
@@ -230,15 +229,7 @@ def _remote_gc(ctx: Context) -> int:
         )
     if args.keep_locked or args.lockfile:
         raise UsageError("cache gc --remote: name the lockfiles with --keep-lockfile")
-    roots: set[str] = set()
-    for path in args.keep_lockfile:
-        if not Path(path).is_file():
-            raise UsageError(f"{path}: no such lockfile")
-        roots |= {
-            str(e["key"])
-            for e in read(Path(path)).recipes.values()
-            if isinstance(e, dict) and is_sha256(str(e.get("key", "")))
-        }
+    roots = locked_keys(args.keep_lockfile)
     max_size = parse_size(args.max_size) if args.max_size is not None else None
     with _remote_for(ctx, args.remote) as remotes:
         backend = remotes.backends[0]
