@@ -145,8 +145,7 @@ def cmd_why(ctx: Context) -> int:
 def _why_remote(ctx: Context, graph) -> int:
     """`why TARGET --remote R`: this machine's inputs against each remote's newest
     record of TARGET, and down through the dependencies its record names."""
-    from ..audit.why import RemoteSide, Why
-    from ..core.errors import LwrecipeError
+    from ..audit.why import Why, against_remotes
     from ..store.store import Store
 
     name = graph.targets[0]
@@ -154,21 +153,17 @@ def _why_remote(ctx: Context, graph) -> int:
     documents = []
     why = Why(graph, Store(ctx.cache_dir), None)  # this machine's side, worked out once for every remote
     with open_remotes(ctx, settings, not ctx.args.no_verify_signatures) as remotes:
-        for backend in remotes.backends:
-            side = RemoteSide(remotes, backend)
-            reason = why.compare(name, side)
-            documents.append({"remote": backend.spec.name, **reason.document()})
+        for found in against_remotes(why, remotes, name, ask_use=not ctx.args.json):
+            documents.append({"remote": found.remote, **found.reason.document()})
             if ctx.args.json:
                 continue
-            if reason.against or reason.causes or reason.absent:
-                for line in reason.lines():
+            if not found.same:
+                for line in found.reason.lines():
                     ctx.out(line)
             else:
-                same = f"{name}: the same inputs as the newest record on {side.label} (key {reason.other_key[:12]}…)"
-                try:  # the same inputs: then why a build here does not use it, if it does not
-                    remotes.record(backend, reason.other_key)
-                except LwrecipeError as exc:
-                    same += f", which is not used here: {exc}"
+                same = f"{name}: the same inputs as the newest record on {found.label} (key {found.reason.other_key[:12]}…)"
+                if found.unused is not None:
+                    same += f", which is not used here: {found.unused}"
                 ctx.out(same)
     if ctx.args.json:
         ctx.out(json.dumps(documents, indent=2))
