@@ -1,12 +1,13 @@
 """lock without the command line: entries made again from recipes and a temp cache,
 whether the file changes, which recipes a partial relock keeps, and the keys a
-set of lockfiles pins (the roots of `cache gc --remote`)."""
+set of lockfiles pins (the roots of `cache gc --remote`), and the locked recipes
+as the checkout has them (what `audit` compares)."""
 
 from __future__ import annotations
 
 import pytest
 
-from lwrecipe.audit.lockfile import locked_keys, write
+from lwrecipe.audit.lockfile import locked_graph, locked_keys, read, write
 from lwrecipe.audit.relock import relock
 from lwrecipe.core.errors import UsageError
 from lwrecipe.recipes.graph import load_graph
@@ -54,3 +55,21 @@ def test_the_keys_of_several_lockfiles(project: Project) -> None:
     assert len(keys) == 2 and locked_keys([str(first), str(second)]) == keys
     with pytest.raises(UsageError, match="missing.toml: no such lockfile"):
         locked_keys([str(first), "missing.toml"])
+
+
+def test_the_locked_recipes_as_the_checkout_has_them(project: Project) -> None:
+    a = project.recipe("a", simple_recipe("a"))
+    b = project.recipe("b", simple_recipe("b"))
+    lockfile, cache = project.root / "lockfile.toml", project.root / "cache"
+    write(lockfile, relock(load_graph([str(a), str(b)]), cache, lockfile, keep_others=False).text)
+    warned: list[str] = []
+    graph = locked_graph(read(lockfile), project.root, warned.append)
+    assert graph is not None and sorted(graph.recipes) == ["a", "b"] and warned == []
+    b.unlink()
+    graph = locked_graph(read(lockfile), project.root, warned.append)
+    assert graph is not None and sorted(graph.recipes) == ["a"]
+    a.write_text("schema = 1\n[package]\n")
+    assert locked_graph(read(lockfile), project.root, warned.append) is None
+    assert len(warned) == 1 and warned[0].startswith("recipes cannot be loaded, inputs not compared: ")
+    a.unlink()
+    assert locked_graph(read(lockfile), project.root, warned.append) is None and len(warned) == 1

@@ -9,7 +9,7 @@ mirrors, patch origins, the recipe file's sha256, first-use pins of git trees.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,9 +17,10 @@ from typing import Any
 from ..build.plan import Planned, keyed_tool_names, patch_pins, source_pins
 from ..core.digests import is_sha256, sha256_bytes
 from ..core.documents import LOCKFILE_LIMIT, read_toml_file
-from ..core.errors import UsageError
+from ..core.errors import LwrecipeError, UsageError
 from ..inputs.gitsrc import cached_tree, read_member
 from ..inputs.hosttools import HostTool, target_platform
+from ..recipes.graph import Graph, load_graph
 from ..recipes.keys import KEY_FORMAT, document_key, root_fields
 from ..recipes.recipe import DebSource, FilePatch, GitSource, PathSource, Recipe, SourcePatch, UrlPatch, UrlSource
 from ..store.store import Store
@@ -336,3 +337,14 @@ def locked_keys(paths: Iterable[str]) -> set[str]:
             if isinstance(e, dict) and is_sha256(str(e.get("key", "")))
         }
     return keys
+
+
+def locked_graph(lock: Lock, root: Path, warn: Callable[[str], None]) -> Graph | None:
+    """The lock's recipes as the checkout at `root` has them, or None where they
+    cannot be loaded (said through `warn`: their inputs are then not compared)."""
+    paths = [str(root / e["recipe"]) for e in lock.recipes.values() if (root / e["recipe"]).is_file()]
+    try:
+        return load_graph(paths) if paths else None
+    except LwrecipeError as exc:
+        warn(f"recipes cannot be loaded, inputs not compared: {exc}")
+        return None

@@ -170,22 +170,9 @@ def _why_remote(ctx: Context, graph) -> int:
     return 0
 
 
-def _audit_graph(lock, root: Path, ctx: Context):
-    """The lock's recipes as the checkout has them, or None where they cannot be loaded."""
-    from ..core.errors import LwrecipeError
-    from ..recipes.graph import load_graph
-
-    paths = [str(root / e["recipe"]) for e in lock.recipes.values() if (root / e["recipe"]).is_file()]
-    try:
-        return load_graph(paths) if paths else None
-    except LwrecipeError as exc:
-        ctx.info(f"warning: recipes cannot be loaded, inputs not compared: {exc}")
-        return None
-
-
 def cmd_audit(ctx: Context) -> int:
     from ..audit.audit import audit, render_tree
-    from ..audit.lockfile import read
+    from ..audit.lockfile import locked_graph, read
     from ..core.errors import IntegrityError
     from ..recipes.graph import project_root
     from ..store.store import Store
@@ -198,7 +185,7 @@ def cmd_audit(ctx: Context) -> int:
         root,
         Store(ctx.cache_dir),
         settings.trusted,
-        _audit_graph(lock, root, ctx),
+        locked_graph(lock, root, lambda text: ctx.info(f"warning: {text}")),
         strict=ctx.args.strict,
         quick=ctx.args.quick,
     )
