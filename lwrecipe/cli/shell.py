@@ -163,40 +163,18 @@ def cmd_pin(ctx: Context) -> int:
 
 
 def cmd_new(ctx: Context) -> int:
-    import re
-
-    from ..core.errors import UsageError
-    from ..core.files import replace_text
-    from ..inputs.pinning import download_unpinned, guess_version, skeleton
+    from ..inputs.pinning import plan_new, write_new
     from ..recipes.graph import project_root
-    from ..recipes.recipe import display_path, load_recipe
+    from ..recipes.recipe import display_path
 
-    name = ctx.args.name
-    if not re.fullmatch(r"[a-z0-9][a-z0-9._+-]*", name):
-        raise UsageError(f"new: {name!r} is not a recipe name (lower-case letters, digits, . _ + -)")
-    root = project_root(Path.cwd())
-    path = root / "recipes" / f"{name}.toml"
-    if path.exists():
-        raise UsageError(f"{display_path(path)}: already exists")
-    version = ctx.args.version or guess_version(ctx.args.url)
-    if version is None:
-        raise UsageError(f"new: no version in the file name of {ctx.args.url}; give --version")
+    new = plan_new(project_root(Path.cwd()), ctx.args.name, ctx.args.url, ctx.args.version)
     client, store = _client_store(ctx)
     with client:
-        sha, size = download_unpinned(store, client, ctx.args.url)
-    environment = "buildenv" if (root / "recipes" / "buildenv.toml").is_file() else None
-    text, what = skeleton(name, ctx.args.url, sha, version, store.path("sources", sha), environment)
-    path.parent.mkdir(exist_ok=True)
-    replace_text(path, text)
-    try:
-        load_recipe(path)
-    except Exception:
-        path.unlink()
-        raise
-    ctx.out(text.rstrip("\n"))
+        written = write_new(new, store, client)
+    ctx.out(written.text.rstrip("\n"))
     ctx.info(
-        f"{display_path(path)}: written ({what}; {size} bytes pinned at sha256 {sha[:12]}…"
-        + (f"; built on {environment}" if environment else "")
+        f"{display_path(new.path)}: written ({written.what}; {written.size} bytes pinned at sha256 {written.sha[:12]}…"
+        + (f"; built on {new.environment}" if new.environment else "")
         + ")"
     )
     return 0
