@@ -92,9 +92,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_checkout)
 
 
-LIMITS = ("timeout", "max_silent_time", "max_log_size", "max_memory", "max_procs")
-
-
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -163,25 +160,13 @@ def build_limits(ctx: Context, project: Path):
     """The limits of this run's builds: the flags, else the user's config `[build]`,
     else an accepted project's (an unaccepted project's is ignored with the warning
     every such setting gets: it could only be a stranger's raising them)."""
-    from ..build.cgroups import probe
-    from ..build.supervise import Limit, Limits
-    from ..remote.config import setting
+    from ..build.limits import LIMITS, chosen_limits
 
-    files = ctx.config_files(project)
-    found: dict[str, Limit] = {}
-    for name in LIMITS:
-        flag = getattr(ctx.args, name)
-        configured = setting(files, "build", name)
-        if flag is not None:
-            found[name] = Limit(flag, "--" + name.replace("_", "-"))
-        elif configured is not None:
-            found[name] = Limit(configured[0], f"{name} in {configured[1]}")
-    limits = Limits(**found)
-    if limits.needs_cgroup and not probe().enforceable:
-        named = ", ".join(f.origin for f in (limits.max_memory, limits.max_procs) if f is not None)
-        ctx.info(f"warning: {named}: not enforced here: {probe().why}")
-        limits = Limits(**{k: v for k, v in found.items() if k not in ("max_memory", "max_procs")})
-    return limits
+    return chosen_limits(
+        {name: getattr(ctx.args, name) for name in LIMITS},
+        ctx.config_files(project),
+        lambda text: ctx.info(f"warning: {text}"),
+    )
 
 
 def fetch_inputs(ctx: Context, graph, names: list[str], jobs: int, offline: bool, reporter=None):
