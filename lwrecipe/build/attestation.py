@@ -25,20 +25,21 @@ def attestation(store: Store, item: Planned, secret: Callable[[], SecretKey | No
     """The provenance of the planned recipe's output in `store`; `secret` (asked only
     when one is made now) is the key that signs it. UsageError when its current
     inputs were not built here, or were pulled from a remote without provenance."""
-    record = store.read_record(item.key) if item.key and store.exists() else None
-    if record is None:
+    key = item.key
+    record = store.read_record(key) if key and store.exists() else None
+    if key is None or record is None:
         raise UsageError(
             f"{item.name}: its current inputs were not built in {store.root}; run lwrecipe build {item.name} first"
         )
-    data = store.read_provenance(item.key)
+    data = store.read_provenance(key)
     if data is None:
-        pulled = store.pulled_from(item.key)
+        pulled = store.pulled_from(key)
         if pulled is not None:
             raise UsageError(
                 f"{item.name}: its output was pulled from {pulled}, which had no provenance for it; "
                 f"rebuild it here (lwrecipe build {item.name} --check) to make one"
             )
-        store.put_provenance(item.key, provenance.envelope(record, item.recipe, secret()))
-        data = store.read_provenance(item.key)
+        store.put_provenance(key, provenance.envelope(record, item.recipe, secret()))
+        data = store.read_provenance(key)
         assert data is not None
     return Attestation(item.name, record["output_id"], data)

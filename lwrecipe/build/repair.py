@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from ..core.digests import Sha256
 from ..core.errors import LwrecipeError
-from ..inputs.fetch import Downloader
+from ..inputs.fetch import Downloader, Wanted
 from ..inputs.gitsrc import fetch_tree
 from ..inputs.mirrors import Mirrors
 from ..inputs.sources import downloads, git_sources
@@ -50,7 +50,7 @@ def repair_sources(
 ) -> None:
     """Fetch again each quarantined source a recipe of the project at `root` names
     (`graph`: all its recipes), a download or a git tree."""
-    wanted = {w.sha256: w for r in graph.recipes.values() for w in downloads(r, mirrors)}
+    wanted: dict[str, Wanted] = {w.sha256: w for r in graph.recipes.values() for w in downloads(r, mirrors)}
     trees = git_trees(store)
     gits = {src.rev: (label, src.git) for r in graph.recipes.values() for label, src in git_sources(r)}
     downloader = Downloader(store, client, mirrors=mirrors.files, held=mirrors.held)
