@@ -1,13 +1,15 @@
 """Which limits a run's builds get, on plain values: a flag over the user's config,
-the config where no flag is given, and where each came from."""
+the config where no flag is given, and where each came from; and what a source
+archive may unpack to."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from lwrecipe.build.cgroups import probe
-from lwrecipe.build.limits import LIMITS, chosen_limits
-from lwrecipe.remote.configfile import BuildLimitsEntry, ConfigFile
+from lwrecipe.build.limits import LIMITS, chosen_limits, chosen_unpack
+from lwrecipe.inputs.entries import UnpackLimits
+from lwrecipe.remote.configfile import BuildLimitsEntry, ConfigFile, UnpackEntry
 
 NONE = dict.fromkeys(LIMITS)
 
@@ -39,3 +41,9 @@ def test_cgroup_limits_are_kept_or_dropped_with_a_warning() -> None:
     else:
         assert limits.max_procs is None
         assert warned == [f"--max-procs: not enforced here: {probe().why}"]
+
+
+def test_unpack_limits_from_the_config_else_the_defaults(tmp_path: Path) -> None:
+    assert chosen_unpack([]) == UnpackLimits()
+    given = [(tmp_path / "config.toml", ConfigFile(unpack=UnpackEntry(max_entries=10)))]
+    assert chosen_unpack(given) == UnpackLimits(max_entries=10)

@@ -1,7 +1,8 @@
-"""Which build limits a run has (docs/builds.md "Limits"): each flag, else the
-user's config `[build]`, else an accepted project's; those a cgroup enforces are
-dropped, with a warning, where no cgroup can be made. Enforcing them is
-supervise.py's job."""
+"""Which limits a run has: its builds' (docs/builds.md "Limits") — each flag, else
+the user's config `[build]`, else an accepted project's; those a cgroup enforces
+are dropped, with a warning, where no cgroup can be made — and what one source
+archive may unpack to (`[unpack]`). Enforcing them is supervise.py's and
+inputs/entries.py's job."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..inputs.entries import UnpackLimits
 from ..remote.config import setting
 from .cgroups import probe
 from .supervise import Limit, Limits
@@ -36,3 +38,12 @@ def chosen_limits(
         warn(f"{named}: not enforced here: {probe().why}")
         limits = Limits(**{k: v for k, v in found.items() if k not in ("max_memory", "max_procs")})
     return limits
+
+
+def chosen_unpack(files: list[tuple[Path, Any]]) -> UnpackLimits:
+    """What one source archive may unpack to: `[unpack]` in the config `files` (the
+    user's, else an accepted project's), else the defaults."""
+    found = {
+        name: given[0] for name in ("max_size", "max_entries") if (given := setting(files, "unpack", name)) is not None
+    }
+    return UnpackLimits(**found)

@@ -146,14 +146,9 @@ def unpack_limits(ctx: Context, project: Path):
     """What one source archive may unpack to: the user's config `[unpack]`, else an
     accepted project's (an unaccepted project's is ignored with the usual warning),
     else the defaults."""
-    from ..inputs.entries import UnpackLimits
-    from ..remote.config import setting
+    from ..build.limits import chosen_unpack
 
-    files = ctx.config_files(project)
-    found = {
-        name: given[0] for name in ("max_size", "max_entries") if (given := setting(files, "unpack", name)) is not None
-    }
-    return UnpackLimits(**found)
+    return chosen_unpack(ctx.config_files(project))
 
 
 def build_limits(ctx: Context, project: Path):
