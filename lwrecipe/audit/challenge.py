@@ -10,14 +10,21 @@ no record is written, a pulled archive stays only as a cas/ blob.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..build.plan import plan_recipe
+from ..build.builder import BuildOptions
+from ..build.engine import Engine
+from ..build.plan import Planned, plan_recipe
 from ..core.digests import Sha256, is_sha256
-from ..core.errors import LwrecipeError
+from ..core.errors import LwrecipeError, NotReproducible
+from ..inputs.sources import Fetch
+from ..recipes.graph import Graph
 from ..remote.remote import Backend, Remotes
 from ..store.compare import decompress, diffoscope, tree_differences
 from ..store.outputs import restore
@@ -90,6 +97,32 @@ def challenge(
         if explain and verdict.status == "differ" and remotes is not None:
             verdict.explanation = _explain(store, remotes, name, sorted(set(ids)), records)
     return verdicts
+
+
+def rebuild_outputs(
+    graph: Graph, store: Store, fetch: Callable[[list[Planned]], Fetch], on_event: Callable[[str, str], None]
+) -> dict[str, str]:
+    """`challenge --rebuild`: build the targets' closure here again, as `build
+    --check` does; each recipe's output id, or why it was not rebuilt."""
+    engine = Engine(
+        store.ensure(),
+        fetch,
+        BuildOptions(jobs=os.cpu_count() or 1),
+        check=True,
+        keep_going=True,
+        on_event=on_event,
+    )
+    outcomes = engine.build(dataclasses.replace(graph, targets=tuple(graph.closure(graph.targets))))
+    return {
+        o.name: (
+            o.output_id
+            if o.state == "checked"
+            else o.error.second
+            if isinstance(o.error, NotReproducible)
+            else f"not rebuilt ({o.state})"
+        )
+        for o in outcomes
+    }
 
 
 def _explain(

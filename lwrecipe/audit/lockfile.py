@@ -9,6 +9,7 @@ mirrors, patch origins, the recipe file's sha256, first-use pins of git trees.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,10 @@ from typing import Any
 from ..build.plan import Planned, keyed_tool_names, patch_pins, source_pins
 from ..core.digests import is_sha256, sha256_bytes
 from ..core.documents import LOCKFILE_LIMIT, read_toml_file
-from ..core.errors import UsageError
+from ..core.errors import LwrecipeError, UsageError
 from ..inputs.gitsrc import cached_tree, read_member
 from ..inputs.hosttools import HostTool, target_platform
+from ..recipes.graph import Graph, load_graph
 from ..recipes.keys import KEY_FORMAT, document_key, root_fields
 from ..recipes.recipe import Recipe
 from ..recipes.schema import DebSource, FilePatch, GitSource, PathSource, SourcePatch, UrlPatch, UrlSource
@@ -321,3 +323,29 @@ def pinned_ids(path: Path) -> set[str]:
             if is_sha256(value):
                 ids.add(value)
     return ids
+
+
+def locked_keys(paths: Iterable[str]) -> set[str]:
+    """The build keys the lockfiles at `paths` pin: what `cache gc --remote` keeps
+    (a record names the blobs it needs). UsageError for a path that is no file."""
+    keys: set[str] = set()
+    for path in paths:
+        if not Path(path).is_file():
+            raise UsageError(f"{path}: no such lockfile")
+        keys |= {
+            str(e["key"])
+            for e in read(Path(path)).recipes.values()
+            if isinstance(e, dict) and is_sha256(str(e.get("key", "")))
+        }
+    return keys
+
+
+def locked_graph(lock: Lock, root: Path, warn: Callable[[str], None]) -> Graph | None:
+    """The lock's recipes as the checkout at `root` has them, or None where they
+    cannot be loaded (said through `warn`: their inputs are then not compared)."""
+    paths = [str(root / e["recipe"]) for e in lock.recipes.values() if (root / e["recipe"]).is_file()]
+    try:
+        return load_graph(paths) if paths else None
+    except LwrecipeError as exc:
+        warn(f"recipes cannot be loaded, inputs not compared: {exc}")
+        return None

@@ -5,6 +5,7 @@ that actually changed (compare bitbake-diffsigs, nix-diff).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -200,3 +201,34 @@ class Why:
                 if cause.against or cause.causes or cause.absent:
                     reason.causes.append(cause)
         return reason
+
+
+@dataclass(frozen=True)
+class RemoteWhy:
+    """`why --remote`: one remote's answer. `unused`: when its newest record has the
+    same inputs, why a build here would not use it (None: it would, or not asked)."""
+
+    remote: str
+    label: str
+    reason: Reason
+    unused: str | None = None
+
+    @property
+    def same(self) -> bool:
+        return not (self.reason.against or self.reason.causes or self.reason.absent)
+
+
+def against_remotes(why: Why, remotes: Remotes, name: str, ask_use: bool) -> Iterator[RemoteWhy]:
+    """This machine's inputs of `name` against each remote's newest record of it,
+    and down through the dependencies its record names, one remote at a time.
+    ask_use: where the inputs are the same, fetch the record as a build would."""
+    for backend in remotes.backends:
+        side = RemoteSide(remotes, backend)
+        reason = why.compare(name, side)
+        found = RemoteWhy(backend.spec.name, side.label, reason)
+        if ask_use and found.same:
+            try:  # the same inputs: then why a build here does not use it, if it does not
+                remotes.record(backend, reason.other_key)
+            except LwrecipeError as exc:
+                found = RemoteWhy(found.remote, found.label, reason, str(exc))
+        yield found

@@ -92,9 +92,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_checkout)
 
 
-LIMITS = ("timeout", "max_silent_time", "max_log_size", "max_memory", "max_procs")
-
-
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -149,39 +146,22 @@ def unpack_limits(ctx: Context, project: Path):
     """What one source archive may unpack to: the user's config `[unpack]`, else an
     accepted project's (an unaccepted project's is ignored with the usual warning),
     else the defaults."""
-    from ..core.config.files import setting
-    from ..inputs.entries import UnpackLimits
+    from ..build.limits import chosen_unpack
 
-    files = ctx.config_files(project)
-    found = {
-        name: given[0] for name in ("max_size", "max_entries") if (given := setting(files, "unpack", name)) is not None
-    }
-    return UnpackLimits(**found)
+    return chosen_unpack(ctx.config_files(project))
 
 
 def build_limits(ctx: Context, project: Path):
     """The limits of this run's builds: the flags, else the user's config `[build]`,
     else an accepted project's (an unaccepted project's is ignored with the warning
     every such setting gets: it could only be a stranger's raising them)."""
-    from ..build.cgroups import probe
-    from ..build.supervise import Limit, Limits
-    from ..core.config.files import setting
+    from ..build.limits import LIMITS, chosen_limits
 
-    files = ctx.config_files(project)
-    found: dict[str, Limit] = {}
-    for name in LIMITS:
-        flag = getattr(ctx.args, name)
-        configured = setting(files, "build", name)
-        if flag is not None:
-            found[name] = Limit(flag, "--" + name.replace("_", "-"))
-        elif configured is not None:
-            found[name] = Limit(configured[0], f"{name} in {configured[1]}")
-    limits = Limits(**found)
-    if limits.needs_cgroup and not probe().enforceable:
-        named = ", ".join(f.origin for f in (limits.max_memory, limits.max_procs) if f is not None)
-        ctx.info(f"warning: {named}: not enforced here: {probe().why}")
-        limits = Limits(**{k: v for k, v in found.items() if k not in ("max_memory", "max_procs")})
-    return limits
+    return chosen_limits(
+        {name: getattr(ctx.args, name) for name in LIMITS},
+        ctx.config_files(project),
+        lambda text: ctx.info(f"warning: {text}"),
+    )
 
 
 def fetch_inputs(ctx: Context, graph, names: list[str], jobs: int, offline: bool, reporter=None):
@@ -249,6 +229,7 @@ def open_executor(spec):
 
 
 def cmd_build(ctx: Context) -> int:
+    from ..audit.locked import check_locked
     from ..build.builder import BuildOptions
     from ..build.engine import Engine
     from ..store.store import Store
@@ -259,9 +240,9 @@ def cmd_build(ctx: Context) -> int:
         from ..core.errors import UsageError
 
         raise UsageError("--locked with --with-recipe: the lockfile pins the project's recipes, not stand-ins")
-    for name, path in sorted(graph.substituted.items()):
+    for name in sorted(graph.substituted):
         ctx.info(f"{name}: from {graph.recipes[name].display} (--with-recipe)")
-    lock = check_locked(ctx, graph) if ctx.args.locked else None
+    lock = check_locked(lockfile_path(ctx, None), graph, ctx.cache_dir) if ctx.args.locked else None
     store = Store(ctx.cache_dir)
     parallel = max(1, ctx.args.jobs)
     settings = project_settings(ctx, graph.recipes[graph.targets[0]].root, ctx.args.remote, ctx.args.executor)
@@ -321,19 +302,14 @@ def cmd_build(ctx: Context) -> int:
                 say(f"log: {log}")
             code = max(code, outcome.error.exit_code)
     if lock is not None:
-        from ..core.errors import LockDrift
+        from ..audit.locked import after_build
 
-        drift = [
-            f"{o.name}: output {lock.recipes[o.name]['output_id'][:12]}… → {o.output_id[:12]}…"
-            for o in outcomes
-            if o.output_id and lock.recipes[o.name]["output_id"] and o.output_id != lock.recipes[o.name]["output_id"]
-        ]
-        if drift:
-            error = LockDrift(lock.path.name, drift)
-            for line in error.lines():
+        held = after_build(lock, store, outcomes, settings.trusted)
+        if held.drift is not None:
+            for line in held.drift.lines():
                 say_error(line)
-            code = max(code, error.exit_code)
-        for problem in _unsigned(store, lock, outcomes, settings.trusted):
+            code = max(code, held.drift.exit_code)
+        for problem in held.unsigned:
             say_error(f"{lock.path.name}: --locked: {problem}")
             code = max(code, 3)
     counts = {
@@ -346,60 +322,10 @@ def cmd_build(ctx: Context) -> int:
     return code
 
 
-def _unsigned(store, lock, outcomes, trusted) -> list[str]:
-    """A release is made of records a trusted key signed: those of the locked recipes
-    that no trusted key signed (sign what you build with a signing key, docs/remote.md)."""
-    from ..remote.signing import signature_finding
-
-    problems = []
-    for outcome in outcomes:
-        if outcome.name not in lock.recipes or not (outcome.key and outcome.output_id and store.exists()):
-            continue
-        record = store.read_record(outcome.key)
-        finding = record and signature_finding(record, trusted, f"{outcome.name}: output {outcome.output_id[:12]}…")
-        if finding:
-            problems.append(finding)
-    return problems
-
-
-def check_locked(ctx: Context, graph):
-    """Refuse before building when an input differs from the lockfile; returns the lock."""
-    from ..audit.lockfile import drift, read
-    from ..build.status import StatusOracle
-    from ..core.errors import LockDrift
-
-    lock = read(lockfile_path(ctx, None))
-    changes = drift(lock, graph, StatusOracle(ctx.cache_dir).output_id)
-    if changes:
-        raise LockDrift(lock.path.name, [c.text() for c in changes])
-    return lock
-
-
 def cmd_checkout(ctx: Context) -> int:
-    from ..build.plan import plan_graph
-    from ..build.status import StatusOracle
-    from ..core.errors import UsageError
-    from ..store.outputs import restore
+    from ..build.checkout import checkout
 
     graph = load_targets(ctx, [ctx.args.target])
-    oracle = StatusOracle(ctx.cache_dir)
-    planned = {p.name: p for p in plan_graph(graph, oracle.output_id)}
-    dest = Path(ctx.args.dest)
-    if dest.exists():
-        raise UsageError(f"{dest}: already exists")
-    target = graph.targets[0]
-    names = graph.closure([target]) if ctx.args.with_deps else [target]
-    for name in names:
-        key = planned[name].key
-        record = oracle.store.read_record(key) if key else None
-        if record is None:
-            raise UsageError(f"{name}: not built (run `lwrecipe build {name}` first)")
-        where = dest / name if ctx.args.with_deps else dest
-        if not oracle.store.has("cas", record["blob"]["sha256"]):
-            raise UsageError(
-                f"{name}: output {record['output_id'][:12]} is known but its bytes are not in this "
-                f"cache (run `lwrecipe cache pull REMOTE {name}`)"
-            )
-        restore(oracle.store, record["blob"]["sha256"], record["output_id"], where)
-        ctx.info(f"{name}: {record['output_id'][:12]} -> {where}")
+    for done in checkout(ctx.cache_dir, graph, Path(ctx.args.dest), ctx.args.with_deps):
+        ctx.info(f"{done.name}: {done.output_id[:12]} -> {done.where}")
     return 0

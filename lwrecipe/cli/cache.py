@@ -69,31 +69,26 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def cmd_cache_verify(ctx: Context) -> int:
     from ..store.store import Store
+    from ..store.verify import verify_cache
 
     store = Store(ctx.cache_dir)
-    report = store.verify_all()
-    wrong: list[str] = []
-    if store.exists():
-        from ..store.outputs import recheck_facts
-
-        facts, wrong = recheck_facts(store)
-        report.checked += facts
+    found = verify_cache(store)
+    report = found.report
     for entry in report.quarantined:
         ctx.out(f"quarantined {entry.line(store.root)}")
-    for line in wrong:
+    for line in found.wrong:
         ctx.out(f"removed {line}: the output it said the blob holds is not what it holds")
     ctx.info(
         f"{report.checked} entries checked, {len(report.quarantined)} corrupt quarantined, "
-        f"{len(wrong)} wrong facts removed, {report.stale_tmp} stale staging files removed"
+        f"{len(found.wrong)} wrong facts removed, {report.stale_tmp} stale staging files removed"
     )
-    if report.quarantined or wrong:
+    if found.corrupt:
         from ..core.errors import IntegrityError
 
         if ctx.args.repair and report.quarantined:
             _repair(ctx, store, report.quarantined)
         raise IntegrityError(
-            f"{store.root}: {len(report.quarantined) + len(wrong)} corrupt entries "
-            f"(quarantined in {store.root / 'quarantine'})"
+            f"{store.root}: {found.corrupt} corrupt entries (quarantined in {store.root / 'quarantine'})"
         )
     return 0
 
@@ -102,69 +97,27 @@ def _repair(ctx: Context, store, quarantined) -> None:
     """Get what was quarantined again: sources from the project's recipes (through
     the mirrors), records and output blobs from the configured remotes. Says what
     it got and what it could not; the exit status stays 3 (something was corrupt)."""
-    from ..core.digests import Sha256, is_git_rev, is_sha256
-    from ..core.errors import LwrecipeError
-    from ..inputs.fetch import Downloader
-    from ..inputs.gitsrc import fetch_tree
-    from ..inputs.sources import downloads, git_sources
+    from ..build.repair import Repair, pull_again, repair_sources
     from ..recipes.graph import load_graph, project_root
+    from ..store.verify import keys_to_pull
+
+    def said(repair: Repair) -> None:
+        ctx.out(repair.line())
 
     root = project_root(Path.cwd())
     graph = load_graph([str(p) for p in sorted((root / "recipes").glob("*.toml"))])
     mirrors = project_mirrors(ctx, root)
-    wanted = {w.sha256: w for r in graph.recipes.values() for w in downloads(r, mirrors)}
-    trees = {}
-    for ref in (store.root / "refs").glob("git-*"):
-        rev = ref.name.removeprefix("git-")
-        if is_git_rev(rev):  # not a .commit or a .tmp
-            trees.setdefault(ref.read_text().strip(), rev)
-    gits = {src.rev: (label, src.git) for r in graph.recipes.values() for label, src in git_sources(r)}
-    keys = set()
-    for entry in quarantined:
-        if entry.area == "ac":
-            keys.add(entry.name)
-        elif entry.area == "cas":
-            for path in (store.root / "ac").iterdir():
-                record = store.read_record(Sha256(path.name)) if is_sha256(path.name) else None
-                if record is not None and entry.name in ((record.get("blob") or {}).get("sha256"), record.get("log")):
-                    keys.add(path.name)
+    keys = keys_to_pull(store, quarantined)
     with project_client(ctx, root) as client:
-        downloader = Downloader(store, client, mirrors=mirrors.files, held=mirrors.held)
-        for entry in quarantined:
-            if entry.area != "sources":
-                continue
-            try:
-                if entry.name in wanted:
-                    got = downloader.fetch(wanted[entry.name])
-                    ctx.out(f"repaired sources/{entry.name} from {got.origin}")
-                elif trees.get(entry.name) in gits:
-                    rev = trees[entry.name]
-                    label, url = gits[rev]
-                    got_tree = fetch_tree(store, label, url, rev, mirrors=mirrors)
-                    ctx.out(f"repaired sources/{entry.name} (git {rev[:12]}) from {got_tree.origin}")
-                else:
-                    ctx.out(f"not repaired: sources/{entry.name}: no recipe of {root} names it")
-            except LwrecipeError as exc:
-                ctx.out(f"not repaired: sources/{entry.name}: {exc}")
+        repair_sources(store, graph, root, mirrors, client, quarantined, said)
     if not keys:
         return
     settings = project_settings(ctx, root)
     if not settings.remotes:
-        for key in sorted(keys):
-            ctx.out(f"not repaired: ac/{key}: no remote is configured to pull it from")
+        pull_again(None, keys, said)
         return
     with open_remotes(ctx, settings, True) as remotes:
-        for key in sorted(keys):
-            try:
-                found = remotes.find(Sha256(key))
-                if found is None:
-                    ctx.out(f"not repaired: ac/{key}: no remote has it")
-                    continue
-                record, backend = found
-                remotes.materialise(record, backend)
-                ctx.out(f"repaired ac/{key} ({record['name']}) and its blobs from {backend.spec.name}")
-            except LwrecipeError as exc:
-                ctx.out(f"not repaired: ac/{key}: {exc}")
+        pull_again(remotes, keys, said)
 
 
 def _remote_for(ctx: Context, text: str, verify: bool = True):
@@ -264,8 +217,7 @@ def _remote_gc(ctx: Context) -> int:
     """`cache gc --remote R --keep-lockfile F...`: roots are the lockfiles' build keys."""
     import time
 
-    from ..audit.lockfile import read
-    from ..core.digests import is_sha256
+    from ..audit.lockfile import locked_keys
     from ..core.errors import UsageError
     from ..core.sizes import parse_size
     from ..remote.gc import collect_remote
@@ -278,15 +230,7 @@ def _remote_gc(ctx: Context) -> int:
         )
     if args.keep_locked or args.lockfile:
         raise UsageError("cache gc --remote: name the lockfiles with --keep-lockfile")
-    roots: set[str] = set()
-    for path in args.keep_lockfile:
-        if not Path(path).is_file():
-            raise UsageError(f"{path}: no such lockfile")
-        roots |= {
-            str(e["key"])
-            for e in read(Path(path)).recipes.values()
-            if isinstance(e, dict) and is_sha256(str(e.get("key", "")))
-        }
+    roots = locked_keys(args.keep_lockfile)
     max_size = parse_size(args.max_size) if args.max_size is not None else None
     with _remote_for(ctx, args.remote) as remotes:
         backend = remotes.backends[0]

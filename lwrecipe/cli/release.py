@@ -92,17 +92,8 @@ def _all_recipes(root: Path) -> list[str]:
 
 
 def cmd_lock(ctx: Context) -> int:
-    from ..audit.lockfile import (
-        LOCKFILE,
-        FirstUsePins,
-        build_entries,
-        fetch_first_use_pins,
-        locked_outputs,
-        read,
-        render,
-        write,
-    )
-    from ..build.status import StatusOracle
+    from ..audit.lockfile import LOCKFILE, fetch_first_use_pins, write
+    from ..audit.relock import relock
     from ..core.errors import IntegrityError
     from ..recipes.graph import load_graph, project_root
     from ..store.store import Store
@@ -117,28 +108,15 @@ def cmd_lock(ctx: Context) -> int:
             lambda text: ctx.info(f"warning: {text}"),
         )
     path = root / LOCKFILE
-    previous = read(path).recipes if path.exists() else {}
-    entries = dict(previous) if ctx.args.targets else {}
-    entries.update(
-        build_entries(
-            graph,
-            Store(ctx.cache_dir),
-            locked_outputs(previous, StatusOracle(ctx.cache_dir).output_id),
-            FirstUsePins.of(previous),
-        )
-    )
-    text = render(entries)
-    old = path.read_text() if path.exists() else None
+    made = relock(graph, ctx.cache_dir, path, keep_others=bool(ctx.args.targets))
     if ctx.args.check:
-        if old != text:
-            before = read(path).recipes if old is not None else {}
-            changed = sorted(n for n in entries if before.get(n) != entries[n]) or ["(format)"]
-            raise IntegrityError(f"{path}: out of date for {', '.join(changed)} (run `lwrecipe lock`)")
-        ctx.info(f"{path}: up to date ({len(entries)} recipes)")
+        if not made.current:
+            raise IntegrityError(f"{path}: out of date for {', '.join(made.changed())} (run `lwrecipe lock`)")
+        ctx.info(f"{path}: up to date ({len(made.entries)} recipes)")
         return 0
-    if old != text:
-        write(path, text)
-    ctx.info(f"{path}: {'unchanged' if old == text else 'written'} ({len(entries)} recipes)")
+    if not made.current:
+        write(path, made.text)
+    ctx.info(f"{path}: {'unchanged' if made.current else 'written'} ({len(made.entries)} recipes)")
     return 0
 
 
@@ -167,8 +145,7 @@ def cmd_why(ctx: Context) -> int:
 def _why_remote(ctx: Context, graph) -> int:
     """`why TARGET --remote R`: this machine's inputs against each remote's newest
     record of TARGET, and down through the dependencies its record names."""
-    from ..audit.why import RemoteSide, Why
-    from ..core.errors import LwrecipeError
+    from ..audit.why import Why, against_remotes
     from ..store.store import Store
 
     name = graph.targets[0]
@@ -176,43 +153,26 @@ def _why_remote(ctx: Context, graph) -> int:
     documents = []
     why = Why(graph, Store(ctx.cache_dir), None)  # this machine's side, worked out once for every remote
     with open_remotes(ctx, settings, not ctx.args.no_verify_signatures) as remotes:
-        for backend in remotes.backends:
-            side = RemoteSide(remotes, backend)
-            reason = why.compare(name, side)
-            documents.append({"remote": backend.spec.name, **reason.document()})
+        for found in against_remotes(why, remotes, name, ask_use=not ctx.args.json):
+            documents.append({"remote": found.remote, **found.reason.document()})
             if ctx.args.json:
                 continue
-            if reason.against or reason.causes or reason.absent:
-                for line in reason.lines():
+            if not found.same:
+                for line in found.reason.lines():
                     ctx.out(line)
             else:
-                same = f"{name}: the same inputs as the newest record on {side.label} (key {reason.other_key[:12]}…)"
-                try:  # the same inputs: then why a build here does not use it, if it does not
-                    remotes.record(backend, reason.other_key)
-                except LwrecipeError as exc:
-                    same += f", which is not used here: {exc}"
+                same = f"{name}: the same inputs as the newest record on {found.label} (key {found.reason.other_key[:12]}…)"
+                if found.unused is not None:
+                    same += f", which is not used here: {found.unused}"
                 ctx.out(same)
     if ctx.args.json:
         ctx.out(json.dumps(documents, indent=2))
     return 0
 
 
-def _audit_graph(lock, root: Path, ctx: Context):
-    """The lock's recipes as the checkout has them, or None where they cannot be loaded."""
-    from ..core.errors import LwrecipeError
-    from ..recipes.graph import load_graph
-
-    paths = [str(root / e["recipe"]) for e in lock.recipes.values() if (root / e["recipe"]).is_file()]
-    try:
-        return load_graph(paths) if paths else None
-    except LwrecipeError as exc:
-        ctx.info(f"warning: recipes cannot be loaded, inputs not compared: {exc}")
-        return None
-
-
 def cmd_audit(ctx: Context) -> int:
     from ..audit.audit import audit, render_tree
-    from ..audit.lockfile import read
+    from ..audit.lockfile import locked_graph, read
     from ..core.errors import IntegrityError
     from ..recipes.graph import project_root
     from ..store.store import Store
@@ -225,7 +185,7 @@ def cmd_audit(ctx: Context) -> int:
         root,
         Store(ctx.cache_dir),
         settings.trusted,
-        _audit_graph(lock, root, ctx),
+        locked_graph(lock, root, lambda text: ctx.info(f"warning: {text}")),
         strict=ctx.args.strict,
         quick=ctx.args.quick,
     )
@@ -276,12 +236,9 @@ def cmd_sbom(ctx: Context) -> int:
 
 
 def cmd_challenge(ctx: Context) -> int:
-    import dataclasses
-    import os
-
-    from ..audit.challenge import LOCAL, REBUILD, challenge
+    from ..audit.challenge import LOCAL, REBUILD, challenge, rebuild_outputs
     from ..core.digests import is_sha256
-    from ..core.errors import IntegrityError, NotReproducible
+    from ..core.errors import IntegrityError
     from ..store.store import Store
 
     graph = load_targets(ctx, ctx.args.targets)
@@ -289,30 +246,11 @@ def cmd_challenge(ctx: Context) -> int:
     settings = project_settings(ctx, graph.recipes[graph.targets[0]].root, ctx.args.remote)
     rebuilt = None
     if ctx.args.rebuild:
-        from ..build.builder import BuildOptions
-        from ..build.engine import Engine
         from .build import engine_fetch
 
-        fetch = engine_fetch(ctx, graph)
-        engine = Engine(
-            store.ensure(),
-            fetch,
-            BuildOptions(jobs=os.cpu_count() or 1),
-            check=True,
-            keep_going=True,
-            on_event=lambda name, state: ctx.info(f"{name}: {state}"),
+        rebuilt = rebuild_outputs(
+            graph, store, engine_fetch(ctx, graph), lambda name, state: ctx.info(f"{name}: {state}")
         )
-        outcomes = engine.build(dataclasses.replace(graph, targets=tuple(graph.closure(graph.targets))))
-        rebuilt = {
-            o.name: (
-                o.output_id
-                if o.state == "checked"
-                else o.error.second
-                if isinstance(o.error, NotReproducible)
-                else f"not rebuilt ({o.state})"
-            )
-            for o in outcomes
-        }
     with open_remotes(ctx, settings, not ctx.args.no_verify_signatures) as remotes:
         verdicts = challenge(graph, store, remotes if settings.remotes else None, rebuilt)
     builders = [LOCAL, *(s.name for s in settings.remotes), *([REBUILD] if rebuilt is not None else [])]
@@ -345,34 +283,16 @@ def cmd_provenance(ctx: Context) -> int:
     """The provenance the build here (or the remote it was pulled from) made for
     TARGET's current output; one made now, from the record, for a record built here
     before provenance existed."""
-    from ..core.errors import UsageError
-    from ..remote import provenance
+    from ..build.attestation import attestation
     from ..store.store import Store
 
     graph, planned, _ = plan_targets(ctx, [ctx.args.target])
     item = next(i for i in planned if i.name == graph.targets[0])
-    store = Store(ctx.cache_dir)
-    record = store.read_record(item.key) if item.key and store.exists() else None
-    if record is None:
-        raise UsageError(
-            f"{item.name}: its current inputs were not built in {store.root}; run lwrecipe build {item.name} first"
-        )
-    data = store.read_provenance(item.key)
-    if data is None:
-        pulled = store.pulled_from(item.key)
-        if pulled is not None:
-            raise UsageError(
-                f"{item.name}: its output was pulled from {pulled}, which had no provenance for it; "
-                f"rebuild it here (lwrecipe build {item.name} --check) to make one"
-            )
-        secret = project_settings(ctx, graph.recipes[item.name].root).secret
-        store.put_provenance(item.key, provenance.envelope(record, graph.recipes[item.name], secret))
-        data = store.read_provenance(item.key)
-        assert data is not None
+    made = attestation(Store(ctx.cache_dir), item, lambda: project_settings(ctx, item.recipe.root).secret)
     _emit(
         ctx,
-        json.dumps(json.loads(data), indent=2) + "\n",
-        f"{item.name}: provenance of output {record['output_id'][:12]}",
+        json.dumps(json.loads(made.envelope), indent=2) + "\n",
+        f"{made.name}: provenance of output {made.output_id[:12]}",
     )
     return 0
 

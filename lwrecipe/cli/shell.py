@@ -67,17 +67,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_shell(ctx: Context) -> int:
-    import dataclasses
-    import os
-    import subprocess
-    import tempfile
+    import functools
 
-    from ..build.builder import BuildOptions, build_job, kept_failure, stage
-    from ..build.engine import Engine
-    from ..build.plan import plan_recipe
-    from ..build.sandbox import BUILD, Layout, bwrap_argv, prepare, require_sandbox
-    from ..core.errors import BuildFailed, MissingToolError, UsageError
-    from ..inputs.hosttools import debian_package
+    from ..build.sandbox import BUILD
+    from ..build.shell import build_sandbox
     from ..store.store import Store
     from .build import engine_fetch, unpack_limits
 
@@ -85,53 +78,22 @@ def cmd_shell(ctx: Context) -> int:
     name = graph.targets[0]
     command = ctx.args.extra[1:] if ctx.args.extra[:1] == ["--"] else ctx.args.extra
     store = Store(ctx.cache_dir).ensure()
-    bwrap = require_sandbox(False)
-    kept = kept_failure(store, name)
-    if ctx.args.after_failure and not kept.is_dir():
-        raise UsageError(f"{name}: no failed build is kept (run `lwrecipe build {ctx.args.target} --keep-failed`)")
-    depends = graph.recipes[name].depends
-
     fetch = engine_fetch(ctx, graph)
-    unpack = unpack_limits(ctx, graph.recipes[name].root)
-    engine = Engine(
-        store,
-        fetch,
-        BuildOptions(jobs=os.cpu_count() or 1, unpack=unpack),
-        warn=lambda t: ctx.info(f"warning: {t}"),
-        on_event=lambda dep, state: ctx.info(f"{dep}: {state}"),
-    )
-    outcomes = engine.build(dataclasses.replace(graph, targets=tuple(depends))) if depends else []
-    failed = [o for o in outcomes if o.error is not None]
-    if failed:
-        raise BuildFailed(name, f"its dependency {failed[0].name} did not build: {failed[0].error}")
-    item = plan_recipe(graph.recipes[name], {d: engine.outputs[d] for d in depends})
-    if item.missing_tools:
-        raise MissingToolError(name, item.missing_tools[0], debian_package(item.missing_tools[0]))
-    # held like a build holds it: `cache gc` waits rather than remove what the shell has bound
-    with (
-        store.lock("gc", shared=True),
-        tempfile.TemporaryDirectory(dir=store.root / "tmp", prefix=f"shell-{name}-") as tmp,
-    ):
-        deps = engine.dependencies(item, Path(tmp) / "deps")
-        if ctx.args.after_failure:
-            job = build_job(item, deps, Layout(kept), bwrap, os.cpu_count() or 1)
-            ctx.info(f"{name}: the build directory a failed build left ({kept})")
-        else:
-            job = stage(item, fetch([item]), deps, Layout(Path(tmp) / "build"), bwrap, os.cpu_count() or 1, unpack)
-        prepare(job)
+    unpack = functools.partial(unpack_limits, ctx, graph.recipes[name].root)
+    with build_sandbox(store, graph, fetch, unpack, ctx.args.after_failure, ctx.args.target, ctx.info) as sandbox:
         shell = command or ["/bin/bash", "-i"]
         ctx.info(
             f"{name}: {' '.join(shell)} in {BUILD}/src; the build script is {BUILD}/.lwrecipe/script.sh "
             "(nothing done here enters the cache)"
         )
         sys.stdout.flush()
-        return subprocess.run(bwrap_argv(job, bwrap, shell)).returncode  # type: ignore[arg-type]
+        return sandbox.run(shell)
 
 
 def cmd_log(ctx: Context) -> int:
     import time
 
-    from ..build.builder import kept_failure
+    from ..build.logs import failed_log, follow, last_record, recorded_log, running_log
     from ..core.errors import UsageError
     from ..store.store import Store
 
@@ -139,37 +101,25 @@ def cmd_log(ctx: Context) -> int:
     name = graph.targets[0]
     store = Store(ctx.cache_dir)
     if ctx.args.follow:
-        return _follow(ctx, store, name)
-    record = _last_record(store, name)
-    failure = store.root / "logs" / f"{name}.log"  # kept by a failed build, removed by the next one that works
-    if failure.is_file():
-        failed_at = failure.stat().st_mtime
-        where = (
-            f"; its build directory is kept in {kept_failure(store, name)}"
-            if kept_failure(store, name).is_dir()
-            else ""
-        )
+        log = running_log(store, name)
+        ctx.info(f"{name}: following {log}")
+        _print_log(follow(log))
+        return 0
+    record = last_record(store, name)
+    failure = failed_log(store, name)
+    if failure is not None:
+        where = f"; its build directory is kept in {failure.kept}" if failure.kept is not None else ""
         ctx.info(
-            f"{name}: the log of the failed build of {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(failed_at))}"
-            f" ({failure}){where}"
+            f"{name}: the log of the failed build of "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(failure.written))} ({failure.path}){where}"
         )
-        with failure.open("rb") as fh:
-            _print_log(iter(lambda: fh.read(CHUNK), b""))
+        _print_log(failure.chunks())
         return 0
     if record is None:
         raise UsageError(f"{name}: never built in {store.root} (no record and no failure log)")
-    import zstandard
-
     ctx.info(f"{name}: the log of its build of {record['started']} (output {record['output_id'][:12]})")
-    with (
-        store.open_blob("cas", record["log"]) as blob,
-        zstandard.ZstdDecompressor().stream_reader(blob, read_across_frames=True) as reader,
-    ):
-        _print_log(iter(lambda: reader.read(CHUNK), b""))
+    _print_log(recorded_log(store, record))
     return 0
-
-
-CHUNK = 1 << 20
 
 
 def _print_log(chunks: Iterator[bytes]) -> None:
@@ -180,52 +130,6 @@ def _print_log(chunks: Iterator[bytes]) -> None:
     for text in printable_bytes(chunks):
         sys.stdout.write(text)
         sys.stdout.flush()
-
-
-def _last_record(store, name: str):
-    """The record of the last build or use of `name` here (`why` keeps the key)."""
-    key = store.last(name) if store.exists() else None
-    return store.read_record(key) if key is not None else None
-
-
-def _follow(ctx: Context, store, name: str) -> int:
-    """Print a running build's log as it grows, until that build's directory is gone."""
-    import os
-
-    from ..core.errors import UsageError
-
-    running = (
-        sorted((store.root / "tmp").glob(f"build-{name}-*/build.log"), key=lambda p: p.stat().st_mtime)
-        if store.exists()
-        else []
-    )
-    if not running:
-        raise UsageError(f"{name}: no build of it is running in {store.root}")
-    log = running[-1]
-    ctx.info(f"{name}: following {log}")
-    try:
-        # held open: what is written before the build's directory goes is still read
-        fh = os.fdopen(os.open(log, os.O_RDONLY | os.O_NOFOLLOW), "rb")
-    except FileNotFoundError:
-        return 0
-    with fh:
-        _print_log(_grown(fh, log))
-    return 0
-
-
-def _grown(fh, log: Path) -> Iterator[bytes]:
-    """What is written to `fh` until the build's directory (`log`'s) is gone."""
-    import time
-
-    while True:
-        gone = not log.parent.exists()
-        chunk = fh.read(CHUNK)
-        if chunk:
-            yield chunk
-        elif gone:
-            return
-        else:
-            time.sleep(0.2)
 
 
 def _client_store(ctx: Context):
@@ -259,39 +163,18 @@ def cmd_pin(ctx: Context) -> int:
 
 
 def cmd_new(ctx: Context) -> int:
-    from ..core.errors import UsageError
-    from ..core.files import replace_text
-    from ..inputs.pinning import download_unpinned, guess_version, skeleton
+    from ..inputs.pinning import plan_new, write_new
     from ..recipes.graph import project_root
-    from ..recipes.recipe import display_path, load_recipe
-    from ..recipes.schema import NAME_PATTERN, is_name
+    from ..recipes.recipe import display_path
 
-    name = ctx.args.name
-    if not is_name(name):
-        raise UsageError(f"new: {name!r} is not a recipe name ({NAME_PATTERN})")
-    root = project_root(Path.cwd())
-    path = root / "recipes" / f"{name}.toml"
-    if path.exists():
-        raise UsageError(f"{display_path(path)}: already exists")
-    version = ctx.args.version or guess_version(ctx.args.url)
-    if version is None:
-        raise UsageError(f"new: no version in the file name of {ctx.args.url}; give --version")
+    new = plan_new(project_root(Path.cwd()), ctx.args.name, ctx.args.url, ctx.args.version)
     client, store = _client_store(ctx)
     with client:
-        sha, size = download_unpinned(store, client, ctx.args.url)
-    environment = "buildenv" if (root / "recipes" / "buildenv.toml").is_file() else None
-    text, what = skeleton(name, ctx.args.url, sha, version, store.path("sources", sha), environment)
-    path.parent.mkdir(exist_ok=True)
-    replace_text(path, text)
-    try:
-        load_recipe(path)
-    except Exception:
-        path.unlink()
-        raise
-    ctx.out(text.rstrip("\n"))
+        written = write_new(new, store, client)
+    ctx.out(written.text.rstrip("\n"))
     ctx.info(
-        f"{display_path(path)}: written ({what}; {size} bytes pinned at sha256 {sha[:12]}…"
-        + (f"; built on {environment}" if environment else "")
+        f"{display_path(new.path)}: written ({written.what}; {written.size} bytes pinned at sha256 {written.sha[:12]}…"
+        + (f"; built on {new.environment}" if new.environment else "")
         + ")"
     )
     return 0

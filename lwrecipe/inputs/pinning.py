@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING, Any
 from ..core.digests import Sha256
 from ..core.documents import RECIPE_LIMIT, read_toml_text
 from ..core.errors import FetchError, LwrecipeError, RecipeError, UsageError, raise_all
-from ..recipes.recipe import display_path, parse_recipe
+from ..core.files import replace_text
+from ..recipes.recipe import display_path, load_recipe, parse_recipe
+from ..recipes.schema import NAME_PATTERN, is_name
 from ..store.store import Store
 from .addresses import AddressPolicy, git_refusal
 from .gitsrc import GIT_ENV
@@ -276,3 +278,52 @@ def skeleton(name: str, url: str, sha: str, version: str, archive: Path, environ
     build.add("script", tomlkit.string("\n" + script + "\n", multiline=True, literal=True))
     doc.add("build", build)
     return tomlkit.dumps(doc), what
+
+
+@dataclass(frozen=True)
+class NewRecipe:
+    """`new`: the recipe file to write, checked before anything is downloaded."""
+
+    name: str
+    path: Path
+    url: str
+    version: str
+    environment: str | None  # the project's buildenv, which a new recipe is built on
+
+
+@dataclass(frozen=True)
+class Written:
+    text: str
+    what: str  # the build system it guessed
+    sha: Sha256
+    size: int
+
+
+def plan_new(root: Path, name: str, url: str, version: str | None) -> NewRecipe:
+    """Where `new` writes recipe `name` in the project at `root`; UsageError when the
+    name is no recipe name, the file exists, or no version is given or guessed."""
+    if not is_name(name):
+        raise UsageError(f"new: {name!r} is not a recipe name ({NAME_PATTERN})")
+    path = root / "recipes" / f"{name}.toml"
+    if path.exists():
+        raise UsageError(f"{display_path(path)}: already exists")
+    version = version or guess_version(url)
+    if version is None:
+        raise UsageError(f"new: no version in the file name of {url}; give --version")
+    environment = "buildenv" if (root / "recipes" / "buildenv.toml").is_file() else None
+    return NewRecipe(name, path, url, version, environment)
+
+
+def write_new(new: NewRecipe, store: Store, client: Client) -> Written:
+    """Download the archive, pin it and write the recipe's skeleton; a skeleton that
+    does not load is removed again."""
+    sha, size = download_unpinned(store, client, new.url)
+    text, what = skeleton(new.name, new.url, sha, new.version, store.path("sources", sha), new.environment)
+    new.path.parent.mkdir(exist_ok=True)
+    replace_text(new.path, text)
+    try:
+        load_recipe(new.path)
+    except Exception:
+        new.path.unlink()
+        raise
+    return Written(text, what, sha, size)
