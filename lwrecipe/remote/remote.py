@@ -33,7 +33,8 @@ from ..core.errors import (
     RemoteError,
     UsageError,
 )
-from ..inputs.fetch import Downloader, NullReporter, Reporter, RetryPolicy, Wanted, make_client
+from ..inputs.fetch import Downloader, NullReporter, Reporter, Wanted, make_client
+from ..inputs.retry import RetryPolicy
 from ..store.store import Store, sandboxed
 from . import provenance, shapes
 from .config import RemoteSpec, Settings

@@ -13,7 +13,8 @@ import pytest
 
 from lwrecipe.core.digests import Sha256
 from lwrecipe.core.errors import FetchError, RemoteError
-from lwrecipe.inputs.fetch import Downloader, RetryPolicy, Wanted, make_client
+from lwrecipe.inputs.fetch import Downloader, Wanted, make_client
+from lwrecipe.inputs.retry import RetryPolicy
 from lwrecipe.remote.config import RemoteSpec, Settings
 from lwrecipe.remote.remote import Remotes, open_backend
 from lwrecipe.store.store import Store
