@@ -30,7 +30,7 @@ class RetryPolicy:
         """Seconds to wait after failed attempt number `attempt` (from 1)."""
         if retry_after is not None:
             return min(retry_after, self.max_retry_after)
-        base = min(self.backoff * (2 ** (attempt - 1)), self.max_backoff)
+        base = min(self.backoff * 2.0 ** (attempt - 1), self.max_backoff)
         return base * (0.5 + random.random() / 2)
 
 
