@@ -18,7 +18,8 @@ from typing import Any
 from ..build.plan import plan_recipe
 from ..core.digests import Sha256, is_sha256
 from ..core.errors import LwrecipeError
-from ..remote.remote import Backend, Remotes
+from ..remote.backends.base import Backend
+from ..remote.remote import Remotes
 from ..store.compare import decompress, diffoscope, tree_differences
 from ..store.outputs import restore
 from ..store.store import Store

@@ -239,11 +239,11 @@ def open_executor(spec):
         yield None
         return
     from ..remote.execution import Executor
-    from ..remote.remote import open_backend
+    from ..remote.backends.opening import open_reapi
 
-    backend = open_backend(spec)
+    backend = open_reapi(spec)
     try:
-        yield Executor(backend)  # type: ignore[arg-type]
+        yield Executor(backend)
     finally:
         backend.close()
 

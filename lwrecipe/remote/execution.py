@@ -30,7 +30,7 @@ from typing import Any, Union
 
 from ..core.errors import IntegrityError, RemoteError
 from ..core.files import replace_text
-from .reapi import BATCH, ReapiBackend
+from .backends.reapi import BATCH, ReapiBackend
 
 Node = Union[Path, bytes, dict[str, "Node"]]
 """What an input tree is made of: a path on disk (directory, file or symlink), the
