@@ -1,5 +1,6 @@
 """The one retry policy (inputs/retry.py): Retry-After in both of its forms, the
-backoff, and the loop, alone and under a download from a real server on 127.0.0.1."""
+backoff, and the loop, alone and under a download and an HTTP remote's requests
+to a real server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import pytest
 from lwrecipe.core.digests import Sha256
 from lwrecipe.inputs.fetch import Downloader, Wanted, make_client
 from lwrecipe.inputs.retry import Failure, GaveUp, RetryPolicy, parse_retry_after, retrying
+from lwrecipe.remote.backends.http import HttpBackend
+from lwrecipe.remote.config import RemoteSpec
 from lwrecipe.store.store import Store
 from tests.servers import fault_server
 
@@ -77,3 +80,24 @@ def test_a_download_waits_as_a_dated_retry_after_says(tmp_path: Path) -> None:
         )
     client.close()
     assert got.path.read_bytes() == DATA and len(sleeps) == 1 and 25 <= sleeps[0] <= 30
+
+
+def test_an_http_remote_waits_as_a_dated_retry_after_says(tmp_path: Path) -> None:
+    """Behaviour change (issue #32): the HTTP remote read only a Retry-After in
+    seconds and backed off its own way on a date; it now follows the download's
+    rule."""
+    sleeps: list[float] = []
+    when = email.utils.formatdate(time.time() + 30, usegmt=True)
+    with fault_server() as server:
+        server.add(f"/ac/{SHA}", DATA, f"503:{when}", "503:7")
+        backend = HttpBackend(
+            RemoteSpec(url=server.url(""), name="cache"),
+            make_client(connect_timeout=2, read_timeout=2.0),
+            RetryPolicy(attempts=3),
+            sleeps.append,
+        )
+        try:
+            assert backend.read_small("ac", SHA, len(DATA)) == DATA
+        finally:
+            backend.close()
+    assert len(sleeps) == 2 and 25 <= sleeps[0] <= 30 and sleeps[1] == 7.0

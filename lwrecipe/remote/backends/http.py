@@ -4,28 +4,31 @@ module, say).
 
 Blobs come down through the same verified, resumable downloader as sources,
 on this backend's client; 5xx, 408 and 429 answers and dropped connections are
-tried again as its RetryPolicy says.
+tried again as its RetryPolicy says (inputs/retry.py: Retry-After, in seconds or
+as a date, is honoured as for a download).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 
 from ...core import faults
 from ...core.digests import Sha256
 from ...core.errors import FetchError, FetchIntegrityError, IntegrityError, RemoteError
 from ...inputs.fetch import Downloader, Reporter, Wanted
-from ...inputs.retry import RetryPolicy
+from ...inputs.retry import Failure, GaveUp, RetryPolicy, parse_retry_after, retrying
 from ...store.store import Store
 from ..config import RemoteSpec
 from .base import Entry
 
 if TYPE_CHECKING:
     from ...inputs.web import Client
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -35,32 +38,33 @@ class HttpBackend:
     spec: RemoteSpec
     client: Client
     policy: RetryPolicy = field(default_factory=RetryPolicy)
-    sleep: Any = time.sleep
+    sleep: Callable[[float], None] = time.sleep
 
     def location(self, kind: str, name: str) -> str:
         return f"{self.spec.url}/{kind}/{name}"
 
-    def _retrying(self, what: str, attempt_once: Any) -> Any:
+    def _retrying(self, what: str, once: Callable[[], T]) -> T:
+        """once()'s answer, asked again as the policy says after a failed exchange
+        or an answer _status says to retry; RemoteError when it gives up."""
         from ...inputs.web import HttpError
 
-        attempt = 0
-        while True:
-            attempt += 1
+        def attempt() -> T:
             try:
-                return attempt_once()
-            except (HttpError, _Retry) as exc:
-                reason = str(exc) or type(exc).__name__
-                if not getattr(exc, "retry", True) or attempt >= self.policy.attempts:
-                    tries = f" (after {attempt} attempts)" if attempt > 1 else ""
-                    raise RemoteError(f"{self.spec.name}: {what}: {reason}{tries}") from None
-                self.sleep(self.policy.delay(attempt, getattr(exc, "retry_after", None)))
+                return once()
+            except HttpError as exc:
+                raise Failure(str(exc) or type(exc).__name__, retry=exc.retry) from None
+
+        try:
+            return retrying(self.policy, attempt, self.sleep)
+        except GaveUp as exc:
+            raise RemoteError(f"{self.spec.name}: {what}: {exc.reason}") from None
 
     def exists(self, kind: str, name: str, size: int | None = None) -> bool:
         def once() -> bool:
             code, headers = self.client.status("HEAD", self.location(kind, name))
             return _status(code, headers, f"HEAD {kind}/{name}") == 200
 
-        return bool(self._retrying(f"HEAD {kind}/{name}", once))
+        return self._retrying(f"HEAD {kind}/{name}", once)
 
     def read_small(self, kind: str, name: str, limit: int) -> bytes | None:
         def once() -> bytes | None:
@@ -72,7 +76,7 @@ class HttpBackend:
                     raise IntegrityError(f"{self.spec.name}: {kind}/{name}: larger than {limit} bytes; refused")
                 return data
 
-        return self._retrying(f"GET {kind}/{name}", once)  # type: ignore[no-any-return]
+        return self._retrying(f"GET {kind}/{name}", once)
 
     def download(
         self, store: Store, sha: Sha256, size: int | None, max_size: int, *, label: str, reporter: Reporter
@@ -187,19 +191,12 @@ class HttpBackend:
         self.client.close()
 
 
-class _Retry(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.retry_after = retry_after
-
-
 def _status(code: int, headers: Mapping[str, str], what: str) -> int:
     """200/201/204/404 are answers; 5xx, 408 and 429 are retried; the rest are errors."""
     if code in (200, 201, 204, 404):
         return code
     if code >= 500 or code in (408, 429):
-        after = headers.get("Retry-After")
-        raise _Retry(f"HTTP {code}", float(after) if after and after.isdigit() else None)
+        raise Failure(f"HTTP {code}", retry=True, retry_after=parse_retry_after(headers.get("Retry-After")))
     if code in (401, 403):
         raise RemoteError(f"{what}: HTTP {code} (check the remote's auth_env)")
     raise RemoteError(f"{what}: HTTP {code}")
