@@ -1,4 +1,7 @@
-"""Sharing outputs with other machines: directory and HTTP remote caches (remote), who
-and what is configured (config, configfile) and ed25519 signatures on build records
-(signing). Which outputs to move is decided above, by build/ and the command line.
+"""Sharing outputs with other machines: where a remote's bytes are kept (backends/:
+directory, HTTP, REAPI behind one protocol), moving entries between them and the
+local store (remote), who and what is configured (config, configfile), ed25519
+signatures on build records (signing) and remote execution over REAPI
+(execution, with input roots' Merkle trees in merkle). Which outputs to move is
+decided above, by build/ and the command line.
 """
