@@ -71,7 +71,8 @@ class Executor:
             else:
                 data = source if isinstance(source, bytes) else source.read_bytes()
                 if hashlib.sha256(data).hexdigest() != sha:
-                    raise IntegrityError(f"{source}: changed while it was being sent; run the build again")
+                    where = source if isinstance(source, Path) else f"message {sha[:12]}"
+                    raise IntegrityError(f"{where}: changed while it was being sent; run the build again")
                 if batch_size + size > BATCH - 64 * 1024:
                     self.backend._batch_update(batch)
                     batch, batch_size = [], 0

@@ -120,7 +120,8 @@ class InputTree:
     def _decode_error(self) -> type[Exception]:
         from google.protobuf.message import DecodeError
 
-        return DecodeError
+        error: type[Exception] = DecodeError  # typed here: protobuf may come without type hints
+        return error
 
     def _hash_files(self, paths: Iterator[Path]) -> None:
         """sha256 of every file given, on a few threads (hashlib lets go of the GIL)."""
