@@ -238,8 +238,8 @@ def open_executor(spec):
     if spec is None:
         yield None
         return
-    from ..remote.execution import Executor
     from ..remote.backends.opening import open_reapi
+    from ..remote.execution import Executor
 
     backend = open_reapi(spec)
     try:
