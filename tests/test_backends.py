@@ -17,7 +17,7 @@ from lwrecipe.core.errors import IntegrityError, RemoteError, UsageError
 from lwrecipe.inputs.fetch import NullReporter
 from lwrecipe.remote.backends.base import Backend, Entry
 from lwrecipe.remote.backends.directory import DirBackend
-from lwrecipe.remote.backends.http import HttpBackend
+from lwrecipe.remote.backends.http import HttpBackend, Member, parse_multistatus
 from lwrecipe.remote.backends.opening import open_backend, open_reapi
 from lwrecipe.remote.backends.reapi import ReapiBackend
 from lwrecipe.remote.config import RemoteSpec
@@ -116,3 +116,29 @@ def test_an_executor_is_opened_only_for_a_reapi_server(tmp_path: Path) -> None:
         open_reapi(RemoteSpec(url=f"file://{tmp_path}", name="cache"))
     with pytest.raises(UsageError, match="auth_env LW_TEST_TOKEN is not set"):
         open_backend(RemoteSpec(url="https://cache.example", name="cache", auth_env="LW_TEST_TOKEN"), env={})
+
+
+MULTISTATUS = b"""<?xml version="1.0" encoding="utf-8"?>
+<D:multistatus xmlns:D="DAV:">
+ <D:response><D:href>/base/sig/</D:href>
+  <D:propstat><D:prop><D:resourcetype><D:collection/></D:resourcetype></D:prop></D:propstat></D:response>
+ <D:response><D:href>/base/sig/k%20ey/</D:href>
+  <D:propstat><D:prop><D:resourcetype><D:collection/></D:resourcetype></D:prop></D:propstat></D:response>
+ <D:response><D:href>http://cache.example/base/sig/one</D:href>
+  <D:propstat><D:prop><D:resourcetype/><D:getcontentlength>12</D:getcontentlength>
+   <D:getlastmodified>Mon, 01 Jan 2001 00:00:00 GMT</D:getlastmodified></D:prop></D:propstat></D:response>
+ <D:response><D:href>/base/sig/undated</D:href><D:propstat><D:prop/></D:propstat></D:response>
+ <D:response><D:href>http://[::1/broken</D:href></D:response>
+</D:multistatus>
+"""
+
+
+def test_a_propfind_answer_lists_the_members_but_the_collection_itself() -> None:
+    members = parse_multistatus(MULTISTATUS, "http://cache.example/base/sig/", "cache: PROPFIND sig/")
+    assert members == [
+        Member("k ey", True, 0, 0.0),
+        Member("one", False, 12, 978307200.0),
+        Member("undated", False, 0, 0.0),
+    ]
+    with pytest.raises(RemoteError, match=r"^cache: PROPFIND sig/: not a WebDAV answer \("):
+        parse_multistatus(b"<html>", "http://cache.example/base/sig/", "cache: PROPFIND sig/")

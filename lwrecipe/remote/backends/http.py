@@ -115,13 +115,9 @@ class HttpBackend:
         self._retrying(f"PUT {kind}/{name}", once)
         reporter.end(label, True, self.spec.name)
 
-    def _propfind(self, path: str) -> list[tuple[str, bool, int, float]]:
-        """(name, is a directory, size, mtime) of each member of the collection at
-        path, by WebDAV PROPFIND with Depth 1; [] when it does not exist."""
-        from email.utils import parsedate_to_datetime
-        from urllib.parse import unquote, urlsplit
-        from xml.etree import ElementTree
-
+    def _propfind(self, path: str) -> list[Member]:
+        """The members of the collection at path, by WebDAV PROPFIND with Depth 1;
+        [] when it does not exist."""
         url = f"{self.spec.url}/{path}/"
 
         def once() -> bytes | None:
@@ -142,41 +138,19 @@ class HttpBackend:
                 raise RemoteError(f"{self.spec.name}: PROPFIND {path}/: HTTP {resp.status}")
 
         data = self._retrying(f"PROPFIND {path}/", once)
-        if data is None:
-            return []
-        try:
-            tree = ElementTree.fromstring(data)
-        except ElementTree.ParseError as exc:
-            raise RemoteError(f"{self.spec.name}: PROPFIND {path}/: not a WebDAV answer ({exc})") from None
-        own = urlsplit(url).path.rstrip("/")
-        members = []
-        for response in tree.findall("{DAV:}response"):
-            try:
-                href = unquote(urlsplit(response.findtext("{DAV:}href", "")).path).rstrip("/")
-            except ValueError:  # the server's answer: an href urllib cannot take apart is no member
-                continue
-            if href == own or not href:
-                continue
-            prop = response.find("{DAV:}propstat/{DAV:}prop")
-            is_dir = prop is not None and prop.find("{DAV:}resourcetype/{DAV:}collection") is not None
-            size = int(prop.findtext("{DAV:}getcontentlength", "0") or 0) if prop is not None else 0
-            modified = prop.findtext("{DAV:}getlastmodified", "") if prop is not None else ""
-            try:
-                mtime = parsedate_to_datetime(modified).timestamp()
-            except (TypeError, ValueError):
-                mtime = 0.0
-            members.append((href.rsplit("/", 1)[-1], is_dir, size, mtime))
-        return members
+        return [] if data is None else parse_multistatus(data, url, f"{self.spec.name}: PROPFIND {path}/")
 
     def listing(self, kind: str) -> list[Entry]:
         found = []
-        for name, is_dir, size, mtime in self._propfind(kind):
-            if kind == "sig" and is_dir:
+        for member in self._propfind(kind):
+            if kind == "sig" and member.is_dir:
                 found += [
-                    Entry(kind, f"{name}/{inner}", s, m) for inner, d, s, m in self._propfind(f"sig/{name}") if not d
+                    Entry(kind, f"{member.name}/{inner.name}", inner.size, inner.mtime)
+                    for inner in self._propfind(f"sig/{member.name}")
+                    if not inner.is_dir
                 ]
-            elif not is_dir:
-                found.append(Entry(kind, name, size, mtime))
+            elif not member.is_dir:
+                found.append(Entry(kind, member.name, member.size, member.mtime))
         return found
 
     def delete(self, kind: str, name: str) -> None:
@@ -189,6 +163,48 @@ class HttpBackend:
 
     def close(self) -> None:
         self.client.close()
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member of a WebDAV collection, as PROPFIND describes it."""
+
+    name: str
+    is_dir: bool
+    size: int
+    mtime: float  # seconds since the epoch; 0 when the server gives none
+
+
+def parse_multistatus(data: bytes, url: str, where: str) -> list[Member]:
+    """The members a PROPFIND (Depth 1) answer lists for the collection at url,
+    the collection itself left out; RemoteError when it is not a WebDAV answer."""
+    from email.utils import parsedate_to_datetime
+    from urllib.parse import unquote, urlsplit
+    from xml.etree import ElementTree
+
+    try:
+        tree = ElementTree.fromstring(data)
+    except ElementTree.ParseError as exc:
+        raise RemoteError(f"{where}: not a WebDAV answer ({exc})") from None
+    own = urlsplit(url).path.rstrip("/")
+    members = []
+    for response in tree.findall("{DAV:}response"):
+        try:
+            href = unquote(urlsplit(response.findtext("{DAV:}href", "")).path).rstrip("/")
+        except ValueError:  # the server's answer: an href urllib cannot take apart is no member
+            continue
+        if href == own or not href:
+            continue
+        prop = response.find("{DAV:}propstat/{DAV:}prop")
+        is_dir = prop is not None and prop.find("{DAV:}resourcetype/{DAV:}collection") is not None
+        size = int(prop.findtext("{DAV:}getcontentlength", "0") or 0) if prop is not None else 0
+        modified = prop.findtext("{DAV:}getlastmodified", "") if prop is not None else ""
+        try:
+            mtime = parsedate_to_datetime(modified).timestamp()
+        except (TypeError, ValueError):
+            mtime = 0.0
+        members.append(Member(href.rsplit("/", 1)[-1], is_dir, size, mtime))
+    return members
 
 
 def _status(code: int, headers: Mapping[str, str], what: str) -> int:
