@@ -43,7 +43,7 @@ import sys
 from pathlib import Path
 from lwrecipe.remote.config import RemoteSpec
 from lwrecipe.inputs.fetch import NullReporter
-from lwrecipe.remote.remote import open_backend
+from lwrecipe.remote.backends.opening import open_backend
 backend = open_backend(RemoteSpec(url=sys.argv[1], name="bench"))
 backend.upload("cas", sys.argv[2], Path(sys.argv[3]), NullReporter())
 """
@@ -51,7 +51,7 @@ backend.upload("cas", sys.argv[2], Path(sys.argv[3]), NullReporter())
 ASK = """
 import sys
 from lwrecipe.remote.config import RemoteSpec
-from lwrecipe.remote.remote import open_backend
+from lwrecipe.remote.backends.opening import open_backend
 backend = open_backend(RemoteSpec(url=sys.argv[1], name="bench"))
 assert not backend.exists("ac", sys.argv[2])
 backend.close()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from lwrecipe.build.cgroups import probe
 from lwrecipe.build.limits import LIMITS, chosen_limits, chosen_unpack
-from lwrecipe.inputs.entries import UnpackLimits
 from lwrecipe.core.config.schema import BuildLimitsEntry, ConfigFile, UnpackEntry
+from lwrecipe.inputs.entries import UnpackLimits
 
 NONE = dict.fromkeys(LIMITS)
 

@@ -12,8 +12,9 @@ import pytest
 
 from lwrecipe.core.digests import Sha256
 from lwrecipe.core.errors import FetchError, FetchIntegrityError, OfflineMissing
-from lwrecipe.inputs.fetch import Downloader, RetryPolicy, Wanted, locations, make_client
+from lwrecipe.inputs.fetch import Downloader, Wanted, locations, make_client
 from lwrecipe.inputs.mirrors import MIRRORS_ENV, from_env
+from lwrecipe.inputs.retry import RetryPolicy
 from lwrecipe.store.store import Store
 from tests.servers import fault_server
 
@@ -241,15 +242,3 @@ def test_cli_fetch_and_offline(project, cli, server) -> None:
 def test_downloads_ask_for_identity_encoding(server, downloader) -> None:
     downloader.fetch(want(server.add("/a", DATA)))
     assert server.seen_headers[-1]["Accept-Encoding"] == "identity"
-
-
-def test_retry_after_in_seconds_or_as_a_date() -> None:
-    import email.utils
-    import time
-
-    from lwrecipe.inputs.fetch import _retry_after
-
-    assert _retry_after("7") == 7.0 and _retry_after(None) is None and _retry_after("soon") is None
-    later = _retry_after(email.utils.formatdate(time.time() + 100, usegmt=True))
-    assert later is not None and 95 <= later <= 100
-    assert _retry_after("Mon, 01 Jan 2001 00:00:00 GMT") == 0.0

@@ -25,7 +25,8 @@ from ..core.digests import Sha256, is_sha256
 from ..core.errors import LwrecipeError, NotReproducible
 from ..inputs.sources import Fetch
 from ..recipes.graph import Graph
-from ..remote.remote import Backend, Remotes
+from ..remote.backends.base import Backend
+from ..remote.remote import Remotes
 from ..store.compare import decompress, diffoscope, tree_differences
 from ..store.outputs import restore
 from ..store.store import Store

@@ -13,7 +13,8 @@ from ..build.plan import document_of, key_if_complete
 from ..core.digests import Sha256
 from ..core.errors import LwrecipeError
 from ..recipes.graph import Graph
-from ..remote.remote import Backend, Remotes
+from ..remote.backends.base import Backend
+from ..remote.remote import Remotes
 from ..store.store import Store
 from .explain import Change, diff_documents
 from .lockfile import Lock, key_document

@@ -22,8 +22,9 @@ from ..core.errors import IntegrityError, LwrecipeError, MissingToolError, NotRe
 from ..inputs.hosttools import debian_package
 from ..inputs.sources import Fetch
 from ..recipes.graph import Graph
+from ..remote.backends.base import Backend
 from ..remote.execution import Executor
-from ..remote.remote import Backend, Remotes
+from ..remote.remote import Remotes
 from ..store.compare import decompress, diffoscope, tree_differences
 from ..store.outputs import publish_shared, restore, shared_tree
 from ..store.store import Store

@@ -33,7 +33,8 @@ from typing import Any
 
 from ..core.errors import BuildFailed
 from ..inputs.sources import Fetch
-from ..remote.execution import Executor, InputTree
+from ..remote.execution import Executor
+from ..remote.merkle import InputTree
 from ..store.outputs import MERKLE, SHARED
 from ..store.store import SANDBOXED, Store
 from .builder import BuildOptions, build_directory, build_limits, finish, script_failed, stage

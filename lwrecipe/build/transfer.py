@@ -15,7 +15,8 @@ from typing import Any
 from ..core.digests import Sha256
 from ..core.errors import LwrecipeError, UsageError
 from ..recipes.graph import Graph
-from ..remote.remote import Backend, Remotes
+from ..remote.backends.base import Backend
+from ..remote.remote import Remotes
 from ..store.store import Store
 from .plan import plan_graph, plan_recipe
 

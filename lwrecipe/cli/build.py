@@ -218,12 +218,12 @@ def open_executor(spec):
     if spec is None:
         yield None
         return
+    from ..remote.backends.opening import open_reapi
     from ..remote.execution import Executor
-    from ..remote.remote import open_backend
 
-    backend = open_backend(spec)
+    backend = open_reapi(spec)
     try:
-        yield Executor(backend)  # type: ignore[arg-type]
+        yield Executor(backend)
     finally:
         backend.close()
 

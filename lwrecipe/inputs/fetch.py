@@ -11,7 +11,6 @@ URL may. A location that drips (deadlines.py) is abandoned, not retried.
 
 from __future__ import annotations
 
-import random
 import re
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -27,6 +26,7 @@ from ..store.staging import PipelinedWriter, Staged
 from ..store.store import Store
 from .addresses import AddressPolicy
 from .deadlines import Limits
+from .retry import Failure, RetryPolicy, parse_retry_after, retrying
 
 if TYPE_CHECKING:
     from .web import Client
@@ -70,20 +70,6 @@ class NullReporter:
 
     def end(self, label: str, ok: bool, detail: str) -> None:
         pass
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 4  # per location
-    backoff: float = 0.5  # seconds before the second attempt, doubled each time
-    max_backoff: float = 30.0
-    max_retry_after: float = 60.0
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(retry_after, self.max_retry_after)
-        base = min(self.backoff * 2.0 ** (attempt - 1), self.max_backoff)
-        return base * (0.5 + random.random() / 2)
 
 
 def make_client(
@@ -145,28 +131,6 @@ def checksum_index(directory: Path) -> dict[str, list[str]]:
     return _INDEXES[directory]
 
 
-class _Failed(Exception):
-    """One location did not give the bytes; `reason` says why."""
-
-    def __init__(self, reason: str, retry: bool = False, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason, self.retry, self.retry_after = reason, retry, retry_after
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return float(value.strip())
-    import email.utils  # here: only an HTTP date in Retry-After needs it
-
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
@@ -209,7 +173,7 @@ class Downloader:
             with self.store.staging() as staged:
                 try:
                     self._get(where, staged, wanted, trusted=where in mine or where in wanted.trusted)
-                except _Failed as exc:
+                except Failure as exc:
                     attempts.append(f"{where}: {exc.reason}")
                     continue
                 except OSError as exc:
@@ -237,9 +201,9 @@ class Downloader:
         if where.startswith("file://"):
             path = Path(where.removeprefix("file://"))
             if not path.is_file():
-                raise _Failed("not in this mirror directory")
+                raise Failure("not in this mirror directory")
             if wanted.max_size is not None and path.stat().st_size > wanted.max_size:
-                raise _Failed(f"more than the expected {wanted.max_size} bytes; refused")
+                raise Failure(f"more than the expected {wanted.max_size} bytes; refused")
             self.reporter.begin(wanted.label, wanted.basename, path.stat().st_size)
             with path.open("rb") as src:
                 while chunk := src.read(CHUNK):
@@ -247,16 +211,7 @@ class Downloader:
                     self.reporter.advance(wanted.label, len(chunk))
                     faults.point("download")
             return
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                self._http_once(where, staged, wanted, trusted)
-                return
-            except _Failed as exc:
-                if not exc.retry or attempt >= self.policy.attempts:
-                    raise _Failed(exc.reason + (f" (after {attempt} attempts)" if attempt > 1 else "")) from None
-                self.sleep(self.policy.delay(attempt, exc.retry_after))
+        retrying(self.policy, lambda: self._http_once(where, staged, wanted, trusted), self.sleep)
 
     def _http_once(self, url: str, staged: Staged, wanted: Wanted, trusted: bool) -> None:
         from .web import HttpError
@@ -267,22 +222,22 @@ class Downloader:
             with self.client.request("GET", url, headers=headers, trusted=trusted, size=left) as resp:
                 status = resp.status
                 if status == 429 or status >= 500:
-                    raise _Failed(
-                        f"HTTP {status}", retry=True, retry_after=_retry_after(resp.headers.get("Retry-After"))
+                    raise Failure(
+                        f"HTTP {status}", retry=True, retry_after=parse_retry_after(resp.headers.get("Retry-After"))
                     )
                 if status == 416:
                     staged.reset()
-                    raise _Failed("HTTP 416 for a resumed download", retry=True)
+                    raise Failure("HTTP 416 for a resumed download", retry=True)
                 if status == 206 and staged.size:
                     match = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", ""))
                     if not match or int(match.group(1)) != staged.size:
                         staged.reset()
-                        raise _Failed("bad Content-Range on a resumed download", retry=True)
+                        raise Failure("bad Content-Range on a resumed download", retry=True)
                 elif status == 200:
                     if staged.size:
                         staged.reset()  # the server ignored Range: start again
                 else:
-                    raise _Failed(f"HTTP {status}")
+                    raise Failure(f"HTTP {status}")
                 length = resp.headers.get("Content-Length")
                 total = staged.size + int(length) if length and length.isdigit() else None
                 self.reporter.begin(wanted.label, wanted.basename, total)
@@ -290,11 +245,11 @@ class Downloader:
                 try:
                     for piece in resp.iter_raw():  # immutable bytes: the writer keeps them uncopied
                         if wanted.max_size is not None and writer.total + len(piece) > wanted.max_size:
-                            raise _Failed(f"more than the expected {wanted.max_size} bytes; refused")
+                            raise Failure(f"more than the expected {wanted.max_size} bytes; refused")
                         writer.take(piece)
                         self.reporter.advance(wanted.label, len(piece))
                         faults.point("download")
                 finally:
                     writer.close()  # staged then holds every byte received, for a resume
         except HttpError as exc:
-            raise _Failed(str(exc), retry=exc.retry) from None
+            raise Failure(str(exc), retry=exc.retry) from None

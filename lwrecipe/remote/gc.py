@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from ..core.digests import is_sha256
 from ..core.documents import parse_json
 from ..core.errors import DocumentError
-from .remote import RECORD_LIMIT, Backend, Entry
+from .backends.base import Backend, Entry
+from .remote import RECORD_LIMIT
 
 AREAS = ("ac", "cas", "sig", "prov")
 

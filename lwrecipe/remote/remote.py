@@ -1,10 +1,8 @@
-"""Remote caches: a directory or an HTTP(S) server with the Bazel HTTP cache
-layout (`{base}/cas/<sha256>`, `{base}/ac/<key>`), and moving entries between
-one and the local store.
+"""Moving entries between the local store and remote caches (backends/: a
+directory, an HTTP(S) server with the Bazel HTTP cache layout, a REAPI server).
 
-Blobs travel through the same verified, resumable downloader as sources (a
-directory remote's are copied by directory.py, which follows no link in it) and
-are always checked against their sha256; build records are accepted only when
+Blobs are always checked against their sha256 by the backend that downloads
+them; build records are accepted only when
 they name the key asked for and a trusted key signed them. Uploads go blobs
 first, record last, so a remote never holds a record without its outputs.
 """
@@ -14,30 +12,22 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from ..core import faults
 from ..core.digests import Sha256, canonical_json, is_sha256
 from ..core.documents import parse_json
-from ..core.errors import (
-    DocumentError,
-    FetchError,
-    FetchIntegrityError,
-    IntegrityError,
-    LwrecipeError,
-    RemoteError,
-    UsageError,
-)
-from ..inputs.fetch import Downloader, NullReporter, Reporter, RetryPolicy, Wanted, make_client
+from ..core.errors import DocumentError, IntegrityError, LwrecipeError, RemoteError, UsageError
+from ..inputs.fetch import NullReporter, Reporter
 from ..recipes.schema import is_name
 from ..store.store import Store, sandboxed
 from . import provenance, shapes
-from .config import RemoteSpec, Settings
-from .directory import DirBackend, Entry
+from .backends.base import Backend
+from .backends.opening import open_backend
+from .config import Settings
 from .signing import (
     PublicKey,
     SecretKey,
@@ -49,9 +39,6 @@ from .signing import (
     signed_by,
     valid_signers,
 )
-
-if TYPE_CHECKING:
-    from ..inputs.web import Client
 
 RECORD_LIMIT = 4 << 20  # a build record is a few KiB; anything near this is not one
 SIGNATURE_LIMIT = 4 << 10  # a co-signature is about 200 bytes
@@ -90,201 +77,6 @@ class BuildersDisagree(IntegrityError):
     """A remote holds another output for the key of a build made here."""
 
     reason = "builders-disagree"
-
-
-class Backend(Protocol):
-    spec: RemoteSpec
-
-    def exists(self, kind: str, name: str, size: int | None = None) -> bool: ...
-    def read_small(self, kind: str, name: str, limit: int) -> bytes | None: ...
-    def location(self, kind: str, name: str) -> str: ...
-    def upload(self, kind: str, name: str, path: Path, reporter: Reporter) -> None: ...
-    def listing(self, kind: str) -> list[Entry]: ...
-    def delete(self, kind: str, name: str) -> None: ...
-    def close(self) -> None: ...
-
-
-@dataclass
-class HttpBackend:
-    """An HTTP cache: GET/HEAD/PUT of {base}/cas/<sha256> and {base}/ac/<key>."""
-
-    spec: RemoteSpec
-    client: Client
-    policy: RetryPolicy = field(default_factory=RetryPolicy)
-    sleep: Any = time.sleep
-
-    def location(self, kind: str, name: str) -> str:
-        return f"{self.spec.url}/{kind}/{name}"
-
-    def _retrying(self, what: str, attempt_once: Any) -> Any:
-        from ..inputs.web import HttpError
-
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return attempt_once()
-            except (HttpError, _Retry) as exc:
-                reason = str(exc) or type(exc).__name__
-                if not getattr(exc, "retry", True) or attempt >= self.policy.attempts:
-                    tries = f" (after {attempt} attempts)" if attempt > 1 else ""
-                    raise RemoteError(f"{self.spec.name}: {what}: {reason}{tries}") from None
-                self.sleep(self.policy.delay(attempt, getattr(exc, "retry_after", None)))
-
-    def exists(self, kind: str, name: str, size: int | None = None) -> bool:
-        def once() -> bool:
-            code, headers = self.client.status("HEAD", self.location(kind, name))
-            return _status(code, headers, f"HEAD {kind}/{name}") == 200
-
-        return bool(self._retrying(f"HEAD {kind}/{name}", once))
-
-    def read_small(self, kind: str, name: str, limit: int) -> bytes | None:
-        def once() -> bytes | None:
-            with self.client.request("GET", self.location(kind, name)) as resp:
-                if _status(resp.status, resp.headers, f"GET {kind}/{name}") == 404:
-                    return None
-                data = resp.read(limit)
-                if data is None:
-                    raise IntegrityError(f"{self.spec.name}: {kind}/{name}: larger than {limit} bytes; refused")
-                return data
-
-        return self._retrying(f"GET {kind}/{name}", once)  # type: ignore[no-any-return]
-
-    def upload(self, kind: str, name: str, path: Path, reporter: Reporter) -> None:
-        size = path.stat().st_size
-        label = f"push {kind}/{name[:12]}"
-
-        def sent(nbytes: int) -> None:
-            reporter.advance(label, nbytes)
-            faults.point("push")
-
-        def once() -> None:
-            reporter.begin(label, name[:12], size)
-            code, headers = self.client.status(
-                "PUT",
-                self.location(kind, name),
-                body=path,
-                sent=sent,
-                headers={"Content-Type": "application/octet-stream"},
-            )
-            if _status(code, headers, f"PUT {kind}/{name}") not in (200, 201, 204):
-                raise RemoteError(f"{self.spec.name}: PUT {kind}/{name}: HTTP {code}")
-
-        self._retrying(f"PUT {kind}/{name}", once)
-        reporter.end(label, True, self.spec.name)
-
-    def _propfind(self, path: str) -> list[tuple[str, bool, int, float]]:
-        """(name, is a directory, size, mtime) of each member of the collection at
-        path, by WebDAV PROPFIND with Depth 1; [] when it does not exist."""
-        from email.utils import parsedate_to_datetime
-        from urllib.parse import unquote, urlsplit
-        from xml.etree import ElementTree
-
-        url = f"{self.spec.url}/{path}/"
-
-        def once() -> bytes | None:
-            with self.client.request("PROPFIND", url, headers={"Depth": "1"}) as resp:
-                if resp.status == 404:
-                    return None
-                if resp.status in (405, 501):
-                    raise RemoteError(
-                        f"{self.spec.name}: cannot list {path}/: the server does not answer WebDAV "
-                        "PROPFIND (nginx: the dav-ext module, `dav_ext_methods PROPFIND OPTIONS;`)"
-                    )
-                if resp.status == 207:
-                    data = resp.read(256 << 20)
-                    if data is None:
-                        raise RemoteError(f"{self.spec.name}: listing of {path}/ larger than 256 MiB")
-                    return data
-                _status(resp.status, resp.headers, f"PROPFIND {path}/")
-                raise RemoteError(f"{self.spec.name}: PROPFIND {path}/: HTTP {resp.status}")
-
-        data = self._retrying(f"PROPFIND {path}/", once)
-        if data is None:
-            return []
-        try:
-            tree = ElementTree.fromstring(data)
-        except ElementTree.ParseError as exc:
-            raise RemoteError(f"{self.spec.name}: PROPFIND {path}/: not a WebDAV answer ({exc})") from None
-        own = urlsplit(url).path.rstrip("/")
-        members = []
-        for response in tree.findall("{DAV:}response"):
-            try:
-                href = unquote(urlsplit(response.findtext("{DAV:}href", "")).path).rstrip("/")
-            except ValueError:  # the server's answer: an href urllib cannot take apart is no member
-                continue
-            if href == own or not href:
-                continue
-            prop = response.find("{DAV:}propstat/{DAV:}prop")
-            is_dir = prop is not None and prop.find("{DAV:}resourcetype/{DAV:}collection") is not None
-            size = int(prop.findtext("{DAV:}getcontentlength", "0") or 0) if prop is not None else 0
-            modified = prop.findtext("{DAV:}getlastmodified", "") if prop is not None else ""
-            try:
-                mtime = parsedate_to_datetime(modified).timestamp()
-            except (TypeError, ValueError):
-                mtime = 0.0
-            members.append((href.rsplit("/", 1)[-1], is_dir, size, mtime))
-        return members
-
-    def listing(self, kind: str) -> list[Entry]:
-        found = []
-        for name, is_dir, size, mtime in self._propfind(kind):
-            if kind == "sig" and is_dir:
-                found += [
-                    Entry(kind, f"{name}/{inner}", s, m) for inner, d, s, m in self._propfind(f"sig/{name}") if not d
-                ]
-            elif not is_dir:
-                found.append(Entry(kind, name, size, mtime))
-        return found
-
-    def delete(self, kind: str, name: str) -> None:
-        def once() -> None:
-            code, headers = self.client.status("DELETE", self.location(kind, name))
-            if _status(code, headers, f"DELETE {kind}/{name}") == 201:  # 5xx and the like raise in _status
-                raise RemoteError(f"{self.spec.name}: DELETE {kind}/{name}: HTTP {code}")
-
-        self._retrying(f"DELETE {kind}/{name}", once)
-
-    def close(self) -> None:
-        self.client.close()
-
-
-class _Retry(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.retry_after = retry_after
-
-
-def _status(code: int, headers: Mapping[str, str], what: str) -> int:
-    """200/201/204/404 are answers; 5xx, 408 and 429 are retried; the rest are errors."""
-    if code in (200, 201, 204, 404):
-        return code
-    if code >= 500 or code in (408, 429):
-        after = headers.get("Retry-After")
-        raise _Retry(f"HTTP {code}", float(after) if after and after.isdigit() else None)
-    if code in (401, 403):
-        raise RemoteError(f"{what}: HTTP {code} (check the remote's auth_env)")
-    raise RemoteError(f"{what}: HTTP {code}")
-
-
-def open_backend(spec: RemoteSpec, env: dict[str, str] | None = None) -> Backend:
-    if spec.url.startswith("file://"):
-        return DirBackend(spec)
-    value = None
-    if spec.auth_env:
-        value = (os.environ if env is None else env).get(spec.auth_env)
-        if not value:
-            raise UsageError(f"remote {spec.name}: auth_env {spec.auth_env} is not set")
-    if spec.url.startswith(("grpc://", "grpcs://")):
-        from .reapi import ReapiBackend
-
-        return ReapiBackend(spec, token=value)
-    from ..inputs.addresses import ANYTHING  # a remote the user chose may be anywhere
-
-    client = make_client(read_timeout=spec.timeout, min_rate=spec.min_rate, policy=spec.reach or ANYTHING)
-    if value is not None:
-        client.add_credential(spec.url, spec.auth_header, value)
-    return HttpBackend(spec, client)
 
 
 def parse_record(data: bytes, key: str, where: str) -> dict[str, Any]:
@@ -341,7 +133,6 @@ class Remotes:
     backends: list[Backend]
     verify_signatures: bool = True
     reporter: Reporter = field(default_factory=NullReporter)
-    _downloaders: dict[str, Downloader] = field(default_factory=dict)
     _down: set[str] = field(default_factory=set)  # remotes that could not be reached in this run
 
     @classmethod
@@ -456,12 +247,6 @@ class Remotes:
                 return record, backend
         return None
 
-    def _downloader(self, backend: Backend) -> Downloader:
-        if backend.spec.url not in self._downloaders:
-            client = backend.client if isinstance(backend, HttpBackend) else make_client()
-            self._downloaders[backend.spec.url] = Downloader(self.store, client, mirrors=[], reporter=self.reporter)
-        return self._downloaders[backend.spec.url]
-
     def materialise(self, record: dict[str, Any], backend: Backend) -> dict[str, Any]:
         """Download a checked record's blobs (verified by sha256), then store the record."""
         for blob in (record["blob"]["sha256"], record["log"]):
@@ -495,25 +280,10 @@ class Remotes:
         if self.store.has("cas", blob):
             return
         size = record["blob"]["size"] if blob == record["blob"]["sha256"] else None
-        if hasattr(backend, "download"):  # a REAPI server: ByteStream, not a URL
-            backend.download(self.store, Sha256(blob), size, size if isinstance(size, int) else LOG_LIMIT)
-            return
-        wanted = Wanted(
-            f"{record['name']}: pull",
-            Sha256(blob),
-            (backend.location("cas", blob),),
-            blob[:12],
-            kind="cas",
-            max_size=size if isinstance(size, int) else LOG_LIMIT,
+        max_size = size if isinstance(size, int) else LOG_LIMIT
+        backend.download(
+            self.store, Sha256(blob), size, max_size, label=f"{record['name']}: pull", reporter=self.reporter
         )
-        try:
-            self._downloader(backend).fetch(wanted)
-        except FetchIntegrityError:
-            raise IntegrityError(
-                f"{backend.spec.name}: cas/{blob[:12]}: served bytes with another sha256; refused"
-            ) from None
-        except FetchError as exc:
-            raise RemoteError(f"{backend.spec.name}: cas/{blob[:12]}: {'; '.join(exc.attempts)}") from None
 
     def pull(self, backend: Backend, key: Sha256) -> dict[str, Any] | None:
         record = self.record(backend, key)

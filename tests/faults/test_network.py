@@ -13,9 +13,11 @@ import pytest
 
 from lwrecipe.core.digests import Sha256
 from lwrecipe.core.errors import FetchError, RemoteError
-from lwrecipe.inputs.fetch import Downloader, RetryPolicy, Wanted, make_client
+from lwrecipe.inputs.fetch import Downloader, NullReporter, Wanted, make_client
+from lwrecipe.inputs.retry import RetryPolicy
+from lwrecipe.remote.backends.opening import open_backend
 from lwrecipe.remote.config import RemoteSpec, Settings
-from lwrecipe.remote.remote import Remotes, open_backend
+from lwrecipe.remote.remote import Remotes
 from lwrecipe.store.store import Store
 from tests.conftest import Project, run_subprocess
 from tests.servers import fault_server
@@ -95,10 +97,7 @@ def test_a_remote_that_reads_a_push_a_byte_at_a_time_is_abandoned(tmp_path: Path
         # loaded machine
         server.behaviour[f"PUT /cas/{SHA}"] = ["drip:0.25:65536"] * 4
         spec = RemoteSpec(url=server.url(""), name="cache", timeout=3.0, min_rate=1 << 20)
-        backend = open_backend(spec)
-        backend.policy = RetryPolicy(attempts=1)
-        from lwrecipe.inputs.fetch import NullReporter
-
+        backend = open_backend(spec, policy=RetryPolicy(attempts=1))
         with pytest.raises(RemoteError, match="slower than .* for 3 s; abandoned"):
             backend.upload("cas", SHA, blob, NullReporter())
         backend.close()
@@ -277,7 +276,7 @@ def test_a_reapi_server_that_stalls_a_read_is_abandoned(tmp_path: Path) -> None:
     pytest.importorskip("buildgrid")
     from buildgrid._protos.google.bytestream import bytestream_pb2, bytestream_pb2_grpc
 
-    from lwrecipe.remote.reapi import ReapiBackend
+    from lwrecipe.remote.backends.reapi import ReapiBackend
 
     class Stalling(bytestream_pb2_grpc.ByteStreamServicer):
         def Read(self, request, context):
@@ -293,7 +292,7 @@ def test_a_reapi_server_that_stalls_a_read_is_abandoned(tmp_path: Path) -> None:
         backend = ReapiBackend(RemoteSpec(url=f"grpc://127.0.0.1:{port}", name="cache", timeout=1.0, min_rate=1 << 20))
         store = Store(tmp_path / "cache").ensure()
         with pytest.raises(RemoteError, match=r"^cache: cas/\w{12}: slower than 1 MiB/s for 1 s; abandoned$"):
-            backend.download(store, SHA, 1 << 30, 1 << 30)
+            backend.download(store, SHA, 1 << 30, 1 << 30, label="pull", reporter=NullReporter())
         backend.close()
         assert not store.has("cas", SHA)
     finally:

@@ -68,8 +68,8 @@ def test_a_tampered_blob_and_a_result_for_another_key_are_refused(project, alice
     assert pull.code == 3 and f"cas/{blob[:12]}: served bytes with another sha256; refused" in pull.err, pull.err
     assert not (bob.cache / "cas" / blob).exists()
     # app's record, stored as the action result of base's key
+    from lwrecipe.remote.backends.reapi import ReapiBackend
     from lwrecipe.remote.config import RemoteSpec
-    from lwrecipe.remote.reapi import ReapiBackend
 
     backend = ReapiBackend(RemoteSpec(url=url, name="bg"))
     try:

@@ -37,12 +37,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..core.digests import Sha256
-from ..core.errors import IntegrityError, RemoteError
-from ..inputs.deadlines import Limits, Pace, Watchdog
-from ..store.staging import PipelinedWriter
-from ..store.store import Store
-from .config import RemoteSpec
+from ...core.digests import Sha256
+from ...core.errors import IntegrityError, RemoteError
+from ...inputs.deadlines import Limits, Pace, Watchdog
+from ...inputs.fetch import Reporter
+from ...store.staging import PipelinedWriter
+from ...store.store import Store
+from ..config import RemoteSpec
+from .base import Entry
 
 CHUNK = 1 << 20  # bytes per ByteStream message
 BATCH = 1 << 20  # blobs up to this size go in one batch request
@@ -208,9 +210,6 @@ class ReapiBackend:
 
     # -- the Backend protocol --------------------------------------------------------------------------------
 
-    def location(self, kind: str, name: str) -> str:
-        return f"{self.spec.url}/{kind}/{name}"
-
     def exists(self, kind: str, name: str, size: int | None = None) -> bool:
         if kind == "cas":
             size = size if size is not None else self.sizes.get(name)
@@ -234,7 +233,7 @@ class ReapiBackend:
         except KeyError:
             return None
 
-    def upload(self, kind: str, name: str, path: Path, reporter: Any) -> None:
+    def upload(self, kind: str, name: str, path: Path, reporter: Reporter) -> None:
         size = path.stat().st_size
         label = f"push {kind}/{name[:12]}"
         reporter.begin(label, name[:12], size)
@@ -294,7 +293,7 @@ class ReapiBackend:
         self._write(resource, path, offset, size, sent)
 
     def _write(self, resource: str, path: Path, offset: int, size: int, sent: Any) -> None:
-        watch: Watchdog | None = None
+        watched: list[Watchdog] = []  # the call's watchdog, once it runs
 
         def requests() -> Any:
             with path.open("rb") as src:
@@ -308,20 +307,21 @@ class ReapiBackend:
                     )
                     position += len(piece)
                     sent(len(piece))
-                    if watch is not None:
+                    for watch in watched:
                         watch.pace.moved(len(piece), "out")
                     if last:
                         return
 
         call = self.bytestream.Write.future(requests(), metadata=self.metadata, timeout=self.deadline(size - offset))
-        with self.stream(size - offset, call) as watch:
+        with self.stream(size - offset, call) as watchdog:
+            watched.append(watchdog)
             try:
                 reply = call.result()
             except (self.grpc.FutureCancelledError, self.grpc.RpcError):
-                if watch.reason is None:
+                if watchdog.reason is None:
                     raise
                 raise RemoteError(
-                    f"{self.spec.name}: cas/{resource.rsplit('/blobs/', 1)[-1][:12]}: {watch.reason}"
+                    f"{self.spec.name}: cas/{resource.rsplit('/blobs/', 1)[-1][:12]}: {watchdog.reason}"
                 ) from None
         if reply.committed_size != size:
             raise RemoteError(
@@ -329,7 +329,9 @@ class ReapiBackend:
                 f"{reply.committed_size} of {size} bytes"
             )
 
-    def download(self, store: Store, sha: Sha256, size: int | None, max_size: int) -> None:
+    def download(
+        self, store: Store, sha: Sha256, size: int | None, max_size: int, *, label: str, reporter: Reporter
+    ) -> None:
         """Read a blob into the store's cas/, verified by its sha256 (resumed from the
         bytes already received when the stream breaks)."""
         size = size if size is not None else self.sizes.get(sha)
@@ -370,7 +372,7 @@ class ReapiBackend:
                 raise IntegrityError(f"{self.spec.name}: cas/{sha[:12]}: served bytes with another sha256; refused")
             store.commit(staged, "cas", sha)
 
-    def listing(self, kind: str) -> list[Any]:
+    def listing(self, kind: str) -> list[Entry]:
         raise RemoteError(
             f"{self.spec.name}: a REAPI server collects its own storage (BuildGrid: `bgd cleanup`); "
             "cache gc --remote works on directories and WebDAV servers"

@@ -1,5 +1,4 @@
-"""A directory remote (a shared filesystem, a mounted disk) and the `Entry` a
-remote's listing gives.
+"""A directory remote (a shared filesystem, a mounted disk).
 
 Whoever can write into a shared directory controls every name in it, so below
 the configured root (opened as given: the user chose it) nothing is reached
@@ -15,6 +14,7 @@ directory only when it is a real directory.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -24,25 +24,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from ..core import faults
-from ..core.digests import Sha256
-from ..core.errors import IntegrityError, RemoteError
-from ..core.safefs import Beneath, LinkRefused
-from ..inputs.fetch import CHUNK, Reporter
-from ..store.store import Store
-from .config import RemoteSpec
+from ...core import faults
+from ...core.digests import Sha256
+from ...core.errors import IntegrityError, RemoteError
+from ...core.safefs import Beneath, LinkRefused
+from ...inputs.fetch import CHUNK, Reporter
+from ...store.store import Store
+from ..config import RemoteSpec
+from .base import Entry
 
 _READ = os.O_RDONLY | os.O_NONBLOCK  # O_NONBLOCK: a FIFO planted where a file belongs must not hang a read
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One file a remote holds, as a listing gives it."""
-
-    kind: str  # cas, ac, sig or prov
-    name: str  # a sha256; for sig, <key>/<signer>
-    size: int
-    mtime: float  # seconds since the epoch
 
 
 def shown(name: str) -> str:
@@ -135,10 +126,9 @@ class DirBackend:
             raise IntegrityError(f"{self.spec.name}: {kind}/{name}: larger than {limit} bytes; refused")
         return data
 
-    def location(self, kind: str, name: str) -> str:
-        return f"file://{self.root / kind / name}"
-
-    def download(self, store: Store, sha: Sha256, size: int | None, max_size: int) -> None:
+    def download(
+        self, store: Store, sha: Sha256, size: int | None, max_size: int, *, label: str, reporter: Reporter
+    ) -> None:
         """Copy cas/<sha> into the store's cas/, verified by its sha256 (what the
         downloader does for a URL, without following a link in the remote)."""
         where = f"{self.spec.name}: cas/{sha[:12]}"
@@ -228,10 +218,8 @@ class DirBackend:
                         key = name.split("/", 1)[0]
                         st = sig.lstat(key)
                         if st is not None and stat.S_ISDIR(st.st_mode):
-                            try:
+                            with contextlib.suppress(OSError):  # other co-signatures are still there
                                 os.rmdir(key, dir_fd=sig.fd)
-                            except OSError:
-                                pass  # other co-signatures are still there
         except LinkRefused as exc:
             raise self._refused(exc, f"{kind}/{name[:12]} not removed") from None
         except OSError as exc:
