@@ -9,12 +9,31 @@ import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
+from lwrecipe.build.sandbox import bwrap_path
 from lwrecipe.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def missing(what: str) -> NoReturn:
+    """Something the test needs is not on this machine. CI always has everything the
+    tests need, so there the test fails; elsewhere it is skipped."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} (CI must have it)")
+    pytest.skip(what)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """The markers that name a need of this machine (pyproject.toml) are checked here,
+    once for every test that carries them."""
+    if item.get_closest_marker("root") and os.geteuid() != 0:
+        missing("needs to run as root")
+    if item.get_closest_marker("sandbox") and bwrap_path() is None:
+        missing("bubblewrap (bwrap) is missing or cannot create a sandbox here")
 
 
 @dataclass
@@ -103,9 +122,7 @@ def no_network() -> list[str]:
     has it, so there its absence fails the test."""
     if shutil.which("unshare") and subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode == 0:
         return ["unshare", "--net"]
-    if os.environ.get("CI") == "true":
-        pytest.fail("`unshare --net` does not work here (CI runs as root and must have it)")
-    pytest.skip("`unshare --net` does not work here")
+    missing("`unshare --net` does not work here")
 
 
 APT_ARCHIVES = Path("/var/cache/apt/archives")
@@ -134,9 +151,7 @@ def upstream(rel: str) -> Path:
     has them, so there a missing one fails the test; elsewhere the test is skipped."""
     path = UPSTREAM / rel
     if not path.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{path}: missing (CI must have ../shared/upstream)")
-        pytest.skip(f"{path}: not on this machine")
+        missing(f"{path}: not on this machine (../shared/upstream)")
     return path
 
 

@@ -7,6 +7,8 @@ import shutil
 import sys
 from pathlib import Path
 
+import pytest
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -103,6 +105,7 @@ def musl_mirrors(tmp_path: Path) -> Path:
     return config
 
 
+@pytest.mark.root  # airgapped: a network namespace of its own
 def test_mirror_export_then_an_air_gapped_fetch_of_the_real_musl_inputs(tmp_path) -> None:
     """`mirror export` writes musl's tarball (by sha256 and name) and the pinned
     linux-wasm tree (by commit) from the config file's mirrors; a new store with no
@@ -157,6 +160,7 @@ def test_mirror_export_then_an_air_gapped_fetch_of_the_real_musl_inputs(tmp_path
     ).read_text()
 
 
+@pytest.mark.root  # airgapped: a network namespace of its own
 def test_offline_without_the_inputs_lists_each_missing_one(tmp_path) -> None:
     air = {"LWRECIPE_CONFIG": str(tmp_path / "none.toml"), "LWRECIPE_MIRRORS": str(tmp_path / "empty")}
     result = run_subprocess(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -213,7 +212,7 @@ def test_a_request_target_urllib_cannot_split_is_a_bad_request(tmp_path: Path, c
     assert "Traceback" not in capfd.readouterr().err
 
 
-@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+@pytest.mark.sandbox
 def test_links_leaving_a_served_output_are_refused(project, secret) -> None:
     """`serve TARGET`: a build's output is a stranger's tree; the same links, made by the build."""
     from tests.conftest import run_subprocess, script_recipe

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from tests.conftest import Project, Result, run_subprocess, script_recipe
+from tests.conftest import Project, Result, missing, run_subprocess, script_recipe
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+pytestmark = pytest.mark.sandbox
 
 
 @pytest.fixture
@@ -90,11 +90,9 @@ def test_a_source_cannot_be_laid_over_lwrecipes_own_files(project: Project, tmp_
     assert victim.read_text() == "keep me\n" and stat.S_IMODE(victim.stat().st_mode) == 0o640
 
 
+@pytest.mark.root
 def test_the_sandbox_shows_no_etc_secrets(project: Project) -> None:
     """Run as root (README's set-up), a build on host tools read /etc/shadow."""
-    shadow = Path("/etc/shadow")
-    if not os.access(shadow, os.R_OK):
-        pytest.skip("needs to run as root to read /etc/shadow on the host")
     hostile(
         project,
         "etcsteal",
@@ -140,8 +138,8 @@ NOBODY = 65534
 def nobody_python(system_python: Path) -> Path:
     """A Python with lwrecipe that the user nobody can run: the tests run from a
     Python under /root, which nobody cannot enter."""
-    if os.geteuid() != 0 or not shutil.which("setpriv"):
-        pytest.skip("needs root and setpriv to run a build as nobody")
+    if not shutil.which("setpriv"):
+        missing("setpriv is missing (util-linux)")
     return system_python
 
 
@@ -153,6 +151,7 @@ def nobody_home() -> Iterator[Path]:
     shutil.rmtree(home, ignore_errors=True)
 
 
+@pytest.mark.root
 def test_clean_up_never_changes_a_file_through_a_symlink(nobody_home: Path, nobody_python: Path) -> None:
     """As an ordinary user, the clean-up of a build directory chmod-ed through a link
     the build left: a 0600 key of that user became 0755."""
