@@ -15,6 +15,7 @@ import pytest
 
 from lwrecipe.build.sandbox import bwrap_path
 from lwrecipe.cli import main
+from tests.browser import chromium
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,12 +29,14 @@ def missing(what: str) -> NoReturn:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """The markers that name a need of this machine (pyproject.toml) are checked here,
-    once for every test that carries them."""
+    """The markers that name a need of this machine (root, sandbox, browser; all
+    markers are in pyproject.toml) are checked here, once for every test."""
     if item.get_closest_marker("root") and os.geteuid() != 0:
         missing("needs to run as root")
     if item.get_closest_marker("sandbox") and bwrap_path() is None:
         missing("bubblewrap (bwrap) is missing or cannot create a sandbox here")
+    if item.get_closest_marker("browser") and chromium() is None:
+        missing("chromium is not installed (scripts/setup.sh installs it)")
 
 
 @dataclass

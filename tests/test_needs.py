@@ -1,6 +1,7 @@
-"""The markers that name what a test needs of the machine (`sandbox`, `root`): checked
-once, in tests/conftest.py, before the test runs. Missing, the test is skipped, except
-under CI=true, where it fails: CI always has what the tests need."""
+"""The markers that name what a test needs of the machine (`sandbox`, `root`,
+`browser`): checked once, in tests/conftest.py, before the test runs. Missing, the
+test is skipped, except under CI=true, where it fails: CI always has what the tests
+need."""
 
 from __future__ import annotations
 
@@ -48,4 +49,14 @@ def test_under_ci_a_test_marked_root_fails_when_not_root(
     monkeypatch.setenv("CI", "true")
     request.node.add_marker("root")
     with pytest.raises(pytest.fail.Exception, match="root"):
+        pytest_runtest_setup(request.node)
+
+
+def test_under_ci_a_test_marked_browser_fails_without_chromium(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tests.conftest, "chromium", lambda: None)
+    monkeypatch.setenv("CI", "true")
+    request.node.add_marker("browser")
+    with pytest.raises(pytest.fail.Exception, match="chromium"):
         pytest_runtest_setup(request.node)

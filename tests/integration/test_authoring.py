@@ -162,6 +162,7 @@ CMAKE = {
 }
 
 
+@pytest.mark.network  # built on the environment: its Debian packages
 def test_new_makes_recipes_that_build_an_autotools_and_a_cmake_project(
     project: Project, deb_mirror: dict[str, str]
 ) -> None:

@@ -17,7 +17,7 @@ from tests.conftest import REPO, Project, run_subprocess, script_recipe
 
 HELLO = REPO / "examples" / "hello-wasm" / "hello-wasm.toml"
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.sandbox, pytest.mark.network]  # network: the environment's Debian packages
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import chromium, page_result
+from tests.browser import page_result
 from tests.conftest import REPO, Project, run_subprocess
 from tests.servers import Served, fault_server, plain_server
 
@@ -41,6 +41,8 @@ REAL_REV = "970e08b0d605e63e36a99d22596e8899a1dab8b5"
 
 pytestmark = [
     pytest.mark.sandbox,
+    pytest.mark.network,  # the environment's Debian packages
+    pytest.mark.browser,
     pytest.mark.skipif(
         not all(shutil.which(t) for t in ("clang-16", "wasm-ld-16", "llvm-ar-16", "git", "cpio")),
         reason="needs clang-16, wasm-ld-16, llvm-ar-16, git and cpio",
@@ -160,8 +162,6 @@ def test_full_stack_builds_reproducibly_and_boots_in_chromium(rehearsal: Project
     )
     assert {"init", "bin/busybox", "bin/sh", "dev/console", "etc", "home", "mnt", "proc"} <= set(listing)
 
-    if chromium() is None:
-        pytest.skip("chromium is not installed")
     served = Served(
         [
             sys.executable,
