@@ -4,9 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import textwrap
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -156,31 +154,3 @@ def upstream(rel: str) -> Path:
     if not path.exists():
         missing(f"{path}: not on this machine (../shared/upstream)")
     return path
-
-
-@pytest.fixture(scope="session")
-def system_python() -> Iterator[Path]:
-    """The distribution's own python3 (Debian 12: 3.11.2) in a venv with this checkout
-    installed as a user installs it (dependencies from PyPI), readable by every user."""
-    if not Path("/usr/bin/python3").exists():
-        pytest.skip("no /usr/bin/python3")
-    base = Path(tempfile.mkdtemp(prefix="lwrecipe-system-venv-"))  # pytest's own tmp is 0700 to others
-    base.chmod(0o755)
-    venv = base / "venv"
-    subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True)
-    src = base / "src"
-    shutil.copytree(
-        REPO, src, ignore=shutil.ignore_patterns("cache", ".git", "__pycache__", "tests", "bench", "*.egg-info")
-    )
-    subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", f"{src}[test]"],
-        check=True,
-        capture_output=True,
-    )
-    for dirpath, dirnames, filenames in os.walk(base):
-        for name in dirnames + filenames:
-            p = os.path.join(dirpath, name)
-            if not os.path.islink(p):
-                os.chmod(p, os.lstat(p).st_mode | 0o055)
-    yield venv / "bin" / "python3"
-    shutil.rmtree(base)

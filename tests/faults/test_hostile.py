@@ -9,6 +9,8 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
+import sysconfig
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -17,7 +19,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from tests.conftest import Project, Result, missing, run_subprocess, script_recipe
+from tests.conftest import REPO, Project, Result, missing, run_subprocess, script_recipe
 
 pytestmark = pytest.mark.sandbox
 
@@ -134,13 +136,43 @@ def test_passwords_in_proxy_urls_are_never_printed(project: Project) -> None:
 NOBODY = 65534
 
 
+def _share(src: str, dst: str) -> None:
+    """A file of the suite's venv or checkout, for every user: hard-linked where its
+    mode lets others read it already (no copy of 400 MB), copied and opened up where
+    not, or where the link would cross file systems."""
+    if os.stat(src).st_mode & stat.S_IROTH:
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass
+    shutil.copy2(src, dst)
+    os.chmod(dst, os.stat(dst).st_mode | 0o044 | (0o011 if os.stat(dst).st_mode & 0o100 else 0))
+
+
 @pytest.fixture(scope="session")
-def nobody_python(system_python: Path) -> Path:
-    """A Python with lwrecipe that the user nobody can run: the tests run from a
-    Python under /root, which nobody cannot enter."""
+def nobody_python() -> Iterator[Path]:
+    """The suite's own Python and lwrecipe where the user nobody can run them: the
+    suite's venv and checkout may sit under /root, which nobody cannot enter. Its venv
+    and lwrecipe's source, shared into a directory every user can read, not installed
+    again: lwrecipe found through a .pth file in place of the editable install's."""
     if not shutil.which("setpriv"):
         missing("setpriv is missing (util-linux)")
-    return system_python
+    if sys.prefix == sys.base_prefix:
+        missing(f"the suite runs on {sys.executable}, not in a venv: run scripts/test.sh")
+    base = Path(tempfile.mkdtemp(prefix="lwrecipe-nobody-venv-"))  # pytest's own tmp is 0700 to others
+    venv, src = base / "venv", base / "src"
+    shutil.copytree(
+        sys.prefix, venv, symlinks=True, copy_function=_share, ignore=shutil.ignore_patterns("__editable__*")
+    )
+    shutil.copytree(REPO / "lwrecipe", src / "lwrecipe", copy_function=_share)
+    site = venv / Path(sysconfig.get_paths()["purelib"]).relative_to(sys.prefix)
+    (site / "lwrecipe-checkout.pth").write_text(f"{src}\n")
+    for dirpath, _, _ in os.walk(base):
+        os.chmod(dirpath, 0o755)
+    os.chmod(site / "lwrecipe-checkout.pth", 0o644)
+    yield venv / "bin" / "python3"
+    shutil.rmtree(base)
 
 
 @pytest.fixture
