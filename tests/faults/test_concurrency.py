@@ -15,7 +15,7 @@ from tests.conftest import Project
 from tests.integration.test_stack import write_stack
 from tests.servers import fault_server
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 TARGETS = ["program", "image", "libc", "headers"]
 

@@ -14,6 +14,8 @@ from tests.conftest import Project, run_subprocess
 from tests.integration.test_build import tarball
 from tests.servers import fault_server
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def small_fs(tmp_path: Path):

@@ -14,7 +14,7 @@ from tests.conftest import Project, run_subprocess
 from tests.integration.test_build import tarball
 from tests.servers import fault_server
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 ATTEMPTS = """mkdir -p "$LW_OUT"
 report() {{ echo "$2" > "$LW_OUT/$1"; }}

@@ -21,7 +21,7 @@ import zstandard
 
 from tests.conftest import REPO, Project, Result, missing, run_subprocess, script_recipe
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 
 @pytest.fixture

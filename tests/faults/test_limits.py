@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import Project, Result, run_subprocess, script_recipe
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 MiB = 1 << 20
 

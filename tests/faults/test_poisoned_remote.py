@@ -18,7 +18,7 @@ from tests.conftest import Project, Result
 from tests.faults.test_malformed import DEEP, run_capped, sparse
 from tests.integration.test_remote import Machine
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 RECIPE = """schema = 1
 [package]

@@ -17,7 +17,7 @@ from tests.conftest import Project, Result, run_subprocess
 from tests.integration.test_remote import Machine, recipe
 from tests.servers import fault_server
 
-pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")]
 
 NOWHERE = "file:///nonexistent/lwrecipe-test/x.git"
 REV = "0123456789abcdef0123456789abcdef01234567"

@@ -11,7 +11,7 @@ import zstandard
 from tests.conftest import Project, run_subprocess
 from tests.servers import fault_server
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 TOKEN = "Bearer tok-9f8e7d6c5b4a"
 

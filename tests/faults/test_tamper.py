@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import Project, run_subprocess
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 
 def tarball() -> bytes:

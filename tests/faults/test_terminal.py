@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import Project, script_recipe
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 # a clipboard write (OSC 52), a window title (OSC 0), cursor moves and a screen
 # clear, a carriage return that hides what came before, a C1 CSI, a bell, a

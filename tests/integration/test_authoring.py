@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import REPO, Project, run_subprocess, upstream
 from tests.servers import fault_server
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 
 def tar_gz(top: str, files: dict[str, str], modes: dict[str, int] | None = None) -> bytes:

@@ -17,7 +17,8 @@ from tests.conftest import REPO, Project, run_subprocess, script_recipe
 
 HELLO = REPO / "examples" / "hello-wasm" / "hello-wasm.toml"
 
-pytestmark = [pytest.mark.sandbox, pytest.mark.network]  # network: the environment's Debian packages
+# network: the environment's Debian packages
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox, pytest.mark.network]
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import Project, run_subprocess
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 APP_C = "line one\nline two\n"
 PATCH = """--- a/app.txt

@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import run_subprocess
 from tests.integration import test_build
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 hello, served = test_build.hello, test_build.served  # the fixtures of its builds
 

@@ -39,7 +39,8 @@ BUSYBOX_TAG_SHA256 = "0cf4f52a37154d5a53d6a79b58ea92a8c51256a675b87a3016c62c2320
 BUSYBOX_TAG_URL = "https://git.busybox.net/busybox/snapshot/busybox-1_36_1.tar.bz2"
 USERLAND = ("musl", "linux-headers", "busybox", "initramfs")
 
-pytestmark = [pytest.mark.sandbox, pytest.mark.network]  # network: the environment's Debian packages
+# network: the environment's Debian packages
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox, pytest.mark.network]
 
 
 def git_show(path: str) -> bytes:

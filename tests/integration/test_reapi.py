@@ -15,7 +15,7 @@ from tests.integration import test_remote
 from tests.integration.test_remote import Machine, ok
 from tests.servers import buildgrid_server
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 project, alice, bob = test_remote.project, test_remote.alice, test_remote.bob
 

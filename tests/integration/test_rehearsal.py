@@ -40,6 +40,7 @@ REAL_GIT = "https://github.com/joelseverin/linux-wasm.git"
 REAL_REV = "970e08b0d605e63e36a99d22596e8899a1dab8b5"
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.sandbox,
     pytest.mark.network,  # the environment's Debian packages
     pytest.mark.browser,

@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import Project, run_subprocess
 from tests.servers import fault_server, nginx_server
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 
 def recipe(name: str, depends: list[str], script: str) -> str:

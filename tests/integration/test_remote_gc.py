@@ -19,7 +19,7 @@ from tests.integration import test_remote
 from tests.integration.test_remote import Machine, ok
 from tests.servers import nginx_server
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 project, alice = test_remote.project, test_remote.alice  # test_remote's builder and project
 

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import Project, run_subprocess
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 PATCH = "--- a/a.txt\n+++ b/a.txt\n@@ -1,2 +1,2 @@\n one\n-two\n+TWO\n"
 # What a build sees, written the same way by the build (into $LW_OUT) and by `shell -- CMD` (to stdout).

@@ -25,7 +25,7 @@ from tests.conftest import REPO, Project, run_subprocess
 from tests.integration.test_build import tarball
 from tests.servers import fault_server
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 WRAPPER = b'#!/bin/sh\nexec cc -ffile-prefix-map=/build/src=. -I"$LW_DEP_HEADERS/include" "$@"\n'
 MINI_C = b"int mini_add(int a, int b) { return a + b; }\n"
