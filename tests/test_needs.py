@@ -5,6 +5,8 @@ need."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import tests.conftest
@@ -16,8 +18,9 @@ def without_sandbox(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
     """This test's own item, marked `sandbox`, on a machine where bubblewrap cannot
     create one."""
     monkeypatch.setattr(tests.conftest, "bwrap_path", lambda: None)
-    request.node.add_marker("sandbox")
-    return request.node
+    item: pytest.Item = request.node
+    item.add_marker("sandbox")
+    return item
 
 
 def test_a_missing_sandbox_skips_the_test(without_sandbox: pytest.Item, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -45,7 +48,7 @@ def test_a_test_not_marked_sandbox_runs_without_one(
 def test_under_ci_a_test_marked_root_fails_when_not_root(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tests.conftest.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
     monkeypatch.setenv("CI", "true")
     request.node.add_marker("root")
     with pytest.raises(pytest.fail.Exception, match="root"):
