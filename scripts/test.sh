@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite with the Python scripts/setup.sh installed lwrecipe into
 # (.venv, the distribution's python3); fails if no test was collected (pytest exit 5).
+# Arguments go to pytest: `bash scripts/test.sh -m "not slow"` is the quick part
+# (docs/reliability.md, "Choosing tests").
 set -uo pipefail
 cd "$(dirname "$0")/.."
 python=.venv/bin/python

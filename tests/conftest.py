@@ -4,17 +4,38 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
+from lwrecipe.build.sandbox import bwrap_path
 from lwrecipe.cli import main
+from tests.browser import chromium
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def missing(what: str) -> NoReturn:
+    """Something the test needs is not on this machine. CI always has everything the
+    tests need, so there the test fails; elsewhere it is skipped."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} (CI must have it)")
+    pytest.skip(what)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """The markers that name a need of this machine (root, sandbox, browser; all
+    markers are in pyproject.toml) are checked here, once for every test."""
+    if item.get_closest_marker("root") and os.geteuid() != 0:
+        missing("needs to run as root")
+    if item.get_closest_marker("sandbox") and bwrap_path() is None:
+        missing("bubblewrap (bwrap) is missing or cannot create a sandbox here")
+    if item.get_closest_marker("browser") and chromium() is None:
+        missing("chromium is not installed (scripts/setup.sh installs it)")
 
 
 @dataclass
@@ -40,7 +61,10 @@ class Project:
     def file(self, rel: str, text: str | bytes) -> Path:
         path = self.root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        (path.write_bytes if isinstance(text, bytes) else path.write_text)(text)  # type: ignore[operator]
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text)
         return path
 
 
@@ -77,7 +101,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]):
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
     """Run the CLI in this process; returns exit code and captured output."""
 
     def run(*args: str) -> Result:
@@ -103,9 +127,7 @@ def no_network() -> list[str]:
     has it, so there its absence fails the test."""
     if shutil.which("unshare") and subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode == 0:
         return ["unshare", "--net"]
-    if os.environ.get("CI") == "true":
-        pytest.fail("`unshare --net` does not work here (CI runs as root and must have it)")
-    pytest.skip("`unshare --net` does not work here")
+    missing("`unshare --net` does not work here")
 
 
 APT_ARCHIVES = Path("/var/cache/apt/archives")
@@ -134,35 +156,5 @@ def upstream(rel: str) -> Path:
     has them, so there a missing one fails the test; elsewhere the test is skipped."""
     path = UPSTREAM / rel
     if not path.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{path}: missing (CI must have ../shared/upstream)")
-        pytest.skip(f"{path}: not on this machine")
+        missing(f"{path}: not on this machine (../shared/upstream)")
     return path
-
-
-@pytest.fixture(scope="session")
-def system_python() -> Iterator[Path]:
-    """The distribution's own python3 (Debian 12: 3.11.2) in a venv with this checkout
-    installed as a user installs it (dependencies from PyPI), readable by every user."""
-    if not Path("/usr/bin/python3").exists():
-        pytest.skip("no /usr/bin/python3")
-    base = Path(tempfile.mkdtemp(prefix="lwrecipe-system-venv-"))  # pytest's own tmp is 0700 to others
-    base.chmod(0o755)
-    venv = base / "venv"
-    subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True)
-    src = base / "src"
-    shutil.copytree(
-        REPO, src, ignore=shutil.ignore_patterns("cache", ".git", "__pycache__", "tests", "bench", "*.egg-info")
-    )
-    subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", f"{src}[test]"],
-        check=True,
-        capture_output=True,
-    )
-    for dirpath, dirnames, filenames in os.walk(base):
-        for name in dirnames + filenames:
-            p = os.path.join(dirpath, name)
-            if not os.path.islink(p):
-                os.chmod(p, os.lstat(p).st_mode | 0o055)
-    yield venv / "bin" / "python3"
-    shutil.rmtree(base)

@@ -82,6 +82,7 @@ def test_cache_option_and_env(chain, cli, monkeypatch, tmp_path) -> None:
     assert ctx.cache_dir == tmp_path / "c2"
 
 
+@pytest.mark.slow
 def test_the_default_cache_is_the_projects_wherever_the_command_runs(project, tmp_path, monkeypatch) -> None:
     """`cd recipes && lwrecipe build busybox` silently started a new, empty cache there."""
     project.recipe(

@@ -126,6 +126,7 @@ needs_apt = pytest.mark.skipif(shutil.which("apt-get") is None, reason="apt-get 
 
 
 @needs_apt
+@pytest.mark.slow
 def test_resolve_asks_apt_for_the_closure_on_an_empty_system() -> None:
     pins = resolve(["make"])
     names = {p.name for p in pins}
@@ -143,6 +144,7 @@ def test_resolve_asks_apt_for_the_closure_on_an_empty_system() -> None:
 
 
 @needs_apt
+@pytest.mark.slow
 def test_resolve_on_an_environment_pins_only_what_it_lacks() -> None:
     """`debs resolve --on buildenv`: the environment's packages count as installed,
     so lld-19 brings its LLVM library and nothing buildenv already has."""
@@ -254,6 +256,7 @@ def test_an_entry_through_a_link_an_earlier_package_made_is_refused(tmp_path: Pa
 
 
 @pytest.mark.skipif(not list(APT_ARCHIVES.glob("perl-base_*.deb")), reason="no perl-base in apt's cache")
+@pytest.mark.slow
 def test_a_real_package_unpacks_as_dpkg_deb_unpacks_it(tmp_path: Path) -> None:
     """Bytes, links, hardlinks (perl and perl5.36.0 are one file) and execute bits as
     `dpkg-deb -x` makes them; the tree merged-/usr as lwrecipe lays it out."""

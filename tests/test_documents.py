@@ -92,6 +92,7 @@ def _depth(value: object) -> int:
     return 0
 
 
+@pytest.mark.slow
 def test_the_depth_scan_agrees_with_tomllib_on_generated_documents() -> None:
     """Thousands of valid documents mixing headers, dotted keys, arrays, inline
     tables and strings or comments full of brackets: each is read exactly as tomllib

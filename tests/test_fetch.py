@@ -18,6 +18,8 @@ from lwrecipe.inputs.retry import RetryPolicy
 from lwrecipe.store.store import Store
 from tests.servers import fault_server
 
+pytestmark = pytest.mark.slow
+
 DATA = os.urandom(3 * 1024 * 1024 + 17)
 SHA = Sha256(hashlib.sha256(DATA).hexdigest())
 

@@ -55,6 +55,7 @@ def bare(tmp_path) -> tuple[str, str, str]:
     return f"file://{bare_dir}", first, git("rev-parse", "HEAD", cwd=work)
 
 
+@pytest.mark.slow
 def test_fetch_exact_commit_and_export_canonically(tmp_path, bare) -> None:
     url, first, second = bare
     a = fetch_tree(Store(tmp_path / "c1"), "x: sources[0]", url, first)
@@ -82,6 +83,7 @@ def test_offline_git_reads_only_repositories_on_this_machine(tmp_path, bare) -> 
     assert fetch_tree(Store(tmp_path / "c"), "x", remote, first, offline=True, mirrors=mirrors).origin == url
 
 
+@pytest.mark.slow
 def test_tree_id_is_the_tree_git_names_in_the_commit(tmp_path, bare) -> None:
     """The mirror archive check hashes a tree as git does: here on a commit whose names
     sort differently as files and as directories ('a.b' before 'a/', 'a0' after)."""
@@ -251,6 +253,7 @@ def test_recipe_with_git_source_and_patch_inside_it(project, bare, tmp_path) -> 
     assert (beside / "run.sh").stat().st_mode & 0o777 == 0o755 and (beside / "link").is_symlink()
 
 
+@pytest.mark.slow
 def test_the_real_linux_wasm_source_comes_from_a_git_mirror(tmp_path) -> None:
     """An air-gapped site serves the pinned linux-wasm commit from a local bare clone
     through LWRECIPE_GIT_MIRRORS, the real recipes unedited; every patch they name is
@@ -322,6 +325,7 @@ def test_a_repositorys_own_files_never_configure_the_hosts_git(tmp_path) -> None
         "http://LOCALHOST.:{port}/x.git",
     ],
 )
+@pytest.mark.slow
 def test_a_git_host_spelled_to_dodge_the_address_check_is_refused(tmp_path, monkeypatch, url: str) -> None:
     """A host that does not resolve here as written (percent-encoded) is refused, not
     left to git, which decodes it and connects to loopback."""
@@ -334,6 +338,7 @@ def test_a_git_host_spelled_to_dodge_the_address_check_is_refused(tmp_path, monk
         assert server.connections == 0
 
 
+@pytest.mark.slow
 def test_pin_asks_no_private_address_for_a_ref(tmp_path, monkeypatch) -> None:
     from lwrecipe.inputs.pinning import resolve_ref
     from tests.servers import fault_server

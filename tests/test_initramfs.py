@@ -100,7 +100,7 @@ def test_bit_identical_across_runs_and_umasks(tmp_path: Path) -> None:
     assert first == second == third
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="extracting device nodes needs root")
+@pytest.mark.root  # extracting device nodes
 def test_cpio_extracts_the_same_tree(tmp_path: Path) -> None:
     root = make_root(tmp_path / "root", 0o022)
     data = pack(root, tmp_path / "i.cpio.gz")

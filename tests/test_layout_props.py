@@ -11,6 +11,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -47,6 +48,7 @@ def _recipe(root: Path, dests_: list[str]) -> Recipe:
 
 @PROPS
 @given(st.lists(st.tuples(trees, dests), min_size=1, max_size=3))
+@pytest.mark.slow
 def test_laying_out_generated_trees_changes_nothing_outside_the_build_directory(
     sources: list[tuple[Tree, str]],
 ) -> None:
@@ -66,6 +68,7 @@ def test_laying_out_generated_trees_changes_nothing_outside_the_build_directory(
 
 @PROPS
 @given(trees)
+@pytest.mark.slow
 def test_checkout_of_a_generated_output_keeps_its_links_as_links(tree: Tree) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         top = Path(tmp)

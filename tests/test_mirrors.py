@@ -7,6 +7,8 @@ import shutil
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from lwrecipe.inputs.mirrors import DEBIAN_MIRRORS_ENV, GIT_MIRRORS_ENV, MIRRORS_ENV, Mirrors, from_env
 from lwrecipe.remote.config import load_mirrors
 from tests.conftest import REPO, run_subprocess, upstream
@@ -98,6 +100,8 @@ def musl_mirrors(tmp_path: Path) -> Path:
     return config
 
 
+@pytest.mark.root  # airgapped: a network namespace of its own
+@pytest.mark.slow
 def test_mirror_export_then_an_air_gapped_fetch_of_the_real_musl_inputs(tmp_path) -> None:
     """`mirror export` writes musl's tarball (by sha256 and name) and the pinned
     linux-wasm tree (by commit) from the config file's mirrors; a new store with no
@@ -152,6 +156,8 @@ def test_mirror_export_then_an_air_gapped_fetch_of_the_real_musl_inputs(tmp_path
     ).read_text()
 
 
+@pytest.mark.root  # airgapped: a network namespace of its own
+@pytest.mark.slow
 def test_offline_without_the_inputs_lists_each_missing_one(tmp_path) -> None:
     air = {"LWRECIPE_CONFIG": str(tmp_path / "none.toml"), "LWRECIPE_MIRRORS": str(tmp_path / "empty")}
     result = run_subprocess(
@@ -161,6 +167,7 @@ def test_offline_without_the_inputs_lists_each_missing_one(tmp_path) -> None:
     assert "musl-1.2.5.tar.gz" in result.err and "git https://github.com/joelseverin/linux-wasm.git" in result.err
 
 
+@pytest.mark.slow
 def test_export_never_replaces_a_file_of_another_name_owner(tmp_path) -> None:
     """A file already in the mirror under a download's name, with other bytes, is
     kept; the download goes in by sha256 only, and the row says so."""

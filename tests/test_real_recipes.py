@@ -142,6 +142,7 @@ def _copy_checkout(dest: Path) -> Path:
     return dest
 
 
+@pytest.mark.slow
 def test_keys_equal_across_processes_and_checkouts(tmp_path) -> None:
     plans = []
     for where in (REPO, _copy_checkout(tmp_path / "a" / "copy"), _copy_checkout(tmp_path / "b")):
@@ -201,6 +202,7 @@ def test_build_image_pins_a_package_for_every_host_tool() -> None:
             assert package in pinned or package in essential, f"{path.name}: {tool} ({package}) not in the image"
 
 
+@pytest.mark.slow
 def test_the_committed_lockfile_pins_the_real_linux_wasm_tree_and_patches(tmp_path) -> None:
     """Every byte-level pin of the git source is in lockfile.toml: the tree sha256
     of the pinned commit and each patch's sha256, as the real clone gives them."""
@@ -226,6 +228,7 @@ def test_the_committed_lockfile_pins_the_real_linux_wasm_tree_and_patches(tmp_pa
         assert p["sha256"] == sha256_bytes(read_member(tree.path, p["path"])), p["path"]
 
 
+@pytest.mark.slow
 def test_the_sboms_say_each_recipe_was_built_on_the_environment(tmp_path) -> None:
     """musl's SBOMs name what built it: the pinned environment (SPDX BUILD_TOOL_OF,
     CycloneDX formulation referencing the environment's component)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -36,6 +35,7 @@ def site(tmp_path: Path):
     server.server_close()
 
 
+@pytest.mark.slow
 def test_isolation_headers_and_types(site) -> None:
     base, _ = site
     for path, mime in (
@@ -51,6 +51,7 @@ def test_isolation_headers_and_types(site) -> None:
     assert get(base + "/missing")[0] == 404
 
 
+@pytest.mark.slow
 def test_ranges(site) -> None:
     base, root = site
     data = (root / "kernel.wasm").read_bytes()
@@ -155,6 +156,7 @@ def secret(tmp_path: Path) -> tuple[Path, bytes]:
     return path, value
 
 
+@pytest.mark.slow
 def test_links_leaving_a_served_directory_are_refused(tmp_path: Path, secret) -> None:
     path, value = secret
     root = tmp_path / "served"
@@ -183,6 +185,7 @@ def test_links_leaving_a_served_directory_are_refused(tmp_path: Path, secret) ->
         server.server_close()
 
 
+@pytest.mark.slow
 def test_a_fifo_in_a_served_directory_does_not_hang_the_server(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "pipe")
     server = make_server(tmp_path, port=0, quiet=True)
@@ -194,6 +197,7 @@ def test_a_fifo_in_a_served_directory_does_not_hang_the_server(tmp_path: Path) -
         server.server_close()
 
 
+@pytest.mark.slow
 def test_a_request_target_urllib_cannot_split_is_a_bad_request(tmp_path: Path, capfd) -> None:
     (tmp_path / "index.html").write_text("ok")
     server = make_server(tmp_path, port=0, quiet=True)
@@ -213,7 +217,8 @@ def test_a_request_target_urllib_cannot_split_is_a_bad_request(tmp_path: Path, c
     assert "Traceback" not in capfd.readouterr().err
 
 
-@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+@pytest.mark.sandbox
+@pytest.mark.slow
 def test_links_leaving_a_served_output_are_refused(project, secret) -> None:
     """`serve TARGET`: a build's output is a stranger's tree; the same links, made by the build."""
     from tests.conftest import run_subprocess, script_recipe

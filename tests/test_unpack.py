@@ -296,6 +296,7 @@ def listing(root: Path, modes: bool = True) -> dict[str, tuple]:
 
 
 @pytest.mark.parametrize("name", ["musl-1.2.5.tar.gz", "busybox-1.36.1-git-tag.tar.bz2"])
+@pytest.mark.slow
 def test_a_real_tarball_unpacks_as_gnu_tar_unpacks_it(tmp_path, name) -> None:
     archive = upstream(f"sources/{name}")
     ours, theirs = tmp_path / "ours", tmp_path / "tar"

@@ -33,6 +33,7 @@ def server():
         yield srv
 
 
+@pytest.mark.slow
 def test_headers_sent_and_body_not_decoded(server) -> None:
     server.encoding = "gzip"
     url = server.add("/a", b"not really gzip")
@@ -42,6 +43,7 @@ def test_headers_sent_and_body_not_decoded(server) -> None:
     assert seen["Accept-Encoding"] == "identity" and seen["User-Agent"] == "lwrecipe"
 
 
+@pytest.mark.slow
 def test_connections_are_kept_alive_once_a_body_is_read(server) -> None:
     url = server.add("/a", b"x" * 100_000)
     with Client() as client:
@@ -86,6 +88,7 @@ def test_a_connection_the_server_closed_is_replaced(when: str) -> None:
     assert len(accepted) == 2
 
 
+@pytest.mark.slow
 def test_truncated_body_is_an_error(server) -> None:
     url = server.add("/a", b"y" * 5000, "reset:100")
     with Client() as client, client.request("GET", url) as resp:
@@ -94,6 +97,7 @@ def test_truncated_body_is_an_error(server) -> None:
         assert exc.value.retry
 
 
+@pytest.mark.slow
 def test_read_timeout(server) -> None:
     url = server.add("/a", b"z" * 5000, "stall:3")
     with Client(read_timeout=0.3) as client, client.request("GET", url) as resp:
@@ -102,6 +106,7 @@ def test_read_timeout(server) -> None:
         assert exc.value.timeout and exc.value.retry
 
 
+@pytest.mark.slow
 def test_redirects_keep_credentials_on_their_origin() -> None:
     with fault_server() as first, fault_server() as second:
         second.add("/final", b"data")
@@ -115,6 +120,7 @@ def test_redirects_keep_credentials_on_their_origin() -> None:
         assert [h.get("Authorization") for h in second.seen_headers] == [None]
 
 
+@pytest.mark.slow
 def test_too_many_redirects_is_not_retried(server) -> None:
     url = server.add("/loop", b"", *["redirect:/loop"] * 20)
     with Client() as client, pytest.raises(HttpError, match="more than 10 redirects") as exc:
@@ -142,6 +148,7 @@ def test_a_header_that_would_inject_another_is_refused(server) -> None:
     assert not exc.value.retry and not any("Injected" in h for h in server.seen_headers)
 
 
+@pytest.mark.slow
 def test_proxy_from_the_environment(server, monkeypatch) -> None:
     url = server.add("/p", b"through the proxy")
     with forward_proxy() as proxy:
@@ -170,6 +177,7 @@ def test_a_proxy_password_is_never_printed(monkeypatch) -> None:
     assert "connection refused" in str(exc.value) and exc.value.retry
 
 
+@pytest.mark.slow
 def test_socks5_proxy_from_the_environment(server, monkeypatch) -> None:
     url = server.add("/s", b"through socks")
     with socks_proxy("bob", "s3cret") as proxy:
@@ -187,6 +195,7 @@ def test_socks5_proxy_from_the_environment(server, monkeypatch) -> None:
         assert "wrong" not in str(exc.value) and "through proxy socks5://bob:***@" in str(exc.value)
 
 
+@pytest.mark.slow
 def test_tls_verified_and_tunnelled(tmp_path, monkeypatch) -> None:
     cert, key = self_signed(tmp_path)
     with fault_server(tls=(cert, key)) as server:
@@ -398,6 +407,7 @@ def test_what_making_a_client_imports() -> None:
     assert out.splitlines() == ["['httpcore', 'httpx']", "anyio importable"]
 
 
+@pytest.mark.slow
 def test_http2_to_a_cache_that_offers_it(tmp_path, monkeypatch) -> None:
     """nginx over TLS offering h2: uploads and downloads go over HTTP/2, bytes intact."""
     cert, key = self_signed(tmp_path)

@@ -31,6 +31,8 @@ from lwrecipe.store.archive import extract_canonical, write_tree
 from lwrecipe.store.store import Store
 from tests.servers import fault_server
 
+pytestmark = pytest.mark.slow
+
 FAST = settings(
     max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

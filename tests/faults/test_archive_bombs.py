@@ -14,6 +14,8 @@ import pytest
 
 from tests.conftest import Project, Result, run_subprocess, script_recipe
 
+pytestmark = pytest.mark.slow
+
 
 def _tar_gz(files: dict[str, bytes]) -> bytes:
     raw = io.BytesIO()

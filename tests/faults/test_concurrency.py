@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from tests.conftest import Project
 from tests.integration.test_stack import write_stack
 from tests.servers import fault_server
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 TARGETS = ["program", "image", "libc", "headers"]
 

@@ -4,7 +4,6 @@ cleaned up, and secrets in lwrecipe's own environment never reach a build."""
 from __future__ import annotations
 
 import hashlib
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from tests.conftest import Project, run_subprocess
 from tests.integration.test_build import tarball
 from tests.servers import fault_server
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 ATTEMPTS = """mkdir -p "$LW_OUT"
 report() {{ echo "$2" > "$LW_OUT/$1"; }}

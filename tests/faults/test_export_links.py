@@ -10,7 +10,11 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Project, run_subprocess, script_recipe
+
+pytestmark = pytest.mark.slow
 
 DATA = b"plain download for the mirror\n"
 SHA = hashlib.sha256(DATA).hexdigest()

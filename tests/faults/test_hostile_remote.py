@@ -24,7 +24,7 @@ from tests.conftest import Project, Result, run_subprocess
 from tests.hostile_trees import DECOY, link_targets, make_decoy, materialise, snapshot, trees
 from tests.integration.test_remote import recipe
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 
 @dataclass

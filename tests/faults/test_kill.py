@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import signal
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from tests.conftest import Project, run_subprocess
 from tests.integration.test_build import PATCH, tarball
 from tests.servers import fault_server, nginx_server
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 SCRIPT = """mkdir -p "$LW_OUT/bin" "$LW_OUT/share"
 cc -O2 -o "$LW_OUT/bin/hello" hello.c

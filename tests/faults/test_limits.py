@@ -6,7 +6,6 @@ bubblewrap, real cgroups where the machine has them)."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,7 +16,7 @@ import pytest
 
 from tests.conftest import Project, Result, run_subprocess, script_recipe
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 MiB = 1 << 20
 

@@ -22,6 +22,8 @@ from lwrecipe.store.store import Store
 from tests.conftest import Project, run_subprocess
 from tests.servers import fault_server
 
+pytestmark = pytest.mark.slow
+
 DATA = os.urandom(40)  # dripped at 4 bytes a second, it would take 10 s
 SHA = Sha256(hashlib.sha256(DATA).hexdigest())
 ALLOW = "LWRECIPE_ALLOW_PRIVATE"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from tests.conftest import Project, Result
 from tests.faults.test_malformed import DEEP, run_capped, sparse
 from tests.integration.test_remote import Machine
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 RECIPE = """schema = 1
 [package]

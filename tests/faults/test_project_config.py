@@ -17,7 +17,7 @@ from tests.conftest import Project, Result, run_subprocess
 from tests.integration.test_remote import Machine, recipe
 from tests.servers import fault_server
 
-pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")]
 
 NOWHERE = "file:///nonexistent/lwrecipe-test/x.git"
 REV = "0123456789abcdef0123456789abcdef01234567"
@@ -195,10 +195,7 @@ def test_a_project_cannot_accept_itself(project: Project, user: Path) -> None:
         assert "lwrecipe.toml: remote[0].auth_env, accept: ignored" in result.err, result.err
 
 
-needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
-
-
-@needs_bwrap
+@pytest.mark.sandbox
 def test_a_project_cannot_push_to_a_directory_outside_it(
     project: Project, user: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -229,7 +226,7 @@ def mallory(project: Project, user: Path) -> Machine:
     return machine
 
 
-@needs_bwrap
+@pytest.mark.sandbox
 @pytest.mark.parametrize("how", ["trusted_keys", "remote.trusted_keys", "signing_key"])
 def test_a_project_cannot_make_its_own_records_trusted(project: Project, mallory: Machine, how: str) -> None:
     carol = Machine(project, "carol")
@@ -255,7 +252,7 @@ def test_a_project_cannot_make_its_own_records_trusted(project: Project, mallory
     assert opted.code == 0 and "0 built" in opted.err, opted.err
 
 
-@needs_bwrap
+@pytest.mark.sandbox
 def test_a_project_remote_cannot_lower_the_users_min_signers(project: Project, mallory: Machine, user: Path) -> None:
     user.write_text("min_signers = 2\n")
     project.file("lwrecipe.toml", '[[remote]]\nurl = "prebuilt"\nmin_signers = 1\n')

@@ -3,7 +3,6 @@ error messages, logs, build records, the lockfile or anything else written."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ import zstandard
 from tests.conftest import Project, run_subprocess
 from tests.servers import fault_server
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 TOKEN = "Bearer tok-9f8e7d6c5b4a"
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import shutil
 import tarfile
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 
 from tests.conftest import Project, run_subprocess
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 
 def tarball() -> bytes:

@@ -4,7 +4,6 @@ the user's terminal raw: not in a failure's tail, `build -v`, `log`,
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ import pytest
 
 from tests.conftest import Project, script_recipe
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 # a clipboard write (OSC 52), a window title (OSC 0), cursor moves and a screen
 # clear, a carriage return that hides what came before, a C1 CSI, a bell, a

@@ -20,6 +20,8 @@ import pytest
 from lwrecipe.core.faults import ENV
 from tests.conftest import Project, run_subprocess
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def no_bwrap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

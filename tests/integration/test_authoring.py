@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import REPO, Project, run_subprocess, upstream
 from tests.servers import fault_server
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 
 def tar_gz(top: str, files: dict[str, str], modes: dict[str, int] | None = None) -> bytes:
@@ -162,6 +162,7 @@ CMAKE = {
 }
 
 
+@pytest.mark.network  # built on the environment: its Debian packages
 def test_new_makes_recipes_that_build_an_autotools_and_a_cmake_project(
     project: Project, deb_mirror: dict[str, str]
 ) -> None:

@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import run_subprocess
 from tests.servers import fault_server
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 HELLO_C = b'#include <stdio.h>\nint main(void) { puts("hello"); return 0; }\n'
 PATCH = """--- a/hello.c

@@ -17,7 +17,8 @@ from tests.conftest import REPO, Project, run_subprocess, script_recipe
 
 HELLO = REPO / "examples" / "hello-wasm" / "hello-wasm.toml"
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap missing")
+# network: the environment's Debian packages
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox, pytest.mark.network]
 
 
 @pytest.fixture(scope="session")
@@ -182,6 +183,7 @@ def test_plan_and_show_say_what_a_recipe_is_built_on(project, env_store) -> None
     assert "built on: host tools (fingerprinted into the key" in shown
 
 
+@pytest.mark.root  # airgapped: a network namespace of its own
 def test_hello_wasm_on_the_environment_reproduces_in_two_stores_and_runs(tmp_path, deb_mirror) -> None:
     """README's main job: the environment and hello-wasm built from nothing in two
     stores give the same output ids, and the module runs in node. The second store

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +21,8 @@ from tests.conftest import Project, run_subprocess, script_recipe
 from tests.integration import test_buildenv
 from tests.servers import buildgrid_execution, postgres_server, reapi_bot
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap missing")
+# network: the environment's Debian packages
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox, pytest.mark.network]
 
 env_store = test_buildenv.env_store
 on_env = test_buildenv.on_env

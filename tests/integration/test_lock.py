@@ -8,14 +8,13 @@ must name exactly that input.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Project, run_subprocess
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 APP_C = "line one\nline two\n"
 PATCH = """--- a/app.txt

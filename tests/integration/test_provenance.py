@@ -11,8 +11,12 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import run_subprocess
 from tests.integration import test_build
+
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 hello, served = test_build.hello, test_build.served  # the fixtures of its builds
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import chromium, page_result
+from tests.browser import page_result
 from tests.conftest import REPO, run_subprocess, upstream
 from tests.servers import Served, plain_server
 
@@ -39,7 +39,8 @@ BUSYBOX_TAG_SHA256 = "0cf4f52a37154d5a53d6a79b58ea92a8c51256a675b87a3016c62c2320
 BUSYBOX_TAG_URL = "https://git.busybox.net/busybox/snapshot/busybox-1_36_1.tar.bz2"
 USERLAND = ("musl", "linux-headers", "busybox", "initramfs")
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap missing")
+# network: the environment's Debian packages
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox, pytest.mark.network]
 
 
 def git_show(path: str) -> bytes:
@@ -381,6 +382,7 @@ PROBE = """<!DOCTYPE html>
 """
 
 
+@pytest.mark.browser
 def test_the_runtime_site_is_upstreams_and_serve_isolates_it_in_chromium(built: Userland) -> None:
     """The site holds upstream's runtime/ files byte for byte, with vmlinux.wasm and
     the real userland's initramfs.cpio.gz beside index.html. Served by `lwrecipe
@@ -411,8 +413,6 @@ def test_the_runtime_site_is_upstreams_and_serve_isolates_it_in_chromium(built: 
         assert (site / name).read_bytes() == git_show(f"runtime/{name}"), name
     initramfs = built.checkout("initramfs", "initramfs-out")
     assert (site / "initramfs.cpio.gz").read_bytes() == (initramfs / "initramfs.cpio.gz").read_bytes()
-    if chromium() is None:
-        pytest.fail("chromium is not installed (scripts/setup.sh installs it)")
     probe = built.root / "probe-site"
     shutil.copytree(site, probe)
     (probe / "probe.html").write_text(PROBE)

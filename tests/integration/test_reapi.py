@@ -15,6 +15,8 @@ from tests.integration import test_remote
 from tests.integration.test_remote import Machine, ok
 from tests.servers import buildgrid_server
 
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
+
 project, alice, bob = test_remote.project, test_remote.alice, test_remote.bob
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import chromium, page_result
+from tests.browser import page_result
 from tests.conftest import REPO, Project, run_subprocess
 from tests.servers import Served, fault_server, plain_server
 
@@ -39,10 +39,16 @@ STACK = (*TOYS, *REAL)
 REAL_GIT = "https://github.com/joelseverin/linux-wasm.git"
 REAL_REV = "970e08b0d605e63e36a99d22596e8899a1dab8b5"
 
-pytestmark = pytest.mark.skipif(
-    not all(shutil.which(t) for t in ("bwrap", "clang-16", "wasm-ld-16", "llvm-ar-16", "git", "cpio")),
-    reason="needs bubblewrap, clang-16, wasm-ld-16, llvm-ar-16, git and cpio",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.sandbox,
+    pytest.mark.network,  # the environment's Debian packages
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not all(shutil.which(t) for t in ("clang-16", "wasm-ld-16", "llvm-ar-16", "git", "cpio")),
+        reason="needs clang-16, wasm-ld-16, llvm-ar-16, git and cpio",
+    ),
+]
 
 
 def toy_tarball(name: str, version: str) -> bytes:
@@ -157,8 +163,6 @@ def test_full_stack_builds_reproducibly_and_boots_in_chromium(rehearsal: Project
     )
     assert {"init", "bin/busybox", "bin/sh", "dev/console", "etc", "home", "mnt", "proc"} <= set(listing)
 
-    if chromium() is None:
-        pytest.skip("chromium is not installed")
     served = Served(
         [
             sys.executable,

@@ -13,9 +13,13 @@ import time
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from tests.integration import test_remote
 from tests.integration.test_remote import Machine, ok
 from tests.servers import nginx_server
+
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 project, alice = test_remote.project, test_remote.alice  # test_remote's builder and project
 

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from tests.conftest import REPO, Project, run_subprocess
 from tests.integration.test_build import tarball
 from tests.servers import fault_server
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 WRAPPER = b'#!/bin/sh\nexec cc -ffile-prefix-map=/build/src=. -I"$LW_DEP_HEADERS/include" "$@"\n'
 MINI_C = b"int mini_add(int a, int b) { return a + b; }\n"

@@ -15,6 +15,8 @@ from tests.integration import test_remote
 from tests.integration.test_remote import Machine, ok, recipe
 from tests.servers import nginx_server
 
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
+
 # test_remote's builders: its project (no user config, no keys from the environment), alice and bob
 project, alice, bob = test_remote.project, test_remote.alice, test_remote.bob
 
