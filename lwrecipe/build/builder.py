@@ -21,7 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .. import __version__, faults
+from .. import __version__
+from ..core import faults
 from ..core.digests import Sha256
 from ..core.errors import BuildFailed, MissingToolError, SandboxUnavailable, StoreError
 from ..core.files import remove_tree
