@@ -10,8 +10,12 @@ from typing import Any
 
 import pytest
 
+from lwrecipe.core.digests import Sha256
+from lwrecipe.core.errors import IntegrityError
 from lwrecipe.core.record import BuildRecord, NotARecord, Signature
-from lwrecipe.remote.signing import PublicKey, parse_public, valid_signers
+from lwrecipe.remote import provenance
+from lwrecipe.remote.signing import PublicKey, load_secret, parse_public, sign, valid_signers
+from lwrecipe.store.store import Store
 
 RECORDS = Path(__file__).parent / "records"
 GOLDEN = ["app.json", "app-executor.json", "lib-legacy.json"]
@@ -41,7 +45,15 @@ def test_a_golden_record_reads_and_writes_back_byte_for_byte(name: str) -> None:
 
 @pytest.mark.parametrize("name", GOLDEN)
 def test_a_golden_record_is_signed_by_its_keys(name: str) -> None:
-    assert valid_signers(json.loads(golden(name).to_json()), trusted()) == SIGNERS[name]
+    assert valid_signers(golden(name), trusted()) == SIGNERS[name]
+
+
+def test_signing_today_makes_the_signature_a_golden_record_carries(tmp_path: Path) -> None:
+    key = tmp_path / "golden-a.key"
+    key.write_bytes((RECORDS / "golden-a.key").read_bytes())
+    key.chmod(0o600)
+    app = golden("app.json")
+    assert sign(app.with_signatures(()), load_secret(key)).to_json() == app.to_json()
 
 
 def test_the_parts_of_a_record_are_typed() -> None:
@@ -93,3 +105,21 @@ def test_what_is_not_a_record_is_refused_in_one_line(document: object, message: 
 def test_bytes_that_are_not_a_record_are_refused(data: bytes) -> None:
     with pytest.raises(NotARecord, match="r: not a build record"):
         BuildRecord.from_json(data, "r", limit=50 if len(data) == 100 else 1000)
+
+
+def test_a_local_entry_that_is_not_a_whole_record_is_quarantined(tmp_path: Path) -> None:
+    """Before BuildRecord, an ac/ entry naming its key and an output id passed, and
+    whatever read its blob or log later failed with a KeyError."""
+    store = Store(tmp_path / "cache").ensure()
+    key = Sha256("a" * 64)
+    store.path("ac", key).write_bytes(json.dumps({"key": key, "output_id": "b" * 64}).encode())
+    assert store.read_record(key) is None
+    assert not store.path("ac", key).exists() and list((store.root / "quarantine").iterdir())
+    store.put_record(BuildRecord.from_document(MINIMAL, "r"))
+    assert store.read_record(key) == BuildRecord.from_document(MINIMAL, "r")
+
+
+def test_a_record_without_what_provenance_states_has_none() -> None:
+    """Before, a record from before the key document was kept failed with a KeyError."""
+    with pytest.raises(IntegrityError, match=r"x: its record \(aaaaaaaaaaaa\) is too old to state provenance"):
+        provenance.statement(BuildRecord.from_document(MINIMAL, "r"))

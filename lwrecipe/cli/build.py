@@ -395,11 +395,11 @@ def cmd_checkout(ctx: Context) -> int:
         if record is None:
             raise UsageError(f"{name}: not built (run `lwrecipe build {name}` first)")
         where = dest / name if ctx.args.with_deps else dest
-        if not oracle.store.has("cas", record["blob"]["sha256"]):
+        if not oracle.store.has("cas", record.blob.sha256):
             raise UsageError(
-                f"{name}: output {record['output_id'][:12]} is known but its bytes are not in this "
+                f"{name}: output {record.output_id[:12]} is known but its bytes are not in this "
                 f"cache (run `lwrecipe cache pull REMOTE {name}`)"
             )
-        restore(oracle.store, record["blob"]["sha256"], record["output_id"], where)
-        ctx.info(f"{name}: {record['output_id'][:12]} -> {where}")
+        restore(oracle.store, record.blob.sha256, record.output_id, where)
+        ctx.info(f"{name}: {record.output_id[:12]} -> {where}")
     return 0

@@ -126,7 +126,7 @@ def _repair(ctx: Context, store, quarantined) -> None:
         elif entry.area == "cas":
             for path in (store.root / "ac").iterdir():
                 record = store.read_record(Sha256(path.name)) if is_sha256(path.name) else None
-                if record is not None and entry.name in ((record.get("blob") or {}).get("sha256"), record.get("log")):
+                if record is not None and entry.name in (record.blob.sha256, record.log):
                     keys.add(path.name)
     with project_client(ctx, root) as client:
         downloader = Downloader(store, client, mirrors=mirrors.files, held=mirrors.held)
@@ -162,7 +162,7 @@ def _repair(ctx: Context, store, quarantined) -> None:
                     continue
                 record, backend = found
                 remotes.materialise(record, backend)
-                ctx.out(f"repaired ac/{key} ({record['name']}) and its blobs from {backend.spec.name}")
+                ctx.out(f"repaired ac/{key} ({record.name}) and its blobs from {backend.spec.name}")
             except LwrecipeError as exc:
                 ctx.out(f"not repaired: ac/{key}: {exc}")
 

@@ -372,7 +372,7 @@ def cmd_provenance(ctx: Context) -> int:
     _emit(
         ctx,
         json.dumps(json.loads(data), indent=2) + "\n",
-        f"{item.name}: provenance of output {record['output_id'][:12]}",
+        f"{item.name}: provenance of output {record.output_id[:12]}",
     )
     return 0
 

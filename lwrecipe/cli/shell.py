@@ -160,9 +160,9 @@ def cmd_log(ctx: Context) -> int:
         raise UsageError(f"{name}: never built in {store.root} (no record and no failure log)")
     import zstandard
 
-    ctx.info(f"{name}: the log of its build of {record['started']} (output {record['output_id'][:12]})")
+    ctx.info(f"{name}: the log of its build of {record.started} (output {record.output_id[:12]})")
     with (
-        store.open_blob("cas", record["log"]) as blob,
+        store.open_blob("cas", record.log) as blob,
         zstandard.ZstdDecompressor().stream_reader(blob, read_across_frames=True) as reader,
     ):
         _print_log(iter(lambda: reader.read(CHUNK), b""))

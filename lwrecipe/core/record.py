@@ -27,6 +27,10 @@ class _Part(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True, defer_build=True)
 
+    def document(self) -> dict[str, Any]:
+        """The part as plain JSON values: the fields it has, and only those."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
 
 class Blob(_Part):
     """The output, as the compressed archive kept in cas/."""
@@ -45,6 +49,10 @@ class Signature(_Part):
     key: str
     sig: str
     pub: str | None = None
+
+    def to_json(self) -> bytes:
+        """A co-signature's bytes, as a remote keeps it beside the record."""
+        return canonical_json(self.document())
 
 
 class SourcePin(_Part):
@@ -69,7 +77,8 @@ class ToolPin(_Part):
 
 
 class Inputs(_Part):
-    """The key document the record's key is the hash of (recipes.keys.KeyInputs)."""
+    """The key document the record's key is the hash of (recipes.keys.KeyInputs;
+    its document() is that document)."""
 
     format: int
     name: str
@@ -84,10 +93,6 @@ class Inputs(_Part):
     deps: dict[str, str]
     environment: str | None = None
     bootstrap: bool = False
-
-    def document(self) -> dict[str, Any]:
-        """The key document as plain JSON values, as KeyInputs.document makes it."""
-        return self.model_dump(mode="json", exclude_unset=True)
 
 
 class HostTool(_Part):
@@ -105,7 +110,7 @@ class EnvironmentRef(_Part):
     output_id: Digest
 
 
-class Executor(_Part):
+class ExecutedOn(_Part):
     """Where a remote-execution build ran (build --executor)."""
 
     url: str
@@ -148,7 +153,7 @@ class BuildRecord(_Part):
     log: Digest
     signatures: tuple[Signature, ...] = Field(default=(), strict=False)
     substituted: dict[str, Substitute] = {}
-    executor: Executor | None = None
+    executor: ExecutedOn | None = None
 
     @field_validator("signatures", mode="before")
     @classmethod
@@ -194,10 +199,6 @@ class BuildRecord(_Part):
         field = ".".join(str(p) for p in first["loc"])
         what = "missing" if first["type"] == "missing" else f"{first['msg'][:1].lower()}{first['msg'][1:]}"
         raise NotARecord(f"{where}: not a build record: {field}: {what}; refused") from None
-
-    def document(self) -> dict[str, Any]:
-        """The record as plain JSON values: the fields it has, and only those."""
-        return self.model_dump(mode="json", exclude_unset=True)
 
     def to_json(self) -> bytes:
         """The record's bytes, as stored and sent: canonical JSON."""
