@@ -120,7 +120,7 @@ class Why:
     def _last_document(self, name: str) -> tuple[str, dict[str, Any]] | None:
         key = self.store.last(name) if self.store.exists() else None
         record = self.store.read_record(key) if key else None
-        return (key, record.inputs.document()) if record and record.inputs is not None else None
+        return (record.key, record.inputs.document()) if record and record.inputs is not None else None
 
     def explain(self, name: str) -> Reason:
         if name in self._reasons:

@@ -232,10 +232,10 @@ def _make_record(
 
 
 def _keep(store: Store, item: Planned, record: BuildRecord, opts: BuildOptions) -> None:
-    """Store the record (and its provenance) under the item's key."""
+    """Store the record (and its provenance) under its key."""
     faults.point("record")
     store.put_record(record)
-    store.put_provenance(item.key, provenance.envelope(record, item.recipe, opts.secret))
+    store.put_provenance(record.key, provenance.envelope(record, item.recipe, opts.secret))
 
 
 def stage(
