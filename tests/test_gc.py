@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from lwrecipe.core.digests import Sha256
+from lwrecipe.core.digests import Sha256, sha256_bytes
 from lwrecipe.core.errors import UsageError
+from lwrecipe.core.record import Blob, BuildRecord
 from lwrecipe.core.sizes import parse_size
 from lwrecipe.store.gc import Unit, collect, select
 from lwrecipe.store.store import Store
@@ -59,8 +60,13 @@ def put_record(store: Store, name: str, payload: bytes, age_days: float) -> tupl
     log = store.put_bytes("cas", b"log of " + payload).name
     key = hashlib.sha256(name.encode()).hexdigest()
     store.put_record(
-        Sha256(key),
-        {"key": key, "output_id": hashlib.sha256(payload).hexdigest(), "blob": {"sha256": blob}, "log": log},
+        BuildRecord(
+            key=Sha256(key),
+            name=name,
+            output_id=sha256_bytes(payload),
+            blob=Blob(sha256=Sha256(blob), size=len(payload)),
+            log=Sha256(log),
+        )
     )
     when = time.time() - age_days * DAY
     for path in (store.path("ac", key), store.path("cas", blob), store.path("cas", log)):

@@ -9,10 +9,13 @@ import pytest
 
 from lwrecipe.core.config.files import USER_CONFIG_ENV
 from lwrecipe.core.errors import IntegrityError, RecipeError, UsageError
+from lwrecipe.core.record import BuildRecord, Signature
 from lwrecipe.remote.config import REMOTES_ENV, SIGNING_KEY_ENV, load_settings
 from lwrecipe.remote.signing import check, generate, load_secret, parse_public, sign
 
-RECORD = {"key": "a" * 64, "name": "x", "output_id": "b" * 64, "blob": {"sha256": "c" * 64}, "log": "d" * 64}
+RECORD = BuildRecord.from_document(
+    {"key": "a" * 64, "name": "x", "output_id": "b" * 64, "blob": {"sha256": "c" * 64, "size": 1}, "log": "d" * 64}, "r"
+)
 
 
 @pytest.fixture
@@ -46,10 +49,10 @@ def test_signature_checks(keys) -> None:
         check(signed, {"bob": bob_pub}, "r")
     with pytest.raises(IntegrityError, match="not signed"):
         check(RECORD, {"alice": alice_pub}, "r")
-    forged = {**signed, "output_id": "e" * 64}
+    forged = signed.model_copy(update={"output_id": "e" * 64})
     with pytest.raises(IntegrityError, match="'alice' does not verify"):
         check(forged, {"alice": alice_pub}, "r")
-    impostor = {**sign(RECORD, bob), "signatures": [{"key": "alice", "sig": sign(RECORD, bob)["signatures"][0]["sig"]}]}
+    impostor = RECORD.with_signatures((Signature(key="alice", sig=sign(RECORD, bob).signatures[0].sig),))
     with pytest.raises(IntegrityError, match="does not verify"):
         check(impostor, {"alice": alice_pub}, "r")
 
@@ -214,10 +217,10 @@ def test_signatures_are_matched_by_public_key_not_by_name(tmp_path: Path, keys) 
         "(regenerated, or an impostor); refused"
     )
     both = sign(old, alice2)
-    assert [s["key"] for s in both["signatures"]] == ["alice", "alice"]
+    assert [s.key for s in both.signatures] == ["alice", "alice"]
     assert check(both, {"alice": alice2.public()}, "r") == "alice" == check(both, {"alice": alice_pub}, "r")
-    assert sign(both, alice2)["signatures"] == both["signatures"]  # the same key signs once
+    assert sign(both, alice2).signatures == both.signatures  # the same key signs once
     with pytest.raises(IntegrityError, match="untrusted key 'alice'"):
         check(old, {"bob": bob_pub}, "r")
     with pytest.raises(IntegrityError, match="bytes were altered"):
-        check({**both, "name": "y"}, {"alice": alice2.public()}, "r")
+        check(both.model_copy(update={"name": "y"}), {"alice": alice2.public()}, "r")

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from ..core.digests import Sha256, is_sha256, sha256_bytes
+from ..core.record import BuildRecord
 from ..inputs.gitsrc import read_member
 from ..recipes.keys import built_on
 from ..remote.signing import PublicKey, signature_finding
 from ..store.outputs import output_finding
-from ..store.store import Store, file_sha256, misnamed, sandboxed
+from ..store.store import Store, file_sha256, misnamed
 from .lockfile import Lock, drift, pinned_key
 
 
@@ -71,7 +72,7 @@ class _Cache:
         add(f"{label}: {kind}/{sha}: sha256 {actual}, expected {sha}; moved to {moved}", True)
         return False
 
-    def record(self, key: str, label: str, add: Any) -> dict[str, Any] | None:
+    def record(self, key: str, label: str, add: Any) -> BuildRecord | None:
         if not self.store.exists() or not is_sha256(key) or not self.store.path("ac", key).is_file():
             return None
         record = self.store.read_record(Sha256(key))
@@ -175,7 +176,7 @@ def audit(
 
 def _audit_output(
     e: dict[str, Any],
-    record: dict[str, Any] | None,
+    record: BuildRecord | None,
     cache: _Cache,
     trusted: dict[str, PublicKey],
     add: Any,
@@ -188,19 +189,19 @@ def _audit_output(
     if record is None:
         add(f"{where}: not in the cache", False)
         return
-    if record["output_id"] != e["output_id"]:
-        add(f"{where} → {record['output_id'][:12]}… (the cache built it differently)", True)
+    if record.output_id != e["output_id"]:
+        add(f"{where} → {record.output_id[:12]}… (the cache built it differently)", True)
         return
-    blob = record["blob"]["sha256"]
+    blob = record.blob.sha256
     if not cache.store.has("cas", blob):
         add(f"{where}: record here, bytes not in the cache", False)
     elif not cache.quick:
         why = output_finding(cache.store, Sha256(blob), Sha256(e["output_id"]))
         if why is not None:
             add(f"{where}: cas/{blob}: {why}", True)
-    if cache.store.has("cas", record["log"]) and not cache.quick:
-        cache.holds("cas", record["log"], f"{where}: its build log", add)
-    if not sandboxed(record):
+    if cache.store.has("cas", record.log) and not cache.quick:
+        cache.holds("cas", record.log, f"{where}: its build log", add)
+    if not record.sandboxed:
         add(f"output {e['output_id'][:12]}…: built without a sandbox (--no-sandbox)", strict)
     finding = signature_finding(record, trusted, f"output {e['output_id'][:12]}…")
     if finding is not None:

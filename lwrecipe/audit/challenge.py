@@ -23,6 +23,7 @@ from ..build.engine import Engine
 from ..build.plan import Planned, plan_recipe
 from ..core.digests import Sha256, is_sha256
 from ..core.errors import LwrecipeError, NotReproducible
+from ..core.record import BuildRecord
 from ..inputs.sources import Fetch
 from ..recipes.graph import Graph
 from ..remote.backends.base import Backend
@@ -61,7 +62,7 @@ def challenge(
     computed from the local output of each dependency, else the first remote's."""
     outputs: dict[str, Sha256 | None] = {}
     verdicts = []
-    records: dict[tuple[str, str], tuple[dict[str, Any], Backend | None]] = {}
+    records: dict[tuple[str, str], tuple[BuildRecord, Backend | None]] = {}
     for name in graph.closure(graph.targets):
         recipe = graph.recipes[name]
         item = plan_recipe(recipe, {d: outputs.get(d) for d in recipe.depends})
@@ -77,9 +78,9 @@ def challenge(
             outputs[name] = None
             continue
         local = store.read_record(item.key) if store.exists() else None
-        verdict.views[LOCAL] = local["output_id"] if local else "missing"
+        verdict.views[LOCAL] = local.output_id if local else "missing"
         if local:
-            records[(name, local["output_id"])] = (local, None)
+            records[(name, local.output_id)] = (local, None)
         for backend in remotes.backends if remotes is not None else []:
             try:
                 # What a builder holds is asked of any trusted signer: min_signers decides
@@ -88,9 +89,9 @@ def challenge(
             except LwrecipeError as exc:
                 verdict.views[backend.spec.name] = f"refused ({exc})"
                 continue
-            verdict.views[backend.spec.name] = record["output_id"] if record else "missing"
+            verdict.views[backend.spec.name] = record.output_id if record else "missing"
             if record:
-                records.setdefault((name, record["output_id"]), (record, backend))
+                records.setdefault((name, record.output_id), (record, backend))
         if rebuilt is not None:
             verdict.views[REBUILD] = rebuilt.get(name, "not rebuilt")
         ids = [v for v in verdict.views.values() if is_sha256(v)]
@@ -131,7 +132,7 @@ def _explain(
     remotes: Remotes,
     name: str,
     ids: list[str],
-    records: dict[tuple[str, str], tuple[dict[str, Any], Backend | None]],
+    records: dict[tuple[str, str], tuple[BuildRecord, Backend | None]],
 ) -> list[str]:
     """What differs between the first two outputs builders hold (files, then
     diffoscope's view when it is installed)."""
@@ -141,12 +142,12 @@ def _explain(
     with tempfile.TemporaryDirectory(dir=store.ensure().root / "tmp", prefix="challenge-") as tmp:
         trees, tars = [], []
         for n, (record, backend) in enumerate(pair):  # type: ignore[misc]
-            blob = Sha256(record["blob"]["sha256"])
+            blob = record.blob.sha256
             try:
                 if backend is not None and not store.has("cas", blob):
                     remotes.fetch_blob(record, backend)
                 trees.append(Path(tmp) / f"out{n}")
-                restore(store, blob, Sha256(record["output_id"]), trees[-1])
+                restore(store, blob, record.output_id, trees[-1])
                 tars.append(decompress(store, blob, Path(tmp) / f"out{n}.tar"))
             except LwrecipeError as exc:
                 return [f"cannot compare: {exc}"]

@@ -100,10 +100,10 @@ class RemoteSide:
                 continue  # refused (untrusted, altered, unreachable): nothing to compare with
             if (
                 record is not None
-                and isinstance(record.get("inputs"), dict)
-                and (output_id is None or record["output_id"] == output_id)
+                and record.inputs is not None
+                and (output_id is None or record.output_id == output_id)
             ):
-                return key, record["inputs"]
+                return key, record.inputs.document()
         return None
 
 
@@ -122,7 +122,7 @@ class Why:
     def _last_document(self, name: str) -> tuple[str, dict[str, Any]] | None:
         key = self.store.last(name) if self.store.exists() else None
         record = self.store.read_record(key) if key else None
-        return (key, record["inputs"]) if record and isinstance(record.get("inputs"), dict) else None
+        return (record.key, record.inputs.document()) if record and record.inputs is not None else None
 
     def explain(self, name: str) -> Reason:
         if name in self._reasons:
@@ -132,8 +132,8 @@ class Why:
         doc = document_of(recipe, deps)
         key = key_if_complete(doc)
         record = self.store.read_record(key) if key and self.store.exists() else None
-        cached = bool(record and self.store.has("cas", record["blob"]["sha256"]))
-        self._outputs[name] = Sha256(record["output_id"]) if record else None
+        cached = bool(record and self.store.has("cas", record.blob.sha256))
+        self._outputs[name] = record.output_id if record else None
         reason = Reason(name, key, cached)
         self._reasons[name] = reason
         entry = self.lock.recipes.get(name) if self.lock else None
@@ -143,7 +143,7 @@ class Why:
             and entry.get("key") == key
             and record
             and entry.get("output_id")
-            and entry["output_id"] != record["output_id"]
+            and entry["output_id"] != record.output_id
         ):
             reason.against.append(
                 (
@@ -153,7 +153,7 @@ class Why:
                             name,
                             "output from the same inputs",
                             f"output {entry['output_id'][:12]}…",
-                            f"{record['output_id'][:12]}… (not reproducible?)",
+                            f"{record.output_id[:12]}… (not reproducible?)",
                         )
                     ],
                 )

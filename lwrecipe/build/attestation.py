@@ -42,4 +42,4 @@ def attestation(store: Store, item: Planned, secret: Callable[[], SecretKey | No
         store.put_provenance(key, provenance.envelope(record, item.recipe, secret()))
         data = store.read_provenance(key)
         assert data is not None
-    return Attestation(item.name, record["output_id"], data)
+    return Attestation(item.name, record.output_id, data)

@@ -19,13 +19,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from .. import __version__
 from ..core import faults
 from ..core.digests import Sha256
 from ..core.errors import BuildFailed, MissingToolError, SandboxUnavailable, StoreError
 from ..core.files import remove_tree
+from ..core.record import SANDBOXED, Blob, BuildRecord, EnvironmentRef, ExecutedOn, HostTool, Inputs, Substitute
 from ..inputs.entries import UnpackLimits
 from ..inputs.gitsrc import read_member
 from ..inputs.patch import PatchFile, apply_series, check_series, not_applied, patch_argv
@@ -35,7 +36,7 @@ from ..recipes.schema import FilePatch, GitSource, SourcePatch, UrlPatch
 from ..remote import provenance
 from ..remote.signing import SecretKey, sign
 from ..store.outputs import Packed, pack, put_log
-from ..store.store import SANDBOXED, Store
+from ..store.store import Store
 from .plan import Planned
 from .sandbox import BUILD, CONTROL, ENV_PATH, SPAWN_PAUSES, Job, Layout, SpawnRefused, require_sandbox, run
 from .supervise import Limits, tail
@@ -83,7 +84,7 @@ def build_one(
     log_dir: Path,
     keep_record: bool = True,
     substituted: dict[str, dict[str, str]] | None = None,
-) -> dict[str, Any]:
+) -> BuildRecord:
     """Build `item` and store its output and record under its key; returns the record.
     With keep_record=False (a `--check` rebuild) the output blob is stored but the
     record is only returned, so the cached record stays the reference. `substituted`:
@@ -171,8 +172,8 @@ def finish(
     log_dir: Path,
     keep_record: bool,
     substituted: dict[str, dict[str, str]] | None,
-    executor: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    executor: ExecutedOn | None = None,
+) -> BuildRecord:
     """Pack a successful build's output, store it and its log, and make (and,
     with keep_record, store) its record."""
     (log_dir / f"{item.name}.log").unlink(missing_ok=True)  # an earlier failure's: no longer the last build
@@ -193,52 +194,49 @@ def _make_record(
     started: float,
     opts: BuildOptions,
     substituted: dict[str, dict[str, str]] | None,
-    executor: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The build record of `item` built into `packed`, signed when opts has a key."""
+    executor: ExecutedOn | None = None,
+) -> BuildRecord:
+    """The build record of `item` built into `packed`, signed when opts has a key.
+    `executor` and `substituted` are there only when the build had them."""
     assert item.key is not None and item.inputs is not None
     recipe = item.recipe
-    record: dict[str, Any] = {
-        "key": item.key,
-        "name": recipe.name,
-        "version": recipe.version,
-        "output_id": packed.output_id,
-        "blob": {
-            "sha256": packed.blob,
-            "size": packed.blob_size,
-            "uncompressed_size": packed.size,
-            "files": packed.files,
-        },
-        "inputs": item.inputs.document(),
-        "recipe_sha256": recipe.file_sha256,
-        "host_tools": {t.name: {"path": str(t.path), "sha256": t.sha256, "version": t.version} for t in item.tools},
-        "sandbox": sandbox,
-        "environment": (
-            {"name": recipe.environment, "output_id": dict(item.inputs.deps)[recipe.environment]}
+    record = BuildRecord(
+        key=item.key,
+        name=recipe.name,
+        version=recipe.version,
+        output_id=packed.output_id,
+        blob=Blob(sha256=packed.blob, size=packed.blob_size, uncompressed_size=packed.size, files=packed.files),
+        inputs=Inputs.model_validate(item.inputs.document()),
+        recipe_sha256=recipe.file_sha256,
+        host_tools={t.name: HostTool(path=str(t.path), sha256=t.sha256, version=t.version) for t in item.tools},
+        sandbox=sandbox,
+        environment=(
+            EnvironmentRef(name=recipe.environment, output_id=dict(item.inputs.deps)[recipe.environment])
             if recipe.environment
             else None
         ),
-        "build_image": os.environ.get(IMAGE_ENV) or None,
-        "lwrecipe_version": __version__,
-        "started": datetime.fromtimestamp(started, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "duration_s": round(time.time() - started, 3),
-        "log": log_blob,
-    }
+        build_image=os.environ.get(IMAGE_ENV) or None,
+        lwrecipe_version=__version__,
+        started=datetime.fromtimestamp(started, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        duration_s=round(time.time() - started, 3),
+        log=log_blob,
+    )
     if executor is not None:
-        record["executor"] = executor
+        record = record.model_copy(update={"executor": executor})
     if substituted:
-        record["substituted"] = substituted
+        record = record.model_copy(
+            update={"substituted": {n: Substitute.model_validate(s) for n, s in substituted.items()}}
+        )
     if opts.secret is not None:
         record = sign(record, opts.secret)
     return record
 
 
-def _keep(store: Store, item: Planned, record: dict[str, Any], opts: BuildOptions) -> None:
-    """Store the record (and its provenance) under the item's key."""
-    assert item.key is not None
+def _keep(store: Store, item: Planned, record: BuildRecord, opts: BuildOptions) -> None:
+    """Store the record (and its provenance) under its key."""
     faults.point("record")
-    store.put_record(item.key, record)
-    store.put_provenance(item.key, provenance.envelope(record, item.recipe, opts.secret))
+    store.put_record(record)
+    store.put_provenance(record.key, provenance.envelope(record, item.recipe, opts.secret))
 
 
 def stage(

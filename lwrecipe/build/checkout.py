@@ -37,10 +37,10 @@ def checkout(cache_dir: Path, graph: Graph, dest: Path, with_deps: bool) -> Iter
         if record is None:
             raise UsageError(f"{name}: not built (run `lwrecipe build {name}` first)")
         where = dest / name if with_deps else dest
-        if not oracle.store.has("cas", record["blob"]["sha256"]):
+        if not oracle.store.has("cas", record.blob.sha256):
             raise UsageError(
-                f"{name}: output {record['output_id'][:12]} is known but its bytes are not in this "
+                f"{name}: output {record.output_id[:12]} is known but its bytes are not in this "
                 f"cache (run `lwrecipe cache pull REMOTE {name}`)"
             )
-        restore(oracle.store, record["blob"]["sha256"], record["output_id"], where)
-        yield CheckedOut(name, record["output_id"], where)
+        restore(oracle.store, record.blob.sha256, record.output_id, where)
+        yield CheckedOut(name, record.output_id, where)

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..core.digests import Sha256
 from ..core.errors import IntegrityError, LwrecipeError, MissingToolError, NotReproducible
+from ..core.record import BuildRecord
 from ..inputs.hosttools import debian_package
 from ..inputs.sources import Fetch
 from ..recipes.graph import Graph
@@ -58,18 +59,18 @@ class Engine:
     remotes: Remotes | None = None  # substitution: asked for every key before it is built
     push_to: list[Backend] = field(default_factory=list)  # where what is built here is uploaded
     warn: Callable[[str], None] = lambda text: None
-    found: dict[Sha256, tuple[dict[str, Any], Backend]] = field(default_factory=dict)
+    found: dict[Sha256, tuple[BuildRecord, Backend]] = field(default_factory=dict)
     asked: set[Sha256] = field(default_factory=set)
     outputs: dict[str, Sha256] = field(default_factory=dict)
-    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    records: dict[str, BuildRecord] = field(default_factory=dict)
     planned: dict[str, Planned] = field(default_factory=dict)
     checked: set[str] = field(default_factory=set)
     executor: Executor | None = None  # builds on pinned roots run there (build --executor)
     frozen: dict[Any, Any] = field(default_factory=dict)  # environments hashed for the executor, once per run
 
-    def usable_record(self, key: Sha256) -> dict[str, Any] | None:
+    def usable_record(self, key: Sha256) -> BuildRecord | None:
         record = self.store.read_record(key)
-        if record is None or not self.store.has("cas", record["blob"]["sha256"]):
+        if record is None or not self.store.has("cas", record.blob.sha256):
             return None
         return record
 
@@ -146,7 +147,7 @@ class Engine:
             if item.key in self.found and name not in self.targets:
                 # Only the (checked) record is kept here; the bytes are pulled if a dependent builds.
                 record = self.found[item.key][0]
-                self.store.put_record(item.key, record)
+                self.store.put_record(record)
                 return self._done(item, record, "remote")
         except LwrecipeError as exc:
             return self._failed(name, exc)
@@ -174,16 +175,16 @@ class Engine:
                         continue
                     record = self.usable_record(item.key)
                     if record is not None:
-                        known[name] = Sha256(record["output_id"])
+                        known[name] = Sha256(record.output_id)
                     elif name not in self.checked:
                         batch.append((name, item.key))
                 if not batch:
                     return
                 for (name, key), hit in zip(batch, pool.map(lambda b: self._ask(b[1]), batch)):
                     if hit is not None:
-                        known[name] = Sha256(hit[0]["output_id"])
+                        known[name] = hit[0].output_id
 
-    def _ask(self, key: Sha256) -> tuple[dict[str, Any], Backend] | None:
+    def _ask(self, key: Sha256) -> tuple[BuildRecord, Backend] | None:
         assert self.remotes is not None
         if key not in self.asked:
             self.asked.add(key)
@@ -218,7 +219,7 @@ class Engine:
             self._push(item.name, item.key)
         return self._done(item, record, "built")
 
-    def _substitute(self, item: Planned) -> dict[str, Any] | None:
+    def _substitute(self, item: Planned) -> BuildRecord | None:
         """Download the item's output from a remote that has it; None to build it here."""
         assert item.key is not None
         if self.remotes is None or not self.remotes.backends:
@@ -243,7 +244,7 @@ class Engine:
             except LwrecipeError as exc:
                 self.warn(f"{name}: push to {backend.spec.name} failed: {exc}")
 
-    def _build(self, item: Planned, keep_record: bool) -> dict[str, Any]:
+    def _build(self, item: Planned, keep_record: bool) -> BuildRecord:
         self.on_event(item.name, "fetching")
         fetched = self.fetch([item])
         self.on_event(item.name, "building")
@@ -291,22 +292,22 @@ class Engine:
         """Unpack a dependency's output. One known only from a remote is pulled first;
         a corrupt or vanished local one is rebuilt (or pulled) first."""
         record = self.records[name]
-        if self.store.has("cas", record["blob"]["sha256"]):
+        if self.store.has("cas", record.blob.sha256):
             try:
-                restore(self.store, record["blob"]["sha256"], record["output_id"], dest)
+                restore(self.store, record.blob.sha256, record.output_id, dest)
                 return dest
             except IntegrityError:
                 shutil.rmtree(dest, ignore_errors=True)
                 self.on_event(name, "rebuilding")
         self._produce(self.planned[name])
         record = self.records[name]
-        restore(self.store, record["blob"]["sha256"], record["output_id"], dest)
+        restore(self.store, record.blob.sha256, record.output_id, dest)
         return dest
 
     def _environment(self, name: str) -> Path:
         """An environment's output, unpacked once per store (envs/<output id>) and
         shared read-only by every build on it, instead of a copy per build."""
-        shared = shared_tree(self.store, self.records[name]["output_id"])
+        shared = shared_tree(self.store, self.records[name].output_id)
         if not shared.is_dir():
             with tempfile.TemporaryDirectory(dir=self.store.root / "tmp", prefix="env-") as tmp:
                 publish_shared(self._restore(name, Path(tmp) / "root"), shared)
@@ -319,40 +320,40 @@ class Engine:
             self._produce(item)
             first = self.records[item.name]
         second = self._build(item, keep_record=False)
-        if second["output_id"] != first["output_id"]:
-            raise NotReproducible(item.name, first["output_id"], second["output_id"], self._explain(first, second))
+        if second.output_id != first.output_id:
+            raise NotReproducible(item.name, first.output_id, second.output_id, self._explain(first, second))
         # Reproduced here: a record that was pulled is now also this builder's to
         # vouch for, and --push co-signs it on the remotes.
         self.store.mark_reproduced(item.key)
         self._push(item.name, item.key)
         return self._done(item, first, "checked")
 
-    def _explain(self, first: dict[str, Any], second: dict[str, Any]) -> list[str]:
+    def _explain(self, first: BuildRecord, second: BuildRecord) -> list[str]:
         with tempfile.TemporaryDirectory(dir=self.store.root / "tmp", prefix="check-") as tmp:
             a, b = Path(tmp) / "cached", Path(tmp) / "rebuild"
-            restore(self.store, first["blob"]["sha256"], first["output_id"], a)
-            restore(self.store, second["blob"]["sha256"], second["output_id"], b)
+            restore(self.store, first.blob.sha256, first.output_id, a)
+            restore(self.store, second.blob.sha256, second.output_id, b)
             lines = tree_differences(a, b)
             lines += diffoscope(
-                decompress(self.store, first["blob"]["sha256"], Path(tmp) / "cached.tar"),
-                decompress(self.store, second["blob"]["sha256"], Path(tmp) / "rebuild.tar"),
+                decompress(self.store, first.blob.sha256, Path(tmp) / "cached.tar"),
+                decompress(self.store, second.blob.sha256, Path(tmp) / "rebuild.tar"),
             )
-        lines.append(f"rebuilt output kept as cas/{second['blob']['sha256']}")
+        lines.append(f"rebuilt output kept as cas/{second.blob.sha256}")
         return lines
 
-    def _done(self, item: Planned, record: dict[str, Any], state: str) -> Outcome:
-        self.outputs[item.name] = Sha256(record["output_id"])
+    def _done(self, item: Planned, record: BuildRecord, state: str) -> Outcome:
+        self.outputs[item.name] = Sha256(record.output_id)
         self.records[item.name] = record
         if state == "cached":
-            self.store.touch("ac", record["key"])
-            self.store.touch("cas", record["blob"]["sha256"])
+            self.store.touch("ac", record.key)
+            self.store.touch("cas", record.blob.sha256)
         if state in ("cached", "built", "pulled"):
-            self.store.set_last(item.name, Sha256(record["key"]))
+            self.store.set_last(item.name, Sha256(record.key))
         self.on_event(item.name, state)
         return Outcome(
             item.name,
             state,
             item.key,
-            Sha256(record["output_id"]),
-            float(record.get("duration_s", 0.0)) if state == "built" else 0.0,
+            Sha256(record.output_id),
+            float(record.duration_s or 0.0) if state == "built" else 0.0,
         )

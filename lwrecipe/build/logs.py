@@ -9,9 +9,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from ..core.errors import UsageError
+from ..core.record import BuildRecord
 from ..store.store import Store
 from .builder import kept_failure
 
@@ -40,18 +41,18 @@ def failed_log(store: Store, name: str) -> FailedLog | None:
     return FailedLog(failure, failure.stat().st_mtime, kept if kept.is_dir() else None)
 
 
-def last_record(store: Store, name: str) -> dict[str, Any] | None:
+def last_record(store: Store, name: str) -> BuildRecord | None:
     """The record of the last build or use of `name` here (`why` keeps the key)."""
     key = store.last(name) if store.exists() else None
     return store.read_record(key) if key is not None else None
 
 
-def recorded_log(store: Store, record: dict[str, Any]) -> Iterator[bytes]:
+def recorded_log(store: Store, record: BuildRecord) -> Iterator[bytes]:
     """The log a record names, decompressed, piece by piece."""
     import zstandard
 
     with (
-        store.open_blob("cas", record["log"]) as blob,
+        store.open_blob("cas", record.log) as blob,
         zstandard.ZstdDecompressor().stream_reader(blob, read_across_frames=True) as reader,
     ):
         yield from iter(lambda: reader.read(CHUNK), b"")

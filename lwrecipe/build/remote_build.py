@@ -32,11 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import BuildFailed
+from ..core.record import SANDBOXED, BuildRecord, ExecutedOn
 from ..inputs.sources import Fetch
 from ..remote.execution import Executor
 from ..remote.merkle import InputTree
 from ..store.outputs import MERKLE, SHARED
-from ..store.store import SANDBOXED, Store
+from ..store.store import Store
 from .builder import BuildOptions, build_directory, build_limits, finish, script_failed, stage
 from .plan import Planned
 from .sandbox import BUILD_USER, CONTROL, RESERVED_ROOTS, Job, Layout, environment, require_sandbox
@@ -83,7 +84,7 @@ def build_remote(
     substituted: dict[str, dict[str, str]] | None = None,
     on_stage: Callable[[str], None] = lambda stage: None,
     fresh: bool = False,
-) -> dict[str, Any]:
+) -> BuildRecord:
     """Build `item` on the executor and store its output and record here; as
     builder.build_one does for a local build. `fresh` (--rebuild, --check): the
     server's action cache is not asked, the Action really runs again."""
@@ -130,12 +131,12 @@ def build_remote(
             log_dir,
             keep_record,
             substituted,
-            executor={
-                "url": executor.backend.spec.url,
-                "action": f"{action_digest.hash}/{action_digest.size_bytes}",
-                "worker": worker,
-                "cached_result": response.cached_result,
-            },
+            executor=ExecutedOn(
+                url=executor.backend.spec.url,
+                action=f"{action_digest.hash}/{action_digest.size_bytes}",
+                worker=worker,
+                cached_result=response.cached_result,
+            ),
         )
 
 

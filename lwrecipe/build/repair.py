@@ -88,6 +88,6 @@ def pull_again(remotes: Remotes | None, keys: Iterable[str], on_repair: OnRepair
                 continue
             record, backend = found
             remotes.materialise(record, backend)
-            on_repair(Repair(where, True, f"({record['name']}) and its blobs from {backend.spec.name}"))
+            on_repair(Repair(where, True, f"({record.name}) and its blobs from {backend.spec.name}"))
         except LwrecipeError as exc:
             on_repair(Repair(where, False, str(exc)))

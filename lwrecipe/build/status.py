@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.digests import Sha256
-from ..store.store import Store, sandboxed
+from ..store.store import Store
 from .plan import Planned
 
 if TYPE_CHECKING:
@@ -37,15 +37,15 @@ class StatusOracle:
         if hit is None:
             return None
         self.on_remote[key] = hit[1].spec.name
-        return Sha256(hit[0]["output_id"])
+        return hit[0].output_id
 
     def status(self, item: Planned) -> str:
         if item.missing_tools:
             return "missing tool"
         record = self.store.read_record(item.key) if item.key and self._exists else None
         if record is not None:
-            unsandboxed = "" if sandboxed(record) else " (no sandbox)"
-            return ("cached" if self.store.has("cas", record["blob"]["sha256"]) else "remote") + unsandboxed
+            unsandboxed = "" if record.sandboxed else " (no sandbox)"
+            return ("cached" if self.store.has("cas", record.blob.sha256) else "remote") + unsandboxed
         if item.key and item.key in self.on_remote:
             return "remote"
         return "build" if self._exists else "not built"

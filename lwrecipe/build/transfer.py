@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..core.digests import Sha256
 from ..core.errors import LwrecipeError, UsageError
+from ..core.record import BuildRecord
 from ..recipes.graph import Graph
 from ..remote.backends.base import Backend
 from ..remote.remote import Remotes
@@ -35,7 +35,7 @@ def keys_to_push(store: Store, graph: Graph | None, pinned: set[str] | None) -> 
         keys = [Sha256(k) for k in sorted(pinned) if store.exists() and store.has("ac", k)]
     else:
         keys = [Sha256(p.name) for p in sorted((store.root / "ac").iterdir())] if store.exists() else []
-    return [k for k in keys if (r := store.read_record(k)) and store.has("cas", r["blob"]["sha256"])]
+    return [k for k in keys if (r := store.read_record(k)) and store.has("cas", r.blob.sha256)]
 
 
 @dataclass
@@ -85,13 +85,13 @@ def pull_closure(
     order = graph.closure(graph.targets)
     result = PullResult()
 
-    def one(name: str) -> tuple[str, dict[str, Any] | None | LwrecipeError, bool]:
+    def one(name: str) -> tuple[str, BuildRecord | None | LwrecipeError, bool]:
         recipe = graph.recipes[name]
         item = plan_recipe(recipe, {d: result.outputs[d] for d in recipe.depends})
         if item.key is None:
             return name, UsageError(f"{name}: missing host tool {', '.join(item.missing_tools)}"), False
         record = store.read_record(item.key)
-        if record is not None and store.has("cas", record["blob"]["sha256"]):
+        if record is not None and store.has("cas", record.blob.sha256):
             return name, record, False
         try:
             return name, remotes.pull(backend, item.key), True
@@ -111,8 +111,8 @@ def pull_closure(
                 elif got is None:
                     result.errors.append(LwrecipeError(f"{name}: not on {backend.spec.name}"))
                 else:
-                    result.outputs[name] = Sha256(got["output_id"])
+                    result.outputs[name] = got.output_id
                     (result.pulled if fresh else result.present).append(name)
-                    on_done(name, "pulled" if fresh else "present", got["output_id"])
+                    on_done(name, "pulled" if fresh else "present", got.output_id)
     result.missing = [n for n in order if n not in result.outputs]
     return result

@@ -49,12 +49,12 @@ def cmd_serve(ctx: Context) -> int:
         oracle = StatusOracle(ctx.cache_dir)
         item = next(p for p in plan_graph(graph, oracle.output_id) if p.name == graph.targets[0])
         record = oracle.store.read_record(item.key) if item.key else None
-        if record is None or not oracle.store.has("cas", record["blob"]["sha256"]):
+        if record is None or not oracle.store.has("cas", record.blob.sha256):
             raise UsageError(f"{item.name}: not built (run `lwrecipe build {item.name}` first)")
         tmp = Path(tempfile.mkdtemp(dir=oracle.store.ensure().root / "tmp", prefix="serve-"))
         root = tmp / "site"
-        restore(oracle.store, record["blob"]["sha256"], record["output_id"], root)
-        what = f"{item.name} {record['output_id'][:12]}"
+        restore(oracle.store, record.blob.sha256, record.output_id, root)
+        what = f"{item.name} {record.output_id[:12]}"
     try:
         server = make_server(root, ctx.args.host, ctx.args.port, quiet=ctx.verbosity < 1)
     except OSError as exc:

@@ -117,7 +117,7 @@ def cmd_log(ctx: Context) -> int:
         return 0
     if record is None:
         raise UsageError(f"{name}: never built in {store.root} (no record and no failure log)")
-    ctx.info(f"{name}: the log of its build of {record['started']} (output {record['output_id'][:12]})")
+    ctx.info(f"{name}: the log of its build of {record.started} (output {record.output_id[:12]})")
     _print_log(recorded_log(store, record))
     return 0
 

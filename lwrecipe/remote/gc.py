@@ -20,9 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from ..core.digests import is_sha256
-from ..core.documents import parse_json
-from ..core.errors import DocumentError
+from ..core.record import BuildRecord, NotARecord
 from .backends.base import Backend, Entry
 from .remote import RECORD_LIMIT
 
@@ -55,11 +53,10 @@ class RemoteReport:
 
 def _names(record_data: bytes | None) -> tuple[str, ...]:
     try:
-        record = parse_json(record_data, "record", RECORD_LIMIT) if record_data is not None else None
-        blobs = (record["blob"]["sha256"], record["log"])
-    except (DocumentError, KeyError, TypeError):
+        record = BuildRecord.from_json(record_data, "record", RECORD_LIMIT) if record_data is not None else None
+    except NotARecord:
         return ()  # not a record: nothing it names is kept for it
-    return tuple(b for b in blobs if isinstance(b, str) and is_sha256(b))
+    return (record.blob.sha256, record.log) if record is not None else ()
 
 
 def collect_remote(

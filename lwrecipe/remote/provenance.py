@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.documents import parse_json
 from ..core.errors import DocumentError, IntegrityError
+from ..core.record import BuildRecord, Inputs
 from .signing import PublicKey, SecretKey
 
 if TYPE_CHECKING:
@@ -41,13 +42,13 @@ def _declared(pinned: list[Any], declared: list[Any] | None) -> list[Any]:
     return declared if declared is not None and len(declared) == len(pinned) else [None] * len(pinned)
 
 
-def _sources(record: dict[str, Any], recipe: Recipe | None) -> list[Any]:
+def _sources(inputs: Inputs, recipe: Recipe | None) -> list[Any]:
     from ..recipes.schema import DebSource, GitSource, PathSource, UrlSource
 
-    pinned = record["inputs"]["sources"]
+    pinned = list(inputs.sources)
     found = []
     for i, (pin, source) in enumerate(zip(pinned, _declared(pinned, recipe and list(recipe.doc.sources)))):
-        kind = pin["kind"]
+        kind = pin.kind
         uri, name = "", f"sources[{i}]"
         if isinstance(source, (UrlSource, DebSource)):
             uri, name = str(source.url), source.basename
@@ -55,15 +56,15 @@ def _sources(record: dict[str, Any], recipe: Recipe | None) -> list[Any]:
             uri, name = f"git+{source.git}@{source.rev}", source.name or source.git.rstrip("/").rsplit("/", 1)[-1]
         elif isinstance(source, PathSource):
             name = str(source.path)
-        digest = {"gitCommit": pin["rev"]} if kind == "git" else {"sha256": pin["sha256"]}
-        found.append(_resource(name, digest, uri, kind=kind, dest=pin.get("dest", ".")))
+        digest = {"gitCommit": pin.rev or ""} if kind == "git" else {"sha256": pin.sha256 or ""}
+        found.append(_resource(name, digest, uri, kind=kind, dest=pin.dest))
     return found
 
 
-def _patches(record: dict[str, Any], recipe: Recipe | None) -> list[Any]:
+def _patches(inputs: Inputs, recipe: Recipe | None) -> list[Any]:
     from ..recipes.schema import FilePatch, UrlPatch
 
-    pinned = record["inputs"]["patches"]
+    pinned = list(inputs.patches)
     found = []
     for i, (pin, patch) in enumerate(zip(pinned, _declared(pinned, recipe and list(recipe.doc.patches)))):
         uri, name = "", f"patches[{i}]"
@@ -71,44 +72,44 @@ def _patches(record: dict[str, Any], recipe: Recipe | None) -> list[Any]:
             name = str(patch.file)
         elif isinstance(patch, UrlPatch):
             uri, name = str(patch.url), str(patch.url).rsplit("/", 1)[-1]
-        if pin["kind"] == "source":  # a file inside a pinned git source: pinned by its commit
-            found.append(_resource(pin["in_source"], {}, kind="source-patch"))
+        if pin.kind == "source":  # a file inside a pinned git source: pinned by its commit
+            found.append(_resource(pin.in_source or "", {}, kind="source-patch"))
             continue
-        found.append(_resource(name, {"sha256": pin["sha256"]}, uri, kind="patch"))
+        found.append(_resource(name, {"sha256": pin.sha256 or ""}, uri, kind="patch"))
     return found
 
 
-def statement(record: dict[str, Any], recipe: Recipe | None = None, builder: str | None = None) -> dict[str, Any]:
-    """The in-toto Statement (as JSON-ready data) for a build record."""
+def statement(record: BuildRecord, recipe: Recipe | None = None, builder: str | None = None) -> dict[str, Any]:
+    """The in-toto Statement (as JSON-ready data) for a build record; a record
+    without what provenance states (one from before those fields) has none."""
     from google.protobuf import json_format
     from google.protobuf.struct_pb2 import Struct
     from in_toto_attestation.predicates.provenance.v1 import provenance_pb2 as slsa
     from in_toto_attestation.v1.statement import Statement
 
-    name, version = record["name"], record["version"]
+    name, version, inputs, started_at = record.name, record.version, record.inputs, record.started
+    if inputs is None or started_at is None or version is None:
+        raise IntegrityError(f"{name}: its record ({record.key[:12]}) is too old to state provenance")
     subjects = [
-        _resource(f"{name}-{version}.tar", {"sha256": record["output_id"]}),
-        _resource(f"{name}-{version}.tar.zst", {"sha256": record["blob"]["sha256"]}),
+        _resource(f"{name}-{version}.tar", {"sha256": record.output_id}),
+        _resource(f"{name}-{version}.tar.zst", {"sha256": record.blob.sha256}),
     ]
-    inputs = record["inputs"]
-    dependencies = [*_sources(record, recipe), *_patches(record, recipe)]
+    dependencies = [*_sources(inputs, recipe), *_patches(inputs, recipe)]
     dependencies += [
-        _resource(dep, {"sha256": output_id}, kind="dependency") for dep, output_id in sorted(inputs["deps"].items())
+        _resource(dep, {"sha256": output_id}, kind="dependency") for dep, output_id in sorted(inputs.deps.items())
     ]
-    if record.get("environment"):
-        env = record["environment"]
-        dependencies.append(
-            _resource(f"environment:{env['name']}", {"sha256": env["output_id"]}, kind="build-environment")
-        )
+    if record.environment:
+        env = record.environment
+        dependencies.append(_resource(f"environment:{env.name}", {"sha256": env.output_id}, kind="build-environment"))
     dependencies += [
         _resource(
             f"host-tool:{tool}",
-            {"sha256": info["sha256"]},
-            info.get("path", ""),
+            {"sha256": info.sha256 or ""},
+            info.path or "",
             kind="host-tool",
-            version=info.get("version", ""),
+            version=info.version or "",
         )
-        for tool, info in sorted(record.get("host_tools", {}).items())
+        for tool, info in sorted(record.host_tools.items())
     ]
     external = Struct()
     external.update(
@@ -116,28 +117,28 @@ def statement(record: dict[str, Any], recipe: Recipe | None = None, builder: str
             "recipe": {
                 "name": name,
                 "version": version,
-                "sha256": record["recipe_sha256"],
+                "sha256": record.recipe_sha256,
                 **({"path": recipe.display} if recipe is not None else {}),
             },
-            "key": record["key"],
+            "key": record.key,
         }
     )
     internal = Struct()
     internal.update(
         {
-            "platform": inputs["platform"],
-            "source_date_epoch": inputs["source_date_epoch"],
-            "sandbox": record["sandbox"],
-            "script": inputs["script"],
-            "env": inputs["env"],
-            **({"substituted": record["substituted"]} if record.get("substituted") else {}),
-            **({"executor": record["executor"]} if record.get("executor") else {}),
+            "platform": inputs.platform,
+            "source_date_epoch": inputs.source_date_epoch,
+            "sandbox": record.sandbox,
+            "script": inputs.script,
+            "env": inputs.env,
+            **({"substituted": {n: s.document() for n, s in record.substituted.items()}} if record.substituted else {}),
+            **({"executor": record.executor.document()} if record.executor else {}),
         }
     )
-    started = datetime.strptime(record["started"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    metadata = slsa.BuildMetadata(invocation_id=record["key"])
+    started = datetime.strptime(started_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    metadata = slsa.BuildMetadata(invocation_id=record.key)
     metadata.started_on.FromDatetime(started)
-    metadata.finished_on.FromDatetime(started + timedelta(seconds=float(record.get("duration_s", 0))))
+    metadata.finished_on.FromDatetime(started + timedelta(seconds=float(record.duration_s or 0)))
     provenance = slsa.Provenance(
         build_definition=slsa.BuildDefinition(
             build_type=BUILD_TYPE,
@@ -148,10 +149,10 @@ def statement(record: dict[str, Any], recipe: Recipe | None = None, builder: str
         run_details=slsa.RunDetails(
             builder=slsa.Builder(
                 id=f"{BUILDER}:{builder}" if builder else BUILDER,
-                version={"lwrecipe": record.get("lwrecipe_version", "")},
+                version={"lwrecipe": record.lwrecipe_version or ""},
             ),
             metadata=metadata,
-            byproducts=[_resource("build.log.zst", {"sha256": record["log"]}, kind="log")],
+            byproducts=[_resource("build.log.zst", {"sha256": record.log}, kind="log")],
         ),
     )
     made = Statement(subjects, PREDICATE_TYPE, json_format.MessageToDict(provenance))
@@ -166,7 +167,7 @@ def _ssl_key(public: PublicKey) -> Any:
     return SSlibKey.from_crypto(Ed25519PublicKey.from_public_bytes(public.raw))
 
 
-def envelope(record: dict[str, Any], recipe: Recipe | None, secret: SecretKey | None) -> dict[str, Any]:
+def envelope(record: BuildRecord, recipe: Recipe | None, secret: SecretKey | None) -> dict[str, Any]:
     """The DSSE envelope of the record's statement, signed when there is a key."""
     from securesystemslib.dsse import Envelope
 
@@ -187,9 +188,7 @@ def sign_envelope(made: Any, secret: SecretKey) -> None:
     made.sign(signer)
 
 
-def read_envelope(
-    data: bytes, record: dict[str, Any], trusted: dict[str, PublicKey] | None, where: str
-) -> dict[str, Any]:
+def read_envelope(data: bytes, record: BuildRecord, trusted: dict[str, PublicKey] | None, where: str) -> dict[str, Any]:
     """A stored or pulled envelope, checked: DSSE of an in-toto statement whose
     subject is the record's output id and blob, signed by a trusted key when
     `trusted` is given. Returns the envelope's data."""
@@ -215,8 +214,8 @@ def read_envelope(
         for s in (subjects if isinstance(subjects, list) else [])
         if isinstance(s, dict) and isinstance(d := s.get("digest"), dict) and isinstance(d.get("sha256"), str)
     }
-    if digests != {record["output_id"], record["blob"]["sha256"]}:
-        raise IntegrityError(f"{where}: its subject is not output {record['output_id'][:12]}; refused")
+    if digests != {record.output_id, record.blob.sha256}:
+        raise IntegrityError(f"{where}: its subject is not output {record.output_id[:12]}; refused")
     if trusted is not None:
         from securesystemslib.exceptions import VerificationError
 

@@ -21,107 +21,20 @@ from ..core import faults
 from ..core.digests import Sha256, canonical_json, is_sha256
 from ..core.documents import parse_json
 from ..core.errors import DocumentError, IntegrityError, LwrecipeError, RemoteError, UsageError
+from ..core.record import BuildRecord, Signature
 from ..inputs.fetch import NullReporter, Reporter
 from ..recipes.schema import is_name
-from ..store.store import Store, sandboxed
+from ..store.store import Store
 from . import provenance, shapes
 from .backends.base import Backend
 from .backends.opening import open_backend
 from .config import Settings
-from .signing import (
-    PublicKey,
-    SecretKey,
-    check,
-    cosign,
-    cosignature_name,
-    merge_signatures,
-    sign,
-    signed_by,
-    valid_signers,
-)
+from .signing import PublicKey, SecretKey, cosign, cosignature_name, merge_signatures, sign, signed_by, valid_signers
+from .trust import SIGNATURE_LIMIT, agree, cosigns, enough_signers, parse_cosignature, parse_record
 
 RECORD_LIMIT = 4 << 20  # a build record is a few KiB; anything near this is not one
-SIGNATURE_LIMIT = 4 << 10  # a co-signature is about 200 bytes
 RECENT_KEYS = 20  # how many of a recipe's keys names/<recipe> keeps, newest first
 LOG_LIMIT = 1 << 30  # a compressed build log
-RECORD_FIELDS = {
-    "key",
-    "name",
-    "version",
-    "output_id",
-    "blob",
-    "inputs",
-    "recipe_sha256",
-    "host_tools",
-    "sandbox",
-    "environment",
-    "build_image",
-    "lwrecipe_version",
-    "started",
-    "duration_s",
-    "log",
-    "signatures",
-    "substituted",
-    "executor",
-}
-BLOB_FIELDS = {"sha256", "size", "uncompressed_size", "files"}
-
-
-class TooFewSigners(IntegrityError):
-    """A record fewer distinct trusted keys signed than the remote's min_signers."""
-
-    reason = "min-signers"
-
-
-class BuildersDisagree(IntegrityError):
-    """A remote holds another output for the key of a build made here."""
-
-    reason = "builders-disagree"
-
-
-def parse_record(data: bytes, key: str, where: str) -> dict[str, Any]:
-    """A pulled build record, checked for shape and for naming the key it is stored under."""
-    try:
-        record = parse_json(data, where, RECORD_LIMIT)
-    except DocumentError as exc:
-        raise IntegrityError(f"{where}: not a build record ({exc.message}); refused") from None
-    blob = record.get("blob") if isinstance(record, dict) else None
-    if not (
-        isinstance(record, dict)
-        and isinstance(blob, dict)
-        and is_sha256(str(record.get("output_id", "")))
-        and is_sha256(str(blob.get("sha256", "")))
-        and is_sha256(str(record.get("log", "")))
-        and isinstance(record.get("name"), str)
-    ):
-        raise IntegrityError(f"{where}: not a build record; refused")
-    extra = sorted(set(record) - RECORD_FIELDS) + sorted(f"blob.{k}" for k in set(blob) - BLOB_FIELDS)
-    if extra:
-        raise IntegrityError(f"{where}: record has fields a build record does not have ({', '.join(extra)}); refused")
-    if not isinstance(blob.get("size"), int) or blob["size"] < 0:
-        raise IntegrityError(f"{where}: record has no blob size; refused")
-    substituted = record.get("substituted", {})
-    if not (
-        isinstance(substituted, dict)
-        and all(
-            isinstance(v, dict)
-            and set(v) == {"recipe", "recipe_sha256"}
-            and isinstance(v["recipe"], str)
-            and is_sha256(str(v["recipe_sha256"]))
-            for v in substituted.values()
-        )
-    ):
-        raise IntegrityError(f"{where}: record's substituted field is not name -> recipe, recipe_sha256; refused")
-    if record.get("key") != key:
-        raise IntegrityError(f"{where}: record is for key {str(record.get('key'))[:12]}, not {key[:12]}; refused")
-    problem = shapes.record_problem(record)
-    if problem is not None:
-        raise IntegrityError(f"{where}: not a build record: {problem}; refused")
-    if not sandboxed(record):
-        raise IntegrityError(
-            f"{where}: built without a sandbox; outputs of unsandboxed builds are never substituted; refused"
-        )
-    return record
 
 
 @dataclass
@@ -163,7 +76,7 @@ class Remotes:
                 return b
         raise UsageError(f"remote {name_or_url!r} is not configured")
 
-    def record(self, backend: Backend, key: Sha256, min_signers: int | None = None) -> dict[str, Any] | None:
+    def record(self, backend: Backend, key: Sha256, min_signers: int | None = None) -> BuildRecord | None:
         """The remote's record for `key`, checked; None when it has none. Signed by
         at least min_signers (default: the remote's setting) distinct trusted keys,
         counting co-signatures kept beside it (asked for only when the record's own
@@ -182,26 +95,18 @@ class Remotes:
         if len(signers) < need:
             extra = self.cosignatures(backend, key, record, trusted, signers)
             if extra:
-                record = {**record, "signatures": merge_signatures(record.get("signatures", []), extra)}
-                signers = valid_signers(record, trusted)
-        if not signers:
-            check(record, trusted, where)  # raises, saying why no signature counts
-        if len(signers) < need:
-            raise TooFewSigners(
-                f"{where}: output {record['output_id'][:12]} is signed by {len(signers)} of the "
-                f"{need} trusted keys required ({', '.join(signers)}); min_signers = {need}: "
-                "not used until another builder reproduces it and co-signs"
-            )
+                record = record.with_signatures(merge_signatures(record.signatures, extra))
+        enough_signers(record, trusted, need, where)
         return record
 
     def cosignatures(
         self,
         backend: Backend,
         key: Sha256,
-        record: dict[str, Any],
+        record: BuildRecord,
         trusted: dict[str, PublicKey],
-        already: list[str] = [],
-    ) -> list[dict[str, Any]]:  # noqa: B006 - never changed
+        already: list[str] = [],  # noqa: B006 - never changed
+    ) -> list[Signature]:
         """The valid co-signatures of `record` the remote keeps under sig/<key>/, one
         per trusted key not among `already`; a missing, malformed or invalid one counts
         for nothing."""
@@ -211,21 +116,18 @@ class Remotes:
                 continue
             name = cosignature_name(key, public)
             data = backend.read_small("sig", name, SIGNATURE_LIMIT)
-            try:
-                entry = parse_json(data, f"{backend.spec.name}: sig/{name}", SIGNATURE_LIMIT) if data else None
-            except DocumentError:
-                continue
-            if isinstance(entry, dict) and valid_signers({**record, "signatures": [entry]}, {public.name: public}):
+            entry = parse_cosignature(data, f"{backend.spec.name}: sig/{name}") if data else None
+            if entry is not None and cosigns(record, entry, public):
                 found.append(entry)
         return found
 
-    def find(self, key: Sha256, warn: Any = None) -> tuple[dict[str, Any], Backend] | None:
+    def find(self, key: Sha256, warn: Any = None) -> tuple[BuildRecord, Backend] | None:
         """The first remote (in order) holding a usable record for `key`. Refused
         records are reported through `warn` and skipped; a remote that cannot be
         reached is reported once and not asked again by this run."""
         from concurrent.futures import ThreadPoolExecutor
 
-        def ask(backend: Backend) -> dict[str, Any] | None:
+        def ask(backend: Backend) -> BuildRecord | None:
             try:
                 return self.record(backend, key)
             except RemoteError as exc:
@@ -247,17 +149,17 @@ class Remotes:
                 return record, backend
         return None
 
-    def materialise(self, record: dict[str, Any], backend: Backend) -> dict[str, Any]:
+    def materialise(self, record: BuildRecord, backend: Backend) -> BuildRecord:
         """Download a checked record's blobs (verified by sha256), then store the record."""
-        for blob in (record["blob"]["sha256"], record["log"]):
+        for blob in (record.blob.sha256, record.log):
             self._fetch_blob(record, backend, blob)
-        key = Sha256(record["key"])
+        key = record.key
         self._pull_provenance(backend, key, record)
-        self.store.put_record(key, record)
+        self.store.put_record(record)
         self.store.mark_pulled(key, backend.spec.url)
         return record
 
-    def _pull_provenance(self, backend: Backend, key: Sha256, record: dict[str, Any]) -> None:
+    def _pull_provenance(self, backend: Backend, key: Sha256, record: BuildRecord) -> None:
         """The record's provenance, when the remote has one: kept when it is about this
         record's output and a trusted key signed it (unless signatures are not
         checked); otherwise left behind with a warning, as the record is not
@@ -270,22 +172,20 @@ class Remotes:
         try:
             self.store.put_provenance(key, provenance.read_envelope(data, record, trusted, where))
         except IntegrityError as exc:
-            self.reporter.end(f"{record['name']}: provenance", False, str(exc))
+            self.reporter.end(f"{record.name}: provenance", False, str(exc))
 
-    def fetch_blob(self, record: dict[str, Any], backend: Backend) -> None:
+    def fetch_blob(self, record: BuildRecord, backend: Backend) -> None:
         """Only a record's output blob, verified by its sha256 (the record is not stored)."""
-        self._fetch_blob(record, backend, record["blob"]["sha256"])
+        self._fetch_blob(record, backend, record.blob.sha256)
 
-    def _fetch_blob(self, record: dict[str, Any], backend: Backend, blob: str) -> None:
+    def _fetch_blob(self, record: BuildRecord, backend: Backend, blob: str) -> None:
         if self.store.has("cas", blob):
             return
-        size = record["blob"]["size"] if blob == record["blob"]["sha256"] else None
+        size = record.blob.size if blob == record.blob.sha256 else None
         max_size = size if isinstance(size, int) else LOG_LIMIT
-        backend.download(
-            self.store, Sha256(blob), size, max_size, label=f"{record['name']}: pull", reporter=self.reporter
-        )
+        backend.download(self.store, Sha256(blob), size, max_size, label=f"{record.name}: pull", reporter=self.reporter)
 
-    def pull(self, backend: Backend, key: Sha256) -> dict[str, Any] | None:
+    def pull(self, backend: Backend, key: Sha256) -> BuildRecord | None:
         record = self.record(backend, key)
         return None if record is None else self.materialise(record, backend)
 
@@ -294,9 +194,9 @@ class Remotes:
         record = self.store.read_record(key)
         if record is None:
             raise UsageError(f"ac/{key[:12]}: not in the local cache")
-        if not sandboxed(record):
+        if not record.sandboxed:
             raise UsageError(
-                f"{record.get('name', key[:12])}: built without a sandbox (--no-sandbox); such "
+                f"{record.name}: built without a sandbox (--no-sandbox); such "
                 "outputs are never shared (rebuild it where bubblewrap runs)"
             )
         # Our key signs only what was built here: a record pulled from a remote is
@@ -306,21 +206,21 @@ class Remotes:
             secret = None
         if secret is not None and not signed_by(record, secret.public()):
             record = sign(record, secret)
-            self.store.put_record(key, record)
+            self.store.put_record(record)
         if backend.exists("ac", key):
             return self._cosign(backend, key, record, secret)
-        for blob in (record["blob"]["sha256"], record["log"]):
+        for blob in (record.blob.sha256, record.log):
             path = self.store.verify_blob("cas", blob)
             if path is None:
                 raise IntegrityError(f"cas/{blob[:12]}: missing or corrupt in the local cache; not pushed")
             if not backend.exists("cas", blob, path.stat().st_size):
                 backend.upload("cas", blob, path, self.reporter)
         faults.point("push-record")
-        with _temp_file(self.store, canonical_json(record)) as path:
+        with _temp_file(self.store, record.to_json()) as path:
             backend.upload("ac", key, path, self.reporter)
         # A remote collection (remote/gc.py) may have removed a blob this push found
         # present and did not send: the record must not stay without it.
-        for blob in (record["blob"]["sha256"], record["log"]):
+        for blob in (record.blob.sha256, record.log):
             if not backend.exists("cas", blob, self.store.path("cas", blob).stat().st_size):
                 path = self.store.verify_blob("cas", blob)
                 if path is None:
@@ -331,7 +231,7 @@ class Remotes:
         self._index(backend, record)
         return True
 
-    def _push_provenance(self, backend: Backend, key: Sha256, record: dict[str, Any], secret: SecretKey | None) -> None:
+    def _push_provenance(self, backend: Backend, key: Sha256, record: BuildRecord, secret: SecretKey | None) -> None:
         """The record's provenance goes up after the record (prov/<key>), signed by
         this key when it was built here: one made before a key was configured, or
         by a key since regenerated, gets this key's signature added."""
@@ -345,7 +245,7 @@ class Remotes:
         with _temp_file(self.store, canonical_json(envelope)) as path:
             backend.upload("prov", key, path, self.reporter)
 
-    def _cosign(self, backend: Backend, key: Sha256, record: dict[str, Any], secret: SecretKey | None) -> bool:
+    def _cosign(self, backend: Backend, key: Sha256, record: BuildRecord, secret: SecretKey | None) -> bool:
         """The remote has a record for `key`. When it names the output this store
         holds and our key has not signed it, add our signature beside it as
         sig/<key>/<our public key's sha256>: an object only this signer writes, so
@@ -357,18 +257,13 @@ class Remotes:
         theirs = parse_record(data, key, where) if data is not None else None
         if theirs is None:
             return False
-        if theirs["output_id"] != record["output_id"]:
-            raise BuildersDisagree(
-                f"{where}: {record['name']}: the remote holds output {theirs['output_id'][:12]} for this key, this "
-                f"cache {record['output_id'][:12]}: builders disagree; not co-signed (see `lwrecipe challenge "
-                f"{record['name']} --remote {backend.spec.name}`)"
-            )
+        agree(theirs, record, where, backend.spec.name)
         if secret is None or signed_by(theirs, secret.public()):
             return False
         name = cosignature_name(key, secret.public())
         if backend.exists("sig", name):
             return False
-        with _temp_file(self.store, canonical_json(cosign(theirs, secret))) as path:
+        with _temp_file(self.store, cosign(theirs, secret).to_json()) as path:
             backend.upload("sig", name, path, self.reporter)
         return True
 
@@ -385,16 +280,16 @@ class Remotes:
             return []  # advisory: a broken index only means no keys to start from
         return [e for e in shapes.names_entries(document) if is_sha256(e["key"])]
 
-    def _index(self, backend: Backend, record: dict[str, Any]) -> None:
+    def _index(self, backend: Backend, record: BuildRecord) -> None:
         """Put the record's key first in names/<recipe>: what `why --remote` starts
         from. Advisory, and rewritten whole: a push racing this one may drop its
         key from the index, never from the cache."""
-        name = record["name"]
+        name = record.name
         if not is_name(name):
             return
         entries = [
-            {"key": record["key"], "output_id": record["output_id"], "version": record.get("version", "")},
-            *(e for e in self._recent(backend, name) if e["key"] != record["key"]),
+            {"key": record.key, "output_id": record.output_id, "version": record.version or ""},
+            *(e for e in self._recent(backend, name) if e["key"] != record.key),
         ][:RECENT_KEYS]
         with _temp_file(self.store, canonical_json({"name": name, "keys": entries})) as path:
             backend.upload("names", name, path, self.reporter)

@@ -2,8 +2,8 @@
 
 A secret key file holds one line `NAME:<base64 of the 32-byte seed>` (mode
 0600); a public key is written `NAME:<base64 of the 32-byte key>`. A record is
-signed over the canonical JSON of everything but its `signatures` field, so
-signatures can be added without changing what they sign.
+signed over its signed bytes (core/record.py: everything but its signatures),
+so signatures can be added without changing what they sign.
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from ..core.digests import canonical_json
 from ..core.errors import IntegrityError, UsageError
+from ..core.record import BuildRecord, Signature
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -109,10 +108,6 @@ def load_secret(path: Path) -> SecretKey:
     return SecretKey(name, seed)
 
 
-def signed_bytes(record: dict[str, Any]) -> bytes:
-    return canonical_json({k: v for k, v in record.items() if k != "signatures"})
-
-
 def fingerprint(raw: bytes) -> str:
     """A public key's short form for messages: SHA256: and 16 hex digits of its hash."""
     import hashlib
@@ -120,44 +115,43 @@ def fingerprint(raw: bytes) -> str:
     return "SHA256:" + hashlib.sha256(raw).hexdigest()[:16]
 
 
-def _pub(entry: dict[str, Any]) -> bytes | None:
+def _pub(entry: Signature) -> bytes | None:
+    if entry.pub is None:
+        return None
     try:
-        raw = base64.b64decode(entry.get("pub", ""), validate=True)
-    except (binascii.Error, ValueError, TypeError):
+        raw = base64.b64decode(entry.pub, validate=True)
+    except (binascii.Error, ValueError):
         return None
     return raw if len(raw) == 32 else None
 
 
-def signed_by(record: dict[str, Any], key: PublicKey) -> bool:
+def signed_by(record: BuildRecord, key: PublicKey) -> bool:
     """Whether `record` carries a signature naming this very public key (by key,
     not by name: a key regenerated under the same name has not signed it)."""
-    return any(isinstance(s, dict) and _pub(s) == key.raw for s in record.get("signatures", []))
+    return any(_pub(s) == key.raw for s in record.signatures)
 
 
-def merge_signatures(*lists: list[Any]) -> list[dict[str, Any]]:
+def merge_signatures(*lists: Sequence[Signature]) -> tuple[Signature, ...]:
     """The signatures of several copies of one record, one per signer: a later
     signature by the same public key (by the same name, for one without a `pub`)
     replaces an earlier one. Sorted by name, then public key."""
-    merged: dict[str, dict[str, Any]] = {}
+    merged: dict[str, Signature] = {}
     for signatures in lists:
         for s in signatures:
-            if isinstance(s, dict):
-                merged[str(s.get("pub") or s.get("key"))] = s
-    return sorted(merged.values(), key=lambda s: (str(s.get("key", "")), str(s.get("pub", ""))))
+            merged[s.pub or s.key] = s
+    return tuple(sorted(merged.values(), key=lambda s: (s.key, s.pub or "")))
 
 
-def sign(record: dict[str, Any], key: SecretKey) -> dict[str, Any]:
+def sign(record: BuildRecord, key: SecretKey) -> BuildRecord:
     """The record with this key's signature added. Each signature names its key's
     name and public key; an earlier signature by the same public key is replaced,
     one by another key of the same name is kept."""
-    return {**record, "signatures": merge_signatures(record.get("signatures", []), [cosign(record, key)])}
+    return record.with_signatures(merge_signatures(record.signatures, [cosign(record, key)]))
 
 
-def signature_finding(record: dict[str, Any], trusted: dict[str, PublicKey], where: str) -> str | None:
+def signature_finding(record: BuildRecord, trusted: dict[str, PublicKey], where: str) -> str | None:
     """What an auditor is told about a record no trusted key signed validly (check's
     reason, without the advice for pulling), or None when one did."""
-    from ..core.errors import IntegrityError
-
     try:
         check(record, trusted, where)
     except IntegrityError as exc:
@@ -165,38 +159,38 @@ def signature_finding(record: dict[str, Any], trusted: dict[str, PublicKey], whe
     return None
 
 
-def _verifies(key: PublicKey, entry: dict[str, Any], data: bytes) -> bool:
+def _verifies(key: PublicKey, entry: Signature, data: bytes) -> bool:
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     try:
-        Ed25519PublicKey.from_public_bytes(key.raw).verify(base64.b64decode(entry.get("sig", ""), validate=True), data)
+        Ed25519PublicKey.from_public_bytes(key.raw).verify(base64.b64decode(entry.sig, validate=True), data)
         return True
-    except (InvalidSignature, binascii.Error, ValueError, TypeError):
+    except (InvalidSignature, binascii.Error, ValueError):
         return False
 
 
-def _trusted_key(entry: dict[str, Any], trusted: dict[str, PublicKey]) -> PublicKey | None:
+def _trusted_key(entry: Signature, trusted: dict[str, PublicKey]) -> PublicKey | None:
     """The trusted key a signature entry names: by its public key; one from before
     signatures named it (no `pub`) by the key's name."""
     pub = _pub(entry)
     if pub is not None:
         return next((k for k in trusted.values() if k.raw == pub), None)
-    name = entry.get("key")
-    return trusted.get(name) if isinstance(name, str) else None
+    return trusted.get(entry.key)
 
 
-def valid_signers(record: dict[str, Any], trusted: dict[str, PublicKey], cosignatures: Sequence[Any] = ()) -> list[str]:
+def valid_signers(
+    record: BuildRecord, trusted: dict[str, PublicKey], cosignatures: Sequence[Signature] = ()
+) -> list[str]:
     """The names of the distinct trusted keys whose signature over the record's
     signed bytes verifies, from the record's own signatures and from co-signatures
     kept beside it (one per signer, see cosignature_name)."""
-    data = signed_bytes(record)
+    data = record.signed_bytes()
     found: dict[bytes, str] = {}
-    for entry in [*record.get("signatures", []), *cosignatures]:
-        if isinstance(entry, dict):
-            key = _trusted_key(entry, trusted)
-            if key is not None and key.raw not in found and _verifies(key, entry, data):
-                found[key.raw] = key.name
+    for entry in [*record.signatures, *cosignatures]:
+        key = _trusted_key(entry, trusted)
+        if key is not None and key.raw not in found and _verifies(key, entry, data):
+            found[key.raw] = key.name
     return sorted(found.values())
 
 
@@ -209,33 +203,29 @@ def cosignature_name(key: str, public: PublicKey) -> str:
     return f"{key}/{hashlib.sha256(public.raw).hexdigest()}"
 
 
-def cosign(record: dict[str, Any], key: SecretKey) -> dict[str, Any]:
+def cosign(record: BuildRecord, key: SecretKey) -> Signature:
     """This key's signature over the record's signed bytes, as a co-signature object."""
-    public = key.public()
-    return {
-        "key": key.name,
-        "pub": base64.b64encode(public.raw).decode(),
-        "sig": base64.b64encode(key.sign(signed_bytes(record))).decode(),
-    }
+    return Signature(
+        key=key.name,
+        pub=base64.b64encode(key.public().raw).decode(),
+        sig=base64.b64encode(key.sign(record.signed_bytes())).decode(),
+    )
 
 
-def check(record: dict[str, Any], trusted: dict[str, PublicKey], where: str) -> str:
+def check(record: BuildRecord, trusted: dict[str, PublicKey], where: str) -> str:
     """The name of a trusted key whose signature on `record` is valid; otherwise
     IntegrityError saying why: unsigned; signed only by keys nobody trusts; signed
     by a key that is not the trusted key of its name (regenerated, or an
     impostor); or signed by a trusted key over other bytes (altered). A signature
     is matched to a trusted key by its public key; one from before signatures
     named it (no `pub`) by the key's name."""
-    signatures = record.get("signatures")
-    if not isinstance(signatures, list) or not signatures:
+    if not record.signatures:
         raise IntegrityError(f"{where}: record is not signed; refused (trust it with --no-verify-signatures)")
-    data = signed_bytes(record)
+    data = record.signed_bytes()
     by_raw = {k.raw: k for k in trusted.values()}
     unknown, other_key, altered = [], [], []
-    for entry in signatures:
-        if not isinstance(entry, dict):
-            continue
-        name = entry.get("key") if isinstance(entry.get("key"), str) else "?"
+    for entry in record.signatures:
+        name = entry.key
         pub = _pub(entry)
         key = by_raw.get(pub) if pub is not None else trusted.get(name)
         if key is None:

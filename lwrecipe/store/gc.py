@@ -9,15 +9,14 @@ what a running build is using.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.digests import is_sha256
 from ..core.files import remove_tree
+from ..core.record import BuildRecord, NotARecord
 from .outputs import MERKLE, SHARED
 from .store import Store
 
@@ -64,24 +63,17 @@ def units(store: Store, pinned: set[str]) -> list[Unit]:
     named: set[str] = set()
     for path in sorted((store.root / "ac").iterdir()):
         used = _atime(path)
+        data = _read_quietly(path)
         try:
-            record = json.loads(_read_quietly(path))
-            blobs = [record["blob"]["sha256"], record.get("log", "")]
-        except (ValueError, KeyError, TypeError):
-            record, blobs = {}, []
-        files = [path] + [store.root / "cas" / b for b in blobs if is_sha256(b) and (store.root / "cas" / b).is_file()]
+            record: BuildRecord | None = BuildRecord.from_json(data, f"ac/{path.name}", len(data))
+        except NotARecord:
+            record = None  # not a record: nothing it names is kept for it
+        blobs = [record.blob.sha256, record.log] if record is not None else []
+        files = [path] + [store.root / "cas" / b for b in blobs if (store.root / "cas" / b).is_file()]
         named.update(blobs)
-        keep = path.name in pinned or record.get("output_id") in pinned
-        out.append(
-            Unit(
-                f"ac/{path.name}",
-                files,
-                sum(f.stat().st_size for f in files),
-                used,
-                keep,
-                str(record.get("output_id", "")),
-            )
-        )
+        output_id = record.output_id if record is not None else ""
+        keep = path.name in pinned or output_id in pinned
+        out.append(Unit(f"ac/{path.name}", files, sum(f.stat().st_size for f in files), used, keep, output_id))
     for kind in ("cas", "sources"):
         for path in sorted((store.root / kind).iterdir()):
             if kind == "cas" and path.name in named:

@@ -26,6 +26,7 @@ from ..core import faults
 from ..core.digests import Sha256, canonical_json, is_sha256
 from ..core.errors import HashMismatch, IntegrityError
 from ..core.files import fsync_dir, replace_text
+from ..core.record import BuildRecord, NotARecord
 from .staging import Staged
 
 KINDS = ("cas", "ac", "sources")
@@ -62,14 +63,6 @@ class VerifyReport:
 
 
 STALE_TMP_SECONDS = 24 * 3600
-
-
-SANDBOXED = "bubblewrap"  # a record's "sandbox" when the build ran in one; "none" otherwise
-
-
-def sandboxed(record: dict[str, Any]) -> bool:
-    """Whether a build record's output was built in a sandbox: only those are shared."""
-    return record.get("sandbox") == SANDBOXED
 
 
 class Store:
@@ -188,30 +181,26 @@ class Store:
             fh.seek(0)
             yield fh
 
-    def put_record(self, key: Sha256, record: dict[str, Any]) -> Path:
-        return self.put_bytes("ac", canonical_json(record), name=key)
+    def put_record(self, record: BuildRecord) -> Path:
+        return self.put_bytes("ac", record.to_json(), name=record.key)
 
-    def read_record(self, key: Sha256) -> dict[str, Any] | None:
-        """The build record for `key`, or None. A record that does not parse or
-        names another key is quarantined."""
+    def read_record(self, key: Sha256) -> BuildRecord | None:
+        """The build record for `key`, or None. What is not a build record, or
+        names another key, is quarantined."""
         path = self.path("ac", key)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
             return None
-        try:
-            record = json.loads(data)
-        except ValueError:
-            record = None
-        if not (isinstance(record, dict) and record.get("key") == key and is_sha256(record.get("output_id", ""))):
+        record = _record(data, key)
+        if record is None:
             self.quarantine(path, "not a build record for the key it is named by")
-            return None
         return record
 
     def output_id(self, key: Sha256) -> Sha256 | None:
         """The output id the record stored for `key` names, or None (no cache, no record)."""
         record = self.read_record(key) if self.exists() else None
-        return Sha256(record["output_id"]) if record else None
+        return record.output_id if record else None
 
     @contextlib.contextmanager
     def lock(self, name: str, shared: bool = False) -> Iterator[None]:
@@ -309,16 +298,7 @@ class Store:
             report.checked += 1
             # A record whose blob is absent stays: it still says what the output is
             # (a dependency known from a remote); builds treat it as not cached.
-            try:
-                record = json.loads(path.read_bytes())
-                ok = (
-                    isinstance(record, dict)
-                    and record.get("key") == path.name
-                    and is_sha256(str(record.get("output_id", "")))
-                )
-            except ValueError:
-                ok = False
-            if not ok:
+            if _record(path.read_bytes(), path.name) is None:
                 out(path, "not a build record for the key it is named by")
         now = time.time()
         for path in (self.root / "tmp").iterdir():
@@ -333,3 +313,13 @@ class Store:
             files = [p for p in (self.root / kind).rglob("*") if p.is_file()] if (self.root / kind).is_dir() else []
             out[kind] = (len(files), sum(p.stat().st_size for p in files))
         return out
+
+
+def _record(data: bytes, key: str) -> BuildRecord | None:
+    """The build record in an ac/ entry's bytes; None when they are not one, or
+    one for another key."""
+    try:
+        record = BuildRecord.from_json(data, f"ac/{key}", len(data))
+    except NotARecord:
+        return None
+    return record if record.key == key else None

@@ -55,6 +55,6 @@ def keys_to_pull(store: Store, quarantined: Iterable[Quarantined]) -> set[str]:
         elif entry.area == "cas":
             for path in (store.root / "ac").iterdir():
                 record = store.read_record(Sha256(path.name)) if is_sha256(path.name) else None
-                if record is not None and entry.name in ((record.get("blob") or {}).get("sha256"), record.get("log")):
+                if record is not None and entry.name in (record.blob.sha256, record.log):
                     keys.add(path.name)
     return keys

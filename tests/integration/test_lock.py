@@ -163,12 +163,13 @@ def test_a_dependency_output(locked) -> None:
     other = locked.root / "other"
     other.mkdir()
     (other / "base.txt").write_text("different\n")
+    from lwrecipe.core.record import BuildRecord
     from lwrecipe.store.outputs import pack
     from lwrecipe.store.store import Store
 
     packed = pack(Store(cache), other, 315532800)
     record.update(output_id=packed.output_id, blob={**record["blob"], "sha256": packed.blob})
-    Store(cache).put_record(record["key"], record)
+    Store(cache).put_record(BuildRecord.from_document(record, "ac"))
     expect_named(
         locked, f"app: dependency base: output {old_output[:12]}… → {packed.output_id[:12]}…", "base"
     )  # base's inputs did not change, its bytes did: the root cause is base

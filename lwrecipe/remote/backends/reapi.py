@@ -30,7 +30,6 @@ a grpc remote is used: `pip install 'lwrecipe[reapi]'`.
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ from urllib.parse import urlsplit
 
 from ...core.digests import Sha256
 from ...core.errors import IntegrityError, RemoteError
+from ...core.record import BuildRecord
 from ...inputs.deadlines import Limits, Pace, Watchdog
 from ...inputs.fetch import Reporter
 from ...store.staging import PipelinedWriter
@@ -249,17 +249,13 @@ class ReapiBackend:
         self._put_small([data, *base])
         outputs = [self.re.OutputFile(path=f"{kind}.json", digest=self._of(data))]
         if kind == "ac":  # the record's blobs, with their sizes: what a reader needs to fetch them
-            record = json.loads(data)
+            record = BuildRecord.from_json(data, f"ac/{name[:12]}")
             outputs.append(
-                self.re.OutputFile(
-                    path="output.tar.zst", digest=self._digest(record["blob"]["sha256"], record["blob"]["size"])
-                )
+                self.re.OutputFile(path="output.tar.zst", digest=self._digest(record.blob.sha256, record.blob.size))
             )
-            if record["log"] in self.sizes:
+            if record.log in self.sizes:
                 outputs.append(
-                    self.re.OutputFile(
-                        path="build.log.zst", digest=self._digest(record["log"], self.sizes[record["log"]])
-                    )
+                    self.re.OutputFile(path="build.log.zst", digest=self._digest(record.log, self.sizes[record.log]))
                 )
         request = self.re.UpdateActionResultRequest(
             instance_name=self.instance,
