@@ -9,6 +9,7 @@ from lwrecipe.audit.locked import after_build
 from lwrecipe.audit.lockfile import Lock
 from lwrecipe.build.engine import Outcome
 from lwrecipe.core.digests import Sha256
+from lwrecipe.core.record import Blob, BuildRecord
 from lwrecipe.remote.signing import generate, load_secret, sign
 from lwrecipe.store.store import Store
 
@@ -19,8 +20,10 @@ def lock(tmp_path: Path, output_id: str) -> Lock:
     return Lock(tmp_path / "lockfile.toml", {"recipe": {"pkg": {"output_id": output_id}}})
 
 
-def record(output_id: str) -> dict[str, object]:
-    return {"key": KEY, "name": "pkg", "output_id": output_id, "blob": {"sha256": "d" * 64}, "log": "e" * 64}
+def record(output_id: Sha256) -> BuildRecord:
+    return BuildRecord(
+        key=KEY, name="pkg", output_id=output_id, blob=Blob(sha256=Sha256("d" * 64), size=1), log=Sha256("e" * 64)
+    )
 
 
 def test_an_output_the_lock_names_otherwise_is_drift(tmp_path: Path) -> None:
@@ -34,7 +37,7 @@ def test_an_output_the_lock_names_otherwise_is_drift(tmp_path: Path) -> None:
 
 def test_the_locked_output_unsigned_is_named(tmp_path: Path) -> None:
     store = Store(tmp_path / "cache").ensure()
-    store.put_record(KEY, record(OLD))
+    store.put_record(record(OLD))
     held = after_build(lock(tmp_path, OLD), store, [Outcome("pkg", "cached", KEY, OLD)], {})
     assert held.drift is None
     assert held.unsigned == (f"pkg: output {OLD[:12]}…: record is not signed",)
@@ -43,7 +46,7 @@ def test_the_locked_output_unsigned_is_named(tmp_path: Path) -> None:
 def test_a_signed_locked_output_holds(tmp_path: Path) -> None:
     public = generate("alice", tmp_path / "alice.key")
     store = Store(tmp_path / "cache").ensure()
-    store.put_record(KEY, sign(record(OLD), load_secret(tmp_path / "alice.key")))
+    store.put_record(sign(record(OLD), load_secret(tmp_path / "alice.key")))
     held = after_build(lock(tmp_path, OLD), store, [Outcome("pkg", "cached", KEY, OLD)], {"alice": public})
     assert held.drift is None and held.unsigned == ()
 

@@ -15,6 +15,7 @@ from lwrecipe.build.builder import kept_failure
 from lwrecipe.build.logs import failed_log, follow, last_record, recorded_log, running_log
 from lwrecipe.core.digests import Sha256
 from lwrecipe.core.errors import UsageError
+from lwrecipe.core.record import Blob, BuildRecord
 from lwrecipe.store.store import Store
 
 
@@ -36,7 +37,11 @@ def test_the_log_of_the_last_build_is_decompressed(tmp_path: Path) -> None:
     text = b"line\n" * 100_000
     log = store.put_bytes("cas", zstandard.ZstdCompressor().compress(text)).name
     key = Sha256(hashlib.sha256(b"pkg").hexdigest())
-    store.put_record(key, {"key": key, "name": "pkg", "output_id": "b" * 64, "blob": {"sha256": "c" * 64}, "log": log})
+    store.put_record(
+        BuildRecord(
+            key=key, name="pkg", output_id=Sha256("b" * 64), blob=Blob(sha256=Sha256("c" * 64), size=1), log=Sha256(log)
+        )
+    )
     (store.root / "last").mkdir(exist_ok=True)
     (store.root / "last" / "pkg").write_text(key)
     record = last_record(store, "pkg")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lwrecipe.build.repair import Repair, pull_again, repair_sources
 from lwrecipe.core.digests import Sha256
+from lwrecipe.core.record import Blob, BuildRecord
 from lwrecipe.inputs.fetch import make_client
 from lwrecipe.inputs.mirrors import Mirrors
 from lwrecipe.recipes.graph import Graph
@@ -21,7 +22,13 @@ def built(store: Store, name: str, payload: bytes) -> tuple[str, str, str]:
     key = hashlib.sha256(name.encode()).hexdigest()
     output_id = hashlib.sha256(payload).hexdigest()
     store.put_record(
-        Sha256(key), {"key": key, "name": name, "output_id": output_id, "blob": {"sha256": blob}, "log": log}
+        BuildRecord(
+            key=Sha256(key),
+            name=name,
+            output_id=Sha256(output_id),
+            blob=Blob(sha256=Sha256(blob), size=len(payload)),
+            log=Sha256(log),
+        )
     )
     return key, blob, log
 

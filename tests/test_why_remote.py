@@ -3,14 +3,13 @@ directory remote's records, and whether a build here would use the same one."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
 
 from lwrecipe.audit.why import Why, against_remotes
-from lwrecipe.core.digests import canonical_json
+from lwrecipe.core.record import BuildRecord
 from lwrecipe.recipes.graph import load_graph
 from lwrecipe.remote.config import RemoteSpec, Settings
 from lwrecipe.remote.remote import Remotes
@@ -47,7 +46,9 @@ def test_the_same_inputs_refused_here_say_why(project: Project, pushed: Path, tm
     public = generate("alice", tmp_path / "alice.key")
     [path] = (pushed / "ac").iterdir()
     path.chmod(0o644)
-    path.write_bytes(canonical_json(sign(json.loads(path.read_bytes()), load_secret(tmp_path / "alice.key"))))
+    path.write_bytes(
+        sign(BuildRecord.from_json(path.read_bytes(), str(path)), load_secret(tmp_path / "alice.key")).to_json()
+    )
     [found] = ask(project, pushed, verify=True, ask_use=True, trusted={"alice": public})
     assert found.same and found.unused is not None, found
     assert "is signed by 1 of the 2 trusted keys required (alice)" in found.unused
