@@ -13,6 +13,7 @@ import pytest
 
 from lwrecipe.core.digests import Sha256
 from lwrecipe.core.errors import FetchError, RemoteError
+from lwrecipe.core.record import Blob, BuildRecord
 from lwrecipe.inputs.fetch import Downloader, NullReporter, Wanted, make_client
 from lwrecipe.inputs.retry import RetryPolicy
 from lwrecipe.remote.backends.opening import open_backend
@@ -85,7 +86,14 @@ def test_a_dripping_remote_is_abandoned(tmp_path: Path) -> None:
             pytest.raises(RemoteError, match=r"cache: cas/\w{12}: .*slower than .* for 1 s; abandoned"),
         ):
             remotes.fetch_blob(
-                {"name": "pkg", "blob": {"sha256": SHA, "size": len(DATA)}, "log": SHA}, remotes.backends[0]
+                BuildRecord(
+                    key=Sha256("a" * 64),
+                    name="pkg",
+                    output_id=Sha256("b" * 64),
+                    blob=Blob(sha256=SHA, size=len(DATA)),
+                    log=SHA,
+                ),
+                remotes.backends[0],
             )
         assert not store.has("cas", SHA)
 
@@ -186,7 +194,14 @@ def test_a_remote_the_user_configured_on_loopback_is_used(tmp_path: Path, monkey
         store = Store(tmp_path / "cache").ensure()
         with Remotes(store, Settings((spec,), None, {}), [open_backend(spec)], verify_signatures=False) as remotes:
             remotes.fetch_blob(
-                {"name": "pkg", "blob": {"sha256": SHA, "size": len(DATA)}, "log": SHA}, remotes.backends[0]
+                BuildRecord(
+                    key=Sha256("a" * 64),
+                    name="pkg",
+                    output_id=Sha256("b" * 64),
+                    blob=Blob(sha256=SHA, size=len(DATA)),
+                    log=SHA,
+                ),
+                remotes.backends[0],
             )
     assert store.has("cas", SHA)
 
