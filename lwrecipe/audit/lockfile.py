@@ -93,7 +93,7 @@ def entry(
     `pins` (the lockfile's own) those of trees the store does not hold."""
     recipe, doc = item.recipe, item.recipe.doc
     sources = []
-    for src, pin in zip(doc.sources, source_pins(recipe)):
+    for src, pin in zip(doc.sources, source_pins(recipe), strict=True):
         if isinstance(src, DebSource):
             s: dict[str, Any] = {
                 "kind": "deb",
@@ -117,7 +117,7 @@ def entry(
         s.update(strip=pin.strip, dest=pin.dest, unpack=pin.unpack)
         sources.append(s)
     patches = []
-    for patch, pin in zip(doc.patches, patch_pins(recipe)):
+    for patch, pin in zip(doc.patches, patch_pins(recipe), strict=True):
         if isinstance(patch, FilePatch):
             p: dict[str, Any] = {"origin": "file", "file": patch.file, "sha256": pin.ident}
         elif isinstance(patch, UrlPatch):

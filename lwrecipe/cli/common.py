@@ -182,7 +182,7 @@ def table(ctx: Context, rows: list[tuple[str, ...]]) -> None:
     """Left-aligned columns; the last one is not padded."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
-        ctx.out("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+        ctx.out("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
 
 
 def lockfile_path(ctx: Context, given: str | None) -> Path:

@@ -63,7 +63,7 @@ def cmd_plan(ctx: Context) -> int:
             ("NAME", "VERSION", "KEY", "ON", "STATUS"),
             *[
                 (r["name"] + ("*" if r["substituted"] else ""), r["version"], _key_cell(p), r["built_on"], r["status"])
-                for r, p in zip(rows, planned)
+                for r, p in zip(rows, planned, strict=True)
             ],
         ],
     )

@@ -47,7 +47,7 @@ def _sources(inputs: Inputs, recipe: Recipe | None) -> list[Any]:
 
     pinned = list(inputs.sources)
     found = []
-    for i, (pin, source) in enumerate(zip(pinned, _declared(pinned, recipe and list(recipe.doc.sources)))):
+    for i, (pin, source) in enumerate(zip(pinned, _declared(pinned, recipe and list(recipe.doc.sources)), strict=True)):
         kind = pin.kind
         uri, name = "", f"sources[{i}]"
         if isinstance(source, (UrlSource, DebSource)):
@@ -66,7 +66,7 @@ def _patches(inputs: Inputs, recipe: Recipe | None) -> list[Any]:
 
     pinned = list(inputs.patches)
     found = []
-    for i, (pin, patch) in enumerate(zip(pinned, _declared(pinned, recipe and list(recipe.doc.patches)))):
+    for i, (pin, patch) in enumerate(zip(pinned, _declared(pinned, recipe and list(recipe.doc.patches)), strict=True)):
         uri, name = "", f"patches[{i}]"
         if isinstance(patch, FilePatch):
             name = str(patch.file)

@@ -144,7 +144,7 @@ class Remotes:
             return None
         with ThreadPoolExecutor(len(asked)) as pool:
             answers = list(pool.map(ask, asked))
-        for record, backend in zip(answers, asked):
+        for record, backend in zip(answers, asked, strict=True):
             if record is not None:
                 return record, backend
         return None
