@@ -12,6 +12,7 @@ asks for it (--no-sandbox), on host paths, and its record says so.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -135,10 +136,8 @@ def environment(job: Job, sandboxed: bool) -> dict[str, str]:
     """Exactly the variables DESIGN.md lists, with in-sandbox or host paths."""
     lay = job.layout
     root = BUILD if sandboxed else lay.work
-    if job.root is not None:
-        path = ENV_PATH  # the environment's own programs
-    else:
-        path = str(BUILD / CONTROL / "bin") if sandboxed else str(lay.tools)  # the declared host tools only
+    host_path = str(BUILD / CONTROL / "bin") if sandboxed else str(lay.tools)  # the declared host tools only
+    path = ENV_PATH if job.root is not None else host_path  # ENV_PATH: the environment's own programs
     env = {
         "PATH": path,
         "HOME": str(root / "home"),
@@ -393,10 +392,8 @@ def _int(limit: Limit | None) -> int | None:
 def _kill_tree(proc: subprocess.Popen[bytes], cgroup: Cgroup | None) -> None:
     """The build's process group (bubblewrap: its PID namespace ends with it) and,
     with a cgroup, everything in it: a process that left the group too."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, 9)
-    except ProcessLookupError:
-        pass
     if cgroup is not None:
         cgroup.kill()
     proc.wait()
