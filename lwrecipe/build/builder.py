@@ -260,6 +260,7 @@ def stage(
         patch_tool = next((str(t.path) for t in item.tools if t.name == "patch"), "patch")
         apply_series(recipe.name, patches, layout.src, patch_tool)
     elif patches:
+        assert bwrap is not None  # environment_root() refused a root build without bubblewrap
         _patch_in_environment(recipe.name, patches, layout, job.root, bwrap, recipe.doc.build.source_date_epoch)
     return job
 

@@ -149,8 +149,8 @@ def environment(job: Job, sandboxed: bool) -> dict[str, str]:
         "LW_SRC": str(root / "src"),
         "LW_JOBS": str(job.jobs),
     }
-    for name, path in job.deps.items():
-        env[dep_var(name)] = str(DEPS / name) if sandboxed else str(path)
+    for name, dep_path in job.deps.items():
+        env[dep_var(name)] = str(DEPS / name) if sandboxed else str(dep_path)
     env.update(job.env)
     return env
 
@@ -319,6 +319,7 @@ def run(
     # unsandboxed, the script's group dies when watch_write closes (with this process)
     watch_read, watch_write = (-1, -1) if bwrap else os.pipe()
     out_read, out_write = os.pipe()
+    keep: tuple[int, ...]  # the descriptors the script inherits
     try:
         if bwrap:
             argv, env, cwd, keep = bwrap_argv(job, bwrap), {}, None, ()
