@@ -38,7 +38,8 @@ from ..remote.signing import SecretKey, sign
 from ..store.outputs import Packed, pack, put_log
 from ..store.store import Store
 from .plan import Planned
-from .sandbox import BUILD, CONTROL, ENV_PATH, SPAWN_PAUSES, Job, Layout, SpawnRefused, require_sandbox, run
+from .sandbox import BUILD, CONTROL, ENV_PATH, Job, Layout, require_sandbox, run
+from .spawn import SPAWN_PAUSES, SpawnRefused
 from .supervise import Limits, tail
 
 TAIL_LINES = 40

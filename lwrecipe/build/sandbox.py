@@ -13,20 +13,18 @@ asks for it (--no-sandbox), on host paths, and its record says so.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 from ..core import faults
 from ..core.errors import SandboxUnavailable
 from .cgroups import Cgroup, probe
+from .spawn import spawn
 from .supervise import Limit, Limits, watch
 
 BUILD = Path("/build")
@@ -332,7 +330,7 @@ def run(
         with os.fdopen(fd, "wb") as fh:
             # no preexec_fn: the child runs no Python (safe beside the engine's threads),
             # and subprocess can vfork rather than copy lwrecipe's memory
-            proc = _spawn(
+            proc = spawn(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=out_write,
@@ -360,30 +358,6 @@ def run(
                 os.close(fd)
         if cgroup is not None:
             cgroup.remove()
-
-
-SPAWN_PAUSES = (0.25, 0.5, 1.0, 2.0)  # seconds before each try after the first
-
-
-class SpawnRefused(OSError):
-    """The kernel refused to start the build's process every time it was asked."""
-
-
-def _spawn(argv: list[str], **options: Any) -> subprocess.Popen[bytes]:
-    """Popen, tried again while the kernel refuses the fork for lack of memory or
-    processes (ENOMEM, EAGAIN): under memory pressure that passes in a moment."""
-    pauses = iter(SPAWN_PAUSES)
-    while True:
-        try:
-            faults.refuse("spawn")
-            return subprocess.Popen(argv, **options)
-        except OSError as exc:
-            if exc.errno not in (errno.ENOMEM, errno.EAGAIN) or exc.filename is not None:
-                raise  # not a refused fork: a missing program, a bad working directory
-            pause = next(pauses, None)
-            if pause is None:
-                raise SpawnRefused(exc.errno, exc.strerror) from None
-            time.sleep(pause)
 
 
 def _int(limit: Limit | None) -> int | None:
