@@ -14,6 +14,7 @@ import pytest
 
 from lwrecipe.core.digests import Sha256
 from lwrecipe.core.errors import IntegrityError, RemoteError, UsageError
+from lwrecipe.core.record import Blob, BuildRecord
 from lwrecipe.inputs.fetch import NullReporter
 from lwrecipe.remote.backends.base import Backend, Entry
 from lwrecipe.remote.backends.directory import DirBackend
@@ -28,7 +29,9 @@ DATA = b"a blob a remote holds\n" * 4096
 SHA = Sha256(hashlib.sha256(DATA).hexdigest())
 KEY = Sha256("ab" * 32)
 # what a REAPI server's action result for ac/<key> names: the record's blobs
-RECORD = f'{{"key": "{KEY}", "blob": {{"sha256": "{SHA}", "size": {len(DATA)}}}, "log": "{SHA}"}}'.encode()
+RECORD = BuildRecord(
+    key=KEY, name="pkg", output_id=Sha256("cd" * 32), blob=Blob(sha256=SHA, size=len(DATA)), log=SHA
+).to_json()
 
 PROTOCOL = [name for name in vars(Backend) if not name.startswith("_") and callable(vars(Backend)[name])]
 

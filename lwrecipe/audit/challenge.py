@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..build.builder import BuildOptions
-from ..build.engine import Engine
+from ..build.engine import Engine, Outcome
 from ..build.plan import Planned, plan_recipe
 from ..core.digests import Sha256, is_sha256
 from ..core.errors import LwrecipeError, NotReproducible
@@ -85,7 +85,8 @@ def challenge(
             try:
                 # What a builder holds is asked of any trusted signer: min_signers decides
                 # substitution, not whether a disagreement is seen.
-                record = remotes.record(backend, item.key, min_signers=1)  # type: ignore[union-attr]
+                assert remotes is not None  # its backends are being walked
+                record = remotes.record(backend, item.key, min_signers=1)
             except LwrecipeError as exc:
                 verdict.views[backend.spec.name] = f"refused ({exc})"
                 continue
@@ -115,16 +116,17 @@ def rebuild_outputs(
         on_event=on_event,
     )
     outcomes = engine.build(dataclasses.replace(graph, targets=tuple(graph.closure(graph.targets))))
-    return {
-        o.name: (
-            o.output_id
-            if o.state == "checked"
-            else o.error.second
-            if isinstance(o.error, NotReproducible)
-            else f"not rebuilt ({o.state})"
-        )
-        for o in outcomes
-    }
+    return {o.name: _rebuilt(o) for o in outcomes}
+
+
+def _rebuilt(outcome: Outcome) -> str:
+    """A rebuild's output id, the other id it rebuilt to, or why it was not rebuilt."""
+    if outcome.state == "checked":
+        assert outcome.output_id is not None  # a checked build has its output
+        return outcome.output_id
+    if isinstance(outcome.error, NotReproducible):
+        return outcome.error.second
+    return f"not rebuilt ({outcome.state})"
 
 
 def _explain(
@@ -136,12 +138,13 @@ def _explain(
 ) -> list[str]:
     """What differs between the first two outputs builders hold (files, then
     diffoscope's view when it is installed)."""
-    pair = [records.get((name, i)) for i in ids[:2]]
-    if any(p is None for p in pair):
+    found = [records.get((name, i)) for i in ids[:2]]
+    pair = [p for p in found if p is not None]
+    if len(pair) < len(found):
         return ["(an output held only by a fresh rebuild is compared by `build --check`)"]
     with tempfile.TemporaryDirectory(dir=store.ensure().root / "tmp", prefix="challenge-") as tmp:
         trees, tars = [], []
-        for n, (record, backend) in enumerate(pair):  # type: ignore[misc]
+        for n, (record, backend) in enumerate(pair):
             blob = record.blob.sha256
             try:
                 if backend is not None and not store.has("cas", blob):

@@ -38,7 +38,8 @@ class Lock:
 
     @property
     def recipes(self) -> dict[str, dict[str, Any]]:
-        return self.data.get("recipe", {})
+        recipes: dict[str, dict[str, Any]] = self.data.get("recipe", {})
+        return recipes
 
 
 def _rel(recipe: Recipe, path: Path) -> str:
@@ -93,7 +94,7 @@ def entry(
     `pins` (the lockfile's own) those of trees the store does not hold."""
     recipe, doc = item.recipe, item.recipe.doc
     sources = []
-    for src, pin in zip(doc.sources, source_pins(recipe)):
+    for src, pin in zip(doc.sources, source_pins(recipe), strict=True):
         if isinstance(src, DebSource):
             s: dict[str, Any] = {
                 "kind": "deb",
@@ -117,9 +118,9 @@ def entry(
         s.update(strip=pin.strip, dest=pin.dest, unpack=pin.unpack)
         sources.append(s)
     patches = []
-    for patch, pin in zip(doc.patches, patch_pins(recipe)):
+    for patch, patch_pin in zip(doc.patches, patch_pins(recipe), strict=True):
         if isinstance(patch, FilePatch):
-            p: dict[str, Any] = {"origin": "file", "file": patch.file, "sha256": pin.ident}
+            p: dict[str, Any] = {"origin": "file", "file": patch.file, "sha256": patch_pin.ident}
         elif isinstance(patch, UrlPatch):
             p = {"origin": "url", "url": patch.url, "sha256": patch.sha256}
         else:

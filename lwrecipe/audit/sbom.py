@@ -34,7 +34,8 @@ def _basename(url: str) -> str:
 
 def _identity(target: str, entries: dict[str, dict[str, Any]]) -> str:
     e = entries[target]
-    return e["output_id"] or e["key"] or e["recipe_sha256"]
+    identity: str = e["output_id"] or e["key"] or e["recipe_sha256"]
+    return identity
 
 
 PROJECT_SUPPLIER = "the lwrecipe project (its recipes and in-repository files)"
@@ -103,18 +104,12 @@ def _spdx_id(text: str) -> str:
 def spdx_json(target: str, entries: dict[str, dict[str, Any]]) -> str:
     from spdx_tools.common.spdx_licensing import spdx_licensing
     from spdx_tools.spdx.jsonschema.document_converter import DocumentConverter
-    from spdx_tools.spdx.model import (
-        Actor,
-        ActorType,
-        Checksum,
-        ChecksumAlgorithm,
-        CreationInfo,
-        Document,
-        Package,
-        Relationship,
-        RelationshipType,
-        SpdxNoAssertion,
-    )
+    from spdx_tools.spdx.model.actor import Actor, ActorType
+    from spdx_tools.spdx.model.checksum import Checksum, ChecksumAlgorithm
+    from spdx_tools.spdx.model.document import CreationInfo, Document
+    from spdx_tools.spdx.model.package import Package
+    from spdx_tools.spdx.model.relationship import Relationship, RelationshipType
+    from spdx_tools.spdx.model.spdx_no_assertion import SpdxNoAssertion
     from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
     created = datetime.fromtimestamp(entries[target]["source_date_epoch"], UTC)
@@ -238,7 +233,8 @@ def spdx_json(target: str, entries: dict[str, dict[str, Any]]) -> str:
     problems = validate_full_spdx_document(document)
     if problems:
         raise ValueError("; ".join(p.validation_message for p in problems))
-    return json.dumps(DocumentConverter().convert(document), indent=2, sort_keys=True) + "\n"
+    converter = DocumentConverter()  # type: ignore[no-untyped-call]  # spdx_tools leaves its __init__ unannotated
+    return json.dumps(converter.convert(document), indent=2, sort_keys=True) + "\n"
 
 
 def cyclonedx_json(target: str, entries: dict[str, dict[str, Any]]) -> str:
@@ -375,7 +371,7 @@ def _cyclonedx_problem(doc: dict[str, Any]) -> str | None:
         # checks at import when that package is installed; they are not run here.
         hidden = "jsonschema" not in sys.modules and "rfc3987_syntax" not in sys.modules
         if hidden:
-            sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]
+            sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]  # None blocks the import (importlib docs); the stub wants modules
         try:
             from jsonschema.validators import Draft7Validator
         finally:

@@ -72,7 +72,9 @@ class OtherSide(Protocol):
     """Another builder's records, read without its cache: a remote's (by its
     names/<recipe> index) or a lockfile's."""
 
-    label: str  # "remote team", ...
+    @property
+    def label(self) -> str:  # "remote team", ...
+        ...
 
     def document(self, name: str, output_id: str | None) -> tuple[str, dict[str, Any]] | None:
         """The key and key document of its record for recipe `name`: the one with
@@ -229,7 +231,8 @@ def against_remotes(why: Why, remotes: Remotes, name: str, ask_use: bool) -> Ite
         found = RemoteWhy(backend.spec.name, side.label, reason)
         if ask_use and found.same:
             try:  # the same inputs: then why a build here does not use it, if it does not
-                remotes.record(backend, reason.other_key)
+                assert reason.other_key is not None  # the same inputs: its record was found
+                remotes.record(backend, Sha256(reason.other_key))
             except LwrecipeError as exc:
                 found = RemoteWhy(found.remote, found.label, reason, str(exc))
         yield found

@@ -38,7 +38,8 @@ from ..remote.signing import SecretKey, sign
 from ..store.outputs import Packed, pack, put_log
 from ..store.store import Store
 from .plan import Planned
-from .sandbox import BUILD, CONTROL, ENV_PATH, SPAWN_PAUSES, Job, Layout, SpawnRefused, require_sandbox, run
+from .sandbox import BUILD, CONTROL, ENV_PATH, Job, Layout, require_sandbox, run
+from .spawn import SPAWN_PAUSES, SpawnRefused
 from .supervise import Limits, tail
 
 TAIL_LINES = 40
@@ -260,6 +261,7 @@ def stage(
         patch_tool = next((str(t.path) for t in item.tools if t.name == "patch"), "patch")
         apply_series(recipe.name, patches, layout.src, patch_tool)
     elif patches:
+        assert bwrap is not None  # environment_root() refused a root build without bubblewrap
         _patch_in_environment(recipe.name, patches, layout, job.root, bwrap, recipe.doc.build.source_date_epoch)
     return job
 

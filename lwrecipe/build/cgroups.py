@@ -11,6 +11,7 @@ directories there (root); cgroup v2 needs lwrecipe's cgroup delegated with the
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -152,10 +153,8 @@ class Cgroup:
             if not pids:
                 return
             for pid in pids:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             time.sleep(0.01)
 
     def _procs(self) -> list[int]:

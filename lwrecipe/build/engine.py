@@ -180,7 +180,7 @@ class Engine:
                         batch.append((name, item.key))
                 if not batch:
                     return
-                for (name, key), hit in zip(batch, pool.map(lambda b: self._ask(b[1]), batch)):
+                for (name, _key), hit in zip(batch, pool.map(lambda b: self._ask(b[1]), batch), strict=True):
                     if hit is not None:
                         known[name] = hit[0].output_id
 

@@ -108,7 +108,7 @@ def plan_recipe(recipe: Recipe, dep_outputs: dict[str, Sha256 | None]) -> Planne
             tools=tuple(t.pin() for t in found),
             platform=target_platform(),
             source_date_epoch=build.source_date_epoch,
-            deps=tuple(sorted((d, dep_outputs[d]) for d in recipe.depends)),  # type: ignore[misc]
+            deps=tuple(sorted((d, out) for d in recipe.depends if (out := dep_outputs.get(d)) is not None)),
             environment=recipe.environment,
             bootstrap=recipe.doc.build.bootstrap,
         )
@@ -151,7 +151,8 @@ def key_if_complete(document: dict[str, object]) -> Sha256 | None:
     """The key of a document_of() result, or None while a dependency output is
     unknown or a host tool is missing."""
     deps, tools = document["deps"], document["host_tools"]
-    if "?" in deps.values() or not all(t["sha256"] for t in tools.values()):  # type: ignore[attr-defined]
+    assert isinstance(deps, dict) and isinstance(tools, dict)  # as document_of() builds them
+    if "?" in deps.values() or not all(t["sha256"] for t in tools.values()):
         return None
     return document_key(document)
 

@@ -35,7 +35,7 @@ from ..core.errors import BuildFailed
 from ..core.record import SANDBOXED, BuildRecord, ExecutedOn
 from ..inputs.sources import Fetch
 from ..remote.execution import Executor
-from ..remote.merkle import InputTree
+from ..remote.merkle import InputTree, Node
 from ..store.outputs import MERKLE, SHARED
 from ..store.store import Store
 from .builder import BuildOptions, build_directory, build_limits, finish, script_failed, stage
@@ -107,8 +107,9 @@ def build_remote(
         exceeded = _write_log(executor, result, layout.log, build_limits(recipe, opts.limits))
         if exceeded is not None:
             raise script_failed(store, top, log_dir, recipe.name, layout.log, f"build {exceeded}{on}", opts)
-        if opts.on_output is not None:
-            _say_lines(layout.log, lambda line: opts.on_output(recipe.name, line.decode(errors="replace")))  # type: ignore[misc]
+        on_output = opts.on_output
+        if on_output is not None:
+            _say_lines(layout.log, lambda line: on_output(recipe.name, line.decode(errors="replace")))
         if result.exit_code != 0:
             raise script_failed(
                 store,
@@ -155,7 +156,7 @@ def _action(
         frozen[(job.root, "links")] = _hard_links(job.root, "", exclude=RESERVED_ROOTS)
     links += frozen[(job.root, "links")]
     work = {name: layout.work / name for name in os.listdir(layout.work)}
-    node = {
+    node: dict[str, Node] = {
         "build": {
             **work,
             CONTROL: {"script.sh": job.script.encode(), "input-links": b"".join(os.fsencode(p) + b"\0" for p in links)},

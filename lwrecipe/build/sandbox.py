@@ -12,20 +12,19 @@ asks for it (--no-sandbox), on host paths, and its record says so.
 
 from __future__ import annotations
 
-import errno
+import contextlib
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 from ..core import faults
 from ..core.errors import SandboxUnavailable
 from .cgroups import Cgroup, probe
+from .spawn import spawn
 from .supervise import Limit, Limits, watch
 
 BUILD = Path("/build")
@@ -135,10 +134,8 @@ def environment(job: Job, sandboxed: bool) -> dict[str, str]:
     """Exactly the variables DESIGN.md lists, with in-sandbox or host paths."""
     lay = job.layout
     root = BUILD if sandboxed else lay.work
-    if job.root is not None:
-        path = ENV_PATH  # the environment's own programs
-    else:
-        path = str(BUILD / CONTROL / "bin") if sandboxed else str(lay.tools)  # the declared host tools only
+    host_path = str(BUILD / CONTROL / "bin") if sandboxed else str(lay.tools)  # the declared host tools only
+    path = ENV_PATH if job.root is not None else host_path  # ENV_PATH: the environment's own programs
     env = {
         "PATH": path,
         "HOME": str(root / "home"),
@@ -150,8 +147,8 @@ def environment(job: Job, sandboxed: bool) -> dict[str, str]:
         "LW_SRC": str(root / "src"),
         "LW_JOBS": str(job.jobs),
     }
-    for name, path in job.deps.items():
-        env[dep_var(name)] = str(DEPS / name) if sandboxed else str(path)
+    for name, dep_path in job.deps.items():
+        env[dep_var(name)] = str(DEPS / name) if sandboxed else str(dep_path)
     env.update(job.env)
     return env
 
@@ -320,6 +317,7 @@ def run(
     # unsandboxed, the script's group dies when watch_write closes (with this process)
     watch_read, watch_write = (-1, -1) if bwrap else os.pipe()
     out_read, out_write = os.pipe()
+    keep: tuple[int, ...]  # the descriptors the script inherits
     try:
         if bwrap:
             argv, env, cwd, keep = bwrap_argv(job, bwrap), {}, None, ()
@@ -332,7 +330,7 @@ def run(
         with os.fdopen(fd, "wb") as fh:
             # no preexec_fn: the child runs no Python (safe beside the engine's threads),
             # and subprocess can vfork rather than copy lwrecipe's memory
-            proc = _spawn(
+            proc = spawn(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=out_write,
@@ -362,30 +360,6 @@ def run(
             cgroup.remove()
 
 
-SPAWN_PAUSES = (0.25, 0.5, 1.0, 2.0)  # seconds before each try after the first
-
-
-class SpawnRefused(OSError):
-    """The kernel refused to start the build's process every time it was asked."""
-
-
-def _spawn(argv: list[str], **options: Any) -> subprocess.Popen[bytes]:
-    """Popen, tried again while the kernel refuses the fork for lack of memory or
-    processes (ENOMEM, EAGAIN): under memory pressure that passes in a moment."""
-    pauses = iter(SPAWN_PAUSES)
-    while True:
-        try:
-            faults.refuse("spawn")
-            return subprocess.Popen(argv, **options)
-        except OSError as exc:
-            if exc.errno not in (errno.ENOMEM, errno.EAGAIN) or exc.filename is not None:
-                raise  # not a refused fork: a missing program, a bad working directory
-            pause = next(pauses, None)
-            if pause is None:
-                raise SpawnRefused(exc.errno, exc.strerror) from None
-            time.sleep(pause)
-
-
 def _int(limit: Limit | None) -> int | None:
     return None if limit is None else int(limit.value)
 
@@ -393,10 +367,8 @@ def _int(limit: Limit | None) -> int | None:
 def _kill_tree(proc: subprocess.Popen[bytes], cgroup: Cgroup | None) -> None:
     """The build's process group (bubblewrap: its PID namespace ends with it) and,
     with a cgroup, everything in it: a process that left the group too."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, 9)
-    except ProcessLookupError:
-        pass
     if cgroup is not None:
         cgroup.kill()
     proc.wait()

@@ -108,6 +108,7 @@ def watch(
     started = last_output = time.monotonic()
     written = 0
     cap = int(limits.max_log_size.value) if limits.max_log_size else None
+    cap_origin = limits.max_log_size.origin if limits.max_log_size else ""
     poller = select.poll()
     poller.register(output, select.POLLIN)
     open_pipe = True
@@ -131,7 +132,7 @@ def watch(
                 last_output = time.monotonic()
                 if cap is not None and written + len(data) > cap:
                     data = data[: cap - written]
-                    exceeded = f"log exceeded {size_text(cap)} ({limits.max_log_size.origin})"  # type: ignore[union-attr]
+                    exceeded = f"log exceeded {size_text(cap)} ({cap_origin})"
                 log.write(data)
                 written += len(data)
                 if lines is not None:

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .common import (
     EPILOG,
@@ -25,8 +26,20 @@ from .common import (
     target_args,
 )
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
+    from ..build.plan import Planned
+    from ..build.supervise import Limits
+    from ..inputs.entries import UnpackLimits
+    from ..inputs.fetch import Reporter
+    from ..inputs.sources import Fetch
+    from ..recipes.graph import Graph
+    from ..remote.config import RemoteSpec
+    from ..remote.execution import Executor
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("fetch", help="download and verify every input of the targets", epilog=EPILOG)
     target_args(p)
     substitute_args(p)
@@ -142,7 +155,7 @@ def limit_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def unpack_limits(ctx: Context, project: Path):
+def unpack_limits(ctx: Context, project: Path) -> UnpackLimits:
     """What one source archive may unpack to: the user's config `[unpack]`, else an
     accepted project's (an unaccepted project's is ignored with the usual warning),
     else the defaults."""
@@ -151,7 +164,7 @@ def unpack_limits(ctx: Context, project: Path):
     return chosen_unpack(ctx.config_files(project))
 
 
-def build_limits(ctx: Context, project: Path):
+def build_limits(ctx: Context, project: Path) -> Limits:
     """The limits of this run's builds: the flags, else the user's config `[build]`,
     else an accepted project's (an unaccepted project's is ignored with the warning
     every such setting gets: it could only be a stranger's raising them)."""
@@ -164,7 +177,9 @@ def build_limits(ctx: Context, project: Path):
     )
 
 
-def fetch_inputs(ctx: Context, graph, names: list[str], jobs: int, offline: bool, reporter=None):
+def fetch_inputs(
+    ctx: Context, graph: Graph, names: Sequence[str], jobs: int, offline: bool, reporter: Reporter | None = None
+) -> Fetch:
     import contextlib
 
     from ..inputs.fetch import Downloader
@@ -185,7 +200,9 @@ def fetch_inputs(ctx: Context, graph, names: list[str], jobs: int, offline: bool
         )
 
 
-def engine_fetch(ctx: Context, graph, offline: bool = False, reporter=None):
+def engine_fetch(
+    ctx: Context, graph: Graph, offline: bool = False, reporter: Reporter | None = None
+) -> Callable[[list[Planned]], Fetch]:
     """What an Engine is handed to fetch the inputs of the recipes it builds."""
     return lambda items: fetch_inputs(ctx, graph, [i.name for i in items], 4, offline, reporter=reporter)
 
@@ -214,7 +231,7 @@ def cmd_fetch(ctx: Context) -> int:
 
 
 @contextlib.contextmanager
-def open_executor(spec):
+def open_executor(spec: RemoteSpec | None) -> Iterator[Executor | None]:
     if spec is None:
         yield None
         return

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .common import EPILOG, Context, open_remotes, project_client, project_mirrors, project_settings
 
+if TYPE_CHECKING:
+    from ..inputs.fetch import Reporter
+    from ..remote.remote import Remotes
+    from ..store.store import Quarantined, Store
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("cache", help="inspect and maintain the local cache", epilog=EPILOG)
     cache_sub = p.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
     v = cache_sub.add_parser(
@@ -93,7 +99,7 @@ def cmd_cache_verify(ctx: Context) -> int:
     return 0
 
 
-def _repair(ctx: Context, store, quarantined) -> None:
+def _repair(ctx: Context, store: Store, quarantined: list[Quarantined]) -> None:
     """Get what was quarantined again: sources from the project's recipes (through
     the mirrors), records and output blobs from the configured remotes. Says what
     it got and what it could not; the exit status stays 3 (something was corrupt)."""
@@ -120,7 +126,7 @@ def _repair(ctx: Context, store, quarantined) -> None:
         pull_again(remotes, keys, said)
 
 
-def _remote_for(ctx: Context, text: str, verify: bool = True):
+def _remote_for(ctx: Context, text: str, verify: bool = True) -> Remotes:
     from dataclasses import replace
 
     from ..recipes.graph import project_root
@@ -129,7 +135,7 @@ def _remote_for(ctx: Context, text: str, verify: bool = True):
     return open_remotes(ctx, replace(settings, remotes=settings.remotes[:1]), verify, reporter=_transfer_reporter(ctx))
 
 
-def _transfer_reporter(ctx: Context):
+def _transfer_reporter(ctx: Context) -> Reporter:
     from ..inputs.fetch import NullReporter
     from .progress import PlainReporter
 

@@ -10,11 +10,21 @@ import sys
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.config.files import PROJECT_FILE
 from ..core.errors import redact
 from ..core.terminal import printable
+
+if TYPE_CHECKING:
+    from ..build.plan import Planned
+    from ..build.status import StatusOracle
+    from ..inputs.fetch import Reporter
+    from ..inputs.mirrors import Mirrors
+    from ..inputs.web import Client
+    from ..recipes.graph import Graph
+    from ..remote.config import Settings
+    from ..remote.remote import Remotes
 
 CACHE_ENV = "LWRECIPE_CACHE"
 EPILOG = "Exit status: 0 success; 1 a build or command failed; 2 usage or recipe error; 3 integrity failure."
@@ -102,7 +112,7 @@ def substitute_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def load_targets(ctx: Context, targets: Sequence[str]):
+def load_targets(ctx: Context, targets: Sequence[str]) -> Graph:
     """The targets' graph, with the command's --with-recipe substitutions."""
     from ..recipes.graph import load_graph, parse_substitutes
 
@@ -126,7 +136,9 @@ def remote_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def project_settings(ctx: Context, root: Path, remotes: list[str] | None = None, executor: str | None = None):
+def project_settings(
+    ctx: Context, root: Path, remotes: list[str] | None = None, executor: str | None = None
+) -> Settings:
     """The remotes and keys of the project at `root` and of the user (what of the
     project's config applies: --accept-project-config, core/config/acceptance.py)."""
     from ..remote.config import load_settings
@@ -134,7 +146,7 @@ def project_settings(ctx: Context, root: Path, remotes: list[str] | None = None,
     return load_settings(root, remotes, executor=executor, accept=ctx.accept_project_config, warn=ctx.warn_once)
 
 
-def project_client(ctx: Context, root: Path | None = None):
+def project_client(ctx: Context, root: Path | None = None) -> Client:
     """The HTTP client for a recipe's downloads (the user's `[network]`; the project's
     at `root` only when accepted)."""
     from ..remote.config import download_client
@@ -142,14 +154,16 @@ def project_client(ctx: Context, root: Path | None = None):
     return download_client(root, accept=ctx.accept_project_config, warn=ctx.warn_once)
 
 
-def project_mirrors(ctx: Context, root: Path):
+def project_mirrors(ctx: Context, root: Path) -> Mirrors:
     """The mirror settings of the environment, the project at `root` and the user."""
     from ..remote.config import load_mirrors
 
     return load_mirrors(root, accept=ctx.accept_project_config, warn=ctx.warn_once)
 
 
-def open_remotes(ctx: Context, settings, verify: bool, offline: bool = False, reporter=None):
+def open_remotes(
+    ctx: Context, settings: Settings, verify: bool, offline: bool = False, reporter: Reporter | None = None
+) -> Remotes:
     from ..remote.remote import Remotes
     from ..store.store import Store
 
@@ -159,7 +173,7 @@ def open_remotes(ctx: Context, settings, verify: bool, offline: bool = False, re
     return Remotes.open(Store(ctx.cache_dir), settings, verify_signatures=verify, reporter=reporter, offline=offline)
 
 
-def plan_targets(ctx: Context, targets: Sequence[str]):
+def plan_targets(ctx: Context, targets: Sequence[str]) -> tuple[Graph, list[Planned], StatusOracle]:
     from ..build.plan import plan_graph
     from ..build.status import StatusOracle
 
@@ -182,7 +196,7 @@ def table(ctx: Context, rows: list[tuple[str, ...]]) -> None:
     """Left-aligned columns; the last one is not padded."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
-        ctx.out("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+        ctx.out("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
 
 
 def lockfile_path(ctx: Context, given: str | None) -> Path:

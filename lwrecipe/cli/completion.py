@@ -59,7 +59,7 @@ autoload -U +X bashcompinit && bashcompinit
 """
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("completion", help="print shell completion for bash or zsh", epilog=EPILOG)
     p.add_argument("shell", choices=("bash", "zsh"))
     p.set_defaults(func=cmd_completion)

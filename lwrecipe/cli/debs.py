@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from .common import EPILOG, Context, target_args
 
+if TYPE_CHECKING:
+    from ..recipes.schema import DebianRequest
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("debs", help="pin a recipe's Debian packages (a build environment)", epilog=EPILOG)
     debs_sub = p.add_subparsers(dest="debs_command", metavar="ACTION", required=True)
     r = debs_sub.add_parser(
@@ -34,7 +38,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     u.set_defaults(func=cmd_debs_update)
 
 
-def _pin(ctx: Context, target: str, request) -> int:
+def _pin(ctx: Context, target: str, request: DebianRequest) -> int:
     from ..core.errors import UsageError
     from ..inputs.debpins import write_pins
     from ..inputs.debs import DebPin, resolve

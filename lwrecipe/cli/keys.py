@@ -8,7 +8,7 @@ from pathlib import Path
 from .common import EPILOG, Context
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("key", help="signing keys for build records", epilog=EPILOG)
     key_sub = p.add_subparsers(dest="key_command", metavar="ACTION", required=True)
     kg = key_sub.add_parser("generate", help="write a new ed25519 secret key; print its public key", epilog=EPILOG)

@@ -58,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra  # `shell TARGET -- CMD...`
     try:
-        return args.func(Context(args))
+        status: int = args.func(Context(args))
+        return status
     except LwrecipeError as exc:
         for line in exc.lines():
             say_error(line)

@@ -8,7 +8,7 @@ from pathlib import Path
 from .common import EPILOG, Context, load_targets, project_mirrors, substitute_args, table, target_args
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("mirror", help="mirror directories for air-gapped builds", epilog=EPILOG)
     mirror_sub = p.add_subparsers(dest="mirror_command", metavar="ACTION", required=True)
     e = mirror_sub.add_parser(

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING, Any
 
 from .common import EPILOG, Context, load_targets, plan_targets, remote_args, substitute_args, table, target_args
 
+if TYPE_CHECKING:
+    from ..build.plan import Planned
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("plan", help="build order, keys and status", epilog=EPILOG)
     target_args(p)
     substitute_args(p)
@@ -29,7 +33,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_graph)
 
 
-def _key_cell(item) -> str:
+def _key_cell(item: Planned) -> str:
     if item.missing_tools:
         return "missing tool: " + ", ".join(item.missing_tools)
     if item.key is None:
@@ -39,7 +43,7 @@ def _key_cell(item) -> str:
 
 def cmd_plan(ctx: Context) -> int:
     graph, planned, oracle = plan_targets(ctx, ctx.args.targets)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": p.name,
             "version": p.recipe.version,
@@ -63,7 +67,7 @@ def cmd_plan(ctx: Context) -> int:
             ("NAME", "VERSION", "KEY", "ON", "STATUS"),
             *[
                 (r["name"] + ("*" if r["substituted"] else ""), r["version"], _key_cell(p), r["built_on"], r["status"])
-                for r, p in zip(rows, planned)
+                for r, p in zip(rows, planned, strict=True)
             ],
         ],
     )

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .common import (
     EPILOG,
@@ -22,8 +23,11 @@ from .common import (
     target_args,
 )
 
+if TYPE_CHECKING:
+    from ..recipes.graph import Graph
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("lock", help="write lockfile.toml: every input of the release", epilog=EPILOG)
     p.add_argument("targets", nargs="*", metavar="TARGET", help="recipes to lock (default: every recipe)")
     p.add_argument("--check", action="store_true", help="exit 3 if the lockfile would change; write nothing")
@@ -142,7 +146,7 @@ def cmd_why(ctx: Context) -> int:
     return 0
 
 
-def _why_remote(ctx: Context, graph) -> int:
+def _why_remote(ctx: Context, graph: Graph) -> int:
     """`why TARGET --remote R`: this machine's inputs against each remote's newest
     record of TARGET, and down through the dependencies its record names."""
     from ..audit.why import Why, against_remotes
@@ -161,6 +165,7 @@ def _why_remote(ctx: Context, graph) -> int:
                 for line in found.reason.lines():
                     ctx.out(line)
             else:
+                assert found.reason.other_key is not None  # the same inputs: a record was found
                 same = f"{name}: the same inputs as the newest record on {found.label} (key {found.reason.other_key[:12]}…)"
                 if found.unused is not None:
                     same += f", which is not used here: {found.unused}"

@@ -9,7 +9,7 @@ from pathlib import Path
 from .common import EPILOG, Context
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="serve a built site (default: runtime) or a directory to a browser", epilog=EPILOG)
     p.add_argument(
         "target",
@@ -66,6 +66,7 @@ def cmd_serve(ctx: Context) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     host, port = server.server_address[:2]
+    assert isinstance(host, str)  # an AF_INET(6) address: (host, port, ...)
     print(f"serving {what} at http://{host}:{port}/ (Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()

@@ -7,11 +7,16 @@ import argparse
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .common import EPILOG, Context, load_targets, project_client, project_mirrors, substitute_args, target_args
 
+if TYPE_CHECKING:
+    from ..inputs.web import Client
+    from ..store.store import Store
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "shell",
         help="a shell (or one command) in the sandbox a build of TARGET gets",
@@ -132,7 +137,7 @@ def _print_log(chunks: Iterator[bytes]) -> None:
         sys.stdout.flush()
 
 
-def _client_store(ctx: Context):
+def _client_store(ctx: Context) -> tuple[Client, Store]:
     from ..store.store import Store
 
     return project_client(ctx), Store(ctx.cache_dir).ensure()

@@ -26,7 +26,7 @@ def describe(item: Planned) -> dict[str, Any]:
             entry.update(path=src.path)
         sources.append(entry)
     patches: list[dict[str, Any]] = []
-    for patch, pin in zip(doc.patches, item.inputs.patches if item.inputs else [None] * len(doc.patches)):
+    for patch, pin in zip(doc.patches, item.inputs.patches if item.inputs else [None] * len(doc.patches), strict=True):
         if isinstance(patch, FilePatch):
             entry = {"file": patch.file}
         elif isinstance(patch, UrlPatch):

@@ -118,14 +118,14 @@ def collect_remote(
             key = unit.entries[0].name
             removed_records.add(key)
             for blob in unit.blobs:  # a blob goes with the last record that names it, unless a root needs it
-                entry = blobs.get(blob)
+                blob_entry = blobs.get(blob)
                 if (
-                    entry is not None
+                    blob_entry is not None
                     and blob not in kept_blobs
                     and users[blob] <= removed_records
-                    and entry.mtime <= now - grace_s
+                    and blob_entry.mtime <= now - grace_s
                 ):
-                    entries.append(entry)
+                    entries.append(blob_entry)
                     blobs.pop(blob)
         unit.entries = entries
         report.removed.append(unit)

@@ -47,7 +47,9 @@ def _sources(inputs: Inputs, recipe: Recipe | None) -> list[Any]:
 
     pinned = list(inputs.sources)
     found = []
-    for i, (pin, source) in enumerate(zip(pinned, _declared(pinned, recipe and list(recipe.doc.sources)))):
+    for i, (pin, source) in enumerate(
+        zip(pinned, _declared(pinned, list(recipe.doc.sources) if recipe is not None else None), strict=True)
+    ):
         kind = pin.kind
         uri, name = "", f"sources[{i}]"
         if isinstance(source, (UrlSource, DebSource)):
@@ -66,7 +68,9 @@ def _patches(inputs: Inputs, recipe: Recipe | None) -> list[Any]:
 
     pinned = list(inputs.patches)
     found = []
-    for i, (pin, patch) in enumerate(zip(pinned, _declared(pinned, recipe and list(recipe.doc.patches)))):
+    for i, (pin, patch) in enumerate(
+        zip(pinned, _declared(pinned, list(recipe.doc.patches) if recipe is not None else None), strict=True)
+    ):
         uri, name = "", f"patches[{i}]"
         if isinstance(patch, FilePatch):
             name = str(patch.file)
@@ -162,7 +166,7 @@ def statement(record: BuildRecord, recipe: Recipe | None = None, builder: str | 
 
 def _ssl_key(public: PublicKey) -> Any:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-    from securesystemslib.signer import SSlibKey
+    from securesystemslib.signer import SSlibKey  # type: ignore[attr-defined]  # signer/__init__ re-exports it without __all__; _key is private
 
     return SSlibKey.from_crypto(Ed25519PublicKey.from_public_bytes(public.raw))
 
@@ -177,12 +181,12 @@ def envelope(record: BuildRecord, recipe: Recipe | None, secret: SecretKey | Non
     made = Envelope(payload=payload, payload_type=PAYLOAD_TYPE, signatures={})
     if secret is not None:
         sign_envelope(made, secret)
-    return made.to_dict()  # type: ignore[no-any-return]
+    return made.to_dict()
 
 
 def sign_envelope(made: Any, secret: SecretKey) -> None:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from securesystemslib.signer import CryptoSigner
+    from securesystemslib.signer import CryptoSigner  # type: ignore[attr-defined]  # as SSlibKey above; _crypto_signer is private
 
     signer = CryptoSigner(Ed25519PrivateKey.from_private_bytes(secret.seed), _ssl_key(secret.public()))
     made.sign(signer)
@@ -224,7 +228,7 @@ def read_envelope(data: bytes, record: BuildRecord, trusted: dict[str, PublicKey
             made.verify(keys, 1)
         except (VerificationError, ValueError, TypeError):
             raise IntegrityError(f"{where}: no trusted key's signature on it verifies; refused") from None
-    return made.to_dict()  # type: ignore[no-any-return]
+    return made.to_dict()
 
 
 def signed_by_key(data: dict[str, Any], public: PublicKey) -> bool:
@@ -236,4 +240,4 @@ def add_signature(data: dict[str, Any], secret: SecretKey) -> dict[str, Any]:
 
     made = Envelope.from_dict(json.loads(json.dumps(data)))  # from_dict takes its argument apart
     sign_envelope(made, secret)
-    return made.to_dict()  # type: ignore[no-any-return]
+    return made.to_dict()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,7 +105,7 @@ class Remotes:
         key: Sha256,
         record: BuildRecord,
         trusted: dict[str, PublicKey],
-        already: list[str] = [],  # noqa: B006 - never changed
+        already: Collection[str] = (),
     ) -> list[Signature]:
         """The valid co-signatures of `record` the remote keeps under sig/<key>/, one
         per trusted key not among `already`; a missing, malformed or invalid one counts
@@ -144,7 +144,7 @@ class Remotes:
             return None
         with ThreadPoolExecutor(len(asked)) as pool:
             answers = list(pool.map(ask, asked))
-        for record, backend in zip(answers, asked):
+        for record, backend in zip(answers, asked, strict=True):
             if record is not None:
                 return record, backend
         return None
