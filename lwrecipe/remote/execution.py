@@ -177,7 +177,10 @@ class Executor:
             instance_name=self.backend.instance, action_digest=action_digest, skip_cache_lookup=fresh
         )
         name = ""
-        for _ in range(5):  # a broken stream is picked up again with WaitExecution
+        attempts = self.backend.policy.attempts + 1  # Execute, then WaitExecution after each break
+        for attempt in range(1, attempts + 1):  # a broken stream is picked up again, as the policy waits
+            if attempt > 1:
+                self.backend.pause(attempt - 1)
             if self.cancelled.is_set():
                 raise Cancelled(f"{self.name}: cancelled")
             if not name:

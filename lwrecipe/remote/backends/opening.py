@@ -21,11 +21,11 @@ REAPI_SCHEMES = ("grpc://", "grpcs://")
 
 
 def open_backend(spec: RemoteSpec, env: Mapping[str, str] | None = None, policy: RetryPolicy | None = None) -> Backend:
-    """The backend of `spec`; `policy`: how an HTTP remote's requests are retried."""
+    """The backend of `spec`; `policy`: how its requests are retried."""
     if spec.url.startswith("file://"):
         return DirBackend(spec)
     if spec.url.startswith(REAPI_SCHEMES):
-        return open_reapi(spec, env)
+        return open_reapi(spec, env, policy)
     from ...inputs.addresses import ANYTHING  # a remote the user chose may be anywhere
     from ...inputs.fetch import make_client
     from .http import HttpBackend
@@ -37,13 +37,15 @@ def open_backend(spec: RemoteSpec, env: Mapping[str, str] | None = None, policy:
     return HttpBackend(spec, client, policy or RetryPolicy())
 
 
-def open_reapi(spec: RemoteSpec, env: Mapping[str, str] | None = None) -> ReapiBackend:
+def open_reapi(
+    spec: RemoteSpec, env: Mapping[str, str] | None = None, policy: RetryPolicy | None = None
+) -> ReapiBackend:
     """The REAPI server of `spec` (a remote cache, or the executor of build --executor)."""
     if not spec.url.startswith(REAPI_SCHEMES):
         raise UsageError(f"remote {spec.name}: not a REAPI server (grpc://host:port[/instance] or grpcs://…)")
     from .reapi import ReapiBackend  # here: grpc and the protos load only for a grpc remote
 
-    return ReapiBackend(spec, token=_secret(spec, env))
+    return ReapiBackend(spec, token=_secret(spec, env), policy=policy or RetryPolicy())
 
 
 def _secret(spec: RemoteSpec, env: Mapping[str, str] | None) -> str | None:

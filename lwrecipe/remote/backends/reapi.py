@@ -18,19 +18,26 @@ as output files (`output.tar.zst`, `build.log.zst`), which is how their sizes ar
 known to read them. The Command and the empty Directory are uploaded to CAS too.
 Signatures stay inside the record and in their own entries, as on any remote.
 
+A call the server answers UNAVAILABLE, RESOURCE_EXHAUSTED, ABORTED or
+DEADLINE_EXCEEDED is asked again, and a broken ByteStream resumed, after the
+waits of the one retry policy (inputs/retry.py) HTTP remotes and downloads
+follow; any other answer is final at once.
+
 Every call has a gRPC deadline: the remote's `timeout`, or for a blob of known
 size max(timeout, size / min_rate); a ByteStream stream is also cancelled by a
 watchdog once it moves fewer than min_rate bytes a second over `timeout`
 seconds, silence included (inputs/deadlines.py), whatever size the server claims.
 
-grpc and the REAPI protos (BuildGrid's generated modules) are imported only when
-a grpc remote is used: `pip install 'lwrecipe[reapi]'`.
+grpc and the REAPI protos are loaded only when a grpc remote is used
+(grpcsetup.py).
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,43 +48,18 @@ from ...core.errors import IntegrityError, RemoteError
 from ...core.record import BuildRecord
 from ...inputs.deadlines import Limits, Pace, Watchdog
 from ...inputs.fetch import Reporter
+from ...inputs.retry import Failure, GaveUp, RetryPolicy, retrying
 from ...store.staging import PipelinedWriter
 from ...store.store import Store
 from ..config import RemoteSpec
 from .base import Entry
+from .grpcsetup import protos, system_roots
 
 CHUNK = 1 << 20  # bytes per ByteStream message
 BATCH = 1 << 20  # blobs up to this size go in one batch request
-
-
-def _protos() -> Any:
-    import os
-
-    # gRPC's C core logs failures (a refused TLS handshake, say) to stderr on its
-    # own; lwrecipe says each in one line of its own. GRPC_VERBOSITY set by the
-    # user is kept, for debugging.
-    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
-    import grpc
-    from buildgrid._protos.build.bazel.remote.execution.v2 import remote_execution_pb2 as re
-    from buildgrid._protos.build.bazel.remote.execution.v2 import remote_execution_pb2_grpc as re_grpc
-    from buildgrid._protos.google.bytestream import bytestream_pb2 as bs
-    from buildgrid._protos.google.bytestream import bytestream_pb2_grpc as bs_grpc
-
-    return grpc, re, re_grpc, bs, bs_grpc
-
-
-def _system_roots() -> bytes | None:
-    """The certificates a grpcs:// server is checked against: the same as for
-    https (SSL_CERT_FILE, else the system's bundle, where a private CA added with
-    update-ca-certificates is), not the roots grpc carries; None leaves grpc's."""
-    import os
-    import ssl
-
-    paths = ssl.get_default_verify_paths()
-    for candidate in (os.environ.get("SSL_CERT_FILE"), paths.cafile, paths.openssl_cafile):
-        if candidate and os.path.isfile(candidate):
-            return Path(candidate).read_bytes()
-    return None
+# Answers another attempt may not get (the server busy, restarting or slow), as
+# Bazel's --remote_retries treats them; any other answer is final.
+RETRIED = frozenset({"UNAVAILABLE", "RESOURCE_EXHAUSTED", "ABORTED", "DEADLINE_EXCEEDED"})
 
 
 @dataclass
@@ -85,14 +67,16 @@ class ReapiBackend:
     spec: RemoteSpec
     token: str | None = None
     sizes: dict[str, int] = field(default_factory=dict)  # blob sha256 -> size, learned from results and uploads
+    policy: RetryPolicy = field(default_factory=RetryPolicy)  # calls retried and streams resumed as it says
+    sleep: Callable[[float], None] = time.sleep
 
     def __post_init__(self) -> None:
-        grpc, self.re, re_grpc, self.bs, bs_grpc = _protos()
+        grpc, self.re, re_grpc, self.bs, bs_grpc = protos()
         parts = urlsplit(self.spec.url)
         self.instance = parts.path.strip("/")
         target = parts.netloc
         if parts.scheme == "grpcs":
-            self.channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(_system_roots()))
+            self.channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(system_roots()))
         else:
             self.channel = grpc.insecure_channel(target)
         self.grpc = grpc
@@ -117,14 +101,28 @@ class ReapiBackend:
         return Watchdog(Pace(Limits(window, rate), size, idle_fails=True), call.cancel)
 
     def _call(self, what: str, method: Any, request: Any, size: int | None = None) -> Any:
+        """method's answer to `request`, asked again as the policy says while the
+        server answers what another attempt may not get; KeyError for NOT_FOUND."""
+
+        def once() -> Any:
+            try:
+                return method(request, metadata=self.metadata, timeout=self.deadline(size))
+            except self.grpc.RpcError as exc:
+                code = exc.code() if hasattr(exc, "code") else None
+                if code == self.grpc.StatusCode.NOT_FOUND:
+                    raise KeyError(what) from None
+                detail = exc.details() if hasattr(exc, "details") else str(exc)
+                name = code.name if code else "error"
+                raise Failure(f"{name}: {detail}", retry=name in RETRIED) from None
+
         try:
-            return method(request, metadata=self.metadata, timeout=self.deadline(size))
-        except self.grpc.RpcError as exc:
-            code = exc.code() if hasattr(exc, "code") else None
-            if code == self.grpc.StatusCode.NOT_FOUND:
-                raise KeyError(what) from None
-            detail = exc.details() if hasattr(exc, "details") else str(exc)
-            raise RemoteError(f"{self.spec.name}: {what}: {code.name if code else 'error'}: {detail}") from None
+            return retrying(self.policy, once, self.sleep)
+        except GaveUp as exc:
+            raise RemoteError(f"{self.spec.name}: {what}: {exc.reason}") from None
+
+    def pause(self, attempt: int) -> None:
+        """The policy's wait after failed attempt number `attempt` of a stream."""
+        self.sleep(self.policy.delay(attempt, None))
 
     def _digest(self, sha: str, size: int) -> Any:
         return self.re.Digest(hash=sha, size_bytes=size)
@@ -273,11 +271,12 @@ class ReapiBackend:
             return
         resource = f"{self.instance + '/' if self.instance else ''}uploads/{uuid.uuid4()}/blobs/{sha}/{size}"
         offset = 0
-        for _ in range(3):  # resumed where the server says it stopped
+        for attempt in range(1, self.policy.attempts):  # resumed where the server says it stopped
             try:
                 self._write(resource, path, offset, size, sent)
                 return
             except self.grpc.RpcError:
+                self.pause(attempt)
                 status = self.bytestream.QueryWriteStatus(
                     self.bs.QueryWriteStatusRequest(resource_name=resource),
                     metadata=self.metadata,
@@ -339,7 +338,7 @@ class ReapiBackend:
             )
         resource = f"{self.instance + '/' if self.instance else ''}blobs/{sha}/{size}"
         with store.staging() as staged:
-            for attempt in range(4):
+            for attempt in range(1, self.policy.attempts + 1):
                 writer = PipelinedWriter(staged)
                 try:
                     request = self.bs.ReadRequest(resource_name=resource, read_offset=staged.size)
@@ -360,10 +359,11 @@ class ReapiBackend:
                     writer.close()
                     if watch.reason is not None:  # a drip is not luck: not tried again
                         raise RemoteError(f"{self.spec.name}: cas/{sha[:12]}: {watch.reason}") from None
-                    if exc.code() == self.grpc.StatusCode.NOT_FOUND or attempt == 3:
+                    if exc.code() == self.grpc.StatusCode.NOT_FOUND or attempt == self.policy.attempts:
                         raise RemoteError(
                             f"{self.spec.name}: cas/{sha[:12]}: {exc.code().name}: {exc.details()}"
                         ) from None
+                    self.pause(attempt)
             if staged.size != size or staged.hexdigest() != sha:
                 raise IntegrityError(f"{self.spec.name}: cas/{sha[:12]}: served bytes with another sha256; refused")
             store.commit(staged, "cas", sha)
