@@ -20,9 +20,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from ..core.record import BuildRecord, NotARecord
+from ..core.record import LIMIT, BuildRecord, NotARecord
 from .backends.base import Backend, Entry
-from .remote import RECORD_LIMIT
 
 AREAS = ("ac", "cas", "sig", "prov")
 
@@ -53,7 +52,7 @@ class RemoteReport:
 
 def _names(record_data: bytes | None) -> tuple[str, ...]:
     try:
-        record = BuildRecord.from_json(record_data, "record", RECORD_LIMIT) if record_data is not None else None
+        record = BuildRecord.from_json(record_data, "record") if record_data is not None else None
     except NotARecord:
         return ()  # not a record: nothing it names is kept for it
     return (record.blob.sha256, record.log) if record is not None else ()
@@ -78,7 +77,7 @@ def collect_remote(
         by_key[entry.name].append(entry)
     blobs = {e.name: e for e in listed["cas"]}
 
-    names: dict[str, tuple[str, ...]] = {key: _names(backend.read_small("ac", key, RECORD_LIMIT)) for key in records}
+    names: dict[str, tuple[str, ...]] = {key: _names(backend.read_small("ac", key, LIMIT)) for key in records}
     report.roots_missing = sorted(k for k in roots if k not in records)
     kept_blobs = {b for key in roots if key in records for b in names[key]}
     users: dict[str, set[str]] = defaultdict(set)  # blob -> records naming it

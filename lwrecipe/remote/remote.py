@@ -21,6 +21,7 @@ from ..core import faults
 from ..core.digests import Sha256, canonical_json, is_sha256
 from ..core.documents import parse_json
 from ..core.errors import DocumentError, IntegrityError, LwrecipeError, RemoteError, UsageError
+from ..core.record import LIMIT as DOCUMENT_LIMIT  # records, provenance, names: a few KiB each
 from ..core.record import BuildRecord, Signature
 from ..inputs.fetch import NullReporter, Reporter
 from ..recipes.schema import is_name
@@ -32,7 +33,6 @@ from .config import Settings
 from .signing import PublicKey, SecretKey, cosign, cosignature_name, merge_signatures, sign, signed_by, valid_signers
 from .trust import SIGNATURE_LIMIT, agree, cosigns, enough_signers, parse_cosignature, parse_record
 
-RECORD_LIMIT = 4 << 20  # a build record is a few KiB; anything near this is not one
 RECENT_KEYS = 20  # how many of a recipe's keys names/<recipe> keeps, newest first
 LOG_LIMIT = 1 << 30  # a compressed build log
 
@@ -83,7 +83,7 @@ class Remotes:
         signatures fall short); the record comes back with those co-signatures
         among its signatures."""
         where = f"{backend.spec.name}: ac/{key[:12]}"
-        data = backend.read_small("ac", key, RECORD_LIMIT)
+        data = backend.read_small("ac", key, DOCUMENT_LIMIT)
         if data is None:
             return None
         record = parse_record(data, key, where)
@@ -165,7 +165,7 @@ class Remotes:
         checked); otherwise left behind with a warning, as the record is not
         refused for it."""
         where = f"{backend.spec.name}: prov/{key[:12]}"
-        data = backend.read_small("prov", key, RECORD_LIMIT)
+        data = backend.read_small("prov", key, DOCUMENT_LIMIT)
         if data is None:
             return
         trusted = self.settings.trust_for(backend.spec) if self.verify_signatures else None
@@ -253,7 +253,7 @@ class Remotes:
         itself is never rewritten. Another output for the same key is refused
         (BuildersDisagree). True when a co-signature was written."""
         where = f"{backend.spec.name}: ac/{key[:12]}"
-        data = backend.read_small("ac", key, RECORD_LIMIT)
+        data = backend.read_small("ac", key, DOCUMENT_LIMIT)
         theirs = parse_record(data, key, where) if data is not None else None
         if theirs is None:
             return False
@@ -273,9 +273,9 @@ class Remotes:
         return [Sha256(e["key"]) for e in self._recent(backend, name)]
 
     def _recent(self, backend: Backend, name: str) -> list[dict[str, Any]]:
-        data = backend.read_small("names", name, RECORD_LIMIT) if is_name(name) else None
+        data = backend.read_small("names", name, DOCUMENT_LIMIT) if is_name(name) else None
         try:
-            document = parse_json(data, f"{backend.spec.name}: names/{name}", RECORD_LIMIT) if data else None
+            document = parse_json(data, f"{backend.spec.name}: names/{name}", DOCUMENT_LIMIT) if data else None
         except DocumentError:
             return []  # advisory: a broken index only means no keys to start from
         return [e for e in shapes.names_entries(document) if is_sha256(e["key"])]
