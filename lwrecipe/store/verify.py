@@ -49,12 +49,23 @@ def keys_to_pull(store: Store, quarantined: Iterable[Quarantined]) -> set[str]:
     """The build keys whose record, output blob or log was quarantined: what a
     repair pulls again from a remote."""
     keys = set()
+    holders: dict[str, set[str]] | None = None  # blob -> the keys whose record names it, read once
     for entry in quarantined:
         if entry.area == "ac":
             keys.add(entry.name)
         elif entry.area == "cas":
-            for path in (store.root / "ac").iterdir():
-                record = store.read_record(Sha256(path.name)) if is_sha256(path.name) else None
-                if record is not None and entry.name in (record.blob.sha256, record.log):
-                    keys.add(path.name)
+            if holders is None:
+                holders = _blob_holders(store)
+            keys |= holders.get(entry.name, set())
     return keys
+
+
+def _blob_holders(store: Store) -> dict[str, set[str]]:
+    """For each output blob and log the records name, the keys of those records."""
+    holders: dict[str, set[str]] = {}
+    for path in (store.root / "ac").iterdir():
+        record = store.read_record(Sha256(path.name)) if is_sha256(path.name) else None
+        if record is not None:
+            for blob in (record.blob.sha256, record.log):
+                holders.setdefault(blob, set()).add(path.name)
+    return holders
