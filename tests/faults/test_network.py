@@ -27,6 +27,10 @@ pytestmark = pytest.mark.slow
 
 DATA = os.urandom(40)  # dripped at 4 bytes a second, it would take 10 s
 SHA = Sha256(hashlib.sha256(DATA).hexdigest())
+# a record whose output is DATA, for pulling its blob from a remote
+RECORD = BuildRecord(
+    key=Sha256("a" * 64), name="pkg", output_id=Sha256("b" * 64), blob=Blob(sha256=SHA, size=len(DATA)), log=SHA
+)
 ALLOW = "LWRECIPE_ALLOW_PRIVATE"
 
 
@@ -85,16 +89,7 @@ def test_a_dripping_remote_is_abandoned(tmp_path: Path) -> None:
             Remotes(store, Settings((spec,), None, {}), [open_backend(spec)], verify_signatures=False) as remotes,
             pytest.raises(RemoteError, match=r"cache: cas/\w{12}: .*slower than .* for 1 s; abandoned"),
         ):
-            remotes.fetch_blob(
-                BuildRecord(
-                    key=Sha256("a" * 64),
-                    name="pkg",
-                    output_id=Sha256("b" * 64),
-                    blob=Blob(sha256=SHA, size=len(DATA)),
-                    log=SHA,
-                ),
-                remotes.backends[0],
-            )
+            remotes.fetch_blob(RECORD, remotes.backends[0])
         assert not store.has("cas", SHA)
 
 
@@ -193,16 +188,7 @@ def test_a_remote_the_user_configured_on_loopback_is_used(tmp_path: Path, monkey
         spec = RemoteSpec(url=server.url(""), name="cache")
         store = Store(tmp_path / "cache").ensure()
         with Remotes(store, Settings((spec,), None, {}), [open_backend(spec)], verify_signatures=False) as remotes:
-            remotes.fetch_blob(
-                BuildRecord(
-                    key=Sha256("a" * 64),
-                    name="pkg",
-                    output_id=Sha256("b" * 64),
-                    blob=Blob(sha256=SHA, size=len(DATA)),
-                    log=SHA,
-                ),
-                remotes.backends[0],
-            )
+            remotes.fetch_blob(RECORD, remotes.backends[0])
     assert store.has("cas", SHA)
 
 
